@@ -1,0 +1,32 @@
+# `make test` and `make demo` set up everything they need in .venv.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: test demo lint docs bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/ruff check flask_taskq tests examples bench
+	$(BIN)/python -m pytest tests
+
+demo: $(STAMP)
+	$(BIN)/python examples/quickstart/demo.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check flask_taskq tests examples bench
+
+docs: $(STAMP)
+	$(BIN)/sphinx-build -q -W -b html docs docs/_build/html
+
+bench: $(STAMP)
+	$(BIN)/python bench/throughput.py
+
+clean:
+	rm -rf $(VENV) docs/_build build *.egg-info

@@ -1,0 +1,39 @@
+"""flask-taskq: a Flask extension with a distributed task queue built in."""
+
+from .exceptions import (
+    BrokerConnectionError,
+    MessageTooLarge,
+    NotRegistered,
+    Reject,
+    Retry,
+    SoftTimeLimitExceeded,
+    TaskError,
+    TimeLimitExceeded,
+    TimeoutError,
+)
+from .extension import AppState, TaskQueue
+from .message import Message
+from .result import AsyncResult, TaskRevokedError
+from .task import Request, Task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AppState",
+    "AsyncResult",
+    "BrokerConnectionError",
+    "Message",
+    "MessageTooLarge",
+    "NotRegistered",
+    "Reject",
+    "Request",
+    "Retry",
+    "SoftTimeLimitExceeded",
+    "Task",
+    "TaskError",
+    "TaskQueue",
+    "TaskRevokedError",
+    "TimeLimitExceeded",
+    "TimeoutError",
+    "__version__",
+]

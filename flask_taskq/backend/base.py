@@ -1,0 +1,28 @@
+"""The result backend interface."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+
+class ResultBackend(Protocol):
+    """Stores each task's state document (a dict with at least ``status``).
+
+    ``ttl`` is the result's time to live in seconds (``0`` keeps it forever).
+    """
+
+    def store_many(self, items: Sequence[tuple[str, bytes, bool]], ttl: int) -> None:
+        """Store ``(task_id, encoded meta, ready)`` triples in one round trip."""
+
+    def get(self, task_id: str) -> dict[str, Any] | None:
+        """The task's state document, or ``None`` if nothing is known (PENDING)."""
+
+    def wait(self, task_id: str, timeout: float | None) -> dict[str, Any] | None:
+        """Block until the task is in a ready state; ``None`` on timeout."""
+
+    def forget(self, task_id: str) -> None:
+        """Delete what is stored about the task."""
+
+    def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,53 @@
+"""Results kept in this process (``memory://``), for development and tests."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from ..serializer import Serializer, get_serializer
+from ..states import READY_STATES
+
+
+class MemoryBackend:
+    """In-process result backend. Results vanish with the process."""
+
+    def __init__(self, serializer: Serializer | None = None, **_: object) -> None:
+        self.serializer = serializer or get_serializer("json")
+        self._results: dict[str, tuple[bytes, float | None]] = {}
+        self._changed = threading.Condition()
+
+    def store_many(self, items: Sequence[tuple[str, bytes, bool]], ttl: int) -> None:
+        expires = time.monotonic() + ttl if ttl > 0 else None
+        with self._changed:
+            for task_id, data, _ready in items:
+                self._results[task_id] = (data, expires)
+            self._changed.notify_all()
+
+    def get(self, task_id: str) -> dict[str, Any] | None:
+        entry = self._results.get(task_id)
+        if entry is None:
+            return None
+        data, expires = entry
+        if expires is not None and expires < time.monotonic():
+            self._results.pop(task_id, None)
+            return None
+        return self.serializer.loads(data)
+
+    def wait(self, task_id: str, timeout: float | None) -> dict[str, Any] | None:
+        def ready() -> bool:
+            meta = self.get(task_id)
+            return meta is not None and meta.get("status") in READY_STATES
+
+        with self._changed:
+            if not self._changed.wait_for(ready, timeout):
+                return None
+        return self.get(task_id)
+
+    def forget(self, task_id: str) -> None:
+        self._results.pop(task_id, None)
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,67 @@
+"""The broker interface: the one seam between flask-taskq and where messages live."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(slots=True)
+class Delivery:
+    """A message handed to one consumer; it stays leased to it until acked or requeued."""
+
+    queue: str
+    priority: int
+    entry_id: str  # broker-specific handle of this delivery
+    body: bytes
+    deliveries: int = 1  # how many times this message was handed out
+
+
+class Broker(Protocol):
+    """What the worker and the API need from a broker.
+
+    Every method raises :class:`flask_taskq.BrokerConnectionError` (API side) or
+    the client's connection error (worker side, which reconnects) when the store is gone.
+    """
+
+    def enqueue(self, queue: str, priority: int, body: bytes,
+                eta: float | None = None) -> None:
+        """Make a message ready for workers of ``queue``, or at unix time ``eta``."""
+
+    def enqueue_many(self, items: Iterable[tuple[str, int, bytes, float | None]]) -> None:
+        """Enqueue several ``(queue, priority, body, eta)`` messages in one round trip."""
+
+    def promote(self, queues: Sequence[str], limit: int = 1000) -> float | None:
+        """Make delayed messages that are due ready; return the next due time, if any."""
+
+    def fetch(self, consumer: str, queues: Sequence[str], count: int,
+              timeout: float) -> list[Delivery]:
+        """Lease up to ``count`` ready messages to ``consumer``, waiting up to ``timeout``
+        seconds for the first one. Higher priorities come first."""
+
+    def ack(self, consumer: str, deliveries: Sequence[Delivery]) -> None:
+        """Finish deliveries: the messages leave the broker."""
+
+    def requeue(self, consumer: str, deliveries: Sequence[Delivery]) -> None:
+        """Give unstarted deliveries back so any worker can take them at once."""
+
+    def renew(self, consumer: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        """Extend the leases of held deliveries; return those no longer held."""
+
+    def reclaim(self, consumer: str, queues: Sequence[str], min_idle: float,
+                count: int) -> list[Delivery]:
+        """Lease to ``consumer`` the deliveries whose lease expired ``min_idle`` ago."""
+
+    def dead_letter(self, consumer: str, delivery: Delivery, reason: str, task: str,
+                    task_id: str) -> None:
+        """Move a delivery to the dead-letter store with ``reason``, atomically."""
+
+    def queue_length(self, queue: str) -> int:
+        """Messages of ``queue`` not yet delivered to any worker."""
+
+    def purge(self, queue: str) -> int:
+        """Delete the ready messages of ``queue``; return how many."""
+
+    def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,29 @@
+-- Take over entries whose lease expired (idle longer than ARGV[3] ms) in any stream of KEYS,
+-- up to ARGV[4] entries, for consumer ARGV[2] of group ARGV[1].
+-- Returns a flat list: stream, entry id, body, delivery count, ...
+local group, consumer, min_idle, count = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local out = {}
+for _, key in ipairs(KEYS) do
+  local cursor = '0-0'
+  for _ = 1, 10 do
+    if count <= 0 then break end
+    local res = redis.pcall('XAUTOCLAIM', key, group, consumer, min_idle, cursor,
+                            'COUNT', count)
+    if type(res) == 'table' and res.err then break end
+    for _, entry in ipairs(res[2]) do
+      if entry[2] then
+        local p = redis.call('XPENDING', key, group, entry[1], entry[1], 1)
+        out[#out + 1] = key
+        out[#out + 1] = entry[1]
+        out[#out + 1] = entry[2][2]
+        out[#out + 1] = p[1][4]
+        count = count - 1
+      else
+        redis.call('XACK', key, group, entry[1])  -- deleted entry (Redis 6.2)
+      end
+    end
+    cursor = res[1]
+    if cursor == '0-0' then break end
+  end
+end
+return out

@@ -1,0 +1,133 @@
+"""An in-process broker (``memory://``) for local development and users' tests.
+
+Messages live in this process only and vanish with it: never use it in production.
+The :class:`~flask_taskq.TaskQueue` runs tasks sent to it on background threads of the
+same process, through the same worker code as ``flask taskq worker``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Iterable, Sequence
+
+from ..keys import PRIORITIES
+from .base import Delivery
+
+
+class MemoryBroker:
+    """Broker whose queues are deques in this process."""
+
+    url = "memory://"
+
+    def __init__(self, **_: object) -> None:
+        self._ready: dict[tuple[str, int], deque[Delivery]] = defaultdict(deque)
+        self._leased: dict[str, tuple[str, Delivery, float]] = {}
+        self._ids = itertools.count(1)
+        self._delayed: list[tuple[float, str, Delivery]] = []
+        self._cond = threading.Condition()
+        self.dead: list[dict[str, object]] = []
+
+    def enqueue(self, queue: str, priority: int, body: bytes,
+                eta: float | None = None) -> None:
+        self.enqueue_many([(queue, priority, body, eta)])
+
+    def enqueue_many(self, items: Iterable[tuple[str, int, bytes, float | None]]) -> None:
+        with self._cond:
+            for queue, priority, body, eta in items:
+                delivery = Delivery(queue, priority, str(next(self._ids)), body)
+                if eta is not None and eta > time.time():
+                    heapq.heappush(self._delayed, (eta, delivery.entry_id, delivery))
+                else:
+                    self._ready[(queue, priority)].append(delivery)
+            self._cond.notify_all()
+
+    def promote(self, queues: Sequence[str], limit: int = 1000) -> float | None:
+        with self._cond:
+            now = time.time()
+            while self._delayed and self._delayed[0][0] <= now:
+                _, _, d = heapq.heappop(self._delayed)
+                self._ready[(d.queue, d.priority)].append(d)
+            return self._delayed[0][0] if self._delayed else None
+
+    def _take(self, consumer: str, queues: Sequence[str], count: int) -> list[Delivery]:
+        out: list[Delivery] = []
+        for p in PRIORITIES:
+            for q in queues:
+                ready = self._ready.get((q, p))
+                while ready and len(out) < count:
+                    d = ready.popleft()
+                    self._leased[d.entry_id] = (consumer, d, time.monotonic())
+                    out.append(d)
+        return out
+
+    def fetch(self, consumer: str, queues: Sequence[str], count: int,
+              timeout: float) -> list[Delivery]:
+        with self._cond:
+            out = self._take(consumer, queues, count)
+            if not out and timeout > 0:
+                self._cond.wait(timeout)
+                out = self._take(consumer, queues, count)
+            return out
+
+    def ack(self, consumer: str, deliveries: Sequence[Delivery]) -> None:
+        with self._cond:
+            for d in deliveries:
+                self._leased.pop(d.entry_id, None)
+
+    def requeue(self, consumer: str, deliveries: Sequence[Delivery]) -> None:
+        with self._cond:
+            for d in deliveries:
+                if self._leased.pop(d.entry_id, None) is not None:
+                    self._ready[(d.queue, d.priority)].append(d)
+            self._cond.notify_all()
+
+    def renew(self, consumer: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        lost = []
+        now = time.monotonic()
+        with self._cond:
+            for d in deliveries:
+                held = self._leased.get(d.entry_id)
+                if held is None or held[0] != consumer:
+                    lost.append(d)
+                else:
+                    self._leased[d.entry_id] = (consumer, d, now)
+        return lost
+
+    def reclaim(self, consumer: str, queues: Sequence[str], min_idle: float,
+                count: int) -> list[Delivery]:
+        out = []
+        now = time.monotonic()
+        with self._cond:
+            for entry_id, (_, d, renewed) in list(self._leased.items()):
+                if len(out) >= count:
+                    break
+                if d.queue in queues and now - renewed >= min_idle:
+                    d.deliveries += 1
+                    self._leased[entry_id] = (consumer, d, now)
+                    out.append(d)
+        return out
+
+    def dead_letter(self, consumer: str, delivery: Delivery, reason: str, task: str,
+                    task_id: str) -> None:
+        with self._cond:
+            self._leased.pop(delivery.entry_id, None)
+            self.dead.append({"reason": reason, "task": task, "id": task_id,
+                              "queue": delivery.queue, "time": time.time(),
+                              "body": delivery.body})
+
+    def queue_length(self, queue: str) -> int:
+        return sum(len(self._ready.get((queue, p), ())) for p in PRIORITIES)
+
+    def purge(self, queue: str) -> int:
+        with self._cond:
+            n = self.queue_length(queue)
+            for p in PRIORITIES:
+                self._ready.pop((queue, p), None)
+            return n
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,240 @@
+"""The Redis broker: one stream per queue and priority, one consumer group for all workers.
+
+A delivered message stays in its stream's pending entries list (PEL) under the consumer that
+took it; that entry is its lease. Live workers renew their leases (``renew.lua``); any worker
+takes over leases idle longer than the visibility timeout (``reclaim.lua``). A message leaves
+Redis only on ``ack`` (XACK + XDEL), ``requeue`` or ``dead_letter``. See docs/data-model.rst.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from importlib import resources
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from ..keys import GROUP, PRIORITIES, Keys
+from .base import Delivery
+
+#: Socket timeout for replies; longer than any blocking call we make.
+SOCKET_TIMEOUT = 10.0
+#: Longest single blocking wait (seconds); callers loop for longer waits.
+MAX_BLOCK = 5.0
+MAX_DEAD_LETTERS = 100_000
+
+
+def connect(url: str) -> redis.Redis:
+    """A client for ``url`` that fails fast: callers decide how to retry."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=SOCKET_TIMEOUT,
+        socket_connect_timeout=2.0,
+        socket_keepalive=True,
+        health_check_interval=30,
+        retry=Retry(NoBackoff(), 0),
+        decode_responses=False,
+    )
+
+
+def load_script(client: redis.Redis, name: str) -> redis.commands.core.Script:
+    """Register the Lua script ``lua/<name>.lua`` shipped next to this module."""
+    source = resources.files(__package__).joinpath("lua", f"{name}.lua").read_text()
+    return client.register_script(source)
+
+
+class RedisBroker:
+    """Broker over Redis Streams (Redis 6.2+)."""
+
+    def __init__(self, url: str, key_prefix: str = "taskq",
+                 client: redis.Redis | None = None) -> None:
+        self.url = url
+        self.keys = Keys(key_prefix)
+        self.client = client or connect(url)
+        self._scripts = {
+            name: load_script(self.client, name)
+            for name in ("fetch", "ensure_groups", "requeue", "renew", "reclaim",
+                         "dead_letter", "purge", "promote")
+        }
+        self._stream_of: dict[str, tuple[str, int]] = {}
+        self._orders: dict[tuple[str, ...], list[list[str]]] = {}
+        self._turn = 0
+
+    # -- enqueue ------------------------------------------------------------------------
+    def enqueue(self, queue: str, priority: int, body: bytes,
+                eta: float | None = None) -> None:
+        if eta is not None and eta > time.time():
+            member = str(priority).encode() + body
+            self.client.zadd(self.keys.delayed(queue), {member: eta})
+        else:
+            self.client.xadd(self.keys.stream(queue, priority), {"m": body})
+
+    def enqueue_many(self, items: Iterable[tuple[str, int, bytes, float | None]]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        now = time.time()
+        for queue, priority, body, eta in items:
+            if eta is not None and eta > now:
+                pipe.zadd(self.keys.delayed(queue), {str(priority).encode() + body: eta})
+            else:
+                pipe.xadd(self.keys.stream(queue, priority), {"m": body})
+        pipe.execute()
+
+    def promote(self, queues: Sequence[str], limit: int = 1000) -> float | None:
+        """Move due delayed messages to their streams; return the next due time."""
+        pipe = self.client.pipeline(transaction=False)
+        now = f"{time.time():.6f}"
+        for q in queues:
+            keys = [self.keys.stream(q, p) for p in range(10)] + [self.keys.delayed(q)]
+            self._scripts["promote"](keys=keys, args=[now, limit], client=pipe)
+        due = [float(x) for x in pipe.execute()]
+        waiting = [d for d in due if d >= 0]
+        return min(waiting) if waiting else None
+
+    # -- consume ------------------------------------------------------------------------
+    def _serving_order(self, queues: Sequence[str]) -> list[str]:
+        """Stream keys, highest priority first; queues take turns at each priority so
+        that none starves another."""
+        names = tuple(queues)
+        orders = self._orders.get(names)
+        if orders is None:
+            orders = []
+            for shift in range(len(names)):
+                rotated = names[shift:] + names[:shift]
+                order = [self.keys.stream(q, p) for p in PRIORITIES for q in rotated]
+                orders.append(order)
+            for q in names:
+                for p in PRIORITIES:
+                    self._stream_of[self.keys.stream(q, p)] = (q, p)
+            self._orders[names] = orders
+        self._turn += 1
+        return orders[self._turn % len(orders)]
+
+    def _delivery(self, stream: bytes | str, entry_id: bytes | str, body: bytes,
+                  deliveries: int = 1) -> Delivery:
+        stream = stream.decode() if isinstance(stream, bytes) else stream
+        queue, priority = self._stream_of[stream]
+        entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+        return Delivery(queue, priority, entry_id, body, int(deliveries))
+
+    def ensure_groups(self, queues: Sequence[str]) -> None:
+        """Create the consumer group on every stream of ``queues`` (idempotent)."""
+        keys = self._serving_order(queues)
+        self._scripts["ensure_groups"](keys=keys, args=[GROUP])
+        self.client.sadd(self.keys.queues(), *queues)
+
+    def fetch(self, consumer: str, queues: Sequence[str], count: int,
+              timeout: float) -> list[Delivery]:
+        keys = self._serving_order(queues)
+        flat = self._scripts["fetch"](keys=keys, args=[GROUP, consumer, count])
+        out = [self._delivery(flat[i], flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3)]
+        if out or timeout <= 0:
+            return out
+        try:
+            reply = self.client.xreadgroup(
+                GROUP, consumer, dict.fromkeys(keys, ">"), count=count,
+                block=max(1, int(min(timeout, MAX_BLOCK) * 1000)),
+            )
+        except redis.ResponseError as exc:  # NOGROUP: Redis lost its data meanwhile
+            if "NOGROUP" in str(exc):
+                return []
+            raise
+        for stream, entries in reply or ():
+            for entry_id, fields in entries:
+                out.append(self._delivery(stream, entry_id, fields[b"m"]))
+        out.sort(key=lambda d: -d.priority)
+        return out
+
+    def _by_stream(self, deliveries: Sequence[Delivery]) -> dict[str, list[Delivery]]:
+        grouped: dict[str, list[Delivery]] = defaultdict(list)
+        for d in deliveries:
+            grouped[self.keys.stream(d.queue, d.priority)].append(d)
+        return grouped
+
+    def ack(self, consumer: str, deliveries: Sequence[Delivery]) -> None:
+        if not deliveries:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for stream, group in self._by_stream(deliveries).items():
+            ids = [d.entry_id for d in group]
+            pipe.xack(stream, GROUP, *ids)
+            pipe.xdel(stream, *ids)
+        pipe.execute()
+
+    def requeue(self, consumer: str, deliveries: Sequence[Delivery]) -> None:
+        if not deliveries:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for stream, group in self._by_stream(deliveries).items():
+            args: list[object] = [GROUP]
+            for d in group:
+                args += [d.entry_id, d.body]
+            self._scripts["requeue"](keys=[stream], args=args, client=pipe)
+        pipe.execute()
+
+    def renew(self, consumer: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        if not deliveries:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        groups = list(self._by_stream(deliveries).items())
+        for stream, group in groups:
+            self._scripts["renew"](
+                keys=[stream], args=[GROUP, consumer, *[d.entry_id for d in group]], client=pipe
+            )
+        lost: list[Delivery] = []
+        for (_, group), lost_ids in zip(groups, pipe.execute(), strict=True):
+            gone = {i.decode() for i in lost_ids}
+            lost += [d for d in group if d.entry_id in gone]
+        return lost
+
+    def reclaim(self, consumer: str, queues: Sequence[str], min_idle: float,
+                count: int) -> list[Delivery]:
+        keys = self._serving_order(queues)
+        flat = self._scripts["reclaim"](
+            keys=keys, args=[GROUP, consumer, int(min_idle * 1000), count]
+        )
+        return [self._delivery(*flat[i:i + 4]) for i in range(0, len(flat), 4)]
+
+    def dead_letter(self, consumer: str, delivery: Delivery, reason: str, task: str,
+                    task_id: str) -> None:
+        self._scripts["dead_letter"](
+            keys=[self.keys.stream(delivery.queue, delivery.priority),
+                  self.keys.dead(delivery.queue)],
+            args=[GROUP, delivery.entry_id, delivery.body, reason, task, task_id,
+                  delivery.queue, f"{time.time():.3f}", MAX_DEAD_LETTERS],
+        )
+
+    # -- inspection and maintenance -------------------------------------------------------
+    def queue_length(self, queue: str) -> int:
+        # Acked entries are deleted, so a stream holds exactly its ready and leased entries.
+        pipe = self.client.pipeline(transaction=False)
+        for p in PRIORITIES:
+            stream = self.keys.stream(queue, p)
+            pipe.xlen(stream)
+            pipe.xpending(stream, GROUP)
+        replies = pipe.execute(raise_on_error=False)
+        total = 0
+        for length, pending in zip(replies[::2], replies[1::2], strict=True):
+            leased = 0 if isinstance(pending, Exception) else pending["pending"]
+            total += max(0, length - leased)
+        return total
+
+    def dead_letters(self, queue: str, count: int = 100) -> list[dict[str, object]]:
+        """The newest dead letters of ``queue``."""
+        rows = []
+        for entry_id, fields in self.client.xrevrange(self.keys.dead(queue), count=count):
+            row = {k.decode(): v for k, v in fields.items()}
+            for k in ("reason", "task", "id", "queue", "time"):
+                row[k] = row[k].decode()
+            row["entry_id"] = entry_id.decode()
+            rows.append(row)
+        return rows
+
+    def purge(self, queue: str) -> int:
+        keys = [self.keys.stream(queue, p) for p in PRIORITIES]
+        return int(self._scripts["purge"](keys=keys, args=[GROUP]))
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,72 @@
+"""Exceptions raised by flask-taskq, all importable from :mod:`flask_taskq`."""
+
+from __future__ import annotations
+
+import builtins
+
+
+class TaskQueueError(Exception):
+    """Base class of the errors flask-taskq raises itself."""
+
+
+class BrokerConnectionError(TaskQueueError, ConnectionError):
+    """Redis could not be reached, even after retrying briefly."""
+
+
+class TimeoutError(TaskQueueError, builtins.TimeoutError):
+    """``AsyncResult.get(timeout=...)`` gave up waiting for the result."""
+
+
+class NotRegistered(TaskQueueError, KeyError):
+    """No task of that name is registered."""
+
+    def __str__(self) -> str:
+        return Exception.__str__(self)
+
+
+class MessageTooLarge(TaskQueueError, ValueError):
+    """The encoded message is larger than ``TASKQ_MAX_MESSAGE_BYTES``."""
+
+
+class Retry(TaskQueueError):
+    """Raised by ``self.retry()`` to tell the worker to schedule a retry."""
+
+    def __init__(self, message: str | None = None, exc: BaseException | None = None,
+                 when: float | None = None) -> None:
+        super().__init__(message or "Retry requested")
+        self.exc = exc
+        self.when = when
+
+
+class Reject(TaskQueueError):
+    """Raised by a task to reject its message (it goes to the dead-letter store)."""
+
+    def __init__(self, reason: str = "rejected", requeue: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.requeue = requeue
+
+
+class SoftTimeLimitExceeded(TaskQueueError):
+    """Raised inside a task when its ``soft_time_limit`` has passed."""
+
+
+class TimeLimitExceeded(TaskQueueError):
+    """The task ran past its ``time_limit`` and its process was killed."""
+
+
+class TaskError(TaskQueueError):
+    """A task failed with an exception that cannot be rebuilt in this process.
+
+    It carries the remote exception's type name, message and traceback.
+    """
+
+    def __init__(self, exc_type: str, message: str, traceback: str | None = None) -> None:
+        super().__init__(f"{exc_type}: {message}")
+        self.exc_type = exc_type
+        self.message = message
+        self.traceback = traceback
+
+
+class DecodeError(TaskQueueError, ValueError):
+    """A message body could not be decoded (it goes to the dead-letter store)."""

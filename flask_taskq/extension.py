@@ -1,0 +1,267 @@
+"""The Flask extension: ``TaskQueue`` and its per-app state."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any, overload
+
+import redis
+from flask import Flask, current_app, has_app_context
+
+from . import signals, states
+from .backend import ResultBackend, backend_from_url
+from .backend.memory import MemoryBackend
+from .broker import Broker, broker_from_url
+from .config import apply_defaults
+from .exceptions import BrokerConnectionError, NotRegistered
+from .keys import DEFAULT_PRIORITY
+from .message import Message
+from .result import AsyncResult
+from .serializer import Serializer, get_serializer
+from .task import Task
+
+#: Every TaskQueue ever created, to resolve ``AsyncResult(id)`` without an app.
+_instances: weakref.WeakSet[TaskQueue] = weakref.WeakSet()
+
+
+def _redact(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.split("@", 1)[1]
+    return scheme + sep + rest
+
+
+def _unix_time(value: datetime | float | None) -> float | None:
+    if value is None or isinstance(value, int | float):
+        return value
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.timestamp()
+
+
+class AppState:
+    """What ``TaskQueue`` keeps per Flask app, stored at ``app.extensions["taskq"]``."""
+
+    def __init__(self, taskqueue: TaskQueue, app: Flask) -> None:
+        config = app.config
+        self.taskqueue = taskqueue
+        self.app = app
+        self.config = config
+        self.eager: bool = bool(config["TASKQ_ALWAYS_EAGER"])
+        self.serializer: Serializer = get_serializer(config["TASKQ_SERIALIZER"])
+        self.default_queue: str = config["TASKQ_DEFAULT_QUEUE"]
+        self.max_message_bytes: int = int(config["TASKQ_MAX_MESSAGE_BYTES"])
+        self.key_prefix: str = config["TASKQ_KEY_PREFIX"]
+        self.result_expires: int = int(config["TASKQ_RESULT_EXPIRES"] or 0)
+        self.broker_url: str = config["TASKQ_BROKER_URL"]
+        self.result_url: str | None = config["TASKQ_RESULT_BACKEND"]
+        self.broker: Broker = self.new_broker()
+        self.backend: ResultBackend | None = self.new_backend()
+        self._memory_worker: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def is_memory(self) -> bool:
+        """True for the in-process ``memory://`` broker."""
+        return self.broker_url.startswith("memory://")
+
+    def new_broker(self) -> Broker:
+        """A broker with its own connections (each worker process makes its own)."""
+        if self.is_memory and getattr(self, "broker", None) is not None:
+            return self.broker
+        return broker_from_url(self.broker_url, key_prefix=self.key_prefix)
+
+    def new_backend(self) -> ResultBackend | None:
+        """A result backend with its own connections, or None when results are off."""
+        if self.eager:
+            return MemoryBackend(serializer=self.serializer)
+        if not self.result_url:
+            return None
+        if self.result_url.startswith("memory://") and getattr(self, "backend", None):
+            return self.backend
+        return backend_from_url(self.result_url, key_prefix=self.key_prefix,
+                                serializer=self.serializer)
+
+    def enqueue(self, message: Message, body: bytes) -> None:
+        """Hand ``body`` to the broker, retrying briefly while Redis is unreachable."""
+        deadline = time.monotonic() + float(self.config["TASKQ_ENQUEUE_TIMEOUT"])
+        delay = 0.05
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                self.broker.enqueue(message.queue, message.priority, body, message.eta)
+                break
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise BrokerConnectionError(
+                        f"cannot reach the broker at {_redact(self.broker_url)} "
+                        f"after {attempts} attempts: {exc}"
+                    ) from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+        if self.is_memory:
+            self._ensure_memory_worker()
+
+    def _ensure_memory_worker(self) -> None:
+        if self._memory_worker is None:
+            with self._lock:
+                if self._memory_worker is None:
+                    from .worker import Worker
+
+                    worker = Worker(self.app, pool="threads", concurrency=4,
+                                    queues=None, install_signals=False, state=self)
+                    threading.Thread(target=worker.run, name="taskq-memory-worker",
+                                     daemon=True).start()
+                    self._memory_worker = worker
+
+
+def resolve_state(app: Flask | None = None,
+                  taskqueue: TaskQueue | None = None) -> AppState:
+    """The ``AppState`` to use: ``app``'s, else the current app's, else that of the single
+    app a TaskQueue is bound to; otherwise a RuntimeError."""
+    if app is None and has_app_context():
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if app is not None:
+        state = app.extensions.get("taskq")
+        if state is None or (taskqueue is not None and state.taskqueue is not taskqueue):
+            raise RuntimeError(
+                f"the app {app.name!r} has no TaskQueue: call tq.init_app(app) first"
+            )
+        return state
+    candidates = [taskqueue] if taskqueue is not None else list(_instances)
+    bound = [a for tq in candidates for a in tq._apps()]
+    if len(bound) == 1:
+        return bound[0].extensions["taskq"]
+    raise RuntimeError(
+        "no Flask app to send the task with: push an app context (with app.app_context(): "
+        "...)" + ("" if not bound else f"; {len(bound)} apps are bound, so none is implied")
+    )
+
+
+class TaskQueue:
+    """The flask-taskq extension.
+
+    ``TaskQueue(app)`` or ``tq = TaskQueue()`` then ``tq.init_app(app)`` in a factory.
+    The object holds only the task registry; per-app state lives in
+    ``app.extensions["taskq"]`` (an :class:`AppState`).
+    """
+
+    def __init__(self, app: Flask | None = None) -> None:
+        self.tasks: dict[str, Task] = {}
+        self._bound: weakref.WeakSet[Flask] = weakref.WeakSet()
+        _instances.add(self)
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Read ``TASKQ_*`` config, store the app state and add the ``flask taskq`` CLI."""
+        from .cli import taskq_cli
+
+        apply_defaults(app.config)
+        app.extensions["taskq"] = AppState(self, app)
+        self._bound.add(app)
+        if "taskq" not in app.cli.commands:
+            app.cli.add_command(taskq_cli)
+
+    def _apps(self) -> list[Flask]:
+        return list(self._bound)
+
+    # -- declaring tasks -------------------------------------------------------------------
+    @overload
+    def task(self, fn: Callable[..., Any], /) -> Task: ...
+
+    @overload
+    def task(self, *, name: str | None = None, bind: bool = False,
+             **options: Any) -> Callable[[Callable[..., Any]], Task]: ...
+
+    def task(self, fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
+             bind: bool = False, **options: Any) -> Task | Callable[[Callable[..., Any]], Task]:
+        """Register a function as a task: ``@tq.task`` or ``@tq.task(queue="mail", ...)``.
+
+        The default name is ``"<module>.<function name>"``.
+        """
+
+        def register(func: Callable[..., Any]) -> Task:
+            task_name = name or f"{func.__module__}.{func.__qualname__}"
+            task = Task(self, func, task_name, bind=bind, **options)
+            self.tasks[task_name] = task
+            return task
+
+        return register(fn) if fn is not None else register
+
+    # -- sending ---------------------------------------------------------------------------
+    def send_task(
+        self,
+        name: str,
+        args: tuple[Any, ...] | list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        *,
+        countdown: float | None = None,
+        eta: datetime | float | None = None,
+        expires: datetime | float | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        task_id: str | None = None,
+        headers: dict[str, Any] | None = None,
+        app: Flask | None = None,
+        _task: Task | None = None,
+        **options: Any,
+    ) -> AsyncResult:
+        """Send a task by name (it need not be importable here) and return its result.
+
+        ``countdown`` (seconds) or ``eta`` (datetime or unix time) delay it; ``expires``
+        (seconds from now, datetime or unix time) drops it if not started by then.
+        """
+        state = resolve_state(app, self)
+        task = _task or self.tasks.get(name)
+        topts = task.options if task is not None else {}
+        now = time.time()
+        if countdown is not None:
+            eta = now + float(countdown)
+        if isinstance(expires, int | float) and expires < 10**9:
+            expires = now + expires
+        if priority is None:
+            priority = topts.get("priority", DEFAULT_PRIORITY)
+        if not isinstance(priority, int) or not 0 <= priority <= 9:
+            raise ValueError(f"priority must be an integer from 0 to 9, not {priority!r}")
+        message = Message(
+            id=task_id or str(uuid.uuid4()),
+            task=name,
+            args=tuple(args or ()),
+            kwargs=dict(kwargs or {}),
+            queue=queue or topts.get("queue") or state.default_queue,
+            priority=priority,
+            eta=_unix_time(eta),
+            expires=_unix_time(expires if expires is not None else topts.get("expires")),
+            headers=dict(headers or {}),
+            sent=now,
+        )
+        body = message.to_bytes(state.serializer, state.max_message_bytes)
+        if state.eager:
+            return self._run_eager(state, message, body)
+        state.enqueue(message, body)
+        if signals.task_sent.receivers:
+            signals.task_sent.send(name, task=task, task_id=message.id, message=message)
+        return AsyncResult(message.id, state=state)
+
+    def _run_eager(self, state: AppState, message: Message, body: bytes) -> AsyncResult:
+        from .worker.execute import Executor
+
+        if message.task not in self.tasks:
+            raise NotRegistered(f"task {message.task!r} is not registered")
+        outcome = Executor(state).execute(Message.from_bytes(body, state.serializer),
+                                          eager=True)
+        assert state.backend is not None and outcome.data is not None
+        state.backend.store_many([(message.id, outcome.data,
+                                   outcome.status in states.READY_STATES)], 0)
+        return AsyncResult(message.id, state=state)
+
+    def AsyncResult(self, task_id: str, app: Flask | None = None) -> AsyncResult:  # noqa: N802
+        """The result handle of ``task_id`` for ``app`` (default: as in :func:`resolve_state`)."""
+        return AsyncResult(task_id, state=resolve_state(app, self))

@@ -1,0 +1,86 @@
+"""Serializers turning message bodies and results into bytes and back."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import warnings
+from typing import Any, Protocol
+
+
+class Serializer(Protocol):
+    """Encodes Python values to bytes and back."""
+
+    name: str
+
+    def dumps(self, value: Any) -> bytes: ...
+
+    def loads(self, data: bytes) -> Any: ...
+
+
+class JSONSerializer:
+    """Compact JSON (the default): strings, numbers, lists, dicts, booleans and None."""
+
+    name = "json"
+
+    def __init__(self) -> None:
+        self._encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+        self._decoder = json.JSONDecoder()
+
+    def dumps(self, value: Any) -> bytes:
+        return self._encoder.encode(value).encode()
+
+    def loads(self, data: bytes) -> Any:
+        if isinstance(data, bytes):
+            data = data.decode()
+        return self._decoder.decode(data)
+
+
+class MsgpackSerializer:
+    """msgpack (``pip install flask-taskq[msgpack]``): smaller and faster than JSON."""
+
+    name = "msgpack"
+
+    def __init__(self) -> None:
+        import msgpack
+
+        self._packb = msgpack.packb
+        self._unpackb = msgpack.unpackb
+
+    def dumps(self, value: Any) -> bytes:
+        return self._packb(value, use_bin_type=True)
+
+    def loads(self, data: bytes) -> Any:
+        return self._unpackb(data, raw=False)
+
+
+class PickleSerializer:
+    """pickle: any Python object, but a message can run code when loaded. Opt-in only."""
+
+    name = "pickle"
+
+    def __init__(self) -> None:
+        warnings.warn(
+            "TASKQ_SERIALIZER='pickle': anyone who can write to Redis can run code in "
+            "your workers. Use it only on a trusted, private Redis.",
+            stacklevel=3,
+        )
+
+    def dumps(self, value: Any) -> bytes:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def loads(self, data: bytes) -> Any:
+        return pickle.loads(data)
+
+
+SERIALIZERS = {"json": JSONSerializer, "msgpack": MsgpackSerializer, "pickle": PickleSerializer}
+
+
+def get_serializer(name: str) -> Serializer:
+    """Return the serializer called ``name`` or raise ``ValueError``."""
+    try:
+        return SERIALIZERS[name]()
+    except KeyError:
+        raise ValueError(
+            f"unknown TASKQ_SERIALIZER {name!r}; choose one of {', '.join(SERIALIZERS)}"
+        ) from None

@@ -1,0 +1,111 @@
+"""Task objects: what ``@tq.task`` returns."""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .extension import TaskQueue
+    from .result import AsyncResult
+
+#: Task options accepted by ``@tq.task(...)`` besides ``name`` and ``bind``.
+TASK_OPTIONS = frozenset({
+    "queue", "priority", "max_retries", "autoretry_for", "retry_backoff",
+    "retry_backoff_max", "retry_jitter", "default_retry_delay", "rate_limit", "time_limit",
+    "soft_time_limit", "ignore_result", "expires", "acks_late", "unique",
+})
+
+
+@dataclass(slots=True)
+class Request:
+    """What a bound task knows about the message it is running (``self.request``)."""
+
+    id: str
+    task: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    retries: int = 0
+    queue: str = "default"
+    priority: int = 5
+    eta: float | None = None
+    headers: dict[str, Any] = field(default_factory=dict)
+    delivery_count: int = 1
+    is_eager: bool = False
+
+
+_current_request: contextvars.ContextVar[Request | None] = contextvars.ContextVar(
+    "taskq_request", default=None
+)
+
+
+class Task:
+    """A registered task. Call it to run inline; ``.delay()`` to run it on a worker."""
+
+    def __init__(self, taskqueue: TaskQueue, fn: Callable[..., Any], name: str,
+                 bind: bool = False, **options: Any) -> None:
+        unknown = set(options) - TASK_OPTIONS
+        if unknown:
+            raise TypeError(f"unknown task option(s) for {name!r}: {', '.join(sorted(unknown))}")
+        self.taskqueue = taskqueue
+        self.run = fn
+        self.name = name
+        self.bind = bind
+        self.options = options
+        self.ignore_result: bool = bool(options.get("ignore_result", False))
+        functools.update_wrapper(self, fn)
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.bind:
+            return self.run(self, *args, **kwargs)
+        return self.run(*args, **kwargs)
+
+    @property
+    def request(self) -> Request:
+        """The request of the message being run in this thread (bound tasks)."""
+        request = _current_request.get()
+        if request is None:
+            return Request(id="", task=self.name)
+        return request
+
+    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
+        """Send the task to a worker with these arguments."""
+        return self.apply_async(args, kwargs)
+
+    def apply_async(
+        self,
+        args: tuple[Any, ...] | list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        *,
+        countdown: float | None = None,
+        eta: datetime | float | None = None,
+        expires: datetime | float | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        task_id: str | None = None,
+        headers: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> AsyncResult:
+        """Send the task with explicit options; see :meth:`TaskQueue.send_task`."""
+        return self.taskqueue.send_task(
+            self.name, args, kwargs, countdown=countdown, eta=eta, expires=expires,
+            queue=queue, priority=priority, task_id=task_id, headers=headers,
+            _task=self, **options,
+        )
+
+
+def set_request(request: Request | None) -> contextvars.Token[Request | None]:
+    """Make ``request`` the current one (worker side)."""
+    return _current_request.set(request)
+
+
+def reset_request(token: contextvars.Token[Request | None]) -> None:
+    """Restore the request that was current before :func:`set_request`."""
+    _current_request.reset(token)

@@ -1,0 +1,275 @@
+"""The consumer: one per worker process. It leases messages from the broker into a local,
+priority-ordered buffer, hands them to executor threads, batches acknowledgements and
+results, and keeps its leases alive from a background thread."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import redis
+
+from .. import states
+from ..backend import ResultBackend
+from ..broker import Broker, Delivery
+from ..exceptions import DecodeError
+from ..message import Message
+
+if TYPE_CHECKING:
+    from ..extension import AppState
+
+logger = logging.getLogger("flask_taskq.worker")
+
+#: Redis errors that mean "connection lost": wait and reconnect, never crash.
+CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
+#: Aim for a fetched batch to hold about this much work (seconds), so that slow tasks are
+#: not hoarded by one worker while another idles; fast tasks get big batches.
+BATCH_WORK = 0.05
+#: Longest a finished task waits before its ack and result are written (seconds).
+MAX_ACK_DELAY = 0.01
+MAX_ACK_BATCH = 128
+
+
+class Consumer:
+    """Leases, buffers, acknowledges. Thread-safe: several executor threads may share it."""
+
+    def __init__(self, state: AppState, broker: Broker, backend: ResultBackend | None,
+                 name: str, queues: Sequence[str], prefetch: int, threads: int = 1) -> None:
+        config = state.config
+        self.state = state
+        self.broker = broker
+        self.backend = backend
+        self.name = name
+        self.queues = list(queues)
+        self.prefetch = max(1, prefetch)
+        self.threads = threads
+        self.visibility_timeout = float(config["TASKQ_VISIBILITY_TIMEOUT"])
+        self.max_deliveries = int(config["TASKQ_MAX_DELIVERIES"])
+        self.result_ttl = state.result_expires
+        self.serializer = state.serializer
+        self.tasks = state.taskqueue.tasks
+        self.stopping = threading.Event()
+        self._buffer: list[tuple[int, int, Delivery, Message]] = []
+        self._seq = itertools.count()
+        self._held: dict[tuple[str, int, str], Delivery] = {}
+        self._done: list[tuple[Delivery, str, bytes | None, bool]] = []
+        self._done_since = 0.0
+        self._lock = threading.Lock()
+        self._fetch_lock = threading.Lock()
+        self._avg_runtime = 0.01
+        self._next_reclaim = 0.0
+        self._next_promote = 0.0
+        self._keeper: threading.Thread | None = None
+
+    # -- the executor side -----------------------------------------------------------------
+    def next(self) -> tuple[Delivery, Message] | None:
+        """The next message to run, highest priority first; None once stopping."""
+        backoff = 0.1
+        with self._fetch_lock:
+            while not self.stopping.is_set():
+                with self._lock:
+                    if self._buffer:
+                        _, _, delivery, message = heapq.heappop(self._buffer)
+                        return delivery, message
+                try:
+                    self.flush()
+                    self._refill()
+                    backoff = 0.1
+                except CONNECTION_ERRORS as exc:
+                    logger.warning("Redis unreachable (%s); retrying in %.1fs", exc, backoff)
+                    self.stopping.wait(backoff)
+                    backoff = min(backoff * 2, 5.0)
+        return None
+
+    def complete(self, delivery: Delivery, task_id: str, status: str, data: bytes | None,
+                 runtime: float) -> None:
+        """Record that ``delivery`` finished; its ack and result go out in a batch."""
+        self._avg_runtime = 0.8 * self._avg_runtime + 0.2 * runtime
+        now = time.monotonic()
+        with self._lock:
+            if not self._done:
+                self._done_since = now
+            self._done.append((delivery, task_id, data, status in states.READY_STATES))
+            due = (len(self._done) >= MAX_ACK_BATCH or not self._buffer
+                   or now - self._done_since >= MAX_ACK_DELAY
+                   or self._avg_runtime > MAX_ACK_DELAY / 10)
+        if due:
+            self.flush_quietly()
+
+    def dead_letter(self, delivery: Delivery, reason: str, task: str, task_id: str,
+                    data: bytes | None = None) -> None:
+        """Move a message that cannot be run to the dead-letter store."""
+        logger.error("Dead-lettering message %s of task %s: %s", task_id, task, reason)
+        if data is not None and self.backend is not None:
+            self.backend.store_many([(task_id, data, True)], self.result_ttl)
+        self.broker.dead_letter(self.name, delivery, reason, task, task_id)
+        self._release([delivery])
+
+    # -- batching --------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Write pending results, then acknowledge their messages."""
+        with self._lock:
+            batch, self._done = self._done, []
+        if not batch:
+            return
+        try:
+            results = [(task_id, data, ready) for _, task_id, data, ready in batch
+                       if data is not None]
+            if results and self.backend is not None:
+                self.backend.store_many(results, self.result_ttl)
+            deliveries = [d for d, _, _, _ in batch]
+            self.broker.ack(self.name, deliveries)
+        except BaseException:
+            with self._lock:
+                self._done = batch + self._done
+            raise
+        self._release(deliveries)
+
+    def flush_quietly(self) -> None:
+        """``flush`` that leaves the batch for later when Redis is unreachable."""
+        try:
+            self.flush()
+        except CONNECTION_ERRORS as exc:
+            logger.warning("Could not acknowledge finished tasks yet (%s)", exc)
+
+    # -- fetching --------------------------------------------------------------------------
+    def _batch_size(self) -> int:
+        per_thread = max(1, int(BATCH_WORK / max(self._avg_runtime, 1e-6)))
+        return max(1, min(self.prefetch, per_thread * self.threads))
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_promote:
+            next_due = self.broker.promote(self.queues)
+            wait = 1.0 if next_due is None else min(1.0, max(0.0, next_due - time.time()))
+            self._next_promote = now + wait
+        deliveries: list[Delivery] = []
+        if now >= self._next_reclaim:
+            self._next_reclaim = now + self.visibility_timeout / 6
+            deliveries = self.broker.reclaim(self.name, self.queues,
+                                             self.visibility_timeout * 2 / 3,
+                                             self._batch_size())
+            if deliveries:
+                logger.warning("Took over %d task(s) whose worker stopped renewing them",
+                               len(deliveries))
+        if not deliveries:
+            timeout = max(0.0, min(1.0, self._next_promote - now, self._next_reclaim - now))
+            deliveries = self.broker.fetch(self.name, self.queues, self._batch_size(),
+                                           timeout)
+        self._accept(deliveries)
+        if self.stopping.is_set():
+            self.return_buffered()
+
+    def _accept(self, deliveries: list[Delivery]) -> None:
+        ready: list[tuple[Delivery, Message]] = []
+        for delivery in deliveries:
+            try:
+                message = Message.from_bytes(delivery.body, self.serializer)
+            except DecodeError as exc:
+                self._hold([delivery])
+                self.dead_letter(delivery, str(exc), "?", "?")
+                continue
+            self._hold([delivery])
+            if delivery.deliveries > self.max_deliveries:
+                self.dead_letter(
+                    delivery,
+                    f"delivered {delivery.deliveries} times without finishing "
+                    f"(over TASKQ_MAX_DELIVERIES={self.max_deliveries}); its worker "
+                    "probably crashed while running it",
+                    message.task, message.id,
+                )
+                continue
+            ready.append((delivery, message))
+        with self._lock:
+            for delivery, message in ready:
+                heapq.heappush(self._buffer,
+                               (-delivery.priority, next(self._seq), delivery, message))
+
+    # -- leases ----------------------------------------------------------------------------
+    def _key(self, d: Delivery) -> tuple[str, int, str]:
+        return (d.queue, d.priority, d.entry_id)
+
+    def _hold(self, deliveries: list[Delivery]) -> None:
+        with self._lock:
+            for d in deliveries:
+                self._held[self._key(d)] = d
+
+    def _release(self, deliveries: list[Delivery]) -> None:
+        with self._lock:
+            for d in deliveries:
+                self._held.pop(self._key(d), None)
+
+    @property
+    def held(self) -> int:
+        """Messages leased to this consumer (buffered, running, or awaiting ack)."""
+        return len(self._held)
+
+    def start_keeper(self) -> None:
+        """Start the thread that renews leases and returns the buffer on stop."""
+        self._keeper = threading.Thread(target=self._keep, name="taskq-keeper", daemon=True)
+        self._keeper.start()
+
+    def _keep(self) -> None:
+        interval = self.visibility_timeout / 3
+        while not self.stopping.wait(interval):
+            try:
+                self.renew()
+                if time.monotonic() - self._done_since > MAX_ACK_DELAY:
+                    self.flush()
+            except CONNECTION_ERRORS as exc:
+                logger.warning("Could not renew leases (%s)", exc)
+        self.return_buffered_quietly()
+
+    def renew(self) -> None:
+        """Extend the leases of every held message; forget the ones lost meanwhile."""
+        with self._lock:
+            held = list(self._held.values())
+        lost = self.broker.renew(self.name, held)
+        if lost:
+            logger.warning("Lost the lease of %d task(s); another worker may run them",
+                           len(lost))
+            gone = {id(d) for d in lost}
+            with self._lock:
+                self._buffer = [e for e in self._buffer if id(e[2]) not in gone]
+                heapq.heapify(self._buffer)
+            self._release(lost)
+
+    # -- stopping --------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop fetching; the keeper thread returns unstarted messages at once."""
+        self.stopping.set()
+
+    def return_buffered(self) -> None:
+        """Give every unstarted message back to the broker."""
+        with self._lock:
+            entries, self._buffer = self._buffer, []
+        deliveries = [d for _, _, d, _ in entries]
+        if deliveries:
+            try:
+                self.broker.requeue(self.name, deliveries)
+            except BaseException:
+                with self._lock:
+                    self._buffer.extend(entries)
+                    heapq.heapify(self._buffer)
+                raise
+            logger.info("Returned %d unstarted task(s) to the queue", len(deliveries))
+            self._release(deliveries)
+
+    def return_buffered_quietly(self) -> None:
+        """``return_buffered`` that leaves them to lease expiry when Redis is gone."""
+        try:
+            self.return_buffered()
+        except CONNECTION_ERRORS as exc:
+            logger.warning("Could not return unstarted tasks (%s); they will be delivered "
+                           "again after the visibility timeout", exc)
+
+    def close(self) -> None:
+        """Final flush and return; call after every executor thread has finished."""
+        self.stopping.set()
+        self.flush_quietly()
+        self.return_buffered_quietly()

@@ -1,0 +1,119 @@
+"""Running one message: the single execution path shared by workers, the memory broker
+and eager mode."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .. import signals, states
+from ..exceptions import NotRegistered
+from ..message import Message
+from ..result import exception_meta
+from ..task import Request, reset_request, set_request
+
+if TYPE_CHECKING:
+    from ..extension import AppState
+
+logger = logging.getLogger("flask_taskq.worker")
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What running a message produced."""
+
+    status: str
+    data: bytes | None  # the encoded result document, None when results are not kept
+    runtime: float = 0.0
+    exception: BaseException | None = None
+    dead_reason: str | None = None  # set when the message belongs in the dead-letter store
+
+
+class Executor:
+    """Runs messages inside a fresh application context of ``state.app``."""
+
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+        self.app = state.app
+        self.tasks = state.taskqueue.tasks
+        self.dumps = state.serializer.dumps
+        self.keep_results = state.backend is not None
+
+    def _document(self, message: Message, status: str, fields: dict[str, Any],
+                  keep: bool) -> bytes | None:
+        if not keep:
+            return None
+        doc = {"status": status, "task": message.task, "date_done": time.time(), **fields}
+        return self.dumps(doc)
+
+    def execute(self, message: Message, delivery_count: int = 1,
+                eager: bool = False) -> Outcome:
+        """Run ``message`` and describe the outcome; never raises for task errors."""
+        task = self.tasks.get(message.task)
+        if task is None:
+            exc = NotRegistered(f"task {message.task!r} is not registered in this worker")
+            return Outcome(states.FAILURE,
+                           self._document(message, states.FAILURE, exception_meta(exc),
+                                          self.keep_results),
+                           exception=exc, dead_reason=str(exc))
+        keep = eager or (self.keep_results and not task.ignore_result)
+        if message.expires is not None and time.time() > message.expires:
+            reason = f"expired at {message.expires:.3f}"
+            return Outcome(states.REVOKED,
+                           self._document(message, states.REVOKED, {"reason": reason}, keep))
+        request = Request(message.id, message.task, message.args, message.kwargs,
+                          message.retries, message.queue, message.priority, message.eta,
+                          message.headers, delivery_count, eager)
+        token = set_request(request)
+        ctx = self.app.app_context()
+        ctx.push()
+        error: BaseException | None = None
+        start = time.perf_counter()
+        try:
+            if signals.task_prerun.receivers:
+                signals.task_prerun.send(task, task_id=message.id, task=task,
+                                         args=message.args, kwargs=message.kwargs)
+            try:
+                if task.bind:
+                    retval = task.run(task, *message.args, **message.kwargs)
+                else:
+                    retval = task.run(*message.args, **message.kwargs)
+            except Exception as exc:
+                error = exc
+            runtime = time.perf_counter() - start
+            outcome = self._finish(task, message, keep, runtime, error,
+                                   None if error else retval)
+            if signals.task_postrun.receivers:
+                signals.task_postrun.send(task, task_id=message.id, task=task,
+                                          args=message.args, kwargs=message.kwargs,
+                                          retval=error or retval, state=outcome.status)
+        finally:
+            ctx.pop(error)
+            reset_request(token)
+        return outcome
+
+    def _finish(self, task: Any, message: Message, keep: bool, runtime: float,
+                error: BaseException | None, retval: Any) -> Outcome:
+        if error is None:
+            try:
+                data = self._document(message, states.SUCCESS, {"result": retval}, keep)
+            except (TypeError, ValueError, OverflowError) as exc:
+                error = TypeError(f"result of task {task.name!r} cannot be encoded by the "
+                                  f"{self.state.serializer.name} serializer: {exc}")
+            else:
+                if logger.isEnabledFor(logging.INFO):
+                    logger.info("succeeded in %.6fs: %.200r", runtime, retval)
+                if signals.task_success.receivers:
+                    signals.task_success.send(task, task_id=message.id, result=retval)
+                return Outcome(states.SUCCESS, data, runtime)
+        meta = exception_meta(error)
+        logger.error("raised %s in %.6fs\n%s", type(error).__name__, runtime,
+                     meta["traceback"].rstrip())
+        if signals.task_failure.receivers:
+            signals.task_failure.send(task, task_id=message.id, exception=error,
+                                      args=message.args, kwargs=message.kwargs,
+                                      traceback=meta["traceback"])
+        return Outcome(states.FAILURE, self._document(message, states.FAILURE, meta, keep),
+                       runtime, exception=error)

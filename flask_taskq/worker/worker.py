@@ -1,0 +1,305 @@
+"""``Worker``: runs a consumer and its executors in one of three pools.
+
+- ``solo``: the main thread fetches and runs tasks.
+- ``threads``: N threads share one consumer in one process.
+- ``prefork``: a supervisor forks N children, each a ``solo`` worker with its own Redis
+  connections (nothing crosses between processes on the hot path); a child that dies is
+  replaced.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from flask import Flask
+
+from .. import signals
+from ..task import _current_request
+from .consumer import CONNECTION_ERRORS, Consumer
+from .execute import Executor
+
+if TYPE_CHECKING:
+    from ..extension import AppState
+
+logger = logging.getLogger("flask_taskq.worker")
+
+POOLS = ("prefork", "threads", "solo")
+
+
+class TaskLogFilter(logging.Filter):
+    """Adds ``%(task)s`` (`` name[id]`` of the running task, or empty) to log records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request = _current_request.get()
+        record.task = f" {request.task}[{request.id}]" if request else ""
+        return True
+
+
+def setup_logging(level: str | int = "WARNING") -> None:
+    """Log to stderr with process id and the running task's name and id."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(TaskLogFilter())
+    handler.setFormatter(logging.Formatter(
+        "[%(asctime)s: %(levelname)s/%(process)d]%(task)s %(message)s"
+    ))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper() if isinstance(level, str) else level)
+
+
+def default_queues(state: AppState) -> list[str]:
+    """The default queue plus every queue named in routes or task options."""
+    queues = [state.default_queue]
+    routes = state.config.get("TASKQ_ROUTES") or {}
+    named = [r if isinstance(r, str) else r.get("queue") for r in routes.values()]
+    named += [t.options.get("queue") for t in state.taskqueue.tasks.values()]
+    for q in named:
+        if q and q not in queues:
+            queues.append(q)
+    return queues
+
+
+class Worker:
+    """A worker for ``app``; ``run()`` blocks until it is stopped and returns an exit code."""
+
+    def __init__(
+        self,
+        app: Flask,
+        queues: Sequence[str] | None = None,
+        concurrency: int | None = None,
+        pool: str | None = None,
+        name: str | None = None,
+        prefetch: int | None = None,
+        max_tasks_per_child: int | None = None,
+        shutdown_timeout: float | None = None,
+        install_signals: bool = True,
+        state: AppState | None = None,
+    ) -> None:
+        self.app = app
+        self.state: AppState = state or app.extensions["taskq"]
+        config = self.state.config
+        self.pool = pool or config["TASKQ_WORKER_POOL"]
+        if self.pool not in POOLS:
+            raise ValueError(f"unknown pool {self.pool!r}; choose one of {', '.join(POOLS)}")
+        self.concurrency = int(concurrency or config["TASKQ_WORKER_CONCURRENCY"]
+                               or os.cpu_count() or 1)
+        self.queues = list(queues or default_queues(self.state))
+        self.name = name or f"{os.getpid()}@{socket.gethostname()}"
+        self.prefetch = int(prefetch or config["TASKQ_WORKER_PREFETCH"])
+        self.max_tasks_per_child = max_tasks_per_child or config["TASKQ_MAX_TASKS_PER_CHILD"]
+        self.shutdown_timeout = float(shutdown_timeout if shutdown_timeout is not None
+                                      else config["TASKQ_WORKER_SHUTDOWN_TIMEOUT"])
+        self.install_signals = install_signals
+        self.consumer: Consumer | None = None
+        self._stopped = threading.Event()
+        self._finished = threading.Event()
+
+    def describe(self) -> str:
+        """One line saying what this worker runs."""
+        return (f"taskq worker {self.name}: pool={self.pool} concurrency={self.concurrency} "
+                f"queues={','.join(self.queues)} prefetch={self.prefetch}")
+
+    def run(self) -> int:
+        """Run until stopped; return the process exit code (0 after a graceful stop)."""
+        if self.pool == "prefork":
+            return Supervisor(self).run()
+        threads = self.concurrency if self.pool == "threads" else 1
+        return self.run_consumer(threads, self.name)
+
+    def stop(self) -> None:
+        """Stop gracefully (what SIGTERM does)."""
+        self._stopped.set()
+        if self.consumer is not None:
+            self.consumer.stop()
+
+    # -- one consuming process -------------------------------------------------------------
+    def run_consumer(self, threads: int, consumer_name: str,
+                     max_tasks: int | None = None) -> int:
+        """Consume in this process with ``threads`` executor threads."""
+        state = self.state
+        broker = state.new_broker()
+        consumer = Consumer(state, broker, state.new_backend(), consumer_name, self.queues,
+                            self.prefetch, threads)
+        self.consumer = consumer
+        if self._stopped.is_set():
+            return 0
+        if self.install_signals:
+            self._install_signal_handlers(consumer)
+        self._ensure_groups(broker, consumer)
+        executor = Executor(state)
+        consumer.start_keeper()
+        signals.worker_ready.send(self)
+        logger.info("%s ready", consumer_name)
+        if threads == 1:
+            self._loop(consumer, executor, max_tasks)
+        else:
+            pool = [threading.Thread(target=self._loop, args=(consumer, executor, None),
+                                     name=f"taskq-executor-{i}", daemon=True)
+                    for i in range(threads)]
+            for t in pool:
+                t.start()
+            for t in pool:
+                t.join()
+        consumer.close()
+        self._finished.set()
+        signals.worker_shutdown.send(self)
+        return 0
+
+    def _ensure_groups(self, broker, consumer: Consumer) -> None:
+        ensure = getattr(broker, "ensure_groups", None)
+        backoff = 0.1
+        while ensure is not None and not consumer.stopping.is_set():
+            try:
+                ensure(self.queues)
+                return
+            except CONNECTION_ERRORS as exc:
+                logger.warning("Redis unreachable (%s); retrying in %.1fs", exc, backoff)
+                consumer.stopping.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def _stop_then_give_up(self, consumer: Consumer) -> None:
+        consumer.stop()
+        if not self._finished.wait(self.shutdown_timeout):
+            logger.error("Running tasks did not finish within %.0fs: exiting now",
+                         self.shutdown_timeout)
+            os._exit(1)
+
+    def _loop(self, consumer: Consumer, executor: Executor, max_tasks: int | None) -> None:
+        done = 0
+        while True:
+            item = consumer.next()
+            if item is None:
+                return
+            delivery, message = item
+            outcome = executor.execute(message, delivery.deliveries)
+            try:
+                if outcome.dead_reason:
+                    consumer.dead_letter(delivery, outcome.dead_reason, message.task,
+                                         message.id, outcome.data)
+                else:
+                    consumer.complete(delivery, message.id, outcome.status, outcome.data,
+                                      outcome.runtime)
+            except CONNECTION_ERRORS as exc:
+                logger.warning("Could not record task %s (%s); it will run again",
+                               message.id, exc)
+            done += 1
+            if max_tasks and done >= max_tasks:
+                consumer.stop()
+                return
+
+    def _install_signal_handlers(self, consumer: Consumer) -> None:
+        def handle(signum: int, frame: object) -> None:
+            if consumer.stopping.is_set():
+                logger.warning("Second signal: exiting now")
+                os._exit(1)
+            logger.warning("Stopping: running tasks may finish within %.0fs",
+                           self.shutdown_timeout)
+            # Event.set() takes a lock the interrupted main thread may hold: use a thread.
+            threading.Thread(target=self._stop_then_give_up, args=(consumer,),
+                             daemon=True).start()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+
+
+
+class Supervisor:
+    """The prefork pool: keeps ``concurrency`` child processes consuming."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.children: dict[int, int] = {}  # pid -> slot
+        self.started: dict[int, float] = {}
+        self.stopping = False
+        self.deadline: float | None = None
+
+    def run(self) -> int:
+        worker = self.worker
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        for slot in range(worker.concurrency):
+            self._spawn(slot)
+        exit_code = 0
+        while self.children:
+            time.sleep(0.2)
+            self._reap()
+            if self.deadline is not None and time.monotonic() > self.deadline:
+                logger.error("Children did not finish within %.0fs: killing them",
+                             worker.shutdown_timeout)
+                self._kill_all()
+                exit_code = 1
+        return exit_code
+
+    def _spawn(self, slot: int, delay: float = 0.0) -> None:
+        if delay:
+            time.sleep(delay)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                worker = self.worker
+                name = f"{worker.name}/{slot}-{os.getpid()}"
+                code = worker.run_consumer(1, name, worker.max_tasks_per_child)
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        self.children[pid] = slot
+        self.started[pid] = time.monotonic()
+
+    def _reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self.children.clear()
+                return
+            if pid == 0:
+                return
+            slot = self.children.pop(pid, None)
+            started = self.started.pop(pid, time.monotonic())
+            if slot is None or self.stopping:
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            if code != 0:
+                logger.error("Child %d (slot %d) exited with %s; starting a new one",
+                             pid, slot, code)
+            quick_crash = code != 0 and time.monotonic() - started < 1.0
+            self._spawn(slot, delay=1.0 if quick_crash else 0.0)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if self.stopping:
+            logger.warning("Second signal: killing children and exiting now")
+            self._kill_all()
+            os._exit(1)
+        self.stopping = True
+        self.deadline = time.monotonic() + self.worker.shutdown_timeout
+        logger.warning("Stopping: running tasks may finish within %.0fs",
+                       self.worker.shutdown_timeout)
+        for pid in list(self.children):
+            _signal(pid, signal.SIGTERM)
+
+    def _kill_all(self) -> None:
+        for pid in list(self.children):
+            _signal(pid, signal.SIGKILL)
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
