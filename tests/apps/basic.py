@@ -1,0 +1,82 @@
+"""The app the integration tests run workers for (``flask --app tests.apps.basic``).
+
+Tasks record what they did in Redis (``test:*`` keys) so tests can count runs across
+processes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import redis
+from flask import Flask, current_app, g
+
+from flask_taskq import TaskQueue
+
+tq = TaskQueue()
+
+
+class CustomError(Exception):
+    """An exception type the tests expect to see re-raised by ``get()``."""
+
+
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(current_app.config["TASKQ_BROKER_URL"])
+
+
+@tq.task
+def add(x, y):
+    return x + y
+
+
+@tq.task
+def noop():
+    return None
+
+
+@tq.task
+def fail(message):
+    raise CustomError(message)
+
+
+@tq.task
+def mark(token, seconds=0.0):
+    """Count a run of ``token`` (hash ``test:runs``), after sleeping ``seconds``."""
+    r = _redis()
+    r.hincrby("test:started", token, 1)
+    if seconds:
+        time.sleep(seconds)
+    r.hincrby("test:runs", token, 1)
+    return token
+
+
+@tq.task
+def context_probe():
+    """What a task sees of the app context; ``g`` must be fresh for every task."""
+    seen_before = getattr(g, "probe", None)
+    g.probe = "set"
+    return {"app": current_app.name, "g_before": seen_before, "pid": os.getpid()}
+
+
+@tq.task(bind=True)
+def whoami(self):
+    return {"id": self.request.id, "task": self.request.task,
+            "deliveries": self.request.delivery_count}
+
+
+def create_app() -> Flask:
+    app = Flask("basic")
+    app.config["TASKQ_BROKER_URL"] = os.environ.get("TASKQ_BROKER_URL",
+                                                    "redis://127.0.0.1:1/0")
+    for key in ("TASKQ_VISIBILITY_TIMEOUT", "TASKQ_WORKER_SHUTDOWN_TIMEOUT"):
+        if key in os.environ:
+            app.config[key] = float(os.environ[key])
+    tq.init_app(app)
+
+    @app.teardown_appcontext
+    def count_teardown(exc):
+        if os.environ.get("TASKQ_COUNT_TEARDOWN"):
+            redis.Redis.from_url(app.config["TASKQ_BROKER_URL"]).incr("test:teardowns")
+
+    return app

@@ -1,0 +1,191 @@
+"""Shared fixtures: a real redis-server on a free loopback port, apps, and workers run as
+real ``flask taskq worker`` processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 10.0,
+               interval: float = 0.02, message: str = "condition") -> object:
+    """Poll ``condition`` until it returns something truthy, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+class RedisServer:
+    """A private redis-server process on 127.0.0.1 (never the shared 6379)."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--loglevel", "warning"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+        wait_until(lambda: _pings(client), message=f"redis-server on port {self.port}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url)
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The shared test server, emptied for this test."""
+    if redis_server.proc is None:
+        redis_server.start()
+    redis_server.client().flushall()
+    return redis_server.url
+
+
+@pytest.fixture
+def r(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(redis_url, decode_responses=True)
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server of this test alone, which the test may stop and restart."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def app(redis_url: str, monkeypatch: pytest.MonkeyPatch):
+    """The ``tests.apps.basic`` app on the test Redis (used by pytest-flask too)."""
+    monkeypatch.setenv("TASKQ_BROKER_URL", redis_url)
+    from tests.apps.basic import create_app
+
+    return create_app()
+
+
+class WorkerProcess:
+    """A ``flask --app ... taskq worker`` subprocess with its log captured."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            args, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            self.lines.append(raw.decode(errors="replace"))
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for_log(self, text: str, timeout: float = 15.0, count: int = 1) -> None:
+        wait_until(lambda: self.log.count(text) >= count or self.proc.poll() is not None,
+                   timeout, message=f"{text!r} in the worker log")
+        assert self.log.count(text) >= count, f"worker exited early:\n{self.log}"
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def kill_group(self) -> None:
+        """SIGKILL the worker and every child it forked."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+
+    def wait(self, timeout: float = 30.0) -> int:
+        return self.proc.wait(timeout)
+
+
+@pytest.fixture
+def start_worker(redis_url: str) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start real workers: ``start_worker("-P", "solo", app="tests.apps.basic:create_app",
+    env={...})``; each is ready (its "ready" log line seen) when returned."""
+    started: list[WorkerProcess] = []
+
+    def start(*args: str, app: str = "tests.apps.basic:create_app",
+              env: dict[str, str] | None = None, ready: int | None = None,
+              broker_url: str | None = None) -> WorkerProcess:
+        full_env = {**os.environ, "TASKQ_BROKER_URL": broker_url or redis_url,
+                    "PYTHONUNBUFFERED": "1", **(env or {})}
+        cmd = [sys.executable, "-m", "flask", "--app", app, "taskq", "worker", "-l", "info",
+               *args]
+        worker = WorkerProcess(cmd, full_env)
+        started.append(worker)
+        expected = ready if ready is not None else _ready_lines(args)
+        worker.wait_for_log(" ready", count=expected)
+        return worker
+
+    yield start
+    for worker in started:
+        if worker.proc.poll() is None:
+            worker.kill_group()
+
+
+def _ready_lines(args: tuple[str, ...]) -> int:
+    """How many consuming processes report ready: one, or -c of them in prefork."""
+    argv = list(args)
+    pool = argv[argv.index("-P") + 1] if "-P" in argv else "prefork"
+    if pool != "prefork":
+        return 1
+    return int(argv[argv.index("-c") + 1]) if "-c" in argv else (os.cpu_count() or 1)
