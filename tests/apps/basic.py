@@ -42,9 +42,11 @@ def fail(message):
 
 @tq.task
 def mark(token, seconds=0.0):
-    """Count a run of ``token`` (hash ``test:runs``), after sleeping ``seconds``."""
+    """Count a start (hash ``test:started``, list ``test:order``) and a finished run (hash
+    ``test:runs``) of ``token``, sleeping ``seconds`` in between."""
     r = _redis()
     r.hincrby("test:started", token, 1)
+    r.rpush("test:order", token)
     if seconds:
         time.sleep(seconds)
     r.hincrby("test:runs", token, 1)

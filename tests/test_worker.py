@@ -1,0 +1,163 @@
+"""The worker as users run it: ``flask taskq worker`` processes against a real Redis."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import redis
+
+from flask_taskq.message import Message
+from flask_taskq.serializer import get_serializer
+from tests.apps.basic import CustomError, add, context_probe, fail, mark, whoami
+from tests.conftest import ROOT, wait_until
+
+
+@pytest.mark.parametrize("pool", ["solo", "threads", "prefork"])
+def test_round_trip_in_every_pool(app, start_worker, pool):
+    start_worker("-P", pool, "-c", "2")
+    with app.app_context():
+        results = [add.delay(i, i) for i in range(20)]
+        assert [res.get(timeout=10) for res in results] == [2 * i for i in range(20)]
+
+
+def test_exception_type_propagates(app, start_worker):
+    start_worker("-P", "solo")
+    with app.app_context():
+        res = fail.delay("no luck")
+        with pytest.raises(CustomError, match="no luck"):
+            res.get(timeout=10)
+        assert res.state == "FAILURE"
+        assert "CustomError: no luck" in res.traceback
+
+
+def test_each_task_gets_a_fresh_app_context(app, start_worker, r):
+    start_worker("-P", "solo", env={"TASKQ_COUNT_TEARDOWN": "1"})
+    with app.app_context():
+        first = context_probe.delay().get(timeout=10)
+        second = context_probe.delay().get(timeout=10)
+    assert first["app"] == second["app"] == "basic"
+    assert first["pid"] == second["pid"]  # same process, yet `g` did not carry over
+    assert first["g_before"] is None and second["g_before"] is None
+    assert int(r.get("test:teardowns")) >= 2
+
+
+def test_bound_task_sees_its_request(app, start_worker):
+    start_worker("-P", "solo")
+    with app.app_context():
+        res = whoami.delay()
+        info = res.get(timeout=10)
+    assert info == {"id": res.id, "task": "tests.apps.basic.whoami", "deliveries": 1}
+
+
+def test_logs_carry_task_name_and_id(app, start_worker):
+    worker = start_worker("-P", "solo")
+    with app.app_context():
+        res = add.delay(1, 1)
+        res.get(timeout=10)
+    worker.wait_for_log(f"tests.apps.basic.add[{res.id}] succeeded")
+
+
+def test_prefork_replaces_a_dead_child(app, start_worker, r):
+    worker = start_worker("-P", "prefork", "-c", "2")
+    with app.app_context():
+        pid = context_probe.delay().get(timeout=10)["pid"]
+        os.kill(pid, signal.SIGKILL)
+        worker.wait_for_log(" ready", count=3)
+        pids = {context_probe.delay().get(timeout=10)["pid"] for _ in range(20)}
+    assert pid not in pids
+    assert worker.proc.poll() is None
+
+
+def test_max_tasks_per_child_recycles_the_child(app, start_worker):
+    worker = start_worker("-P", "prefork", "-c", "1", "--max-tasks-per-child", "2")
+    with app.app_context():
+        pids = [context_probe.delay().get(timeout=10)["pid"] for _ in range(4)]
+    assert pids[0] == pids[1] and pids[2] == pids[3] and pids[0] != pids[2]
+    assert worker.proc.poll() is None
+
+
+def test_higher_priority_runs_first(app, start_worker, r):
+    with app.app_context():
+        for i in range(5):
+            mark.apply_async((f"low{i}",), priority=1)
+        mark.apply_async(("high",), priority=9)
+    start_worker("-P", "solo", "--prefetch", "1")
+    wait_until(lambda: r.hlen("test:runs") == 6)
+    assert r.lrange("test:order", 0, -1) == ["high"] + [f"low{i}" for i in range(5)]
+
+
+def test_worker_consumes_several_queues(app, start_worker, r):
+    start_worker("-P", "solo", "-Q", "default,other")
+    with app.app_context():
+        a = mark.apply_async(("a",), queue="default")
+        b = mark.apply_async(("b",), queue="other")
+        assert {a.get(timeout=10), b.get(timeout=10)} == {"a", "b"}
+
+
+def dead_letters(redis_url):
+    raw = redis.Redis.from_url(redis_url)
+    return [{k.decode(): v for k, v in fields.items()}
+            for _, fields in raw.xrange("taskq:{default}:dead")]
+
+
+def test_undecodable_message_goes_to_dead_letters(app, start_worker, r, redis_url):
+    start_worker("-P", "solo")
+    r.xadd("taskq:{default}:p5", {"m": b"\xff not json"})
+    wait_until(lambda: r.xlen("taskq:{default}:dead") == 1)
+    entry = dead_letters(redis_url)[0]
+    assert b"undecodable" in entry["reason"]
+    assert entry["body"] == b"\xff not json"
+    with app.app_context():  # the worker goes on
+        assert add.delay(1, 2).get(timeout=10) == 3
+
+
+def test_unknown_task_goes_to_dead_letters_and_fails(app, start_worker, redis_url):
+    start_worker("-P", "solo")
+    with app.app_context():
+        res = app.extensions["taskq"].taskqueue.send_task("no.such.task", args=(1,))
+        with pytest.raises(Exception, match="not registered"):
+            res.get(timeout=10)
+    entry = dead_letters(redis_url)[0]
+    assert entry["task"] == b"no.such.task" and entry["id"] == res.id.encode()
+
+
+def test_message_delivered_too_often_is_dead_lettered(app, start_worker, r, redis_url):
+    """A message whose worker keeps dying is parked, not retried forever."""
+    body = Message(id="poison", task="tests.apps.basic.add", args=(1, 2)).to_bytes(
+        get_serializer("json"))
+    r.xgroup_create("taskq:{default}:p5", "workers", id="0", mkstream=True)
+    r.xadd("taskq:{default}:p5", {"m": body})
+    r.xreadgroup("workers", "dead-0", {"taskq:{default}:p5": ">"})
+    for i in range(1, 6):  # five more consumers take it over and "die" in turn
+        r.xautoclaim("taskq:{default}:p5", "workers", f"dead-{i}", 0)
+    start_worker("-P", "solo", env={"TASKQ_VISIBILITY_TIMEOUT": "0.3"})
+    wait_until(lambda: r.xlen("taskq:{default}:dead") == 1)
+    assert b"delivered 7 times" in dead_letters(redis_url)[0]["reason"]
+    assert r.get("taskq:result:{poison}") is None
+
+
+def test_worker_with_unreachable_redis_says_so_in_one_line():
+    env = {**os.environ, "TASKQ_BROKER_URL": "redis://127.0.0.1:1/0"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "tests.apps.basic:create_app", "taskq",
+         "worker", "-P", "solo"], env=env, cwd=ROOT, capture_output=True, text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0
+    assert "cannot reach Redis at redis://127.0.0.1:1/0" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_flag_is_a_usage_error(redis_url):
+    env = {**os.environ, "TASKQ_BROKER_URL": redis_url}
+    proc = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "tests.apps.basic:create_app", "taskq",
+         "worker", "-P", "gevent"], env=env, cwd=ROOT, capture_output=True, text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "gevent" in proc.stderr
