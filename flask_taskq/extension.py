@@ -247,7 +247,8 @@ class TaskQueue:
             return self._run_eager(state, message, body)
         state.enqueue(message, body)
         if signals.task_sent.receivers:
-            signals.task_sent.send(name, task=task, task_id=message.id, message=message)
+            signals.task_sent.send(task or name, task=task, task_id=message.id,
+                                   message=message)
         return AsyncResult(message.id, state=state)
 
     def _run_eager(self, state: AppState, message: Message, body: bytes) -> AsyncResult:

@@ -3,7 +3,7 @@
 Arguments (all keyword) per signal:
 
 - ``task_sent(task, task_id, message)``: after a message was enqueued (sending process);
-  sender is the task name.
+  sender is the task, or its name when sent by name for a task not registered here.
 - ``task_prerun(task, task_id, args, kwargs)``: in the worker, inside the app context,
   before the task function runs; sender is the task.
 - ``task_postrun(task, task_id, args, kwargs, retval, state)``: after it ran, still inside

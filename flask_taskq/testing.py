@@ -23,7 +23,25 @@ from flask import Flask
 
 from .backend.memory import MemoryBackend
 from .exceptions import TimeoutError as TaskTimeoutError
+from .keys import PRIORITIES
 from .worker import Worker
+
+
+def _unfinished(broker: Any, queue: str) -> int:
+    """Messages of ``queue`` waiting or leased and not yet acknowledged.
+
+    ``queue_length`` alone misses a message between its fetch and the consumer taking
+    hold of it, and ``drain()`` then returned before that task ran.
+    """
+    unfinished = getattr(broker, "unfinished", None)
+    if unfinished is not None:
+        return int(unfinished(queue))
+    # Redis: an acknowledged (or dead-lettered, or requeued) entry is deleted from its
+    # stream, so a stream's length is its waiting plus its leased messages.
+    pipe = broker.client.pipeline(transaction=False)
+    for p in PRIORITIES:
+        pipe.xlen(broker.keys.stream(queue, p))
+    return sum(pipe.execute())
 
 
 class InThreadWorker:
@@ -49,7 +67,7 @@ class InThreadWorker:
         while True:
             consumer = self.worker.consumer
             if (consumer is not None and consumer.held == 0
-                    and all(broker.queue_length(q) == 0 for q in self.worker.queues)):
+                    and all(_unfinished(broker, q) == 0 for q in self.worker.queues)):
                 return
             if time.monotonic() > deadline:
                 raise TaskTimeoutError(f"queues not drained after {timeout} s")

@@ -161,3 +161,36 @@ def test_bad_flag_is_a_usage_error(redis_url):
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "gevent" in proc.stderr
+
+
+def test_worker_signals_fire_in_the_worker_process(app, start_worker, r):
+    worker = start_worker("-P", "solo", env={"TASKQ_RECORD_SIGNALS": "1"})
+    with app.app_context():
+        ok = add.delay(1, 2)
+        ok.get(timeout=10)
+        bad = fail.delay("x")
+        with pytest.raises(CustomError):
+            bad.get(timeout=10)
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=20) == 0
+    pid = worker.proc.pid
+    assert r.lrange("test:signals", 0, -1) == [
+        f"worker_ready {pid} Worker",
+        f"task_prerun {pid} tests.apps.basic.add {ok.id} basic",
+        f"task_success {pid} tests.apps.basic.add {ok.id} 3",
+        f"task_postrun {pid} tests.apps.basic.add {ok.id} SUCCESS",
+        f"task_prerun {pid} tests.apps.basic.fail {bad.id} basic",
+        f"task_failure {pid} tests.apps.basic.fail {bad.id} CustomError",
+        f"task_postrun {pid} tests.apps.basic.fail {bad.id} FAILURE",
+        f"worker_shutdown {pid} Worker",
+    ]
+
+
+def test_graceful_stop_leaves_no_consumer_behind(app, start_worker, r):
+    worker = start_worker("-P", "solo")
+    with app.app_context():
+        add.delay(1, 1).get(timeout=10)
+    assert r.xinfo_consumers("taskq:{default}:p5", "workers")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=20) == 0
+    assert r.xinfo_consumers("taskq:{default}:p5", "workers") == []

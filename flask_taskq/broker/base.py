@@ -57,6 +57,9 @@ class Broker(Protocol):
                     task_id: str) -> None:
         """Move a delivery to the dead-letter store with ``reason``, atomically."""
 
+    def forget_consumer(self, consumer: str, queues: Sequence[str]) -> None:
+        """Drop a consumer that holds nothing (on graceful stop)."""
+
     def queue_length(self, queue: str) -> int:
         """Messages of ``queue`` not yet delivered to any worker."""
 

@@ -119,8 +119,17 @@ class MemoryBroker:
                               "queue": delivery.queue, "time": time.time(),
                               "body": delivery.body})
 
+    def forget_consumer(self, consumer: str, queues: Sequence[str]) -> None:
+        pass
+
     def queue_length(self, queue: str) -> int:
         return sum(len(self._ready.get((queue, p), ())) for p in PRIORITIES)
+
+    def unfinished(self, queue: str) -> int:
+        """Messages of ``queue`` waiting or leased and not yet acknowledged."""
+        with self._cond:
+            leased = sum(1 for _, d, _ in self._leased.values() if d.queue == queue)
+            return self.queue_length(queue) + leased
 
     def purge(self, queue: str) -> int:
         with self._cond:

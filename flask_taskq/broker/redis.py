@@ -206,6 +206,15 @@ class RedisBroker:
                   delivery.queue, f"{time.time():.3f}", MAX_DEAD_LETTERS],
         )
 
+    def forget_consumer(self, consumer: str, queues: Sequence[str]) -> None:
+        """Delete ``consumer`` from the group of every stream of ``queues``. Any entry it
+        still held would be dropped with it: call only when it holds none."""
+        pipe = self.client.pipeline(transaction=False)
+        for q in queues:
+            for p in PRIORITIES:
+                pipe.xgroup_delconsumer(self.keys.stream(q, p), GROUP, consumer)
+        pipe.execute(raise_on_error=False)
+
     # -- inspection and maintenance -------------------------------------------------------
     def queue_length(self, queue: str) -> int:
         # Acked entries are deleted, so a stream holds exactly its ready and leased entries.

@@ -273,3 +273,12 @@ class Consumer:
         self.stopping.set()
         self.flush_quietly()
         self.return_buffered_quietly()
+
+    def leave(self) -> None:
+        """Remove this consumer from the group if it holds nothing (after ``close``)."""
+        if self.held:
+            return
+        try:
+            self.broker.forget_consumer(self.name, self.queues)
+        except CONNECTION_ERRORS:
+            pass

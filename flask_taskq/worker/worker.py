@@ -90,8 +90,8 @@ class Worker:
         self.pool = pool or config["TASKQ_WORKER_POOL"]
         if self.pool not in POOLS:
             raise ValueError(f"unknown pool {self.pool!r}; choose one of {', '.join(POOLS)}")
-        self.concurrency = int(concurrency or config["TASKQ_WORKER_CONCURRENCY"]
-                               or os.cpu_count() or 1)
+        self.concurrency = 1 if self.pool == "solo" else int(
+            concurrency or config["TASKQ_WORKER_CONCURRENCY"] or os.cpu_count() or 1)
         self.queues = list(queues or default_queues(self.state))
         self.name = name or f"{os.getpid()}@{socket.gethostname()}"
         self.prefetch = int(prefetch or config["TASKQ_WORKER_PREFETCH"])
@@ -150,6 +150,7 @@ class Worker:
             for t in pool:
                 t.join()
         consumer.close()
+        consumer.leave()
         self._finished.set()
         signals.worker_shutdown.send(self)
         return 0

@@ -67,6 +67,26 @@ def whoami(self):
             "deliveries": self.request.delivery_count}
 
 
+def _record_signals(app: Flask) -> None:
+    """Push "<signal> <pid> <detail>" to the list ``test:signals`` for each worker signal."""
+    from flask_taskq import signals
+
+    client = redis.Redis.from_url(app.config["TASKQ_BROKER_URL"])
+
+    def recorder(name, detail):
+        def receive(sender, **kw):
+            client.rpush("test:signals", f"{name} {os.getpid()} {detail(sender, kw)}")
+        getattr(signals, name).connect(receive, weak=False)
+
+    recorder("task_prerun", lambda s, kw: f"{s.name} {kw['task_id']} {current_app.name}")
+    recorder("task_postrun", lambda s, kw: f"{s.name} {kw['task_id']} {kw['state']}")
+    recorder("task_success", lambda s, kw: f"{s.name} {kw['task_id']} {kw['result']!r}")
+    recorder("task_failure", lambda s, kw: f"{s.name} {kw['task_id']} "
+                                           f"{type(kw['exception']).__name__}")
+    recorder("worker_ready", lambda s, kw: type(s).__name__)
+    recorder("worker_shutdown", lambda s, kw: type(s).__name__)
+
+
 def create_app() -> Flask:
     app = Flask("basic")
     app.config["TASKQ_BROKER_URL"] = os.environ.get("TASKQ_BROKER_URL",
@@ -75,6 +95,8 @@ def create_app() -> Flask:
         if key in os.environ:
             app.config[key] = float(os.environ[key])
     tq.init_app(app)
+    if os.environ.get("TASKQ_RECORD_SIGNALS"):
+        _record_signals(app)
 
     @app.teardown_appcontext
     def count_teardown(exc):
