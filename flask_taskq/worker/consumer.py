@@ -84,6 +84,11 @@ class Consumer:
                     logger.warning("Redis unreachable (%s); retrying in %.1fs", exc, backoff)
                     self.stopping.wait(backoff)
                     backoff = min(backoff * 2, 5.0)
+                except redis.RedisError as exc:  # e.g. READONLY during a failover
+                    logger.error("Redis refused to deliver (%s); retrying in %.1fs", exc,
+                                 backoff)
+                    self.stopping.wait(backoff)
+                    backoff = min(backoff * 2, 5.0)
         return None
 
     def complete(self, delivery: Delivery, task_id: str, status: str, data: bytes | None,
@@ -223,6 +228,8 @@ class Consumer:
                     self.flush()
             except CONNECTION_ERRORS as exc:
                 logger.warning("Could not renew leases (%s)", exc)
+            except Exception:  # the keeper must outlive any surprise
+                logger.exception("Lease keeper error")
         self.return_buffered_quietly()
 
     def renew(self) -> None:
