@@ -1,0 +1,77 @@
+"""The app the benchmark runs workers for (``flask --app bench.app:create_app``).
+
+Every key lives under ``taskqbench:`` (also the app's TASKQ_KEY_PREFIX), so a run against a
+shared Redis given by TASKQ_BROKER_URL touches nothing else.
+
+``noop`` and ``noop_result`` count their runs in process memory (the drain figures use
+one solo worker process per run) and write to Redis only twice: the unix time of the first
+run (SET NX) and that of run number BENCH_DRAIN_N (SET), so that the benchmark, in another
+process, sees the first and last completion without a round trip per task.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import redis
+from flask import Flask, current_app
+
+from flask_taskq import TaskQueue
+
+PREFIX = "taskqbench"
+FIRST_KEY = f"{PREFIX}:bench:first"  # unix time the first noop(_result) ran
+LAST_KEY = f"{PREFIX}:bench:last"  # unix time run number BENCH_DRAIN_N ran
+LATENCY_KEY = f"{PREFIX}:bench:latency"  # list of enqueue-to-start latencies (seconds)
+DRAIN_N = int(os.environ.get("BENCH_DRAIN_N", "10000"))
+
+tq = TaskQueue()
+_clients: dict[str, redis.Redis] = {}
+_runs = 0
+
+
+def bench_redis(url: str | None = None) -> redis.Redis:
+    """One client per URL and process, reused by every task run."""
+    url = url or current_app.config["TASKQ_BROKER_URL"]
+    client = _clients.get(url)
+    if client is None:
+        client = _clients[url] = redis.Redis.from_url(url)
+    return client
+
+
+def _count_completion() -> None:
+    global _runs
+    now = time.time()
+    _runs += 1
+    if _runs == 1:
+        bench_redis().set(FIRST_KEY, now, nx=True)
+    if _runs == DRAIN_N:
+        bench_redis().set(LAST_KEY, now)
+
+
+@tq.task(ignore_result=True)
+def noop() -> None:
+    """Nothing but counting itself; no result is stored."""
+    _count_completion()
+
+
+@tq.task
+def noop_result() -> None:
+    """The same, with its result (``None``) stored by the worker."""
+    _count_completion()
+
+
+@tq.task(ignore_result=True)
+def stamp(sent: float) -> None:
+    """Record how long ago ``sent`` (the producer's ``time.time()``) was."""
+    latency = time.time() - sent
+    bench_redis().rpush(LATENCY_KEY, latency)
+
+
+def create_app() -> Flask:
+    app = Flask(__name__)
+    if "TASKQ_BROKER_URL" in os.environ:
+        app.config["TASKQ_BROKER_URL"] = os.environ["TASKQ_BROKER_URL"]
+    app.config["TASKQ_KEY_PREFIX"] = PREFIX
+    tq.init_app(app)
+    return app
