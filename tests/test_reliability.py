@@ -166,3 +166,19 @@ def test_redis_restart_under_worker_and_app(app_on_own_redis, own_redis, start_w
         # both the app's client and the worker recover by themselves
         assert add.delay(2, 3).get(timeout=20) == 5
     assert worker.proc.poll() is None
+
+
+def test_renewing_a_lease_is_not_a_new_delivery(app, start_worker, r):
+    """A task held through many lease renewals, then crashed, is run again, not parked
+    as poison (renewals must not count as deliveries)."""
+    env = {"TASKQ_VISIBILITY_TIMEOUT": "0.6"}
+    first = start_worker("-P", "solo", env=env)
+    with app.app_context():
+        res = mark.delay("renewed", seconds=3.0)
+    wait_until(lambda: started(r, "renewed") == 1)
+    time.sleep(2.0)  # let the keeper renew the lease ~10 times before the crash
+    first.kill_group()
+    start_worker("-P", "solo", env=env)
+    with app.app_context():
+        assert res.get(timeout=20) == "renewed"
+    assert r.xlen("taskq:{default}:dead") == 0

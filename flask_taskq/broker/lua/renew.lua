@@ -8,6 +8,7 @@ for i = 3, #ARGV do
   if p.err == nil and #p > 0 then owned[#owned + 1] = ARGV[i] else lost[#lost + 1] = ARGV[i] end
 end
 if #owned > 0 then
-  redis.call('XCLAIM', KEYS[1], group, consumer, 0, unpack(owned))
+  -- JUSTID: reset the idle time without counting a new delivery.
+  redis.call('XCLAIM', KEYS[1], group, consumer, 0, 'JUSTID', unpack(owned))
 end
 return lost
