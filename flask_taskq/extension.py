@@ -224,6 +224,8 @@ class TaskQueue:
         now = time.time()
         if countdown is not None:
             eta = now + float(countdown)
+        if expires is None:
+            expires = topts.get("expires")
         if isinstance(expires, int | float) and expires < 10**9:
             expires = now + expires
         if priority is None:
@@ -238,7 +240,7 @@ class TaskQueue:
             queue=queue or topts.get("queue") or state.default_queue,
             priority=priority,
             eta=_unix_time(eta),
-            expires=_unix_time(expires if expires is not None else topts.get("expires")),
+            expires=_unix_time(expires),
             headers=dict(headers or {}),
             sent=now,
         )

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 
 import pytest
 
 from flask_taskq import BrokerConnectionError
-from tests.apps.basic import add, mark
+from tests.apps.basic import add, context_probe, mark
 from tests.conftest import wait_until
 
 FAST_LEASES = {"TASKQ_VISIBILITY_TIMEOUT": "1.5"}
@@ -178,7 +179,37 @@ def test_renewing_a_lease_is_not_a_new_delivery(app, start_worker, r):
     wait_until(lambda: started(r, "renewed") == 1)
     time.sleep(2.0)  # let the keeper renew the lease ~10 times before the crash
     first.kill_group()
+    assert "Lease keeper error" not in first.log
     start_worker("-P", "solo", env=env)
     with app.app_context():
         assert res.get(timeout=20) == "renewed"
     assert r.xlen("taskq:{default}:dead") == 0
+
+
+def test_ctrl_c_to_the_process_group_is_graceful_in_prefork(app, start_worker, r):
+    worker = start_worker("-P", "prefork", "-c", "2")
+    with app.app_context():
+        mark.delay("a", seconds=1.0)
+        mark.delay("b", seconds=1.0)
+    wait_until(lambda: started(r, "a") + started(r, "b") == 2)
+    os.killpg(worker.proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    assert worker.wait(timeout=20) == 0
+    assert runs(r, "a") == runs(r, "b") == 1
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return "\nState:\tZ" not in f.read()
+    except FileNotFoundError:
+        return False
+
+
+def test_children_stop_when_their_supervisor_is_killed(app, start_worker):
+    worker = start_worker("-P", "prefork", "-c", "2")
+    with app.app_context():
+        pids = {context_probe.delay().get(timeout=10)["pid"] for _ in range(10)}
+    worker.proc.kill()  # SIGKILL the supervisor alone
+    worker.proc.wait()
+    wait_until(lambda: not any(_alive(pid) for pid in pids), timeout=15,
+               message="orphaned children to exit")

@@ -194,3 +194,15 @@ def test_graceful_stop_leaves_no_consumer_behind(app, start_worker, r):
     worker.signal(signal.SIGTERM)
     assert worker.wait(timeout=20) == 0
     assert r.xinfo_consumers("taskq:{default}:p5", "workers") == []
+
+
+def test_finished_results_are_not_held_back_by_a_long_task(app, start_worker, r):
+    with app.app_context():
+        fast = [add.delay(i, 1) for i in range(30)]
+        mark.delay("long", seconds=5.0)
+    start_worker("-P", "solo", "--prefetch", "64")
+    wait_until(lambda: r.hget("test:started", "long"))
+    with app.app_context():
+        wait_until(lambda: all(res.ready() for res in fast), timeout=3,
+                   message="results of the fast tasks")
+    assert r.hget("test:runs", "long") is None  # still running

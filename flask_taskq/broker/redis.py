@@ -242,7 +242,7 @@ class RedisBroker:
         return rows
 
     def purge(self, queue: str) -> int:
-        keys = [self.keys.stream(queue, p) for p in PRIORITIES]
+        keys = [self.keys.stream(queue, p) for p in PRIORITIES] + [self.keys.delayed(queue)]
         return int(self._scripts["purge"](keys=keys, args=[GROUP]))
 
     def close(self) -> None:

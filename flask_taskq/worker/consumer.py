@@ -54,6 +54,7 @@ class Consumer:
         self.serializer = state.serializer
         self.tasks = state.taskqueue.tasks
         self.stopping = threading.Event()
+        self._wake = threading.Event()  # wakes the keeper thread
         self._buffer: list[tuple[int, int, Delivery, Message]] = []
         self._seq = itertools.count()
         self._held: dict[tuple[str, int, str], Delivery] = {}
@@ -103,8 +104,11 @@ class Consumer:
             due = (len(self._done) >= MAX_ACK_BATCH or not self._buffer
                    or now - self._done_since >= MAX_ACK_DELAY
                    or self._avg_runtime > MAX_ACK_DELAY / 10)
+            first_deferred = not due and len(self._done) == 1
         if due:
             self.flush_quietly()
+        elif first_deferred:
+            self._wake.set()  # the keeper flushes it if the next task runs long
 
     def dead_letter(self, delivery: Delivery, reason: str, task: str, task_id: str,
                     data: bytes | None = None) -> None:
@@ -221,11 +225,23 @@ class Consumer:
 
     def _keep(self) -> None:
         interval = self.visibility_timeout / 3
-        while not self.stopping.wait(interval):
+        next_renew = time.monotonic() + interval
+        while not self.stopping.is_set():
+            now = time.monotonic()
+            timeout = next_renew - now
+            if self._done:
+                timeout = min(timeout, self._done_since + MAX_ACK_DELAY - now)
+            self._wake.wait(max(0.0, timeout))
+            self._wake.clear()
+            if self.stopping.is_set():
+                break
             try:
-                self.renew()
-                if time.monotonic() - self._done_since > MAX_ACK_DELAY:
+                now = time.monotonic()
+                if self._done and now - self._done_since >= MAX_ACK_DELAY:
                     self.flush()
+                if now >= next_renew:
+                    next_renew = now + interval
+                    self.renew()
             except CONNECTION_ERRORS as exc:
                 logger.warning("Could not renew leases (%s)", exc)
             except Exception:  # the keeper must outlive any surprise
@@ -250,6 +266,7 @@ class Consumer:
     def stop(self) -> None:
         """Stop fetching; the keeper thread returns unstarted messages at once."""
         self.stopping.set()
+        self._wake.set()
 
     def return_buffered(self) -> None:
         """Give every unstarted message back to the broker."""
@@ -277,7 +294,7 @@ class Consumer:
 
     def close(self) -> None:
         """Final flush and return; call after every executor thread has finished."""
-        self.stopping.set()
+        self.stop()
         self.flush_quietly()
         self.return_buffered_quietly()
 

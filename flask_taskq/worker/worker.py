@@ -123,8 +123,9 @@ class Worker:
 
     # -- one consuming process -------------------------------------------------------------
     def run_consumer(self, threads: int, consumer_name: str,
-                     max_tasks: int | None = None) -> int:
-        """Consume in this process with ``threads`` executor threads."""
+                     max_tasks: int | None = None, child: bool = False) -> int:
+        """Consume in this process with ``threads`` executor threads (``child``: as a
+        prefork child, which its supervisor stops)."""
         state = self.state
         broker = state.new_broker()
         consumer = Consumer(state, broker, state.new_backend(), consumer_name, self.queues,
@@ -132,7 +133,9 @@ class Worker:
         self.consumer = consumer
         if self._stopped.is_set():
             return 0
-        if self.install_signals:
+        if child:
+            self._install_child_signal_handlers(consumer)
+        elif self.install_signals:
             self._install_signal_handlers(consumer)
         self._ensure_groups(broker, consumer)
         executor = Executor(state)
@@ -167,6 +170,17 @@ class Worker:
                 consumer.stopping.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
 
+    def _install_child_signal_handlers(self, consumer: Consumer) -> None:
+        # Ctrl-C reaches the whole process group: the supervisor alone decides. SIGTERM
+        # (from the supervisor, or from systemd to the whole group) always means "finish
+        # and leave", however often it comes; the supervisor SIGKILLs when it must.
+        def handle(signum: int, frame: object) -> None:
+            if not consumer.stopping.is_set():
+                threading.Thread(target=consumer.stop, daemon=True).start()
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, handle)
+
     def _stop_then_give_up(self, consumer: Consumer) -> None:
         consumer.stop()
         if not self._finished.wait(self.shutdown_timeout):
@@ -198,10 +212,13 @@ class Worker:
                 return
 
     def _install_signal_handlers(self, consumer: Consumer) -> None:
+        signalled = []
+
         def handle(signum: int, frame: object) -> None:
-            if consumer.stopping.is_set():
+            if signalled or consumer.stopping.is_set():
                 logger.warning("Second signal: exiting now")
                 os._exit(1)
+            signalled.append(signum)
             logger.warning("Stopping: running tasks may finish within %.0fs",
                            self.shutdown_timeout)
             # Event.set() takes a lock the interrupted main thread may hold: use a thread.
@@ -220,6 +237,7 @@ class Supervisor:
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
         self.children: dict[int, int] = {}  # pid -> slot
+        self.parent_pid = os.getpid()
         self.started: dict[int, float] = {}
         self.stopping = False
         self.deadline: float | None = None
@@ -248,11 +266,11 @@ class Supervisor:
         if pid == 0:
             code = 1
             try:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                _stop_with_parent(self.parent_pid)
                 worker = self.worker
                 name = f"{worker.name}/{slot}-{os.getpid()}"
-                code = worker.run_consumer(1, name, worker.max_tasks_per_child)
+                code = worker.run_consumer(1, name, worker.max_tasks_per_child, child=True)
             except BaseException:
                 traceback.print_exc()
             finally:
@@ -297,6 +315,19 @@ class Supervisor:
     def _kill_all(self) -> None:
         for pid in list(self.children):
             _signal(pid, signal.SIGKILL)
+
+
+def _stop_with_parent(parent_pid: int) -> None:
+    """Have the kernel send SIGTERM to this child if its supervisor dies (Linux)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:  # it died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _signal(pid: int, signum: int) -> None:

@@ -1,7 +1,9 @@
--- Delete the messages of streams KEYS not yet delivered to group ARGV[1]; leased ones stay
--- with their workers. Returns how many were deleted.
-local deleted = 0
-for _, key in ipairs(KEYS) do
+-- Delete the messages of streams KEYS[1..n-1] not yet delivered to group ARGV[1] (leased
+-- ones stay with their workers) and the delayed set KEYS[n]. Returns how many were deleted.
+local deleted = redis.call('ZCARD', KEYS[#KEYS])
+redis.call('DEL', KEYS[#KEYS])
+for i = 1, #KEYS - 1 do
+  local key = KEYS[i]
   if redis.call('EXISTS', key) == 1 then
     local start = '-'
     local groups = redis.call('XINFO', 'GROUPS', key)

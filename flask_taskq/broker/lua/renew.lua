@@ -9,6 +9,7 @@ for i = 3, #ARGV do
 end
 if #owned > 0 then
   -- JUSTID: reset the idle time without counting a new delivery.
-  redis.call('XCLAIM', KEYS[1], group, consumer, 0, 'JUSTID', unpack(owned))
+  owned[#owned + 1] = 'JUSTID'
+  redis.call('XCLAIM', KEYS[1], group, consumer, 0, unpack(owned))
 end
 return lost

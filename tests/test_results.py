@@ -1,0 +1,275 @@
+"""``AsyncResult``: values, exceptions, states, waiting, expiry and forgetting, with tasks
+run by real workers on the test Redis (SPEC section 2)."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import sys
+import threading
+import time
+
+import pytest
+
+import flask_taskq
+from flask_taskq import AsyncResult, TaskError
+from flask_taskq.testing import InThreadWorker
+from tests.apps import api
+from tests.apps.basic import CustomError, add, fail
+from tests.conftest import wait_until
+
+
+def result_key(task_id: str) -> str:
+    return f"taskq:result:{{{task_id}}}"
+
+
+def done_key(task_id: str) -> str:
+    return f"taskq:result:{{{task_id}}}:done"
+
+
+@pytest.fixture
+def worker(start_worker):
+    """A real ``flask taskq worker -P solo`` for the basic app."""
+    return start_worker("-P", "solo")
+
+
+@pytest.fixture
+def api_app(redis_url):
+    return api.create_app({"TASKQ_BROKER_URL": redis_url})
+
+
+# -- values and exceptions -----------------------------------------------------------------------
+
+def test_get_returns_the_value(app, worker):
+    with app.app_context():
+        result = add.delay(2, 3)
+        assert result.get(timeout=10) == 5
+        assert result.result == 5
+        assert result.info == 5
+
+
+def test_async_result_by_id_reads_the_same_result(app, worker):
+    with app.app_context():
+        task_id = add.delay(20, 22).id
+        assert AsyncResult(task_id).get(timeout=10) == 42
+        assert app.extensions["taskq"].taskqueue.AsyncResult(task_id).get(timeout=1) == 42
+
+
+def test_task_exception_is_reraised_with_its_type_and_the_worker_traceback(app, worker):
+    with app.app_context():
+        result = fail.delay("boom")
+        with pytest.raises(CustomError, match="boom") as info:
+            result.get(timeout=10)
+
+    notes = "\n".join(getattr(info.value, "__notes__", []))
+    assert "Traceback in the worker" in notes
+    assert "raise CustomError(message)" in notes  # the failing line, from the worker
+    assert "CustomError: boom" in notes
+    assert "CustomError: boom" in result.traceback
+
+
+def test_get_without_propagate_returns_the_exception(app, worker):
+    with app.app_context():
+        result = fail.delay("quietly")
+        exc = result.get(timeout=10, propagate=False)
+
+    assert isinstance(exc, CustomError)
+    assert str(exc) == "quietly"
+    assert isinstance(result.result, CustomError)
+
+
+def test_exception_type_unknown_here_becomes_task_error(app, r):
+    assert "nowhere_to_be_found" not in sys.modules
+    r.set(result_key("t-unknown"), json.dumps({
+        "status": "FAILURE", "task": "remote.job", "date_done": time.time(),
+        "exc_type": "GoneError", "exc_module": "nowhere_to_be_found",
+        "exc_message": "it went away", "exc_args": ["it went away"],
+        "traceback": "Traceback (most recent call last):\n  ...\nGoneError: it went away\n",
+    }))
+    r.rpush(done_key("t-unknown"), "1")
+
+    with app.app_context():
+        result = AsyncResult("t-unknown")
+        with pytest.raises(TaskError) as info:
+            result.get(timeout=5)
+        assert result.failed()
+        assert isinstance(result.result, TaskError)
+
+    exc = info.value
+    assert exc.exc_type == "nowhere_to_be_found.GoneError"
+    assert exc.message == "it went away"
+    assert "GoneError: it went away" in exc.traceback
+    assert "GoneError" in str(exc) and "it went away" in str(exc)
+    assert "nowhere_to_be_found" not in sys.modules  # never imported on the result's behalf
+    assert flask_taskq.TaskError is TaskError
+
+
+# -- waiting -------------------------------------------------------------------------------------
+
+def test_get_times_out_with_flask_taskq_timeout_error(app):
+    with app.app_context():
+        result = add.delay(1, 1)  # no worker runs it
+
+    start = time.monotonic()
+    with pytest.raises(flask_taskq.TimeoutError) as info:
+        result.get(timeout=0.5)
+    elapsed = time.monotonic() - start
+
+    assert isinstance(info.value, builtins.TimeoutError)
+    assert result.id in str(info.value)
+    assert 0.4 <= elapsed < 10  # waited, and gave up in bounded time
+    assert result.state == "PENDING"
+
+
+def test_get_blocks_without_polling_redis(app, r):
+    with app.app_context():
+        result = add.delay(1, 1)
+    r.config_resetstat()
+
+    with pytest.raises(flask_taskq.TimeoutError):
+        result.get(timeout=1.0)
+
+    stats = r.info("commandstats")
+    reads = stats.get("cmdstat_get", {}).get("calls", 0)
+    assert reads <= 3, f"{reads} GETs while waiting 1 s: get() is polling"
+
+
+def test_two_threads_waiting_on_one_result_both_wake(app, r, start_worker):
+    with app.app_context():
+        result = add.delay(4, 5)
+    values = []
+
+    def wait():
+        values.append(result.get(timeout=30))
+
+    threads = [threading.Thread(target=wait) for _ in range(2)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: r.info("clients")["blocked_clients"] >= 2, 10,
+               message="both threads blocked on the result")
+
+    start_worker("-P", "solo")
+    for t in threads:
+        t.join(30)
+
+    assert values == [9, 9]
+
+
+# -- states --------------------------------------------------------------------------------------
+
+def test_unknown_task_is_pending(app):
+    with app.app_context():
+        result = AsyncResult("never-sent")
+        assert result.state == "PENDING"
+        assert result.status == "PENDING"
+        assert result.result is None
+        assert not result.ready()
+        assert not result.successful()
+        assert not result.failed()
+
+
+def test_states_of_a_successful_task(app, worker):
+    with app.app_context():
+        result = add.delay(1, 2)
+        result.get(timeout=10)
+
+        assert result.state == "SUCCESS"
+        assert result.status == "SUCCESS"
+        assert result.ready()
+        assert result.successful()
+        assert not result.failed()
+        assert result.traceback is None
+        assert result.date_done is not None
+
+
+def test_states_of_a_failed_task(app, worker):
+    with app.app_context():
+        result = fail.delay("no")
+        result.get(timeout=10, propagate=False)
+
+        assert result.state == "FAILURE"
+        assert result.ready()
+        assert result.failed()
+        assert not result.successful()
+
+
+# -- storage ---------------------------------------------------------------------------------------
+
+def test_ignore_result_task_leaves_no_result(api_app, r):
+    with api_app.app_context():
+        ignored = api.quiet.delay("t1")
+        kept = api.add.delay(1, 2)
+    with InThreadWorker(api_app) as worker:
+        worker.drain()
+
+    assert r.lrange("test:quiet", 0, -1) == ["t1"]  # it ran
+    assert not r.exists(result_key(ignored.id))
+    assert not r.exists(done_key(ignored.id))
+    assert ignored.state == "PENDING"
+    assert r.exists(result_key(kept.id))  # while a normal task's result is there
+
+
+def test_results_expire_after_one_day_by_default(app, r, worker):
+    with app.app_context():
+        result = add.delay(1, 2)
+        result.get(timeout=10)
+
+    assert 86400 - 60 < r.ttl(result_key(result.id)) <= 86400
+
+
+def test_result_expires_setting_sets_the_ttl(redis_url, r):
+    app = api.create_app({"TASKQ_BROKER_URL": redis_url, "TASKQ_RESULT_EXPIRES": 120})
+    with app.app_context():
+        result = api.add.delay(1, 2)
+    with InThreadWorker(app) as worker:
+        worker.drain()
+
+    assert result.get(timeout=5) == 3
+    assert 0 < r.ttl(result_key(result.id)) <= 120
+    assert 0 < r.ttl(done_key(result.id)) <= 120
+
+
+def test_forget_deletes_the_result(app, r, worker):
+    with app.app_context():
+        result = add.delay(1, 2)
+        assert result.get(timeout=10) == 3
+        assert r.exists(result_key(result.id))
+
+        result.forget()
+
+        assert not r.exists(result_key(result.id))
+        assert not r.exists(done_key(result.id))
+        assert result.state == "PENDING"
+
+
+def test_result_backend_none_disables_results(redis_url, r):
+    app = api.create_app({"TASKQ_BROKER_URL": redis_url, "TASKQ_RESULT_BACKEND": None})
+    with app.app_context():
+        result = api.add.delay(1, 2)  # sending still works
+        api.quiet.delay("ran")
+
+    with pytest.raises(RuntimeError, match="disabled"):
+        result.get(timeout=1)
+    with pytest.raises(RuntimeError, match="disabled"):
+        result.state  # noqa: B018
+
+    with InThreadWorker(app) as worker:
+        worker.drain()
+    assert r.lrange("test:quiet", 0, -1) == ["ran"]
+    assert r.keys("taskq:result:*") == []
+
+
+def test_a_running_task_is_not_ready_until_it_finishes(r, start_worker, api_app):
+    start_worker("-P", "solo", app="tests.apps.api:create_app")
+    with api_app.app_context():
+        result = api.gate.delay("g1")
+    wait_until(lambda: r.lrange("test:entered", 0, -1) == ["g1"], 10, message="task started")
+
+    assert not result.ready()
+    with pytest.raises(flask_taskq.TimeoutError):
+        result.get(timeout=0.2)
+
+    r.rpush("test:gate:g1", "go")
+    assert result.get(timeout=10) == "g1"
+    assert result.ready()
+    assert result.successful()
