@@ -8,12 +8,13 @@ from .exceptions import (
     Retry,
     SoftTimeLimitExceeded,
     TaskError,
+    TaskRevokedError,
     TimeLimitExceeded,
     TimeoutError,
 )
 from .extension import AppState, TaskQueue
 from .message import Message
-from .result import AsyncResult, TaskRevokedError
+from .result import AsyncResult
 from .task import Request, Task
 
 __version__ = "0.1.0"

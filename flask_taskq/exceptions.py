@@ -68,5 +68,9 @@ class TaskError(TaskQueueError):
         self.traceback = traceback
 
 
+class TaskRevokedError(TaskQueueError):
+    """``AsyncResult.get()`` on a task that was revoked (or expired before it ran)."""
+
+
 class DecodeError(TaskQueueError, ValueError):
     """A message body could not be decoded (it goes to the dead-letter store)."""

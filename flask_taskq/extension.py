@@ -17,11 +17,13 @@ from . import signals, states
 from .backend import ResultBackend, backend_from_url
 from .backend.memory import MemoryBackend
 from .broker import Broker, broker_from_url
+from .broker.memory import ANY_QUEUE
 from .config import apply_defaults
 from .exceptions import BrokerConnectionError, NotRegistered
 from .keys import DEFAULT_PRIORITY
 from .message import Message
 from .result import AsyncResult
+from .routing import Router
 from .serializer import Serializer, get_serializer
 from .task import Task
 
@@ -58,6 +60,7 @@ class AppState:
         self.max_message_bytes: int = int(config["TASKQ_MAX_MESSAGE_BYTES"])
         self.key_prefix: str = config["TASKQ_KEY_PREFIX"]
         self.result_expires: int = int(config["TASKQ_RESULT_EXPIRES"] or 0)
+        self.router = Router(config["TASKQ_ROUTES"])
         self.broker_url: str = config["TASKQ_BROKER_URL"]
         self.result_url: str | None = config["TASKQ_RESULT_BACKEND"]
         self.broker: Broker = self.new_broker()
@@ -115,10 +118,18 @@ class AppState:
                     from .worker import Worker
 
                     worker = Worker(self.app, pool="threads", concurrency=4,
-                                    queues=None, install_signals=False, state=self)
+                                    queues=[ANY_QUEUE], install_signals=False, state=self)
                     threading.Thread(target=worker.run, name="taskq-memory-worker",
                                      daemon=True).start()
                     self._memory_worker = worker
+
+
+def _reject_options(options: dict[str, Any]) -> None:
+    later = sorted(set(options) & {"link", "link_error"})
+    if later:
+        raise NotImplementedError(f"{', '.join(later)} is not supported yet (workflows)")
+    raise TypeError(f"unknown option(s) for apply_async/send_task: "
+                    f"{', '.join(sorted(options))}")
 
 
 def resolve_state(app: Flask | None = None,
@@ -129,9 +140,13 @@ def resolve_state(app: Flask | None = None,
         app = current_app._get_current_object()  # type: ignore[attr-defined]
     if app is not None:
         state = app.extensions.get("taskq")
-        if state is None or (taskqueue is not None and state.taskqueue is not taskqueue):
+        if state is None:
             raise RuntimeError(
                 f"the app {app.name!r} has no TaskQueue: call tq.init_app(app) first"
+            )
+        if taskqueue is not None and state.taskqueue is not taskqueue:
+            raise RuntimeError(
+                f"the app {app.name!r} is bound to another TaskQueue than this task's"
             )
         return state
     candidates = [taskqueue] if taskqueue is not None else list(_instances)
@@ -188,7 +203,7 @@ class TaskQueue:
         """
 
         def register(func: Callable[..., Any]) -> Task:
-            task_name = name or f"{func.__module__}.{func.__qualname__}"
+            task_name = name or f"{func.__module__}.{func.__name__}"
             task = Task(self, func, task_name, bind=bind, **options)
             self.tasks[task_name] = task
             return task
@@ -217,10 +232,15 @@ class TaskQueue:
 
         ``countdown`` (seconds) or ``eta`` (datetime or unix time) delay it; ``expires``
         (seconds from now, datetime or unix time) drops it if not started by then.
+        The queue and priority come from the call, else ``TASKQ_ROUTES``, else the
+        task's options, else the defaults.
         """
+        if options:
+            _reject_options(options)
         state = resolve_state(app, self)
         task = _task or self.tasks.get(name)
         topts = task.options if task is not None else {}
+        route = state.router.route(name)
         now = time.time()
         if countdown is not None:
             eta = now + float(countdown)
@@ -229,7 +249,7 @@ class TaskQueue:
         if isinstance(expires, int | float) and expires < 10**9:
             expires = now + expires
         if priority is None:
-            priority = topts.get("priority", DEFAULT_PRIORITY)
+            priority = route.get("priority", topts.get("priority", DEFAULT_PRIORITY))
         if not isinstance(priority, int) or not 0 <= priority <= 9:
             raise ValueError(f"priority must be an integer from 0 to 9, not {priority!r}")
         message = Message(
@@ -237,7 +257,7 @@ class TaskQueue:
             task=name,
             args=tuple(args or ()),
             kwargs=dict(kwargs or {}),
-            queue=queue or topts.get("queue") or state.default_queue,
+            queue=queue or route.get("queue") or topts.get("queue") or state.default_queue,
             priority=priority,
             eta=_unix_time(eta),
             expires=_unix_time(expires),
@@ -262,7 +282,8 @@ class TaskQueue:
                                           eager=True)
         assert state.backend is not None and outcome.data is not None
         state.backend.store_many([(message.id, outcome.data,
-                                   outcome.status in states.READY_STATES)], 0)
+                                   outcome.status in states.READY_STATES)],
+                                 state.result_expires)
         return AsyncResult(message.id, state=state)
 
     def AsyncResult(self, task_id: str, app: Flask | None = None) -> AsyncResult:  # noqa: N802

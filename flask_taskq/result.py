@@ -7,17 +7,13 @@ import traceback as tb
 from typing import TYPE_CHECKING, Any
 
 from . import states
-from .exceptions import TaskError, TaskQueueError
+from .exceptions import TaskError, TaskRevokedError
 from .exceptions import TimeoutError as TaskTimeoutError
 
 if TYPE_CHECKING:
     from flask import Flask
 
     from .extension import AppState
-
-
-class TaskRevokedError(TaskQueueError):
-    """``get()`` on a task that was revoked."""
 
 
 def exception_meta(exc: BaseException) -> dict[str, Any]:

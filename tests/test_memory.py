@@ -87,3 +87,11 @@ def test_worker_command_refuses_a_memory_broker():
     assert "memory://" in result.output
     assert "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_memory_worker_runs_tasks_sent_to_any_queue():
+    from tests.apps.api import add, create_app
+
+    app = create_app({"TASKQ_BROKER_URL": "memory://"})
+    with app.app_context():
+        assert add.apply_async((2, 2), queue="elsewhere").get(timeout=5) == 4

@@ -327,3 +327,13 @@ def test_task_sent_signal_does_not_fire_when_sending_fails(ctx):
         signals.task_sent.disconnect(receiver)
 
     assert seen == []
+
+
+def test_default_name_of_a_nested_function_has_no_locals():
+    tq = TaskQueue()
+
+    @tq.task
+    def inner():
+        return None
+
+    assert inner.name == f"{__name__}.inner"

@@ -17,6 +17,9 @@ from collections.abc import Iterable, Sequence
 from ..keys import PRIORITIES
 from .base import Delivery
 
+#: In a worker's queue list, "every queue" (the in-process worker of ``memory://``).
+ANY_QUEUE = "*"
+
 
 class MemoryBroker:
     """Broker whose queues are deques in this process."""
@@ -53,10 +56,16 @@ class MemoryBroker:
                 self._ready[(d.queue, d.priority)].append(d)
             return self._delayed[0][0] if self._delayed else None
 
+    def _names(self, queues: Sequence[str]) -> Sequence[str]:
+        if ANY_QUEUE in queues:
+            return sorted({q for q, _ in self._ready})
+        return queues
+
     def _take(self, consumer: str, queues: Sequence[str], count: int) -> list[Delivery]:
         out: list[Delivery] = []
+        names = self._names(queues)
         for p in PRIORITIES:
-            for q in queues:
+            for q in names:
                 ready = self._ready.get((q, p))
                 while ready and len(out) < count:
                     d = ready.popleft()
@@ -105,7 +114,7 @@ class MemoryBroker:
             for entry_id, (_, d, renewed) in list(self._leased.items()):
                 if len(out) >= count:
                     break
-                if d.queue in queues and now - renewed >= min_idle:
+                if (d.queue in queues or ANY_QUEUE in queues) and now - renewed >= min_idle:
                     d.deliveries += 1
                     self._leased[entry_id] = (consumer, d, now)
                     out.append(d)

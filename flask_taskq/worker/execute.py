@@ -106,13 +106,14 @@ class Executor:
                 if logger.isEnabledFor(logging.INFO):
                     logger.info("succeeded in %.6fs: %.200r", runtime, retval)
                 if signals.task_success.receivers:
-                    signals.task_success.send(task, task_id=message.id, result=retval)
+                    signals.task_success.send(task, task=task, task_id=message.id,
+                                              result=retval)
                 return Outcome(states.SUCCESS, data, runtime)
         meta = exception_meta(error)
         logger.error("raised %s in %.6fs\n%s", type(error).__name__, runtime,
                      meta["traceback"].rstrip())
         if signals.task_failure.receivers:
-            signals.task_failure.send(task, task_id=message.id, exception=error,
+            signals.task_failure.send(task, task=task, task_id=message.id, exception=error,
                                       args=message.args, kwargs=message.kwargs,
                                       traceback=meta["traceback"])
         return Outcome(states.FAILURE, self._document(message, states.FAILURE, meta, keep),

@@ -59,8 +59,7 @@ def setup_logging(level: str | int = "WARNING") -> None:
 def default_queues(state: AppState) -> list[str]:
     """The default queue plus every queue named in routes or task options."""
     queues = [state.default_queue]
-    routes = state.config.get("TASKQ_ROUTES") or {}
-    named = [r if isinstance(r, str) else r.get("queue") for r in routes.values()]
+    named = state.router.queues()
     named += [t.options.get("queue") for t in state.taskqueue.tasks.values()]
     for q in named:
         if q and q not in queues:
