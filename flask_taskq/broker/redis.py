@@ -12,10 +12,13 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from importlib import resources
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 from ..keys import GROUP, PRIORITIES, Keys
 from .base import Delivery
@@ -27,17 +30,43 @@ MAX_BLOCK = 5.0
 MAX_DEAD_LETTERS = 100_000
 
 
+CLIENT_OPTIONS: dict[str, Any] = {
+    "socket_timeout": SOCKET_TIMEOUT,
+    "socket_connect_timeout": 2.0,
+    "socket_keepalive": True,
+    "health_check_interval": 30,
+    "retry": Retry(NoBackoff(), 0),
+    "decode_responses": False,
+}
+
+
 def connect(url: str) -> redis.Redis:
-    """A client for ``url`` that fails fast: callers decide how to retry."""
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=SOCKET_TIMEOUT,
-        socket_connect_timeout=2.0,
-        socket_keepalive=True,
-        health_check_interval=30,
-        retry=Retry(NoBackoff(), 0),
-        decode_responses=False,
-    )
+    """A client for ``url`` that fails fast: callers decide how to retry.
+
+    ``redis://``, ``rediss://`` and ``unix://`` as redis-py reads them, and
+    ``redis+sentinel://[:password@]host:port[,host:port...]/service[/db]`` for the master
+    that Sentinel names ``service`` (port 26379 when omitted).
+    """
+    if url.startswith("redis+sentinel://"):
+        return _sentinel_master(url)
+    return redis.Redis.from_url(url, **CLIENT_OPTIONS)
+
+
+def _sentinel_master(url: str) -> redis.Redis:
+    parsed = urlsplit(url)
+    password = unquote(parsed.password) if parsed.password else None
+    hosts = parsed.netloc.rsplit("@", 1)[-1]
+    nodes = []
+    for node in hosts.split(","):
+        host, _, port = node.rpartition(":") if ":" in node else (node, "", "26379")
+        nodes.append((host, int(port)))
+    parts = [p for p in parsed.path.split("/") if p]
+    if not parts:
+        raise ValueError(f"{url!r}: name the Sentinel service, e.g. "
+                         "redis+sentinel://host:26379/mymaster/0")
+    db = int(parts[1]) if len(parts) > 1 else 0
+    sentinel = Sentinel(nodes, socket_timeout=2.0, socket_connect_timeout=2.0)
+    return sentinel.master_for(parts[0], db=db, password=password, **CLIENT_OPTIONS)
 
 
 def load_script(client: redis.Redis, name: str) -> redis.commands.core.Script:
