@@ -2,6 +2,7 @@
 
 from .exceptions import (
     BrokerConnectionError,
+    MaxRetriesExceededError,
     MessageTooLarge,
     NotRegistered,
     Reject,
@@ -23,6 +24,7 @@ __all__ = [
     "AppState",
     "AsyncResult",
     "BrokerConnectionError",
+    "MaxRetriesExceededError",
     "Message",
     "MessageTooLarge",
     "NotRegistered",

@@ -38,6 +38,10 @@ class Retry(TaskQueueError):
         self.when = when
 
 
+class MaxRetriesExceededError(TaskQueueError):
+    """``self.retry()`` found no retries left and was given no exception to raise."""
+
+
 class Reject(TaskQueueError):
     """Raised by a task to reject its message (it goes to the dead-letter store)."""
 

@@ -278,8 +278,11 @@ class TaskQueue:
 
         if message.task not in self.tasks:
             raise NotRegistered(f"task {message.task!r} is not registered")
-        outcome = Executor(state).execute(Message.from_bytes(body, state.serializer),
-                                          eager=True)
+        executor = Executor(state)
+        outcome = executor.execute(Message.from_bytes(body, state.serializer), eager=True)
+        while outcome.retry is not None:  # eager retries run at once, as in Celery
+            outcome = executor.execute(Message.from_bytes(outcome.retry[0], state.serializer),
+                                       eager=True)
         assert state.backend is not None and outcome.data is not None
         state.backend.store_many([(message.id, outcome.data,
                                    outcome.status in states.READY_STATES)],

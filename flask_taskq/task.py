@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+from .exceptions import MaxRetriesExceededError, Retry
 
 if TYPE_CHECKING:
     from .extension import TaskQueue
@@ -36,6 +40,34 @@ class Request:
     headers: dict[str, Any] = field(default_factory=dict)
     delivery_count: int = 1
     is_eager: bool = False
+    #: Set when ``retry()`` found no retries left (the failure is then final).
+    retries_exhausted: bool = False
+
+
+#: Defaults of the retry options, as in Celery.
+RETRY_DEFAULTS: dict[str, Any] = {
+    "max_retries": 3,
+    "default_retry_delay": 180,
+    "autoretry_for": (),
+    "retry_backoff": False,
+    "retry_backoff_max": 600,
+    "retry_jitter": True,
+}
+
+
+def retry_countdown(options: dict[str, Any], retries: int) -> float:
+    """Seconds before retry number ``retries + 1``: ``default_retry_delay``, or with
+    ``retry_backoff`` ``factor * 2 ** retries`` capped at ``retry_backoff_max`` and, with
+    ``retry_jitter``, a random value between 0 and that."""
+    backoff = options.get("retry_backoff", RETRY_DEFAULTS["retry_backoff"])
+    if not backoff:
+        return float(options.get("default_retry_delay", RETRY_DEFAULTS["default_retry_delay"]))
+    factor = 1 if backoff is True else backoff
+    cap = options.get("retry_backoff_max", RETRY_DEFAULTS["retry_backoff_max"])
+    countdown = min(cap, factor * 2 ** retries)
+    if options.get("retry_jitter", RETRY_DEFAULTS["retry_jitter"]):
+        countdown = random.uniform(0, countdown)
+    return countdown
 
 
 _current_request: contextvars.ContextVar[Request | None] = contextvars.ContextVar(
@@ -57,6 +89,9 @@ class Task:
         self.bind = bind
         self.options = options
         self.ignore_result: bool = bool(options.get("ignore_result", False))
+        self.max_retries: int | None = options.get("max_retries", RETRY_DEFAULTS["max_retries"])
+        self.autoretry_for: tuple[type[BaseException], ...] = tuple(
+            options.get("autoretry_for", ()))
         functools.update_wrapper(self, fn)
 
     def __repr__(self) -> str:
@@ -74,6 +109,34 @@ class Task:
         if request is None:
             return Request(id="", task=self.name)
         return request
+
+    def retry(self, exc: BaseException | None = None, countdown: float | None = None,
+              eta: datetime | float | None = None,
+              max_retries: int | type[Ellipsis] | None = ...) -> Retry:
+        """Ask for this task to run again later (bound tasks): raises :class:`Retry`.
+
+        ``raise self.retry(exc=exc)`` reads well and works. Without ``countdown`` or
+        ``eta`` the delay is ``default_retry_delay``. When the retries allowed
+        (``max_retries``; None means no limit) are used up, raises ``exc`` instead (or
+        :class:`MaxRetriesExceededError` without one) and the failure is final.
+        """
+        request = _current_request.get()
+        if request is None:
+            raise RuntimeError("retry() is for a task running in a worker (bind=True)")
+        limit = self.max_retries if max_retries is ... else max_retries
+        if limit is not None and request.retries >= limit:
+            request.retries_exhausted = True
+            if exc is not None:
+                raise exc
+            raise MaxRetriesExceededError(
+                f"task {self.name!r} {request.id} gave up after {request.retries} retries")
+        if eta is not None:
+            when = eta if isinstance(eta, int | float) else _unix(eta)
+        else:
+            delay = countdown if countdown is not None else retry_countdown(
+                self.options, request.retries)
+            when = time.time() + delay
+        raise Retry(f"retry in {when - time.time():.1f}s", exc=exc, when=when)
 
     def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
         """Send the task to a worker with these arguments."""
@@ -109,3 +172,11 @@ def set_request(request: Request | None) -> contextvars.Token[Request | None]:
 def reset_request(token: contextvars.Token[Request | None]) -> None:
     """Restore the request that was current before :func:`set_request`."""
     _current_request.reset(token)
+
+
+def _unix(value: datetime) -> float:
+    from datetime import timezone
+
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.timestamp()

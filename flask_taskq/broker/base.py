@@ -53,8 +53,13 @@ class Broker(Protocol):
                 count: int) -> list[Delivery]:
         """Lease to ``consumer`` the deliveries whose lease expired ``min_idle`` ago."""
 
+    def reschedule(self, consumer: str,
+                   items: Sequence[tuple[Delivery, bytes, float]]) -> None:
+        """Atomically replace each held delivery by a new message body due at a unix
+        time (a retry): the new one is stored before the old one is acknowledged."""
+
     def dead_letter(self, consumer: str, delivery: Delivery, reason: str, task: str,
-                    task_id: str) -> None:
+                    task_id: str, traceback: str = "") -> None:
         """Move a delivery to the dead-letter store with ``reason``, atomically."""
 
     def forget_consumer(self, consumer: str, queues: Sequence[str]) -> None:

@@ -120,13 +120,21 @@ class MemoryBroker:
                     out.append(d)
         return out
 
+    def reschedule(self, consumer: str,
+                   items: Sequence[tuple[Delivery, bytes, float]]) -> None:
+        with self._cond:
+            for delivery, _, _ in items:
+                self._leased.pop(delivery.entry_id, None)
+            self.enqueue_many([(d.queue, d.priority, body, due) for d, body, due in items])
+
     def dead_letter(self, consumer: str, delivery: Delivery, reason: str, task: str,
-                    task_id: str) -> None:
+                    task_id: str, traceback: str = "") -> None:
         with self._cond:
             self._leased.pop(delivery.entry_id, None)
             self.dead.append({"reason": reason, "task": task, "id": task_id,
                               "queue": delivery.queue, "time": time.time(),
-                              "body": delivery.body})
+                              "body": delivery.body, "worker": consumer,
+                              "traceback": traceback})
 
     def forget_consumer(self, consumer: str, queues: Sequence[str]) -> None:
         pass

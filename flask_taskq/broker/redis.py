@@ -86,7 +86,7 @@ class RedisBroker:
         self._scripts = {
             name: load_script(self.client, name)
             for name in ("fetch", "ensure_groups", "requeue", "renew", "reclaim",
-                         "dead_letter", "purge", "promote")
+                         "dead_letter", "purge", "promote", "reschedule")
         }
         self._stream_of: dict[str, tuple[str, int]] = {}
         self._orders: dict[tuple[str, ...], list[list[str]]] = {}
@@ -226,13 +226,29 @@ class RedisBroker:
         )
         return [self._delivery(*flat[i:i + 4]) for i in range(0, len(flat), 4)]
 
+    def reschedule(self, consumer: str,
+                   items: Sequence[tuple[Delivery, bytes, float]]) -> None:
+        if not items:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        now = f"{time.time():.6f}"
+        for delivery, body, due in items:
+            self._scripts["reschedule"](
+                keys=[self.keys.stream(delivery.queue, delivery.priority),
+                      self.keys.delayed(delivery.queue)],
+                args=[GROUP, delivery.entry_id, body, f"{due:.6f}", now, delivery.priority],
+                client=pipe,
+            )
+        pipe.execute()
+
     def dead_letter(self, consumer: str, delivery: Delivery, reason: str, task: str,
-                    task_id: str) -> None:
+                    task_id: str, traceback: str = "") -> None:
         self._scripts["dead_letter"](
             keys=[self.keys.stream(delivery.queue, delivery.priority),
                   self.keys.dead(delivery.queue)],
             args=[GROUP, delivery.entry_id, delivery.body, reason, task, task_id,
-                  delivery.queue, f"{time.time():.3f}", MAX_DEAD_LETTERS],
+                  delivery.queue, f"{time.time():.3f}", MAX_DEAD_LETTERS, consumer,
+                  traceback],
         )
 
     def forget_consumer(self, consumer: str, queues: Sequence[str]) -> None:
@@ -264,8 +280,8 @@ class RedisBroker:
         rows = []
         for entry_id, fields in self.client.xrevrange(self.keys.dead(queue), count=count):
             row = {k.decode(): v for k, v in fields.items()}
-            for k in ("reason", "task", "id", "queue", "time"):
-                row[k] = row[k].decode()
+            for k in ("reason", "task", "id", "queue", "time", "worker", "traceback"):
+                row[k] = row.get(k, b"").decode()
             row["entry_id"] = entry_id.decode()
             rows.append(row)
         return rows

@@ -58,7 +58,10 @@ class Consumer:
         self._buffer: list[tuple[int, int, Delivery, Message]] = []
         self._seq = itertools.count()
         self._held: dict[tuple[str, int, str], Delivery] = {}
-        self._done: list[tuple[Delivery, str, bytes | None, bool]] = []
+        # finished deliveries awaiting their batch: (delivery, task id, result document,
+        # ready?, next attempt (body, due) or None)
+        self._done: list[tuple[Delivery, str, bytes | None, bool,
+                               tuple[bytes, float] | None]] = []
         self._done_since = 0.0
         self._lock = threading.Lock()
         self._fetch_lock = threading.Lock()
@@ -93,14 +96,16 @@ class Consumer:
         return None
 
     def complete(self, delivery: Delivery, task_id: str, status: str, data: bytes | None,
-                 runtime: float) -> None:
-        """Record that ``delivery`` finished; its ack and result go out in a batch."""
+                 runtime: float, retry: tuple[bytes, float] | None = None) -> None:
+        """Record that ``delivery`` finished; its ack (or, with ``retry``, its replacement
+        by the next attempt) and its result go out in a batch."""
         self._avg_runtime = 0.8 * self._avg_runtime + 0.2 * runtime
         now = time.monotonic()
         with self._lock:
             if not self._done:
                 self._done_since = now
-            self._done.append((delivery, task_id, data, status in states.READY_STATES))
+            self._done.append((delivery, task_id, data, status in states.READY_STATES,
+                               retry))
             due = (len(self._done) >= MAX_ACK_BATCH or not self._buffer
                    or now - self._done_since >= MAX_ACK_DELAY
                    or self._avg_runtime > MAX_ACK_DELAY / 10)
@@ -111,12 +116,17 @@ class Consumer:
             self._wake.set()  # the keeper flushes it if the next task runs long
 
     def dead_letter(self, delivery: Delivery, reason: str, task: str, task_id: str,
-                    data: bytes | None = None) -> None:
+                    data: bytes | None = None, traceback: str = "") -> None:
         """Move a message that cannot be run to the dead-letter store."""
         logger.error("Dead-lettering message %s of task %s: %s", task_id, task, reason)
         if data is not None and self.backend is not None:
             self.backend.store_many([(task_id, data, True)], self.result_ttl)
-        self.broker.dead_letter(self.name, delivery, reason, task, task_id)
+        self.broker.dead_letter(self.name, delivery, reason, task, task_id, traceback)
+        self._release([delivery])
+
+    def requeue(self, delivery: Delivery) -> None:
+        """Put one held message back in its queue as it is."""
+        self.broker.requeue(self.name, [delivery])
         self._release([delivery])
 
     # -- batching --------------------------------------------------------------------------
@@ -127,12 +137,15 @@ class Consumer:
         if not batch:
             return
         try:
-            results = [(task_id, data, ready) for _, task_id, data, ready in batch
+            results = [(task_id, data, ready) for _, task_id, data, ready, _ in batch
                        if data is not None]
             if results and self.backend is not None:
                 self.backend.store_many(results, self.result_ttl)
-            deliveries = [d for d, _, _, _ in batch]
-            self.broker.ack(self.name, deliveries)
+            retries = [(d, *retry) for d, _, _, _, retry in batch if retry is not None]
+            if retries:
+                self.broker.reschedule(self.name, retries)
+            deliveries = [d for d, _, _, _, _ in batch]
+            self.broker.ack(self.name, [d for d, _, _, _, retry in batch if retry is None])
         except BaseException:
             with self._lock:
                 self._done = batch + self._done

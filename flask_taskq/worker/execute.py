@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import signals, states
-from ..exceptions import NotRegistered
+from ..exceptions import NotRegistered, Reject, Retry
 from ..message import Message
 from ..result import exception_meta
-from ..task import Request, reset_request, set_request
+from ..task import Request, reset_request, retry_countdown, set_request
 
 if TYPE_CHECKING:
     from ..extension import AppState
@@ -29,6 +29,13 @@ class Outcome:
     runtime: float = 0.0
     exception: BaseException | None = None
     dead_reason: str | None = None  # set when the message belongs in the dead-letter store
+    retry: tuple[bytes, float] | None = None  # (next attempt's message, due unix time)
+    requeue: bool = False  # Reject(requeue=True): put the message back as it is
+
+    @property
+    def traceback(self) -> str:
+        """The formatted traceback of the exception, if any."""
+        return exception_meta(self.exception)["traceback"] if self.exception else ""
 
 
 class Executor:
@@ -83,7 +90,7 @@ class Executor:
             except Exception as exc:
                 error = exc
             runtime = time.perf_counter() - start
-            outcome = self._finish(task, message, keep, runtime, error,
+            outcome = self._finish(task, message, request, keep, runtime, error,
                                    None if error else retval)
             if signals.task_postrun.receivers:
                 signals.task_postrun.send(task, task_id=message.id, task=task,
@@ -94,8 +101,8 @@ class Executor:
             reset_request(token)
         return outcome
 
-    def _finish(self, task: Any, message: Message, keep: bool, runtime: float,
-                error: BaseException | None, retval: Any) -> Outcome:
+    def _finish(self, task: Any, message: Message, request: Request, keep: bool,
+                runtime: float, error: BaseException | None, retval: Any) -> Outcome:
         if error is None:
             try:
                 data = self._document(message, states.SUCCESS, {"result": retval}, keep)
@@ -109,6 +116,11 @@ class Executor:
                     signals.task_success.send(task, task=task, task_id=message.id,
                                               result=retval)
                 return Outcome(states.SUCCESS, data, runtime)
+        if isinstance(error, Reject):
+            return self._reject(message, error, keep, runtime)
+        retry_at = self._retry_at(task, request, error)
+        if retry_at is not None:
+            return self._retry(task, message, request, keep, runtime, error, retry_at)
         meta = exception_meta(error)
         logger.error("raised %s in %.6fs\n%s", type(error).__name__, runtime,
                      meta["traceback"].rstrip())
@@ -116,5 +128,46 @@ class Executor:
             signals.task_failure.send(task, task=task, task_id=message.id, exception=error,
                                       args=message.args, kwargs=message.kwargs,
                                       traceback=meta["traceback"])
+        dead = None
+        if request.retries_exhausted:
+            dead = (f"retries exhausted after {request.retries} "
+                    f"(max_retries={task.max_retries}): {type(error).__name__}: {error}")
         return Outcome(states.FAILURE, self._document(message, states.FAILURE, meta, keep),
-                       runtime, exception=error)
+                       runtime, exception=error, dead_reason=dead)
+
+    def _retry_at(self, task: Any, request: Request, error: BaseException) -> float | None:
+        """When to run again, or None if this failure is final."""
+        if isinstance(error, Retry):
+            if error.when is not None:
+                return error.when
+            return time.time() + retry_countdown(task.options, request.retries)
+        if not task.autoretry_for or not isinstance(error, task.autoretry_for):
+            return None
+        if task.max_retries is not None and request.retries >= task.max_retries:
+            request.retries_exhausted = True
+            return None
+        return time.time() + retry_countdown(task.options, request.retries)
+
+    def _retry(self, task: Any, message: Message, request: Request, keep: bool,
+               runtime: float, error: BaseException, retry_at: float) -> Outcome:
+        cause = error.exc if isinstance(error, Retry) and error.exc is not None else error
+        body = message.replace(retries=message.retries + 1, eta=retry_at).to_bytes(
+            self.state.serializer)
+        logger.warning("retry %d in %.2fs after %s: %s", message.retries + 1,
+                       retry_at - time.time(), type(cause).__name__, cause)
+        if signals.task_retry.receivers:
+            signals.task_retry.send(task, task=task, task_id=message.id, reason=cause,
+                                    request=request, eta=retry_at)
+        doc = self._document(message, states.RETRY, exception_meta(cause), keep)
+        return Outcome(states.RETRY, doc, runtime, exception=cause,
+                       retry=(body, retry_at))
+
+    def _reject(self, message: Message, error: Reject, keep: bool,
+                runtime: float) -> Outcome:
+        if error.requeue:
+            logger.warning("rejected, back to the queue: %s", error.reason)
+            return Outcome(states.PENDING, None, runtime, requeue=True)
+        logger.error("rejected: %s", error.reason)
+        doc = self._document(message, states.FAILURE, exception_meta(error), keep)
+        return Outcome(states.FAILURE, doc, runtime, exception=error,
+                       dead_reason=f"rejected: {error.reason}")

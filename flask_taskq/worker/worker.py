@@ -198,10 +198,12 @@ class Worker:
             try:
                 if outcome.dead_reason:
                     consumer.dead_letter(delivery, outcome.dead_reason, message.task,
-                                         message.id, outcome.data)
+                                         message.id, outcome.data, outcome.traceback)
+                elif outcome.requeue:
+                    consumer.requeue(delivery)
                 else:
                     consumer.complete(delivery, message.id, outcome.status, outcome.data,
-                                      outcome.runtime)
+                                      outcome.runtime, outcome.retry)
             except CONNECTION_ERRORS as exc:
                 logger.warning("Could not record task %s (%s); it will run again",
                                message.id, exc)

@@ -1,0 +1,85 @@
+"""The app of the task-control tests: retries, limits, revocation, uniqueness, signing.
+
+Tasks count what happens to them in Redis (``ctl:*`` keys) so tests can see it from the
+outside of worker processes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import redis
+from flask import Flask, current_app
+
+from flask_taskq import Reject, TaskQueue
+
+tq = TaskQueue()
+
+
+class Flaky(Exception):
+    """Raised by tasks that fail on purpose."""
+
+
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(current_app.config["TASKQ_BROKER_URL"])
+
+
+def _attempt(token: str) -> int:
+    return int(_redis().hincrby("ctl:attempts", token, 1))
+
+
+@tq.task(bind=True, max_retries=5, default_retry_delay=0.2)
+def flaky(self, token, failures):
+    """Fail ``failures`` times, retrying through ``self.retry``, then succeed."""
+    attempt = _attempt(token)
+    if attempt <= failures:
+        raise self.retry(exc=Flaky(f"attempt {attempt}"))
+    return {"attempt": attempt, "retries": self.request.retries}
+
+
+@tq.task(bind=True, max_retries=2, default_retry_delay=0.1)
+def hopeless(self, token):
+    """Always fails; gives up after two retries."""
+    attempt = _attempt(token)
+    raise self.retry(exc=Flaky(f"attempt {attempt}"))
+
+
+@tq.task(autoretry_for=(Flaky,), max_retries=3, retry_backoff=0.1, retry_jitter=False)
+def auto(token, failures):
+    """Fails with Flaky ``failures`` times; autoretry_for retries with backoff."""
+    attempt = _attempt(token)
+    _redis().rpush(f"ctl:times:{token}", time.time())
+    if attempt <= failures:
+        raise Flaky(f"attempt {attempt}")
+    return attempt
+
+
+@tq.task
+def rejecting(token):
+    _attempt(token)
+    raise Reject("not for us")
+
+
+@tq.task
+def record(token, seconds=0.0):
+    """Count a run of ``token``; note when it started."""
+    r = _redis()
+    r.hset("ctl:started_at", token, time.time())
+    if seconds:
+        time.sleep(seconds)
+    r.hincrby("ctl:runs", token, 1)
+    return token
+
+
+def create_app() -> Flask:
+    app = Flask("control")
+    app.config["TASKQ_BROKER_URL"] = os.environ.get("TASKQ_BROKER_URL",
+                                                    "redis://127.0.0.1:1/0")
+    for key in ("TASKQ_VISIBILITY_TIMEOUT",):
+        if key in os.environ:
+            app.config[key] = float(os.environ[key])
+    if "TASKQ_SIGNING_KEY" in os.environ:
+        app.config["TASKQ_SIGNING_KEY"] = os.environ["TASKQ_SIGNING_KEY"]
+    tq.init_app(app)
+    return app
