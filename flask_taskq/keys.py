@@ -44,3 +44,23 @@ class Keys:
     def dead(self, queue: str) -> str:
         """Stream of ``queue``'s dead letters: messages that could not be run, with why."""
         return f"{self.prefix}:{{{queue}}}:dead"
+
+    def rate_bucket(self, task: str) -> str:
+        """Hash with a task's token bucket (``tokens``, ``ts``), shared by all workers."""
+        return f"{self.prefix}:ratelimit:{{{task}}}"
+
+    def rate_limits(self) -> str:
+        """Hash of rate limits set at runtime (``flask taskq rate-limit``): task -> rate."""
+        return f"{self.prefix}:ratelimits"
+
+    def revoked(self) -> str:
+        """Sorted set of revoked task ids, scored by revocation time (trimmed by age)."""
+        return f"{self.prefix}:revoked"
+
+    def terminate(self) -> str:
+        """Sorted set of revoked task ids whose running instance must be stopped."""
+        return f"{self.prefix}:revoked:terminate"
+
+    def unique(self, digest: str) -> str:
+        """String holding the id of the waiting/running task that owns a unique key."""
+        return f"{self.prefix}:unique:{digest}"
