@@ -7,6 +7,10 @@ shared Redis given by TASKQ_BROKER_URL touches nothing else.
 one solo worker process per run) and write to Redis only twice: the unix time of the first
 run (SET NX) and that of run number BENCH_DRAIN_N (SET), so that the benchmark, in another
 process, sees the first and last completion without a round trip per task.
+
+``maybe_retry(i)`` counts the same way, but only when it succeeds: for even ``i`` its first
+attempt raises ``self.retry(countdown=0)`` and counts nothing, so a retry attempt is never
+a completion.
 """
 
 from __future__ import annotations
@@ -58,6 +62,14 @@ def noop() -> None:
 @tq.task
 def noop_result() -> None:
     """The same, with its result (``None``) stored by the worker."""
+    _count_completion()
+
+
+@tq.task(bind=True, ignore_result=True)
+def maybe_retry(self, i: int) -> None:
+    """Even ``i``: fail the first attempt and retry once at once; then count a completion."""
+    if i % 2 == 0 and self.request.retries == 0:
+        raise self.retry(countdown=0)
     _count_completion()
 
 

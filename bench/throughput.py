@@ -10,6 +10,10 @@ and the min-max. It prints numbers only and checks nothing.
 enqueue (single .delay)
     N calls of ``noop.delay()`` from one thread inside an app context, no worker running:
     N / wall time of the loop (after 200 untimed warm-up calls). One XADD round trip each.
+enqueue with countdown
+    The same with ``noop.apply_async(countdown=60)``: each call is one ZADD round trip to
+    the queue's delayed sorted set. Untimed afterwards: the set is checked to hold every
+    message, then the keys are deleted.
 drain, results ignored / drain, results stored
     N messages of ``noop`` (ignore_result) or ``noop_result`` are enqueued in one pipeline
     before the worker starts; one solo worker then runs them. The tasks count their runs
@@ -17,6 +21,12 @@ drain, results ignored / drain, results stored
     only (see bench/app.py). Rate = N / (last - first), as in SPEC section 8. Worker
     start-up is not counted; every ack and result write is, except the final batch,
     flushed after run N. The stream is then checked to be empty (all acked), untimed.
+drain, half retry once
+    The same with N messages of ``maybe_retry(i)``, i = 0..N-1 (bound, ignore_result): for
+    even i the first attempt raises ``self.retry(countdown=0)``, which puts the next attempt
+    straight back at the end of the stream. Only successful runs count as completions
+    (N of them, after N + N/2 executions); a retry attempt is not one. Rate = N / (last -
+    first) as above. Untimed afterwards: stream and delayed set empty, N/2 retries logged.
 start latency p50 / p99
     With a worker idle and waiting, a producer calls ``stamp.delay(time.time())`` at
     RATE/s for LATENCY_SECONDS; the task computes ``time.time() - sent`` first thing and
@@ -131,6 +141,12 @@ class WorkerProcess:
         self.log.seek(0)
         return "\n".join(self.log.read().decode(errors="replace").splitlines()[-lines:])
 
+    def count(self, text: str) -> int:
+        """Lines of the log so far that contain ``text``."""
+        self.log.seek(0)
+        return sum(text in line for line in self.log.read().decode(errors="replace")
+                   .splitlines())
+
 
 def measure_enqueue(app, r: redis.Redis) -> float:
     with app.app_context():
@@ -144,11 +160,36 @@ def measure_enqueue(app, r: redis.Redis) -> float:
     return N / elapsed
 
 
-def measure_drain(app, r: redis.Redis, url: str, task) -> float | None:
+def measure_enqueue_countdown(app, r: redis.Redis) -> float:
+    state = app.extensions["taskq"]
+    delayed = state.broker.keys.delayed(state.default_queue)
+    try:
+        with app.app_context():
+            for _ in range(200):
+                bench_app.noop.apply_async(countdown=60)
+            start = time.perf_counter()
+            for _ in range(N):
+                bench_app.noop.apply_async(countdown=60)
+            elapsed = time.perf_counter() - start
+        # Not timed: every message must be waiting in the delayed set, none in the stream.
+        waiting, ready = r.zcard(delayed), state.broker.queue_length(state.default_queue)
+        if waiting != N + 200 or ready:
+            print(f"    note: {waiting} delayed and {ready} ready messages, expected "
+                  f"{N + 200} delayed and 0 ready")
+    finally:
+        reset(r)
+    return N / elapsed
+
+
+def measure_drain(app, r: redis.Redis, url: str, task, with_index: bool = False,
+                  retries: int = 0) -> float | None:
+    """``with_index``: message i carries the argument i. ``retries``: how many retry
+    attempts the worker should log (checked, untimed, after the last completion)."""
     state = app.extensions["taskq"]
     queue = state.default_queue
     bodies = [Message(id=str(uuid.uuid4()), task=task.name, queue=queue,
-                      sent=time.time()).to_bytes(state.serializer) for _ in range(N)]
+                      args=(i,) if with_index else (),
+                      sent=time.time()).to_bytes(state.serializer) for i in range(N)]
     state.broker.enqueue_many((queue, 5, body, None) for body in bodies)
     stream = state.broker.keys.stream(queue, 5)
     worker = WorkerProcess(url)
@@ -164,6 +205,12 @@ def measure_drain(app, r: redis.Redis, url: str, task) -> float | None:
         # Not timed: let the last acks land so the worker stops with nothing in hand.
         if not wait_for(lambda: r.xlen(stream) == 0, 10.0):
             print(f"    note: {r.xlen(stream)} message(s) still not acked 10s after run {N}")
+        if retries:
+            delayed = r.zcard(state.broker.keys.delayed(queue))
+            logged = worker.count("retry 1 in")
+            if delayed or logged != retries:
+                print(f"    note: {logged} retries logged (expected {retries}), "
+                      f"{delayed} message(s) left in the delayed set")
     finally:
         worker.stop()
         reset(r)
@@ -225,25 +272,35 @@ def main() -> None:
         print(f"flask-taskq bench: N={N:,} runs={RUNS} python {sys.version.split()[0]} "
               f"redis {info['redis_version']} cpus={os.cpu_count()} "
               f"broker={'private redis-server' if server else 'TASKQ_BROKER_URL'}")
-        results: dict[str, list] = {"enqueue": [], "noop": [], "noop_result": [],
-                                    "latency": []}
+        results: dict[str, list] = {"enqueue": [], "enqueue_countdown": [], "noop": [],
+                                    "noop_result": [], "maybe_retry": [], "latency": []}
         for run in range(1, RUNS + 1):
             print(f"run {run}/{RUNS}", flush=True)
             results["enqueue"].append(measure_enqueue(app, r))
             print(f"  enqueue            {results['enqueue'][-1]:>10,.0f} /s", flush=True)
+            results["enqueue_countdown"].append(measure_enqueue_countdown(app, r))
+            print(f"  enqueue countdown  {results['enqueue_countdown'][-1]:>10,.0f} /s",
+                  flush=True)
             for task in (bench_app.noop, bench_app.noop_result):
                 rate = measure_drain(app, r, url, task)
                 results[task.__name__].append(rate)
                 shown = f"{rate:>10,.0f} /s" if rate is not None else "n/a"
                 print(f"  drain {task.__name__:<12} {shown}", flush=True)
+            rate = measure_drain(app, r, url, bench_app.maybe_retry, with_index=True,
+                                 retries=N // 2)
+            results["maybe_retry"].append(rate)
+            shown = f"{rate:>10,.0f} /s" if rate is not None else "n/a"
+            print(f"  drain maybe_retry  {shown}", flush=True)
             lat = measure_latency(app, r, url)
             results["latency"].append(lat)
             shown = f"p50 {lat[0] * 1000:.2f} ms  p99 {lat[1] * 1000:.2f} ms" if lat else "n/a"
             print(f"  latency @{RATE}/s     {shown}", flush=True)
         lat = results["latency"]
         rows = [("enqueue (single .delay)", results["enqueue"], 1, "/s", ",.0f"),
+                ("enqueue with countdown", results["enqueue_countdown"], 1, "/s", ",.0f"),
                 ("drain, results ignored (1 solo)", results["noop"], 1, "/s", ",.0f"),
                 ("drain, results stored (1 solo)", results["noop_result"], 1, "/s", ",.0f"),
+                ("drain, half retry once (1 solo)", results["maybe_retry"], 1, "/s", ",.0f"),
                 (f"start latency p50 @{RATE}/s", [x and x[0] for x in lat], 1000, "ms", ",.2f"),
                 (f"start latency p99 @{RATE}/s", [x and x[1] for x in lat], 1000, "ms", ",.2f")]
         print()

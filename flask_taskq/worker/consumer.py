@@ -119,10 +119,10 @@ class Consumer:
                     data: bytes | None = None, traceback: str = "") -> None:
         """Move a message that cannot be run to the dead-letter store."""
         logger.error("Dead-lettering message %s of task %s: %s", task_id, task, reason)
-        if data is not None and self.backend is not None:
-            self.backend.store_many([(task_id, data, True)], self.result_ttl)
         self.broker.dead_letter(self.name, delivery, reason, task, task_id, traceback)
         self._release([delivery])
+        if data is not None and self.backend is not None:  # last: it wakes waiters
+            self.backend.store_many([(task_id, data, True)], self.result_ttl)
 
     def requeue(self, delivery: Delivery) -> None:
         """Put one held message back in its queue as it is."""
