@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,7 @@ from ..exceptions import NotRegistered, Reject, Retry
 from ..message import Message
 from ..result import exception_meta
 from ..task import Request, reset_request, retry_countdown, set_request
+from .guard import TaskTerminated
 
 if TYPE_CHECKING:
     from ..extension import AppState
@@ -55,9 +57,10 @@ class Executor:
         doc = {"status": status, "task": message.task, "date_done": time.time(), **fields}
         return self.dumps(doc)
 
-    def execute(self, message: Message, delivery_count: int = 1,
-                eager: bool = False) -> Outcome:
-        """Run ``message`` and describe the outcome; never raises for task errors."""
+    def execute(self, message: Message, delivery_count: int = 1, eager: bool = False,
+                revoked: Container[str] = ()) -> Outcome:
+        """Run ``message`` and describe the outcome; never raises for task errors.
+        A message whose id is in ``revoked`` is not run."""
         task = self.tasks.get(message.task)
         if task is None:
             exc = NotRegistered(f"task {message.task!r} is not registered in this worker")
@@ -67,9 +70,10 @@ class Executor:
                            exception=exc, dead_reason=str(exc))
         keep = eager or (self.keep_results and not task.ignore_result)
         if message.expires is not None and time.time() > message.expires:
-            reason = f"expired at {message.expires:.3f}"
-            return Outcome(states.REVOKED,
-                           self._document(message, states.REVOKED, {"reason": reason}, keep))
+            return self._revoked(task, message, keep, f"expired at {message.expires:.3f}",
+                                 expired=True)
+        if message.id in revoked:
+            return self._revoked(task, message, keep, "revoked")
         request = Request(message.id, message.task, message.args, message.kwargs,
                           message.retries, message.queue, message.priority, message.eta,
                           message.headers, delivery_count, eager)
@@ -89,6 +93,8 @@ class Executor:
                     retval = task.run(*message.args, **message.kwargs)
             except Exception as exc:
                 error = exc
+            except TaskTerminated:
+                return self._revoked(task, message, keep, "terminated", terminated=True)
             runtime = time.perf_counter() - start
             outcome = self._finish(task, message, request, keep, runtime, error,
                                    None if error else retval)
@@ -135,6 +141,15 @@ class Executor:
         return Outcome(states.FAILURE, self._document(message, states.FAILURE, meta, keep),
                        runtime, exception=error, dead_reason=dead)
 
+    def _revoked(self, task: Any, message: Message, keep: bool, reason: str,
+                 expired: bool = False, terminated: bool = False) -> Outcome:
+        logger.warning("revoked: %s", reason)
+        if signals.task_revoked.receivers:
+            signals.task_revoked.send(task, task=task, task_id=message.id, reason=reason,
+                                      expired=expired, terminated=terminated)
+        doc = self._document(message, states.REVOKED, {"reason": reason}, keep)
+        return Outcome(states.REVOKED, doc)
+
     def _retry_at(self, task: Any, request: Request, error: BaseException) -> float | None:
         """When to run again, or None if this failure is final."""
         if isinstance(error, Retry):
@@ -153,12 +168,14 @@ class Executor:
         cause = error.exc if isinstance(error, Retry) and error.exc is not None else error
         body = message.replace(retries=message.retries + 1, eta=retry_at).to_bytes(
             self.state.serializer)
-        logger.warning("retry %d in %.2fs after %s: %s", message.retries + 1,
-                       retry_at - time.time(), type(cause).__name__, cause)
+        if logger.isEnabledFor(logging.INFO):
+            logger.info("retry %d in %.2fs after %s: %s", message.retries + 1,
+                        retry_at - time.time(), type(cause).__name__, cause)
         if signals.task_retry.receivers:
             signals.task_retry.send(task, task=task, task_id=message.id, reason=cause,
                                     request=request, eta=retry_at)
-        doc = self._document(message, states.RETRY, exception_meta(cause), keep)
+        doc = self._document(message, states.RETRY, exception_meta(cause), keep) if keep \
+            else None
         return Outcome(states.RETRY, doc, runtime, exception=cause,
                        retry=(body, retry_at))
 
