@@ -20,9 +20,10 @@ from .broker import Broker, broker_from_url
 from .broker.memory import ANY_QUEUE
 from .config import apply_defaults
 from .exceptions import BrokerConnectionError, NotRegistered
-from .keys import DEFAULT_PRIORITY
+from .keys import DEFAULT_PRIORITY, Keys
 from .message import Message
 from .result import AsyncResult
+from .revocation import Revocations
 from .routing import Router
 from .serializer import Serializer, get_serializer
 from .task import Task
@@ -65,6 +66,7 @@ class AppState:
         self.result_url: str | None = config["TASKQ_RESULT_BACKEND"]
         self.broker: Broker = self.new_broker()
         self.backend: ResultBackend | None = self.new_backend()
+        self.revocations: Revocations = self.new_revocations(self.broker)
         self._memory_worker: Any = None
         self._lock = threading.Lock()
 
@@ -78,6 +80,15 @@ class AppState:
         if self.is_memory and getattr(self, "broker", None) is not None:
             return self.broker
         return broker_from_url(self.broker_url, key_prefix=self.key_prefix)
+
+    def new_revocations(self, broker: Broker) -> Revocations:
+        """Revocations read and written through ``broker``'s Redis connection."""
+        if self.is_memory:
+            if getattr(self, "revocations", None) is not None:
+                return self.revocations
+            return Revocations(None, Keys(self.key_prefix), self.result_expires)
+        return Revocations(getattr(broker, "client", None), Keys(self.key_prefix),
+                           self.result_expires)
 
     def new_backend(self) -> ResultBackend | None:
         """A result backend with its own connections, or None when results are off."""

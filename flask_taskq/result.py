@@ -150,6 +150,14 @@ class AsyncResult:
             return exc
         return meta.get("result")
 
+    def revoke(self, terminate: bool = False) -> None:
+        """Never start this task; with ``terminate`` also stop it if it is running.
+
+        Stored in Redis for ``TASKQ_RESULT_EXPIRES`` seconds, so workers started later
+        honour it too. A revoked task's state becomes REVOKED when a worker meets it.
+        """
+        self._state.revocations.revoke([self.id], terminate=terminate)
+
     def forget(self) -> None:
         """Delete the stored result."""
         if self._state.backend is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -17,8 +18,11 @@ import redis
 from .. import states
 from ..backend import ResultBackend
 from ..broker import Broker, Delivery
-from ..exceptions import DecodeError
+from ..exceptions import DecodeError, SoftTimeLimitExceeded, TimeLimitExceeded
 from ..message import Message
+from ..result import exception_meta
+from ..task import retry_countdown
+from .guard import Guard, Running, TaskTerminated
 
 if TYPE_CHECKING:
     from ..extension import AppState
@@ -55,6 +59,10 @@ class Consumer:
         self.tasks = state.taskqueue.tasks
         self.stopping = threading.Event()
         self._wake = threading.Event()  # wakes the keeper thread
+        self._closed = threading.Event()
+        self.guard = Guard()
+        self.revocations = state.new_revocations(broker)
+        self.hard_limits = False  # kill the process on time_limit (prefork children)
         self._buffer: list[tuple[int, int, Delivery, Message]] = []
         self._seq = itertools.count()
         self._held: dict[tuple[str, int, str], Delivery] = {}
@@ -165,6 +173,7 @@ class Consumer:
         return max(1, min(self.prefetch, per_thread * self.threads))
 
     def _refill(self) -> None:
+        self.revocations.sync()
         now = time.monotonic()
         if now >= self._next_promote:
             next_due = self.broker.promote(self.queues)
@@ -183,6 +192,8 @@ class Consumer:
             timeout = max(0.0, min(1.0, self._next_promote - now, self._next_reclaim - now))
             deliveries = self.broker.fetch(self.name, self.queues, self._batch_size(),
                                            timeout)
+            if deliveries and timeout:
+                self.revocations.sync()  # it may have waited long for them
         self._accept(deliveries)
         if self.stopping.is_set():
             self.return_buffered()
@@ -237,21 +248,34 @@ class Consumer:
         self._keeper.start()
 
     def _keep(self) -> None:
+        # Renews leases until the consumer is closed (also during a graceful stop, while
+        # running tasks finish), returns the buffer at once on stop, flushes deferred
+        # batches, syncs revocations and enforces time limits and terminations.
         interval = self.visibility_timeout / 3
         next_renew = time.monotonic() + interval
-        while not self.stopping.is_set():
+        next_sync = 0.0
+        returned = False
+        while not self._closed.is_set():
             now = time.monotonic()
-            timeout = next_renew - now
+            timeout = min(next_renew, next_sync) - now
             if self._done:
                 timeout = min(timeout, self._done_since + MAX_ACK_DELAY - now)
+            deadline = self.guard.next_deadline()
+            if deadline is not None:
+                timeout = min(timeout, deadline - now)
             self._wake.wait(max(0.0, timeout))
             self._wake.clear()
-            if self.stopping.is_set():
-                break
             try:
+                if self.stopping.is_set() and not returned:
+                    returned = True
+                    self.return_buffered_quietly()
                 now = time.monotonic()
                 if self._done and now - self._done_since >= MAX_ACK_DELAY:
                     self.flush()
+                if now >= next_sync:
+                    next_sync = now + 1.0
+                    self.revocations.sync(force=True)
+                self._police(now)
                 if now >= next_renew:
                     next_renew = now + interval
                     self.renew()
@@ -259,7 +283,44 @@ class Consumer:
                 logger.warning("Could not renew leases (%s)", exc)
             except Exception:  # the keeper must outlive any surprise
                 logger.exception("Lease keeper error")
-        self.return_buffered_quietly()
+
+    def _police(self, now: float) -> None:
+        """Stop running tasks that were revoked with terminate or ran out of time."""
+        for entry in self.guard.snapshot():
+            if entry.interrupted:
+                continue
+            if self.revocations.terminating(entry.message.id):
+                logger.warning("Terminating task %s (revoked)", entry.message.id)
+                self.guard.interrupt(entry, TaskTerminated)
+            elif entry.hard_deadline is not None and now >= entry.hard_deadline:
+                if self.hard_limits:
+                    self._kill_over_time(entry)
+            elif (entry.soft_deadline is not None and now >= entry.soft_deadline
+                  and not self.guard.uses_signals(entry)):
+                self.guard.interrupt(entry, SoftTimeLimitExceeded)
+
+    def _kill_over_time(self, entry: Running) -> None:
+        """Record TimeLimitExceeded (or the retry the task asks for), then end this
+        process: the prefork supervisor starts a new child."""
+        message, delivery = entry.message, entry.delivery
+        task = self.tasks.get(message.task)
+        limit = task.options.get("time_limit") if task else None
+        exc = TimeLimitExceeded(f"task ran past its time_limit of {limit}s and its "
+                                "process was killed")
+        retry = None
+        if (task is not None and isinstance(exc, task.autoretry_for)
+                and (task.max_retries is None or message.retries < task.max_retries)):
+            due = time.time() + retry_countdown(task.options, message.retries)
+            retry = (message.replace(retries=message.retries + 1, eta=due).to_bytes(
+                self.serializer), due)
+        status = states.RETRY if retry else states.FAILURE
+        doc = {"status": status, "task": message.task, "date_done": time.time(),
+               **exception_meta(exc)}
+        logger.error("Task %s[%s] exceeded its time limit (%ss): killing its process",
+                     message.task, message.id, limit)
+        self.complete(delivery, message.id, status, self.serializer.dumps(doc), 0.0, retry)
+        self.flush()
+        os._exit(1)
 
     def renew(self) -> None:
         """Extend the leases of every held message; forget the ones lost meanwhile."""
@@ -280,6 +341,7 @@ class Consumer:
         """Stop fetching; the keeper thread returns unstarted messages at once."""
         self.stopping.set()
         self._wake.set()
+
 
     def return_buffered(self) -> None:
         """Give every unstarted message back to the broker."""
@@ -310,6 +372,8 @@ class Consumer:
         self.stop()
         self.flush_quietly()
         self.return_buffered_quietly()
+        self._closed.set()
+        self._wake.set()
 
     def leave(self) -> None:
         """Remove this consumer from the group if it holds nothing (after ``close``)."""

@@ -134,8 +134,13 @@ class Worker:
             return 0
         if child:
             self._install_child_signal_handlers(consumer)
+            consumer.hard_limits = True
         elif self.install_signals:
             self._install_signal_handlers(consumer)
+        if threading.current_thread() is threading.main_thread() and threads == 1:
+            consumer.guard.install_signals()
+        if not child:
+            self._warn_about_hard_limits()
         self._ensure_groups(broker, consumer)
         executor = Executor(state)
         consumer.start_keeper()
@@ -180,6 +185,14 @@ class Worker:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, handle)
 
+    def _warn_about_hard_limits(self) -> None:
+        limited = sorted(t.name for t in self.state.taskqueue.tasks.values()
+                         if t.options.get("time_limit"))
+        if limited:
+            logger.warning("time_limit is enforced only by the prefork pool; in the %s pool "
+                           "only soft_time_limit applies (tasks: %s)", self.pool,
+                           ", ".join(limited))
+
     def _stop_then_give_up(self, consumer: Consumer) -> None:
         consumer.stop()
         if not self._finished.wait(self.shutdown_timeout):
@@ -194,7 +207,15 @@ class Worker:
             if item is None:
                 return
             delivery, message = item
-            outcome = executor.execute(message, delivery.deliveries)
+            task = executor.tasks.get(message.task)
+            options = task.options if task is not None else {}
+            consumer.guard.begin(message, delivery, options.get("soft_time_limit"),
+                                 options.get("time_limit"))
+            try:
+                outcome = executor.execute(message, delivery.deliveries,
+                                           revoked=consumer.revocations)
+            finally:
+                consumer.guard.end()
             try:
                 if outcome.dead_reason:
                     consumer.dead_letter(delivery, outcome.dead_reason, message.task,

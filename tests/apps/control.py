@@ -12,7 +12,7 @@ import time
 import redis
 from flask import Flask, current_app
 
-from flask_taskq import Reject, TaskQueue
+from flask_taskq import Reject, TaskQueue, TimeLimitExceeded
 
 tq = TaskQueue()
 
@@ -70,6 +70,36 @@ def record(token, seconds=0.0):
         time.sleep(seconds)
     r.hincrby("ctl:runs", token, 1)
     return token
+
+
+@tq.task(soft_time_limit=0.5)
+def soft_limited(token, seconds):
+    """Sleeps past its soft limit; reports whether it saw SoftTimeLimitExceeded."""
+    from flask_taskq import SoftTimeLimitExceeded
+
+    try:
+        time.sleep(seconds)
+    except SoftTimeLimitExceeded:
+        _redis().hset("ctl:soft", token, "caught")
+        return "cleaned up"
+    return "finished"
+
+
+@tq.task(time_limit=1)
+def hard_limited(token, seconds):
+    """Runs past its hard limit; its process gets killed."""
+    _attempt(token)
+    time.sleep(seconds)
+    return "finished"
+
+
+@tq.task(time_limit=1, autoretry_for=(TimeLimitExceeded,), max_retries=1,
+         default_retry_delay=0)
+def hard_then_quick(token):
+    """Over its hard limit on the first attempt, quick on the retry."""
+    if _attempt(token) == 1:
+        time.sleep(30)
+    return "second attempt"
 
 
 def create_app() -> Flask:

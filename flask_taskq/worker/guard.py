@@ -1,0 +1,107 @@
+"""Interrupting the task running on an executor thread: soft time limits and
+``revoke(terminate=True)``.
+
+On the main thread (solo pool, prefork children) a signal interrupts even a blocking call:
+SIGALRM raises :class:`SoftTimeLimitExceeded`, SIGUSR1 raises :class:`TaskTerminated`. On
+other threads (threads pool) the exception is raised asynchronously and takes effect when the
+thread next runs Python code, so a blocking call finishes first.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import signal
+import threading
+import time
+from dataclasses import dataclass
+
+from ..broker import Delivery
+from ..exceptions import SoftTimeLimitExceeded
+from ..message import Message
+
+
+class TaskTerminated(BaseException):
+    """Raised inside a task that ``revoke(terminate=True)`` stops."""
+
+
+@dataclass(slots=True)
+class Running:
+    """A task running on one executor thread."""
+
+    message: Message
+    delivery: Delivery
+    thread_id: int
+    started: float
+    soft_deadline: float | None
+    hard_deadline: float | None
+    interrupted: bool = False
+
+
+class Guard:
+    """Tracks what each executor thread runs and interrupts it when asked."""
+
+    def __init__(self) -> None:
+        self.running: dict[int, Running] = {}
+        self._main = threading.main_thread().ident
+        self._lock = threading.Lock()
+        self._signals_ready = False
+
+    def install_signals(self) -> None:
+        """Handle SIGALRM/SIGUSR1 (call on the main thread of a consuming process)."""
+        signal.signal(signal.SIGALRM, self._raiser(SoftTimeLimitExceeded, "soft time limit"))
+        signal.signal(signal.SIGUSR1, self._raiser(TaskTerminated, "terminated by revoke"))
+        self._signals_ready = True
+
+    def _raiser(self, exc_type: type[BaseException], text: str):
+        def handler(signum: int, frame: object) -> None:
+            if self._main in self.running:  # never outside a task
+                raise exc_type(text)
+
+        return handler
+
+    def begin(self, message: Message, delivery: Delivery, soft_limit: float | None,
+              hard_limit: float | None) -> None:
+        """Note that this thread starts ``message``."""
+        now = time.monotonic()
+        tid = threading.get_ident()
+        entry = Running(message, delivery, tid, now, now + soft_limit if soft_limit else None,
+                        now + hard_limit if hard_limit else None)
+        with self._lock:
+            self.running[tid] = entry
+        if soft_limit and tid == self._main and self._signals_ready:
+            signal.setitimer(signal.ITIMER_REAL, soft_limit)
+
+    def end(self) -> None:
+        """Note that this thread's task finished."""
+        tid = threading.get_ident()
+        if tid == self._main and self._signals_ready:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        with self._lock:
+            self.running.pop(tid, None)
+
+    def snapshot(self) -> list[Running]:
+        with self._lock:
+            return list(self.running.values())
+
+    def interrupt(self, entry: Running, exc_type: type[BaseException]) -> None:
+        """Raise ``exc_type`` in the thread running ``entry`` (once)."""
+        if entry.interrupted:
+            return
+        entry.interrupted = True
+        if entry.thread_id == self._main and self._signals_ready:
+            signum = signal.SIGUSR1 if exc_type is TaskTerminated else signal.SIGALRM
+            signal.pthread_kill(entry.thread_id, signum)
+        else:
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(entry.thread_id),
+                                                       ctypes.py_object(exc_type))
+
+    def uses_signals(self, entry: Running) -> bool:
+        """True if ``entry``'s soft limit is an itimer signal (main thread)."""
+        return entry.thread_id == self._main and self._signals_ready
+
+    def next_deadline(self) -> float | None:
+        """The earliest soft or hard deadline among running tasks."""
+        times = [d for e in self.snapshot() for d in (e.soft_deadline, e.hard_deadline)
+                 if d is not None and not e.interrupted]
+        return min(times) if times else None
+
