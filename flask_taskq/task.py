@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import MaxRetriesExceededError, Retry
+from .ratelimit import parse_rate
 
 if TYPE_CHECKING:
     from .extension import TaskQueue
@@ -83,6 +84,8 @@ class Task:
         unknown = set(options) - TASK_OPTIONS
         if unknown:
             raise TypeError(f"unknown task option(s) for {name!r}: {', '.join(sorted(unknown))}")
+        if options.get("rate_limit") is not None:
+            parse_rate(options["rate_limit"])  # a bad limit fails here, not in the worker
         self.taskqueue = taskqueue
         self.run = fn
         self.name = name

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ..serializer import Serializer
 
 
 @dataclass(slots=True)
@@ -61,6 +64,31 @@ class Broker(Protocol):
     def dead_letter(self, consumer: str, delivery: Delivery, reason: str, task: str,
                     task_id: str, traceback: str = "") -> None:
         """Move a delivery to the dead-letter store with ``reason``, atomically."""
+
+    def dead_letters(self, queue: str, count: int = 100,
+                     before: str | None = None) -> list[dict[str, object]]:
+        """The newest ``count`` dead letters of ``queue``, newest first (with ``before``,
+        an entry id: those older than it). Each is a dict with ``entry_id``, ``body``
+        (bytes), and the texts ``reason``, ``task``, ``id`` (task id), ``queue``, ``time``
+        (unix time), ``worker`` and ``traceback``."""
+
+    def dead_letter_get(self, queue: str, entry_id: str) -> dict[str, object] | None:
+        """The dead letter ``entry_id`` of ``queue`` (as in ``dead_letters``), or None."""
+
+    def dead_letter_count(self, queue: str) -> int:
+        """How many dead letters ``queue`` holds."""
+
+    def dead_letter_queues(self) -> list[str]:
+        """The queues known to the broker that hold dead letters."""
+
+    def requeue_dead(self, queue: str, entry_ids: Sequence[str],
+                     serializer: Serializer | None = None) -> int:
+        """Atomically move dead letters back to ``queue`` as new messages (same body and
+        task id, delivery count starting anew) at the priority ``serializer`` reads from
+        each body (5 when unreadable); return how many moved. Unknown ids are skipped."""
+
+    def purge_dead(self, queue: str) -> int:
+        """Delete every dead letter of ``queue``; return how many."""
 
     def forget_consumer(self, consumer: str, queues: Sequence[str]) -> None:
         """Drop a consumer that holds nothing (on graceful stop)."""

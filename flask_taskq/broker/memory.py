@@ -14,7 +14,10 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
 
-from ..keys import PRIORITIES
+from ..exceptions import DecodeError
+from ..keys import DEFAULT_PRIORITY, PRIORITIES
+from ..message import Message
+from ..serializer import JSONSerializer, Serializer
 from .base import Delivery
 
 #: In a worker's queue list, "every queue" (the in-process worker of ``memory://``).
@@ -131,10 +134,66 @@ class MemoryBroker:
                     task_id: str, traceback: str = "") -> None:
         with self._cond:
             self._leased.pop(delivery.entry_id, None)
+            now = time.time()
             self.dead.append({"reason": reason, "task": task, "id": task_id,
-                              "queue": delivery.queue, "time": time.time(),
+                              "queue": delivery.queue, "time": f"{now:.3f}",
                               "body": delivery.body, "worker": consumer,
-                              "traceback": traceback})
+                              "traceback": traceback,
+                              "entry_id": f"{int(now * 1000)}-{next(self._ids)}"})
+
+    def dead_letters(self, queue: str, count: int = 100,
+                     before: str | None = None) -> list[dict[str, object]]:
+        """The newest ``count`` dead letters of ``queue`` (older than entry ``before``),
+        newest first, shaped as :meth:`RedisBroker.dead_letters` returns them."""
+        with self._cond:
+            rows = [dict(e) for e in reversed(self.dead) if e["queue"] == queue]
+        if before is not None:
+            ids = [r["entry_id"] for r in rows]
+            rows = rows[ids.index(before) + 1:] if before in ids else []
+        return rows[:count]
+
+    def dead_letter_get(self, queue: str, entry_id: str) -> dict[str, object] | None:
+        with self._cond:
+            for entry in self.dead:
+                if entry["queue"] == queue and entry["entry_id"] == entry_id:
+                    return dict(entry)
+        return None
+
+    def dead_letter_count(self, queue: str) -> int:
+        with self._cond:
+            return sum(1 for e in self.dead if e["queue"] == queue)
+
+    def dead_letter_queues(self) -> list[str]:
+        with self._cond:
+            return sorted({str(e["queue"]) for e in self.dead})
+
+    def requeue_dead(self, queue: str, entry_ids: Sequence[str],
+                     serializer: Serializer | None = None) -> int:
+        serializer = serializer or JSONSerializer()
+        wanted = set(entry_ids)
+        with self._cond:
+            moving = [e for e in self.dead if e["queue"] == queue and e["entry_id"] in wanted]
+            self.dead[:] = [e for e in self.dead if not any(e is m for m in moving)]
+            items: list[tuple[str, int, bytes, float | None]] = []
+            for entry in moving:
+                body = entry["body"]
+                assert isinstance(body, bytes)
+                try:
+                    priority = Message.from_bytes(body, serializer).priority
+                except DecodeError:
+                    priority = DEFAULT_PRIORITY
+                if not 0 <= priority <= 9:
+                    priority = DEFAULT_PRIORITY
+                items.append((queue, priority, body, None))
+            self.enqueue_many(items)
+        return len(moving)
+
+    def purge_dead(self, queue: str) -> int:
+        with self._cond:
+            kept = [e for e in self.dead if e["queue"] != queue]
+            purged = len(self.dead) - len(kept)
+            self.dead[:] = kept
+        return purged
 
     def forget_consumer(self, consumer: str, queues: Sequence[str]) -> None:
         pass

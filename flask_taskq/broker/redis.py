@@ -8,6 +8,7 @@ Redis only on ``ack`` (XACK + XDEL), ``requeue`` or ``dead_letter``. See docs/da
 
 from __future__ import annotations
 
+import re
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -20,7 +21,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from ..keys import GROUP, PRIORITIES, Keys
+from ..exceptions import DecodeError
+from ..keys import DEFAULT_PRIORITY, GROUP, PRIORITIES, Keys
+from ..message import Message
+from ..serializer import JSONSerializer, Serializer
 from .base import Delivery
 
 #: Socket timeout for replies; longer than any blocking call we make.
@@ -275,16 +279,111 @@ class RedisBroker:
             total += max(0, length - leased)
         return total
 
-    def dead_letters(self, queue: str, count: int = 100) -> list[dict[str, object]]:
-        """The newest dead letters of ``queue``."""
-        rows = []
-        for entry_id, fields in self.client.xrevrange(self.keys.dead(queue), count=count):
-            row = {k.decode(): v for k, v in fields.items()}
-            for k in ("reason", "task", "id", "queue", "time", "worker", "traceback"):
-                row[k] = row.get(k, b"").decode()
-            row["entry_id"] = entry_id.decode()
-            rows.append(row)
-        return rows
+    # -- dead letters ---------------------------------------------------------------------
+    #: Dead letters ``requeue_dead`` moves in one atomic script call.
+    REQUEUE_BATCH = 500
+    #: A stream entry id (``<milliseconds>-<sequence>``): how dead letters are named.
+    ENTRY_ID = re.compile(r"\A\d+-\d+\Z")
+    #: Text fields of a dead-letter entry (``body`` stays bytes).
+    DEAD_TEXT_FIELDS = ("reason", "task", "id", "queue", "time", "worker", "traceback")
+
+    @staticmethod
+    def dead_letter_priority(body: bytes, serializer: Serializer) -> int:
+        """The priority of a dead letter's message ``body``: where to requeue it;
+        :data:`~flask_taskq.keys.DEFAULT_PRIORITY` when the body cannot be decoded."""
+        try:
+            priority = Message.from_bytes(body, serializer).priority
+        except DecodeError:
+            return DEFAULT_PRIORITY
+        return priority if 0 <= priority <= 9 else DEFAULT_PRIORITY
+
+    @staticmethod
+    def _dead_row(entry_id: bytes, fields: dict[bytes, bytes]) -> dict[str, object]:
+        row: dict[str, object] = {k.decode(): v for k, v in fields.items()}
+        for k in RedisBroker.DEAD_TEXT_FIELDS:
+            value = row.get(k, b"")
+            row[k] = value.decode(errors="replace") if isinstance(value, bytes) else value
+        row.setdefault("body", b"")
+        row["entry_id"] = entry_id.decode()
+        return row
+
+    def dead_letters(self, queue: str, count: int = 100,
+                     before: str | None = None) -> list[dict[str, object]]:
+        """The newest ``count`` dead letters of ``queue``, newest first; with ``before``
+        (an entry id), those older than it, to page through the store.
+
+        Each is a dict of the entry's fields: ``body`` (bytes, the message as it was
+        delivered), ``reason``, ``task``, ``id`` (task id), ``queue``, ``time`` (unix time),
+        ``worker``, ``traceback`` (text), plus ``entry_id`` (the stream entry id).
+        """
+        if before is not None and not self.ENTRY_ID.match(before):
+            raise ValueError(f"not a dead-letter entry id: {before!r}")
+        top = f"({before}" if before is not None else "+"
+        entries = self.client.xrevrange(self.keys.dead(queue), max=top, min="-", count=count)
+        return [self._dead_row(entry_id, fields) for entry_id, fields in entries]
+
+    def dead_letter_get(self, queue: str, entry_id: str) -> dict[str, object] | None:
+        """The dead letter ``entry_id`` of ``queue`` (as in :meth:`dead_letters`), or None."""
+        if not self.ENTRY_ID.match(entry_id):
+            return None
+        entries = self.client.xrange(self.keys.dead(queue), entry_id, entry_id, count=1)
+        return self._dead_row(*entries[0]) if entries else None
+
+    def dead_letter_count(self, queue: str) -> int:
+        """How many dead letters ``queue`` holds."""
+        return int(self.client.xlen(self.keys.dead(queue)))
+
+    def dead_letter_queues(self) -> list[str]:
+        """The known queues (those a worker ever consumed) that hold dead letters."""
+        names = sorted(n.decode() for n in self.client.smembers(self.keys.queues()))
+        if not names:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for name in names:
+            pipe.xlen(self.keys.dead(name))
+        return [n for n, length in zip(names, pipe.execute(), strict=True) if length]
+
+    def requeue_dead(self, queue: str, entry_ids: Sequence[str],
+                     serializer: Serializer | None = None) -> int:
+        """Send dead letters of ``queue`` back to it and return how many moved.
+
+        Each body goes unchanged, as a new message (so it keeps its task id and its
+        delivery count starts anew), to the stream of the priority read from it with
+        ``serializer`` (JSON by default; priority 5 when it cannot be read), and leaves the
+        dead-letter store in the same step (``requeue_dead.lua``, atomic per batch of
+        :attr:`REQUEUE_BATCH`). Unknown or malformed ids are skipped.
+        """
+        ids = [i for i in dict.fromkeys(entry_ids) if self.ENTRY_ID.match(i)]
+        if not ids:
+            return 0
+        serializer = serializer or JSONSerializer()
+        script = self._scripts.get("requeue_dead")
+        if script is None:
+            script = self._scripts["requeue_dead"] = load_script(self.client, "requeue_dead")
+        dead = self.keys.dead(queue)
+        keys = [dead] + [self.keys.stream(queue, p) for p in range(10)]
+        moved = 0
+        for start in range(0, len(ids), self.REQUEUE_BATCH):
+            batch = ids[start:start + self.REQUEUE_BATCH]
+            pipe = self.client.pipeline(transaction=False)
+            for entry_id in batch:
+                pipe.xrange(dead, entry_id, entry_id, count=1)
+            args: list[object] = []
+            for entry_id, found in zip(batch, pipe.execute(), strict=True):
+                if found:
+                    body = found[0][1].get(b"body", b"")
+                    args += [entry_id, self.dead_letter_priority(body, serializer)]
+            if args:
+                moved += int(script(keys=keys, args=args))
+        return moved
+
+    def purge_dead(self, queue: str) -> int:
+        """Delete every dead letter of ``queue``; return how many there were."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xlen(self.keys.dead(queue))
+        pipe.delete(self.keys.dead(queue))
+        length, _ = pipe.execute()
+        return int(length)
 
     def purge(self, queue: str) -> int:
         keys = [self.keys.stream(queue, p) for p in PRIORITIES] + [self.keys.delayed(queue)]

@@ -20,6 +20,7 @@ from ..backend import ResultBackend
 from ..broker import Broker, Delivery
 from ..exceptions import DecodeError, SoftTimeLimitExceeded, TimeLimitExceeded
 from ..message import Message
+from ..ratelimit import RateLimiter
 from ..result import exception_meta
 from ..task import retry_countdown
 from .guard import Guard, Running, TaskTerminated
@@ -63,6 +64,8 @@ class Consumer:
         self.guard = Guard()
         self.revocations = state.new_revocations(broker)
         self.hard_limits = False  # kill the process on time_limit (prefork children)
+        client = getattr(broker, "client", None)
+        self.limiter = RateLimiter(client, broker.keys) if client is not None else None
         self._buffer: list[tuple[int, int, Delivery, Message]] = []
         self._seq = itertools.count()
         self._held: dict[tuple[str, int, str], Delivery] = {}
@@ -122,6 +125,15 @@ class Consumer:
             self.flush_quietly()
         elif first_deferred:
             self._wake.set()  # the keeper flushes it if the next task runs long
+
+    def defer(self, delivery: Delivery, due: float) -> None:
+        """Hand an unstarted message back to Redis to run at unix time ``due`` (it keeps
+        its retry count); written with the next batch."""
+        with self._lock:
+            if not self._done:
+                self._done_since = time.monotonic()
+            self._done.append((delivery, "", None, False, (delivery.body, due)))
+        self._wake.set()
 
     def dead_letter(self, delivery: Delivery, reason: str, task: str, task_id: str,
                     data: bytes | None = None, traceback: str = "") -> None:

@@ -23,12 +23,15 @@ from typing import TYPE_CHECKING
 from flask import Flask
 
 from .. import signals
+from ..broker import Delivery
+from ..message import Message
 from ..task import _current_request
 from .consumer import CONNECTION_ERRORS, Consumer
 from .execute import Executor
 
 if TYPE_CHECKING:
     from ..extension import AppState
+    from ..task import Task
 
 logger = logging.getLogger("flask_taskq.worker")
 
@@ -185,6 +188,24 @@ class Worker:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, handle)
 
+    @staticmethod
+    def _must_wait(consumer: Consumer, task: Task, delivery: Delivery,
+                   message: Message) -> bool:
+        """Take a rate-limit token, or hand the message back to Redis until one is free."""
+        limiter = consumer.limiter
+        assert limiter is not None
+        try:
+            rate = limiter.effective_rate(task.name, task.options.get("rate_limit"))
+            if rate is None:
+                return False
+            wait = limiter.acquire(task.name, rate, task_id=message.id)
+        except CONNECTION_ERRORS:
+            wait = 1.0
+        if wait > 0:
+            consumer.defer(delivery, time.time() + wait)
+            return True
+        return False
+
     def _warn_about_hard_limits(self) -> None:
         limited = sorted(t.name for t in self.state.taskqueue.tasks.values()
                          if t.options.get("time_limit"))
@@ -209,6 +230,9 @@ class Worker:
             delivery, message = item
             task = executor.tasks.get(message.task)
             options = task.options if task is not None else {}
+            if consumer.limiter is not None and task is not None and \
+                    self._must_wait(consumer, task, delivery, message):
+                continue
             consumer.guard.begin(message, delivery, options.get("soft_time_limit"),
                                  options.get("time_limit"))
             try:

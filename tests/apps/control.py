@@ -72,6 +72,13 @@ def record(token, seconds=0.0):
     return token
 
 
+@tq.task(rate_limit="5/s")
+def limited(token):
+    """Records when it starts; at most 5 starts per second across all workers."""
+    _redis().hset("ctl:limited_at", token, time.time())
+    return token
+
+
 @tq.task(soft_time_limit=0.5)
 def soft_limited(token, seconds):
     """Sleeps past its soft limit; reports whether it saw SoftTimeLimitExceeded."""
@@ -109,7 +116,8 @@ def create_app() -> Flask:
     for key in ("TASKQ_VISIBILITY_TIMEOUT",):
         if key in os.environ:
             app.config[key] = float(os.environ[key])
-    if "TASKQ_SIGNING_KEY" in os.environ:
-        app.config["TASKQ_SIGNING_KEY"] = os.environ["TASKQ_SIGNING_KEY"]
+    for key in ("TASKQ_SIGNING_KEY", "TASKQ_SERIALIZER"):
+        if key in os.environ:
+            app.config[key] = os.environ[key]
     tq.init_app(app)
     return app

@@ -1,0 +1,22 @@
+-- Send dead letters back to their queue as new messages, and drop them from the store.
+-- KEYS[1]: dead-letter stream; KEYS[2..11]: the queue's streams of priority 0..9 (one
+-- queue, one hash tag). ARGV: pairs of (dead-letter entry id, priority 0-9).
+-- Entries no longer in the store (or without a body) are skipped. Returns how many moved.
+local moved = 0
+for i = 1, #ARGV, 2 do
+  local entries = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i], 'COUNT', 1)
+  if #entries == 1 then
+    local fields = entries[1][2]
+    local body = nil
+    for j = 1, #fields, 2 do
+      if fields[j] == 'body' then body = fields[j + 1] end
+    end
+    local stream = KEYS[tonumber(ARGV[i + 1]) + 2]
+    if body and stream then
+      redis.call('XADD', stream, '*', 'm', body)
+      redis.call('XDEL', KEYS[1], ARGV[i])
+      moved = moved + 1
+    end
+  end
+end
+return moved
