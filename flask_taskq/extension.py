@@ -26,6 +26,7 @@ from .result import AsyncResult
 from .revocation import Revocations
 from .routing import Router
 from .serializer import Serializer, get_serializer
+from .signing import SignedSerializer
 from .task import Task
 
 #: Every TaskQueue ever created, to resolve ``AsyncResult(id)`` without an app.
@@ -57,6 +58,8 @@ class AppState:
         self.config = config
         self.eager: bool = bool(config["TASKQ_ALWAYS_EAGER"])
         self.serializer: Serializer = get_serializer(config["TASKQ_SERIALIZER"])
+        if config["TASKQ_SIGNING_KEY"]:
+            self.serializer = SignedSerializer(self.serializer, config["TASKQ_SIGNING_KEY"])
         self.default_queue: str = config["TASKQ_DEFAULT_QUEUE"]
         self.max_message_bytes: int = int(config["TASKQ_MAX_MESSAGE_BYTES"])
         self.key_prefix: str = config["TASKQ_KEY_PREFIX"]

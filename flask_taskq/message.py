@@ -72,6 +72,8 @@ class Message:
         """Decode a message or raise ``DecodeError`` saying why it cannot be."""
         try:
             body = serializer.loads(data)
+        except DecodeError:
+            raise
         except Exception as exc:  # any decoder failure means the same: poison
             raise DecodeError(f"undecodable message body ({serializer.name}): {exc}") from exc
         if not isinstance(body, dict) or body.get("v") != VERSION:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import click
 from flask import current_app
 
@@ -35,6 +37,10 @@ def worker_command(queues: str | None, concurrency: int | None, pool: str | None
             "use a redis:// URL to run a separate worker"
         )
     setup_logging(loglevel)
+    if state.config["TASKQ_SERIALIZER"] == "pickle":
+        logging.getLogger("flask_taskq.worker").warning(
+            "TASKQ_SERIALIZER is pickle: anyone who can write to this Redis can run code "
+            "in this worker")
     check_broker(state)
     queue_list = queue_names(state, queues) if queues else None
     try:
