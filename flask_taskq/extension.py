@@ -27,7 +27,7 @@ from .revocation import Revocations
 from .routing import Router
 from .serializer import Serializer, get_serializer
 from .signing import SignedSerializer
-from .task import Task
+from .task import DEFAULT_UNIQUE_FOR, UNIQUE_HEADER, Task, unique_key
 
 #: Every TaskQueue ever created, to resolve ``AsyncResult(id)`` without an app.
 _instances: weakref.WeakSet[TaskQueue] = weakref.WeakSet()
@@ -104,15 +104,24 @@ class AppState:
         return backend_from_url(self.result_url, key_prefix=self.key_prefix,
                                 serializer=self.serializer)
 
-    def enqueue(self, message: Message, body: bytes) -> None:
-        """Hand ``body`` to the broker, retrying briefly while Redis is unreachable."""
+    def enqueue(self, message: Message, body: bytes,
+                unique: tuple[str, int] | None = None) -> str:
+        """Hand ``body`` to the broker, retrying briefly while Redis is unreachable.
+        With ``unique=(key, ttl)`` only if no task holds ``key``; returns the id of the
+        task that holds it (``message.id`` when this one was enqueued)."""
         deadline = time.monotonic() + float(self.config["TASKQ_ENQUEUE_TIMEOUT"])
         delay = 0.05
         attempts = 0
         while True:
             attempts += 1
             try:
-                self.broker.enqueue(message.queue, message.priority, body, message.eta)
+                if unique is None:
+                    self.broker.enqueue(message.queue, message.priority, body, message.eta)
+                    owner = message.id
+                else:
+                    owner = self.broker.enqueue_unique(message.queue, message.priority, body,
+                                                       message.eta, unique[0], message.id,
+                                                       unique[1])
                 break
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 if time.monotonic() + delay > deadline:
@@ -124,6 +133,7 @@ class AppState:
                 delay = min(delay * 2, 0.5)
         if self.is_memory:
             self._ensure_memory_worker()
+        return owner
 
     def _ensure_memory_worker(self) -> None:
         if self._memory_worker is None:
@@ -278,10 +288,20 @@ class TaskQueue:
             headers=dict(headers or {}),
             sent=now,
         )
+        unique = topts.get("unique")
+        if unique and not state.eager:
+            key = unique_key(name, unique, message.args, message.kwargs)
+            message = message.replace(headers={**message.headers, UNIQUE_HEADER: key})
         body = message.to_bytes(state.serializer, state.max_message_bytes)
         if state.eager:
             return self._run_eager(state, message, body)
-        state.enqueue(message, body)
+        if unique:
+            ttl = int(topts.get("unique_for") or DEFAULT_UNIQUE_FOR)
+            owner = state.enqueue(message, body, unique=(key, ttl))
+            if owner != message.id:
+                return AsyncResult(owner, state=state)
+        else:
+            state.enqueue(message, body)
         if signals.task_sent.receivers:
             signals.task_sent.send(task or name, task=task, task_id=message.id,
                                    message=message)

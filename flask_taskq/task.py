@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import hashlib
+import json
 import random
 import time
 from collections.abc import Callable
@@ -22,8 +24,23 @@ if TYPE_CHECKING:
 TASK_OPTIONS = frozenset({
     "queue", "priority", "max_retries", "autoretry_for", "retry_backoff",
     "retry_backoff_max", "retry_jitter", "default_retry_delay", "rate_limit", "time_limit",
-    "soft_time_limit", "ignore_result", "expires", "acks_late", "unique",
+    "soft_time_limit", "ignore_result", "expires", "acks_late", "unique", "unique_for",
 })
+
+#: Message header carrying a unique task's key, so the worker can free it.
+UNIQUE_HEADER = "taskq_unique"
+#: How long a unique task's key is held at most (seconds), unless ``unique_for`` says.
+DEFAULT_UNIQUE_FOR = 3600
+
+
+def unique_key(task_name: str, unique: Any, args: tuple[Any, ...],
+               kwargs: dict[str, Any]) -> str:
+    """The deduplication key of a call: ``unique(*args, **kwargs)`` when ``unique`` is
+    callable, else a digest of the task name and the arguments."""
+    if callable(unique):
+        return f"{task_name}:{unique(*args, **kwargs)}"
+    canonical = json.dumps([task_name, list(args), kwargs], sort_keys=True, default=repr)
+    return f"{task_name}:{hashlib.sha256(canonical.encode()).hexdigest()}"
 
 
 @dataclass(slots=True)

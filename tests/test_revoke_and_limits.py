@@ -124,3 +124,25 @@ def test_hard_time_limit_retries_when_the_task_says_so(capp, start_worker, r):
 def test_hard_limit_outside_prefork_warns_at_start(start_worker):
     worker = start_worker("-P", "solo", app=APP)
     worker.wait_for_log("time_limit is enforced only by the prefork pool")
+
+
+def test_revoke_command(capp, start_worker, r):
+    with capp.app_context():
+        res = record.delay("by-cli")
+    out = capp.test_cli_runner().invoke(args=["taskq", "revoke", res.id])
+    assert out.exit_code == 0 and f"Revoked 1 task(s): {res.id}" in out.output
+    start_worker("-P", "solo", app=APP)
+    with capp.app_context(), pytest.raises(TaskRevokedError):
+        res.get(timeout=10)
+    assert runs(r, "by-cli") == 0
+
+
+def test_revoke_command_terminates(capp, start_worker, r):
+    start_worker("-P", "solo", app=APP)
+    with capp.app_context():
+        res = record.delay("cli-long", seconds=30)
+        wait_until(lambda: r.hget("ctl:started_at", "cli-long"))
+        out = capp.test_cli_runner().invoke(args=["taskq", "revoke", "--terminate", res.id])
+        assert out.exit_code == 0, out.output
+        with pytest.raises(TaskRevokedError, match="terminated"):
+            res.get(timeout=10)

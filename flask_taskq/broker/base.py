@@ -56,6 +56,14 @@ class Broker(Protocol):
                 count: int) -> list[Delivery]:
         """Lease to ``consumer`` the deliveries whose lease expired ``min_idle`` ago."""
 
+    def enqueue_unique(self, queue: str, priority: int, body: bytes, eta: float | None,
+                       key: str, task_id: str, ttl: int) -> str:
+        """Enqueue unless a task holding ``key`` is waiting or running; atomically take
+        the key for ``ttl`` seconds. Return the id of the task that holds the key."""
+
+    def release_unique(self, key: str, task_id: str) -> None:
+        """Free ``key`` if ``task_id`` still holds it (the task finished)."""
+
     def reschedule(self, consumer: str,
                    items: Sequence[tuple[Delivery, bytes, float]]) -> None:
         """Atomically replace each held delivery by a new message body due at a unix

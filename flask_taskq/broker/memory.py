@@ -35,6 +35,7 @@ class MemoryBroker:
         self._ids = itertools.count(1)
         self._delayed: list[tuple[float, str, Delivery]] = []
         self._cond = threading.Condition()
+        self._unique: dict[str, tuple[str, float]] = {}
         self.dead: list[dict[str, object]] = []
 
     def enqueue(self, queue: str, priority: int, body: bytes,
@@ -122,6 +123,21 @@ class MemoryBroker:
                     self._leased[entry_id] = (consumer, d, now)
                     out.append(d)
         return out
+
+    def enqueue_unique(self, queue: str, priority: int, body: bytes, eta: float | None,
+                       key: str, task_id: str, ttl: int) -> str:
+        with self._cond:
+            owner = self._unique.get(key)
+            if owner is not None and owner[1] > time.monotonic():
+                return owner[0]
+            self._unique[key] = (task_id, time.monotonic() + ttl)
+            self.enqueue_many([(queue, priority, body, eta)])
+            return task_id
+
+    def release_unique(self, key: str, task_id: str) -> None:
+        with self._cond:
+            if self._unique.get(key, ("",))[0] == task_id:
+                del self._unique[key]
 
     def reschedule(self, consumer: str,
                    items: Sequence[tuple[Delivery, bytes, float]]) -> None:

@@ -90,7 +90,8 @@ class RedisBroker:
         self._scripts = {
             name: load_script(self.client, name)
             for name in ("fetch", "ensure_groups", "requeue", "renew", "reclaim",
-                         "dead_letter", "purge", "promote", "reschedule")
+                         "dead_letter", "purge", "promote", "reschedule", "enqueue_unique",
+                         "release_unique")
         }
         self._stream_of: dict[str, tuple[str, int]] = {}
         self._orders: dict[tuple[str, ...], list[list[str]]] = {}
@@ -229,6 +230,20 @@ class RedisBroker:
             keys=keys, args=[GROUP, consumer, int(min_idle * 1000), count]
         )
         return [self._delivery(*flat[i:i + 4]) for i in range(0, len(flat), 4)]
+
+    def enqueue_unique(self, queue: str, priority: int, body: bytes, eta: float | None,
+                       key: str, task_id: str, ttl: int) -> str:
+        """Enqueue unless another task holds ``key``; return the owner's task id."""
+        owner = self._scripts["enqueue_unique"](
+            keys=[self.keys.unique(key), self.keys.stream(queue, priority),
+                  self.keys.delayed(queue)],
+            args=[task_id, ttl, body, f"{eta or 0:.6f}", f"{time.time():.6f}", priority],
+        )
+        return owner.decode() if isinstance(owner, bytes) else owner
+
+    def release_unique(self, key: str, task_id: str) -> None:
+        """Free ``key`` if ``task_id`` still holds it."""
+        self._scripts["release_unique"](keys=[self.keys.unique(key)], args=[task_id])
 
     def reschedule(self, consumer: str,
                    items: Sequence[tuple[Delivery, bytes, float]]) -> None:

@@ -72,6 +72,18 @@ def record(token, seconds=0.0):
     return token
 
 
+@tq.task(unique=True, unique_for=60)
+def once(token, seconds=0.0):
+    """A unique task: one per argument list while waiting or running."""
+    return record(token, seconds)
+
+
+@tq.task(unique=lambda user_id, note: f"user-{user_id}")
+def per_user(user_id, note):
+    """Unique per user, whatever the note."""
+    return note
+
+
 @tq.task(rate_limit="5/s")
 def limited(token):
     """Records when it starts; at most 5 starts per second across all workers."""

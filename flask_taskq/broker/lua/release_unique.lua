@@ -1,0 +1,5 @@
+-- Free a unique key if task ARGV[1] still owns it. KEYS[1]: the lock.
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
