@@ -12,6 +12,7 @@ from .exceptions import (
     TaskRevokedError,
     TimeLimitExceeded,
     TimeoutError,
+    WorkerLostError,
 )
 from .extension import AppState, TaskQueue
 from .message import Message
@@ -38,5 +39,6 @@ __all__ = [
     "TaskRevokedError",
     "TimeLimitExceeded",
     "TimeoutError",
+    "WorkerLostError",
     "__version__",
 ]

@@ -72,6 +72,11 @@ class TaskError(TaskQueueError):
         self.traceback = traceback
 
 
+class WorkerLostError(TaskQueueError):
+    """A task was started ``TASKQ_MAX_DELIVERIES`` times and never finished: it keeps
+    killing its worker. It was moved to the dead-letter store."""
+
+
 class TaskRevokedError(TaskQueueError):
     """``AsyncResult.get()`` on a task that was revoked (or expired before it ran)."""
 

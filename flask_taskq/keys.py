@@ -29,6 +29,10 @@ class Keys:
         """Sorted set of messages waiting for their ETA (score = due unix time)."""
         return f"{self.prefix}:{{{queue}}}:delayed"
 
+    def starts(self, queue: str, entry_id: str) -> str:
+        """Counter of how often a redelivered message was started (poison detection)."""
+        return f"{self.prefix}:{{{queue}}}:starts:{entry_id}"
+
     def queues(self) -> str:
         """Set of every queue name a message was ever sent to."""
         return f"{self.prefix}:queues"

@@ -216,10 +216,11 @@ def test_requeue_by_task_id_runs_the_task_again(app, r, start_worker):
     with its delivery count starting anew."""
     body = Message(id="poison", task="tests.apps.basic.whoami").to_bytes(JSON)
     r.xgroup_create(P5, "workers", id="0", mkstream=True)
-    r.xadd(P5, {"m": body})
+    entry_id = r.xadd(P5, {"m": body})
     r.xreadgroup("workers", "dead-0", {P5: ">"})
     for i in range(1, 6):  # five more consumers take it over and "die" in turn
         r.xautoclaim(P5, "workers", f"dead-{i}", 0)
+    r.set(f"taskq:{{default}}:starts:{entry_id}", 5)  # ...each after starting it
     start_worker("-P", "solo", env={"TASKQ_VISIBILITY_TIMEOUT": "0.3"})
     wait_until(lambda: r.xlen(DEAD) == 1, message="the poison message dead-lettered")
     assert "delivered 7 times" in ok(cli(app, "list", "--json"))

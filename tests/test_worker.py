@@ -10,6 +10,7 @@ import sys
 import pytest
 import redis
 
+from flask_taskq import WorkerLostError
 from flask_taskq.message import Message
 from flask_taskq.serializer import get_serializer
 from tests.apps.basic import CustomError, add, context_probe, fail, mark, whoami
@@ -130,14 +131,16 @@ def test_message_delivered_too_often_is_dead_lettered(app, start_worker, r, redi
     body = Message(id="poison", task="tests.apps.basic.add", args=(1, 2)).to_bytes(
         get_serializer("json"))
     r.xgroup_create("taskq:{default}:p5", "workers", id="0", mkstream=True)
-    r.xadd("taskq:{default}:p5", {"m": body})
+    entry_id = r.xadd("taskq:{default}:p5", {"m": body})
     r.xreadgroup("workers", "dead-0", {"taskq:{default}:p5": ">"})
     for i in range(1, 6):  # five more consumers take it over and "die" in turn
         r.xautoclaim("taskq:{default}:p5", "workers", f"dead-{i}", 0)
+    r.set(f"taskq:{{default}}:starts:{entry_id}", 5)  # ...each after starting it
     start_worker("-P", "solo", env={"TASKQ_VISIBILITY_TIMEOUT": "0.3"})
     wait_until(lambda: r.xlen("taskq:{default}:dead") == 1)
     assert b"delivered 7 times" in dead_letters(redis_url)[0]["reason"]
-    assert r.get("taskq:result:{poison}") is None
+    with app.app_context(), pytest.raises(WorkerLostError, match="started 6 times"):
+        app.extensions["taskq"].taskqueue.AsyncResult("poison").get(timeout=5)
 
 
 def test_worker_with_unreachable_redis_says_so_in_one_line():

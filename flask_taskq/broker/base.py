@@ -61,6 +61,9 @@ class Broker(Protocol):
         """Enqueue unless a task holding ``key`` is waiting or running; atomically take
         the key for ``ttl`` seconds. Return the id of the task that holds the key."""
 
+    def note_start(self, delivery: Delivery) -> int:
+        """Count a start of a redelivered message (kept a day); return the count."""
+
     def release_unique(self, key: str, task_id: str) -> None:
         """Free ``key`` if ``task_id`` still holds it (the task finished)."""
 

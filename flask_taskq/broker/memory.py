@@ -36,6 +36,7 @@ class MemoryBroker:
         self._delayed: list[tuple[float, str, Delivery]] = []
         self._cond = threading.Condition()
         self._unique: dict[str, tuple[str, float]] = {}
+        self._starts: dict[str, int] = {}
         self.dead: list[dict[str, object]] = []
 
     def enqueue(self, queue: str, priority: int, body: bytes,
@@ -133,6 +134,11 @@ class MemoryBroker:
             self._unique[key] = (task_id, time.monotonic() + ttl)
             self.enqueue_many([(queue, priority, body, eta)])
             return task_id
+
+    def note_start(self, delivery: Delivery) -> int:
+        with self._cond:
+            self._starts[delivery.entry_id] = self._starts.get(delivery.entry_id, 0) + 1
+            return self._starts[delivery.entry_id]
 
     def release_unique(self, key: str, task_id: str) -> None:
         with self._cond:

@@ -91,7 +91,7 @@ class RedisBroker:
             name: load_script(self.client, name)
             for name in ("fetch", "ensure_groups", "requeue", "renew", "reclaim",
                          "dead_letter", "purge", "promote", "reschedule", "enqueue_unique",
-                         "release_unique")
+                         "release_unique", "note_start")
         }
         self._stream_of: dict[str, tuple[str, int]] = {}
         self._orders: dict[tuple[str, ...], list[list[str]]] = {}
@@ -240,6 +240,11 @@ class RedisBroker:
             args=[task_id, ttl, body, f"{eta or 0:.6f}", f"{time.time():.6f}", priority],
         )
         return owner.decode() if isinstance(owner, bytes) else owner
+
+    def note_start(self, delivery: Delivery) -> int:
+        """Count a start of a redelivered message; return its count of such starts."""
+        return int(self._scripts["note_start"](
+            keys=[self.keys.starts(delivery.queue, delivery.entry_id)], args=[86400]))
 
     def release_unique(self, key: str, task_id: str) -> None:
         """Free ``key`` if ``task_id`` still holds it."""

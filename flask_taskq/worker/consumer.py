@@ -18,7 +18,12 @@ import redis
 from .. import states
 from ..backend import ResultBackend
 from ..broker import Broker, Delivery
-from ..exceptions import DecodeError, SoftTimeLimitExceeded, TimeLimitExceeded
+from ..exceptions import (
+    DecodeError,
+    SoftTimeLimitExceeded,
+    TimeLimitExceeded,
+    WorkerLostError,
+)
 from ..message import Message
 from ..ratelimit import RateLimiter
 from ..result import exception_meta
@@ -126,6 +131,31 @@ class Consumer:
         elif first_deferred:
             self._wake.set()  # the keeper flushes it if the next task runs long
 
+    def is_poison(self, delivery: Delivery, message: Message) -> bool:
+        """Before running a redelivered message: count the start in Redis and, if it has
+        now been started TASKQ_MAX_DELIVERIES times without finishing, dead-letter it.
+
+        Only starts are counted, not deliveries, so messages that were merely prefetched
+        beside a task that crashed its worker are not blamed. First deliveries (the
+        common case) cost nothing: their start is assumed, not recorded.
+        """
+        if delivery.deliveries <= 1:
+            return False
+        starts = self.broker.note_start(delivery)  # starts of redeliveries, this one too
+        if starts < self.max_deliveries:
+            return False
+        exc = WorkerLostError(
+            f"started {starts} times without finishing (TASKQ_MAX_DELIVERIES="
+            f"{self.max_deliveries}), delivered {delivery.deliveries} times; its worker "
+            "probably crashed while running it")
+        task = self.tasks.get(message.task)
+        data = None
+        if task is not None and not task.ignore_result:
+            data = self.serializer.dumps({"status": states.FAILURE, "task": message.task,
+                                          "date_done": time.time(), **exception_meta(exc)})
+        self.dead_letter(delivery, str(exc), message.task, message.id, data)
+        return True
+
     def defer(self, delivery: Delivery, due: float) -> None:
         """Hand an unstarted message back to Redis to run at unix time ``due`` (it keeps
         its retry count); written with the next batch."""
@@ -220,15 +250,6 @@ class Consumer:
                 self.dead_letter(delivery, str(exc), "?", "?")
                 continue
             self._hold([delivery])
-            if delivery.deliveries > self.max_deliveries:
-                self.dead_letter(
-                    delivery,
-                    f"delivered {delivery.deliveries} times without finishing "
-                    f"(over TASKQ_MAX_DELIVERIES={self.max_deliveries}); its worker "
-                    "probably crashed while running it",
-                    message.task, message.id,
-                )
-                continue
             ready.append((delivery, message))
         with self._lock:
             for delivery, message in ready:

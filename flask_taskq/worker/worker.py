@@ -237,6 +237,11 @@ class Worker:
             delivery, message = item
             task = executor.tasks.get(message.task)
             options = task.options if task is not None else {}
+            try:
+                if consumer.is_poison(delivery, message):
+                    continue
+            except CONNECTION_ERRORS:
+                pass  # cannot count this start: run it; the next delivery counts again
             if consumer.limiter is not None and task is not None and \
                     self._must_wait(consumer, task, delivery, message):
                 continue
