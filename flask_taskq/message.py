@@ -70,6 +70,9 @@ class Message:
     @classmethod
     def from_bytes(cls, data: bytes, serializer: Serializer) -> Message:
         """Decode a message or raise ``DecodeError`` saying why it cannot be."""
+        if data[:4] == b"tq1:" and not serializer.name.endswith("+hmac-sha256"):
+            raise DecodeError("bad signature: the message is signed but TASKQ_SIGNING_KEY "
+                              "is not set here")
         try:
             body = serializer.loads(data)
         except DecodeError:

@@ -146,3 +146,19 @@ def test_revoke_command_terminates(capp, start_worker, r):
         assert out.exit_code == 0, out.output
         with pytest.raises(TaskRevokedError, match="terminated"):
             res.get(timeout=10)
+
+
+def test_soft_limit_in_a_threads_pool_with_equal_hard_limit(capp, start_worker, r):
+    """The threads pool cannot enforce time_limit; the soft limit must still apply."""
+    start_worker("-P", "threads", "-c", "2", app=APP)
+    with capp.app_context():
+        assert control.both_limits.delay("eq").get(timeout=20) == "cleaned up"
+
+
+def test_hard_limit_frees_the_unique_key(capp, start_worker, r):
+    start_worker("-P", "prefork", "-c", "1", app=APP)
+    with capp.app_context():
+        res = control.unique_hard.delay("u")
+        with pytest.raises(TimeLimitExceeded):
+            res.get(timeout=20)
+        wait_until(lambda: not r.keys("taskq:unique:*"))

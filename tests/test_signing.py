@@ -70,3 +70,11 @@ def test_worker_without_the_key_refuses_signed_messages(signed_app, start_worker
 def test_pickle_logs_a_warning_at_worker_start(redis_url, start_worker):
     worker = start_worker("-P", "solo", app=APP, env={"TASKQ_SERIALIZER": "pickle"})
     worker.wait_for_log("TASKQ_SERIALIZER is pickle")
+
+
+def test_signed_message_without_a_key_says_bad_signature():
+    from flask_taskq.exceptions import DecodeError
+
+    data = Message(id="s", task="t").to_bytes(SignedSerializer(get_serializer("json"), "k"))
+    with pytest.raises(DecodeError, match="bad signature: the message is signed"):
+        Message.from_bytes(data, get_serializer("json"))

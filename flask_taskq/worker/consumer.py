@@ -27,7 +27,7 @@ from ..exceptions import (
 from ..message import Message
 from ..ratelimit import RateLimiter
 from ..result import exception_meta
-from ..task import retry_countdown
+from ..task import UNIQUE_HEADER, retry_countdown
 from .guard import Guard, Running, TaskTerminated
 
 if TYPE_CHECKING:
@@ -154,6 +154,7 @@ class Consumer:
             data = self.serializer.dumps({"status": states.FAILURE, "task": message.task,
                                           "date_done": time.time(), **exception_meta(exc)})
         self.dead_letter(delivery, str(exc), message.task, message.id, data)
+        self.release_unique(message)
         return True
 
     def defer(self, delivery: Delivery, due: float) -> None:
@@ -293,7 +294,7 @@ class Consumer:
             timeout = min(next_renew, next_sync) - now
             if self._done:
                 timeout = min(timeout, self._done_since + MAX_ACK_DELAY - now)
-            deadline = self.guard.next_deadline()
+            deadline = self.guard.next_deadline(hard=self.hard_limits)
             if deadline is not None:
                 timeout = min(timeout, deadline - now)
             self._wake.wait(max(0.0, timeout))
@@ -325,9 +326,9 @@ class Consumer:
             if self.revocations.terminating(entry.message.id):
                 logger.warning("Terminating task %s (revoked)", entry.message.id)
                 self.guard.interrupt(entry, TaskTerminated)
-            elif entry.hard_deadline is not None and now >= entry.hard_deadline:
-                if self.hard_limits:
-                    self._kill_over_time(entry)
+            elif (self.hard_limits and entry.hard_deadline is not None
+                  and now >= entry.hard_deadline):
+                self._kill_over_time(entry)
             elif (entry.soft_deadline is not None and now >= entry.soft_deadline
                   and not self.guard.uses_signals(entry)):
                 self.guard.interrupt(entry, SoftTimeLimitExceeded)
@@ -341,19 +342,37 @@ class Consumer:
         exc = TimeLimitExceeded(f"task ran past its time_limit of {limit}s and its "
                                 "process was killed")
         retry = None
-        if (task is not None and isinstance(exc, task.autoretry_for)
-                and (task.max_retries is None or message.retries < task.max_retries)):
+        retries_wanted = task is not None and isinstance(exc, task.autoretry_for)
+        if retries_wanted and (task.max_retries is None or message.retries < task.max_retries):
             due = time.time() + retry_countdown(task.options, message.retries)
             retry = (message.replace(retries=message.retries + 1, eta=due).to_bytes(
                 self.serializer), due)
         status = states.RETRY if retry else states.FAILURE
-        doc = {"status": status, "task": message.task, "date_done": time.time(),
-               **exception_meta(exc)}
+        meta = exception_meta(exc)
+        doc = self.serializer.dumps({"status": status, "task": message.task,
+                                     "date_done": time.time(), **meta})
         logger.error("Task %s[%s] exceeded its time limit (%ss): killing its process",
                      message.task, message.id, limit)
-        self.complete(delivery, message.id, status, self.serializer.dumps(doc), 0.0, retry)
+        if retries_wanted and retry is None:
+            self.dead_letter(delivery, f"retries exhausted after {message.retries} "
+                             f"(max_retries={task.max_retries}): {exc}", message.task,
+                             message.id, doc, meta["traceback"])
+        else:
+            self.complete(delivery, message.id, status, doc, 0.0, retry)
         self.flush()
+        if retry is None:
+            self.release_unique(message)
         os._exit(1)
+
+    def release_unique(self, message: Message) -> None:
+        """Free the unique key of a task that reached a final state, if it has one."""
+        key = message.headers.get(UNIQUE_HEADER)
+        if key:
+            try:
+                self.broker.release_unique(key, message.id)
+            except CONNECTION_ERRORS:
+                logger.warning("Could not free the unique key of %s; it expires by itself",
+                               message.id)
 
     def renew(self) -> None:
         """Extend the leases of every held message; forget the ones lost meanwhile."""

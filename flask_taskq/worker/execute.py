@@ -123,7 +123,7 @@ class Executor:
                                               result=retval)
                 return Outcome(states.SUCCESS, data, runtime)
         if isinstance(error, Reject):
-            return self._reject(message, error, keep, runtime)
+            return self._reject(message, error, keep, runtime, request.is_eager)
         retry_at = self._retry_at(task, request, error)
         if retry_at is not None:
             return self._retry(task, message, request, keep, runtime, error, retry_at)
@@ -179,9 +179,9 @@ class Executor:
         return Outcome(states.RETRY, doc, runtime, exception=cause,
                        retry=(body, retry_at))
 
-    def _reject(self, message: Message, error: Reject, keep: bool,
-                runtime: float) -> Outcome:
-        if error.requeue:
+    def _reject(self, message: Message, error: Reject, keep: bool, runtime: float,
+                eager: bool) -> Outcome:
+        if error.requeue and not eager:  # in eager mode there is no queue: it fails
             logger.warning("rejected, back to the queue: %s", error.reason)
             return Outcome(states.PENDING, None, runtime, requeue=True)
         logger.error("rejected: %s", error.reason)

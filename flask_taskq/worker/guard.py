@@ -99,9 +99,16 @@ class Guard:
         """True if ``entry``'s soft limit is an itimer signal (main thread)."""
         return entry.thread_id == self._main and self._signals_ready
 
-    def next_deadline(self) -> float | None:
-        """The earliest soft or hard deadline among running tasks."""
-        times = [d for e in self.snapshot() for d in (e.soft_deadline, e.hard_deadline)
-                 if d is not None and not e.interrupted]
+    def next_deadline(self, hard: bool) -> float | None:
+        """The earliest deadline the keeper must act on: soft limits not handled by a
+        signal and, when ``hard``, hard limits; None if there is none."""
+        times = []
+        for e in self.snapshot():
+            if e.interrupted:
+                continue
+            if e.soft_deadline is not None and not self.uses_signals(e):
+                times.append(e.soft_deadline)
+            if hard and e.hard_deadline is not None:
+                times.append(e.hard_deadline)
         return min(times) if times else None
 

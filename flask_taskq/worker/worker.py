@@ -25,7 +25,7 @@ from flask import Flask
 from .. import signals, states
 from ..broker import Delivery
 from ..message import Message
-from ..task import UNIQUE_HEADER, _current_request
+from ..task import _current_request
 from .consumer import CONNECTION_ERRORS, Consumer
 from .execute import Executor
 
@@ -189,13 +189,6 @@ class Worker:
         signal.signal(signal.SIGTERM, handle)
 
     @staticmethod
-    def _release_unique(consumer: Consumer, key: str, task_id: str) -> None:
-        try:
-            consumer.broker.release_unique(key, task_id)
-        except CONNECTION_ERRORS:
-            logger.warning("Could not free unique key of %s; it expires by itself", task_id)
-
-    @staticmethod
     def _must_wait(consumer: Consumer, task: Task, delivery: Delivery,
                    message: Message) -> bool:
         """Take a rate-limit token, or hand the message back to Redis until one is free."""
@@ -264,9 +257,8 @@ class Worker:
             except CONNECTION_ERRORS as exc:
                 logger.warning("Could not record task %s (%s); it will run again",
                                message.id, exc)
-            key = message.headers.get(UNIQUE_HEADER)
-            if key and (outcome.dead_reason or outcome.status in states.READY_STATES):
-                self._release_unique(consumer, key, message.id)
+            if outcome.dead_reason or outcome.status in states.READY_STATES:
+                consumer.release_unique(message)
             done += 1
             if max_tasks and done >= max_tasks:
                 consumer.stop()

@@ -121,6 +121,25 @@ def hard_then_quick(token):
     return "second attempt"
 
 
+@tq.task(soft_time_limit=1, time_limit=1)
+def both_limits(token):
+    """Equal soft and hard limits; busy in Python so an async exception can land."""
+    from flask_taskq import SoftTimeLimitExceeded
+
+    deadline = time.time() + 5
+    try:
+        while time.time() < deadline:
+            sum(range(1000))
+    except SoftTimeLimitExceeded:
+        return "cleaned up"
+    return "finished"
+
+
+@tq.task(time_limit=1, unique=True)
+def unique_hard(token):
+    time.sleep(30)
+
+
 def create_app() -> Flask:
     app = Flask("control")
     app.config["TASKQ_BROKER_URL"] = os.environ.get("TASKQ_BROKER_URL",
