@@ -68,3 +68,42 @@ class Keys:
     def unique(self, digest: str) -> str:
         """String holding the id of the waiting/running task that owns a unique key."""
         return f"{self.prefix}:unique:{digest}"
+
+    # -- monitoring -------------------------------------------------------------------------
+    def worker(self, process: str) -> str:
+        """String (JSON) with one consuming process's heartbeat; expires when it stops
+        beating."""
+        return f"{self.prefix}:worker:{process}"
+
+    def workers(self) -> str:
+        """Sorted set of consuming processes scored by their last heartbeat."""
+        return f"{self.prefix}:workers"
+
+    def stats(self, minute: int) -> str:
+        """Hash of per-minute counters ``<kind>|<queue>|<task>`` (processed, failed,
+        retried, runtime in ms); expires after two hours."""
+        return f"{self.prefix}:stats:{minute}"
+
+    def paused(self) -> str:
+        """Set of paused queue names: workers stop fetching from them."""
+        return f"{self.prefix}:paused"
+
+    # -- beat: every key carries the hash tag {beat}, so one script may touch them all ----
+    def beat_lease(self) -> str:
+        """String holding the token of the beat that leads (sends due tasks); expires
+        unless that beat renews it."""
+        return f"{self.prefix}:{{beat}}:lease"
+
+    def beat_entries(self) -> str:
+        """Set of the names of the periodic entries beat knows."""
+        return f"{self.prefix}:{{beat}}:entries"
+
+    def beat_entry(self, name: str) -> str:
+        """Hash with a periodic entry's state: ``schedule``, ``task``, ``since``, ``last``,
+        ``run_at``, ``run_due`` (see ``docs/beat.rst``)."""
+        return f"{self.prefix}:{{beat}}:entry:{name}"
+
+    def beat_fired(self, name: str, due: str) -> str:
+        """String set once when entry ``name`` fires for due time ``due`` (deduplication);
+        expires after an hour."""
+        return f"{self.prefix}:{{beat}}:fired:{name}:{due}"

@@ -10,6 +10,7 @@ import logging
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,7 @@ from ..exceptions import (
     WorkerLostError,
 )
 from ..message import Message
+from ..monitor import HEARTBEAT_INTERVAL, Monitor, rss_bytes
 from ..ratelimit import RateLimiter
 from ..result import exception_meta
 from ..task import UNIQUE_HEADER, retry_countdown
@@ -71,6 +73,12 @@ class Consumer:
         self.hard_limits = False  # kill the process on time_limit (prefork children)
         client = getattr(broker, "client", None)
         self.limiter = RateLimiter(client, broker.keys) if client is not None else None
+        self.monitor = Monitor(client, broker.keys) if client is not None else None
+        self.identity: dict[str, object] = {}  # what the heartbeat says about the worker
+        self.counters: Counter[tuple[str, str, str]] = Counter()
+        self.totals: Counter[str] = Counter()
+        self.paused: set[str] = set()
+        self.started = time.time()
         self._buffer: list[tuple[int, int, Delivery, Message]] = []
         self._seq = itertools.count()
         self._held: dict[tuple[str, int, str], Delivery] = {}
@@ -157,6 +165,38 @@ class Consumer:
         self.release_unique(message)
         return True
 
+    def count(self, queue: str, task: str, status: str, runtime: float) -> None:
+        """Add a finished task to the counters the heartbeat publishes."""
+        kind = _KIND.get(status)
+        with self._lock:
+            if kind:
+                self.counters[(kind, queue, task)] += 1
+                self.totals[kind] += 1
+            self.counters[("runtime_ms", queue, task)] += runtime * 1000
+
+    def heartbeat(self) -> None:
+        """Publish this process's state and counters; learn which queues are paused."""
+        if self.monitor is None:
+            return
+        with self._lock:
+            counters, self.counters = self.counters, Counter()
+            prefetched = len(self._buffer)
+            totals = dict(self.totals)
+        running = [{"id": e.message.id, "task": e.message.task,
+                    "args": _preview(e.message.args, e.message.kwargs),
+                    "started": time.time() - (time.monotonic() - e.started)}
+                   for e in self.guard.snapshot()]
+        info = {**self.identity, "process": self.name, "queues": self.queues,
+                "started": self.started, "heartbeat": time.time(), "running": running,
+                "prefetched": prefetched, "rss": rss_bytes(), "processed": 0, "failed": 0,
+                "retried": 0, "paused": sorted(self.paused), **totals}
+        try:
+            self.paused = self.monitor.beat(self.name, info, counters)
+        except BaseException:
+            with self._lock:
+                self.counters.update(counters)
+            raise
+
     def defer(self, delivery: Delivery, due: float) -> None:
         """Hand an unstarted message back to Redis to run at unix time ``due`` (it keeps
         its retry count); written with the next batch."""
@@ -217,15 +257,20 @@ class Consumer:
 
     def _refill(self) -> None:
         self.revocations.sync()
+        queues = [q for q in self.queues if q not in self.paused] if self.paused \
+            else self.queues
+        if not queues:  # every queue paused: wait for a resume (or a stop)
+            self.stopping.wait(0.2)
+            return
         now = time.monotonic()
         if now >= self._next_promote:
-            next_due = self.broker.promote(self.queues)
+            next_due = self.broker.promote(queues)
             wait = 1.0 if next_due is None else min(1.0, max(0.0, next_due - time.time()))
             self._next_promote = now + wait
         deliveries: list[Delivery] = []
         if now >= self._next_reclaim:
             self._next_reclaim = now + self.visibility_timeout / 6
-            deliveries = self.broker.reclaim(self.name, self.queues,
+            deliveries = self.broker.reclaim(self.name, queues,
                                              self.visibility_timeout * 2 / 3,
                                              self._batch_size())
             if deliveries:
@@ -233,8 +278,7 @@ class Consumer:
                                len(deliveries))
         if not deliveries:
             timeout = max(0.0, min(1.0, self._next_promote - now, self._next_reclaim - now))
-            deliveries = self.broker.fetch(self.name, self.queues, self._batch_size(),
-                                           timeout)
+            deliveries = self.broker.fetch(self.name, queues, self._batch_size(), timeout)
             if deliveries and timeout:
                 self.revocations.sync()  # it may have waited long for them
         self._accept(deliveries)
@@ -288,10 +332,11 @@ class Consumer:
         interval = self.visibility_timeout / 3
         next_renew = time.monotonic() + interval
         next_sync = 0.0
+        next_beat = 0.0
         returned = False
         while not self._closed.is_set():
             now = time.monotonic()
-            timeout = min(next_renew, next_sync) - now
+            timeout = min(next_renew, next_sync, next_beat) - now
             if self._done:
                 timeout = min(timeout, self._done_since + MAX_ACK_DELAY - now)
             deadline = self.guard.next_deadline(hard=self.hard_limits)
@@ -309,6 +354,9 @@ class Consumer:
                 if now >= next_sync:
                     next_sync = now + 1.0
                     self.revocations.sync(force=True)
+                if now >= next_beat:
+                    next_beat = now + HEARTBEAT_INTERVAL
+                    self.heartbeat()
                 self._police(now)
                 if now >= next_renew:
                     next_renew = now + interval
@@ -426,6 +474,12 @@ class Consumer:
         self.return_buffered_quietly()
         self._closed.set()
         self._wake.set()
+        if self.monitor is not None:
+            try:
+                self.heartbeat()  # the last counters
+                self.monitor.leave(self.name)
+            except CONNECTION_ERRORS:
+                pass
 
     def leave(self) -> None:
         """Remove this consumer from the group if it holds nothing (after ``close``)."""
@@ -435,3 +489,12 @@ class Consumer:
             self.broker.forget_consumer(self.name, self.queues)
         except CONNECTION_ERRORS:
             pass
+
+
+_KIND = {states.SUCCESS: "processed", states.FAILURE: "failed", states.RETRY: "retried",
+         states.REVOKED: "processed"}
+
+
+def _preview(args: tuple[object, ...], kwargs: dict[str, object], limit: int = 100) -> str:
+    text = ", ".join([*(repr(a) for a in args), *(f"{k}={v!r}" for k, v in kwargs.items())])
+    return text if len(text) <= limit else text[:limit - 1] + "…"

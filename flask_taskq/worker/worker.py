@@ -133,6 +133,9 @@ class Worker:
         consumer = Consumer(state, broker, state.new_backend(), consumer_name, self.queues,
                             self.prefetch, threads)
         self.consumer = consumer
+        consumer.identity = {"worker": self.name, "host": socket.gethostname(),
+                             "pid": os.getpid(), "pool": self.pool,
+                             "concurrency": threads if self.pool != "prefork" else 1}
         if self._stopped.is_set():
             return 0
         if child:
@@ -259,6 +262,7 @@ class Worker:
                                message.id, exc)
             if outcome.dead_reason or outcome.status in states.READY_STATES:
                 consumer.release_unique(message)
+            consumer.count(message.queue, message.task, outcome.status, outcome.runtime)
             done += 1
             if max_tasks and done >= max_tasks:
                 consumer.stop()
