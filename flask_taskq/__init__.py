@@ -17,6 +17,8 @@ from .exceptions import (
 from .extension import AppState, TaskQueue
 from .message import Message
 from .result import AsyncResult
+from .schedules import crontab
+from .shared import SharedTask, shared_task
 from .task import Request, Task
 
 __version__ = "0.1.0"
@@ -32,6 +34,7 @@ __all__ = [
     "Reject",
     "Request",
     "Retry",
+    "SharedTask",
     "SoftTimeLimitExceeded",
     "Task",
     "TaskError",
@@ -41,4 +44,6 @@ __all__ = [
     "TimeoutError",
     "WorkerLostError",
     "__version__",
+    "crontab",
+    "shared_task",
 ]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import difflib
 import warnings
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
+
+from .ratelimit import parse_rate
 
 #: Marks TASKQ_RESULT_BACKEND as "same as the broker".
 SAME_AS_BROKER = "same-as-broker"
@@ -34,7 +36,44 @@ DEFAULTS: dict[str, Any] = {
     "TASKQ_DASHBOARD": False,
     "TASKQ_DASHBOARD_URL_PREFIX": "/taskq",
     "TASKQ_DASHBOARD_AUTH": None,
+    # Defaults of task options (TASK_OPTION_KEYS): a task's own option wins.
+    "TASKQ_TASK_IGNORE_RESULT": False,
+    "TASKQ_TASK_ACKS_LATE": True,
+    "TASKQ_TASK_TIME_LIMIT": None,
+    "TASKQ_TASK_SOFT_TIME_LIMIT": None,
+    "TASKQ_TASK_DEFAULT_RATE_LIMIT": None,
+    "TASKQ_TASK_DEFAULT_PRIORITY": 5,
+    "TASKQ_TASK_EXPIRES": None,
+    "TASKQ_TASK_MAX_RETRIES": 3,
+    "TASKQ_TASK_DEFAULT_RETRY_DELAY": 180,
+    "TASKQ_TASK_RETRY_BACKOFF": False,
+    "TASKQ_TASK_RETRY_BACKOFF_MAX": 600,
+    "TASKQ_TASK_RETRY_JITTER": True,
 }
+
+#: Task options whose default an app sets in its config: option -> key. The queue's
+#: default is TASKQ_DEFAULT_QUEUE; ``name``, ``autoretry_for`` and ``unique`` belong to
+#: each task and have no app-wide default.
+TASK_OPTION_KEYS: dict[str, str] = {
+    "ignore_result": "TASKQ_TASK_IGNORE_RESULT",
+    "acks_late": "TASKQ_TASK_ACKS_LATE",
+    "time_limit": "TASKQ_TASK_TIME_LIMIT",
+    "soft_time_limit": "TASKQ_TASK_SOFT_TIME_LIMIT",
+    "rate_limit": "TASKQ_TASK_DEFAULT_RATE_LIMIT",
+    "priority": "TASKQ_TASK_DEFAULT_PRIORITY",
+    "expires": "TASKQ_TASK_EXPIRES",
+    "max_retries": "TASKQ_TASK_MAX_RETRIES",
+    "default_retry_delay": "TASKQ_TASK_DEFAULT_RETRY_DELAY",
+    "retry_backoff": "TASKQ_TASK_RETRY_BACKOFF",
+    "retry_backoff_max": "TASKQ_TASK_RETRY_BACKOFF_MAX",
+    "retry_jitter": "TASKQ_TASK_RETRY_JITTER",
+}
+
+#: What acks_late=False would promise and this version does not do.
+ACKS_EARLY_UNSUPPORTED = (
+    "acks_late=False is not supported: a task is always acknowledged after it finished, "
+    "so a worker that dies runs it again (at-least-once)"
+)
 
 
 def apply_defaults(config: MutableMapping[str, Any]) -> None:
@@ -48,3 +87,24 @@ def apply_defaults(config: MutableMapping[str, Any]) -> None:
             close = difflib.get_close_matches(key, DEFAULTS, n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]}?" if close else ""
             warnings.warn(f"unknown flask-taskq setting {key}{hint}", UserWarning, stacklevel=3)
+    _check_task_defaults(config)
+
+
+def task_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The app's defaults of task options (option name -> value), from ``TASKQ_TASK_*``."""
+    return {option: config[key] for option, key in TASK_OPTION_KEYS.items()}
+
+
+def _check_task_defaults(config: Mapping[str, Any]) -> None:
+    """Refuse a default that would make every task fail later, at ``init_app``."""
+    try:
+        parse_rate(config["TASKQ_TASK_DEFAULT_RATE_LIMIT"])
+    except ValueError as exc:
+        raise ValueError(f"TASKQ_TASK_DEFAULT_RATE_LIMIT: {exc}") from None
+    priority = config["TASKQ_TASK_DEFAULT_PRIORITY"]
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 9:
+        raise ValueError(
+            f"TASKQ_TASK_DEFAULT_PRIORITY must be an integer from 0 to 9, not {priority!r}")
+    if config["TASKQ_TASK_ACKS_LATE"] is False:
+        warnings.warn(f"TASKQ_TASK_ACKS_LATE = False: {ACKS_EARLY_UNSUPPORTED}", UserWarning,
+                      stacklevel=4)

@@ -16,9 +16,10 @@ from flask import Flask, current_app, has_app_context
 from . import signals, states
 from .backend import ResultBackend, backend_from_url
 from .backend.memory import MemoryBackend
+from .beat import Entry
 from .broker import Broker, broker_from_url
 from .broker.memory import ANY_QUEUE
-from .config import apply_defaults
+from .config import apply_defaults, task_defaults
 from .exceptions import BrokerConnectionError, NotRegistered
 from .keys import DEFAULT_PRIORITY, Keys
 from .message import Message
@@ -65,6 +66,8 @@ class AppState:
         self.key_prefix: str = config["TASKQ_KEY_PREFIX"]
         self.result_expires: int = int(config["TASKQ_RESULT_EXPIRES"] or 0)
         self.router = Router(config["TASKQ_ROUTES"])
+        #: Defaults of task options from ``TASKQ_TASK_*``; a task's own options win.
+        self.task_defaults: dict[str, Any] = task_defaults(config)
         self.broker_url: str = config["TASKQ_BROKER_URL"]
         self.result_url: str | None = config["TASKQ_RESULT_BACKEND"]
         self.broker: Broker = self.new_broker()
@@ -192,9 +195,14 @@ class TaskQueue:
     """
 
     def __init__(self, app: Flask | None = None) -> None:
+        from .shared import register_shared_tasks
+
         self.tasks: dict[str, Task] = {}
+        #: Periodic entries declared in code (``periodic_task``/``add_periodic_task``).
+        self.periodic: dict[str, Entry] = {}
         self._bound: weakref.WeakSet[Flask] = weakref.WeakSet()
         _instances.add(self)
+        register_shared_tasks(self)
         if app is not None:
             self.init_app(app)
 
@@ -207,6 +215,10 @@ class TaskQueue:
         self._bound.add(app)
         if "taskq" not in app.cli.commands:
             app.cli.add_command(taskq_cli)
+        if app.config["TASKQ_DASHBOARD"]:
+            from .dashboard import init_dashboard
+
+            init_dashboard(app)
 
     def _apps(self) -> list[Flask]:
         return list(self._bound)
@@ -263,7 +275,7 @@ class TaskQueue:
             _reject_options(options)
         state = resolve_state(app, self)
         task = _task or self.tasks.get(name)
-        topts = task.options if task is not None else {}
+        topts = task.options_for(state) if task is not None else state.task_defaults
         route = state.router.route(name)
         now = time.time()
         if countdown is not None:
@@ -326,3 +338,67 @@ class TaskQueue:
     def AsyncResult(self, task_id: str, app: Flask | None = None) -> AsyncResult:  # noqa: N802
         """The result handle of ``task_id`` for ``app`` (default: as in :func:`resolve_state`)."""
         return AsyncResult(task_id, state=resolve_state(app, self))
+
+    # -- periodic tasks (beat) ---------------------------------------------------------------
+    def periodic_task(self, schedule: Any, *, name: str | None = None,
+                      args: tuple[Any, ...] | list[Any] = (),
+                      kwargs: dict[str, Any] | None = None, catch_up: str = "one",
+                      options: dict[str, Any] | None = None,
+                      **task_options: Any) -> Callable[[Callable[..., Any]], Task]:
+        """Register a function as a task that beat sends on ``schedule`` (seconds, a
+        ``timedelta`` or a :class:`~flask_taskq.crontab`)::
+
+            @tq.periodic_task(crontab(minute=0, hour=3), queue="maintenance")
+            def nightly_cleanup(): ...
+
+        ``task_options`` are those of :meth:`task` (``name`` names both the task and the
+        entry); ``args``/``kwargs`` are passed to each run, ``options`` are sending options
+        (``expires``, ``priority``, ...) and ``catch_up`` is the entry's (``docs/beat.rst``).
+
+        .. versionadded:: 0.2
+        """
+
+        def register(func: Callable[..., Any]) -> Task:
+            task = self.task(name=name, **task_options)(func)
+            self.add_periodic_task(schedule, task, args=args, kwargs=kwargs, name=task.name,
+                                   catch_up=catch_up, **(options or {}))
+            return task
+
+        return register
+
+    def add_periodic_task(self, schedule: Any, task: Task | str,
+                          args: tuple[Any, ...] | list[Any] = (),
+                          kwargs: dict[str, Any] | None = None, name: str | None = None,
+                          catch_up: str = "one", **options: Any) -> Entry:
+        """Have beat send ``task`` (a task or a task name) with ``args``/``kwargs`` on
+        ``schedule``; ``options`` are sending options (``queue``, ``priority``,
+        ``expires``, ...). The entry is named ``name``, by default the task name followed by
+        the arguments when there are any. An entry of the same name in
+        ``TASKQ_BEAT_SCHEDULE`` replaces it.
+
+        .. versionadded:: 0.2
+        """
+        from .schedules import to_schedule
+
+        task_name = task if isinstance(task, str) else task.name
+        if name is None:
+            call = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in (kwargs or {}).items()]
+            name = f"{task_name}({', '.join(call)})" if call else task_name
+        entry = Entry(name=name, task=task_name, schedule=to_schedule(schedule),
+                      args=tuple(args), kwargs=dict(kwargs or {}), options=options,
+                      catch_up=catch_up)
+        self.periodic[name] = entry
+        return entry
+
+    def periodic_entries(self, app: Flask | None = None) -> dict[str, Entry]:
+        """The periodic entries of ``app`` (default: as in :func:`resolve_state`): those
+        declared in code plus ``TASKQ_BEAT_SCHEDULE``, which wins on equal names.
+        ``ValueError`` names an entry that is not valid.
+
+        .. versionadded:: 0.2
+        """
+        config = resolve_state(app, self).config
+        entries = dict(self.periodic)
+        for entry_name, spec in (config["TASKQ_BEAT_SCHEDULE"] or {}).items():
+            entries[entry_name] = Entry.from_config(entry_name, spec)
+        return entries

@@ -8,16 +8,21 @@ import hashlib
 import json
 import random
 import time
+import warnings
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from flask import current_app, has_app_context
+
+from .config import ACKS_EARLY_UNSUPPORTED, DEFAULTS, task_defaults
 from .exceptions import MaxRetriesExceededError, Retry
 from .ratelimit import parse_rate
 
 if TYPE_CHECKING:
-    from .extension import TaskQueue
+    from .extension import AppState, TaskQueue
     from .result import AsyncResult
 
 #: Task options accepted by ``@tq.task(...)`` besides ``name`` and ``bind``.
@@ -62,28 +67,23 @@ class Request:
     retries_exhausted: bool = False
 
 
-#: Defaults of the retry options, as in Celery.
-RETRY_DEFAULTS: dict[str, Any] = {
-    "max_retries": 3,
-    "default_retry_delay": 180,
-    "autoretry_for": (),
-    "retry_backoff": False,
-    "retry_backoff_max": 600,
-    "retry_jitter": True,
-}
+#: Task options' defaults where no app says otherwise (``TASKQ_TASK_*`` in ``DEFAULTS``);
+#: the retry options' defaults are Celery's.
+OPTION_DEFAULTS: dict[str, Any] = task_defaults(DEFAULTS)
 
 
 def retry_countdown(options: dict[str, Any], retries: int) -> float:
     """Seconds before retry number ``retries + 1``: ``default_retry_delay``, or with
     ``retry_backoff`` ``factor * 2 ** retries`` capped at ``retry_backoff_max`` and, with
     ``retry_jitter``, a random value between 0 and that."""
-    backoff = options.get("retry_backoff", RETRY_DEFAULTS["retry_backoff"])
+    backoff = options.get("retry_backoff", OPTION_DEFAULTS["retry_backoff"])
     if not backoff:
-        return float(options.get("default_retry_delay", RETRY_DEFAULTS["default_retry_delay"]))
+        return float(options.get("default_retry_delay",
+                                 OPTION_DEFAULTS["default_retry_delay"]))
     factor = 1 if backoff is True else backoff
-    cap = options.get("retry_backoff_max", RETRY_DEFAULTS["retry_backoff_max"])
+    cap = options.get("retry_backoff_max", OPTION_DEFAULTS["retry_backoff_max"])
     countdown = min(cap, factor * 2 ** retries)
-    if options.get("retry_jitter", RETRY_DEFAULTS["retry_jitter"]):
+    if options.get("retry_jitter", OPTION_DEFAULTS["retry_jitter"]):
         countdown = random.uniform(0, countdown)
     return countdown
 
@@ -94,28 +94,78 @@ _current_request: contextvars.ContextVar[Request | None] = contextvars.ContextVa
 
 
 class Task:
-    """A registered task. Call it to run inline; ``.delay()`` to run it on a worker."""
+    """A registered task. Call it to run inline; ``.delay()`` to run it on a worker.
 
-    def __init__(self, taskqueue: TaskQueue, fn: Callable[..., Any], name: str,
+    Its options in effect (:attr:`options`) are its own, from the decorator, over the
+    ``TASKQ_TASK_*`` defaults of the app it is sent or run for, so one ``TaskQueue``
+    serves apps with different defaults.
+    """
+
+    def __init__(self, taskqueue: TaskQueue | None, fn: Callable[..., Any], name: str,
                  bind: bool = False, **options: Any) -> None:
         unknown = set(options) - TASK_OPTIONS
         if unknown:
             raise TypeError(f"unknown task option(s) for {name!r}: {', '.join(sorted(unknown))}")
         if options.get("rate_limit") is not None:
             parse_rate(options["rate_limit"])  # a bad limit fails here, not in the worker
+        if options.get("acks_late") is False:
+            warnings.warn(f"task {name!r}: {ACKS_EARLY_UNSUPPORTED}", UserWarning,
+                          stacklevel=3)
         self.taskqueue = taskqueue
         self.run = fn
         self.name = name
         self.bind = bind
-        self.options = options
-        self.ignore_result: bool = bool(options.get("ignore_result", False))
-        self.max_retries: int | None = options.get("max_retries", RETRY_DEFAULTS["max_retries"])
+        #: The options given to the decorator.
+        self.own_options = options
         self.autoretry_for: tuple[type[BaseException], ...] = tuple(
             options.get("autoretry_for", ()))
+        self._no_app_options = {**OPTION_DEFAULTS, **options}
+        self._last: tuple[weakref.ref[AppState], dict[str, Any]] | None = None
         functools.update_wrapper(self, fn)
 
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The options in effect for the app in use (see :meth:`options_for`): the current
+        app when it uses this task's ``TaskQueue``, else the one app bound to it."""
+        return self.options_for(self._app_state())
+
+    @property
+    def ignore_result(self) -> bool:
+        """True when no result is stored (``ignore_result`` in :attr:`options`)."""
+        return bool(self.options["ignore_result"])
+
+    @property
+    def max_retries(self) -> int | None:
+        """How many retries are allowed (``None``: no limit), from :attr:`options`."""
+        return self.options["max_retries"]
+
+    def options_for(self, state: AppState | None) -> dict[str, Any]:
+        """The task's own options over the ``TASKQ_TASK_*`` defaults of the app whose
+        state is ``state`` (with ``None``, over the built-in defaults). Do not modify it."""
+        if state is None:
+            return self._no_app_options
+        last = self._last
+        if last is not None and last[0]() is state:
+            return last[1]
+        options = {**state.task_defaults, **self.own_options}
+        self._last = (weakref.ref(state), options)
+        return options
+
+    def _app_state(self) -> AppState | None:
+        if has_app_context():
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
+            state = app.extensions.get("taskq")
+            if state is not None and (self.taskqueue is None
+                                      or state.taskqueue is self.taskqueue):
+                return state
+        if self.taskqueue is not None:
+            apps = self.taskqueue._apps()
+            if len(apps) == 1:
+                return apps[0].extensions.get("taskq")
+        return None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.bind:
@@ -157,6 +207,38 @@ class Task:
                 self.options, request.retries)
             when = time.time() + delay
         raise Retry(f"retry in {when - time.time():.1f}s", exc=exc, when=when)
+
+    def update_state(self, state: str, meta: Any = None, *,
+                     task_id: str | None = None) -> None:
+        """Report the running task's state (bound tasks), e.g. progress:
+        ``self.update_state(state="PROGRESS", meta={"current": 3, "total": 10})``.
+
+        Until the task finishes, ``AsyncResult(id).state`` is ``state`` and ``.result`` /
+        ``.info`` is ``meta`` (which the serializer must be able to encode). ``task_id``
+        reports for another task. Does nothing when the function is called directly (there
+        is no task id), when results are disabled, and for a task that keeps no result
+        (``ignore_result``): its final state is not stored, so the reported one would stay.
+
+        .. versionadded:: 0.2
+        """
+        from .extension import resolve_state
+
+        request = _current_request.get()
+        if task_id is None:
+            if request is None or not request.id:
+                return
+            task_id = request.id
+        app_state = resolve_state(None, self.taskqueue)
+        eager = request is not None and request.is_eager
+        if app_state.backend is None or (self.ignore_result and not eager):
+            return
+        serializer = app_state.serializer
+        try:
+            data = serializer.dumps({"status": state, "task": self.name, "result": meta})
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise TypeError(f"meta of task {self.name!r} cannot be encoded by the "
+                            f"{serializer.name} serializer: {exc}") from exc
+        app_state.backend.store_many([(task_id, data, False)], app_state.result_expires)
 
     def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
         """Send the task to a worker with these arguments."""

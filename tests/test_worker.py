@@ -174,17 +174,24 @@ def test_worker_signals_fire_in_the_worker_process(app, start_worker, r):
         bad = fail.delay("x")
         with pytest.raises(CustomError):
             bad.get(timeout=10)
+        lost = app.extensions["taskq"].taskqueue.send_task("no.such")
+        with pytest.raises(Exception, match="not registered"):
+            lost.get(timeout=10)
     worker.signal(signal.SIGTERM)
     assert worker.wait(timeout=20) == 0
     pid = worker.proc.pid
     assert r.lrange("test:signals", 0, -1) == [
         f"worker_ready {pid} Worker",
+        f"task_received {pid} tests.apps.basic.add {ok.id}",
         f"task_prerun {pid} tests.apps.basic.add {ok.id} basic",
         f"task_success {pid} tests.apps.basic.add {ok.id} 3",
         f"task_postrun {pid} tests.apps.basic.add {ok.id} SUCCESS",
+        f"task_received {pid} tests.apps.basic.fail {bad.id}",
         f"task_prerun {pid} tests.apps.basic.fail {bad.id} basic",
         f"task_failure {pid} tests.apps.basic.fail {bad.id} CustomError",
         f"task_postrun {pid} tests.apps.basic.fail {bad.id} FAILURE",
+        f"task_received {pid} no.such {lost.id}",
+        f"task_rejected {pid} no.such {lost.id}",
         f"worker_shutdown {pid} Worker",
     ]
 
@@ -209,3 +216,10 @@ def test_finished_results_are_not_held_back_by_a_long_task(app, start_worker, r)
         wait_until(lambda: all(res.ready() for res in fast), timeout=3,
                    message="results of the fast tasks")
     assert r.hget("test:runs", "long") is None  # still running
+
+
+def test_a_failing_signal_receiver_does_not_stop_the_worker(app, start_worker):
+    worker = start_worker("-P", "solo", env={"TASKQ_BROKEN_RECEIVER": "1"})
+    with app.app_context():
+        assert add.delay(2, 2).get(timeout=10) == 4
+    assert "Receiver" in worker.log and "raised" in worker.log

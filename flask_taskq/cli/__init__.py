@@ -1,6 +1,17 @@
 """The ``flask taskq`` command group: one module per command."""
 
-from . import dead_letter, purge, rate_limit, revoke, worker  # noqa: F401 - registers the commands
+from . import (  # noqa: F401 - registers the commands
+    beat,
+    dead_letter,
+    inspect,
+    inspect_workers,
+    purge,
+    queues,
+    rate_limit,
+    revoke,
+    status,
+    worker,
+)
 from .common import taskq_cli
 
 __all__ = ["taskq_cli"]

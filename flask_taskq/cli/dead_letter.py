@@ -275,16 +275,20 @@ def requeue_command(idents: tuple[str, ...], everything: bool, queues: str | Non
     """Put dead letters back in their queue.
 
     Each message goes back as it was (same task id, arguments and retry count) at its
-    priority, as a new message whose delivery count starts again from one."""
+    priority, as a new message whose delivery count starts again from one. The result
+    stored when it died is forgotten, so its state is PENDING until it runs again."""
     if bool(idents) == everything:
         raise click.UsageError("give the IDs of dead letters to requeue, or --all (not both)")
     state = app_state()
     check_broker(state)
     names = _dead_queues(state, queues)
     targets: dict[str, list[str]] = {}
+    task_ids: list[str] = []
     if everything:
         for queue in names:  # a snapshot: letters that die again meanwhile stay dead
-            ids = [str(row["entry_id"]) for row in _scan(state, queue)]
+            rows = list(_scan(state, queue))
+            task_ids += [str(row["id"]) for row in rows]
+            ids = [str(row["entry_id"]) for row in rows]
             if ids:
                 targets[queue] = ids
         if not targets:
@@ -293,10 +297,15 @@ def requeue_command(idents: tuple[str, ...], everything: bool, queues: str | Non
     else:
         for ident in idents:
             row = _find_one(state, names, ident, several_ok=False)
+            task_ids.append(str(row["id"]))
             ids = targets.setdefault(str(row["queue"]), [])
             if row["entry_id"] not in ids:
                 ids.append(str(row["entry_id"]))
     wanted = sum(len(ids) for ids in targets.values())
+    if state.backend is not None:  # the old FAILURE would answer get() before the new run
+        for task_id in task_ids:
+            if task_id != "?":
+                state.backend.forget(task_id)
     moved = 0
     for queue, ids in targets.items():
         moved += state.broker.requeue_dead(queue, ids, serializer=state.serializer)

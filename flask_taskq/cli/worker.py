@@ -8,6 +8,7 @@ import click
 from flask import current_app
 
 from ..worker import POOLS, Worker, setup_logging
+from .beat import make_beat
 from .common import app_state, check_broker, queue_names, taskq_cli
 
 
@@ -26,9 +27,12 @@ from .common import app_state, check_broker, queue_names, taskq_cli
               help="Replace a child process after this many tasks.")
 @click.option("--shutdown-timeout", type=click.FloatRange(min=0),
               help="Seconds running tasks get to finish after SIGTERM.")
+@click.option("--beat", "with_beat", is_flag=True,
+              help="Also send periodic tasks (beat, in a thread of the main process).")
 def worker_command(queues: str | None, concurrency: int | None, pool: str | None,
                    loglevel: str, name: str | None, prefetch: int | None,
-                   max_tasks_per_child: int | None, shutdown_timeout: float | None) -> None:
+                   max_tasks_per_child: int | None, shutdown_timeout: float | None,
+                   with_beat: bool) -> None:
     """Start a worker that runs this app's tasks."""
     state = app_state()
     if state.is_memory:
@@ -50,5 +54,14 @@ def worker_command(queues: str | None, concurrency: int | None, pool: str | None
                         shutdown_timeout=shutdown_timeout)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+    beat = make_beat() if with_beat else None
     click.echo(worker.describe(), err=True)
-    raise SystemExit(worker.run())
+    if beat is None:
+        raise SystemExit(worker.run())
+    click.echo(beat.describe(), err=True)
+    beat.start()
+    try:
+        code = worker.run()
+    finally:
+        beat.stop(timeout=5)
+    raise SystemExit(code)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from .. import states
+from .. import signals, states
 from ..backend import ResultBackend
 from ..broker import Broker, Delivery
 from ..exceptions import (
@@ -158,7 +158,7 @@ class Consumer:
             "probably crashed while running it")
         task = self.tasks.get(message.task)
         data = None
-        if task is not None and not task.ignore_result:
+        if task is not None and not task.options_for(self.state)["ignore_result"]:
             data = self.serializer.dumps({"status": states.FAILURE, "task": message.task,
                                           "date_done": time.time(), **exception_meta(exc)})
         self.dead_letter(delivery, str(exc), message.task, message.id, data)
@@ -210,6 +210,9 @@ class Consumer:
                     data: bytes | None = None, traceback: str = "") -> None:
         """Move a message that cannot be run to the dead-letter store."""
         logger.error("Dead-lettering message %s of task %s: %s", task_id, task, reason)
+        if signals.task_rejected.receivers:
+            signals.send_safely(signals.task_rejected, task, task_id=task_id, reason=reason,
+                                       queue=delivery.queue)
         self.broker.dead_letter(self.name, delivery, reason, task, task_id, traceback)
         self._release([delivery])
         if data is not None and self.backend is not None:  # last: it wakes waiters
@@ -386,13 +389,15 @@ class Consumer:
         process: the prefork supervisor starts a new child."""
         message, delivery = entry.message, entry.delivery
         task = self.tasks.get(message.task)
-        limit = task.options.get("time_limit") if task else None
+        opts = task.options_for(self.state) if task else {}
+        limit = opts.get("time_limit")
         exc = TimeLimitExceeded(f"task ran past its time_limit of {limit}s and its "
                                 "process was killed")
         retry = None
         retries_wanted = task is not None and isinstance(exc, task.autoretry_for)
-        if retries_wanted and (task.max_retries is None or message.retries < task.max_retries):
-            due = time.time() + retry_countdown(task.options, message.retries)
+        max_retries = opts.get("max_retries")
+        if retries_wanted and (max_retries is None or message.retries < max_retries):
+            due = time.time() + retry_countdown(opts, message.retries)
             retry = (message.replace(retries=message.retries + 1, eta=due).to_bytes(
                 self.serializer), due)
         status = states.RETRY if retry else states.FAILURE
@@ -403,7 +408,7 @@ class Consumer:
                      message.task, message.id, limit)
         if retries_wanted and retry is None:
             self.dead_letter(delivery, f"retries exhausted after {message.retries} "
-                             f"(max_retries={task.max_retries}): {exc}", message.task,
+                             f"(max_retries={max_retries}): {exc}", message.task,
                              message.id, doc, meta["traceback"])
         else:
             self.complete(delivery, message.id, status, doc, 0.0, retry)

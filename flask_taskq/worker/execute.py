@@ -68,7 +68,8 @@ class Executor:
                            self._document(message, states.FAILURE, exception_meta(exc),
                                           self.keep_results),
                            exception=exc, dead_reason=str(exc))
-        keep = eager or (self.keep_results and not task.ignore_result)
+        opts = task.options_for(self.state)
+        keep = eager or (self.keep_results and not opts["ignore_result"])
         if message.expires is not None and time.time() > message.expires:
             return self._revoked(task, message, keep, f"expired at {message.expires:.3f}",
                                  expired=True)
@@ -84,8 +85,8 @@ class Executor:
         start = time.perf_counter()
         try:
             if signals.task_prerun.receivers:
-                signals.task_prerun.send(task, task_id=message.id, task=task,
-                                         args=message.args, kwargs=message.kwargs)
+                signals.send_safely(signals.task_prerun, task, task_id=message.id, task=task,
+                                    args=message.args, kwargs=message.kwargs)
             try:
                 if task.bind:
                     retval = task.run(task, *message.args, **message.kwargs)
@@ -99,9 +100,9 @@ class Executor:
             outcome = self._finish(task, message, request, keep, runtime, error,
                                    None if error else retval)
             if signals.task_postrun.receivers:
-                signals.task_postrun.send(task, task_id=message.id, task=task,
-                                          args=message.args, kwargs=message.kwargs,
-                                          retval=error or retval, state=outcome.status)
+                signals.send_safely(signals.task_postrun, task, task_id=message.id, task=task,
+                                    args=message.args, kwargs=message.kwargs,
+                                    retval=error or retval, state=outcome.status)
         finally:
             ctx.pop(error)
             reset_request(token)
@@ -119,8 +120,8 @@ class Executor:
                 if logger.isEnabledFor(logging.INFO):
                     logger.info("succeeded in %.6fs: %.200r", runtime, retval)
                 if signals.task_success.receivers:
-                    signals.task_success.send(task, task=task, task_id=message.id,
-                                              result=retval)
+                    signals.send_safely(signals.task_success, task, task=task, task_id=message.id,
+                                        result=retval)
                 return Outcome(states.SUCCESS, data, runtime)
         if isinstance(error, Reject):
             return self._reject(message, error, keep, runtime, request.is_eager)
@@ -131,13 +132,15 @@ class Executor:
         logger.error("raised %s in %.6fs\n%s", type(error).__name__, runtime,
                      meta["traceback"].rstrip())
         if signals.task_failure.receivers:
-            signals.task_failure.send(task, task=task, task_id=message.id, exception=error,
-                                      args=message.args, kwargs=message.kwargs,
-                                      traceback=meta["traceback"])
+            signals.send_safely(signals.task_failure, task, task=task, task_id=message.id,
+                                exception=error,
+                                args=message.args, kwargs=message.kwargs,
+                                traceback=meta["traceback"])
         dead = None
         if request.retries_exhausted:
             dead = (f"retries exhausted after {request.retries} "
-                    f"(max_retries={task.max_retries}): {type(error).__name__}: {error}")
+                    f"(max_retries={task.options_for(self.state)['max_retries']}): "
+                    f"{type(error).__name__}: {error}")
         return Outcome(states.FAILURE, self._document(message, states.FAILURE, meta, keep),
                        runtime, exception=error, dead_reason=dead)
 
@@ -145,8 +148,9 @@ class Executor:
                  expired: bool = False, terminated: bool = False) -> Outcome:
         logger.warning("revoked: %s", reason)
         if signals.task_revoked.receivers:
-            signals.task_revoked.send(task, task=task, task_id=message.id, reason=reason,
-                                      expired=expired, terminated=terminated)
+            signals.send_safely(signals.task_revoked, task, task=task, task_id=message.id,
+                                reason=reason,
+                                expired=expired, terminated=terminated)
         doc = self._document(message, states.REVOKED, {"reason": reason}, keep)
         return Outcome(states.REVOKED, doc)
 
@@ -155,13 +159,15 @@ class Executor:
         if isinstance(error, Retry):
             if error.when is not None:
                 return error.when
-            return time.time() + retry_countdown(task.options, request.retries)
+            return time.time() + retry_countdown(task.options_for(self.state),
+                                                 request.retries)
         if not task.autoretry_for or not isinstance(error, task.autoretry_for):
             return None
-        if task.max_retries is not None and request.retries >= task.max_retries:
+        opts = task.options_for(self.state)
+        if opts["max_retries"] is not None and request.retries >= opts["max_retries"]:
             request.retries_exhausted = True
             return None
-        return time.time() + retry_countdown(task.options, request.retries)
+        return time.time() + retry_countdown(opts, request.retries)
 
     def _retry(self, task: Any, message: Message, request: Request, keep: bool,
                runtime: float, error: BaseException, retry_at: float) -> Outcome:
@@ -172,8 +178,9 @@ class Executor:
             logger.info("retry %d in %.2fs after %s: %s", message.retries + 1,
                         retry_at - time.time(), type(cause).__name__, cause)
         if signals.task_retry.receivers:
-            signals.task_retry.send(task, task=task, task_id=message.id, reason=cause,
-                                    request=request, eta=retry_at)
+            signals.send_safely(signals.task_retry, task, task=task, task_id=message.id,
+                                reason=cause,
+                                request=request, eta=retry_at)
         doc = self._document(message, states.RETRY, exception_meta(cause), keep) if keep \
             else None
         return Outcome(states.RETRY, doc, runtime, exception=cause,

@@ -18,7 +18,7 @@ import threading
 import time
 import traceback
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 
@@ -63,7 +63,7 @@ def default_queues(state: AppState) -> list[str]:
     """The default queue plus every queue named in routes or task options."""
     queues = [state.default_queue]
     named = state.router.queues()
-    named += [t.options.get("queue") for t in state.taskqueue.tasks.values()]
+    named += [t.options_for(state).get("queue") for t in state.taskqueue.tasks.values()]
     for q in named:
         if q and q not in queues:
             queues.append(q)
@@ -150,7 +150,7 @@ class Worker:
         self._ensure_groups(broker, consumer)
         executor = Executor(state)
         consumer.start_keeper()
-        signals.worker_ready.send(self)
+        signals.send_safely(signals.worker_ready, self)
         logger.info("%s ready", consumer_name)
         if threads == 1:
             self._loop(consumer, executor, max_tasks)
@@ -165,7 +165,7 @@ class Worker:
         consumer.close()
         consumer.leave()
         self._finished.set()
-        signals.worker_shutdown.send(self)
+        signals.send_safely(signals.worker_shutdown, self)
         return 0
 
     def _ensure_groups(self, broker, consumer: Consumer) -> None:
@@ -192,13 +192,13 @@ class Worker:
         signal.signal(signal.SIGTERM, handle)
 
     @staticmethod
-    def _must_wait(consumer: Consumer, task: Task, delivery: Delivery,
-                   message: Message) -> bool:
+    def _must_wait(consumer: Consumer, task: Task, options: dict[str, Any],
+                   delivery: Delivery, message: Message) -> bool:
         """Take a rate-limit token, or hand the message back to Redis until one is free."""
         limiter = consumer.limiter
         assert limiter is not None
         try:
-            rate = limiter.effective_rate(task.name, task.options.get("rate_limit"))
+            rate = limiter.effective_rate(task.name, options.get("rate_limit"))
             if rate is None:
                 return False
             wait = limiter.acquire(task.name, rate, task_id=message.id)
@@ -211,7 +211,7 @@ class Worker:
 
     def _warn_about_hard_limits(self) -> None:
         limited = sorted(t.name for t in self.state.taskqueue.tasks.values()
-                         if t.options.get("time_limit"))
+                         if t.options_for(self.state).get("time_limit"))
         if limited:
             logger.warning("time_limit is enforced only by the prefork pool; in the %s pool "
                            "only soft_time_limit applies (tasks: %s)", self.pool,
@@ -232,14 +232,18 @@ class Worker:
                 return
             delivery, message = item
             task = executor.tasks.get(message.task)
-            options = task.options if task is not None else {}
+            options = task.options_for(self.state) if task is not None else {}
+            if signals.task_received.receivers:
+                signals.send_safely(signals.task_received, task or message.task, task=task,
+                                           task_id=message.id, message=message,
+                                           delivery_count=delivery.deliveries)
             try:
                 if consumer.is_poison(delivery, message):
                     continue
             except CONNECTION_ERRORS:
                 pass  # cannot count this start: run it; the next delivery counts again
             if consumer.limiter is not None and task is not None and \
-                    self._must_wait(consumer, task, delivery, message):
+                    self._must_wait(consumer, task, options, delivery, message):
                 continue
             consumer.guard.begin(message, delivery, options.get("soft_time_limit"),
                                  options.get("time_limit"))

@@ -78,6 +78,8 @@ def _record_signals(app: Flask) -> None:
             client.rpush("test:signals", f"{name} {os.getpid()} {detail(sender, kw)}")
         getattr(signals, name).connect(receive, weak=False)
 
+    recorder("task_received", lambda s, kw: f"{getattr(s, 'name', s)} {kw['task_id']}")
+    recorder("task_rejected", lambda s, kw: f"{s} {kw['task_id']}")
     recorder("task_prerun", lambda s, kw: f"{s.name} {kw['task_id']} {current_app.name}")
     recorder("task_postrun", lambda s, kw: f"{s.name} {kw['task_id']} {kw['state']}")
     recorder("task_success", lambda s, kw: f"{s.name} {kw['task_id']} {kw['result']!r}")
@@ -97,6 +99,13 @@ def create_app() -> Flask:
     tq.init_app(app)
     if os.environ.get("TASKQ_RECORD_SIGNALS"):
         _record_signals(app)
+    if os.environ.get("TASKQ_BROKEN_RECEIVER"):
+        from flask_taskq import signals
+
+        def broken(sender, **kw):
+            raise RuntimeError("receiver bug")
+
+        signals.task_prerun.connect(broken, weak=False)
 
     @app.teardown_appcontext
     def count_teardown(exc):

@@ -1,0 +1,58 @@
+"""``flask taskq beat``: send periodic tasks when they are due (safe on every host)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+
+import click
+from flask import current_app
+
+from ..beat import DEFAULT_LEASE, Beat
+from ..worker import setup_logging
+from .common import app_state, check_broker, taskq_cli
+
+LOG_LEVELS = click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+                          case_sensitive=False)
+
+
+def make_beat(lease: float = DEFAULT_LEASE) -> Beat:
+    """A beat for the current app, or a one-line error (bad schedule, memory broker)."""
+    try:
+        return Beat(current_app._get_current_object(), lease=lease)  # type: ignore[attr-defined]
+    except (TypeError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@taskq_cli.command("beat")
+@click.option("-l", "--loglevel", default="WARNING", show_default=True, type=LOG_LEVELS)
+@click.option("--lease", type=click.FloatRange(min=0.5), default=DEFAULT_LEASE,
+              show_default=True,
+              help="Seconds a leading beat that stopped renewing keeps the lead: another "
+                   "beat takes over a crashed leader within this time.")
+def beat_command(loglevel: str, lease: float) -> None:
+    """Send periodic tasks when they are due.
+
+    Run one on every host if you like: one leads at a time, each due time is sent once,
+    and another takes over within the lease when the leader dies. SIGTERM or Ctrl-C stops
+    at once and hands the lead over."""
+    state = app_state()
+    setup_logging(loglevel)
+    check_broker(state)
+    beat = make_beat(lease)
+    click.echo(beat.describe(), err=True)
+    signalled: list[int] = []
+
+    def handle(signum: int, frame: object) -> None:
+        if signalled:
+            logging.getLogger("flask_taskq.beat").warning("Second signal: exiting now")
+            os._exit(1)
+        signalled.append(signum)
+        # Event.set() takes a lock the interrupted main thread may hold: use a thread.
+        threading.Thread(target=beat.stop, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    beat.run()

@@ -1,0 +1,404 @@
+"""The dashboard's blueprint: pages, their live-update JSON, the metrics and the actions.
+
+Every page is rendered on the server. Its live parts ("regions") are Jinja macros of
+``_regions.html`` taking the page's context; ``GET api/<page>`` returns them re-rendered
+with the chart series as JSON, which ``static/dashboard.js`` polls every few seconds.
+Actions are HTML form POSTs carrying the session's CSRF token, answered by a redirect.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import redis
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    get_template_attribute,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+
+from .. import __version__, metrics
+from ..schedules import get_timezone
+from . import auth, csrf, data
+
+if TYPE_CHECKING:
+    from ..extension import AppState
+
+blueprint = Blueprint("taskq_dashboard", __name__, template_folder="templates",
+                      static_folder="static")
+
+#: Milliseconds between two polls of a page's live regions.
+POLL_INTERVAL_MS = 3000
+REGIONS_TEMPLATE = "taskq_dashboard/_regions.html"
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+                               "style-src 'self'; script-src 'self'; object-src 'none'; "
+                               "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
+def _state() -> AppState:
+    return current_app.extensions["taskq"]
+
+
+# -- request guards -------------------------------------------------------------------------
+@blueprint.before_request
+def guard() -> Response | None:
+    """Authenticate, then require a secret key and, for POSTs, the CSRF token."""
+    setting = current_app.config.get("TASKQ_DASHBOARD_AUTH")
+    refused = auth.refusal(setting, request, current_app.debug)
+    if refused is not None:
+        return refused
+    if not current_app.secret_key:
+        message = ("The flask-taskq dashboard needs app.secret_key (the SECRET_KEY setting): "
+                   "it keeps its CSRF token in the session.")
+        current_app.logger.error(message)
+        return Response(message + "\n", 500, mimetype="text/plain")
+    if request.method in csrf.UNSAFE_METHODS and not csrf.valid(request):
+        return Response("The CSRF token is missing or invalid: reload the page and try "
+                        "again.\n", 400, mimetype="text/plain")
+    return None
+
+
+@blueprint.after_request
+def secure(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if request.endpoint != "taskq_dashboard.static":
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+@blueprint.errorhandler(redis.RedisError)
+def redis_down(exc: redis.RedisError) -> tuple[Any, int]:
+    from ..extension import _redact
+
+    message = f"Cannot reach Redis at {_redact(_state().broker_url)}: {exc}"
+    if request.path.startswith(url_for(".overview") + "api/"):
+        return jsonify(error=message), 503
+    return render_template("taskq_dashboard/error.html", message=message, c=_base()), 503
+
+
+# -- formatting -----------------------------------------------------------------------------
+@blueprint.app_template_filter("taskq_time")
+def format_time(value: float | None) -> str:
+    """A unix time in ``TASKQ_TIMEZONE``."""
+    if value is None:
+        return "—"
+    tz = get_timezone(current_app.config.get("TASKQ_TIMEZONE"))
+    return datetime.fromtimestamp(float(value), tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+@blueprint.app_template_filter("taskq_duration")
+def format_duration(seconds: float | None) -> str:
+    """``< 1 ms``, ``42 ms``, ``3.2 s``, ``5 m 02 s``, ``2 h 03 m``."""
+    if seconds is None:
+        return "—"
+    seconds = max(0.0, float(seconds))
+    if 0 < seconds < 0.0005:
+        return "< 1 ms"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} m {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} m"
+
+
+@blueprint.app_template_filter("taskq_bytes")
+def format_bytes(value: int | None) -> str:
+    if not value:
+        return "—"
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(value)
+
+
+# -- page contexts --------------------------------------------------------------------------
+def _base(**extra: Any) -> dict[str, Any]:
+    return {"csrf": csrf.token(), "now": time.time(), "version": __version__,
+            "unprotected": current_app.config.get("TASKQ_DASHBOARD_AUTH") is None,
+            "monitored": data.monitor(_state()) is not None, **extra}
+
+
+def _processes() -> list[dict[str, Any]]:
+    mon = data.monitor(_state())
+    return mon.processes() if mon is not None else []
+
+
+def overview_context() -> dict[str, Any]:
+    state = _state()
+    mon = data.monitor(state)
+    processes = mon.processes() if mon is not None else []
+    stats = data.activity(mon)
+    queues = data.queues(state, mon, processes, stats)
+    workers = data.workers(processes)
+    return _base(stats=stats, queues=queues, workers=workers, processes=processes,
+                 next=url_for(".overview"),
+                 waiting=sum(q["ready"] for q in queues),
+                 dead=sum(q["dead"] for q in queues),
+                 running=sum(len(w["running"]) for w in workers))
+
+
+def queues_context() -> dict[str, Any]:
+    state = _state()
+    mon = data.monitor(state)
+    processes = mon.processes() if mon is not None else []
+    stats = data.activity(mon)
+    return _base(stats=stats, queues=data.queues(state, mon, processes, stats),
+                 next=url_for(".queues"))
+
+
+def workers_context() -> dict[str, Any]:
+    return _base(workers=data.workers(_processes()), next=url_for(".workers"))
+
+
+def failures_context() -> dict[str, Any]:
+    state = _state()
+    queue = request.args.get("queue") or None
+    stats = data.activity(data.monitor(state))
+    failing = [t for t in stats["by_task"] if t["failed"]]
+    return _base(stats=stats, failing=failing, queue=queue,
+                 dead_letters=data.dead_letters(state, queue),
+                 dead_counts=data.dead_letter_counts(state),
+                 next=url_for(".failures", queue=queue))
+
+
+def periodic_context() -> dict[str, Any]:
+    return _base(schedule=data.periodic(_state()), next=url_for(".periodic"))
+
+
+def task_context(task_id: str) -> dict[str, Any]:
+    queue = request.args.get("queue") or None
+    entry = request.args.get("entry") or None
+    info = data.task(_state(), task_id, _processes(), queue, entry)
+    return _base(task=info, next=url_for(".task", task_id=task_id, queue=queue, entry=entry))
+
+
+#: page -> (template, context function, live regions: macro names of _regions.html)
+PAGES: dict[str, tuple[str, Callable[[], dict[str, Any]], tuple[str, ...]]] = {
+    "overview": ("overview.html", overview_context, ("summary", "queue_table",
+                                                      "worker_table")),
+    "queues": ("queues.html", queues_context, ("queue_table",)),
+    "workers": ("workers.html", workers_context, ("worker_details",)),
+    "failures": ("failures.html", failures_context, ("failing_tasks", "dead_letter_table")),
+    "periodic": ("periodic.html", periodic_context, ("periodic_table",)),
+}
+
+
+def _live(page: str, context: dict[str, Any], regions: tuple[str, ...]) -> dict[str, Any]:
+    """What the page script polls: the regions re-rendered and the chart series."""
+    rendered = {name: str(get_template_attribute(REGIONS_TEMPLATE, name)(context))
+                for name in regions}
+    stats = context.get("stats")
+    return {"page": page, "time": context["now"], "regions": rendered,
+            "charts": stats["series"] if stats else None}
+
+
+def _page(page: str, api_url: str, context: dict[str, Any], template: str,
+          regions: tuple[str, ...]) -> str:
+    return render_template(f"taskq_dashboard/{template}", c=context, page=page,
+                           live_url=api_url, poll_ms=POLL_INTERVAL_MS,
+                           initial=_live(page, context, regions))
+
+
+# -- pages ----------------------------------------------------------------------------------
+def _page_view(page: str) -> Callable[[], str]:
+    template, context, regions = PAGES[page]
+
+    def view() -> str:
+        api_url = url_for(".api", page=page, **request.args.to_dict())
+        return _page(page, api_url, context(), template, regions)
+
+    view.__name__ = page
+    view.__doc__ = f"The {page} page."
+    return view
+
+
+blueprint.add_url_rule("/", view_func=_page_view("overview"))
+for _name in ("queues", "workers", "failures", "periodic"):
+    blueprint.add_url_rule(f"/{_name}", view_func=_page_view(_name))
+
+
+@blueprint.get("/api/<page>")
+def api(page: str) -> Response:
+    """The live regions and chart series of ``page``, as JSON."""
+    if page not in PAGES:
+        abort(404)
+    _, context, regions = PAGES[page]
+    return jsonify(_live(page, context(), regions))
+
+
+@blueprint.get("/workflows")
+def workflows() -> str:
+    """Workflow graphs: chains, groups and chords are not built yet, so there are none."""
+    return render_template("taskq_dashboard/workflows.html", c=_base(), page="workflows",
+                           live_url=None, initial=None, poll_ms=POLL_INTERVAL_MS)
+
+
+@blueprint.get("/task")
+def find_task() -> Response:
+    """The task search box: go to the page of the task id typed in."""
+    task_id = (request.args.get("id") or "").strip()
+    if not task_id:
+        return redirect(url_for(".overview"))
+    return redirect(url_for(".task", task_id=task_id))
+
+
+TASK_REGIONS = ("task_panel",)
+
+
+@blueprint.get("/task/<task_id>")
+def task(task_id: str) -> str:
+    """One task: state, arguments, result or traceback, timings, progress, retry."""
+    context = task_context(task_id)
+    api_url = url_for(".task_api", task_id=task_id, queue=request.args.get("queue"),
+                      entry=request.args.get("entry"))
+    return _page("task", api_url, context, "task.html", TASK_REGIONS)
+
+
+@blueprint.get("/api/task/<task_id>")
+def task_api(task_id: str) -> Response:
+    return jsonify(_live("task", task_context(task_id), TASK_REGIONS))
+
+
+@blueprint.get("/metrics")
+def metrics_view() -> Response:
+    """The Prometheus metrics (same auth as the pages)."""
+    body, content_type = metrics.exposition()
+    return Response(body, 200, content_type=content_type)
+
+
+# -- actions --------------------------------------------------------------------------------
+def _back(default: str) -> Response:
+    """Redirect to the form's ``next`` if it is a dashboard page, else to ``default``."""
+    target = request.form.get("next") or ""
+    parts = urlsplit(target)
+    if (parts.scheme or parts.netloc or target.startswith(("//", "/\\"))
+            or not target.startswith(url_for(".overview"))):
+        target = default
+    return redirect(target, 303)
+
+
+def _field(name: str) -> str:
+    value = (request.form.get(name) or "").strip()
+    if not value:
+        abort(Response(f"Missing form field {name!r}.\n", 400, mimetype="text/plain"))
+    return value
+
+
+@blueprint.post("/dead-letters/requeue")
+def requeue_dead() -> Response:
+    """Send one dead letter back to its queue."""
+    queue, entry = _field("queue"), _field("entry_id")
+    moved = data.requeue_dead(_state(), queue, [entry])
+    if moved:
+        flash(f"Requeued dead letter {entry} to queue {queue!r}.", "ok")
+    else:
+        flash(f"No dead letter {entry} in queue {queue!r} (already requeued or deleted?).",
+              "error")
+    return _back(url_for(".failures"))
+
+
+@blueprint.post("/dead-letters/delete")
+def delete_dead() -> Response:
+    """Delete one dead letter."""
+    queue, entry = _field("queue"), _field("entry_id")
+    try:
+        deleted = data.delete_dead(_state(), queue, entry)
+    except NotImplementedError as exc:
+        flash(str(exc), "error")
+        return _back(url_for(".failures"))
+    if deleted:
+        flash(f"Deleted dead letter {entry} of queue {queue!r}.", "ok")
+    else:
+        flash(f"No dead letter {entry} in queue {queue!r}.", "error")
+    return _back(url_for(".failures"))
+
+
+@blueprint.post("/dead-letters/requeue-all")
+def requeue_all_dead() -> Response:
+    """Send every dead letter of a queue back to it."""
+    queue = _field("queue")
+    moved = data.requeue_all_dead(_state(), queue)
+    flash(f"Requeued {moved} dead letter{'s' * (moved != 1)} to queue {queue!r}.", "ok")
+    return _back(url_for(".failures"))
+
+
+@blueprint.post("/dead-letters/purge")
+def purge_dead() -> Response:
+    """Delete every dead letter of a queue."""
+    queue = _field("queue")
+    purged = _state().broker.purge_dead(queue)
+    flash(f"Deleted {purged} dead letter{'s' * (purged != 1)} of queue {queue!r}.", "ok")
+    return _back(url_for(".failures"))
+
+
+@blueprint.post("/tasks/retry")
+def retry_task() -> Response:
+    """Run a failed task again: requeue its dead letter (its message, unchanged)."""
+    task_id = _field("task_id")
+    state = _state()
+    dead = data.find_dead_letter(state, task_id, request.form.get("queue") or None,
+                                 request.form.get("entry_id") or None)
+    page = url_for(".task", task_id=task_id)
+    if dead is None:
+        flash(f"Task {task_id} cannot be retried from here: no dead letter holds its "
+              "message (its arguments are not known).", "error")
+        return _back(page)
+    moved = data.requeue_dead(state, str(dead["queue"]), [str(dead["entry_id"])])
+    if moved:
+        flash(f"Retrying task {task_id}: its message is back in queue {dead['queue']!r}.",
+              "ok")
+    else:
+        flash(f"The dead letter of task {task_id} was requeued or deleted meanwhile.",
+              "error")
+    return redirect(page, 303)
+
+
+@blueprint.post("/queues/pause")
+def pause_queue() -> Response:
+    """Stop workers fetching from a queue."""
+    queue = _field("queue")
+    mon = data.monitor(_state())
+    if mon is None:
+        flash("Pausing a queue needs a Redis broker.", "error")
+    else:
+        mon.pause([queue])
+        flash(f"Paused queue {queue!r}: workers stop fetching from it within seconds.",
+              "ok")
+    return _back(url_for(".queues"))
+
+
+@blueprint.post("/queues/resume")
+def resume_queue() -> Response:
+    """Let workers fetch from a queue again."""
+    queue = _field("queue")
+    mon = data.monitor(_state())
+    if mon is None:
+        flash("Resuming a queue needs a Redis broker.", "error")
+    else:
+        mon.resume([queue])
+        flash(f"Resumed queue {queue!r}.", "ok")
+    return _back(url_for(".queues"))

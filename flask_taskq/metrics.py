@@ -1,0 +1,266 @@
+"""Metrics for Prometheus, read from what workers publish in Redis (``monitor.py``).
+
+:func:`exposition` returns the text exposition format: with the optional
+``prometheus-client`` package (extra ``metrics``) it is rendered by that library, without it
+by :func:`render_text`, to the same text. The dashboard serves it at
+``<TASKQ_DASHBOARD_URL_PREFIX>/metrics``; see ``docs/dashboard.rst`` for the metrics.
+
+Workers publish their task counters as per-minute hashes that expire after two hours, so
+the per-task counters here are totals kept by this process (:class:`CounterTotals`): the
+first scrape counts what those hashes hold, and each later one adds what they gained. A
+restart of the web process is a counter reset, which Prometheus' ``rate()`` handles.
+
+.. versionadded:: 0.2
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask
+
+from .keys import Keys
+from .monitor import STATS_TTL, Monitor
+
+#: The content type of the text exposition format.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: Where an app keeps its :class:`CounterTotals` (``app.extensions``).
+EXTENSION_KEY = "taskq.metrics"
+#: Minutes of per-minute counters Redis keeps, all read at each scrape.
+WINDOW = STATS_TTL // 60
+
+Labels = tuple[str, ...]
+StatKey = tuple[str, str, str]  # (kind, queue, task)
+
+
+@dataclass
+class Family:
+    """One metric: ``kind`` is ``gauge``, ``counter`` or ``histogram``. A counter's
+    ``name`` has no ``_total`` (it is added when rendered). Each sample is
+    ``(label values, value)``; a histogram's value is ``(count, sum)``, and it has the
+    ``+Inf`` bucket only (workers count runtimes as sums, not per bucket)."""
+
+    name: str
+    kind: str
+    help: str
+    labels: Labels = ()
+    samples: list[tuple[Labels, Any]] = field(default_factory=list)
+
+
+class CounterTotals:
+    """Turns per-minute counters into totals that never go down.
+
+    Each :meth:`update` gets the per-minute rows of :meth:`Monitor.stats`; a row that
+    grew since the last update adds the difference, a row seen for the first time adds
+    all of it, and a row that shrank (Redis emptied) counts from zero again.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[int, dict[StatKey, int]] = {}
+        self._totals: Counter[StatKey] = Counter()
+        self._lock = threading.Lock()
+
+    def update(self, rows: Sequence[dict[str, Any]]) -> dict[StatKey, int]:
+        """Add what ``rows`` gained and return the totals."""
+        with self._lock:
+            for row in rows:
+                seen = self._seen.setdefault(row["minute"], {})
+                for key, value in row["counts"].items():
+                    before = seen.get(key, 0)
+                    gained = value - before if value >= before else value
+                    if gained:
+                        self._totals[key] += gained
+                    seen[key] = value
+            if rows:
+                oldest = rows[0]["minute"]
+                for minute in [m for m in self._seen if m < oldest]:
+                    del self._seen[minute]
+            return dict(self._totals)
+
+
+def collect(app: Flask | None = None) -> list[Family]:
+    """The metrics of ``app`` (default: as in :func:`~flask_taskq.extension.resolve_state`)."""
+    from .extension import resolve_state
+    from .worker import default_queues
+
+    state = resolve_state(app)
+    client = getattr(state.broker, "client", None)
+    keys = Keys(state.key_prefix)
+    monitor = Monitor(client, keys) if client is not None else None
+    queues = default_queues(state)
+    delayed: dict[str, int] = {}
+    paused: set[str] = set()
+    processes: list[dict[str, Any]] = []
+    totals: dict[StatKey, int] = {}
+    if monitor is not None and client is not None:
+        known = {q.decode() for q in client.smembers(keys.queues())}
+        queues += sorted(known - set(queues))
+        pipe = client.pipeline(transaction=False)
+        for queue in queues:
+            pipe.zcard(keys.delayed(queue))
+        delayed = dict(zip(queues, pipe.execute(), strict=True))
+        paused = monitor.paused()
+        processes = monitor.processes()
+        counters = state.app.extensions.setdefault(EXTENSION_KEY, CounterTotals())
+        totals = counters.update(monitor.stats(WINDOW))
+    queues += [q for q in state.broker.dead_letter_queues() if q not in queues]
+    return [
+        Family("taskq_queue_depth", "gauge",
+               "Messages waiting in the queue, ready to be fetched by a worker.", ("queue",),
+               [((q,), state.broker.queue_length(q)) for q in queues]),
+        Family("taskq_queue_delayed", "gauge",
+               "Messages of the queue waiting for their countdown or ETA.", ("queue",),
+               [((q,), int(delayed.get(q, 0))) for q in queues]),
+        Family("taskq_queue_dead_letters", "gauge",
+               "Messages in the queue's dead-letter store.", ("queue",),
+               [((q,), state.broker.dead_letter_count(q)) for q in queues]),
+        Family("taskq_queue_paused", "gauge",
+               "1 when workers do not fetch from the queue (paused), else 0.", ("queue",),
+               [((q,), int(q in paused)) for q in queues]),
+        *_task_counters(totals),
+        _runtime(totals),
+        Family("taskq_workers_alive", "gauge",
+               "Workers with at least one consuming process sending heartbeats.", (),
+               [((), len({p.get("worker") for p in processes}))]),
+        Family("taskq_worker_processes", "gauge",
+               "Consuming processes (solo/threads workers, prefork children) alive.", (),
+               [((), len(processes))]),
+        _running(processes),
+    ]
+
+
+def _task_counters(totals: dict[StatKey, int]) -> list[Family]:
+    out = []
+    for kind, text in (("processed", "Tasks that finished without failing (succeeded or "
+                                      "revoked)."),
+                       ("failed", "Tasks that failed."),
+                       ("retried", "Task runs that ended in a retry.")):
+        samples = sorted(((queue, task), value) for (k, queue, task), value in totals.items()
+                         if k == kind)
+        out.append(Family(f"taskq_tasks_{kind}", "counter", text, ("queue", "task"),
+                          list(samples)))
+    return out
+
+
+def _runtime(totals: dict[StatKey, int]) -> Family:
+    runs: Counter[tuple[str, str]] = Counter()
+    seconds: Counter[tuple[str, str]] = Counter()
+    for (kind, queue, task), value in totals.items():
+        if kind == "runtime_ms":
+            seconds[(queue, task)] += value / 1000
+        else:
+            runs[(queue, task)] += value
+    samples = [(labels, (runs[labels], seconds[labels])) for labels in sorted(runs | seconds)]
+    return Family("taskq_task_runtime_seconds", "histogram",
+                  "Time tasks ran, in seconds.", ("queue", "task"), samples)
+
+
+def _running(processes: Iterable[dict[str, Any]]) -> Family:
+    running: Counter[str] = Counter()
+    for process in processes:
+        for task in process.get("running") or ():
+            running[str(task.get("task"))] += 1
+    return Family("taskq_tasks_running", "gauge", "Tasks running now, by task.", ("task",),
+                  [((task,), n) for task, n in sorted(running.items())])
+
+
+# -- the text format -----------------------------------------------------------------------
+def _escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    value = float(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(value)
+
+
+def _sample(name: str, names: Sequence[str], values: Sequence[str], value: float) -> str:
+    if not names:
+        return f"{name} {_number(value)}"
+    pairs = ",".join(f'{n}="{_escape_label(v)}"' for n, v in zip(names, values, strict=True))
+    return f"{name}{{{pairs}}} {_number(value)}"
+
+
+def render_text(families: Iterable[Family]) -> str:
+    """The families in the Prometheus text exposition format (version 0.0.4)."""
+    lines = []
+    for fam in families:
+        name = f"{fam.name}_total" if fam.kind == "counter" else fam.name
+        lines.append(f"# HELP {name} {_escape_help(fam.help)}")
+        lines.append(f"# TYPE {name} {fam.kind}")
+        for labels, value in fam.samples:
+            if fam.kind == "histogram":
+                count, total = value
+                lines.append(_sample(f"{name}_bucket", (*fam.labels, "le"),
+                                     (*labels, "+Inf"), count))
+                lines.append(_sample(f"{name}_count", fam.labels, labels, count))
+                lines.append(_sample(f"{name}_sum", fam.labels, labels, total))
+            else:
+                lines.append(_sample(name, fam.labels, labels, value))
+    return "\n".join(lines) + "\n"
+
+
+def _render_with_client(families: list[Family]) -> bytes:
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        HistogramMetricFamily,
+    )
+
+    class Collector:
+        def collect(self) -> Iterable[Any]:
+            for fam in families:
+                labels = list(fam.labels)
+                if fam.kind == "counter":
+                    metric: Any = CounterMetricFamily(fam.name, fam.help, labels=labels)
+                    for values, value in fam.samples:
+                        metric.add_metric(list(values), value)
+                elif fam.kind == "histogram":
+                    metric = HistogramMetricFamily(fam.name, fam.help, labels=labels)
+                    for values, (count, total) in fam.samples:
+                        metric.add_metric(list(values), [("+Inf", count)], total)
+                else:
+                    metric = GaugeMetricFamily(fam.name, fam.help, labels=labels)
+                    for values, value in fam.samples:
+                        metric.add_metric(list(values), value)
+                yield metric
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Collector())  # type: ignore[arg-type]
+    return generate_latest(registry)
+
+
+def exposition(app: Flask | None = None,
+               use_client: bool | None = None) -> tuple[bytes, str]:
+    """``(body, content type)`` of ``app``'s metrics. ``use_client`` chooses the renderer:
+    ``prometheus_client`` (True), the built-in one (False), or the former when it is
+    installed (None)."""
+    families = collect(app)
+    if use_client is None:
+        try:
+            import prometheus_client  # noqa: F401
+        except ImportError:
+            use_client = False
+        else:
+            use_client = True
+    if use_client:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return _render_with_client(families), CONTENT_TYPE_LATEST
+    return render_text(families).encode(), CONTENT_TYPE

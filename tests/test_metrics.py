@@ -1,0 +1,141 @@
+"""Prometheus metrics (flask_taskq.metrics): both renderers read back with the Prometheus
+text parser, after a real worker ran tasks."""
+
+from __future__ import annotations
+
+import pytest
+
+from flask_taskq import metrics
+from flask_taskq.keys import Keys
+from flask_taskq.metrics import CounterTotals, Family, exposition, render_text
+from flask_taskq.monitor import Monitor
+from tests.conftest import wait_until
+from tests.test_dashboard import AUTH, add, boom, create_app, report
+
+parser = pytest.importorskip("prometheus_client.parser")
+
+
+def families(text):
+    """name -> {(sample name, sorted labels): value} as the Prometheus parser reads them."""
+    out = {}
+    for fam in parser.text_string_to_metric_families(text):
+        out[fam.name] = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                         for s in fam.samples}
+        out[fam.name]["type"] = fam.type
+    return out
+
+
+@pytest.fixture
+def dash(redis_url):
+    return create_app(TASKQ_BROKER_URL=redis_url)
+
+
+@pytest.fixture
+def ran(dash, start_worker):
+    """A worker on "default" ran 3 adds and one failing task; a report waits."""
+    start_worker("-P", "solo", "-n", "metrics@test", "-Q", "default",
+                 app="tests.test_dashboard:create_app")
+    with dash.app_context():
+        for res in [add.delay(i, 1) for i in range(3)]:
+            res.get(timeout=10)
+        with pytest.raises(ValueError):
+            boom.delay("no").get(timeout=10)
+        report.delay(7)
+    mon = Monitor(dash.extensions["taskq"].broker.client, Keys("taskq"))
+    wait_until(lambda: mon.totals(5).get(("failed", "default", boom.name)),
+               message="the counters published")
+    return dash
+
+
+@pytest.mark.parametrize("use_client", [False, True], ids=["plain", "prometheus_client"])
+def test_metrics_parse_and_count(ran, use_client):
+    body, content_type = exposition(ran, use_client=use_client)
+    assert content_type.startswith("text/plain; version=")
+    got = families(body.decode())
+    q = (("queue", "default"),)
+    assert got["taskq_queue_depth"][("taskq_queue_depth", (("queue", "reports"),))] == 1
+    assert got["taskq_queue_depth"][("taskq_queue_depth", q)] == 0
+    assert got["taskq_queue_dead_letters"]["type"] == "gauge"
+    processed = got["taskq_tasks_processed"]
+    assert processed["type"] == "counter"
+    assert processed[("taskq_tasks_processed_total", (*q, ("task", add.name)))] == 3
+    failed = got["taskq_tasks_failed"]
+    assert failed[("taskq_tasks_failed_total", (*q, ("task", boom.name)))] == 1
+    runtime = got["taskq_task_runtime_seconds"]
+    assert runtime["type"] == "histogram"
+    labels = (*q, ("task", add.name))
+    assert runtime[("taskq_task_runtime_seconds_count", labels)] == 3
+    assert runtime[("taskq_task_runtime_seconds_bucket", (("le", "+Inf"), *labels))] == 3
+    assert 0 <= runtime[("taskq_task_runtime_seconds_sum", labels)] < 3
+    assert got["taskq_workers_alive"][("taskq_workers_alive", ())] == 1
+    assert got["taskq_worker_processes"][("taskq_worker_processes", ())] == 1
+
+
+def test_both_renderers_agree(ran):
+    plain = families(exposition(ran, use_client=False)[0].decode())
+    library = families(exposition(ran, use_client=True)[0].decode())
+    assert plain == library
+
+
+def test_counters_survive_expiring_minutes(ran):
+    """The per-minute hashes expire; the totals a scrape reports never go down."""
+    client = ran.extensions["taskq"].broker.client
+    first = families(exposition(ran, use_client=False)[0].decode())
+    for key in client.scan_iter("taskq:stats:*"):
+        client.delete(key)
+    later = families(exposition(ran, use_client=False)[0].decode())
+    assert later["taskq_tasks_processed"] == first["taskq_tasks_processed"]
+
+
+def test_counter_totals_add_what_minutes_gained():
+    totals = CounterTotals()
+    k = ("processed", "default", "t")
+    assert totals.update([{"minute": 60, "counts": {k: 2}}]) == {k: 2}
+    assert totals.update([{"minute": 60, "counts": {k: 5}},
+                          {"minute": 120, "counts": {k: 1}}]) == {k: 6}
+    # minute 60 left the window (expired): nothing is taken away
+    assert totals.update([{"minute": 120, "counts": {k: 1}}]) == {k: 6}
+    # Redis emptied: the minute counts from zero again
+    assert totals.update([{"minute": 120, "counts": {k: 1}},
+                          {"minute": 180, "counts": {}}]) == {k: 6}
+
+
+def test_label_values_are_escaped():
+    odd = 'a "quoted" \\ back\nslash'
+    text = render_text([Family("x_total_things", "gauge", "help with \\ and\nnewline",
+                               ("task",), [((odd,), 1.5)])])
+    [fam] = parser.text_string_to_metric_families(text)
+    assert fam.samples[0].labels == {"task": odd} and fam.samples[0].value == 1.5
+    assert fam.documentation == "help with \\ and\nnewline"
+
+
+def test_metrics_route_follows_the_dashboard_auth(dash):
+    client = dash.test_client()
+    assert client.get("/taskq/metrics").status_code == 401
+    resp = client.get("/taskq/metrics", headers=AUTH)
+    assert resp.status_code == 200 and resp.mimetype == "text/plain"
+    assert "taskq_workers_alive" in families(resp.text)
+
+
+def test_plain_text_without_prometheus_client(dash, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_client(name, *args, **kwargs):
+        if name.startswith("prometheus_client"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_client)
+    body, content_type = metrics.exposition(dash)
+    assert content_type == metrics.CONTENT_TYPE
+    monkeypatch.undo()
+    assert "taskq_queue_depth" in families(body.decode())
+
+
+def test_memory_broker_has_queue_metrics():
+    app = create_app(TASKQ_BROKER_URL="memory://")
+    got = families(exposition(app, use_client=False)[0].decode())
+    assert got["taskq_queue_depth"][("taskq_queue_depth", (("queue", "default"),))] == 0
+    assert got["taskq_workers_alive"][("taskq_workers_alive", ())] == 0
