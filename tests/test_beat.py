@@ -514,6 +514,29 @@ def test_worker_with_embedded_beat(start_worker, r):
     assert len(runs) == len(set(runs))
 
 
+def test_embedded_beat_hands_over_at_the_first_signal(start_worker, r, redis_url,
+                                                       monkeypatch):
+    """SIGTERM releases the embedded beat's lease at once, while running tasks finish."""
+    schedule = {"tick": {"task": RECORD, "schedule": 3600}}
+    worker = start_worker("-P", "solo", "--beat", app="tests.apps.beat_app:create_app",
+                          env={"BEAT_TEST_SCHEDULE": json.dumps(schedule)})
+    wait_until(lambda: r.exists(KEYS.beat_lease()), message="the lease taken")
+    import os
+
+    from tests.apps import beat_app
+
+    os.environ["TASKQ_BROKER_URL"] = redis_url
+    app = beat_app.create_app()
+    with app.app_context():
+        beat_app.linger.delay(3)
+    wait_until(lambda: r.exists("test:beat:lingering"), message="the task running")
+    worker.signal(signal.SIGTERM)
+    wait_until(lambda: not r.exists(KEYS.beat_lease()), timeout=2,
+               message="the lease released before the task ends")
+    assert worker.proc.poll() is None  # still finishing its task
+    assert worker.wait(timeout=20) == 0
+
+
 def test_beat_thread_stops_promptly(make_app):
     beat = Beat(make_app({"slow": {"task": "t", "schedule": 3600}}))
     thread = beat.start()

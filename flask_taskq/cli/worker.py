@@ -59,6 +59,7 @@ def worker_command(queues: str | None, concurrency: int | None, pool: str | None
     if beat is None:
         raise SystemExit(worker.run())
     click.echo(beat.describe(), err=True)
+    worker.on_stop.append(beat.stop)  # hand the lease over at the first signal
     beat.start()
     try:
         code = worker.run()

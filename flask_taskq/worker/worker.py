@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask
@@ -104,6 +104,9 @@ class Worker:
         self.consumer: Consumer | None = None
         self._stopped = threading.Event()
         self._finished = threading.Event()
+        #: Called (on a helper thread) when the first stop signal arrives, e.g. to stop
+        #: an embedded beat at once rather than after the running tasks finish.
+        self.on_stop: list[Callable[[], object]] = []
 
     def describe(self) -> str:
         """One line saying what this worker runs."""
@@ -217,7 +220,17 @@ class Worker:
                            "only soft_time_limit applies (tasks: %s)", self.pool,
                            ", ".join(limited))
 
+    def run_stop_hooks(self) -> None:
+        """Call the :attr:`on_stop` callbacks once; errors are logged."""
+        hooks, self.on_stop = self.on_stop, []
+        for hook in hooks:
+            try:
+                hook()
+            except Exception:
+                logger.exception("Stop hook %r failed", hook)
+
     def _stop_then_give_up(self, consumer: Consumer) -> None:
+        self.run_stop_hooks()
         consumer.stop()
         if not self._finished.wait(self.shutdown_timeout):
             logger.error("Running tasks did not finish within %.0fs: exiting now",
@@ -367,6 +380,7 @@ class Supervisor:
             self._kill_all()
             os._exit(1)
         self.stopping = True
+        threading.Thread(target=self.worker.run_stop_hooks, daemon=True).start()
         self.deadline = time.monotonic() + self.worker.shutdown_timeout
         logger.warning("Stopping: running tasks may finish within %.0fs",
                        self.worker.shutdown_timeout)

@@ -26,6 +26,15 @@ def record(self):
     client.rpush("test:beat:runs", f"{sent.get('entry')} {sent.get('due')}")
 
 
+@tq.task
+def linger(seconds):
+    """Keeps a worker busy (stop-while-running tests)."""
+    import time
+
+    redis.Redis.from_url(current_app.config["TASKQ_BROKER_URL"]).set("test:beat:lingering", 1)
+    time.sleep(seconds)
+
+
 def create_app() -> Flask:
     app = Flask("beat_app")
     app.config["TASKQ_BROKER_URL"] = os.environ.get("TASKQ_BROKER_URL",
