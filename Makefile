@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(BIN)/ruff check flask_taskq tests examples bench
 	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest examples/celery_port/tests
 
 demo: $(STAMP)
 	$(BIN)/python examples/quickstart/demo.py
