@@ -1,5 +1,6 @@
 """flask-taskq: a Flask extension with a distributed task queue built in."""
 
+from .canvas import ChordError, GroupResult, Signature, chain, chord, group, signature
 from .exceptions import (
     BrokerConnectionError,
     MaxRetriesExceededError,
@@ -27,6 +28,8 @@ __all__ = [
     "AppState",
     "AsyncResult",
     "BrokerConnectionError",
+    "ChordError",
+    "GroupResult",
     "MaxRetriesExceededError",
     "Message",
     "MessageTooLarge",
@@ -35,6 +38,7 @@ __all__ = [
     "Request",
     "Retry",
     "SharedTask",
+    "Signature",
     "SoftTimeLimitExceeded",
     "Task",
     "TaskError",
@@ -44,6 +48,10 @@ __all__ = [
     "TimeoutError",
     "WorkerLostError",
     "__version__",
+    "chain",
+    "chord",
     "crontab",
+    "group",
     "shared_task",
+    "signature",
 ]

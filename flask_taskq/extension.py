@@ -152,11 +152,14 @@ class AppState:
 
 
 def _reject_options(options: dict[str, Any]) -> None:
-    later = sorted(set(options) & {"link", "link_error"})
-    if later:
-        raise NotImplementedError(f"{', '.join(later)} is not supported yet (workflows)")
     raise TypeError(f"unknown option(s) for apply_async/send_task: "
                     f"{', '.join(sorted(options))}")
+
+
+def _has_workflow(headers: dict[str, Any]) -> bool:
+    from .canvas import WORKFLOW_HEADERS
+
+    return not WORKFLOW_HEADERS.isdisjoint(headers)
 
 
 def resolve_state(app: Flask | None = None,
@@ -260,6 +263,8 @@ class TaskQueue:
         priority: int | None = None,
         task_id: str | None = None,
         headers: dict[str, Any] | None = None,
+        link: Any = None,
+        link_error: Any = None,
         app: Flask | None = None,
         _task: Task | None = None,
         **options: Any,
@@ -269,10 +274,50 @@ class TaskQueue:
         ``countdown`` (seconds) or ``eta`` (datetime or unix time) delay it; ``expires``
         (seconds from now, datetime or unix time) drops it if not started by then.
         The queue and priority come from the call, else ``TASKQ_ROUTES``, else the
-        task's options, else the defaults.
+        task's options, else the defaults. ``link`` / ``link_error`` (a signature or a
+        list of them) are sent when the task succeeds / fails (:doc:`workflows`).
         """
         if options:
             _reject_options(options)
+        if link is not None or link_error is not None:
+            from .canvas import link_headers
+
+            headers = {**(headers or {}), **link_headers(link, link_error)}
+        state, message, task, topts = self.build_message(
+            name, args, kwargs, countdown=countdown, eta=eta, expires=expires, queue=queue,
+            priority=priority, task_id=task_id, headers=headers, app=app, _task=_task)
+        if state.eager and message.headers and _has_workflow(message.headers):
+            raise NotImplementedError("workflows (link, chain, chord) need a worker; "
+                                      "they do not run in eager mode")
+        unique = topts.get("unique")
+        if unique and not state.eager:
+            key = unique_key(name, unique, message.args, message.kwargs)
+            message = message.replace(headers={**message.headers, UNIQUE_HEADER: key})
+        body = message.to_bytes(state.serializer, state.max_message_bytes)
+        if state.eager:
+            return self._run_eager(state, message, body)
+        if unique:
+            ttl = int(topts.get("unique_for") or DEFAULT_UNIQUE_FOR)
+            owner = state.enqueue(message, body, unique=(key, ttl))
+            if owner != message.id:
+                return AsyncResult(owner, state=state)
+        else:
+            state.enqueue(message, body)
+        if signals.task_sent.receivers:
+            signals.task_sent.send(task or name, task=task, task_id=message.id,
+                                   message=message)
+        return AsyncResult(message.id, state=state)
+
+    def build_message(
+        self, name: str, args: tuple[Any, ...] | list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None, *, countdown: float | None = None,
+        eta: datetime | float | None = None, expires: datetime | float | None = None,
+        queue: str | None = None, priority: int | None = None, task_id: str | None = None,
+        headers: dict[str, Any] | None = None, app: Flask | None = None,
+        _task: Task | None = None,
+    ) -> tuple[AppState, Message, Task | None, dict[str, Any]]:
+        """The message :meth:`send_task` would send (routing and defaults applied),
+        with the app state, the task if registered here and its options."""
         state = resolve_state(app, self)
         task = _task or self.tasks.get(name)
         topts = task.options_for(state) if task is not None else state.task_defaults
@@ -300,24 +345,7 @@ class TaskQueue:
             headers=dict(headers or {}),
             sent=now,
         )
-        unique = topts.get("unique")
-        if unique and not state.eager:
-            key = unique_key(name, unique, message.args, message.kwargs)
-            message = message.replace(headers={**message.headers, UNIQUE_HEADER: key})
-        body = message.to_bytes(state.serializer, state.max_message_bytes)
-        if state.eager:
-            return self._run_eager(state, message, body)
-        if unique:
-            ttl = int(topts.get("unique_for") or DEFAULT_UNIQUE_FOR)
-            owner = state.enqueue(message, body, unique=(key, ttl))
-            if owner != message.id:
-                return AsyncResult(owner, state=state)
-        else:
-            state.enqueue(message, body)
-        if signals.task_sent.receivers:
-            signals.task_sent.send(task or name, task=task, task_id=message.id,
-                                   message=message)
-        return AsyncResult(message.id, state=state)
+        return state, message, task, topts
 
     def _run_eager(self, state: AppState, message: Message, body: bytes) -> AsyncResult:
         from .worker.execute import Executor

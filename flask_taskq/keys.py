@@ -107,3 +107,18 @@ class Keys:
         """String set once when entry ``name`` fires for due time ``due`` (deduplication);
         expires after an hour."""
         return f"{self.prefix}:{{beat}}:fired:{name}:{due}"
+
+    # -- workflows (docs/workflows.rst) ------------------------------------------------------
+    def chord_results(self, chord_id: str) -> str:
+        """Hash of a chord's finished members: index -> encoded return value; the chord
+        is complete when it holds as many fields as the chord has members."""
+        return f"{self.prefix}:chord:{{{chord_id}}}:results"
+
+    def chord_fired(self, queue: str, chord_id: str) -> str:
+        """String set once when a chord's callback was sent (or the chord failed); under
+        the callback queue's hash tag so it is set in the same script as the send."""
+        return f"{self.prefix}:{{{queue}}}:chord-fired:{chord_id}"
+
+    def group_result(self, group_id: str) -> str:
+        """String (JSON) with the member task ids of a saved ``GroupResult``."""
+        return f"{self.prefix}:group:{{{group_id}}}"

@@ -211,6 +211,12 @@ class RateLimiter:
         self._store(texts)
         return texts
 
+    @property
+    def has_overrides(self) -> bool:
+        """True if any runtime override is known (as of the last refresh); workers call
+        :meth:`reload` every second so that tasks without a limit need no check."""
+        return bool(self._overrides)
+
     def reload(self) -> None:
         """Read the overrides now instead of at the next refresh."""
         self.overrides()

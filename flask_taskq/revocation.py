@@ -71,9 +71,16 @@ class Revocations:
                     target[task_id.decode()] = score
             self._seen = (max([s for _, s in new_revoked], default=self._seen[0]),
                           max([s for _, s in new_terminate], default=self._seen[1]))
-            if len(self._revoked) > 10_000:
-                self._revoked = {k: v for k, v in self._revoked.items() if v >= floor}
-                self._terminate = {k: v for k, v in self._terminate.items() if v >= floor}
+            if len(self._revoked) > 10_000:  # pruned in place: workers hold ``ids``
+                for target in (self._revoked, self._terminate):
+                    for k in [k for k, v in target.items() if v < floor]:
+                        del target[k]
+
+    @property
+    def ids(self) -> dict[str, float]:
+        """Revoked task ids (this process's copy, kept up to date in place): a plain dict,
+        so checking ``id in ids`` costs no Python call."""
+        return self._revoked
 
     def __contains__(self, task_id: object) -> bool:
         return task_id in self._revoked

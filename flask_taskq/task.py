@@ -22,6 +22,7 @@ from .exceptions import MaxRetriesExceededError, Retry
 from .ratelimit import parse_rate
 
 if TYPE_CHECKING:
+    from .canvas import Signature
     from .extension import AppState, TaskQueue
     from .result import AsyncResult
 
@@ -239,6 +240,25 @@ class Task:
             raise TypeError(f"meta of task {self.name!r} cannot be encoded by the "
                             f"{serializer.name} serializer: {exc}") from exc
         app_state.backend.store_many([(task_id, data, False)], app_state.result_expires)
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A signature of this call (:doc:`workflows`); in a chain the previous task's
+        value is prepended to ``args``.
+
+        .. versionadded:: 0.2
+        """
+        from .canvas import Signature
+
+        return Signature(self.name, args, kwargs, task_obj=self)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        """An immutable signature: it gets no other arguments than these.
+
+        .. versionadded:: 0.2
+        """
+        from .canvas import Signature
+
+        return Signature(self.name, args, kwargs, immutable=True, task_obj=self)
 
     def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
         """Send the task to a worker with these arguments."""

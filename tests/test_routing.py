@@ -72,6 +72,6 @@ def test_unknown_apply_async_option_is_a_type_error(routed, r):
     _, daily, _, _ = routed
     with pytest.raises(TypeError, match="contdown"):
         daily.apply_async(contdown=30)
-    with pytest.raises(NotImplementedError, match="link"):
-        daily.apply_async(link=None)
+    with pytest.raises(TypeError, match="link_eror"):
+        daily.apply_async(link_eror=None)
     assert r.keys("taskq:{*") == []

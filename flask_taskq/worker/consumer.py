@@ -120,12 +120,20 @@ class Consumer:
         return None
 
     def complete(self, delivery: Delivery, task_id: str, status: str, data: bytes | None,
-                 runtime: float, retry: tuple[bytes, float] | None = None) -> None:
+                 runtime: float, retry: tuple[bytes, float] | None = None,
+                 task_name: str = "") -> None:
         """Record that ``delivery`` finished; its ack (or, with ``retry``, its replacement
-        by the next attempt) and its result go out in a batch."""
+        by the next attempt) and its result go out in a batch. With ``task_name`` it is
+        also counted for the heartbeat (as :meth:`count` does)."""
         self._avg_runtime = 0.8 * self._avg_runtime + 0.2 * runtime
         now = time.monotonic()
         with self._lock:
+            if task_name:
+                kind = _KIND.get(status)
+                if kind:
+                    self.counters[(kind, delivery.queue, task_name)] += 1
+                    self.totals[kind] += 1
+                self.counters[("runtime_ms", delivery.queue, task_name)] += runtime * 1000
             if not self._done:
                 self._done_since = now
             self._done.append((delivery, task_id, data, status in states.READY_STATES,
@@ -169,10 +177,11 @@ class Consumer:
         """Add a finished task to the counters the heartbeat publishes."""
         kind = _KIND.get(status)
         with self._lock:
+            counters = self.counters
             if kind:
-                self.counters[(kind, queue, task)] += 1
+                counters[(kind, queue, task)] += 1
                 self.totals[kind] += 1
-            self.counters[("runtime_ms", queue, task)] += runtime * 1000
+            counters[("runtime_ms", queue, task)] += runtime * 1000
 
     def heartbeat(self) -> None:
         """Publish this process's state and counters; learn which queues are paused."""
@@ -357,6 +366,8 @@ class Consumer:
                 if now >= next_sync:
                     next_sync = now + 1.0
                     self.revocations.sync(force=True)
+                    if self.limiter is not None:
+                        self.limiter.reload()
                 if now >= next_beat:
                     next_beat = now + HEARTBEAT_INTERVAL
                     self.heartbeat()

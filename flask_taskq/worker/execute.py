@@ -58,9 +58,11 @@ class Executor:
         return self.dumps(doc)
 
     def execute(self, message: Message, delivery_count: int = 1, eager: bool = False,
-                revoked: Container[str] = ()) -> Outcome:
+                revoked: Container[str] = (), options: dict[str, Any] | None = None
+                ) -> Outcome:
         """Run ``message`` and describe the outcome; never raises for task errors.
-        A message whose id is in ``revoked`` is not run."""
+        A message whose id is in ``revoked`` is not run. ``options`` are the task's
+        options for this app when the caller has them already."""
         task = self.tasks.get(message.task)
         if task is None:
             exc = NotRegistered(f"task {message.task!r} is not registered in this worker")
@@ -68,7 +70,7 @@ class Executor:
                            self._document(message, states.FAILURE, exception_meta(exc),
                                           self.keep_results),
                            exception=exc, dead_reason=str(exc))
-        opts = task.options_for(self.state)
+        opts = options or task.options_for(self.state)
         keep = eager or (self.keep_results and not opts["ignore_result"])
         if message.expires is not None and time.time() > message.expires:
             return self._revoked(task, message, keep, f"expired at {message.expires:.3f}",

@@ -43,8 +43,8 @@ class Guard:
     def __init__(self) -> None:
         self.running: dict[int, Running] = {}
         self._main = threading.main_thread().ident
-        self._lock = threading.Lock()
         self._signals_ready = False
+        self._alarm = False  # an itimer is armed for the main thread's task
 
     def install_signals(self) -> None:
         """Handle SIGALRM/SIGUSR1 (call on the main thread of a consuming process)."""
@@ -64,24 +64,26 @@ class Guard:
         """Note that this thread starts ``message``."""
         now = time.monotonic()
         tid = threading.get_ident()
-        entry = Running(message, delivery, tid, now, now + soft_limit if soft_limit else None,
-                        now + hard_limit if hard_limit else None)
-        with self._lock:
-            self.running[tid] = entry
-        if soft_limit and tid == self._main and self._signals_ready:
-            signal.setitimer(signal.ITIMER_REAL, soft_limit)
+        if soft_limit or hard_limit:
+            entry = Running(message, delivery, tid, now,
+                            now + soft_limit if soft_limit else None,
+                            now + hard_limit if hard_limit else None)
+            if soft_limit and tid == self._main and self._signals_ready:
+                signal.setitimer(signal.ITIMER_REAL, soft_limit)
+                self._alarm = True
+        else:
+            entry = Running(message, delivery, tid, now, None, None)
+        self.running[tid] = entry  # one dict store: atomic under the GIL
 
     def end(self) -> None:
         """Note that this thread's task finished."""
-        tid = threading.get_ident()
-        if tid == self._main and self._signals_ready:
+        if self._alarm and threading.get_ident() == self._main:
             signal.setitimer(signal.ITIMER_REAL, 0)
-        with self._lock:
-            self.running.pop(tid, None)
+            self._alarm = False
+        self.running.pop(threading.get_ident(), None)
 
     def snapshot(self) -> list[Running]:
-        with self._lock:
-            return list(self.running.values())
+        return list(self.running.values())
 
     def interrupt(self, entry: Running, exc_type: type[BaseException]) -> None:
         """Raise ``exc_type`` in the thread running ``entry`` (once)."""

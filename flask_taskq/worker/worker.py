@@ -24,10 +24,12 @@ from flask import Flask
 
 from .. import signals, states
 from ..broker import Delivery
+from ..canvas import WORKFLOW_HEADERS
 from ..message import Message
 from ..task import _current_request
 from .consumer import CONNECTION_ERRORS, Consumer
 from .execute import Executor
+from .workflow import after_task
 
 if TYPE_CHECKING:
     from ..extension import AppState
@@ -239,6 +241,9 @@ class Worker:
 
     def _loop(self, consumer: Consumer, executor: Executor, max_tasks: int | None) -> None:
         done = 0
+        guard = consumer.guard
+        revoked = consumer.revocations.ids
+        limiter = consumer.limiter
         while True:
             item = consumer.next()
             if item is None:
@@ -250,36 +255,42 @@ class Worker:
                 signals.send_safely(signals.task_received, task or message.task, task=task,
                                            task_id=message.id, message=message,
                                            delivery_count=delivery.deliveries)
-            try:
-                if consumer.is_poison(delivery, message):
-                    continue
-            except CONNECTION_ERRORS:
-                pass  # cannot count this start: run it; the next delivery counts again
-            if consumer.limiter is not None and task is not None and \
+            if delivery.deliveries > 1:
+                try:
+                    if consumer.is_poison(delivery, message):
+                        continue
+                except CONNECTION_ERRORS:
+                    pass  # cannot count this start: run it; the next delivery counts again
+            if task is not None and limiter is not None and \
+                    (options.get("rate_limit") or limiter._overrides) and \
                     self._must_wait(consumer, task, options, delivery, message):
                 continue
-            consumer.guard.begin(message, delivery, options.get("soft_time_limit"),
-                                 options.get("time_limit"))
+            guard.begin(message, delivery, options.get("soft_time_limit"),
+                        options.get("time_limit"))
             try:
                 outcome = executor.execute(message, delivery.deliveries,
-                                           revoked=consumer.revocations)
+                                           revoked=revoked, options=options)
             finally:
-                consumer.guard.end()
+                guard.end()
+            if message.headers and not WORKFLOW_HEADERS.isdisjoint(message.headers):
+                after_task(self.state, message, outcome)
             try:
                 if outcome.dead_reason:
+                    consumer.count(message.queue, message.task, outcome.status,
+                                   outcome.runtime)
                     consumer.dead_letter(delivery, outcome.dead_reason, message.task,
                                          message.id, outcome.data, outcome.traceback)
                 elif outcome.requeue:
                     consumer.requeue(delivery)
                 else:
                     consumer.complete(delivery, message.id, outcome.status, outcome.data,
-                                      outcome.runtime, outcome.retry)
+                                      outcome.runtime, outcome.retry, message.task)
             except CONNECTION_ERRORS as exc:
                 logger.warning("Could not record task %s (%s); it will run again",
                                message.id, exc)
-            if outcome.dead_reason or outcome.status in states.READY_STATES:
+            if message.headers and (outcome.dead_reason
+                                    or outcome.status in states.READY_STATES):
                 consumer.release_unique(message)
-            consumer.count(message.queue, message.task, outcome.status, outcome.runtime)
             done += 1
             if max_tasks and done >= max_tasks:
                 consumer.stop()
