@@ -9,6 +9,7 @@ import time
 import warnings
 
 import pytest
+import redis
 from flask import Flask
 
 from flask_taskq import AsyncResult, SharedTask, Task, TaskQueue, shared_task
@@ -327,3 +328,17 @@ def test_acks_late_false_warns_that_it_is_not_supported():
     app.config.update(TASKQ_BROKER_URL=NO_REDIS, TASKQ_TASK_ACKS_LATE=False)
     with pytest.warns(UserWarning, match="TASKQ_TASK_ACKS_LATE = False: acks_late=False is"):
         TaskQueue(app)
+
+
+def test_two_apps_from_one_factory_send_to_their_own_redis_database(tasks, redis_url):
+    """The same shared task sent in each app's context lands in that app's database."""
+    base = redis_url.rsplit("/", 1)[0]
+    apps = [create_app({"TASKQ_BROKER_URL": f"{base}/{db}"}) for db in (1, 2)]
+    for db, app in zip((1, 2), apps, strict=True):
+        redis.Redis.from_url(f"{base}/{db}").flushdb()
+        with app.app_context():
+            tasks.add.delay(db, db)
+    for db in (1, 2):
+        client = redis.Redis.from_url(f"{base}/{db}")
+        [(_, fields)] = client.xrange("taskq:{default}:p5")
+        assert Message.from_bytes(fields[b"m"], JSONSerializer()).args == (db, db)
