@@ -96,6 +96,16 @@ class AppState:
         return Revocations(getattr(broker, "client", None), Keys(self.key_prefix),
                            self.result_expires)
 
+    def requeue_dead(self, queue: str, entry_ids: list[str]) -> int:
+        """Send dead letters of ``queue`` back to it, forgetting the result stored when
+        they died (so ``get()`` waits for the new run); return how many moved."""
+        if self.backend is not None:
+            for entry_id in entry_ids:
+                row = self.broker.dead_letter_get(queue, entry_id)
+                if row is not None and row.get("id") not in (None, "", "?"):
+                    self.backend.forget(str(row["id"]))
+        return self.broker.requeue_dead(queue, entry_ids, serializer=self.serializer)
+
     def new_backend(self) -> ResultBackend | None:
         """A result backend with its own connections, or None when results are off."""
         if self.eager:

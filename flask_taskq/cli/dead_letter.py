@@ -283,11 +283,9 @@ def requeue_command(idents: tuple[str, ...], everything: bool, queues: str | Non
     check_broker(state)
     names = _dead_queues(state, queues)
     targets: dict[str, list[str]] = {}
-    task_ids: list[str] = []
     if everything:
         for queue in names:  # a snapshot: letters that die again meanwhile stay dead
             rows = list(_scan(state, queue))
-            task_ids += [str(row["id"]) for row in rows]
             ids = [str(row["entry_id"]) for row in rows]
             if ids:
                 targets[queue] = ids
@@ -297,18 +295,13 @@ def requeue_command(idents: tuple[str, ...], everything: bool, queues: str | Non
     else:
         for ident in idents:
             row = _find_one(state, names, ident, several_ok=False)
-            task_ids.append(str(row["id"]))
             ids = targets.setdefault(str(row["queue"]), [])
             if row["entry_id"] not in ids:
                 ids.append(str(row["entry_id"]))
     wanted = sum(len(ids) for ids in targets.values())
-    if state.backend is not None:  # the old FAILURE would answer get() before the new run
-        for task_id in task_ids:
-            if task_id != "?":
-                state.backend.forget(task_id)
     moved = 0
-    for queue, ids in targets.items():
-        moved += state.broker.requeue_dead(queue, ids, serializer=state.serializer)
+    for queue, ids in targets.items():  # the old FAILURE is forgotten: get() waits anew
+        moved += state.requeue_dead(queue, ids)
     line = f"Requeued {moved} dead letter(s) to {', '.join(targets)}."
     if moved < wanted:
         line += f" {wanted - moved} left the store meanwhile."

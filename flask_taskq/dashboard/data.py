@@ -320,8 +320,9 @@ def periodic(state: AppState) -> dict[str, Any] | None:
 
 # -- actions --------------------------------------------------------------------------------
 def requeue_dead(state: AppState, queue: str, entry_ids: Sequence[str]) -> int:
-    """Send dead letters back to their queue; return how many moved."""
-    return state.broker.requeue_dead(queue, entry_ids, serializer=state.serializer)
+    """Send dead letters back to their queue (forgetting their old result); return how
+    many moved."""
+    return state.requeue_dead(queue, list(entry_ids))
 
 
 def requeue_all_dead(state: AppState, queue: str) -> int:
