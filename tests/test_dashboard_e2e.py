@@ -134,7 +134,8 @@ def test_overview_worker_chart_and_retry_in_a_browser(served, browser, start_wor
     browser.find_element(By.CSS_SELECTOR, "form[action$='/tasks/retry'] button").click()
     wait_until(found(".flash.ok"), timeout=5, message="the retry confirmation")
     assert "Retrying task" in browser.find_element(By.CSS_SELECTOR, ".flash.ok").text
-    assert browser.find_elements(By.CSS_SELECTOR, '#task[data-status="FAILURE"]')
+    # the old FAILURE is forgotten on requeue: the task waits, PENDING, in its queue
+    assert browser.find_elements(By.CSS_SELECTOR, '#task[data-status="PENDING"]')
     assert state.broker.queue_length("default") == 1
     mon.resume(["default"])
     wait_until(found('#task[data-status="SUCCESS"]'), timeout=12,
