@@ -88,6 +88,17 @@ class Keys:
         """Set of paused queue names: workers stop fetching from them."""
         return f"{self.prefix}:paused"
 
+    def failures(self) -> str:
+        """Sorted set of the ids of tasks that recently failed without being
+        dead-lettered, scored by the time they failed; trimmed to the newest 1,000.
+        Hash tag ``{failures}``, shared with :meth:`failure_records`."""
+        return f"{self.prefix}:{{failures}}"
+
+    def failure_records(self) -> str:
+        """Hash: task id -> JSON record (task, queue, time, worker, message body) of each
+        task in :meth:`failures`, trimmed with it."""
+        return f"{self.prefix}:{{failures}}:records"
+
     # -- beat: every key carries the hash tag {beat}, so one script may touch them all ----
     def beat_lease(self) -> str:
         """String holding the token of the beat that leads (sends due tasks); expires
@@ -122,3 +133,19 @@ class Keys:
     def group_result(self, group_id: str) -> str:
         """String (JSON) with the member task ids of a saved ``GroupResult``."""
         return f"{self.prefix}:group:{{{group_id}}}"
+
+    def workflow(self, workflow_id: str) -> str:
+        """String (JSON) with a workflow's shape: its nodes (task ids and names) in tree
+        form and its edges, written once when the workflow is sent; ``workflow_id`` is the
+        id of the result the sender got back. Expires with the results."""
+        return f"{self.prefix}:workflow:{{{workflow_id}}}"
+
+    def workflow_of(self, task_id: str) -> str:
+        """String holding the id of the workflow a task (or group) belongs to; expires
+        with the results."""
+        return f"{self.prefix}:workflow-of:{{{task_id}}}"
+
+    def workflows(self) -> str:
+        """Sorted set of the most recent workflow ids, scored by the time they were sent
+        (capped; the dashboard lists it)."""
+        return f"{self.prefix}:workflows"

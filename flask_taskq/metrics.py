@@ -25,7 +25,7 @@ from typing import Any
 from flask import Flask
 
 from .keys import Keys
-from .monitor import STATS_TTL, Monitor
+from .monitor import BUCKET_KINDS, BUCKET_LE, STATS_TTL, Monitor
 
 #: The content type of the text exposition format.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -42,8 +42,8 @@ StatKey = tuple[str, str, str]  # (kind, queue, task)
 class Family:
     """One metric: ``kind`` is ``gauge``, ``counter`` or ``histogram``. A counter's
     ``name`` has no ``_total`` (it is added when rendered). Each sample is
-    ``(label values, value)``; a histogram's value is ``(count, sum)``, and it has the
-    ``+Inf`` bucket only (workers count runtimes as sums, not per bucket)."""
+    ``(label values, value)``; a histogram's value is ``(buckets, count, sum)`` where
+    ``buckets`` lists ``(le, cumulative count)`` ending with ``("+Inf", count)``."""
 
     name: str
     kind: str
@@ -148,14 +148,32 @@ def _task_counters(totals: dict[StatKey, int]) -> list[Family]:
 
 
 def _runtime(totals: dict[StatKey, int]) -> Family:
+    """The run-time histogram. Workers count each run in one bucket (``rt_le_<bound>``,
+    see :func:`~flask_taskq.monitor.runtime_bucket`); the buckets here are cumulative.
+    Runs counted by workers that predate the buckets (no bucket counter for that queue and
+    task) show in the ``+Inf`` bucket only."""
     runs: Counter[tuple[str, str]] = Counter()
     seconds: Counter[tuple[str, str]] = Counter()
+    buckets: dict[tuple[str, str], Counter[str]] = {}
     for (kind, queue, task), value in totals.items():
         if kind == "runtime_ms":
             seconds[(queue, task)] += value / 1000
-        else:
+        elif kind in BUCKET_LE:
+            buckets.setdefault((queue, task), Counter())[kind] += value
+        elif kind in ("processed", "failed", "retried"):
             runs[(queue, task)] += value
-    samples = [(labels, (runs[labels], seconds[labels])) for labels in sorted(runs | seconds)]
+    samples = []
+    for labels in sorted(runs | seconds | dict.fromkeys(buckets, 1)):
+        per_bucket = buckets.get(labels)
+        if per_bucket is None:
+            samples.append((labels, ([("+Inf", runs[labels])], runs[labels],
+                                     seconds[labels])))
+            continue
+        cumulative, total = [], 0
+        for kind in BUCKET_KINDS:
+            total += per_bucket[kind]
+            cumulative.append((BUCKET_LE[kind], total))
+        samples.append((labels, (cumulative, total, seconds[labels])))
     return Family("taskq_task_runtime_seconds", "histogram",
                   "Time tasks ran, in seconds.", ("queue", "task"), samples)
 
@@ -205,9 +223,10 @@ def render_text(families: Iterable[Family]) -> str:
         lines.append(f"# TYPE {name} {fam.kind}")
         for labels, value in fam.samples:
             if fam.kind == "histogram":
-                count, total = value
-                lines.append(_sample(f"{name}_bucket", (*fam.labels, "le"),
-                                     (*labels, "+Inf"), count))
+                buckets, count, total = value
+                for le, cumulative in buckets:
+                    lines.append(_sample(f"{name}_bucket", (*fam.labels, "le"),
+                                         (*labels, le), cumulative))
                 lines.append(_sample(f"{name}_count", fam.labels, labels, count))
                 lines.append(_sample(f"{name}_sum", fam.labels, labels, total))
             else:
@@ -233,8 +252,8 @@ def _render_with_client(families: list[Family]) -> bytes:
                         metric.add_metric(list(values), value)
                 elif fam.kind == "histogram":
                     metric = HistogramMetricFamily(fam.name, fam.help, labels=labels)
-                    for values, (count, total) in fam.samples:
-                        metric.add_metric(list(values), [("+Inf", count)], total)
+                    for values, (buckets, _, total) in fam.samples:
+                        metric.add_metric(list(values), buckets, total)
                 else:
                     metric = GaugeMetricFamily(fam.name, fam.help, labels=labels)
                     for values, value in fam.samples:

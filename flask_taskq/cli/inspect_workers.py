@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from ..monitor import Monitor
+from ..monitor import STAT_KINDS, Monitor
 from .common import queue_names
 from .inspect import _redis_state, _table, inspect_group, json_option
 
@@ -117,7 +117,8 @@ def render_stats(state: Any, as_json: bool) -> None:
     per_task: dict[tuple[str, str], dict[str, Any]] = defaultdict(
         lambda: {"processed": 0, "failed": 0, "retried": 0, "runtime_ms": 0.0})
     for (kind, queue, task), value in monitor.totals(60).items():
-        per_task[(task, queue)][kind] += value
+        if kind in STAT_KINDS:  # not the histogram buckets
+            per_task[(task, queue)][kind] += value
     tasks = []
     for (task, queue), c in sorted(per_task.items()):
         runs = c["processed"] + c["failed"] + c["retried"]

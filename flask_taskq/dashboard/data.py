@@ -14,7 +14,7 @@ from ..beat import read_schedule
 from ..exceptions import DecodeError
 from ..keys import Keys
 from ..message import Message
-from ..monitor import Monitor
+from ..monitor import STAT_KINDS, Monitor
 from ..worker import default_queues
 
 if TYPE_CHECKING:
@@ -84,6 +84,8 @@ def activity(mon: Monitor | None, minutes: int = CHART_MINUTES) -> dict[str, Any
     for row in rows:
         minute = {"processed": 0, "failed": 0, "retried": 0, "runtime_ms": 0}
         for (kind, queue, task), value in row["counts"].items():
+            if kind not in STAT_KINDS:  # the run-time histogram's buckets
+                continue
             minute[kind] = minute.get(kind, 0) + value
             for bucket in (by_queue.setdefault(queue, _zero()),
                            by_task.setdefault((queue, task), _zero())):

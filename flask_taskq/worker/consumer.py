@@ -26,7 +26,7 @@ from ..exceptions import (
     WorkerLostError,
 )
 from ..message import Message
-from ..monitor import HEARTBEAT_INTERVAL, Monitor, rss_bytes
+from ..monitor import HEARTBEAT_INTERVAL, Monitor, failure_key, rss_bytes, runtime_bucket
 from ..ratelimit import RateLimiter
 from ..result import exception_meta
 from ..task import UNIQUE_HEADER, retry_countdown
@@ -134,6 +134,10 @@ class Consumer:
                     self.counters[(kind, delivery.queue, task_name)] += 1
                     self.totals[kind] += 1
                 self.counters[("runtime_ms", delivery.queue, task_name)] += runtime * 1000
+                self.counters[(runtime_bucket(runtime), delivery.queue, task_name)] += 1
+                if status == states.FAILURE and self.monitor is not None:
+                    self.counters[failure_key(delivery.queue, task_name, task_id,
+                                              delivery.body)] = time.time()
             if not self._done:
                 self._done_since = now
             self._done.append((delivery, task_id, data, status in states.READY_STATES,
@@ -182,6 +186,7 @@ class Consumer:
                 counters[(kind, queue, task)] += 1
                 self.totals[kind] += 1
             counters[("runtime_ms", queue, task)] += runtime * 1000
+            counters[(runtime_bucket(runtime), queue, task)] += 1
 
     def heartbeat(self) -> None:
         """Publish this process's state and counters; learn which queues are paused."""
