@@ -10,13 +10,18 @@ task's outcome is final (``flask_taskq/worker/workflow.py``):
 - ``taskq_link``: canvas dicts sent when the task succeeds, its value prepended to their
   arguments (unless immutable);
 - ``taskq_link_error``: canvas dicts sent when it fails, with the failed task's id;
-- ``taskq_chord``: ``{"id", "size", "index", "callback"}`` for a member of a chord header.
+- ``taskq_chord``: ``{"id", "size", "index", "callback"}`` for a member of a chord header;
+- ``taskq_workflow``: the id of the workflow the task belongs to (informative only).
+
+Sending a chain, group or chord (:meth:`Canvas.apply_async`) first fixes every task id,
+records the workflow's shape in Redis (``flask_taskq/workflow_graph.py``), then sends.
+What the worker sends later (:func:`send_next`) is never recorded again. In eager mode
+the same workflow runs inline instead (:func:`_eager`).
 """
 
 from __future__ import annotations
 
 import copy
-import itertools
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -35,6 +40,8 @@ if TYPE_CHECKING:
 HEADER_LINK = "taskq_link"
 HEADER_LINK_ERROR = "taskq_link_error"
 HEADER_CHORD = "taskq_chord"
+#: Informative header: the id of the workflow (see ``workflow_graph.py``) a task is in.
+HEADER_WORKFLOW = "taskq_workflow"
 #: The headers that make the worker call the workflow hook.
 WORKFLOW_HEADERS = frozenset({HEADER_LINK, HEADER_LINK_ERROR, HEADER_CHORD})
 
@@ -102,11 +109,34 @@ class Canvas(dict):
 
     def apply_async(self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
                     app: Flask | None = None, **options: Any) -> Any:
+        """Send the workflow: fix every task id, record its shape (see
+        :func:`flask_taskq.workflow_graph.record`) and send its first tasks; in eager mode
+        run it inline. ``args`` are prepended to the first task's (each member's for a
+        group or a chord's header). Returns the handle of its result."""
+        state = _state(app)
+        flow = _normalized(self)
+        if "task_id" in options:
+            _set_handle_id(flow, options.pop("task_id"))
+        _assign_ids(flow)
+        if state.eager:
+            return _eager(flow, state, tuple(args), kwargs, options)
+        from . import workflow_graph
+
+        workflow_id = _handle_id(flow)
+        _tag(flow, {HEADER_WORKFLOW: workflow_id})
+        workflow_graph.record(state, workflow_id, flow)
+        flow._send(tuple(args), kwargs, app, options)
+        return _result(flow, state)
+
+    def _send(self, args: tuple[Any, ...], kwargs: dict[str, Any] | None,
+              app: Flask | None, options: dict[str, Any]) -> None:
+        """Send it without recording anything (the worker continues workflows so)."""
         raise NotImplementedError
 
     def freeze(self, state: AppState) -> Any:
         """Fix the task ids now and return the result handle it will have."""
-        raise NotImplementedError
+        _assign_ids(self)
+        return _result(self, state)
 
     def __or__(self, other: Any) -> Canvas:
         if isinstance(self, group) and isinstance(other, Signature):
@@ -202,14 +232,25 @@ class Signature(Canvas):
 
     def apply_async(self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
                     app: Flask | None = None, **options: Any) -> AsyncResult:
-        """Send the task; ``args`` are prepended to its own unless it is immutable."""
+        """Send the task; ``args`` are prepended to its own unless it is immutable. In
+        eager mode a signature with links runs them inline too."""
+        if (self.options.get("link") or self.options.get("link_error")
+                or options.get("link") or options.get("link_error")):
+            state = _state(app)
+            if state.eager:
+                return _eager(self.clone(), state, tuple(args), kwargs, options)
+        return self._send(tuple(args), kwargs, app, options)
+
+    def _send(self, args: tuple[Any, ...], kwargs: dict[str, Any] | None,
+              app: Flask | None, options: dict[str, Any]) -> AsyncResult:
         full_args, full_kwargs, opts = self.call_options(args, kwargs, **options)
+        return self._taskqueue(app).send_task(self.name, full_args, full_kwargs, app=app,
+                                              _task=self._task, **opts)
+
+    def _taskqueue(self, app: Flask | None) -> Any:
         if self._task is not None and self._task.taskqueue is not None:
-            taskqueue = self._task.taskqueue
-        else:
-            taskqueue = _state(app).taskqueue
-        return taskqueue.send_task(self.name, full_args, full_kwargs, app=app,
-                                   _task=self._task, **opts)
+            return self._task.taskqueue
+        return _state(app).taskqueue
 
     def freeze(self, state: AppState) -> AsyncResult:
         self.options.setdefault("task_id", str(uuid.uuid4()))
@@ -226,7 +267,8 @@ class chain(Canvas):  # noqa: N801 - named like a function, as users call it
     argument: ``chain(a.s(1), b.s(), c.s())`` or ``a.s(1) | b.s() | c.s()``.
 
     A failure stops the chain; the chain's result (the last task's) then fails with the
-    same exception. ``.parent`` of a result walks back to the first task's.
+    same exception. ``.parent`` of a result walks back to the first task's. A group
+    followed by a task becomes a chord (the task gets the list of the group's values).
 
     .. versionadded:: 0.2
     """
@@ -260,37 +302,41 @@ class chain(Canvas):  # noqa: N801 - named like a function, as users call it
                 steps.append(t)
         return steps
 
-    def freeze(self, state: AppState) -> Any:
-        return self.tasks[-1].freeze(state) if self.tasks else None
-
     def apply_async(self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
                     app: Flask | None = None, **options: Any) -> Any:
         """Send the first task; the rest follow from the worker. ``link`` is added to the
-        last task, ``link_error`` to each (only the one that fails runs it)."""
+        last task, ``link_error`` to each (only the one that fails runs it). Returns the
+        last task's result (a :class:`GroupResult` if the chain ends with a group)."""
+        if not self.tasks:
+            raise ValueError("an empty chain cannot be sent")
+        return super().apply_async(args, kwargs, app, **options)
+
+    def _send(self, args: tuple[Any, ...], kwargs: dict[str, Any] | None,
+              app: Flask | None, options: dict[str, Any]) -> None:
         steps = self._steps()
         if not steps:
             raise ValueError("an empty chain cannot be sent")
-        state = _state(app)
+        options = dict(options)
         link_error = _as_list(options.pop("link_error", None))
         link = _as_list(options.pop("link", None))
-        results = [step.freeze(state) for step in steps]
-        following: Canvas | None = None
-        for step in reversed(steps):
-            for errback in link_error:
-                _on_error(step, errback)
-            for callback in link if following is None else [following]:
-                _on_success(step, callback)
-            following = step
-        steps[0].apply_async(args, kwargs, app=app, **options)
-        for parent, result in itertools.pairwise(results):
-            result.parent = parent
-        return results[-1]
+        _link_steps(steps, link, link_error)._send(args, kwargs, app, options)
+
+
+def _link_steps(steps: list[Canvas], link: list[Any], link_error: list[Any]) -> Canvas:
+    """Link each step to the next (``link`` after the last, ``link_error`` on each);
+    returns the first step, whose sending starts them all."""
+    following: Canvas | None = None
+    for step in reversed(steps):
+        for errback in link_error:
+            _on_error(step, errback)
+        for callback in link if following is None else [following]:
+            _on_success(step, callback)
+        following = step
+    return steps[0]
 
 
 def _on_success(step: Canvas, sig: Any) -> None:
-    if isinstance(step, chord):
-        step.body.link(sig)
-    elif isinstance(step, Signature):
+    if isinstance(step, chord | Signature):
         step.link(sig)
     else:
         raise TypeError(f"nothing can follow a {step.kind} in a chain except one task")
@@ -298,7 +344,7 @@ def _on_success(step: Canvas, sig: Any) -> None:
 
 def _on_error(step: Canvas, sig: Any) -> None:
     if isinstance(step, chord):
-        step.body.link_error(sig)
+        step.link_error(sig)
     elif isinstance(step, group | chain):
         for member in step.tasks:
             _on_error(member, sig)
@@ -331,22 +377,21 @@ class group(Canvas):  # noqa: N801
     def __repr__(self) -> str:
         return f"group({', '.join(repr(t) for t in self.tasks)})"
 
-    def freeze(self, state: AppState) -> GroupResult:
-        self["options"].setdefault("task_id", str(uuid.uuid4()))
-        return GroupResult(self["options"]["task_id"],
-                           [t.freeze(state) for t in self.tasks], state=state)
+    @property
+    def id(self) -> str | None:
+        """The group's id (its :class:`GroupResult`'s), once fixed."""
+        return self["options"].get("task_id")
 
     def apply_async(self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
                     app: Flask | None = None, **options: Any) -> GroupResult:
         """Send every member (``args`` prepended to each); returns a :class:`GroupResult`
-        with the members' results in order."""
-        state = _state(app)
-        args = tuple(args)
-        group_id = options.pop("task_id", None) or self["options"].get("task_id") \
-            or str(uuid.uuid4())
-        results = [t.clone().apply_async(args, kwargs, app=app, **options)
-                   for t in self.tasks]
-        return GroupResult(group_id, results, state=state)
+        with the members' results in order (``task_id=`` sets its id)."""
+        return super().apply_async(args, kwargs, app, **options)
+
+    def _send(self, args: tuple[Any, ...], kwargs: dict[str, Any] | None,
+              app: Flask | None, options: dict[str, Any]) -> None:
+        for t in self.tasks:
+            t.clone()._send(args, kwargs, app, options)
 
 
 class chord(Canvas):  # noqa: N801
@@ -360,6 +405,9 @@ class chord(Canvas):  # noqa: N801
     chord's result fails with :class:`ChordError` naming it and its ``link_error``
     signatures run once.
 
+    The callback is a task signature or a chain (whose first task gets the list); a
+    header member is a task, a chain or a chord.
+
     .. versionadded:: 0.2
     """
 
@@ -370,8 +418,11 @@ class chord(Canvas):  # noqa: N801
         if not isinstance(header, group):
             header = group(header)
         body = signature(body)
-        if not isinstance(body, Signature):
-            raise TypeError("the callback of a chord must be a single task signature")
+        if isinstance(body, chain) and body.tasks and isinstance(body.tasks[0], Signature):
+            body = chain(*body.tasks) if len(body.tasks) > 1 else body.tasks[0]
+        elif not isinstance(body, Signature):
+            raise TypeError("the callback of a chord must be a task signature or a chain "
+                            "starting with one")
         super().__init__(kind=self.kind, header=header, body=body)
 
     @property
@@ -379,7 +430,8 @@ class chord(Canvas):  # noqa: N801
         return self["header"]
 
     @property
-    def body(self) -> Signature:
+    def body(self) -> Any:
+        """The callback: a :class:`Signature` or a :class:`chain`."""
         return self["body"]
 
     def __repr__(self) -> str:
@@ -387,43 +439,55 @@ class chord(Canvas):  # noqa: N801
 
     def link(self, sig: Any) -> Any:
         """Send ``sig`` with the callback's value after the callback succeeds."""
+        if isinstance(self.body, chain):
+            _on_success(self.body.tasks[-1], sig)
+            return sig
         return self.body.link(sig)
 
     def link_error(self, sig: Any) -> Any:
         """Send ``sig`` once (with the chord's result id) if the chord fails."""
+        if isinstance(self.body, chain):
+            for step in self.body.tasks:
+                _on_error(step, sig)
+            return sig
         return self.body.link_error(sig)
 
-    def freeze(self, state: AppState) -> AsyncResult:
-        return self.body.freeze(state)
-
     def apply_async(self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
-                    app: Flask | None = None, **options: Any) -> AsyncResult:
-        """Send the header's members; returns the callback's result, whose ``.parent`` is
-        the header's :class:`GroupResult`."""
-        state = _state(app)
-        body = self.body.clone()
+                    app: Flask | None = None, **options: Any) -> Any:
+        """Send the header's members; returns the callback's result (the last task's for
+        a chain), whose ``.parent`` chain leads to the header's :class:`GroupResult`."""
+        return super().apply_async(args, kwargs, app, **options)
+
+    def _send(self, args: tuple[Any, ...], kwargs: dict[str, Any] | None,
+              app: Flask | None, options: dict[str, Any]) -> None:
+        flow = self.clone()
+        assert isinstance(flow, chord)
+        options = dict(options)
         for errback in _as_list(options.pop("link_error", None)):
-            body.link_error(errback)
+            flow.link_error(errback)
         for callback in _as_list(options.pop("link", None)):
-            body.link(callback)
-        if "task_id" in options:
-            body.set(task_id=options.pop("task_id"))
-        result = body.freeze(state)
-        members = self.header.tasks
+            flow.link(callback)
+        head = flow._callback()
+        members = flow.header.tasks
         if not members:
-            body.apply_async(([],), app=app)
-            return result
-        chord_id = str(uuid.uuid4())
-        callback = body.to_dict()
-        args = tuple(args)
-        results = []
+            head._send(([],), None, app, {})
+            return
+        chord_id = flow.header.id or str(uuid.uuid4())
+        callback = head.to_dict()
         for index, member in enumerate(members):
             meta = {"id": chord_id, "size": len(members), "index": index,
                     "callback": callback}
             tail = _with_tail_headers(member.clone(), {HEADER_CHORD: meta})
-            results.append(tail.apply_async(args, kwargs, app=app, **options))
-        result.parent = GroupResult(chord_id, results, state=state)
-        return result
+            tail._send(args, kwargs, app, options)
+
+    def _callback(self) -> Signature:
+        """The task the chord sends (a chain's first, linked to the rest)."""
+        body = self.body
+        if isinstance(body, chain):
+            head = _link_steps(body._steps(), [], [])
+            assert isinstance(head, Signature)
+            return head
+        return body
 
 
 def _with_tail_headers(sig: Canvas, headers: dict[str, Any]) -> Canvas:
@@ -433,7 +497,215 @@ def _with_tail_headers(sig: Canvas, headers: dict[str, Any]) -> Canvas:
     if isinstance(sig, chain) and sig.tasks:
         sig.tasks[-1] = _with_tail_headers(sig.tasks[-1], headers)
         return sig
+    if isinstance(sig, chord):
+        sig["body"] = _with_tail_headers(sig.body, headers)
+        return sig
     raise TypeError(f"a {sig.kind} cannot be a member of a chord's header")
+
+
+# -- ids, result handles and the worker's sends ----------------------------------------------
+def _normalized(flow: Canvas) -> Canvas:
+    """A copy of ``flow`` as it runs: in chains a group followed by a task is a chord."""
+    flow = flow.clone()
+    if isinstance(flow, chain):
+        return chain(*[_normalized(step) for step in flow._steps()])
+    if isinstance(flow, group):
+        flow["tasks"] = [_normalized(t) for t in flow.tasks]
+    elif isinstance(flow, chord):
+        flow["header"] = _normalized(flow.header)
+        flow["body"] = _normalized(flow.body)
+    return flow
+
+
+def _assign_ids(flow: Canvas) -> None:
+    """Fix the id of every task and group in ``flow`` (ids already set are kept)."""
+    if isinstance(flow, Signature):
+        flow.options.setdefault("task_id", str(uuid.uuid4()))
+    elif isinstance(flow, group):
+        flow["options"].setdefault("task_id", str(uuid.uuid4()))
+        for t in flow.tasks:
+            _assign_ids(t)
+    elif isinstance(flow, chain):
+        for t in flow.tasks:
+            _assign_ids(t)
+    elif isinstance(flow, chord):
+        _assign_ids(flow.header)
+        _assign_ids(flow.body)
+
+
+def _set_handle_id(flow: Canvas, task_id: str) -> None:
+    """Make ``task_id`` the id of the result ``flow`` returns (``task_id=`` option)."""
+    if isinstance(flow, Signature):
+        flow.set(task_id=task_id)
+    elif isinstance(flow, group):
+        flow["options"]["task_id"] = task_id
+    elif isinstance(flow, chain):
+        _set_handle_id(flow.tasks[-1], task_id)
+    elif isinstance(flow, chord):
+        _set_handle_id(flow.body, task_id)
+
+
+def _handle_id(flow: Canvas) -> str:
+    """The id of the result sending ``flow`` returns (ids must be fixed)."""
+    if isinstance(flow, Signature | group):
+        return str(flow.id)
+    if isinstance(flow, chain):
+        return _handle_id(flow.tasks[-1])
+    assert isinstance(flow, chord)
+    return _handle_id(flow.body)
+
+
+def _tag(flow: Canvas, headers: dict[str, Any]) -> None:
+    """Add ``headers`` to every task of ``flow``."""
+    for sig in iter_signatures(flow):
+        sig.add_headers(headers)
+
+
+def iter_signatures(flow: Any) -> Iterator[Signature]:
+    """Every task signature in ``flow``, in order (links of a signature not included)."""
+    if isinstance(flow, Signature):
+        yield flow
+    elif isinstance(flow, group | chain):
+        for t in flow.tasks:
+            yield from iter_signatures(t)
+    elif isinstance(flow, chord):
+        yield from iter_signatures(flow.header)
+        yield from iter_signatures(flow.body)
+
+
+def _result(flow: Canvas, state: AppState) -> Any:
+    """The result handle of ``flow`` (ids fixed), ``.parent`` set along chains: a
+    chain's step points to the step before, a chord's callback to its header's
+    :class:`GroupResult`."""
+    if isinstance(flow, Signature):
+        return AsyncResult(str(flow.id), state=state)
+    if isinstance(flow, group):
+        return GroupResult(str(flow.id), [_result(t, state) for t in flow.tasks],
+                           state=state)
+    if isinstance(flow, chord):
+        header = _result(flow.header, state)
+        body = _result(flow.body, state)
+        _set_first_parent(body, header)
+        return body
+    assert isinstance(flow, chain)
+    previous = None
+    for step in flow.tasks:
+        result = _result(step, state)
+        if previous is not None:
+            _set_first_parent(result, previous)
+        previous = result
+    return previous
+
+
+def _set_first_parent(result: Any, parent: Any) -> None:
+    while result.parent is not None:
+        result = result.parent
+    result.parent = parent
+
+
+def send_next(data: Any, args: tuple[Any, ...], app: Flask | None) -> None:
+    """Send the canvas object ``data`` (a dict from a message header) with ``args``, as
+    the worker does to continue a workflow: nothing is recorded again."""
+    sig = signature(data)
+    if isinstance(sig, Signature):
+        sig._send(args, None, app, {})
+    else:
+        sig.clone()._send(args, None, app, {})
+
+
+# -- eager mode -----------------------------------------------------------------------------
+def _eager(flow: Canvas, state: AppState, args: tuple[Any, ...],
+           kwargs: dict[str, Any] | None, options: dict[str, Any]) -> Any:
+    """Run ``flow`` inline (``TASKQ_ALWAYS_EAGER``) with what a worker would do after
+    each task: links, chains, chords and their failures. Returns its result handle."""
+    options = dict(options)
+    link = _as_list(options.pop("link", None))
+    link_error = _as_list(options.pop("link_error", None))
+    if isinstance(flow, Signature):
+        for sig in link:
+            flow.link(sig)
+        for sig in link_error:
+            flow.link_error(sig)
+        _eager_task(flow, state, args, kwargs, options)
+        return _result(flow, state)
+    _assign_ids(flow)
+    if isinstance(flow, chain):
+        _eager(_link_steps(flow._steps(), link, link_error), state, args, kwargs, options)
+    elif isinstance(flow, group):
+        for t in flow.tasks:
+            _eager(t.clone(), state, args, kwargs, {**options, "link": link,
+                                                    "link_error": link_error})
+    else:
+        assert isinstance(flow, chord)
+        _eager_chord(flow, state, args, kwargs, options, link, link_error)
+    return _result(flow, state)
+
+
+def _eager_task(sig: Signature, state: AppState, args: tuple[Any, ...],
+                kwargs: dict[str, Any] | None, options: dict[str, Any]) -> dict[str, Any]:
+    """Run one task inline, then its links (or errbacks); returns its state document."""
+    full_args, full_kwargs, opts = sig.call_options(args, kwargs, **options)
+    links, errbacks = opts.pop("link", None) or [], opts.pop("link_error", None) or []
+    res = sig._taskqueue(state.app).send_task(sig.name, full_args, full_kwargs,
+                                              app=state.app, _task=sig._task, **opts)
+    sig.options["task_id"] = res.id
+    assert state.backend is not None
+    meta = state.backend.get(res.id) or {"status": states.PENDING}
+    if meta["status"] == states.SUCCESS:
+        for data in links:
+            _eager(signature(data).clone(), state, (meta.get("result"),), None, {})
+    elif meta["status"] in (states.FAILURE, states.REVOKED):
+        for data in errbacks:
+            _eager(signature(data).clone(), state, (res.id,), None, {})
+        for data in links:
+            _eager_fail(signature(data), state, {**meta, "status": states.FAILURE})
+    return meta
+
+
+def _eager_chord(flow: chord, state: AppState, args: tuple[Any, ...],
+                 kwargs: dict[str, Any] | None, options: dict[str, Any],
+                 link: list[Any], link_error: list[Any]) -> None:
+    for sig in link:
+        flow.link(sig)
+    for sig in link_error:
+        flow.link_error(sig)
+    for member in flow.header.tasks:
+        _eager(member.clone(), state, args, kwargs, options)
+    assert state.backend is not None
+    values = []
+    for index, result in enumerate(_result(flow.header, state)):
+        meta = state.backend.get(result.id) or {"status": states.PENDING}
+        if meta["status"] != states.SUCCESS:
+            from .result import exception_meta
+
+            exc = ChordError(f"chord {flow.header.id} failed: member {index} failed: "
+                             f"task {meta.get('task')}[{result.id}] raised "
+                             f"{meta.get('exc_type')}: {meta.get('exc_message')}")
+            doc = {"status": states.FAILURE, "date_done": time.time(),
+                   **exception_meta(exc)}
+            head = flow._callback()
+            _store(state, head, doc)
+            for data in head.options.get("link_error", ()):
+                _eager(signature(data).clone(), state, (head.id,), None, {})
+            for data in head.options.get("link", ()):
+                _eager_fail(signature(data), state, doc)
+            return
+        values.append(meta.get("result"))
+    _eager(flow._callback(), state, (values,), None, {})
+
+
+def _eager_fail(flow: Any, state: AppState, doc: dict[str, Any]) -> None:
+    """Mark every task of ``flow`` (and what it links to) failed like ``doc``."""
+    for sig in iter_signatures(flow):
+        _store(state, sig, doc)
+        for data in sig.options.get("link", ()):
+            _eager_fail(signature(data), state, doc)
+
+
+def _store(state: AppState, sig: Signature, doc: dict[str, Any]) -> None:
+    if sig.id and state.backend is not None:
+        data = state.serializer.dumps({**doc, "task": sig.name})
+        state.backend.store_many([(sig.id, data, True)], state.result_expires)
 
 
 def signature(varies: Any, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
@@ -476,6 +748,8 @@ class GroupResult:
         self.id = id
         self.results = list(results)
         self._state = state or _state(app)
+        #: In a chain, the result of the step before the group (see ``AsyncResult``).
+        self.parent: Any = None
 
     def __repr__(self) -> str:
         return f"<GroupResult {self.id} [{', '.join(r.id for r in self.results)}]>"

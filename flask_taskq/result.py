@@ -66,6 +66,10 @@ class AsyncResult:
 
         self.id = id
         self._state = state or resolve_state(app)
+        #: In a workflow, the result of the step before this one (an ``AsyncResult`` or a
+        #: ``GroupResult``; see :doc:`workflows`), else None. Known in the process that
+        #: sent the workflow only.
+        self.parent: Any = None
 
     def __repr__(self) -> str:
         return f"<AsyncResult {self.id}>"

@@ -17,6 +17,7 @@ from flask_taskq import (
     group,
     signature,
 )
+from flask_taskq.exceptions import TimeoutError as TaskTimeoutError
 from flask_taskq.serializer import get_serializer
 from tests.apps.canvas_app import (
     Boom,
@@ -232,6 +233,79 @@ def test_chain_into_a_chord(capp, worker):
         stopped.get(timeout=15)
 
 
+# -- nesting ---------------------------------------------------------------------------------
+def test_chains_inside_a_group(capp, worker):
+    res = group(add.s(1, 1) | double.s(), add.s(2, 2) | double.s() | double.s()).delay()
+    assert res.get(timeout=15) == [4, 16]
+    assert res[0].parent.get(timeout=5) == 2
+    assert res[1].parent.parent.get(timeout=5) == 4
+
+
+def test_group_in_the_middle_of_a_chain_and_parent_walks_back(capp, worker, r):
+    res = chain(add.s(1, 1), group(double.s(), mul.s(10)), collect.s(token="mid"),
+                note.s(token="mid")).apply_async()
+    assert res.get(timeout=15) == [4, 20]
+    collected = res.parent
+    assert collected.get(timeout=5) == [4, 20]
+    header = collected.parent
+    assert isinstance(header, GroupResult) and header.get(timeout=5) == [4, 20]
+    assert header.parent.get(timeout=5) == 2 and header.parent.parent is None
+    assert callback_runs(r, "mid") == 1
+
+
+def test_chord_inside_a_chain(capp, worker, r):
+    res = (add.s(1, 1) | chord([double.s(), double.s()], tsum.s(token="inner"))
+           | double.s()).delay()
+    assert res.get(timeout=15) == 16
+    assert res.parent.get(timeout=5) == 8
+    assert res.parent.parent.get(timeout=5) == [4, 4]
+    assert callback_runs(r, "inner") == 1
+
+
+def test_chain_as_chord_callback(capp, worker, r):
+    res = chord([add.s(1, 1), add.s(2, 2)], tsum.s(token="cb") | double.s()).delay()
+    assert res.get(timeout=15) == 12
+    assert res.parent.get(timeout=5) == 6
+    assert res.parent.parent.get(timeout=5) == [2, 4]
+    failed = chord([add.s(1, 1), boom.s()], tsum.s(token="cb-fail") | double.s()).delay()
+    with pytest.raises(ChordError):
+        failed.get(timeout=15)
+    assert callback_runs(r, "cb-fail") == 0
+
+
+def test_chords_inside_a_group_and_a_chord(capp, worker, r):
+    res = group(chord([add.s(1, 1), add.s(2, 2)], tsum.s(token="g1")), add.s(5, 5)).delay()
+    assert res.get(timeout=15) == [6, 10]
+    outer = chord([chord([add.s(1, 1), add.s(2, 2)], tsum.s(token="in")), add.s(10, 10)],
+                  collect.s(token="out")).delay()
+    assert outer.get(timeout=15) == [6, 20]
+    assert callback_runs(r, "in") == 1 and callback_runs(r, "out") == 1
+
+
+def test_set_queue_routes_every_step_to_a_worker_of_that_queue(capp, start_worker):
+    start_worker("-P", "threads", "-c", "2", "-Q", "other", app=APP)
+    res = (add.s(1, 2).set(queue="other") | double.s().set(queue="other")).delay()
+    assert res.get(timeout=15) == 6
+    flow = chord([add.s(i, i).set(queue="other") for i in range(3)],
+                 tsum.s(token="other").set(queue="other")).delay()
+    assert flow.get(timeout=15) == 6
+    elsewhere = add.s(1, 1).delay()  # the default queue has no worker
+    with pytest.raises(TaskTimeoutError):
+        elsewhere.get(timeout=0.5)
+    assert elsewhere.state == "PENDING"
+
+
+def test_stress_50_chords_of_20_on_two_workers(capp, start_worker, r):
+    start_worker("-P", "threads", "-c", "4", app=APP)
+    start_worker("-P", "threads", "-c", "4", app=APP)
+    results = [chord((add.s(i, j) for j in range(20)), tsum.s(token=f"stress-{i}")).delay()
+               for i in range(50)]
+    for i, res in enumerate(results):
+        assert res.get(timeout=60) == 20 * i + sum(range(20))
+    runs = r.hgetall("cv:callback_runs")
+    assert len(runs) == 50 and set(runs.values()) == {"1"}
+
+
 # -- link / link_error -----------------------------------------------------------------------
 def test_link_and_link_error_on_tasks_and_signatures(capp, worker, r):
     ok = add.apply_async((2, 3), link=note.s(token="ok"), link_error=errback.s(token="ok"))
@@ -255,8 +329,45 @@ def test_link_and_link_error_on_tasks_and_signatures(capp, worker, r):
     wait_until(lambda: r.lrange("cv:note:by-name", 0, -1) == ["'fixed'"])
 
 
-def test_workflows_refuse_eager_mode(capp):
-    capp.extensions["taskq"].eager = True
-    with pytest.raises(NotImplementedError, match="eager"):
-        (add.s(1, 1) | double.s()).delay()
-    assert add.s(1, 1).delay().get() == 2
+# -- eager mode ------------------------------------------------------------------------------
+@pytest.fixture
+def eager_app(capp):
+    from flask_taskq.testing import eager
+
+    with eager(capp):
+        yield capp
+
+
+def test_chain_group_and_chord_run_inline_in_eager_mode(eager_app, r):
+    res = (add.s(1, 2) | mul.s(10) | add.s(5)).delay()
+    assert res.get() == 35 and res.parent.get() == 30 and res.parent.parent.get() == 3
+    assert group(double.s(i) for i in range(4)).delay().get() == [0, 2, 4, 6]
+    res = chord((add.s(i, i) for i in range(5)), tsum.s(token="eager")).delay()
+    assert res.get() == 20 and res.parent.get() == [0, 2, 4, 6, 8]
+    assert callback_runs(r, "eager") == 1
+    nested = (add.s(1, 1) | group(double.s(), mul.s(10)) | collect.s(token="e2")
+              | note.s(token="eager-tail")).delay()
+    assert nested.get() == [4, 20]
+    assert isinstance(nested.parent.parent, GroupResult)
+    assert r.lrange("cv:note:eager-tail", 0, -1) == ["[4, 20]"]
+    assert not r.keys("taskq:workflow*")  # nothing recorded in eager mode
+
+
+def test_eager_failures_stop_chains_and_fail_chords(eager_app, r):
+    res = (add.s(1, 2) | boom.s() | note.s(token="never")).apply_async(
+        link_error=errback.s(token="eager-chain"))
+    with pytest.raises(Boom):
+        res.get()
+    assert res.parent.failed() and res.parent.parent.get() == 3
+    assert r.lrange("cv:errback:eager-chain", 0, -1) == [res.parent.id]
+    assert r.llen("cv:note:never") == 0
+    res = chord([add.s(1, 1), boom.s(2)], tsum.s(token="eager-fail")).apply_async(
+        link_error=errback.s(token="eager-chord"))
+    with pytest.raises(ChordError, match="boom"):
+        res.get()
+    assert callback_runs(r, "eager-fail") == 0
+    assert r.lrange("cv:errback:eager-chord", 0, -1) == [res.id]
+    linked = add.s(2, 3)
+    linked.link(note.s(token="eager-link"))
+    assert linked.delay().get() == 5
+    assert r.lrange("cv:note:eager-link", 0, -1) == ["5"]

@@ -25,6 +25,7 @@ from ..canvas import (
     chord,
     group,
     link_headers,
+    send_next,
     signature,
 )
 from ..keys import Keys
@@ -59,7 +60,7 @@ def _succeeded(state: AppState, message: Message, outcome: Outcome) -> None:
     if outcome.data is not None:
         value = state.serializer.loads(outcome.data).get("result")
     for data in message.headers.get(HEADER_LINK, ()):
-        signature(data).apply_async((value,), app=state.app)
+        send_next(data, (value,), state.app)
     meta = message.headers.get(HEADER_CHORD)
     if meta:
         _chord_member_done(state, meta, value)
@@ -72,7 +73,7 @@ def _failed(state: AppState, message: Message, outcome: Outcome) -> None:
               else {"exc_type": "TaskRevokedError", "exc_module": "flask_taskq.exceptions",
                     "exc_message": "revoked", "exc_args": ["revoked"], "traceback": ""})}
     for data in message.headers.get(HEADER_LINK_ERROR, ()):
-        signature(data).apply_async((message.id,), app=state.app)
+        send_next(data, (message.id,), state.app)
     for data in message.headers.get(HEADER_LINK, ()):
         _fail_downstream(state, signature(data), doc, message)
     meta = message.headers.get(HEADER_CHORD)
@@ -170,10 +171,12 @@ def _chord_failed(state: AppState, meta: dict[str, Any], member: Message,
         return
     exc = ChordError(f"chord {meta['id']} failed: member {meta['index']} failed: "
                      f"task {member.task}[{member.id}] raised {why}")
+    doc = {"status": states.FAILURE, "date_done": time.time(), **exception_meta(exc)}
     if state.backend is not None and callback.id:
-        data = state.serializer.dumps({"status": states.FAILURE, "task": callback.name,
-                                       "date_done": time.time(), **exception_meta(exc)})
+        data = state.serializer.dumps({**doc, "task": callback.name})
         state.backend.store_many([(callback.id, data, True)], state.result_expires)
     logger.error("%s", exc)
     for data in callback.options.get("link_error", ()):
-        signature(data).apply_async((callback.id,), app=state.app)
+        send_next(data, (callback.id,), state.app)
+    for data in callback.options.get("link", ()):  # a chain after the chord never runs
+        _fail_downstream(state, signature(data), doc, member)
