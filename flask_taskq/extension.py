@@ -6,7 +6,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any, overload
 
@@ -29,6 +29,11 @@ from .routing import Router
 from .serializer import Serializer, get_serializer
 from .signing import SignedSerializer
 from .task import DEFAULT_UNIQUE_FOR, UNIQUE_HEADER, Task, unique_key
+
+#: How many messages :meth:`TaskQueue.send_many` sends per round trip.
+BULK_CHUNK = 1000
+#: The sending options :meth:`TaskQueue.send_many` passes on to each message.
+SEND_OPTIONS = frozenset({"countdown", "eta", "expires", "queue", "priority", "headers"})
 
 #: Every TaskQueue ever created, to resolve ``AsyncResult(id)`` without an app.
 _instances: weakref.WeakSet[TaskQueue] = weakref.WeakSet()
@@ -122,20 +127,36 @@ class AppState:
         """Hand ``body`` to the broker, retrying briefly while Redis is unreachable.
         With ``unique=(key, ttl)`` only if no task holds ``key``; returns the id of the
         task that holds it (``message.id`` when this one was enqueued)."""
+        if unique is None:
+            self._retrying(self.broker.enqueue, message.queue, message.priority, body,
+                           message.eta)
+            owner = message.id
+        else:
+            owner = self._retrying(self.broker.enqueue_unique, message.queue,
+                                   message.priority, body, message.eta, unique[0],
+                                   message.id, unique[1])
+        if self.is_memory:
+            self._ensure_memory_worker()
+        return owner
+
+    def enqueue_many(self, items: list[tuple[Message, bytes]]) -> None:
+        """Hand several messages to the broker in one round trip (retrying like
+        :meth:`enqueue`)."""
+        self._retrying(self.broker.enqueue_many,
+                       [(m.queue, m.priority, body, m.eta) for m, body in items])
+        if self.is_memory:
+            self._ensure_memory_worker()
+
+    def _retrying(self, call: Callable[..., Any], *args: Any) -> Any:
+        """``call(*args)``, retried with backoff for up to ``TASKQ_ENQUEUE_TIMEOUT`` seconds
+        while the broker is unreachable; then :class:`BrokerConnectionError`."""
         deadline = time.monotonic() + float(self.config["TASKQ_ENQUEUE_TIMEOUT"])
         delay = 0.05
         attempts = 0
         while True:
             attempts += 1
             try:
-                if unique is None:
-                    self.broker.enqueue(message.queue, message.priority, body, message.eta)
-                    owner = message.id
-                else:
-                    owner = self.broker.enqueue_unique(message.queue, message.priority, body,
-                                                       message.eta, unique[0], message.id,
-                                                       unique[1])
-                break
+                return call(*args)
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 if time.monotonic() + delay > deadline:
                     raise BrokerConnectionError(
@@ -144,9 +165,6 @@ class AppState:
                     ) from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
-        if self.is_memory:
-            self._ensure_memory_worker()
-        return owner
 
     def _ensure_memory_worker(self) -> None:
         if self._memory_worker is None:
@@ -317,6 +335,68 @@ class TaskQueue:
             signals.task_sent.send(task or name, task=task, task_id=message.id,
                                    message=message)
         return AsyncResult(message.id, state=state)
+
+    def send_many(
+        self,
+        name: str,
+        calls: Iterable[tuple[Sequence[Any] | None, dict[str, Any] | None]],
+        *,
+        chunk_size: int = BULK_CHUNK,
+        app: Flask | None = None,
+        _task: Task | None = None,
+        **options: Any,
+    ) -> list[AsyncResult]:
+        """Send one task ``name`` per ``(args, kwargs)`` pair of ``calls``, with the same
+        sending ``options`` for all (those of :meth:`send_task` except ``task_id``), and
+        return their results in order.
+
+        Messages go to Redis ``chunk_size`` at a time, one round trip per chunk. If the
+        broker stays unreachable, :class:`BrokerConnectionError` is raised and the chunks
+        before the failing one have been sent. Unique tasks and eager mode send one by
+        one, as :meth:`send_task` would.
+
+        .. versionadded:: 0.3
+        """
+        if "task_id" in options:
+            raise TypeError("send_many/apply_many give each task its own id; "
+                            "task_id cannot be set")
+        state = resolve_state(app, self)
+        task = _task or self.tasks.get(name)
+        topts = task.options_for(state) if task is not None else state.task_defaults
+        if state.eager or topts.get("unique"):
+            return [self.send_task(name, args, kwargs, app=app, _task=_task, **options)
+                    for args, kwargs in calls]
+        link, link_error = options.pop("link", None), options.pop("link_error", None)
+        if link is not None or link_error is not None:
+            from .canvas import link_headers
+
+            options["headers"] = {**(options.get("headers") or {}),
+                                  **link_headers(link, link_error)}
+        unknown = set(options) - SEND_OPTIONS
+        if unknown:
+            _reject_options({k: options[k] for k in unknown})
+        results: list[AsyncResult] = []
+        chunk: list[tuple[Message, bytes]] = []
+
+        def flush() -> None:
+            state.enqueue_many(chunk)
+            for message, _ in chunk:
+                results.append(AsyncResult(message.id, state=state))
+                if signals.task_sent.receivers:
+                    signals.task_sent.send(task or name, task=task, task_id=message.id,
+                                           message=message)
+            chunk.clear()
+
+        for args, kwargs in calls:
+            _, message, _, _ = self.build_message(name, args, kwargs, app=app, _task=task,
+                                                  **options)
+            chunk.append((message, message.to_bytes(state.serializer,
+                                                    state.max_message_bytes)))
+            if len(chunk) >= chunk_size:
+                flush()
+        if chunk:
+            flush()
+        return results
 
     def build_message(
         self, name: str, args: tuple[Any, ...] | list[Any] | None = None,

@@ -10,7 +10,7 @@ import random
 import time
 import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -284,6 +284,27 @@ class Task:
             queue=queue, priority=priority, task_id=task_id, headers=headers,
             _task=self, **options,
         )
+
+    def delay_many(self, calls: Iterable[Sequence[Any]], **options: Any) -> list[AsyncResult]:
+        """Send one task per item of ``calls`` (each item: the positional arguments of one
+        call) in few round trips; return the results in order::
+
+            results = resize.delay_many((path, 128) for path in paths)
+
+        ``options`` are sending options shared by all (see :meth:`TaskQueue.send_many`).
+
+        .. versionadded:: 0.3
+        """
+        return self.taskqueue.send_many(self.name, ((args, None) for args in calls),
+                                        _task=self, **options)
+
+    def apply_many(self, calls: Iterable[tuple[Sequence[Any] | None, dict[str, Any] | None]],
+                   **options: Any) -> list[AsyncResult]:
+        """Like :meth:`delay_many` with ``(args, kwargs)`` pairs.
+
+        .. versionadded:: 0.3
+        """
+        return self.taskqueue.send_many(self.name, calls, _task=self, **options)
 
 
 def set_request(request: Request | None) -> contextvars.Token[Request | None]:

@@ -26,6 +26,7 @@ from ..keys import DEFAULT_PRIORITY, GROUP, PRIORITIES, Keys
 from ..message import Message
 from ..serializer import JSONSerializer, Serializer
 from .base import Delivery
+from .direct import DirectCommands
 
 #: Socket timeout for replies; longer than any blocking call we make.
 SOCKET_TIMEOUT = 10.0
@@ -93,28 +94,41 @@ class RedisBroker:
                          "dead_letter", "purge", "promote", "reschedule", "enqueue_unique",
                          "release_unique", "note_start")
         }
+        self.direct = DirectCommands(self.client)
         self._stream_of: dict[str, tuple[str, int]] = {}
         self._orders: dict[tuple[str, ...], list[list[str]]] = {}
         self._turn = 0
 
     # -- enqueue ------------------------------------------------------------------------
+    def _enqueue_command(self, queue: str, priority: int, body: bytes, eta: float | None,
+                         now: float) -> tuple[Any, ...]:
+        if eta is not None and eta > now:
+            return ("ZADD", self.keys.delayed(queue), repr(eta), str(priority).encode() + body)
+        return ("XADD", self.keys.stream(queue, priority), "*", "m", body)
+
     def enqueue(self, queue: str, priority: int, body: bytes,
                 eta: float | None = None) -> None:
-        if eta is not None and eta > time.time():
-            member = str(priority).encode() + body
-            self.client.zadd(self.keys.delayed(queue), {member: eta})
+        command = self._enqueue_command(queue, priority, body, eta, time.time())
+        if self.direct.enabled:
+            self.direct.command(*command)
         else:
-            self.client.xadd(self.keys.stream(queue, priority), {"m": body})
+            self.client.execute_command(*command)
 
     def enqueue_many(self, items: Iterable[tuple[str, int, bytes, float | None]]) -> None:
-        pipe = self.client.pipeline(transaction=False)
         now = time.time()
-        for queue, priority, body, eta in items:
-            if eta is not None and eta > now:
-                pipe.zadd(self.keys.delayed(queue), {str(priority).encode() + body: eta})
-            else:
-                pipe.xadd(self.keys.stream(queue, priority), {"m": body})
-        pipe.execute()
+        commands = [self._enqueue_command(q, p, body, eta, now) for q, p, body, eta in items]
+        if not commands:
+            return
+        if self.direct.enabled:
+            replies = self.direct.pipeline(commands)
+        else:
+            pipe = self.client.pipeline(transaction=False)
+            for command in commands:
+                pipe.execute_command(*command)
+            replies = pipe.execute(raise_on_error=False)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
 
     def promote(self, queues: Sequence[str], limit: int = 1000) -> float | None:
         """Move due delayed messages to their streams; return the next due time."""

@@ -1,0 +1,129 @@
+"""The bulk enqueue API (``delay_many`` / ``apply_many`` / ``send_many``) and the direct
+connection the producer's hot path uses, against real Redis and real workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from flask_taskq import BrokerConnectionError, signals
+from flask_taskq.broker.direct import DirectCommands
+from tests.apps import api
+from tests.apps.basic import add, tq
+
+
+def test_delay_many_runs_every_call_and_keeps_order(app, start_worker):
+    start_worker("-P", "threads", "-c", "4")
+    with app.app_context():
+        results = add.delay_many((i, i) for i in range(250))
+        assert len({res.id for res in results}) == 250
+        assert [res.get(timeout=20) for res in results] == [2 * i for i in range(250)]
+
+
+def test_apply_many_takes_kwargs_and_shared_options(app, r):
+    with app.app_context():
+        results = add.apply_many([((1,), {"y": 2}), (None, {"x": 3, "y": 4})],
+                                 countdown=60, priority=7, queue="bulk")
+    delayed = r.zrange("taskq:{bulk}:delayed", 0, -1, withscores=True)
+    assert len(delayed) == 2 and r.xlen("taskq:{bulk}:p7") == 0
+    assert all(member.startswith("7") for member, _ in delayed)
+    assert all(score > time.time() + 50 for _, score in delayed)
+    assert {res.id for res in results} == {json.loads(m[1:])["id"] for m, _ in delayed}
+
+
+def test_chunks_each_go_in_one_round_trip(app, r, monkeypatch):
+    with app.app_context():
+        state = app.extensions["taskq"]
+        sizes: list[int] = []
+        original = state.broker.enqueue_many
+        monkeypatch.setattr(state.broker, "enqueue_many",
+                            lambda items: (sizes.append(len(items)), original(items)))
+        results = tq.send_many("tests.apps.basic.add", (((i, 1), None) for i in range(10)),
+                               chunk_size=4)
+    assert sizes == [4, 4, 2]
+    assert len(results) == 10 and r.xlen("taskq:{default}:p5") == 10
+
+
+def test_task_sent_fires_for_each_message(app):
+    seen: list[str] = []
+
+    def on_sent(sender, task_id, **kw):
+        seen.append(task_id)
+
+    signals.task_sent.connect(on_sent)
+    try:
+        with app.app_context():
+            results = add.delay_many([(1, 2), (3, 4), (5, 6)])
+    finally:
+        signals.task_sent.disconnect(on_sent)
+    assert seen == [res.id for res in results]
+
+
+def test_bad_options_are_typed_errors_and_send_nothing(app, r):
+    with app.app_context():
+        with pytest.raises(TypeError, match="task_id"):
+            add.delay_many([(1, 2)], task_id="x")
+        with pytest.raises(TypeError, match="unknown option"):
+            add.delay_many([(1, 2)], retries_please=3)
+        with pytest.raises(TypeError, match="args\\[0\\]"):
+            add.delay_many([(1, 2), (object(), 2)])
+    assert r.xlen("taskq:{default}:p5") == 0
+
+
+def test_eager_mode_runs_each_call():
+    app = api.create_app({"TASKQ_BROKER_URL": "redis://127.0.0.1:1/0",
+                          "TASKQ_ALWAYS_EAGER": True})
+    with app.app_context():
+        results = api.add.delay_many([(1, 2), (3, 4)])
+        assert [res.get() for res in results] == [3, 7]
+
+
+def test_unreachable_broker_raises_broker_connection_error(own_redis, monkeypatch):
+    monkeypatch.setenv("TASKQ_BROKER_URL", own_redis.url)
+    from tests.apps.basic import create_app
+
+    app = create_app()
+    app.config["TASKQ_ENQUEUE_TIMEOUT"] = 1.0
+    with app.app_context():
+        assert len(add.delay_many([(1, 2)] * 3)) == 3
+        own_redis.stop()
+        with pytest.raises(BrokerConnectionError, match="cannot reach the broker"):
+            add.delay_many([(1, 2)] * 3)
+        own_redis.start()
+        # the direct connection reconnects by itself
+        assert len(add.delay_many([(1, 2)] * 3)) == 3
+    assert own_redis.client().xlen("taskq:{default}:p5") == 3
+
+
+def test_direct_commands_use_a_new_connection_after_fork(redis_url):
+    import redis as redis_py
+
+    direct = DirectCommands(redis_py.Redis.from_url(redis_url))
+    assert direct.enabled
+    assert direct.command("SET", "k", "parent") == b"OK"
+    pid = os.fork()
+    if pid == 0:  # child: must not share the parent's socket
+        code = 0 if direct.command("SET", "k", "child") == b"OK" else 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert direct.command("GET", "k") == b"child"
+    replies = direct.pipeline([("SET", "a", "1"), ("INCR", "k"), ("GET", "a")])
+    assert replies[0] == b"OK" and isinstance(replies[1], redis_py.ResponseError)
+    assert replies[2] == b"1"
+    with pytest.raises(redis_py.ResponseError):
+        direct.command("INCR", "k")
+    assert direct.command("GET", "a") == b"1"  # the connection survives a command error
+
+
+def test_unique_tasks_fall_back_to_one_by_one(redis_url, monkeypatch, r):
+    from tests.apps import control
+
+    monkeypatch.setenv("TASKQ_BROKER_URL", redis_url)
+    with control.create_app().app_context():
+        results = control.once.delay_many([("a",), ("a",), ("b",)])
+    assert results[0].id == results[1].id != results[2].id
+    assert r.xlen("taskq:{default}:p5") == 2
