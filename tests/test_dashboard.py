@@ -52,6 +52,25 @@ def boom(word):
     raise ValueError(word)
 
 
+@tq.task
+def flaky(token):
+    """Raises (no retries, no dead letter) until ``test:fixed:<token>`` is set."""
+    if not _redis().exists(f"test:fixed:{token}"):
+        raise ValueError(f"{token} is broken")
+    return f"{token} fixed"
+
+
+@tq.task(ignore_result=True)
+def quiet_boom(word):
+    raise KeyError(word)
+
+
+@tq.task
+def nap(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
 def create_app(**config) -> Flask:
     """The dashboard test app; workers start it from ``TASKQ_BROKER_URL``."""
     app = Flask("dashboard")
@@ -288,19 +307,49 @@ def test_retry_of_a_failed_task_runs_it_again(dash, client, start_worker, r):
     assert state.broker.dead_letter_count("default") == 0
 
 
-def test_a_failure_without_dead_letter_cannot_be_retried(dash, client, start_worker):
+def test_a_failure_without_dead_letter_is_listed_and_retried(dash, client, start_worker, r):
     start_worker("-P", "solo", app="tests.test_dashboard:create_app")
     with dash.app_context():
-        res = boom.delay("plain")
+        res = flaky.delay("plain")
         with pytest.raises(ValueError):
             res.get(timeout=10)
+    state = dash.extensions["taskq"]
+    assert state.broker.dead_letter_count("default") == 0
+    listing = wait_until(lambda: (text := get(client, "/taskq/failures").text)
+                         and f'data-task-id="{res.id}"' in text and text,
+                         message="the failure on the failures page (next heartbeat)")
+    row = listing[listing.index(f'<tr data-task-id="{res.id}"'):]
+    row = row[:row.index("</tr>")]
+    assert flaky.name in row and "ValueError: plain is broken" in row
+    assert "&#39;plain&#39;" in row and 'action="/taskq/tasks/retry"' in row
     page = get(client, f"/taskq/task/{res.id}").text
-    assert "FAILURE" in page and "ValueError: plain" in page and "Traceback" in page
+    assert "FAILURE" in page and "Traceback" in page and 'id="retry-disabled"' not in page
+    assert "kept with the recent failures" in page
+    r.set("test:fixed:plain", 1)
+    resp = post(client, "/taskq/tasks/retry", {"task_id": res.id, "next": "/taskq/failures"})
+    assert resp.status_code == 303 and resp.location == "/taskq/failures"
+    after = get(client, "/taskq/failures").text
+    assert "Retrying task" in after and f'data-task-id="{res.id}"' not in after
+    with dash.app_context():
+        wait_until(lambda: res.state == "SUCCESS", message="the retried task succeeded")
+        assert res.result == "plain fixed"
+    again = post(client, "/taskq/tasks/retry", {"task_id": res.id}, follow_redirects=True)
+    assert "cannot be retried" in again.text  # a second click sends nothing
+    assert state.broker.queue_length("default") == 0
+
+
+def test_a_failure_whose_message_is_not_kept_cannot_be_retried(dash, client):
+    state = dash.extensions["taskq"]
+    doc = {"status": "FAILURE", "task": boom.name, "exc_type": "ValueError",
+           "exc_module": "builtins", "exc_message": "lost", "traceback": "Traceback: lost\n"}
+    state.backend.store_many([("gone1", state.serializer.dumps(doc), True)], 60)
+    page = get(client, "/taskq/task/gone1").text
+    assert "ValueError: lost" in page
     assert 'id="retry-disabled"' in page and "arguments are not known" in page
-    resp = post(client, "/taskq/tasks/retry", {"task_id": res.id},
-                page=f"/taskq/task/{res.id}", follow_redirects=True)
+    resp = post(client, "/taskq/tasks/retry", {"task_id": "gone1"},
+                page="/taskq/task/gone1", follow_redirects=True)
     assert "cannot be retried" in resp.text
-    assert dash.extensions["taskq"].broker.queue_length("default") == 0
+    assert state.broker.queue_length("default") == 0
 
 
 def test_task_page_shows_progress_and_result(dash, client):

@@ -8,9 +8,9 @@ import pytest
 from flask_taskq import metrics
 from flask_taskq.keys import Keys
 from flask_taskq.metrics import CounterTotals, Family, exposition, render_text
-from flask_taskq.monitor import Monitor
+from flask_taskq.monitor import Monitor, runtime_bucket
 from tests.conftest import wait_until
-from tests.test_dashboard import AUTH, add, boom, create_app, report
+from tests.test_dashboard import AUTH, add, boom, create_app, nap, report
 
 parser = pytest.importorskip("prometheus_client.parser")
 
@@ -67,8 +67,43 @@ def test_metrics_parse_and_count(ran, use_client):
     assert runtime[("taskq_task_runtime_seconds_count", labels)] == 3
     assert runtime[("taskq_task_runtime_seconds_bucket", (("le", "+Inf"), *labels))] == 3
     assert 0 <= runtime[("taskq_task_runtime_seconds_sum", labels)] < 3
+    assert runtime[("taskq_task_runtime_seconds_bucket", (("le", "10.0"), *labels))] == 3
     assert got["taskq_workers_alive"][("taskq_workers_alive", ())] == 1
     assert got["taskq_worker_processes"][("taskq_worker_processes", ())] == 1
+
+
+@pytest.mark.parametrize("use_client", [False, True], ids=["plain", "prometheus_client"])
+def test_runtime_histogram_buckets(dash, start_worker, use_client):
+    """Runs of known lengths land in the right buckets, cumulated."""
+    start_worker("-P", "solo", "-Q", "default", app="tests.test_dashboard:create_app")
+    lengths = [0.0, 0.0, 0.03, 0.03, 0.3]  # buckets 0.005 (or 0.01), 0.05, 0.5
+    with dash.app_context():
+        for res in [nap.delay(s) for s in lengths]:
+            res.get(timeout=10)
+    mon = Monitor(dash.extensions["taskq"].broker.client, Keys("taskq"))
+    wait_until(lambda: mon.totals(5).get(("processed", "default", nap.name)) == 5,
+               message="the five naps published")
+    runtime = families(exposition(dash, use_client=use_client)[0].decode())[
+        "taskq_task_runtime_seconds"]
+    labels = (("queue", "default"), ("task", nap.name))
+
+    def bucket(le):
+        return runtime[("taskq_task_runtime_seconds_bucket", (("le", le), *labels))]
+
+    assert bucket("0.01") == 2 and bucket("0.025") == 2
+    assert bucket("0.05") == 4 and bucket("0.25") == 4
+    assert bucket("0.5") == 5 and bucket("10.0") == 5 and bucket("+Inf") == 5
+    assert runtime[("taskq_task_runtime_seconds_count", labels)] == 5
+    assert 0.36 <= runtime[("taskq_task_runtime_seconds_sum", labels)] < 1
+    les = [dict(lbl)["le"] for key, lbl in (k for k in runtime if k != "type")
+           if key.endswith("_bucket") and set(labels) <= set(lbl)]
+    assert les[-1] == "+Inf" and len(les) == 12
+
+
+def test_runtime_bucket_bounds_are_inclusive():
+    assert runtime_bucket(0) == "rt_le_0.005" and runtime_bucket(0.005) == "rt_le_0.005"
+    assert runtime_bucket(0.0051) == "rt_le_0.01" and runtime_bucket(1) == "rt_le_1.0"
+    assert runtime_bucket(10) == "rt_le_10.0" and runtime_bucket(10.01) == "rt_le_+Inf"
 
 
 def test_both_renderers_agree(ran):

@@ -42,6 +42,16 @@ class RedisBackend:
         data = self.client.get(self.keys.result(task_id))
         return None if data is None else self.serializer.loads(data)
 
+    def get_many(self, task_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        """The state documents of ``task_ids`` (None where unknown), in one round trip."""
+        if not task_ids:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for task_id in task_ids:
+            pipe.get(self.keys.result(task_id))
+        return [None if data is None else self.serializer.loads(data)
+                for data in pipe.execute()]
+
     def wait(self, task_id: str, timeout: float | None) -> dict[str, Any] | None:
         # BLMOVE of the done list onto itself blocks until the worker pushes to it and
         # leaves the element in place, so every waiter wakes; no polling.

@@ -18,6 +18,9 @@ from .inspect import _redis_state, _table, inspect_group, json_option
 
 watch_option = click.option("--watch", is_flag=True,
                             help="Refresh every --interval seconds (Ctrl-C to leave).")
+#: Recent failures ``inspect failed`` lists.
+RECENT_FAILURES = 50
+
 interval_option = click.option("--interval", default=2.0, show_default=True,
                                type=click.FloatRange(0.2), help="Seconds between refreshes.")
 
@@ -156,7 +159,8 @@ def render_queues(state: Any, as_json: bool) -> None:
           as_json, "No queues.", "queues")
 
 
-def render_failed(state: Any, as_json: bool) -> None:
+def dead_letter_rows(state: Any) -> list[dict[str, Any]]:
+    """The newest 20 dead letters of each of the app's queues, newest first."""
     rows = []
     for queue in queue_names(state, None):
         for row in state.broker.dead_letters(queue, count=20):
@@ -164,9 +168,35 @@ def render_failed(state: Any, as_json: bool) -> None:
                          "task_id": row["id"], "reason": str(row["reason"])[:60],
                          "time": _iso(float(row["time"]) if row["time"] else None)})
     rows.sort(key=lambda r: r["time"] or "", reverse=True)
-    _emit("Recent failures (dead letters):", rows,
-          ["entry_id", "queue", "task", "task_id", "reason", "time"], as_json,
-          "No failures.", "failed")
+    return rows
+
+
+def recent_failure_rows(state: Any, limit: int = RECENT_FAILURES) -> list[dict[str, Any]]:
+    """The newest tasks that failed without being dead-lettered, newest first."""
+    from ..dashboard.data import recent_failures
+
+    return [{"task_id": f["id"], "task": f["task"], "queue": f["queue"],
+             "time": _iso(f.get("time")),
+             "exception": (f["exception"] or "(result not kept)")[:80],
+             "worker": f.get("worker"), "retryable": f["retryable"]}
+            for f in recent_failures(state, limit)]
+
+
+def render_failed(state: Any, as_json: bool) -> None:
+    dead = dead_letter_rows(state)
+    recent = recent_failure_rows(state)
+    if as_json:  # "failed" (dead letters) came first; "recent_failures" was added
+        click.echo(json.dumps({"failed": dead, "recent_failures": recent}, indent=2,
+                              default=str))
+        return
+    if not dead and not recent:
+        click.echo("No failures.")
+        return
+    _emit("Recent failures (no dead letter):", recent,
+          ["task_id", "task", "queue", "time", "exception"], False,
+          "Recent failures: none without a dead letter.", "recent_failures")
+    _emit("Dead letters:", dead, ["entry_id", "queue", "task", "task_id", "reason", "time"],
+          False, "Dead letters: none.", "failed")
 
 
 def render_summary(state: Any, as_json: bool) -> None:
@@ -201,5 +231,6 @@ _command("reserved", render_reserved, "Messages each process leased but has not 
 _command("registered", render_registered, "Tasks registered in this app.")
 _command("stats", render_stats, "Counters per process and, for the last hour, per task.")
 _command("queues", render_queues, "Waiting, delayed and dead messages per queue.")
-_command("failed", render_failed, "The newest dead letters of every queue.")
+_command("failed", render_failed, "Tasks that failed recently (without a dead letter) and "
+         "the newest dead letters of every queue.")
 _command("summary", render_summary, "Workers and queues on one screen.")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .. import states
 from ..beat import read_schedule
 from ..exceptions import DecodeError
-from ..keys import Keys
+from ..keys import DEFAULT_PRIORITY, Keys
 from ..message import Message
 from ..monitor import STAT_KINDS, Monitor
 from ..worker import default_queues
@@ -228,6 +228,80 @@ def find_dead_letter(state: AppState, task_id: str, queue: str | None = None,
     return found[0] if found else None
 
 
+# -- recent failures (no dead letter) -------------------------------------------------------
+def exception_line(doc: dict[str, Any] | None) -> str | None:
+    """``ValueError: bad input`` from a result document holding an exception, else None."""
+    if not doc or "exc_type" not in doc:
+        return None
+    exc_type = doc["exc_type"]
+    if doc.get("exc_module") not in (None, "builtins"):
+        exc_type = f"{doc['exc_module']}.{exc_type}"
+    message = str(doc.get("exc_message") or "").strip().splitlines()
+    return f"{exc_type}: {message[0]}" if message else str(exc_type)
+
+
+def _results(state: AppState, task_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+    backend = state.backend
+    if backend is None or not task_ids:
+        return [None] * len(task_ids)
+    get_many = getattr(backend, "get_many", None)
+    if get_many is not None:
+        return list(get_many(task_ids))
+    return [backend.get(task_id) for task_id in task_ids]
+
+
+def recent_failures(state: AppState, limit: int = 100) -> list[dict[str, Any]]:
+    """The newest ``limit`` tasks that failed without being dead-lettered, newest first
+    (:meth:`Monitor.failures`), each with its current ``status``, its ``exception`` as one
+    line and its ``traceback`` (from its result, when results are kept), its ``call``
+    (arguments as text) and whether it can be retried (``retryable``: its message was
+    kept)."""
+    mon = monitor(state)
+    if mon is None:
+        return []
+    records = mon.failures(limit)
+    docs = _results(state, [r["id"] for r in records])
+    rows = []
+    for record, doc in zip(records, docs, strict=True):
+        call = None
+        if record.get("body") is not None:
+            try:
+                message = Message.from_bytes(record["body"], state.serializer)
+            except DecodeError:
+                pass
+            else:
+                call = call_preview(message.args, message.kwargs)
+        rows.append({**record, "status": (doc or {}).get("status"),
+                     "exception": exception_line(doc),
+                     "traceback": (doc or {}).get("traceback"), "call": call,
+                     "retryable": record.get("body") is not None})
+    return rows
+
+
+def retry_failure(state: AppState, task_id: str) -> str | None:
+    """Send the kept message of a recent failure again, unchanged (same task id),
+    forgetting its old result, and drop it from the recent failures. Return the queue it
+    went to, or None when no message of ``task_id`` is kept."""
+    mon = monitor(state)
+    if mon is None:
+        return None
+    record = mon.failure(task_id)
+    if record is None or record.get("body") is None:
+        return None
+    record = mon.take_failure(task_id)  # atomic: a double click sends it once
+    if record is None or record.get("body") is None:
+        return None
+    body: bytes = record["body"]
+    try:
+        priority = Message.from_bytes(body, state.serializer).priority
+    except DecodeError:
+        priority = DEFAULT_PRIORITY
+    if state.backend is not None:
+        state.backend.forget(task_id)
+    state.broker.enqueue(record["queue"], priority, body)
+    return str(record["queue"])
+
+
 # -- tasks ----------------------------------------------------------------------------------
 def progress(status: str, meta: Any) -> dict[str, Any] | None:
     """Progress of a task that reports it (``update_state``) with ``{"current": n,
@@ -272,14 +346,25 @@ def task(state: AppState, task_id: str, processes: list[dict[str, Any]],
     running = running_task(processes, task_id)
     dead = find_dead_letter(state, task_id, dead_queue, dead_entry)
     message: Message | None = dead["message"] if dead else None
+    mon = monitor(state) if dead is None else None
+    failure = mon.failure(task_id) if mon is not None else None
+    if message is None and failure is not None and failure.get("body") is not None:
+        try:
+            message = Message.from_bytes(failure["body"], state.serializer)
+        except DecodeError:
+            pass
     if dead is not None:
         retry = {"possible": True, "how": "requeue",
                  "reason": f"requeues dead letter {dead['entry_id']} of queue "
                            f"{dead['queue']!r}"}
+    elif failure is not None and failure.get("body") is not None:
+        retry = {"possible": True, "how": "resend",
+                 "reason": f"sends its message, kept with the recent failures, again to "
+                           f"queue {failure['queue']!r}"}
     elif status == states.FAILURE:
         retry = {"possible": False, "how": None,
-                 "reason": "its arguments are not known here: only a dead letter keeps "
-                           "the message of a failed task"}
+                 "reason": "its arguments are not known here: neither a dead letter nor "
+                           "the recent failures keep its message"}
     else:
         retry = {"possible": False, "how": None,
                  "reason": "only failed tasks with a dead letter can be retried"}
@@ -289,12 +374,13 @@ def task(state: AppState, task_id: str, processes: list[dict[str, Any]],
         exc_type = f"{doc['exc_module']}.{exc_type}"  # type: ignore[index]
     return {
         "id": task_id,
-        "known": doc is not None or running is not None or dead is not None,
+        "known": doc is not None or running is not None or dead is not None
+        or failure is not None,
         "results_enabled": state.backend is not None,
         "status": status,
         "ready": status in states.READY_STATES,
         "name": (doc or {}).get("task") or (running or {}).get("task")
-        or (dead or {}).get("task") or None,
+        or (dead or {}).get("task") or (failure or {}).get("task") or None,
         "result": None if failed or meta is None else preview(meta),
         "exception": f"{exc_type}: {doc.get('exc_message')}" if failed and doc else None,
         "traceback": (doc or {}).get("traceback") or (dead or {}).get("traceback") or None,
@@ -303,6 +389,7 @@ def task(state: AppState, task_id: str, processes: list[dict[str, Any]],
         "progress": progress(status, meta),
         "running": running,
         "dead": dead,
+        "failure": failure,
         "message": message,
         "args": preview(list(message.args)) if message else None,
         "kwargs": preview(message.kwargs) if message else None,

@@ -42,6 +42,8 @@ blueprint = Blueprint("taskq_dashboard", __name__, template_folder="templates",
 #: Milliseconds between two polls of a page's live regions.
 POLL_INTERVAL_MS = 3000
 REGIONS_TEMPLATE = "taskq_dashboard/_regions.html"
+#: Recent failures (tasks that failed without a dead letter) the failures page lists.
+RECENT_FAILURES = 100
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
                                "style-src 'self'; script-src 'self'; object-src 'none'; "
@@ -179,7 +181,10 @@ def failures_context() -> dict[str, Any]:
     queue = request.args.get("queue") or None
     stats = data.activity(data.monitor(state))
     failing = [t for t in stats["by_task"] if t["failed"]]
-    return _base(stats=stats, failing=failing, queue=queue,
+    recent = data.recent_failures(state, RECENT_FAILURES)
+    if queue:
+        recent = [f for f in recent if f.get("queue") == queue]
+    return _base(stats=stats, failing=failing, queue=queue, recent=recent,
                  dead_letters=data.dead_letters(state, queue),
                  dead_counts=data.dead_letter_counts(state),
                  next=url_for(".failures", queue=queue))
@@ -202,7 +207,8 @@ PAGES: dict[str, tuple[str, Callable[[], dict[str, Any]], tuple[str, ...]]] = {
                                                       "worker_table")),
     "queues": ("queues.html", queues_context, ("queue_table",)),
     "workers": ("workers.html", workers_context, ("worker_details",)),
-    "failures": ("failures.html", failures_context, ("failing_tasks", "dead_letter_table")),
+    "failures": ("failures.html", failures_context, ("failing_tasks", "recent_failures",
+                                                      "dead_letter_table")),
     "periodic": ("periodic.html", periodic_context, ("periodic_table",)),
 }
 
@@ -357,15 +363,22 @@ def purge_dead() -> Response:
 
 @blueprint.post("/tasks/retry")
 def retry_task() -> Response:
-    """Run a failed task again: requeue its dead letter (its message, unchanged)."""
+    """Run a failed task again, its message unchanged: requeue its dead letter or, for a
+    task that failed without one, send the message kept with the recent failures. Goes
+    back to the form's ``next`` page if given, else to the task's page."""
     task_id = _field("task_id")
     state = _state()
     dead = data.find_dead_letter(state, task_id, request.form.get("queue") or None,
                                  request.form.get("entry_id") or None)
     page = url_for(".task", task_id=task_id)
     if dead is None:
-        flash(f"Task {task_id} cannot be retried from here: no dead letter holds its "
-              "message (its arguments are not known).", "error")
+        queue = data.retry_failure(state, task_id)
+        if queue is None:
+            flash(f"Task {task_id} cannot be retried from here: neither a dead letter nor "
+                  "the recent failures hold its message (its arguments are not known).",
+                  "error")
+        else:
+            flash(f"Retrying task {task_id}: its message is back in queue {queue!r}.", "ok")
         return _back(page)
     moved = data.requeue_dead(state, str(dead["queue"]), [str(dead["entry_id"])])
     if moved:
