@@ -5,6 +5,7 @@ from . import (  # noqa: F401 - registers the commands
     dead_letter,
     inspect,
     inspect_workers,
+    inspect_workflow,
     purge,
     queues,
     rate_limit,

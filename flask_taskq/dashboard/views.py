@@ -256,11 +256,43 @@ def api(page: str) -> Response:
     return jsonify(_live(page, context(), regions))
 
 
+# -- workflows: the pages are built in workflows.py -----------------------------------------
 @blueprint.get("/workflows")
 def workflows() -> str:
-    """Workflow graphs: chains, groups and chords are not built yet, so there are none."""
-    return render_template("taskq_dashboard/workflows.html", c=_base(), page="workflows",
-                           live_url=None, initial=None, poll_ms=POLL_INTERVAL_MS)
+    """The recent workflows (chains, groups, chords) with their state."""
+    from . import workflows as pages
+
+    return pages.list_page()
+
+
+@blueprint.get("/workflows/<workflow_id>")
+def workflow(workflow_id: str) -> Any:
+    """One workflow's graph with each task's state (any task id of it works too)."""
+    from . import workflows as pages
+
+    return pages.graph_page(workflow_id)
+
+
+@blueprint.get("/api/workflows")
+def workflows_api() -> Any:
+    from . import workflows as pages
+
+    return pages.list_api()
+
+
+@blueprint.get("/api/workflows/<workflow_id>")
+def workflow_api(workflow_id: str) -> Any:
+    from . import workflows as pages
+
+    return pages.graph_api(workflow_id)
+
+
+@blueprint.app_template_global("taskq_workflow_of")
+def workflow_of(task_id: str) -> str | None:
+    """The id of the workflow ``task_id`` is part of, or None (for the task page)."""
+    from . import workflows as pages
+
+    return pages.workflow_of(task_id)
 
 
 @blueprint.get("/task")
