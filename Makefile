@@ -26,8 +26,19 @@ lint: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/sphinx-build -q -W -b html docs docs/_build/html
 
-bench: $(STAMP)
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $(BENCH_STAMP)
+
+# compare.py installs the peers into bench/.venv-peers from bench/requirements-peers.txt.
+bench: $(BENCH_STAMP)
 	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/compare.py
+
+.PHONY: bench-scaling
+bench-scaling: $(BENCH_STAMP)
+	$(BIN)/python bench/scaling.py
 
 clean:
 	rm -rf $(VENV) docs/_build build *.egg-info

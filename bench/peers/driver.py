@@ -269,8 +269,12 @@ def main() -> None:
     args.target_total = args.target or args.n
 
     out = {"system": args.system, "measure": args.measure}
-    if args.measure == "version":
+    if args.measure == "version":  # also checks that the adapter imports
         out["version"] = versions(args.system)
+        try:
+            importlib.import_module(MODULES[args.system])
+        except Exception as exc:
+            out["error"] = f"{type(exc).__name__}: {exc}"
         print(json.dumps(out), flush=True)
         return
     url = os.environ["BENCH_REDIS_URL"]
