@@ -18,11 +18,10 @@ from .inspect import _redis_state, _table, inspect_group, json_option
 
 watch_option = click.option("--watch", is_flag=True,
                             help="Refresh every --interval seconds (Ctrl-C to leave).")
-#: Recent failures ``inspect failed`` lists.
-RECENT_FAILURES = 50
-
 interval_option = click.option("--interval", default=2.0, show_default=True,
                                type=click.FloatRange(0.2), help="Seconds between refreshes.")
+#: Recent failures ``inspect failed`` lists.
+RECENT_FAILURES = 50
 
 
 def _monitor(state: Any) -> Monitor:
