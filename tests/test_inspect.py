@@ -22,6 +22,13 @@ def test_no_workers_says_so_and_exits_zero(app):
     result = inspect(app, "ping")
     assert result.exit_code == 0 and result.output == "No workers alive.\n"
     assert as_json(app, "ping") == {"workers": []}
+    for sub, says in (("active", "No workers alive.\n"), ("reserved", "No workers alive.\n"),
+                      ("stats", "No workers alive.\nLast hour: no task finished.\n"),
+                      ("failed", "No failures.\n")):
+        result = inspect(app, sub)
+        assert result.exit_code == 0 and result.output == says, (sub, result.output)
+    result = inspect(app)
+    assert result.exit_code == 0 and "Workers: none alive." in result.output
 
 
 def test_ping_lists_workers_with_names_and_queues(app, start_worker):
@@ -95,7 +102,8 @@ def test_summary_without_a_subcommand(app, start_worker):
 def test_unreachable_redis_is_one_line(app):
     app.extensions["taskq"].broker_url = "redis://127.0.0.1:1/0"
     app.extensions["taskq"].broker = app.extensions["taskq"].new_broker()
-    for sub in ("ping", "queues", "stats"):
+    for sub in ("ping", "active", "reserved", "scheduled", "registered", "queues", "stats",
+                "failed", "summary"):
         result = inspect(app, sub)
         assert result.exit_code == 1
         assert result.output.startswith("Error: cannot reach Redis at redis://127.0.0.1:1/0")
