@@ -273,10 +273,10 @@ def draw_chart(figures: list[Figure], systems: list[str], path: Path) -> str:
                [f for f in figures if f.unit == "/s"], True),
               ("Start latency (ms, lower is better)", [f for f in figures if f.unit == "ms"],
                True),
-              ("Worker RSS (MiB, lower is better)", [f for f in figures if f.unit == "MiB"],
+              ("Worker RSS (MiB, lower better)", [f for f in figures if f.unit == "MiB"],
                False)]
     fig, axes = plt.subplots(1, 3, figsize=(16, 5.5),
-                             gridspec_kw={"width_ratios": [5, 4, 1.4]})
+                             gridspec_kw={"width_ratios": [5, 4, 2]})
     colors = dict(zip(SYSTEMS, ["#d62728", "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"],
                       strict=True))
     for ax, (title, rows, log_scale) in zip(axes, groups, strict=True):
@@ -294,7 +294,8 @@ def draw_chart(figures: list[Figure], systems: list[str], path: Path) -> str:
             ax.bar(xs, heights, width, yerr=[lows, highs], capsize=2, color=colors[system],
                    label="flask-taskq" if system == "ours" else system)
         ax.set_xticks(range(len(rows)))
-        ax.set_xticklabels([f.label.replace("start latency ", "").replace(", ", ",\n")
+        ax.set_xticklabels([f.label.replace("start latency ", "")
+                            .replace("worker RSS after the ", "after ").replace(", ", ",\n")
                             for f in rows], fontsize=8, rotation=20, ha="right")
         if log_scale:
             ax.set_yscale("log")
