@@ -87,3 +87,15 @@ def create_app() -> Flask:
     app.config["TASKQ_KEY_PREFIX"] = PREFIX
     tq.init_app(app)
     return app
+
+
+# -- workflows (bench/workflows.py) ---------------------------------------------------------
+@tq.task
+def wf_noop(*args: object) -> None:
+    """A chord member or chain link that does nothing; its result (``None``) is stored."""
+
+
+@tq.task
+def wf_count(values: list) -> int:
+    """A chord callback: how many values it got."""
+    return len(values)

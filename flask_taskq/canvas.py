@@ -21,7 +21,9 @@ the same workflow runs inline instead (:func:`_eager`).
 
 from __future__ import annotations
 
+import collections
 import copy
+import itertools
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -244,6 +246,13 @@ class Signature(Canvas):
     def _send(self, args: tuple[Any, ...], kwargs: dict[str, Any] | None,
               app: Flask | None, options: dict[str, Any]) -> AsyncResult:
         full_args, full_kwargs, opts = self.call_options(args, kwargs, **options)
+        own = {HEADER_LINK: opts.pop("link", None), HEADER_LINK_ERROR: opts.pop("link_error",
+                                                                               None)}
+        if own[HEADER_LINK] or own[HEADER_LINK_ERROR]:
+            # a signature's links are plain data already (set/link store them so)
+            opts["headers"] = {**(opts.get("headers") or {}),
+                               **{k: [s if type(s) is dict else _plain(signature(s))
+                                      for s in _as_list(v)] for k, v in own.items() if v}}
         return self._taskqueue(app).send_task(self.name, full_args, full_kwargs, app=app,
                                               _task=self._task, **opts)
 
@@ -292,10 +301,10 @@ class chain(Canvas):  # noqa: N801 - named like a function, as users call it
         return " | ".join(repr(t) for t in self.tasks)
 
     def _steps(self) -> list[Canvas]:
-        """Cloned steps, a group followed by a signature made into a chord."""
+        """Its steps, a group followed by a signature made into a chord. Not copies:
+        callers work on a copy of the chain (sending links the steps together)."""
         steps: list[Canvas] = []
         for t in self.tasks:
-            t = t.clone()
             if steps and isinstance(steps[-1], group) and isinstance(t, Signature):
                 steps[-1] = chord(steps[-1], t)
             else:
@@ -323,15 +332,19 @@ class chain(Canvas):  # noqa: N801 - named like a function, as users call it
 
 
 def _link_steps(steps: list[Canvas], link: list[Any], link_error: list[Any]) -> Canvas:
-    """Link each step to the next (``link`` after the last, ``link_error`` on each);
-    returns the first step, whose sending starts them all."""
-    following: Canvas | None = None
-    for step in reversed(steps):
+    """Link the first step to the rest (``link`` after the last, ``link_error`` on each);
+    returns the first step, whose sending starts them all.
+
+    The rest travels as one flat ``chain`` (linked the same way when it is sent), not as
+    links nested in links: a message carries the steps after it as a list, so long chains
+    need no deep recursion to encode or decode."""
+    for step in steps:
         for errback in link_error:
             _on_error(step, errback)
-        for callback in link if following is None else [following]:
-            _on_success(step, callback)
-        following = step
+    for callback in link:
+        _on_success(steps[-1], callback)
+    if len(steps) > 1:
+        _on_success(steps[0], steps[1] if len(steps) == 2 else chain(*steps[1:]))
     return steps[0]
 
 
@@ -606,44 +619,107 @@ def _set_first_parent(result: Any, parent: Any) -> None:
 def send_next(data: Any, args: tuple[Any, ...], app: Flask | None) -> None:
     """Send the canvas object ``data`` (a dict from a message header) with ``args``, as
     the worker does to continue a workflow: nothing is recorded again."""
-    sig = signature(data)
-    if isinstance(sig, Signature):
-        sig._send(args, None, app, {})
-    else:
-        sig.clone()._send(args, None, app, {})
+    tasks = _flat_chain_tasks(data)
+    if tasks is None:
+        signature(data)._send(args, None, app, {})  # a new object: sending may change it
+        return
+    # The rest of a chain sent by _link_steps: already normalised, its links and errbacks
+    # attached. Only the first step is rebuilt; the others go on as the plain data they
+    # are (a long chain costs no Python objects per remaining step).
+    first = signature(tasks[0])
+    if len(tasks) > 1:
+        rest = tasks[1] if len(tasks) == 2 else {"kind": "chain", "tasks": tasks[1:]}
+        first.options.setdefault("link", []).append(rest)
+    first._send(args, None, app, {})
+
+
+def _flat_chain_tasks(data: Any) -> list[Any] | None:
+    """The steps of ``data`` if it is a plain chain whose first step is a task and that
+    needs no rewriting (no nested chain, no group followed by a task), else None."""
+    if isinstance(data, Canvas) or not isinstance(data, dict) or data.get("kind") != "chain":
+        return None
+    tasks = data.get("tasks") or []
+    kinds = [t.get("kind", "signature") if isinstance(t, dict) else None for t in tasks]
+    if not kinds or kinds[0] != "signature" or "chain" in kinds or None in kinds:
+        return None
+    if any(a == "group" and b == "signature" for a, b in itertools.pairwise(kinds)):
+        return None
+    return tasks
 
 
 # -- eager mode -----------------------------------------------------------------------------
+#: One piece of eager work: a canvas object with the arguments and options to send it with.
+_Work = tuple[Canvas, tuple[Any, ...], dict[str, Any] | None, dict[str, Any]]
+
+
 def _eager(flow: Canvas, state: AppState, args: tuple[Any, ...],
            kwargs: dict[str, Any] | None, options: dict[str, Any]) -> Any:
     """Run ``flow`` inline (``TASKQ_ALWAYS_EAGER``) with what a worker would do after
-    each task: links, chains, chords and their failures. Returns its result handle."""
+    each task: links, chains, chords and their failures. Returns its result handle.
+
+    What follows a task is queued, not called, so a chain of any length runs without
+    deep recursion."""
+    _assign_ids(flow)
+    _eager_drain(state, [(flow, args, kwargs, options)])
+    return _result(flow, state)
+
+
+def _eager_drain(state: AppState, work: list[_Work]) -> None:
+    """Run ``work`` and all it leads to, depth first (what a task sends runs next)."""
+    todo = collections.deque(work)
+    while todo:
+        flow, args, kwargs, options = todo.popleft()
+        todo.extendleft(reversed(_eager_step(flow, state, args, kwargs, options)))
+
+
+def _eager_step(flow: Canvas, state: AppState, args: tuple[Any, ...],
+                kwargs: dict[str, Any] | None, options: dict[str, Any]) -> list[_Work]:
+    """Start ``flow``; returns what is to run next."""
     options = dict(options)
     link = _as_list(options.pop("link", None))
     link_error = _as_list(options.pop("link_error", None))
+    if not isinstance(flow, chain):  # a chain's ids are fixed when it is sent
+        _assign_ids(flow)
     if isinstance(flow, Signature):
         for sig in link:
             flow.link(sig)
         for sig in link_error:
             flow.link_error(sig)
-        _eager_task(flow, state, args, kwargs, options)
-        return _result(flow, state)
-    _assign_ids(flow)
+        return _eager_task(flow, state, args, kwargs, options)
     if isinstance(flow, chain):
-        _eager(_link_steps(flow._steps(), link, link_error), state, args, kwargs, options)
-    elif isinstance(flow, group):
-        for t in flow.tasks:
-            _eager(t.clone(), state, args, kwargs, {**options, "link": link,
-                                                    "link_error": link_error})
-    else:
-        assert isinstance(flow, chord)
-        _eager_chord(flow, state, args, kwargs, options, link, link_error)
-    return _result(flow, state)
+        return [(_eager_link(flow._steps(), link, link_error), args, kwargs, options)]
+    if isinstance(flow, group):
+        return [(t, args, kwargs, {**options, "link": link, "link_error": link_error})
+                for t in flow.tasks]
+    assert isinstance(flow, chord)
+    return _eager_chord(flow, state, args, kwargs, options, link, link_error)
+
+
+def _eager_link(steps: list[Canvas], link: list[Any], link_error: list[Any]) -> Canvas:
+    """:func:`_link_steps` for eager mode: the rest of the chain is linked as the object
+    it is (not copied into plain data), so each step costs the same however long the
+    chain."""
+    for step in steps:
+        for errback in link_error:
+            _on_error(step, errback)
+    for callback in link:
+        _on_success(steps[-1], callback)
+    first = steps[0]
+    if len(steps) > 1:
+        rest: Canvas = steps[1]
+        if len(steps) > 2:
+            rest = chain()
+            rest["tasks"] = steps[1:]
+        if isinstance(first, Signature):
+            first.options.setdefault("link", []).append(rest)
+        else:
+            _on_success(first, rest)
+    return first
 
 
 def _eager_task(sig: Signature, state: AppState, args: tuple[Any, ...],
-                kwargs: dict[str, Any] | None, options: dict[str, Any]) -> dict[str, Any]:
-    """Run one task inline, then its links (or errbacks); returns its state document."""
+                kwargs: dict[str, Any] | None, options: dict[str, Any]) -> list[_Work]:
+    """Run one task inline; returns its links (or errbacks) to run next."""
     full_args, full_kwargs, opts = sig.call_options(args, kwargs, **options)
     links, errbacks = opts.pop("link", None) or [], opts.pop("link_error", None) or []
     res = sig._taskqueue(state.app).send_task(sig.name, full_args, full_kwargs,
@@ -652,27 +728,26 @@ def _eager_task(sig: Signature, state: AppState, args: tuple[Any, ...],
     assert state.backend is not None
     meta = state.backend.get(res.id) or {"status": states.PENDING}
     if meta["status"] == states.SUCCESS:
-        for data in links:
-            _eager(signature(data).clone(), state, (meta.get("result"),), None, {})
-    elif meta["status"] in (states.FAILURE, states.REVOKED):
-        for data in errbacks:
-            _eager(signature(data).clone(), state, (res.id,), None, {})
+        return [(data if isinstance(data, Canvas) else signature(data).clone(),
+                 (meta.get("result"),), None, {}) for data in links]
+    if meta["status"] in (states.FAILURE, states.REVOKED):
         for data in links:
             _eager_fail(signature(data), state, {**meta, "status": states.FAILURE})
-    return meta
+        return [(signature(data).clone(), (res.id,), None, {}) for data in errbacks]
+    return []
 
 
 def _eager_chord(flow: chord, state: AppState, args: tuple[Any, ...],
                  kwargs: dict[str, Any] | None, options: dict[str, Any],
-                 link: list[Any], link_error: list[Any]) -> None:
+                 link: list[Any], link_error: list[Any]) -> list[_Work]:
     for sig in link:
         flow.link(sig)
     for sig in link_error:
         flow.link_error(sig)
-    for member in flow.header.tasks:
-        _eager(member.clone(), state, args, kwargs, options)
+    _eager_drain(state, [(member, args, kwargs, options) for member in flow.header.tasks])
     assert state.backend is not None
     values = []
+    head = flow._callback()
     for index, result in enumerate(_result(flow.header, state)):
         meta = state.backend.get(result.id) or {"status": states.PENDING}
         if meta["status"] != states.SUCCESS:
@@ -683,15 +758,13 @@ def _eager_chord(flow: chord, state: AppState, args: tuple[Any, ...],
                              f"{meta.get('exc_type')}: {meta.get('exc_message')}")
             doc = {"status": states.FAILURE, "date_done": time.time(),
                    **exception_meta(exc)}
-            head = flow._callback()
             _store(state, head, doc)
-            for data in head.options.get("link_error", ()):
-                _eager(signature(data).clone(), state, (head.id,), None, {})
             for data in head.options.get("link", ()):
                 _eager_fail(signature(data), state, doc)
-            return
+            return [(signature(data).clone(), (head.id,), None, {})
+                    for data in head.options.get("link_error", ())]
         values.append(meta.get("result"))
-    _eager(flow._callback(), state, (values,), None, {})
+    return [(head, (values,), None, {})]
 
 
 def _eager_fail(flow: Any, state: AppState, doc: dict[str, Any]) -> None:

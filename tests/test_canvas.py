@@ -101,6 +101,14 @@ def test_chain_passes_each_value_on(capp, worker):
     assert (add.s(1, 1) | add.si(7, 7)).delay().get(timeout=15) == 14
 
 
+def test_a_long_chain_carries_its_rest_flat(capp, worker):
+    """300 links: each message carries the steps after it as one flat list, so nothing
+    recurses per step (encoding, decoding, sending the next)."""
+    res = chain([add.s(0, 0)] + [add.s(1) for _ in range(299)]).apply_async()
+    assert res.get(timeout=60) == 299
+    assert res.parent.parent.get(timeout=5) == 297
+
+
 def test_chain_failure_stops_it_and_fails_its_result(capp, worker, r):
     res = (add.s(1, 2) | boom.s() | note.s(token="never")).apply_async(
         link_error=errback.s(token="chain"))
@@ -351,6 +359,7 @@ def test_chain_group_and_chord_run_inline_in_eager_mode(eager_app, r):
     assert isinstance(nested.parent.parent, GroupResult)
     assert r.lrange("cv:note:eager-tail", 0, -1) == ["[4, 20]"]
     assert not r.keys("taskq:workflow*")  # nothing recorded in eager mode
+    assert chain([add.s(0, 0)] + [add.s(1) for _ in range(1500)]).delay().get() == 1500
 
 
 def test_eager_failures_stop_chains_and_fail_chords(eager_app, r):
