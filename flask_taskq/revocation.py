@@ -3,8 +3,9 @@ them until they expire.
 
 Two sorted sets scored by revocation time: ``taskq:revoked`` (never start these) and
 ``taskq:revoked:terminate`` (also stop a running instance). Workers copy new entries into
-memory at most every ``SYNC_INTERVAL`` seconds before fetching, and check that copy before
-running each task, so the check costs no round trip per task.
+memory with every fetch (the reads ride in the fetch's round trip: see
+:meth:`Revocations.sync_commands`) and each second, and check that copy before running
+each task, so the check costs no round trip per task.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
+from typing import Any
 
 import redis
 
@@ -57,13 +59,24 @@ class Revocations:
         now = time.monotonic()
         if self.client is None or (not force and now - self._synced < SYNC_INTERVAL):
             return
-        self._synced = now
-        floor = time.time() - self.ttl
         pipe = self.client.pipeline(transaction=False)
-        for key, seen in zip((self.keys.revoked(), self.keys.terminate()), self._seen,
-                             strict=True):
-            pipe.zrangebyscore(key, max(seen, floor), "+inf", withscores=True)
-        new_revoked, new_terminate = pipe.execute()
+        for command in self.sync_commands():
+            pipe.execute_command(*command)
+        self.apply_sync(pipe.execute())
+
+    def sync_commands(self) -> list[tuple[str, ...]]:
+        """The commands that read revocations made since the last sync; a caller may send
+        them in a round trip it makes anyway and hand the replies to :meth:`apply_sync`."""
+        floor = time.time() - self.ttl
+        return [("ZRANGEBYSCORE", key, repr(max(seen, floor)), "+inf", "WITHSCORES")
+                for key, seen in zip((self.keys.revoked(), self.keys.terminate()),
+                                     self._seen, strict=True)]
+
+    def apply_sync(self, replies: list[list[Any]]) -> None:
+        """Take in the raw replies to :meth:`sync_commands` (sent in this order)."""
+        self._synced = time.monotonic()
+        floor = time.time() - self.ttl
+        new_revoked, new_terminate = (_pairs(reply) for reply in replies)
         with self._lock:
             for target, rows in ((self._revoked, new_revoked),
                                  (self._terminate, new_terminate)):
@@ -88,3 +101,11 @@ class Revocations:
     def terminating(self, task_id: str) -> bool:
         """True if a running instance of ``task_id`` must be stopped."""
         return task_id in self._terminate
+
+
+def _pairs(reply: list[Any]) -> list[tuple[bytes, float]]:
+    """A ZRANGEBYSCORE ... WITHSCORES reply as ``(member, score)`` pairs, whether it came
+    flat (``[member, score, ...]``, raw) or already paired (redis-py's callback)."""
+    if reply and isinstance(reply[0], list | tuple):
+        return [(member, float(score)) for member, score in reply]
+    return [(reply[i], float(reply[i + 1])) for i in range(0, len(reply), 2)]

@@ -39,6 +39,19 @@ def test_revoked_before_start_never_runs(capp, start_worker, r):
     assert runs(r, "doomed") == 0
 
 
+def test_a_revoke_that_returned_before_the_send_always_wins(capp, start_worker, r):
+    """Revocations made until a worker takes a message arrive with it (same round trip),
+    whether the worker was waiting or busy: no window in which a revoked task runs."""
+    start_worker("-P", "solo", app=APP)
+    with capp.app_context():
+        assert record.delay("warm").get(timeout=10) == "warm"
+        for i in range(20):
+            capp.extensions["taskq"].revocations.revoke([f"doomed-{i}"])
+            record.apply_async(("doomed",), task_id=f"doomed-{i}")
+            assert record.delay(f"kept-{i}").get(timeout=10) == f"kept-{i}"
+    assert runs(r, "doomed") == 0
+
+
 def test_revocations_survive_a_worker_restart(capp, start_worker, r):
     first = start_worker("-P", "solo", app=APP)
     first.signal(signal.SIGTERM)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ..serializer import Serializer
@@ -19,6 +19,17 @@ class Delivery:
     entry_id: str  # broker-specific handle of this delivery
     body: bytes
     deliveries: int = 1  # how many times this message was handed out
+
+
+class Piggyback(Protocol):
+    """Reads that ride along with a fetch (the revocations made up to the moment the
+    messages were taken), so that acting on what arrived costs no extra round trip."""
+
+    def sync_commands(self) -> list[tuple[str, ...]]:
+        """Raw commands to run after the wait."""
+
+    def apply_sync(self, replies: list[Any]) -> None:
+        """Take their replies, in order."""
 
 
 class Broker(Protocol):
@@ -39,9 +50,10 @@ class Broker(Protocol):
         """Make delayed messages that are due ready; return the next due time, if any."""
 
     def fetch(self, consumer: str, queues: Sequence[str], count: int,
-              timeout: float) -> list[Delivery]:
+              timeout: float, then: Piggyback | None = None) -> list[Delivery]:
         """Lease up to ``count`` ready messages to ``consumer``, waiting up to ``timeout``
-        seconds for the first one. Higher priorities come first."""
+        seconds for the first one. Higher priorities come first. ``then``'s commands
+        run right after the messages are taken, in the same round trip."""
 
     def ack(self, consumer: str, deliveries: Sequence[Delivery]) -> None:
         """Finish deliveries: the messages leave the broker."""

@@ -13,6 +13,7 @@ import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from ..exceptions import DecodeError
 from ..keys import DEFAULT_PRIORITY, PRIORITIES
@@ -79,7 +80,7 @@ class MemoryBroker:
         return out
 
     def fetch(self, consumer: str, queues: Sequence[str], count: int,
-              timeout: float) -> list[Delivery]:
+              timeout: float, then: Any = None) -> list[Delivery]:
         with self._cond:
             out = self._take(consumer, queues, count)
             if not out and timeout > 0:

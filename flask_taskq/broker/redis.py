@@ -25,7 +25,7 @@ from ..exceptions import DecodeError
 from ..keys import DEFAULT_PRIORITY, GROUP, PRIORITIES, Keys
 from ..message import Message
 from ..serializer import JSONSerializer, Serializer
-from .base import Delivery
+from .base import Delivery, Piggyback
 from .direct import DirectCommands
 
 #: Socket timeout for replies; longer than any blocking call we make.
@@ -174,26 +174,62 @@ class RedisBroker:
         self.client.sadd(self.keys.queues(), *queues)
 
     def fetch(self, consumer: str, queues: Sequence[str], count: int,
-              timeout: float) -> list[Delivery]:
+              timeout: float, then: Piggyback | None = None) -> list[Delivery]:
+        """Lease up to ``count`` ready messages; ``then``'s commands run right after the
+        messages are taken, in the same round trip (see :class:`Piggyback`)."""
         keys = self._serving_order(queues)
-        flat = self._scripts["fetch"](keys=keys, args=[GROUP, consumer, count])
+        script = self._scripts["fetch"]
+        evalsha = ("EVALSHA", script.sha, len(keys), *keys, GROUP, consumer, count)
+        flat, sync = self._run_with(evalsha, then)
+        if isinstance(flat, redis.exceptions.NoScriptError):
+            self.client.script_load(script.script)
+            flat, sync = self._run_with(evalsha, then)
+        if isinstance(flat, Exception):
+            raise flat
         out = [self._delivery(flat[i], flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3)]
         if out or timeout <= 0:
+            if then is not None:
+                then.apply_sync(sync)
             return out
-        try:
-            reply = self.client.xreadgroup(
-                GROUP, consumer, dict.fromkeys(keys, ">"), count=count,
-                block=max(1, int(min(timeout, MAX_BLOCK) * 1000)),
-            )
-        except redis.ResponseError as exc:  # NOGROUP: Redis lost its data meanwhile
-            if "NOGROUP" in str(exc):
+        block = max(1, int(min(timeout, MAX_BLOCK) * 1000))
+        reply, sync = self._run_with(
+            ("XREADGROUP", "GROUP", GROUP, consumer, "COUNT", count, "BLOCK", block,
+             "STREAMS", *keys, *([">"] * len(keys))), then)
+        if isinstance(reply, redis.ResponseError):
+            if "NOGROUP" in str(reply):  # Redis lost its data meanwhile
                 return []
-            raise
-        for stream, entries in reply or ():
+            raise reply
+        if then is not None:
+            then.apply_sync(sync)
+        if not reply:
+            return out
+        if isinstance(reply, dict):  # RESP3 through redis-py's pipeline
+            reply = list(reply.items())
+        for stream, entries in reply:
             for entry_id, fields in entries:
-                out.append(self._delivery(stream, entry_id, fields[b"m"]))
+                # redis-py's pipeline gives a dict, a raw reply [field, value, ...]
+                body = fields[b"m"] if isinstance(fields, dict) \
+                    else fields[fields.index(b"m") + 1]
+                out.append(self._delivery(stream, entry_id, body))
         out.sort(key=lambda d: -d.priority)
         return out
+
+    def _run_with(self, command: tuple[Any, ...], then: Piggyback | None
+                  ) -> tuple[Any, list[Any]]:
+        """Run ``command`` and then ``then``'s commands in one round trip; return the
+        command's reply (an error is returned, not raised) and the others' replies."""
+        commands = [command, *(then.sync_commands() if then is not None else ())]
+        if self.direct.enabled:
+            reply, *replies = self.direct.pipeline(commands)
+        else:
+            pipe = self.client.pipeline(transaction=False)
+            for c in commands:
+                pipe.execute_command(*c)
+            reply, *replies = pipe.execute(raise_on_error=False)
+        for r in replies:
+            if isinstance(r, Exception):
+                raise r
+        return reply, replies
 
     def _by_stream(self, deliveries: Sequence[Delivery]) -> dict[str, list[Delivery]]:
         grouped: dict[str, list[Delivery]] = defaultdict(list)

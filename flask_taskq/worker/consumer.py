@@ -273,7 +273,9 @@ class Consumer:
         return max(1, min(self.prefetch, per_thread * self.threads))
 
     def _refill(self) -> None:
-        self.revocations.sync()
+        piggyback = self.revocations if self.revocations.client is not None else None
+        if piggyback is None:
+            self.revocations.sync()
         queues = [q for q in self.queues if q not in self.paused] if self.paused \
             else self.queues
         if not queues:  # every queue paused: wait for a resume (or a stop)
@@ -293,11 +295,12 @@ class Consumer:
             if deliveries:
                 logger.warning("Took over %d task(s) whose worker stopped renewing them",
                                len(deliveries))
+                self.revocations.sync(force=True)
         if not deliveries:
             timeout = max(0.0, min(1.0, self._next_promote - now, self._next_reclaim - now))
-            deliveries = self.broker.fetch(self.name, queues, self._batch_size(), timeout)
-            if deliveries and timeout:
-                self.revocations.sync()  # it may have waited long for them
+            # the revocations made until the messages were taken come with them
+            deliveries = self.broker.fetch(self.name, queues, self._batch_size(), timeout,
+                                           then=piggyback)
         self._accept(deliveries)
         if self.stopping.is_set():
             self.return_buffered()
