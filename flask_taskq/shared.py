@@ -56,6 +56,14 @@ class SharedTask(Task):
         of :meth:`Task.apply_async`."""
         return self.for_app().apply_async(*args, **kwargs)
 
+    def delay_many(self, *args: Any, **kwargs: Any) -> list[AsyncResult]:
+        """:meth:`Task.delay_many` through the current app's ``TaskQueue``."""
+        return self.for_app().delay_many(*args, **kwargs)
+
+    def apply_many(self, *args: Any, **kwargs: Any) -> list[AsyncResult]:
+        """:meth:`Task.apply_many` through the current app's ``TaskQueue``."""
+        return self.for_app().apply_many(*args, **kwargs)
+
 
 @overload
 def shared_task(fn: Callable[..., Any], /) -> SharedTask: ...

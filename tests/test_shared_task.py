@@ -342,3 +342,13 @@ def test_two_apps_from_one_factory_send_to_their_own_redis_database(tasks, redis
         client = redis.Redis.from_url(f"{base}/{db}")
         [(_, fields)] = client.xrange("taskq:{default}:p5")
         assert Message.from_bytes(fields[b"m"], JSONSerializer()).args == (db, db)
+
+
+def test_delay_many_uses_the_taskqueue_of_the_current_app(tasks, redis_url, r):
+    alpha = make_app(redis_url, "alpha")
+    with alpha.app_context():
+        sent = tasks.add.delay_many([(1, 2), (3, 4)])
+        sent += tasks.add.apply_many([((5,), {"y": 6})], queue="other")
+    ids = [Message.from_bytes(f["m"].encode(), JSONSerializer()).id
+           for key in ("alpha:{default}:p5", "alpha:{other}:p5") for _, f in r.xrange(key)]
+    assert ids == [res.id for res in sent]

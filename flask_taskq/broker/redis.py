@@ -119,16 +119,7 @@ class RedisBroker:
         commands = [self._enqueue_command(q, p, body, eta, now) for q, p, body, eta in items]
         if not commands:
             return
-        if self.direct.enabled:
-            replies = self.direct.pipeline(commands)
-        else:
-            pipe = self.client.pipeline(transaction=False)
-            for command in commands:
-                pipe.execute_command(*command)
-            replies = pipe.execute(raise_on_error=False)
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
+        self._pipeline(commands)
 
     def promote(self, queues: Sequence[str], limit: int = 1000) -> float | None:
         """Move due delayed messages to their streams; return the next due time."""
@@ -214,6 +205,21 @@ class RedisBroker:
         out.sort(key=lambda d: -d.priority)
         return out
 
+    def _pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Run raw ``commands`` in one round trip (the direct connection when it can);
+        raise the first error."""
+        if self.direct.enabled:
+            replies = self.direct.pipeline(commands)
+        else:
+            pipe = self.client.pipeline(transaction=False)
+            for c in commands:
+                pipe.execute_command(*c)
+            replies = pipe.execute(raise_on_error=False)
+        for r in replies:
+            if isinstance(r, Exception):
+                raise r
+        return replies
+
     def _run_with(self, command: tuple[Any, ...], then: Piggyback | None
                   ) -> tuple[Any, list[Any]]:
         """Run ``command`` and then ``then``'s commands in one round trip; return the
@@ -240,12 +246,11 @@ class RedisBroker:
     def ack(self, consumer: str, deliveries: Sequence[Delivery]) -> None:
         if not deliveries:
             return
-        pipe = self.client.pipeline(transaction=False)
+        commands: list[tuple[Any, ...]] = []
         for stream, group in self._by_stream(deliveries).items():
             ids = [d.entry_id for d in group]
-            pipe.xack(stream, GROUP, *ids)
-            pipe.xdel(stream, *ids)
-        pipe.execute()
+            commands += [("XACK", stream, GROUP, *ids), ("XDEL", stream, *ids)]
+        self._pipeline(commands)
 
     def requeue(self, consumer: str, deliveries: Sequence[Delivery]) -> None:
         if not deliveries:
