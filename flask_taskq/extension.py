@@ -184,12 +184,6 @@ def _reject_options(options: dict[str, Any]) -> None:
                     f"{', '.join(sorted(options))}")
 
 
-def _has_workflow(headers: dict[str, Any]) -> bool:
-    from .canvas import WORKFLOW_HEADERS
-
-    return not WORKFLOW_HEADERS.isdisjoint(headers)
-
-
 def resolve_state(app: Flask | None = None,
                   taskqueue: TaskQueue | None = None) -> AppState:
     """The ``AppState`` to use: ``app``'s, else the current app's, else that of the single
@@ -308,15 +302,21 @@ class TaskQueue:
         if options:
             _reject_options(options)
         if link is not None or link_error is not None:
-            from .canvas import link_headers
+            from .canvas import Signature, link_headers
+
+            if resolve_state(app, self).eager:  # run the links inline, as a worker would
+                sending = {"countdown": countdown, "eta": eta, "expires": expires,
+                           "queue": queue, "priority": priority, "task_id": task_id,
+                           "headers": headers}
+                sig = Signature(name, args or (), kwargs,
+                                {k: v for k, v in sending.items() if v is not None},
+                                task_obj=_task)
+                return sig.apply_async(link=link, link_error=link_error, app=app)
 
             headers = {**(headers or {}), **link_headers(link, link_error)}
         state, message, task, topts = self.build_message(
             name, args, kwargs, countdown=countdown, eta=eta, expires=expires, queue=queue,
             priority=priority, task_id=task_id, headers=headers, app=app, _task=_task)
-        if state.eager and message.headers and _has_workflow(message.headers):
-            raise NotImplementedError("workflows (link, chain, chord) need a worker; "
-                                      "they do not run in eager mode")
         unique = topts.get("unique")
         if unique and not state.eager:
             key = unique_key(name, unique, message.args, message.kwargs)

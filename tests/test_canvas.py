@@ -380,3 +380,13 @@ def test_eager_failures_stop_chains_and_fail_chords(eager_app, r):
     linked.link(note.s(token="eager-link"))
     assert linked.delay().get() == 5
     assert r.lrange("cv:note:eager-link", 0, -1) == ["5"]
+
+
+def test_task_apply_async_with_links_runs_them_in_eager_mode(eager_app, r):
+    res = add.apply_async((2, 3), link=note.s(token="eager-task-link"), priority=3)
+    assert res.get() == 5
+    assert r.lrange("cv:note:eager-task-link", 0, -1) == ["5"]
+    failed = boom.apply_async((1,), link_error=errback.s(token="eager-task-err"))
+    with pytest.raises(Boom):
+        failed.get()
+    assert r.lrange("cv:errback:eager-task-err", 0, -1) == [failed.id]

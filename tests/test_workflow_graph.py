@@ -244,3 +244,11 @@ def test_task_page_link_snippet(capp, state):
         alone = render_template("taskq_dashboard/_workflow_link.html",
                                 c={"task": {"id": "alone"}})
         assert "workflow" not in alone.replace("taskq_workflow_of", "")
+
+
+def test_task_page_links_to_its_workflow(capp, state):
+    res = (add.s(1, 1) | double.s()).delay()
+    page = get(capp.test_client(), f"/taskq/task/{res.parent.id}")
+    assert f'href="/taskq/workflows/{res.id}"' in page.text
+    alone = add.delay(1, 1)
+    assert 'id="task-workflow"' not in get(capp.test_client(), f"/taskq/task/{alone.id}").text
