@@ -36,6 +36,42 @@ class JSONSerializer:
         return self._decoder.decode(data)
 
 
+class OrjsonSerializer:
+    """JSON through orjson (``pip install flask-taskq[orjson]``): the same bytes as
+    ``"json"`` for ordinary data, several times faster to encode and decode.
+
+    Where orjson differs from the standard library it says so instead of guessing: an
+    integer beyond 64 bits, a dict key that is not a string, or a ``datetime`` raises
+    ``TypeError``; NaN and infinities become ``null``; ``uuid.UUID`` and enum members are
+    written as their string / value. Messages in plain JSON (from ``"json"`` producers)
+    decode the same way, except integers beyond 64 bits, which orjson reads as floats.
+    """
+
+    name = "orjson"
+
+    def __init__(self) -> None:
+        import orjson
+
+        self._dumps = orjson.dumps
+        self._loads = orjson.loads
+        self._option = (orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+                        | orjson.OPT_PASSTHROUGH_SUBCLASS)
+
+    def dumps(self, value: Any) -> bytes:
+        return self._dumps(value, default=_unencodable, option=self._option)
+
+    def loads(self, data: bytes) -> Any:
+        return self._loads(data)
+
+
+def _unencodable(value: Any) -> Any:
+    # subclasses of the plain types (an IntEnum, a str subclass) encode as their base
+    for base in (str, int, float, list, dict):
+        if isinstance(value, base):
+            return base(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 class MsgpackSerializer:
     """msgpack (``pip install flask-taskq[msgpack]``): smaller and faster than JSON."""
 
@@ -73,7 +109,8 @@ class PickleSerializer:
         return pickle.loads(data)
 
 
-SERIALIZERS = {"json": JSONSerializer, "msgpack": MsgpackSerializer, "pickle": PickleSerializer}
+SERIALIZERS = {"json": JSONSerializer, "orjson": OrjsonSerializer, "msgpack": MsgpackSerializer,
+               "pickle": PickleSerializer}
 
 
 def get_serializer(name: str) -> Serializer:

@@ -127,3 +127,18 @@ def test_unique_tasks_fall_back_to_one_by_one(redis_url, monkeypatch, r):
         results = control.once.delay_many([("a",), ("a",), ("b",)])
     assert results[0].id == results[1].id != results[2].id
     assert r.xlen("taskq:{default}:p5") == 2
+
+
+def test_a_worker_and_app_on_the_orjson_serializer(redis_url, monkeypatch, start_worker):
+    monkeypatch.setenv("TASKQ_BROKER_URL", redis_url)
+    monkeypatch.setenv("TASKQ_SERIALIZER", "orjson")
+    from tests.apps.basic import create_app, fail
+
+    app = create_app()
+    start_worker("-P", "solo", env={"TASKQ_SERIALIZER": "orjson"})
+    with app.app_context():
+        assert app.extensions["taskq"].serializer.name == "orjson"
+        results = add.delay_many([(1, 2), ("a", "b"), ([1], [2])])
+        assert [res.get(timeout=10) for res in results] == [3, "ab", [1, 2]]
+        with pytest.raises(Exception, match="nope"):
+            fail.delay("nope").get(timeout=10)

@@ -11,7 +11,7 @@ from flask_taskq import Message, MessageTooLarge
 from flask_taskq.exceptions import DecodeError
 from flask_taskq.serializer import get_serializer
 
-SERIALIZERS = ["json", "msgpack"]
+SERIALIZERS = ["json", "orjson", "msgpack"]
 
 
 def sample() -> Message:
@@ -74,6 +74,7 @@ def test_tuples_inside_arguments_come_back_as_lists():
     ("json", b"\xff\xfe not json"),
     ("json", b"{truncated"),
     ("json", b""),
+    ("orjson", b"{truncated"),
     ("msgpack", b"\xc1"),  # a byte msgpack never uses
     ("msgpack", b"\x92\x01"),  # an array announced with two items, holding one
 ])
@@ -144,3 +145,13 @@ def test_replace_returns_a_changed_copy():
     assert retried.retries == 3
     assert message.retries == 2
     assert retried.id == message.id
+
+
+def test_orjson_writes_what_json_writes_and_refuses_what_json_cannot_carry():
+    fast, plain = get_serializer("orjson"), get_serializer("json")
+    message = sample()
+    assert message.to_bytes(fast) == message.to_bytes(plain)
+    assert Message.from_bytes(message.to_bytes(plain), fast) == message
+    for bad in (2**70, {1: "int key"}, __import__("datetime").date(2026, 1, 1)):
+        with pytest.raises(TypeError, match=r"argument args\[0\]"):
+            Message(id="1", task="t", args=(bad,), sent=1.0).to_bytes(fast)

@@ -96,6 +96,8 @@ def create_app() -> Flask:
     for key in ("TASKQ_VISIBILITY_TIMEOUT", "TASKQ_WORKER_SHUTDOWN_TIMEOUT"):
         if key in os.environ:
             app.config[key] = float(os.environ[key])
+    if "TASKQ_SERIALIZER" in os.environ:
+        app.config["TASKQ_SERIALIZER"] = os.environ["TASKQ_SERIALIZER"]
     tq.init_app(app)
     if os.environ.get("TASKQ_RECORD_SIGNALS"):
         _record_signals(app)
