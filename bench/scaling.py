@@ -53,10 +53,14 @@ def prefill(mod, count: int, eta: float | None, chunk: int = 20_000) -> float:
         queue, name = state.default_queue, mod.noop.name
         for i in range(0, count, chunk):
             now = time.time()
-            state.broker.enqueue_many(
-                (queue, 5, Message(id=str(uuid.uuid4()), task=name, queue=queue, eta=eta,
-                                   sent=now).to_bytes(state.serializer), eta)
-                for _ in range(min(chunk, count - i)))
+            bodies = [Message(id=str(uuid.uuid4()), task=name, queue=queue, eta=eta,
+                              sent=now).to_bytes(state.serializer)
+                      for _ in range(min(chunk, count - i))]
+            if eta is None:
+                state.broker.enqueue_many((queue, 5, body, None) for body in bodies)
+            else:  # straight into the delayed set, also when already due (to be promoted)
+                state.broker.client.zadd(state.broker.keys.delayed(queue),
+                                         {b"5" + body: eta for body in bodies})
     return time.perf_counter() - start
 
 
