@@ -121,6 +121,25 @@ def hardware() -> dict[str, str]:
 
 # --- running the driver ------------------------------------------------------------------
 
+def _cpu_times() -> tuple[int, int]:
+    """(idle, total) jiffies of the whole machine, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[3] + fields[4], sum(fields)
+
+
+def settle(idle_share: float = 0.85, window: float = 0.25, longest: float = 10.0) -> None:
+    """Wait (at most ``longest`` s) until the machine's CPUs were at least ``idle_share``
+    idle over a ``window``: what the previous system left running (workers exiting, Redis
+    freeing a flushed database) must not be billed to the next one."""
+    deadline = time.monotonic() + longest
+    while time.monotonic() < deadline:
+        idle0, total0 = _cpu_times()
+        time.sleep(window)
+        idle1, total1 = _cpu_times()
+        if total1 > total0 and (idle1 - idle0) / (total1 - total0) >= idle_share:
+            return
+
+
 def run_driver(python: Path, system: str, measure: str, extra: list[str], url: str,
                timeout: float) -> dict:
     env = {**os.environ, "BENCH_REDIS_URL": url,
@@ -426,6 +445,7 @@ def main() -> None:
             order = active[run % len(active):] + active[:run % len(active)] if active else []
             for measure, extra, picks in plan:
                 for system in order:
+                    settle()
                     started = time.monotonic()
                     out = run_driver(pythons[system], system, measure,
                                      [*extra, "--timeout", str(timeout)], url, timeout + 120)
