@@ -355,7 +355,7 @@ class TaskQueue:
         before the failing one have been sent. Unique tasks and eager mode send one by
         one, as :meth:`send_task` would.
 
-        .. versionadded:: 0.3
+        .. versionadded:: 0.2
         """
         if "task_id" in options:
             raise TypeError("send_many/apply_many give each task its own id; "

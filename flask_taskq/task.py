@@ -293,7 +293,7 @@ class Task:
 
         ``options`` are sending options shared by all (see :meth:`TaskQueue.send_many`).
 
-        .. versionadded:: 0.3
+        .. versionadded:: 0.2
         """
         return self.taskqueue.send_many(self.name, ((args, None) for args in calls),
                                         _task=self, **options)
@@ -302,7 +302,7 @@ class Task:
                    **options: Any) -> list[AsyncResult]:
         """Like :meth:`delay_many` with ``(args, kwargs)`` pairs.
 
-        .. versionadded:: 0.3
+        .. versionadded:: 0.2
         """
         return self.taskqueue.send_many(self.name, calls, _task=self, **options)
 
