@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
@@ -22,7 +21,7 @@ from .broker.memory import ANY_QUEUE
 from .config import apply_defaults, task_defaults
 from .exceptions import BrokerConnectionError, NotRegistered
 from .keys import DEFAULT_PRIORITY, Keys
-from .message import Message
+from .message import Message, envelope, new_task_id
 from .result import AsyncResult
 from .revocation import Revocations
 from .routing import Router
@@ -336,6 +335,56 @@ class TaskQueue:
                                    message=message)
         return AsyncResult(message.id, state=state)
 
+    def send_plain(self, task: Task, args: tuple[Any, ...],
+                   kwargs: dict[str, Any]) -> AsyncResult | None:
+        """``task.delay(*args, **kwargs)`` the short way, for the common case: no sending
+        options, not unique, not eager, not ``memory://``, nobody connected to
+        ``task_sent``. It sends the same message :meth:`send_task` would, without building
+        a :class:`Message`; it returns None when the case is not that common one (or the
+        arguments cannot be encoded), and the caller then uses :meth:`send_task`."""
+        if signals.task_sent.receivers:
+            return None
+        state = resolve_state(None, self)
+        cached = task._plain_plan
+        if cached is not None and cached[0]() is state:
+            plan = cached[1]
+        else:
+            plan = self._plain_plan(state, task)
+            task._plain_plan = (weakref.ref(state), plan)
+        if plan is None:
+            return None
+        queue, priority, expires_in = plan
+        now = time.time()
+        task_id = new_task_id()
+        try:
+            body = state.serializer.dumps(envelope(
+                task_id, task.name, args, kwargs, queue, priority, None,
+                None if expires_in is None else now + expires_in, 0, {}, now))
+        except (TypeError, ValueError, OverflowError):
+            return None  # send_task names the argument that cannot be encoded
+        if state.max_message_bytes is not None and len(body) > state.max_message_bytes:
+            return None  # send_task raises MessageTooLarge
+        state._retrying(state.broker.enqueue, queue, priority, body, None)
+        return AsyncResult(task_id, state=state)
+
+    @staticmethod
+    def _plain_plan(state: AppState, task: Task) -> tuple[str, int, float | None] | None:
+        """Queue, priority and relative expiry of a plain send of ``task`` for ``state``
+        (as :meth:`build_message` settles them), or None when :meth:`send_plain` does not
+        apply."""
+        topts = task.options_for(state)
+        if state.eager or state.is_memory or topts.get("unique"):
+            return None
+        route = state.router.route(task.name)
+        priority = route.get("priority", topts.get("priority", DEFAULT_PRIORITY))
+        if not isinstance(priority, int) or not 0 <= priority <= 9:
+            return None
+        expires = topts.get("expires")
+        if expires is not None and not (isinstance(expires, int | float) and expires < 10**9):
+            return None
+        queue = route.get("queue") or topts.get("queue") or state.default_queue
+        return queue, priority, expires
+
     def send_many(
         self,
         name: str,
@@ -424,7 +473,7 @@ class TaskQueue:
         if not isinstance(priority, int) or not 0 <= priority <= 9:
             raise ValueError(f"priority must be an integer from 0 to 9, not {priority!r}")
         message = Message(
-            id=task_id or str(uuid.uuid4()),
+            id=task_id or new_task_id(),
             task=name,
             args=tuple(args or ()),
             kwargs=dict(kwargs or {}),

@@ -9,6 +9,7 @@ Envelope (version 1), encoded by the configured serializer into the stream field
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -17,6 +18,16 @@ from .exceptions import DecodeError, MessageTooLarge
 from .serializer import Serializer
 
 VERSION = 1
+
+
+def new_task_id() -> str:
+    """A random (version 4) UUID as a string, like ``str(uuid.uuid4())`` at less than half
+    its cost (it is made for every message sent)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,20 +48,9 @@ class Message:
 
     def to_dict(self) -> dict[str, Any]:
         """The envelope as plain data."""
-        return {
-            "v": VERSION,
-            "id": self.id,
-            "task": self.task,
-            "args": list(self.args),
-            "kwargs": self.kwargs,
-            "queue": self.queue,
-            "priority": self.priority,
-            "eta": self.eta,
-            "expires": self.expires,
-            "retries": self.retries,
-            "headers": self.headers,
-            "sent": self.sent or time.time(),
-        }
+        return envelope(self.id, self.task, self.args, self.kwargs, self.queue,
+                        self.priority, self.eta, self.expires, self.retries, self.headers,
+                        self.sent or time.time())
 
     def to_bytes(self, serializer: Serializer, max_bytes: int | None = None) -> bytes:
         """Encode the message; raise ``TypeError`` naming an argument that cannot be encoded
@@ -101,6 +101,16 @@ class Message:
     def replace(self, **changes: Any) -> Message:
         """A copy with some fields changed."""
         return replace(self, **changes)
+
+
+def envelope(id: str, task: str, args: Any, kwargs: dict[str, Any], queue: str,
+             priority: int, eta: float | None, expires: float | None, retries: int,
+             headers: dict[str, Any], sent: float) -> dict[str, Any]:
+    """The version-1 envelope of a message, as plain data (also built without a
+    :class:`Message` on the producer's hot path)."""
+    return {"v": VERSION, "id": id, "task": task, "args": list(args), "kwargs": kwargs,
+            "queue": queue, "priority": priority, "eta": eta, "expires": expires,
+            "retries": retries, "headers": headers, "sent": sent}
 
 
 def _unencodable_argument(message: Message, serializer: Serializer, exc: Exception) -> TypeError:

@@ -56,6 +56,10 @@ class SharedTask(Task):
         of :meth:`Task.apply_async`."""
         return self.for_app().apply_async(*args, **kwargs)
 
+    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
+        """:meth:`Task.delay` through the current app's ``TaskQueue``."""
+        return self.for_app().delay(*args, **kwargs)
+
     def delay_many(self, *args: Any, **kwargs: Any) -> list[AsyncResult]:
         """:meth:`Task.delay_many` through the current app's ``TaskQueue``."""
         return self.for_app().delay_many(*args, **kwargs)

@@ -122,6 +122,8 @@ class Task:
             options.get("autoretry_for", ()))
         self._no_app_options = {**OPTION_DEFAULTS, **options}
         self._last: tuple[weakref.ref[AppState], dict[str, Any]] | None = None
+        #: What :meth:`TaskQueue.send_plain` settled for the last app state it sent for.
+        self._plain_plan: tuple[weakref.ref[AppState], Any] | None = None
         functools.update_wrapper(self, fn)
 
     def __repr__(self) -> str:
@@ -262,6 +264,10 @@ class Task:
 
     def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
         """Send the task to a worker with these arguments."""
+        if self.taskqueue is not None:
+            result = self.taskqueue.send_plain(self, args, kwargs)
+            if result is not None:
+                return result
         return self.apply_async(args, kwargs)
 
     def apply_async(

@@ -142,3 +142,41 @@ def test_a_worker_and_app_on_the_orjson_serializer(redis_url, monkeypatch, start
         assert [res.get(timeout=10) for res in results] == [3, "ab", [1, 2]]
         with pytest.raises(Exception, match="nope"):
             fail.delay("nope").get(timeout=10)
+
+
+@pytest.mark.parametrize("config", [
+    {},
+    {"TASKQ_ROUTES": {"api.*": {"queue": "routed", "priority": 2}}},
+    {"TASKQ_TASK_DEFAULT_PRIORITY": 8, "TASKQ_SIGNING_KEY": "k" * 32},
+])
+def test_plain_delay_sends_what_apply_async_sends(redis_url, r, config):
+    """``delay()`` takes a shorter road than ``apply_async()`` (no Message object): the
+    message on the wire must be the same but for the id and send time."""
+    from flask_taskq.signing import SignedSerializer
+
+    app = api.create_app({"TASKQ_BROKER_URL": redis_url, **config})
+    with app.app_context():
+        state = app.extensions["taskq"]
+        sent = [api.perishable.delay(), api.perishable.apply_async(),
+                api.echo.delay(1, "two", x=[3]), api.echo.apply_async((1, "two"), {"x": [3]})]
+    assert isinstance(state.serializer, SignedSerializer) == ("TASKQ_SIGNING_KEY" in config)
+    assert api.perishable._plain_plan[1] is not None  # delay() took the short road
+    assert api.echo._plain_plan[1] is not None
+    import redis as redis_py
+
+    raw_client = redis_py.Redis.from_url(redis_url)
+    bodies = {}
+    for key in r.keys("taskq:*:p*"):
+        for _, fields in raw_client.xrange(key):
+            doc = state.serializer.loads(fields[b"m"])
+            bodies[doc.pop("id")] = (key, doc)
+    assert sorted(bodies) == sorted(res.id for res in sent)
+    docs = [bodies[res.id] for res in sent]
+    for plain, full in (docs[0:2], docs[2:4]):
+        assert plain[0] == full[0]  # same stream: queue and priority
+        p, f = dict(plain[1]), dict(full[1])
+        assert abs(p.pop("sent") - f.pop("sent")) < 5
+        p_exp, f_exp = p.pop("expires"), f.pop("expires")
+        assert (p_exp is None) == (f_exp is None)
+        assert p_exp is None or abs(p_exp - f_exp) < 5
+        assert p == f

@@ -155,3 +155,16 @@ def test_orjson_writes_what_json_writes_and_refuses_what_json_cannot_carry():
     for bad in (2**70, {1: "int key"}, __import__("datetime").date(2026, 1, 1)):
         with pytest.raises(TypeError, match=r"argument args\[0\]"):
             Message(id="1", task="t", args=(bad,), sent=1.0).to_bytes(fast)
+
+
+def test_new_task_ids_are_random_version_4_uuids():
+    import uuid
+
+    from flask_taskq.message import new_task_id
+
+    ids = {new_task_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    for text in list(ids)[:50]:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
