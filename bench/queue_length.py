@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.compare import start_redis  # noqa: E402
+from bench.common import start_redis  # noqa: E402
 
 
 def redis_cpu(pid: int) -> float:

@@ -36,8 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import start_redis as start_server  # noqa: E402
 from bench.compare import DOC, DOC_TEMPLATE, hardware, log, replace_section, run_driver  # noqa: E402
-from bench.compare import start_redis as start_server  # noqa: E402
 
 CHART = ROOT / "docs" / "_static" / "scaling.png"
 BEGIN, END = "<!-- scaling:begin -->", "<!-- scaling:end -->"

@@ -39,7 +39,6 @@ from __future__ import annotations
 import math
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -54,6 +53,7 @@ sys.path.insert(0, str(ROOT))
 import redis  # noqa: E402
 
 from bench import app as bench_app  # noqa: E402
+from bench.common import start_redis, wait_for  # noqa: E402
 from flask_taskq import Message  # noqa: E402
 
 N = 10_000
@@ -61,43 +61,6 @@ RUNS = 3
 RATE = 100  # tasks per second for the latency figure
 LATENCY_SECONDS = 5.0
 DRAIN_TIMEOUT = 120.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(condition, timeout: float, interval: float = 0.01):
-    """Poll ``condition`` until it returns something truthy; return that (or None)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    return None
-
-
-def start_redis() -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--loglevel", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = redis.Redis(port=port, socket_connect_timeout=0.5)
-
-    def pings() -> bool:
-        try:
-            return bool(client.ping())
-        except redis.ConnectionError:
-            return False
-
-    if not wait_for(pings, 10.0):
-        proc.kill()
-        raise SystemExit(f"redis-server did not start on port {port}")
-    return proc, f"redis://127.0.0.1:{port}/0"
 
 
 def reset(r: redis.Redis) -> None:

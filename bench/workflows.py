@@ -3,7 +3,7 @@
     .venv/bin/python bench/workflows.py
 
 It starts a private redis-server on a free loopback port (or uses TASKQ_BROKER_URL,
-touching only ``taskqbench:*`` keys there; helpers from ``bench/throughput.py``) and one
+touching only ``taskqbench:*`` keys there; helpers from ``bench/common.py`` and ``bench/throughput.py``) and one
 real ``flask taskq worker -P solo`` process of ``bench.app``, started before the first
 figure and kept for all of them. Every figure is measured RUNS times; the table gives the
 median and the min-max. It prints numbers only and checks nothing.
@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import app as bench_app  # noqa: E402
-from bench.throughput import WorkerProcess, reset, start_redis  # noqa: E402
+from bench.common import start_redis  # noqa: E402
+from bench.throughput import WorkerProcess, reset  # noqa: E402
 from flask_taskq import chain, chord  # noqa: E402
 
 RUNS = 3

@@ -178,6 +178,18 @@ class AppState:
                     self._memory_worker = worker
 
 
+def _destination(state: AppState, name: str, topts: dict[str, Any], queue: str | None = None,
+                 priority: int | None = None) -> tuple[str, int]:
+    """Queue and priority of a message of task ``name``: the call's, else ``TASKQ_ROUTES``,
+    else the task's options, else the defaults. ``ValueError`` for a bad priority."""
+    route = state.router.route(name)
+    if priority is None:
+        priority = route.get("priority", topts.get("priority", DEFAULT_PRIORITY))
+    if not isinstance(priority, int) or not 0 <= priority <= 9:
+        raise ValueError(f"priority must be an integer from 0 to 9, not {priority!r}")
+    return queue or route.get("queue") or topts.get("queue") or state.default_queue, priority
+
+
 def _reject_options(options: dict[str, Any]) -> None:
     raise TypeError(f"unknown option(s) for apply_async/send_task: "
                     f"{', '.join(sorted(options))}")
@@ -375,14 +387,13 @@ class TaskQueue:
         topts = task.options_for(state)
         if state.eager or state.is_memory or topts.get("unique"):
             return None
-        route = state.router.route(task.name)
-        priority = route.get("priority", topts.get("priority", DEFAULT_PRIORITY))
-        if not isinstance(priority, int) or not 0 <= priority <= 9:
-            return None
         expires = topts.get("expires")
         if expires is not None and not (isinstance(expires, int | float) and expires < 10**9):
             return None
-        queue = route.get("queue") or topts.get("queue") or state.default_queue
+        try:
+            queue, priority = _destination(state, task.name, topts)
+        except ValueError:
+            return None  # send_task raises it
         return queue, priority, expires
 
     def send_many(
@@ -460,7 +471,6 @@ class TaskQueue:
         state = resolve_state(app, self)
         task = _task or self.tasks.get(name)
         topts = task.options_for(state) if task is not None else state.task_defaults
-        route = state.router.route(name)
         now = time.time()
         if countdown is not None:
             eta = now + float(countdown)
@@ -468,16 +478,13 @@ class TaskQueue:
             expires = topts.get("expires")
         if isinstance(expires, int | float) and expires < 10**9:
             expires = now + expires
-        if priority is None:
-            priority = route.get("priority", topts.get("priority", DEFAULT_PRIORITY))
-        if not isinstance(priority, int) or not 0 <= priority <= 9:
-            raise ValueError(f"priority must be an integer from 0 to 9, not {priority!r}")
+        queue, priority = _destination(state, name, topts, queue, priority)
         message = Message(
             id=task_id or new_task_id(),
             task=name,
             args=tuple(args or ()),
             kwargs=dict(kwargs or {}),
-            queue=queue or route.get("queue") or topts.get("queue") or state.default_queue,
+            queue=queue,
             priority=priority,
             eta=_unix_time(eta),
             expires=_unix_time(expires),

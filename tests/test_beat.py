@@ -543,7 +543,8 @@ def test_beat_thread_stops_promptly(make_app):
     wait_until(lambda: beat.is_leader, message="leader")
     started = time.monotonic()
     beat.stop(timeout=5)
-    assert not thread.is_alive() and time.monotonic() - started < 1.0
+    # generous for a loaded machine, yet far below the 3,600 s it would otherwise sleep
+    assert not thread.is_alive() and time.monotonic() - started < 4.0
 
 
 def test_a_raising_beat_tick_receiver_does_not_stop_beat(make_app, r):

@@ -37,6 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.common import wait_for  # noqa: E402
+
 SYSTEMS = ("ours", "celery", "rq", "dramatiq", "huey")
 MODULES = {"ours": "bench.peers.taskq_app", "celery": "bench.peers.celery_app",
            "rq": "bench.peers.rq_app", "dramatiq": "bench.peers.dramatiq_app",
@@ -129,16 +131,6 @@ class Workers:
         for path, handle in self.logs:
             handle.close()
             path.unlink(missing_ok=True)
-
-
-def wait_for(condition, timeout: float, interval: float = 0.01):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    return None
 
 
 def percentile(sorted_values: list[float], p: float) -> float:

@@ -205,36 +205,29 @@ class RedisBroker:
         out.sort(key=lambda d: -d.priority)
         return out
 
-    def _pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    def _send(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Run raw ``commands`` in one round trip (the direct connection when it can);
-        raise the first error."""
+        errors come back as replies."""
         if self.direct.enabled:
-            replies = self.direct.pipeline(commands)
-        else:
-            pipe = self.client.pipeline(transaction=False)
-            for c in commands:
-                pipe.execute_command(*c)
-            replies = pipe.execute(raise_on_error=False)
-        for r in replies:
-            if isinstance(r, Exception):
-                raise r
+            return self.direct.pipeline(commands)
+        pipe = self.client.pipeline(transaction=False)
+        for c in commands:
+            pipe.execute_command(*c)
+        return pipe.execute(raise_on_error=False)
+
+    def _pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """:meth:`_send` that raises the first error."""
+        replies = self._send(commands)
+        _raise_first_error(replies)
         return replies
 
     def _run_with(self, command: tuple[Any, ...], then: Piggyback | None
                   ) -> tuple[Any, list[Any]]:
         """Run ``command`` and then ``then``'s commands in one round trip; return the
         command's reply (an error is returned, not raised) and the others' replies."""
-        commands = [command, *(then.sync_commands() if then is not None else ())]
-        if self.direct.enabled:
-            reply, *replies = self.direct.pipeline(commands)
-        else:
-            pipe = self.client.pipeline(transaction=False)
-            for c in commands:
-                pipe.execute_command(*c)
-            reply, *replies = pipe.execute(raise_on_error=False)
-        for r in replies:
-            if isinstance(r, Exception):
-                raise r
+        reply, *replies = self._send(
+            [command, *(then.sync_commands() if then is not None else ())])
+        _raise_first_error(replies)
         return reply, replies
 
     def _by_stream(self, deliveries: Sequence[Delivery]) -> dict[str, list[Delivery]]:
@@ -466,3 +459,9 @@ class RedisBroker:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _raise_first_error(replies: Sequence[Any]) -> None:
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply

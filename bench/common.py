@@ -1,0 +1,50 @@
+"""Helpers every benchmark script shares (and the peers' driver, which runs in another
+virtualenv: this module needs nothing but redis-py)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+
+import redis
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition, timeout: float, interval: float = 0.01):
+    """Poll ``condition`` until it returns something truthy; return that (or None)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    return None
+
+
+def start_redis() -> tuple[subprocess.Popen, str]:
+    """A private redis-server on a free loopback port (never 6379), persistence off;
+    returns the process and its URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--loglevel", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis(port=port, socket_connect_timeout=0.5)
+
+    def pings() -> bool:
+        try:
+            return bool(client.ping())
+        except redis.ConnectionError:
+            return False
+
+    if not wait_for(pings, 10.0, 0.05):
+        proc.kill()
+        raise SystemExit(f"redis-server did not start on port {port}")
+    return proc, f"redis://127.0.0.1:{port}/0"
