@@ -3,7 +3,8 @@
     .venv/bin/python bench/workflows.py
 
 It starts a private redis-server on a free loopback port (or uses TASKQ_BROKER_URL,
-touching only ``taskqbench:*`` keys there; helpers from ``bench/common.py`` and ``bench/throughput.py``) and one
+touching only ``taskqbench:*`` keys there; helpers from ``bench/common.py`` and
+``bench/throughput.py``) and one
 real ``flask taskq worker -P solo`` process of ``bench.app``, started before the first
 figure and kept for all of them. Every figure is measured RUNS times; the table gives the
 median and the min-max. It prints numbers only and checks nothing.
