@@ -22,7 +22,7 @@ from .schedules import crontab
 from .shared import SharedTask, shared_task
 from .task import Request, Task
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "AppState",
