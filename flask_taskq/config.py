@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
 import warnings
 from collections.abc import Mapping, MutableMapping
@@ -77,9 +78,15 @@ ACKS_EARLY_UNSUPPORTED = (
 
 
 def apply_defaults(config: MutableMapping[str, Any]) -> None:
-    """Fill in missing ``TASKQ_*`` keys and warn about unknown ones."""
+    """Fill in missing ``TASKQ_*`` keys and warn about unknown ones.
+
+    Each app gets its own copy of a mutable default (``TASKQ_ROUTES``,
+    ``TASKQ_BEAT_SCHEDULE``, ...), so changing one app's never changes another's or
+    :data:`DEFAULTS`.
+    """
     for key, value in DEFAULTS.items():
-        config.setdefault(key, value)
+        if key not in config:
+            config[key] = copy.deepcopy(value)
     if config["TASKQ_RESULT_BACKEND"] == SAME_AS_BROKER:
         config["TASKQ_RESULT_BACKEND"] = config["TASKQ_BROKER_URL"]
     for key in config:

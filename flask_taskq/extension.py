@@ -243,9 +243,17 @@ class TaskQueue:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        """Read ``TASKQ_*`` config, store the app state and add the ``flask taskq`` CLI."""
+        """Read ``TASKQ_*`` config, store the app state and add the ``flask taskq`` CLI.
+
+        An app takes one ``init_app``: a second one (of this or another TaskQueue)
+        raises :class:`RuntimeError` instead of replacing the app's state.
+        """
         from .cli import taskq_cli
 
+        if "taskq" in app.extensions:
+            raise RuntimeError(
+                f"the app {app.name!r} already has a TaskQueue (init_app was called on it "
+                "before): call init_app once per app and use that TaskQueue")
         apply_defaults(app.config)
         app.extensions["taskq"] = AppState(self, app)
         self._bound.add(app)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +34,10 @@ class DirectCommands:
         self._connection_class = pool.connection_class
         self._kwargs = dict(pool.connection_kwargs)
         self._local = threading.local()
+        # Every connection opened, whatever its thread, for close(); weak, so that a
+        # finished thread's connection goes with it.
+        self._opened: weakref.WeakSet[AbstractConnection] = weakref.WeakSet()
+        self._opened_lock = threading.Lock()
 
     def _connection(self) -> AbstractConnection:
         local = self._local
@@ -40,6 +45,8 @@ class DirectCommands:
         if conn is None or local.pid != os.getpid():
             conn = self._connection_class(**self._kwargs)
             local.conn, local.pid = conn, os.getpid()
+            with self._opened_lock:
+                self._opened.add(conn)
         return conn
 
     def command(self, *args: Any) -> Any:
@@ -72,8 +79,9 @@ class DirectCommands:
             raise
 
     def close(self) -> None:
-        """Close this thread's connection, if any."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
+        """Close the connections of every thread (a thread that sends again afterwards
+        opens a new one)."""
+        with self._opened_lock:
+            opened = list(self._opened)
+        for conn in opened:
             conn.disconnect()
-            self._local.conn = None

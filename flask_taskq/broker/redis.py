@@ -458,6 +458,9 @@ class RedisBroker:
         return int(self._scripts["purge"](keys=keys, args=[GROUP]))
 
     def close(self) -> None:
+        """Close every connection this broker opened: the client's pool and the direct
+        per-thread sockets."""
+        self.direct.close()
         self.client.close()
 
 
