@@ -1,7 +1,13 @@
-"""Every Redis key flask-taskq uses, built in one place.
+"""Every Redis key flask-taskq uses, built in one place; ``docs/data-model.rst`` lists them.
 
-A queue's keys carry the queue name as a hash tag (``{queue}``) so they share one Redis
-Cluster slot and a Lua script may touch them together. See ``docs/data-model.rst``.
+Braces are part of the names: they are Redis Cluster hash tags, so that the keys one Lua
+script touches together share a slot. A queue's keys (streams, delayed set, dead letters,
+start counters, chord-fired marks) carry ``{<queue>}``; a result and its done list
+``{<task id>}``; chord results, a saved group and a workflow's keys their own id; a
+rate-limit bucket ``{<task>}``; the beat keys ``{beat}``; the recent failures
+``{failures}``. ``queues``, ``ratelimits``, ``revoked``, ``unique``, the heartbeats,
+``stats``, ``paused`` and ``workflows`` have none. Redis Cluster is not supported yet: a
+fetch over several queues and ``enqueue_unique.lua`` touch keys of different slots.
 """
 
 from __future__ import annotations
@@ -34,11 +40,13 @@ class Keys:
         return f"{self.prefix}:{{{queue}}}:starts:{entry_id}"
 
     def queues(self) -> str:
-        """Set of every queue name a message was ever sent to."""
+        """Set of the names of the queues workers have served (each worker adds its
+        queues when it starts; sending a message does not add to it)."""
         return f"{self.prefix}:queues"
 
     def result(self, task_id: str) -> str:
-        """String holding a task's current state and result (JSON)."""
+        """String holding a task's result document (state, result, ...), encoded by
+        ``TASKQ_SERIALIZER``."""
         return f"{self.prefix}:result:{{{task_id}}}"
 
     def done(self, task_id: str) -> str:
@@ -66,7 +74,8 @@ class Keys:
         return f"{self.prefix}:revoked:terminate"
 
     def unique(self, digest: str) -> str:
-        """String holding the id of the waiting/running task that owns a unique key."""
+        """String holding the id of the waiting/running task that owns a unique key;
+        ``digest`` is ``<task>:<key>`` (``flask_taskq.task.unique_key``)."""
         return f"{self.prefix}:unique:{digest}"
 
     # -- monitoring -------------------------------------------------------------------------
