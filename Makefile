@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: test demo lint docs bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml flask_taskq/__init__.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
