@@ -61,15 +61,16 @@ def peek(data: bytes) -> tuple[str, str] | None:
 
     For display only (dead letters of bad signatures): anyone who can write to Redis can
     put any name and id in a body. A signature prefix is skipped, not checked. Only JSON
-    bodies are read, with the standard library, whatever ``TASKQ_SERIALIZER`` is: an
-    unverified pickle must never be loaded.
+    (with the standard library) and msgpack bodies are read, whatever ``TASKQ_SERIALIZER``
+    is: an unverified pickle must never be loaded.
     """
     try:
         if not isinstance(data, (bytes, bytearray)):
             return None
+        data = bytes(data)
         if data.startswith(MAGIC):
             data = data[len(MAGIC) + DIGEST_SIZE:]
-        body = json.loads(bytes(data).decode("utf-8"))
+        body = _loads_safely(data)
         if not isinstance(body, dict):
             return None
         task, task_id = body.get("task"), body.get("id")
@@ -78,6 +79,17 @@ def peek(data: bytes) -> tuple[str, str] | None:
         return _clip(task), _clip(task_id)
     except Exception:  # any undecodable body: nothing to show
         return None
+
+
+def _loads_safely(data: bytes) -> Any:
+    """JSON or msgpack (both build plain data only, never objects), else None."""
+    if data[:1] in (b"{", b"[", b" "):
+        return json.loads(data.decode("utf-8"))
+    try:
+        import msgpack
+    except ImportError:
+        return None
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 
 def _clip(text: str) -> str:

@@ -73,6 +73,12 @@ def test_peek_reads_claims_without_trusting_and_never_raises():
     import pickle
 
     assert peek(pickle.dumps({"task": "t", "id": "i"})) is None  # never unpickled
+    try:
+        msgpack = get_serializer("msgpack")
+    except ImportError:
+        return
+    packed = Message(id="m-1", task="t.m").to_bytes(SignedSerializer(msgpack, KEY_B))
+    assert peek(packed) == ("t.m", "m-1")
 
 
 def test_bad_signature_dead_letter_shows_claimed_task_and_id(sapp, start_worker, rb):

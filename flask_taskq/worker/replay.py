@@ -25,6 +25,8 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import redis
+
 from ..broker import Delivery
 from ..broker.redis import load_script
 from ..message import Message
@@ -95,11 +97,9 @@ def refused(consumer: Consumer, delivery: Delivery, message: Message) -> bool:
     guard = guard_of(consumer)
     if not guard.enabled:
         return False
-    from .consumer import CONNECTION_ERRORS
-
     try:
         why = guard.check(delivery, message)
-    except CONNECTION_ERRORS as exc:
+    except (redis.RedisError, OSError) as exc:
         logger.warning("Could not check task %s for a replay (%s); running it",
                        message.id, exc)
         return False
@@ -115,8 +115,16 @@ def forget(consumer: Consumer, delivery: Delivery, message: Message) -> None:
     (``Reject(requeue=True)``): forget its start, so the copy is not taken for a replay.
     Connection errors propagate: then the message is not requeued either."""
     guard = guard_of(consumer)
-    if guard.enabled:
+    if not guard.enabled:
+        return
+    from .consumer import CONNECTION_ERRORS
+
+    try:
         guard.forget([(delivery, message)])
+    except CONNECTION_ERRORS:
+        raise
+    except redis.RedisError as exc:  # e.g. READONLY: requeue anyway, it may be refused
+        logger.error("Could not reset the replay check of task %s (%s)", message.id, exc)
 
 
 def forget_redelivered(consumer: Consumer,
@@ -131,11 +139,9 @@ def forget_redelivered(consumer: Consumer,
     again = [(d, m) for d, m in deliveries if d.deliveries > 1]
     if not again:
         return
-    from .consumer import CONNECTION_ERRORS
-
     try:
         guard.forget(again)
-    except CONNECTION_ERRORS as exc:
+    except (redis.RedisError, OSError) as exc:
         logger.warning("Could not reset the replay check of %d redelivered task(s) (%s)",
                        len(again), exc)
 
