@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import signal
 
 import pytest
@@ -201,3 +202,26 @@ def test_requeued_dead_letter_of_a_signed_task_runs_again(sapp, start_worker, rb
     assert rb.xlen(DEAD) == 0
     worker.signal(signal.SIGTERM)
     assert worker.wait() == 0
+
+
+def test_dashboard_retry_of_a_signed_failure_runs_again(sapp, start_worker, rb):
+    start_worker("-P", "solo", app=APP, env=SIGNED)
+    with sapp.app_context():
+        res = signing_app.fails_once.delay("dash")
+        with pytest.raises(ValueError):
+            res.get(timeout=10)
+    client = sapp.test_client()
+    wait_until(lambda: f'data-task-id="{res.id}"' in
+               client.get("/taskq/failures", headers=AUTH).text,
+               message="the failure listed (next heartbeat)")
+    page = client.get("/taskq/failures", headers=AUTH).text
+    csrf = re.search(r'<meta name="csrf-token" content="([^"]+)">', page).group(1)
+    resp = client.post("/taskq/tasks/retry", headers=AUTH,
+                       data={"task_id": res.id, "csrf_token": csrf})
+    assert resp.status_code == 303
+    wait_until(lambda: runs(rb, "dash") == 2 or rb.xlen(DEAD),
+               message="the retry ran or was dead-lettered")
+    assert rb.xlen(DEAD) == 0, dead_letters(rb)
+    with sapp.app_context():
+        wait_until(lambda: res.state == "SUCCESS", message="the retried task succeeded")
+        assert res.result == "dash fixed"

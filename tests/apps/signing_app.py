@@ -66,6 +66,14 @@ def scarce(token, seconds=0.0):
     return _run(token)
 
 
+@tq.task
+def fails_once(token):
+    """Raises on its first run (no retry, no dead letter), succeeds after."""
+    if _run(token) == 1:
+        raise ValueError(f"{token} is broken")
+    return f"{token} fixed"
+
+
 def create_app() -> Flask:
     app = Flask("signing")
     app.config.update(TASKQ_BROKER_URL=os.environ.get("TASKQ_BROKER_URL",
