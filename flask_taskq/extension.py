@@ -102,12 +102,19 @@ class AppState:
 
     def requeue_dead(self, queue: str, entry_ids: list[str]) -> int:
         """Send dead letters of ``queue`` back to it, forgetting the result stored when
-        they died (so ``get()`` waits for the new run); return how many moved."""
+        they died (so ``get()`` waits for the new run) and where they started (so that a
+        signed one is not taken for a replay); return how many moved."""
+        from .worker.replay import forget_task
+
+        task_ids = []
+        for entry_id in entry_ids:
+            row = self.broker.dead_letter_get(queue, entry_id)
+            if row is not None and row.get("id") not in (None, "", "?"):
+                task_ids.append(str(row["id"]))
         if self.backend is not None:
-            for entry_id in entry_ids:
-                row = self.broker.dead_letter_get(queue, entry_id)
-                if row is not None and row.get("id") not in (None, "", "?"):
-                    self.backend.forget(str(row["id"]))
+            for task_id in task_ids:
+                self.backend.forget(task_id)
+        forget_task(self.broker, task_ids)
         return self.broker.requeue_dead(queue, entry_ids, serializer=self.serializer)
 
     def new_backend(self) -> ResultBackend | None:

@@ -53,6 +53,13 @@ class Keys:
         """List that receives one element when a task reaches a ready state."""
         return f"{self.prefix}:result:{{{task_id}}}:done"
 
+    def seen(self, task_id: str) -> str:
+        """String ``<attempt> <stream> <entry id>``: where the latest attempt of a task
+        started, written just before it runs when ``TASKQ_SIGNING_KEY`` is set, so that a
+        replayed copy of its signed body is refused; expires after TASKQ_RESULT_EXPIRES.
+        Same hash tag as the task's result keys."""
+        return f"{self.prefix}:seen:{{{task_id}}}"
+
     def dead(self, queue: str) -> str:
         """Stream of ``queue``'s dead letters: messages that could not be run, with why."""
         return f"{self.prefix}:{{{queue}}}:dead"

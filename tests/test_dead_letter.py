@@ -139,7 +139,8 @@ def test_list_prints_a_row_per_dead_letter(app, rb, dead):
 def test_list_json_has_the_columns_in_snake_case(app, rb, dead):
     rows = json.loads(ok(cli(app, "list", "--json")))
     assert [set(row) for row in rows] == [
-        {"entry_id", "queue", "task", "task_id", "reason", "time"}] * 2
+        {"entry_id", "queue", "task", "task_id", "unverified_task", "unverified_task_id",
+         "reason", "time"}] * 2
     unknown, bad = rows
     assert unknown["task_id"] == dead and unknown["task"] == "no.such"
     stored = dict(entries(rb))[bad["entry_id"]]

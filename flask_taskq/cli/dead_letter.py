@@ -3,6 +3,10 @@
 A dead letter is named by its *entry id*, the id of its entry in the queue's dead-letter
 stream (``taskq:{<queue>}:dead``), which ``list`` prints first. ``show`` and ``requeue``
 also accept the *task id* of the message instead. See ``docs/dead-letters.rst``.
+
+A message refused before it was verified (a bad signature, an undecodable envelope) is
+recorded with ``?`` for task and id; these commands show the name and id its body claims,
+marked ``(unverified)`` (``unverified_task``/``unverified_task_id`` with ``--json``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import click
 
 from ..exceptions import DecodeError
 from ..message import Message
+from ..signing import peek
 from .common import app_state, check_broker, queue_names, taskq_cli
 
 if TYPE_CHECKING:
@@ -34,6 +39,9 @@ ID_HELP = ("ID is a dead-letter entry id (the first column of `list`) or the tas
 
 LIST_COLUMNS = {"entry_id": "ENTRY ID", "queue": "QUEUE", "task": "TASK",
                 "task_id": "TASK ID", "reason": "REASON", "time": "TIME"}
+
+#: Appended to a task name or id read from a body that was not verified.
+UNVERIFIED = " (unverified)"
 
 SHOW_LABELS = {"entry_id": "Entry ID", "queue": "Queue", "task": "Task", "task_id": "Task ID",
                "reason": "Reason", "time": "Time", "worker": "Worker",
@@ -116,7 +124,8 @@ def _find(state: AppState, queues: list[str], ident: str) -> tuple[str, list[dic
             rows.append(row)
     if rows:
         return "entry", rows
-    rows = [row for queue in queues for row in _scan(state, queue) if row["id"] == ident]
+    rows = [row for queue in queues for row in _scan(state, queue)
+            if row["id"] == ident or (_claimed(row) or ("", ""))[1] == ident]
     rows.sort(key=_entry_order, reverse=True)
     return "task", rows
 
@@ -148,9 +157,34 @@ def _text(value: object) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
+def _claimed(row: dict[str, object]) -> tuple[str, str] | None:
+    """The task name and id the body of a dead letter recorded as ``?`` claims
+    (unverified), or None."""
+    if row.get("task") not in ("?", "", None) and row.get("id") not in ("?", "", None):
+        return None
+    body = row.get("body")
+    return peek(body) if isinstance(body, bytes) else None
+
+
+def _identity(row: dict[str, object]) -> dict[str, object]:
+    """``task``/``task_id`` as recorded, plus ``unverified_task``/``unverified_task_id``
+    (None unless the record says ``?`` and the body claims a name and id)."""
+    claimed = _claimed(row)
+    return {"task": row["task"], "task_id": row["id"],
+            "unverified_task": claimed[0] if claimed else None,
+            "unverified_task_id": claimed[1] if claimed else None}
+
+
 def _list_row(row: dict[str, object]) -> dict[str, object]:
-    return {"entry_id": row["entry_id"], "queue": row["queue"], "task": row["task"],
-            "task_id": row["id"], "reason": row["reason"], "time": iso_time(row["time"])}
+    return {"entry_id": row["entry_id"], "queue": row["queue"], **_identity(row),
+            "reason": row["reason"], "time": iso_time(row["time"])}
+
+
+def _shown(row: dict[str, object], key: str) -> str:
+    """``task`` or ``task_id`` of a list/detail row for text output, with an unverified
+    claim marked as such."""
+    claimed = row.get(f"unverified_{key}")
+    return f"{claimed}{UNVERIFIED}" if claimed else _text(row[key] or "")
 
 
 def _short(text: str, width: int) -> str:
@@ -163,9 +197,8 @@ def _detail(state: AppState, row: dict[str, object]) -> dict[str, Any]:
     body = row.get("body") or b""
     assert isinstance(body, bytes)
     out: dict[str, Any] = {
-        "entry_id": row["entry_id"], "queue": row["queue"], "task": row["task"],
-        "task_id": row["id"], "reason": row["reason"], "time": iso_time(row["time"]),
-        "worker": row["worker"],
+        "entry_id": row["entry_id"], "queue": row["queue"], **_identity(row),
+        "reason": row["reason"], "time": iso_time(row["time"]), "worker": row["worker"],
     }
     try:
         message = Message.from_bytes(body, state.serializer)
@@ -196,7 +229,8 @@ def list_command(queues: str | None, limit: int, as_json: bool) -> None:
     """List dead letters, newest first.
 
     One row per dead letter: entry id, queue, task, task id, reason (shortened; --json
-    gives it whole) and time (ISO-8601, UTC)."""
+    gives it whole) and time (ISO-8601, UTC). A task and id read from a message that was
+    not verified (e.g. a bad signature) are marked (unverified)."""
     state = app_state()
     check_broker(state)
     names = _dead_queues(state, queues)
@@ -213,7 +247,8 @@ def list_command(queues: str | None, limit: int, as_json: bool) -> None:
     if not table:
         click.echo("No dead letters.")
         return
-    cells = [[_short(_text(r[k] or ""), REASON_WIDTH) if k == "reason" else _text(r[k] or "")
+    cells = [[_short(_text(r[k] or ""), REASON_WIDTH) if k == "reason"
+              else _shown(r, k) if k in ("task", "task_id") else _text(r[k] or "")
               for k in LIST_COLUMNS] for r in table]
     widths = [max(len(h), *(len(c[i]) for c in cells))
               for i, h in enumerate(LIST_COLUMNS.values())]
@@ -254,6 +289,8 @@ def show_command(ident: str, queues: str | None, as_json: bool) -> None:
                 continue
             value = repr(body[:BODY_PREVIEW]) + (
                 f" ... ({len(body)} bytes)" if len(body) > BODY_PREVIEW else "")
+        elif key in ("task", "task_id"):
+            value = _shown(detail, key)
         elif value is None or (key in ("eta", "expires", "headers") and not value):
             continue
         elif key in ("args", "kwargs", "headers"):

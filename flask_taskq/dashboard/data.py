@@ -15,7 +15,9 @@ from ..exceptions import DecodeError
 from ..keys import DEFAULT_PRIORITY, Keys
 from ..message import Message
 from ..monitor import STAT_KINDS, Monitor
+from ..signing import peek
 from ..worker import default_queues
+from ..worker.replay import forget_task
 
 if TYPE_CHECKING:
     from ..extension import AppState
@@ -181,14 +183,18 @@ def _entry_order(entry_id: str) -> tuple[int, ...]:
 
 def describe_dead(state: AppState, queue: str, row: dict[str, object]) -> dict[str, Any]:
     """A dead letter with its message decoded: ``message`` (a :class:`Message`) and
-    ``call`` (its arguments as text), or ``decode_error``."""
+    ``call`` (its arguments as text), or ``decode_error`` and ``unverified``: the
+    ``{"task", "id"}`` its body claims (never trusted, only shown), or None."""
     out: dict[str, Any] = {**row, "queue": queue, "message": None, "call": None,
-                           "decode_error": None}
+                           "decode_error": None, "unverified": None}
     body = row.get("body") or b""
     try:
         message = Message.from_bytes(body, state.serializer)  # type: ignore[arg-type]
     except DecodeError as exc:
         out["decode_error"] = str(exc)
+        claimed = peek(body) if isinstance(body, bytes) else None
+        if claimed is not None:
+            out["unverified"] = {"task": claimed[0], "id": claimed[1]}
     else:
         out["message"] = message
         out["call"] = call_preview(message.args, message.kwargs)
@@ -298,6 +304,7 @@ def retry_failure(state: AppState, task_id: str) -> str | None:
         priority = DEFAULT_PRIORITY
     if state.backend is not None:
         state.backend.forget(task_id)
+    forget_task(state.broker, [task_id])  # not a replay
     state.broker.enqueue(record["queue"], priority, body)
     return str(record["queue"])
 

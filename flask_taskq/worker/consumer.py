@@ -29,7 +29,9 @@ from ..message import Message
 from ..monitor import HEARTBEAT_INTERVAL, Monitor, failure_key, rss_bytes, runtime_bucket
 from ..ratelimit import RateLimiter
 from ..result import exception_meta
+from ..signing import unverified_reason
 from ..task import UNIQUE_HEADER, retry_countdown
+from . import replay
 from .guard import Guard, Running, TaskTerminated
 
 if TYPE_CHECKING:
@@ -311,11 +313,15 @@ class Consumer:
             try:
                 message = Message.from_bytes(delivery.body, self.serializer)
             except DecodeError as exc:
+                # Task name and id stay "?": nothing in an unverified body is trusted, and
+                # no result is written for it (its claimed id may be another task's).
                 self._hold([delivery])
-                self.dead_letter(delivery, str(exc), "?", "?")
+                self.dead_letter(delivery, unverified_reason(str(exc), delivery.body),
+                                 "?", "?")
                 continue
             self._hold([delivery])
             ready.append((delivery, message))
+        replay.forget_redelivered(self, ready)
         with self._lock:
             for delivery, message in ready:
                 heapq.heappush(self._buffer,

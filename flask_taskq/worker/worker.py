@@ -27,6 +27,7 @@ from ..broker import Delivery
 from ..canvas import WORKFLOW_HEADERS
 from ..message import Message
 from ..task import _current_request
+from . import replay
 from .consumer import CONNECTION_ERRORS, Consumer
 from .execute import Executor
 from .workflow import after_task
@@ -265,6 +266,8 @@ class Worker:
                     (options.get("rate_limit") or limiter._overrides) and \
                     self._must_wait(consumer, task, options, delivery, message):
                 continue
+            if replay.refused(consumer, delivery, message):
+                continue
             guard.begin(message, delivery, options.get("soft_time_limit"),
                         options.get("time_limit"))
             try:
@@ -281,6 +284,7 @@ class Worker:
                     consumer.dead_letter(delivery, outcome.dead_reason, message.task,
                                          message.id, outcome.data, outcome.traceback)
                 elif outcome.requeue:
+                    replay.forget(consumer, delivery, message)
                     consumer.requeue(delivery)
                 else:
                     consumer.complete(delivery, message.id, outcome.status, outcome.data,
