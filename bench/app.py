@@ -27,6 +27,8 @@ PREFIX = "taskqbench"
 FIRST_KEY = f"{PREFIX}:bench:first"  # unix time the first noop(_result) ran
 LAST_KEY = f"{PREFIX}:bench:last"  # unix time run number BENCH_DRAIN_N ran
 LATENCY_KEY = f"{PREFIX}:bench:latency"  # list of enqueue-to-start latencies (seconds)
+SOAK_STARTS = f"{PREFIX}:soak:starts"  # hash: soak task number -> times it started
+SOAK_RUNS = f"{PREFIX}:soak:runs"  # hash: soak task number -> times it ran to its end
 DRAIN_N = int(os.environ.get("BENCH_DRAIN_N", "10000"))
 
 tq = TaskQueue()
@@ -78,6 +80,16 @@ def stamp(sent: float) -> None:
     """Record how long ago ``sent`` (the producer's ``time.time()``) was."""
     latency = time.time() - sent
     bench_redis().rpush(LATENCY_KEY, latency)
+
+
+@tq.task(ignore_result=True)
+def soak(i: int, ms: float) -> None:
+    """bench/soak.py's task: count a start of task ``i``, sleep ``ms`` milliseconds, count
+    a run to the end (one HINCRBY round trip each, in the broker's Redis)."""
+    client = bench_redis()
+    client.hincrby(SOAK_STARTS, str(i), 1)
+    time.sleep(ms / 1000)
+    client.hincrby(SOAK_RUNS, str(i), 1)
 
 
 def create_app() -> Flask:
