@@ -15,6 +15,7 @@ a completion.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -97,6 +98,8 @@ def create_app() -> Flask:
     if "TASKQ_BROKER_URL" in os.environ:
         app.config["TASKQ_BROKER_URL"] = os.environ["TASKQ_BROKER_URL"]
     app.config["TASKQ_KEY_PREFIX"] = PREFIX
+    if "BENCH_BEAT_SCHEDULE" in os.environ:  # bench/beat_failover.py
+        app.config["TASKQ_BEAT_SCHEDULE"] = json.loads(os.environ["BENCH_BEAT_SCHEDULE"])
     tq.init_app(app)
     return app
 
