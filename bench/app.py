@@ -11,6 +11,10 @@ process, sees the first and last completion without a round trip per task.
 ``maybe_retry(i)`` counts the same way, but only when it succeeds: for even ``i`` its first
 attempt raises ``self.retry(countdown=0)`` and counts nothing, so a retry attempt is never
 a completion.
+
+``soak(i, ms)`` (bench/soak.py) counts each start and each run to the end of task ``i`` in
+two Redis hashes. With ``BENCH_BEAT_SCHEDULE`` (JSON, bench/beat_failover.py) set, the app
+has that beat schedule.
 """
 
 from __future__ import annotations
