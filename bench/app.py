@@ -11,10 +11,15 @@ process, sees the first and last completion without a round trip per task.
 ``maybe_retry(i)`` counts the same way, but only when it succeeds: for even ``i`` its first
 attempt raises ``self.retry(countdown=0)`` and counts nothing, so a retry attempt is never
 a completion.
+
+``soak(i, ms)`` (bench/soak.py) counts each start and each run to the end of task ``i`` in
+two Redis hashes. With ``BENCH_BEAT_SCHEDULE`` (JSON, bench/beat_failover.py) set, the app
+has that beat schedule.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -27,6 +32,8 @@ PREFIX = "taskqbench"
 FIRST_KEY = f"{PREFIX}:bench:first"  # unix time the first noop(_result) ran
 LAST_KEY = f"{PREFIX}:bench:last"  # unix time run number BENCH_DRAIN_N ran
 LATENCY_KEY = f"{PREFIX}:bench:latency"  # list of enqueue-to-start latencies (seconds)
+SOAK_STARTS = f"{PREFIX}:soak:starts"  # hash: soak task number -> times it started
+SOAK_RUNS = f"{PREFIX}:soak:runs"  # hash: soak task number -> times it ran to its end
 DRAIN_N = int(os.environ.get("BENCH_DRAIN_N", "10000"))
 
 tq = TaskQueue()
@@ -80,11 +87,23 @@ def stamp(sent: float) -> None:
     bench_redis().rpush(LATENCY_KEY, latency)
 
 
+@tq.task(ignore_result=True)
+def soak(i: int, ms: float) -> None:
+    """bench/soak.py's task: count a start of task ``i``, sleep ``ms`` milliseconds, count
+    a run to the end (one HINCRBY round trip each, in the broker's Redis)."""
+    client = bench_redis()
+    client.hincrby(SOAK_STARTS, str(i), 1)
+    time.sleep(ms / 1000)
+    client.hincrby(SOAK_RUNS, str(i), 1)
+
+
 def create_app() -> Flask:
     app = Flask(__name__)
     if "TASKQ_BROKER_URL" in os.environ:
         app.config["TASKQ_BROKER_URL"] = os.environ["TASKQ_BROKER_URL"]
     app.config["TASKQ_KEY_PREFIX"] = PREFIX
+    if "BENCH_BEAT_SCHEDULE" in os.environ:  # bench/beat_failover.py
+        app.config["TASKQ_BEAT_SCHEDULE"] = json.loads(os.environ["BENCH_BEAT_SCHEDULE"])
     tq.init_app(app)
     return app
 

@@ -41,8 +41,10 @@ logger = logging.getLogger("flask_taskq.beat")
 #: How an entry treats due times that passed while no beat was sending (see docs/beat.rst).
 CATCH_UP = ("one", "none", "all")
 #: Seconds a leader holds the lease without renewing it (renewed every third of it): a
-#: crashed leader is replaced within this time.
-DEFAULT_LEASE = 10.0
+#: crashed or frozen leader is replaced within this time. 5 s halves the ticks a crash
+#: loses against 10 s, while a false failover still needs the leader stalled for over
+#: 3 s (measured trade-off in docs/beat.rst, "Choosing the lease").
+DEFAULT_LEASE = 5.0
 #: Longest a waiting beat sleeps between looks at the lease (a released lease is taken
 #: over within this time).
 HANDOVER_POLL = 0.5

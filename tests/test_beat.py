@@ -468,6 +468,34 @@ def test_sigkill_of_the_leader_fails_over_within_the_lease(start_beat, r):
     assert_each_due_time_once([due for _, due in fires(r)])  # caught up, none twice
 
 
+def test_sigstop_of_the_leader_fails_over_and_it_sends_nothing_when_resumed(start_beat, r):
+    """A frozen leader (a stopped VM, a long pause) is replaced within its lease; when it
+    wakes it finds it no longer leads, and no due time is sent twice or skipped."""
+    lease = 2.0
+    beats = [start_beat(TICK, lease=lease) for _ in range(2)]
+    wait_until(lambda: len(fires(r)) >= 4, timeout=20, message="4 fires")
+    leader = next(b for b in beats if leads(b))
+    other = next(b for b in beats if b is not leader)
+    leader.signal(signal.SIGSTOP)
+    stopped = time.monotonic()
+    try:
+        wait_until(lambda: leads(other), timeout=lease + 5, interval=0.01,
+                   message="the other beat to lead")
+        assert time.monotonic() - stopped <= lease + 4.0  # generous: a loaded CI machine
+        before = len(fires(r))
+        wait_until(lambda: len(fires(r)) >= before + 2, timeout=20, message="fires go on")
+    finally:
+        leader.signal(signal.SIGCONT)
+    leader.wait_for_log("lost the lease")
+    before = len(fires(r))
+    wait_until(lambda: len(fires(r)) >= before + 3, timeout=20, message="fires after resume")
+    for beat in beats:
+        beat.signal(signal.SIGTERM)
+    for beat in beats:
+        assert beat.wait(timeout=10) == 0
+    assert_each_due_time_once([due for _, due in fires(r)])
+
+
 def test_sigterm_hands_the_lead_over_at_once(start_beat, r):
     beats = [start_beat(TICK, lease=30) for _ in range(2)]
     wait_until(lambda: len(fires(r)) >= 3, timeout=20, message="3 fires")
