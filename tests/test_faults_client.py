@@ -1,0 +1,166 @@
+"""Faults seen from the client side (issue 13, items 7, 10 and 11): sending and waiting on
+a frozen Redis, workflow steps when Redis goes away under a worker, and the dashboard on an
+app without ``SECRET_KEY``. Real redis-server processes, frozen with SIGSTOP or restarted."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from flask_taskq import BrokerConnectionError
+from flask_taskq import TimeoutError as TaskTimeoutError
+from tests.conftest import RedisServer
+
+#: Redis's replies are waited for this long by default (broker/redis.py SOCKET_TIMEOUT);
+#: the faults below made callers wait that long whatever their own timeout said.
+SOCKET_TIMEOUT = 10.0
+
+
+@pytest.fixture
+def frozen_app(own_redis: RedisServer, monkeypatch: pytest.MonkeyPatch):
+    """The basic app on a Redis of its own, with TASKQ_ENQUEUE_TIMEOUT = 1 s."""
+    monkeypatch.setenv("TASKQ_BROKER_URL", own_redis.url)
+    from tests.apps.basic import create_app
+
+    app = create_app()
+    app.config["TASKQ_ENQUEUE_TIMEOUT"] = 1.0
+    return app
+
+
+@pytest.fixture
+def freeze(own_redis: RedisServer) -> Iterator[None]:
+    """SIGSTOP the test's own redis-server; SIGCONT it afterwards whatever happens."""
+    assert own_redis.proc is not None
+    pid = own_redis.proc.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def _stream_ids(client: redis.Redis) -> list[str]:
+    """The task ids of every message waiting in the app's default queue."""
+    import json
+
+    ids = []
+    for key in client.scan_iter("taskq:*default*"):
+        if client.type(key) == b"stream":
+            for _, fields in client.xrange(key):
+                ids.append(json.loads(fields[b"m"])["id"])
+    return ids
+
+
+@pytest.mark.parametrize("send", ["delay", "apply_async", "delay_many"])
+def test_enqueue_on_frozen_redis_honours_enqueue_timeout(frozen_app, own_redis, send):
+    """Item 7: with Redis frozen, sending gives up after TASKQ_ENQUEUE_TIMEOUT (not the
+    10 s socket timeout), says the message may be enqueued anyway and names its id; after
+    SIGCONT the message is indeed there, under that id."""
+    from tests.apps.basic import add
+
+    pid = own_redis.proc.pid
+    with frozen_app.app_context():
+        add.delay(0, 0)  # a warm connection: the freeze, not connecting, is what is timed
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            begin = time.monotonic()
+            with pytest.raises(BrokerConnectionError) as info:
+                if send == "delay":
+                    add.delay(1, 2)
+                elif send == "apply_async":
+                    add.apply_async((1, 2), countdown=0)
+                else:
+                    add.delay_many([(1, 2), (3, 4)])
+            elapsed = time.monotonic() - begin
+        finally:
+            os.kill(pid, signal.SIGCONT)
+    exc = info.value
+    assert elapsed < 6, f"sending took {elapsed:.1f}s with TASKQ_ENQUEUE_TIMEOUT = 1"
+    assert exc.maybe_sent
+    assert "may be enqueued anyway" in str(exc)
+    expected = len(exc.task_ids)
+    assert expected == (2 if send == "delay_many" else 1)
+    if send != "delay_many":
+        assert exc.task_id == exc.task_ids[0]
+        assert exc.task_id in str(exc)
+    client = own_redis.client()
+    from tests.conftest import wait_until
+
+    wait_until(lambda: set(exc.task_ids) <= set(_stream_ids(client)),
+               message="the timed-out messages in the stream after SIGCONT")
+
+
+def test_resend_with_the_task_id_from_the_error(frozen_app, own_redis):
+    """Item 7: the id carried by the error can be reused by the retry, so both copies (if
+    the first was enqueued after all) answer to one AsyncResult."""
+    from tests.apps.basic import add
+
+    pid = own_redis.proc.pid
+    with frozen_app.app_context():
+        add.delay(0, 0)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(BrokerConnectionError) as info:
+                add.delay(1, 2)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        result = add.apply_async((1, 2), task_id=info.value.task_id)
+    assert result.id == info.value.task_id
+    assert _stream_ids(own_redis.client()).count(result.id) == 2
+
+
+def test_enqueue_on_frozen_redis_with_a_fresh_connection(frozen_app, own_redis, freeze):
+    """Item 7: connecting (and redis-py's handshake) to a frozen Redis is bounded too."""
+    from tests.apps.basic import add
+
+    with frozen_app.app_context():
+        begin = time.monotonic()
+        with pytest.raises(BrokerConnectionError) as info:
+            add.delay(1, 2)
+        elapsed = time.monotonic() - begin
+    assert elapsed < 6, f"sending took {elapsed:.1f}s with TASKQ_ENQUEUE_TIMEOUT = 1"
+    assert info.value.task_id
+
+
+def test_get_on_frozen_redis_honours_its_timeout(frozen_app, own_redis):
+    """Item 7: ``get(timeout=2)`` on a frozen Redis raises flask-taskq's TimeoutError
+    after about 2 s, not redis-py's after the 10 s socket timeout."""
+    from tests.apps.basic import add
+
+    pid = own_redis.proc.pid
+    with frozen_app.app_context():
+        result = add.delay(1, 2)  # no worker: it stays PENDING
+        for frozen_at in ("before", "during"):
+            if frozen_at == "before":
+                os.kill(pid, signal.SIGSTOP)
+            begin = time.monotonic()
+            try:
+                if frozen_at == "during":  # freeze while get() is blocked in BLMOVE
+                    import threading
+
+                    threading.Timer(0.5, os.kill, (pid, signal.SIGSTOP)).start()
+                with pytest.raises((TaskTimeoutError, BrokerConnectionError)):
+                    result.get(timeout=2)
+                elapsed = time.monotonic() - begin
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            assert elapsed < 4, f"get(timeout=2) took {elapsed:.1f}s ({frozen_at})"
+
+
+def test_get_on_stopped_redis_raises_broker_connection_error(frozen_app, own_redis):
+    """Item 7: with Redis gone, ``get`` retries until its timeout, then raises
+    flask-taskq's BrokerConnectionError (not a redis-py error)."""
+    from tests.apps.basic import add
+
+    with frozen_app.app_context():
+        result = add.delay(1, 2)
+        own_redis.stop()
+        with pytest.raises(BrokerConnectionError):
+            result.get(timeout=1)
+        with pytest.raises(BrokerConnectionError):
+            result.get()
