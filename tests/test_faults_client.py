@@ -164,3 +164,53 @@ def test_get_on_stopped_redis_raises_broker_connection_error(frozen_app, own_red
             result.get(timeout=1)
         with pytest.raises(BrokerConnectionError):
             result.get()
+
+
+# -- item 11: the dashboard without SECRET_KEY ----------------------------------------------
+def test_dashboard_works_without_secret_key(redis_url):
+    """Item 11: an app without SECRET_KEY gets the dashboard (not a 500), and its actions
+    are protected by a CSRF token that needs no session: a POST with the token of the
+    browser's cookie works; without it, with another token or from a browser without the
+    cookie, it is refused."""
+    import re
+
+    from flask_taskq.keys import Keys
+    from flask_taskq.monitor import Monitor
+    from tests.test_dashboard import AUTH
+    from tests.test_dashboard import create_app as dashboard_app
+
+    app = dashboard_app(TASKQ_BROKER_URL=redis_url, SECRET_KEY=None)
+    assert not app.secret_key
+    mon = Monitor(app.extensions["taskq"].broker.client, Keys("taskq"))
+    client = app.test_client()
+    for page in ("/taskq/", "/taskq/queues"):
+        assert client.get(page, headers=AUTH).status_code == 200
+    page = client.get("/taskq/queues", headers=AUTH)
+    token = re.search(r'<meta name="csrf-token" content="([^"]+)">', page.text).group(1)
+    cookie = client.get_cookie("taskq_csrf", path="/taskq/")
+    assert cookie is not None and cookie.value == token
+    assert cookie.http_only and cookie.same_site == "Strict"
+
+    pause = {"queue": "reports"}
+    refused = [
+        client.post("/taskq/queues/pause", data=pause, headers=AUTH),
+        client.post("/taskq/queues/pause", data={**pause, "csrf_token": "x" * 43},
+                    headers=AUTH),
+        app.test_client().post("/taskq/queues/pause", data={**pause, "csrf_token": token},
+                               headers=AUTH),
+    ]
+    assert [r.status_code for r in refused] == [400, 400, 400]
+    assert mon.paused() == set()
+
+    done = client.post("/taskq/queues/pause", data={**pause, "csrf_token": token},
+                       headers=AUTH)
+    assert done.status_code == 303
+    assert mon.paused() == {"reports"}
+    # the action's notice is shown once on the next page, without a session
+    assert "Paused queue" in client.get("/taskq/queues", headers=AUTH).text
+    assert "Paused queue" not in client.get("/taskq/queues", headers=AUTH).text
+    # the token may come in the header instead
+    resumed = client.post("/taskq/queues/resume", data=pause,
+                          headers={**AUTH, "X-CSRF-Token": token})
+    assert resumed.status_code == 303
+    assert mon.paused() == set()
