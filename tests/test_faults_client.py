@@ -214,3 +214,108 @@ def test_dashboard_works_without_secret_key(redis_url):
                           headers={**AUTH, "X-CSRF-Token": token})
     assert resumed.status_code == 303
     assert mon.paused() == set()
+
+
+# -- item 10: workflow steps when Redis goes away under a worker ----------------------------
+class PersistentRedis(RedisServer):
+    """A redis-server that keeps its data across a restart (AOF, fsync on every write), so
+    the test can take Redis away under a worker without losing the workflow's state."""
+
+    def __init__(self, directory: str) -> None:
+        super().__init__()
+        self.directory = directory
+
+    def start(self) -> None:
+        import subprocess
+
+        from tests.conftest import _pings, wait_until
+
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--dir", self.directory, "--save", "", "--appendonly", "yes",
+             "--appendfsync", "always", "--loglevel", "warning"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+        wait_until(lambda: _pings(client), message=f"redis-server on port {self.port}")
+
+
+@pytest.fixture
+def persistent_redis(tmp_path) -> Iterator[PersistentRedis]:
+    server = PersistentRedis(str(tmp_path))
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_chord_fires_once_when_redis_is_away_as_the_last_member_ends(
+        persistent_redis, start_worker, tmp_path, monkeypatch):
+    """Item 10: Redis is unreachable at the moment the last header task of a chord
+    finishes, so recording the member fails. The step is retried (not logged and dropped
+    with the message acked): once Redis is back, the callback runs, exactly once."""
+    from flask_taskq import chord
+    from tests.apps.client_faults import create_app, member, total
+    from tests.conftest import wait_until
+
+    server = persistent_redis
+    monkeypatch.setenv("TASKQ_BROKER_URL", server.url)
+    app = create_app()
+    worker = start_worker("-P", "threads", "-c", "2", app="tests.apps.client_faults:create_app",
+                          broker_url=server.url)
+    flag = tmp_path / "release"
+    with app.app_context():
+        result = chord([member.s(1), member.s(2, flag=str(flag))], total.s(token="t")).delay()
+        client = server.client()
+        wait_until(lambda: (tmp_path / "release.started").exists()
+                   and any(client.hlen(k) == 1 for k in client.scan_iter("taskq:chord:*")),
+                   message="the first member recorded and the second running")
+        server.stop()  # SIGKILL: with appendfsync always nothing written is lost
+        flag.touch()   # the last member now finishes while Redis is away
+        worker.wait_for_log("Could not continue the workflow")
+        server.start()
+        assert result.get(timeout=30) == 3
+        client = server.client()
+        # every message acknowledged: nothing left that could run the callback again
+        wait_until(lambda: not any(client.xlen(k) for k in client.scan_iter("taskq:{*}:p*")
+                                   if client.type(k) == b"stream"),
+                   message="every stream empty (all messages acknowledged)")
+        assert int(client.hget("cf:callback_runs", "t") or 0) == 1
+    assert worker.proc.poll() is None
+
+
+def test_chord_step_left_undone_by_a_stopping_worker_is_redone(
+        persistent_redis, start_worker, tmp_path, monkeypatch):
+    """Item 10: when the worker is stopped while Redis is still away, the step cannot be
+    retried any longer: the member's message is then not acknowledged, so another worker
+    runs it again once Redis is back and the callback runs exactly once."""
+    from flask_taskq import chord
+    from tests.apps.client_faults import create_app, member, total
+    from tests.conftest import wait_until
+
+    server = persistent_redis
+    monkeypatch.setenv("TASKQ_BROKER_URL", server.url)
+    app = create_app()
+    env = {"TASKQ_VISIBILITY_TIMEOUT": "1"}
+    app_name = "tests.apps.client_faults:create_app"
+    first = start_worker("-P", "threads", "-c", "2", app=app_name, broker_url=server.url,
+                         env=env)
+    flag = tmp_path / "release"
+    with app.app_context():
+        result = chord([member.s(1), member.s(2, flag=str(flag))], total.s(token="s")).delay()
+        client = server.client()
+        wait_until(lambda: (tmp_path / "release.started").exists()
+                   and any(client.hlen(k) == 1 for k in client.scan_iter("taskq:chord:*")),
+                   message="the first member recorded and the second running")
+        server.stop()
+        flag.touch()
+        first.wait_for_log("Could not continue the workflow")
+        first.signal(signal.SIGTERM)
+        first.wait(timeout=30)
+        assert "its message is not acknowledged and will be delivered again" in first.log
+        server.start()
+        start_worker("-P", "threads", "-c", "2", app=app_name, broker_url=server.url, env=env)
+        assert result.get(timeout=30) == 3
+        client = server.client()
+        wait_until(lambda: not any(client.xlen(k) for k in client.scan_iter("taskq:{*}:p*")
+                                   if client.type(k) == b"stream"),
+                   message="every stream empty (all messages acknowledged)")
+        assert int(client.hget("cf:callback_runs", "s") or 0) == 1
