@@ -111,7 +111,7 @@ def flash(message: str, category: str = "message") -> None:
     if current_app.secret_key:
         flask.flash(message, category)
     else:
-        g.setdefault("taskq_notices", []).append([category, message])
+        g.setdefault("taskq_notices", []).append([category, message[:500]])  # cookie: 4 KB
 
 
 def _send_notices(response: Response) -> None:
