@@ -10,7 +10,27 @@ class TaskQueueError(Exception):
 
 
 class BrokerConnectionError(TaskQueueError, ConnectionError):
-    """Redis could not be reached, even after retrying briefly."""
+    """Redis could not be reached, even after retrying briefly.
+
+    Raised by sending (``delay``, ``apply_async``, ``send_task``, ``send_many``) after
+    ``TASKQ_ENQUEUE_TIMEOUT`` seconds, and by ``AsyncResult.get``. When sending,
+    :attr:`task_id` (one message) or :attr:`task_ids` (``send_many``'s failed chunk) name
+    the messages it was about; :attr:`maybe_sent` is true when Redis stopped answering
+    after the command was written, so the message may have been enqueued anyway. Resend
+    with ``apply_async(..., task_id=exc.task_id)`` so that a duplicate keeps the same id
+    (see :ref:`enqueue-errors`).
+    """
+
+    def __init__(self, message: str, *, task_id: str | None = None,
+                 task_ids: tuple[str, ...] = (), maybe_sent: bool = False) -> None:
+        super().__init__(message)
+        #: The id of the message that could not be confirmed as sent (None for a batch).
+        self.task_id = task_id
+        #: The ids of every message the failed call was about.
+        self.task_ids = task_ids or ((task_id,) if task_id is not None else ())
+        #: True when the command was written before Redis stopped answering: the message
+        #: may have been enqueued.
+        self.maybe_sent = maybe_sent
 
 
 class TimeoutError(TaskQueueError, builtins.TimeoutError):

@@ -135,12 +135,12 @@ class AppState:
         task that holds it (``message.id`` when this one was enqueued)."""
         if unique is None:
             self._retrying(self.broker.enqueue, message.queue, message.priority, body,
-                           message.eta)
+                           message.eta, task_ids=(message.id,))
             owner = message.id
         else:
             owner = self._retrying(self.broker.enqueue_unique, message.queue,
                                    message.priority, body, message.eta, unique[0],
-                                   message.id, unique[1])
+                                   message.id, unique[1], task_ids=(message.id,))
         if self.is_memory:
             self._ensure_memory_worker()
         return owner
@@ -149,26 +149,37 @@ class AppState:
         """Hand several messages to the broker in one round trip (retrying like
         :meth:`enqueue`)."""
         self._retrying(self.broker.enqueue_many,
-                       [(m.queue, m.priority, body, m.eta) for m, body in items])
+                       [(m.queue, m.priority, body, m.eta) for m, body in items],
+                       task_ids=tuple(m.id for m, _ in items))
         if self.is_memory:
             self._ensure_memory_worker()
 
-    def _retrying(self, call: Callable[..., Any], *args: Any) -> Any:
+    def _retrying(self, call: Callable[..., Any], *args: Any,
+                  task_ids: tuple[str, ...] = ()) -> Any:
         """``call(*args)``, retried with backoff for up to ``TASKQ_ENQUEUE_TIMEOUT`` seconds
-        while the broker is unreachable; then :class:`BrokerConnectionError`."""
-        deadline = time.monotonic() + float(self.config["TASKQ_ENQUEUE_TIMEOUT"])
+        while the broker is unreachable, each attempt bounded by the time left; then
+        :class:`BrokerConnectionError` naming ``task_ids``."""
+        from .broker.direct import maybe_sent
+
+        timeout = float(self.config["TASKQ_ENQUEUE_TIMEOUT"])
+        deadline = time.monotonic() + timeout
         delay = 0.05
         attempts = 0
+        sent = False
         while True:
             attempts += 1
             try:
-                return call(*args)
+                if self.is_memory:
+                    return call(*args)
+                return call(*args, timeout=max(deadline - time.monotonic(), 0.01))
             except (redis.ConnectionError, redis.TimeoutError) as exc:
-                if time.monotonic() + delay > deadline:
-                    raise BrokerConnectionError(
-                        f"cannot reach the broker at {_redact(self.broker_url)} "
-                        f"after {attempts} attempts: {exc}"
-                    ) from exc
+                sent = sent or maybe_sent(exc)
+                # A timeout after the command was written: Redis may run it yet, so
+                # sending it again could make a duplicate.
+                if time.monotonic() + delay > deadline or (
+                        maybe_sent(exc) and isinstance(exc, redis.TimeoutError)):
+                    raise _enqueue_error(self.broker_url, attempts, timeout, exc, task_ids,
+                                         sent) from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
 
@@ -183,6 +194,23 @@ class AppState:
                     threading.Thread(target=worker.run, name="taskq-memory-worker",
                                      daemon=True).start()
                     self._memory_worker = worker
+
+
+def _enqueue_error(url: str, attempts: int, timeout: float, exc: BaseException,
+                   task_ids: tuple[str, ...], sent: bool) -> BrokerConnectionError:
+    """The error of a send that did not get through within ``TASKQ_ENQUEUE_TIMEOUT``."""
+    what = (f"task {task_ids[0]}" if len(task_ids) == 1
+            else f"{len(task_ids)} tasks" if task_ids else "the message")
+    text = (f"cannot reach the broker at {_redact(url)} within TASKQ_ENQUEUE_TIMEOUT "
+            f"({timeout:g} s, {attempts} attempt(s)): {exc}")
+    if sent:
+        text += (f"; {what} was written to Redis before it stopped answering, so it may "
+                 "be enqueued anyway: to resend, reuse the id (task_id=exc.task_id; see "
+                 "'Errors when sending' in the docs)")
+    else:
+        text += f"; {what} was not sent"
+    return BrokerConnectionError(text, task_id=task_ids[0] if len(task_ids) == 1 else None,
+                                 task_ids=task_ids, maybe_sent=sent)
 
 
 def _destination(state: AppState, name: str, topts: dict[str, Any], queue: str | None = None,
@@ -391,7 +419,8 @@ class TaskQueue:
             return None  # send_task names the argument that cannot be encoded
         if state.max_message_bytes is not None and len(body) > state.max_message_bytes:
             return None  # send_task raises MessageTooLarge
-        state._retrying(state.broker.enqueue, queue, priority, body, None)
+        state._retrying(state.broker.enqueue, queue, priority, body, None,
+                        task_ids=(task_id,))
         return AsyncResult(task_id, state=state)
 
     @staticmethod

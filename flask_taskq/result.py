@@ -129,7 +129,10 @@ class AsyncResult:
         """Wait for the task to finish and return its value.
 
         Blocks without polling. Raises :class:`flask_taskq.TimeoutError` after ``timeout``
-        seconds; with ``propagate`` re-raises the task's exception.
+        seconds, also when Redis stops answering (each read is bounded by the time left),
+        and :class:`flask_taskq.BrokerConnectionError` when Redis cannot be reached until
+        then (at once without ``timeout``); with ``propagate`` re-raises the task's
+        exception.
         """
         backend = self._state.backend
         if backend is None:

@@ -40,7 +40,8 @@ def test_chunks_each_go_in_one_round_trip(app, r, monkeypatch):
         sizes: list[int] = []
         original = state.broker.enqueue_many
         monkeypatch.setattr(state.broker, "enqueue_many",
-                            lambda items: (sizes.append(len(items)), original(items)))
+                            lambda items, **kw: (sizes.append(len(items)),
+                                                 original(items, **kw)))
         results = tq.send_many("tests.apps.basic.add", (((i, 1), None) for i in range(10)),
                                chunk_size=4)
     assert sizes == [4, 4, 2]

@@ -183,13 +183,6 @@ def test_a_wrong_auth_setting_fails_at_init(redis_url):
         create_app(TASKQ_BROKER_URL=redis_url, TASKQ_DASHBOARD_AUTH="admin:secret")
 
 
-def test_a_missing_secret_key_is_a_clear_error(redis_url):
-    app = create_app(TASKQ_BROKER_URL=redis_url, SECRET_KEY=None)
-    resp = get(app.test_client(), "/taskq/")
-    assert resp.status_code == 500
-    assert "secret_key" in resp.text and "CSRF" in resp.text
-
-
 def test_security_headers(client):
     resp = get(client, "/taskq/")
     assert "script-src 'self'" in resp.headers["Content-Security-Policy"]

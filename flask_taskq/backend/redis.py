@@ -8,7 +8,9 @@ from typing import Any
 
 import redis
 
-from ..broker.redis import MAX_BLOCK, connect, load_script
+from ..broker.direct import DirectCommands
+from ..broker.redis import MAX_BLOCK, SOCKET_TIMEOUT, connect, load_script
+from ..exceptions import BrokerConnectionError
 from ..keys import Keys
 from ..serializer import Serializer, get_serializer
 from ..states import READY_STATES
@@ -25,6 +27,7 @@ class RedisBackend:
         self.serializer = serializer or get_serializer("json")
         self.client = client or connect(url)
         self._store = load_script(self.client, "store_result")
+        self._direct = DirectCommands(self.client)
 
     def store_many(self, items: Sequence[tuple[str, bytes, bool]], ttl: int) -> None:
         if not items:
@@ -53,20 +56,47 @@ class RedisBackend:
                 for data in pipe.execute()]
 
     def wait(self, task_id: str, timeout: float | None) -> dict[str, Any] | None:
+        """Block until the task is ready and return its state document; None once
+        ``timeout`` seconds have passed. Every read from Redis is bounded by the time
+        left, so a frozen server cannot hold the caller longer; while Redis is
+        unreachable the wait retries until ``timeout``, then raises
+        :class:`~flask_taskq.BrokerConnectionError` (at once without a ``timeout``)."""
         # BLMOVE of the done list onto itself blocks until the worker pushes to it and
         # leaves the element in place, so every waiter wakes; no polling.
         deadline = None if timeout is None else time.monotonic() + timeout
         done = self.keys.done(task_id)
+        result = self.keys.result(task_id)
+        backoff = 0.05
         while True:
-            meta = self.get(task_id)
-            if meta is not None and meta.get("status") in READY_STATES:
-                return meta
-            block = MAX_BLOCK
-            if deadline is not None:
-                block = min(block, deadline - time.monotonic())
+            left = None if deadline is None else deadline - time.monotonic()
+            try:
+                # A reply is not waited for longer than the time left, plus a little to
+                # let an answer that is on its way arrive.
+                data = self._direct.command(
+                    "GET", result, timeout=SOCKET_TIMEOUT if left is None else max(left, 0) + 0.25)
+                meta = None if data is None else self.serializer.loads(data)
+                if meta is not None and meta.get("status") in READY_STATES:
+                    return meta
+                block = MAX_BLOCK if left is None else min(MAX_BLOCK, left)
                 if block <= 0:
                     return None
-            self.client.blmove(done, done, max(block, 0.01), "RIGHT", "RIGHT")
+                block = max(block, 0.01)
+                self._direct.command("BLMOVE", done, done, "RIGHT", "RIGHT", block,
+                                     timeout=SOCKET_TIMEOUT if left is None else block + 0.25)
+                backoff = 0.05
+            except redis.TimeoutError as exc:
+                if deadline is None:
+                    raise BrokerConnectionError(
+                        f"Redis at the result backend did not answer: {exc}") from exc
+                if time.monotonic() >= deadline:
+                    return None
+            except redis.ConnectionError as exc:
+                if deadline is None or time.monotonic() + backoff >= deadline:
+                    raise BrokerConnectionError(
+                        f"cannot reach the result backend while waiting for task {task_id}: "
+                        f"{exc}") from exc
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
 
     def forget(self, task_id: str) -> None:
         self.client.delete(self.keys.result(task_id), self.keys.done(task_id))

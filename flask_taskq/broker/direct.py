@@ -11,12 +11,18 @@ Errors are redis-py's own (``ConnectionError``, ``TimeoutError``, ``ResponseErro
 connection that failed is closed and the next command opens a fresh one. Pools that
 choose their server per connection (Sentinel) are left to redis-py: :attr:`enabled` is
 false for them and callers use the client.
+
+``timeout=`` bounds one call (connecting, writing and every read) whatever the client's
+socket timeout: a frozen server cannot hold the caller longer. With it, pools that are
+not :attr:`enabled` lend one of their connections for the call. An error raised after the
+command was written is marked (see :func:`maybe_sent`): Redis may have run it.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -34,6 +40,7 @@ class DirectCommands:
         self._connection_class = pool.connection_class
         self._kwargs = dict(pool.connection_kwargs)
         self._local = threading.local()
+        self._pool = pool
         # Every connection opened, whatever its thread, for close(); weak, so that a
         # finished thread's connection goes with it.
         self._opened: weakref.WeakSet[AbstractConnection] = weakref.WeakSet()
@@ -49,34 +56,75 @@ class DirectCommands:
                 self._opened.add(conn)
         return conn
 
-    def command(self, *args: Any) -> Any:
-        """Run one command and return its raw reply."""
+    def command(self, *args: Any, timeout: float | None = None) -> Any:
+        """Run one command and return its raw reply; ``timeout`` bounds the whole call."""
+        if timeout is not None:
+            reply = self._bounded([args], timeout)[0]
+            if isinstance(reply, redis.ResponseError):
+                raise reply
+            return reply
         conn = self._connection()
         try:
             conn.send_packed_command(conn.pack_command(*args), check_health=False)
             return conn.read_response()
         except redis.ResponseError:
             raise
-        except BaseException:
+        except BaseException as exc:
             conn.disconnect()
+            _mark_sent(exc)
             raise
 
-    def pipeline(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    def pipeline(self, commands: Sequence[Sequence[Any]],
+                 timeout: float | None = None) -> list[Any]:
         """Run several commands in one round trip; return their replies in order (a reply
-        that is an error is returned as the ``ResponseError``, not raised)."""
+        that is an error is returned as the ``ResponseError``, not raised). ``timeout``
+        bounds the whole call."""
+        if timeout is not None:
+            return self._bounded(commands, timeout)
         conn = self._connection()
         try:
             conn.send_packed_command(conn.pack_commands(commands), check_health=False)
-            replies = []
-            for _ in commands:
-                try:
-                    replies.append(conn.read_response())
-                except redis.ResponseError as exc:
-                    replies.append(exc)
-            return replies
-        except BaseException:
+            return _read_replies(conn, len(commands))
+        except BaseException as exc:
             conn.disconnect()
+            _mark_sent(exc)
             raise
+
+    def _bounded(self, commands: Sequence[Sequence[Any]], timeout: float) -> list[Any]:
+        """``commands`` in one round trip, none of it (connect, write, reads) allowed to
+        take longer than ``timeout`` seconds: beyond it, redis-py's ``TimeoutError``."""
+        timeout = max(timeout, 0.001)
+        deadline = time.monotonic() + timeout
+        pool = self._pool
+        if self.enabled:
+            conn = self._connection()
+            release = None
+            if getattr(conn, "_sock", None) is None:
+                _connect_within(conn, timeout)
+        else:  # the pool connects it (within the client's own timeouts) and takes it back
+            conn = _borrow(pool)
+            release = pool.release
+        sent = False
+        try:
+            sock = getattr(conn, "_sock", None)
+            if sock is not None:
+                sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+            sent = True
+            if sock is not None:
+                sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            replies = _read_replies(conn, len(commands))
+            if sock is not None:
+                sock.settimeout(conn.socket_timeout)
+            return replies
+        except BaseException as exc:
+            conn.disconnect()
+            if sent:
+                _mark_sent(exc)
+            raise
+        finally:
+            if release is not None:
+                release(conn)
 
     def close(self) -> None:
         """Close the connections of every thread (a thread that sends again afterwards
@@ -85,3 +133,49 @@ class DirectCommands:
             opened = list(self._opened)
         for conn in opened:
             conn.disconnect()
+
+
+#: Attribute set on a redis-py error raised after the command was written.
+_SENT_MARK = "taskq_maybe_sent"
+
+
+def _mark_sent(exc: BaseException) -> None:
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        setattr(exc, _SENT_MARK, True)
+
+
+def maybe_sent(exc: BaseException) -> bool:
+    """True if ``exc`` (from :class:`DirectCommands`) came after the command was written:
+    Redis may have run it although no reply arrived."""
+    return bool(getattr(exc, _SENT_MARK, False))
+
+
+def _read_replies(conn: AbstractConnection, count: int) -> list[Any]:
+    replies = []
+    for _ in range(count):
+        try:
+            replies.append(conn.read_response())
+        except redis.ResponseError as exc:
+            replies.append(exc)
+    return replies
+
+
+def _connect_within(conn: AbstractConnection, timeout: float) -> None:
+    """Connect ``conn`` (and run redis-py's handshake) within ``timeout`` seconds."""
+    saved = conn.socket_timeout, conn.socket_connect_timeout
+    conn.socket_connect_timeout = min(saved[1] or timeout, timeout)
+    conn.socket_timeout = min(saved[0] or timeout, timeout)
+    try:
+        conn.connect()
+    finally:
+        conn.socket_timeout, conn.socket_connect_timeout = saved
+    # The parser may have cached the short timeout to restore after reads with a timeout
+    # of their own; this connection makes none, and its socket gets the normal one back
+    # after each bounded call.
+
+
+def _borrow(pool: Any) -> AbstractConnection:
+    try:
+        return pool.get_connection()
+    except TypeError:  # redis-py before 5.3 wants a command name
+        return pool.get_connection("_")

@@ -107,19 +107,27 @@ class RedisBroker:
         return ("XADD", self.keys.stream(queue, priority), "*", "m", body)
 
     def enqueue(self, queue: str, priority: int, body: bytes,
-                eta: float | None = None) -> None:
+                eta: float | None = None, *, timeout: float | None = None) -> None:
+        """Send one message; ``timeout`` bounds the call (seconds) whatever the socket
+        timeout. A ``TimeoutError`` after the command was written leaves it unknown
+        whether Redis ran it (:func:`~flask_taskq.broker.direct.maybe_sent`)."""
         command = self._enqueue_command(queue, priority, body, eta, time.time())
-        if self.direct.enabled:
-            self.direct.command(*command)
+        if self.direct.enabled or timeout is not None:
+            self.direct.command(*command, timeout=timeout)
         else:
             self.client.execute_command(*command)
 
-    def enqueue_many(self, items: Iterable[tuple[str, int, bytes, float | None]]) -> None:
+    def enqueue_many(self, items: Iterable[tuple[str, int, bytes, float | None]], *,
+                     timeout: float | None = None) -> None:
+        """Send several messages in one round trip, bounded like :meth:`enqueue`."""
         now = time.time()
         commands = [self._enqueue_command(q, p, body, eta, now) for q, p, body, eta in items]
         if not commands:
             return
-        self._pipeline(commands)
+        if timeout is None:
+            self._pipeline(commands)
+        else:
+            _raise_first_error(self.direct.pipeline(commands, timeout=timeout))
 
     def promote(self, queues: Sequence[str], limit: int = 1000) -> float | None:
         """Move due delayed messages to their streams; return the next due time."""
@@ -280,13 +288,23 @@ class RedisBroker:
         return [self._delivery(*flat[i:i + 4]) for i in range(0, len(flat), 4)]
 
     def enqueue_unique(self, queue: str, priority: int, body: bytes, eta: float | None,
-                       key: str, task_id: str, ttl: int) -> str:
-        """Enqueue unless another task holds ``key``; return the owner's task id."""
-        owner = self._scripts["enqueue_unique"](
-            keys=[self.keys.unique(key), self.keys.stream(queue, priority),
-                  self.keys.delayed(queue)],
-            args=[task_id, ttl, body, f"{eta or 0:.6f}", f"{time.time():.6f}", priority],
-        )
+                       key: str, task_id: str, ttl: int, *,
+                       timeout: float | None = None) -> str:
+        """Enqueue unless another task holds ``key``; return the owner's task id.
+        ``timeout`` bounds the call as in :meth:`enqueue`."""
+        script = self._scripts["enqueue_unique"]
+        keys = [self.keys.unique(key), self.keys.stream(queue, priority),
+                self.keys.delayed(queue)]
+        args = [task_id, ttl, body, f"{eta or 0:.6f}", f"{time.time():.6f}", priority]
+        if timeout is None:
+            owner = script(keys=keys, args=args)
+        else:
+            try:
+                owner = self.direct.command("EVALSHA", script.sha, len(keys), *keys, *args,
+                                            timeout=timeout)
+            except redis.exceptions.NoScriptError:
+                owner = self.direct.command("EVAL", script.script, len(keys), *keys, *args,
+                                            timeout=timeout)
         return owner.decode() if isinstance(owner, bytes) else owner
 
     def note_start(self, delivery: Delivery) -> int:

@@ -3,24 +3,32 @@
 Every page is rendered on the server. Its live parts ("regions") are Jinja macros of
 ``_regions.html`` taking the page's context; ``GET api/<page>`` returns them re-rendered
 with the chart series as JSON, which ``static/dashboard.js`` polls every few seconds.
-Actions are HTML form POSTs carrying the session's CSRF token, answered by a redirect.
+Actions are HTML form POSTs carrying the CSRF token of the browser's cookie
+(``csrf.py``), answered by a redirect. Neither needs a session, so neither needs
+``SECRET_KEY``: without one, the notice an action leaves for the next page rides in a
+cookie of its own instead of ``flask.flash``.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import flask
 import redis
 from flask import (
     Blueprint,
     Response,
     abort,
     current_app,
-    flash,
+    g,
+    get_flashed_messages,
     get_template_attribute,
     jsonify,
     redirect,
@@ -61,16 +69,11 @@ def _state() -> AppState:
 # -- request guards -------------------------------------------------------------------------
 @blueprint.before_request
 def guard() -> Response | None:
-    """Authenticate, then require a secret key and, for POSTs, the CSRF token."""
+    """Authenticate, then require the CSRF token of POSTs."""
     setting = current_app.config.get("TASKQ_DASHBOARD_AUTH")
     refused = auth.refusal(setting, request, current_app.debug)
     if refused is not None:
         return refused
-    if not current_app.secret_key:
-        message = ("The flask-taskq dashboard needs app.secret_key (the SECRET_KEY setting): "
-                   "it keeps its CSRF token in the session.")
-        current_app.logger.error(message)
-        return Response(message + "\n", 500, mimetype="text/plain")
     if request.method in csrf.UNSAFE_METHODS and not csrf.valid(request):
         return Response("The CSRF token is missing or invalid: reload the page and try "
                         "again.\n", 400, mimetype="text/plain")
@@ -81,6 +84,8 @@ def guard() -> Response | None:
 def secure(response: Response) -> Response:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
+    csrf.set_cookie(response)
+    _send_notices(response)
     if request.endpoint != "taskq_dashboard.static":
         response.headers.setdefault("Cache-Control", "no-store")
     return response
@@ -94,6 +99,48 @@ def redis_down(exc: redis.RedisError) -> tuple[Any, int]:
     if request.path.startswith(url_for(".overview") + "api/"):
         return jsonify(error=message), 503
     return render_template("taskq_dashboard/error.html", message=message, c=_base()), 503
+
+
+# -- notices: flash() with a session, a cookie without ----------------------------------------
+NOTICE_COOKIE = "taskq_notice"
+
+
+def flash(message: str, category: str = "message") -> None:
+    """Show ``message`` on the next page: :func:`flask.flash` when the app has a secret
+    key (so a session), else in the cookie :data:`NOTICE_COOKIE`."""
+    if current_app.secret_key:
+        flask.flash(message, category)
+    else:
+        g.setdefault("taskq_notices", []).append([category, message[:500]])  # cookie: 4 KB
+
+
+def _send_notices(response: Response) -> None:
+    path = url_for("taskq_dashboard.overview")
+    notices = g.get("taskq_notices")
+    if notices:
+        value = base64.urlsafe_b64encode(json.dumps(notices).encode()).decode()
+        response.set_cookie(NOTICE_COOKIE, value, path=path, secure=request.is_secure,
+                            httponly=True, samesite="Strict")
+    elif g.get("taskq_notices_shown"):
+        response.delete_cookie(NOTICE_COOKIE, path=path, secure=request.is_secure,
+                               httponly=True, samesite="Strict")
+
+
+@blueprint.app_template_global("taskq_notices")
+def notices() -> list[tuple[str, str]]:
+    """The ``(category, message)`` notices left for this page by the last action."""
+    shown = list(get_flashed_messages(with_categories=True))
+    raw = request.cookies.get(NOTICE_COOKIE)
+    if raw:
+        g.taskq_notices_shown = True
+        try:
+            pairs = json.loads(base64.urlsafe_b64decode(raw.encode()))
+        except (binascii.Error, ValueError):
+            pairs = []
+        if isinstance(pairs, list):
+            shown += [(str(p[0]), str(p[1])) for p in pairs
+                      if isinstance(p, list) and len(p) == 2]
+    return shown
 
 
 # -- formatting -----------------------------------------------------------------------------

@@ -275,8 +275,9 @@ class Worker:
                                            revoked=revoked, options=options)
             finally:
                 guard.end()
-            if message.headers and not WORKFLOW_HEADERS.isdisjoint(message.headers):
-                after_task(self.state, message, outcome)
+            if message.headers and not WORKFLOW_HEADERS.isdisjoint(message.headers) and \
+                    not after_task(self.state, message, outcome, consumer.stopping):
+                continue  # a step is left undone: not acked, so it is delivered again
             try:
                 if outcome.dead_reason:
                     consumer.count(message.queue, message.task, outcome.status,
