@@ -198,10 +198,7 @@ class RedisBroker:
             reply = list(reply.items())
         for stream, entries in reply:
             for entry_id, fields in entries:
-                # redis-py's pipeline gives a dict, a raw reply [field, value, ...]
-                body = fields[b"m"] if isinstance(fields, dict) \
-                    else fields[fields.index(b"m") + 1]
-                out.append(self._delivery(stream, entry_id, body))
+                out.append(self._delivery(stream, entry_id, _body_of(fields)))
         out.sort(key=lambda d: -d.priority)
         return out
 
@@ -459,6 +456,19 @@ class RedisBroker:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _body_of(fields: Any) -> bytes:
+    """The message in a stream entry's fields: the value of the field named ``m``, or
+    ``b""`` when there is none (the consumer dead-letters it as undecodable). redis-py's
+    pipeline gives a dict, a raw reply is ``[field, value, ...]``."""
+    if isinstance(fields, dict):
+        return fields.get(b"m", b"")
+    if fields:
+        for i in range(0, len(fields) - 1, 2):
+            if fields[i] == b"m":
+                return fields[i + 1]
+    return b""
 
 
 def _raise_first_error(replies: Sequence[Any]) -> None:
