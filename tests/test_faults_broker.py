@@ -6,13 +6,17 @@ bound, and acks/requeues/dead letters of entries whose lease another worker took
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 import redis
 from flask import Flask
 
+from flask_taskq import TaskRevokedError
 from flask_taskq.broker.redis import GROUP
+from tests.apps import control
 from tests.apps.basic import add, tq
+from tests.apps.control import record
 from tests.conftest import wait_until
 
 P5 = "taskq:{default}:p5"
@@ -97,3 +101,38 @@ def test_reclaim_reads_the_field_named_m(app, start_worker, rb):
     with app.app_context():
         assert res.get(timeout=10) == 2  # taken over through reclaim.lua
     assert rb.xlen(DEAD) == 0
+
+
+# -- item 6: revocation does not depend on the revoking client's clock ---------------------------
+@pytest.fixture
+def capp(redis_url, monkeypatch):
+    monkeypatch.setenv("TASKQ_BROKER_URL", redis_url)
+    return control.create_app()
+
+
+def test_revoke_from_a_clock_behind_still_wins(capp, start_worker, r, monkeypatch):
+    start_worker("-P", "solo", app="tests.apps.control:create_app")
+    with capp.app_context():
+        capp.extensions["taskq"].revocations.revoke(["earlier"])  # scored at the real time
+        assert record.delay("warm").get(timeout=10) == "warm"  # the worker has seen it
+        real_time = time.time
+        monkeypatch.setattr(time, "time", lambda: real_time() - 6.0)
+        capp.extensions["taskq"].revocations.revoke(["late-clock"])
+        monkeypatch.setattr(time, "time", real_time)
+        doomed = record.apply_async(("doomed",), task_id="late-clock")
+        assert record.delay("after").get(timeout=10) == "after"
+        with pytest.raises(TaskRevokedError):
+            doomed.get(timeout=10)
+    assert int(r.hget("ctl:runs", "doomed") or 0) == 0
+
+
+def test_revocation_scores_never_go_back(redis_url, r):
+    """A score already in the set that is ahead of Redis's clock (a failover to a host
+    behind, a score from an earlier version) is still topped by the next revocation."""
+    from flask_taskq.keys import Keys
+    from flask_taskq.revocation import Revocations
+
+    future = r.time()[0] + 3600.0
+    r.zadd("taskq:revoked", {"from-the-future": future})
+    Revocations(redis.Redis.from_url(redis_url), Keys(), 86400).revoke(["next"])
+    assert r.zscore("taskq:revoked", "next") > future
