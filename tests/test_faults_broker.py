@@ -5,6 +5,7 @@ bound, and acks/requeues/dead letters of entries whose lease another worker took
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -13,7 +14,8 @@ import redis
 from flask import Flask
 
 from flask_taskq import TaskRevokedError
-from flask_taskq.broker.redis import GROUP
+from flask_taskq.broker.redis import GROUP, RedisBroker
+from flask_taskq.metrics import collect, render_text
 from tests.apps import control
 from tests.apps.basic import add, tq
 from tests.apps.control import record
@@ -136,3 +138,97 @@ def test_revocation_scores_never_go_back(redis_url, r):
     r.zadd("taskq:revoked", {"from-the-future": future})
     Revocations(redis.Redis.from_url(redis_url), Keys(), 86400).revoke(["next"])
     assert r.zscore("taskq:revoked", "next") > future
+
+
+# -- item 13: the dead-letter store is bounded by bytes ----------------------------------------
+def test_dead_letter_store_is_trimmed_to_its_byte_bound(start_worker, rb, redis_url,
+                                                       monkeypatch):
+    bound = 100_000
+    worker = start_worker("-P", "solo", app=APP,
+                          env={"TASKQ_DEAD_LETTER_MAX_BYTES": str(bound)})
+    ids = []
+    for i in range(6):  # undecodable bodies of 30 kB: dead-lettered as they come
+        ids.append(rb.xadd(P5, {"m": bytes([0xff, i]) * 15_000}))
+        wait_until(lambda n=i: len(rb.xrange(DEAD)) and
+                   rb.xrevrange(DEAD, count=1)[0][1][b"body"][1] == n,
+                   message=f"dead letter {i}")
+    entries = rb.xrange(DEAD)
+    assert [f[b"body"][1] for _, f in entries] == [3, 4, 5]  # the oldest went
+    total = sum(entry_size(f) for _, f in entries)
+    assert total <= bound
+    assert int(rb.get(DEAD_BYTES)) == total
+    worker.wait_for_log("Trimmed the 1 oldest dead letter(s) of queue default", count=3)
+
+    def published() -> int:
+        beats = [json.loads(rb.get(k)) for k in rb.keys("taskq:worker:*")]
+        return sum(b.get("dead_letters_trimmed", 0) for b in beats)
+    wait_until(lambda: published() == 3, message="the heartbeat's dead_letters_trimmed")
+    stats = {}
+    for key in rb.keys("taskq:stats:*"):
+        stats.update(rb.hgetall(key))
+    assert int(stats[b"dead_letters_trimmed|default|"]) == 3
+    monkeypatch.setenv("TASKQ_BROKER_URL", redis_url)
+    exposed = render_text(collect(create_app()))
+    assert 'taskq_dead_letters_trimmed_total{queue="default"} 3' in exposed
+
+
+def test_dead_letter_byte_count_follows_requeue_delete_and_purge(redis_url, rb):
+    broker = RedisBroker(redis_url)
+    broker.ensure_groups(["default"])
+    for i in range(3):
+        rb.xadd(P5, {"m": b"\xff" * (100 * (i + 1))})
+    deliveries = broker.fetch("me", ["default"], 10, 0)
+    for d in deliveries:
+        assert broker.dead_letter("me", d, "bad", "?", "?") == 0
+    entries = rb.xrange(DEAD)
+    assert int(rb.get(DEAD_BYTES)) == sum(entry_size(f) for _, f in entries)
+    assert broker.requeue_dead("default", [entries[0][0].decode()]) == 1
+    assert broker.delete_dead("default", [entries[1][0].decode()]) == 1
+    assert int(rb.get(DEAD_BYTES)) == entry_size(entries[2][1])
+    assert broker.purge_dead("default") == 1
+    assert rb.exists(DEAD_BYTES) == 0
+
+
+def test_a_store_from_before_the_byte_count_is_counted_once(redis_url, rb):
+    broker = RedisBroker(redis_url, dead_letter_max_bytes=10**9)
+    rb.xadd(DEAD, {"body": b"old" * 100, "reason": b"r"})  # no byte count yet
+    broker.ensure_groups(["default"])
+    rb.xadd(P5, {"m": b"\xff"})
+    d, = broker.fetch("me", ["default"], 1, 0)
+    broker.dead_letter("me", d, "bad", "?", "?")
+    assert int(rb.get(DEAD_BYTES)) == sum(entry_size(f) for _, f in rb.xrange(DEAD))
+
+
+# -- also: ack, requeue and dead_letter only touch entries the caller still owns -----------------
+def test_lapsed_lease_entries_are_left_to_their_new_owner(redis_url, rb, caplog):
+    broker = RedisBroker(redis_url)
+    broker.ensure_groups(["default"])
+    for i in range(3):
+        rb.xadd(P5, {"m": f"msg{i}".encode()})
+    mine, lost_ack, lost_other = broker.fetch("a", ["default"], 3, 0)
+    # b takes over two of a's entries (a's lease lapsed)
+    rb.xclaim(P5, GROUP, "b", 0, [lost_ack.entry_id, lost_other.entry_id])
+    with caplog.at_level("WARNING", logger="flask_taskq.worker"):
+        assert broker.ack("a", [mine, lost_ack]) == [lost_ack]
+        assert broker.requeue("a", [lost_other]) == [lost_other]
+        assert broker.dead_letter("a", lost_other, "bad", "?", "?") == 0
+    assert sum("no longer holds them" in m for m in caplog.messages) == 3
+    assert [e.decode() for e, _ in rb.xrange(P5)] == [lost_ack.entry_id,
+                                                       lost_other.entry_id]  # no copy made
+    assert rb.xlen(DEAD) == 0
+    pending = rb.xpending_range(P5, GROUP, "-", "+", 10)
+    assert sorted((p["message_id"].decode(), p["consumer"].decode()) for p in pending) == \
+        sorted([(lost_ack.entry_id, "b"), (lost_other.entry_id, "b")])
+    # the owner finishes them as usual
+    assert broker.ack("b", [lost_ack, lost_other]) == []
+    assert rb.xlen(P5) == 0
+
+
+def test_ack_after_redis_forgot_its_scripts(redis_url, rb):
+    broker = RedisBroker(redis_url)
+    broker.ensure_groups(["default"])
+    rb.xadd(P5, {"m": b"a"})
+    d, = broker.fetch("a", ["default"], 1, 0)
+    rb.script_flush()  # Redis forgot the script: loaded again, then acked
+    assert broker.ack("a", [d]) == []
+    assert rb.xlen(P5) == 0
