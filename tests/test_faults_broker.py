@@ -74,6 +74,19 @@ def test_entry_without_m_through_the_blocking_read_is_dead_lettered(app, start_w
     assert "Traceback" not in worker.log
 
 
+def test_entry_without_m_through_reclaim_is_dead_lettered_as_it_is(app, start_worker, rb):
+    rb.xgroup_create(P5, GROUP, id="0", mkstream=True)
+    rb.xadd(P5, {"x": b"1"})
+    assert rb.xreadgroup(GROUP, "gone@nowhere", {P5: ">"}, count=1)  # a worker that died
+    worker = start_worker("-P", "threads", "-c", "1", env={"TASKQ_VISIBILITY_TIMEOUT": "0.6"})
+    wait_until(lambda: rb.xlen(DEAD) == 1, message="the entry dead-lettered")
+    (_, fields), = rb.xrange(DEAD)
+    assert fields[b"body"] == b""  # not the value of the first field
+    with app.app_context():
+        assert add.delay(2, 3).get(timeout=10) == 5
+    assert worker.proc.poll() is None
+
+
 # -- item 5: the field named ``m``, not the first one ------------------------------------------
 def _move_m_after_x(rb: redis.Redis) -> None:
     """Rewrite the one entry of P5 as ``x 1 m <body>``."""
