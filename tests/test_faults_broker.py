@@ -17,7 +17,7 @@ from flask_taskq import TaskRevokedError
 from flask_taskq.broker.redis import GROUP, RedisBroker
 from flask_taskq.metrics import collect, render_text
 from tests.apps import control
-from tests.apps.basic import add, tq
+from tests.apps.basic import add, mark, tq
 from tests.apps.control import record
 from tests.conftest import wait_until
 
@@ -235,6 +235,23 @@ def test_lapsed_lease_entries_are_left_to_their_new_owner(redis_url, rb, caplog)
     # the owner finishes them as usual
     assert broker.ack("b", [lost_ack, lost_other]) == []
     assert rb.xlen(P5) == 0
+
+
+def test_a_worker_does_not_ack_a_task_another_worker_took_over(app, start_worker, rb):
+    """A real worker whose running task was taken over (its lease lapsed: XCLAIM here)
+    finishes it but leaves the entry to its new owner, and says so once."""
+    worker = start_worker("-P", "solo")
+    with app.app_context():
+        res = mark.delay("taken", seconds=1.5)
+    wait_until(lambda: rb.hget("test:started", "taken"), message="the task started")
+    (entry,) = rb.xpending_range(P5, GROUP, "-", "+", 10)
+    rb.xclaim(P5, GROUP, "b", 0, [entry["message_id"]])
+    with app.app_context():
+        assert res.get(timeout=10) == "taken"
+    worker.wait_for_log("Did not acknowledge 1 message(s)")
+    (still,) = rb.xpending_range(P5, GROUP, "-", "+", 10)
+    assert (still["message_id"], still["consumer"]) == (entry["message_id"], b"b")
+    assert [e for e, _ in rb.xrange(P5)] == [entry["message_id"]]
 
 
 def test_ack_after_redis_forgot_its_scripts(redis_url, rb):
