@@ -89,7 +89,11 @@ class AppState:
         """A broker with its own connections (each worker process makes its own)."""
         if self.is_memory and getattr(self, "broker", None) is not None:
             return self.broker
-        return broker_from_url(self.broker_url, key_prefix=self.key_prefix)
+        if self.is_memory:
+            return broker_from_url(self.broker_url, key_prefix=self.key_prefix)
+        return broker_from_url(
+            self.broker_url, key_prefix=self.key_prefix,
+            dead_letter_max_bytes=int(self.config["TASKQ_DEAD_LETTER_MAX_BYTES"]))
 
     def new_revocations(self, broker: Broker) -> Revocations:
         """Revocations read and written through ``broker``'s Redis connection."""

@@ -64,6 +64,12 @@ class Keys:
         """Stream of ``queue``'s dead letters: messages that could not be run, with why."""
         return f"{self.prefix}:{{{queue}}}:dead"
 
+    def dead_bytes(self, queue: str) -> str:
+        """String: the size in bytes of ``queue``'s dead-letter store (the lengths of its
+        entries' field names and values), kept by the scripts that add and remove dead
+        letters; the store is trimmed, oldest first, to ``TASKQ_DEAD_LETTER_MAX_BYTES``."""
+        return f"{self.prefix}:{{{queue}}}:dead:bytes"
+
     def rate_bucket(self, task: str) -> str:
         """Hash with a task's token bucket (``tokens``, ``ts``), shared by all workers."""
         return f"{self.prefix}:ratelimit:{{{task}}}"

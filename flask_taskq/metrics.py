@@ -123,6 +123,11 @@ def collect(app: Flask | None = None) -> list[Family]:
                "1 when workers do not fetch from the queue (paused), else 0.", ("queue",),
                [((q,), int(q in paused)) for q in queues]),
         *_task_counters(totals),
+        Family("taskq_dead_letters_trimmed", "counter",
+               "Dead letters deleted, oldest first, to keep the queue's dead-letter store "
+               "within TASKQ_DEAD_LETTER_MAX_BYTES (or 100,000 entries).", ("queue",),
+               sorted(((queue,), value) for (kind, queue, _), value in totals.items()
+                      if kind == "dead_letters_trimmed")),
         _runtime(totals),
         Family("taskq_workers_alive", "gauge",
                "Workers with at least one consuming process sending heartbeats.", (),

@@ -2,7 +2,10 @@
 them until they expire.
 
 Two sorted sets scored by revocation time: ``taskq:revoked`` (never start these) and
-``taskq:revoked:terminate`` (also stop a running instance). Workers copy new entries into
+``taskq:revoked:terminate`` (also stop a running instance). The time is Redis's, taken in
+``revoke.lua``, and a score never goes below the newest already in its set: workers read
+only scores at or above the newest they have seen, so a sender's clock (or a Redis clock
+that steps back) can never hide a revocation from them. Workers copy new entries into
 memory with every fetch (the reads ride in the fetch's round trip: see
 :meth:`Revocations.sync_commands`) and each second, and check that copy before running
 each task, so the check costs no round trip per task.
@@ -35,24 +38,42 @@ class Revocations:
         self._seen = (0.0, 0.0)  # newest score read from each set
         self._synced = 0.0
         self._lock = threading.Lock()
+        self._script: Any = None
 
     def revoke(self, task_ids: Iterable[str], terminate: bool = False) -> None:
-        """Revoke tasks for every worker (kept for the revocation TTL)."""
-        now = time.time()
-        ids = dict.fromkeys(task_ids, now)
+        """Revoke tasks for every worker (kept for the revocation TTL), scored by Redis's
+        clock: one round trip, whatever this process's clock says."""
+        ids = list(dict.fromkeys(task_ids))
         if self.client is None:  # memory://
+            now = time.time()
             with self._lock:
-                self._revoked.update(ids)
+                self._revoked.update(dict.fromkeys(ids, now))
                 if terminate:
-                    self._terminate.update(ids)
+                    self._terminate.update(dict.fromkeys(ids, now))
             return
-        pipe = self.client.pipeline(transaction=False)
-        pipe.zadd(self.keys.revoked(), ids)
-        pipe.zremrangebyscore(self.keys.revoked(), "-inf", now - self.ttl)
-        if terminate:
-            pipe.zadd(self.keys.terminate(), ids)
-            pipe.zremrangebyscore(self.keys.terminate(), "-inf", now - self.ttl)
-        pipe.execute()
+        if not ids:
+            return
+        if self._script is None:
+            from .broker.redis import load_script
+
+            self._script = load_script(self.client, "revoke")
+        keys = [self.keys.revoked()] + ([self.keys.terminate()] if terminate else [])
+        commands = [("EVALSHA", self._script.sha, 1, key, repr(float(self.ttl)), *ids)
+                    for key in keys]
+        replies = self._send(commands)
+        if any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
+            self.client.script_load(self._script.script)
+            replies = self._send(commands)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+
+    def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Run ``commands`` in one round trip; errors come back as replies."""
+        pipe = self.client.pipeline(transaction=False)  # type: ignore[union-attr]
+        for command in commands:
+            pipe.execute_command(*command)
+        return pipe.execute(raise_on_error=False)
 
     def sync(self, force: bool = False) -> None:
         """Copy revocations made since the last sync (no-op if synced very recently)."""

@@ -3,11 +3,14 @@
 A delivered message stays in its stream's pending entries list (PEL) under the consumer that
 took it; that entry is its lease. Live workers renew their leases (``renew.lua``); any worker
 takes over leases idle longer than the visibility timeout (``reclaim.lua``). A message leaves
-Redis only on ``ack`` (XACK + XDEL), ``requeue`` or ``dead_letter``. See docs/data-model.rst.
+Redis only on ``ack`` (``ack.lua``: XACK + XDEL), ``requeue`` or ``dead_letter``, and each of
+them acts only on entries the caller still owns: after a lost lease the entry belongs to the
+worker that took it over. See docs/data-model.rst.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections import defaultdict
@@ -33,6 +36,11 @@ SOCKET_TIMEOUT = 10.0
 #: Longest single blocking wait (seconds); callers loop for longer waits.
 MAX_BLOCK = 5.0
 MAX_DEAD_LETTERS = 100_000
+#: Default of ``TASKQ_DEAD_LETTER_MAX_BYTES``: a dead-letter store larger than this (per
+#: queue) loses its oldest entries.
+MAX_DEAD_LETTER_BYTES = 256 * 1024 * 1024
+
+logger = logging.getLogger("flask_taskq.worker")
 
 
 CLIENT_OPTIONS: dict[str, Any] = {
@@ -84,15 +92,18 @@ class RedisBroker:
     """Broker over Redis Streams (Redis 6.2+)."""
 
     def __init__(self, url: str, key_prefix: str = "taskq",
-                 client: redis.Redis | None = None) -> None:
+                 client: redis.Redis | None = None,
+                 dead_letter_max_bytes: int = MAX_DEAD_LETTER_BYTES) -> None:
         self.url = url
+        #: Bytes a queue's dead-letter store may hold (``TASKQ_DEAD_LETTER_MAX_BYTES``).
+        self.dead_letter_max_bytes = int(dead_letter_max_bytes)
         self.keys = Keys(key_prefix)
         self.client = client or connect(url)
         self._scripts = {
             name: load_script(self.client, name)
             for name in ("fetch", "ensure_groups", "requeue", "renew", "reclaim",
                          "dead_letter", "purge", "promote", "reschedule", "enqueue_unique",
-                         "release_unique", "note_start")
+                         "release_unique", "note_start", "ack")
         }
         self.direct = DirectCommands(self.client)
         self._stream_of: dict[str, tuple[str, int]] = {}
@@ -206,10 +217,7 @@ class RedisBroker:
             reply = list(reply.items())
         for stream, entries in reply:
             for entry_id, fields in entries:
-                # redis-py's pipeline gives a dict, a raw reply [field, value, ...]
-                body = fields[b"m"] if isinstance(fields, dict) \
-                    else fields[fields.index(b"m") + 1]
-                out.append(self._delivery(stream, entry_id, body))
+                out.append(self._delivery(stream, entry_id, _body_of(fields)))
         out.sort(key=lambda d: -d.priority)
         return out
 
@@ -244,25 +252,59 @@ class RedisBroker:
             grouped[self.keys.stream(d.queue, d.priority)].append(d)
         return grouped
 
-    def ack(self, consumer: str, deliveries: Sequence[Delivery]) -> None:
-        if not deliveries:
-            return
-        commands: list[tuple[Any, ...]] = []
-        for stream, group in self._by_stream(deliveries).items():
-            ids = [d.entry_id for d in group]
-            commands += [("XACK", stream, GROUP, *ids), ("XDEL", stream, *ids)]
-        self._pipeline(commands)
+    def _eval_each(self, name: str, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        """Run script ``name`` once per ``(key, args)`` in one round trip (loading the
+        script first only when Redis does not know it); raise the first error."""
+        script = self._scripts[name]
+        commands = [("EVALSHA", script.sha, 1, key, *args) for key, args in calls]
+        replies = self._send(commands)
+        if any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
+            self.client.script_load(script.script)
+            replies = self._send(commands)
+        _raise_first_error(replies)
+        return replies
 
-    def requeue(self, consumer: str, deliveries: Sequence[Delivery]) -> None:
+    def _not_owned(self, what: str, consumer: str, groups: Sequence[list[Delivery]],
+                   replies: Sequence[Any]) -> list[Delivery]:
+        """The deliveries whose ids a script reported as skipped (not owned by
+        ``consumer``); logged once per call."""
+        skipped: list[Delivery] = []
+        for group, ids in zip(groups, replies, strict=True):
+            if ids:
+                gone = {i.decode() if isinstance(i, bytes) else i for i in ids}
+                skipped += [d for d in group if d.entry_id in gone]
+        if skipped:
+            logger.warning(
+                "Did not %s %d message(s) (%s): %s no longer holds them (its lease lapsed "
+                "and another worker took them over, or they were already finished)",
+                what, len(skipped), ", ".join(d.entry_id for d in skipped), consumer)
+        return skipped
+
+    def ack(self, consumer: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        """Finish the deliveries ``consumer`` still owns (``ack.lua``: ownership check,
+        XACK, XDEL; one round trip for the batch); return those it skipped."""
         if not deliveries:
-            return
-        pipe = self.client.pipeline(transaction=False)
-        for stream, group in self._by_stream(deliveries).items():
-            args: list[object] = [GROUP]
+            return []
+        groups = list(self._by_stream(deliveries).items())
+        replies = self._eval_each(
+            "ack", [(stream, [GROUP, consumer, *(d.entry_id for d in group)])
+                    for stream, group in groups])
+        return self._not_owned("acknowledge", consumer, [g for _, g in groups], replies)
+
+    def requeue(self, consumer: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        """Give back the deliveries ``consumer`` still owns as new entries; return those
+        it skipped."""
+        if not deliveries:
+            return []
+        groups = list(self._by_stream(deliveries).items())
+        calls = []
+        for stream, group in groups:
+            args: list[object] = [GROUP, consumer]
             for d in group:
                 args += [d.entry_id, d.body]
-            self._scripts["requeue"](keys=[stream], args=args, client=pipe)
-        pipe.execute()
+            calls.append((stream, args))
+        replies = self._eval_each("requeue", calls)
+        return self._not_owned("requeue", consumer, [g for _, g in groups], replies)
 
     def renew(self, consumer: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
         if not deliveries:
@@ -332,14 +374,21 @@ class RedisBroker:
         pipe.execute()
 
     def dead_letter(self, consumer: str, delivery: Delivery, reason: str, task: str,
-                    task_id: str, traceback: str = "") -> None:
-        self._scripts["dead_letter"](
+                    task_id: str, traceback: str = "") -> int:
+        """Move a delivery ``consumer`` still owns to the dead-letter store (one that
+        another worker took over is left to it), then trim the store's oldest entries
+        beyond :data:`MAX_DEAD_LETTERS` entries or :attr:`dead_letter_max_bytes` bytes;
+        return how many were trimmed."""
+        moved, trimmed = self._scripts["dead_letter"](
             keys=[self.keys.stream(delivery.queue, delivery.priority),
-                  self.keys.dead(delivery.queue)],
+                  self.keys.dead(delivery.queue), self.keys.dead_bytes(delivery.queue)],
             args=[GROUP, delivery.entry_id, delivery.body, reason, task, task_id,
                   delivery.queue, f"{time.time():.3f}", MAX_DEAD_LETTERS, consumer,
-                  traceback],
+                  traceback, self.dead_letter_max_bytes],
         )
+        if not moved:
+            self._not_owned("dead-letter", consumer, [[delivery]], [[delivery.entry_id]])
+        return int(trimmed)
 
     def forget_consumer(self, consumer: str, queues: Sequence[str]) -> None:
         """Delete ``consumer`` from the group of every stream of ``queues``. Any entry it
@@ -447,7 +496,8 @@ class RedisBroker:
         if script is None:
             script = self._scripts["requeue_dead"] = load_script(self.client, "requeue_dead")
         dead = self.keys.dead(queue)
-        keys = [dead] + [self.keys.stream(queue, p) for p in range(10)]
+        keys = [dead] + [self.keys.stream(queue, p) for p in range(10)] + \
+            [self.keys.dead_bytes(queue)]
         moved = 0
         for start in range(0, len(ids), self.REQUEUE_BATCH):
             batch = ids[start:start + self.REQUEUE_BATCH]
@@ -467,9 +517,21 @@ class RedisBroker:
         """Delete every dead letter of ``queue``; return how many there were."""
         pipe = self.client.pipeline(transaction=True)
         pipe.xlen(self.keys.dead(queue))
-        pipe.delete(self.keys.dead(queue))
+        pipe.delete(self.keys.dead(queue), self.keys.dead_bytes(queue))
         length, _ = pipe.execute()
         return int(length)
+
+    def delete_dead(self, queue: str, entry_ids: Sequence[str]) -> int:
+        """Delete dead letters of ``queue`` (keeping the store's byte count right); return
+        how many were deleted. Unknown or malformed ids are skipped."""
+        ids = [i for i in dict.fromkeys(entry_ids) if self.ENTRY_ID.match(i)]
+        if not ids:
+            return 0
+        script = self._scripts.get("delete_dead")
+        if script is None:
+            script = self._scripts["delete_dead"] = load_script(self.client, "delete_dead")
+        return int(script(keys=[self.keys.dead(queue), self.keys.dead_bytes(queue)],
+                          args=ids))
 
     def purge(self, queue: str) -> int:
         keys = [self.keys.stream(queue, p) for p in PRIORITIES] + [self.keys.delayed(queue)]
@@ -480,6 +542,19 @@ class RedisBroker:
         per-thread sockets."""
         self.direct.close()
         self.client.close()
+
+
+def _body_of(fields: Any) -> bytes:
+    """The message in a stream entry's fields: the value of the field named ``m``, or
+    ``b""`` when there is none (the consumer dead-letters it as undecodable). redis-py's
+    pipeline gives a dict, a raw reply is ``[field, value, ...]``."""
+    if isinstance(fields, dict):
+        return fields.get(b"m", b"")
+    if fields:
+        for i in range(0, len(fields) - 1, 2):
+            if fields[i] == b"m":
+                return fields[i + 1]
+    return b""
 
 
 def _raise_first_error(replies: Sequence[Any]) -> None:

@@ -437,12 +437,9 @@ def requeue_all_dead(state: AppState, queue: str) -> int:
 def delete_dead(state: AppState, queue: str, entry_id: str) -> int:
     """Delete one dead letter; return how many were deleted (0 or 1).
 
-    The broker interface has no single-entry delete, so this removes the entry from the
-    queue's dead-letter stream itself (Redis brokers only).
+    The broker interface has no single-entry delete: this uses the Redis broker's
+    ``delete_dead``, which also keeps the store's byte count (Redis brokers only).
     """
-    client = _client(state)
-    if client is None:
+    if _client(state) is None:
         raise NotImplementedError("deleting one dead letter needs a Redis broker")
-    if state.broker.dead_letter_get(queue, entry_id) is None:
-        return 0
-    return int(client.xdel(Keys(state.key_prefix).dead(queue), entry_id))
+    return int(state.broker.delete_dead(queue, [entry_id]))  # type: ignore[attr-defined]

@@ -229,7 +229,15 @@ class Consumer:
         if signals.task_rejected.receivers:
             signals.send_safely(signals.task_rejected, task, task_id=task_id, reason=reason,
                                        queue=delivery.queue)
-        self.broker.dead_letter(self.name, delivery, reason, task, task_id, traceback)
+        trimmed = self.broker.dead_letter(self.name, delivery, reason, task, task_id,
+                                          traceback)
+        if trimmed:
+            logger.warning("Trimmed the %d oldest dead letter(s) of queue %s: its dead-letter "
+                           "store was over TASKQ_DEAD_LETTER_MAX_BYTES (or 100,000 entries)",
+                           trimmed, delivery.queue)
+            with self._lock:
+                self.counters[("dead_letters_trimmed", delivery.queue, "")] += trimmed
+                self.totals["dead_letters_trimmed"] += trimmed
         self._release([delivery])
         if data is not None and self.backend is not None:  # last: it wakes waiters
             self.backend.store_many([(task_id, data, True)], self.result_ttl)

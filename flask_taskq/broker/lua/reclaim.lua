@@ -1,8 +1,15 @@
 -- Take over entries whose lease expired (idle longer than ARGV[3] ms) in any stream of KEYS,
 -- up to ARGV[4] entries, for consumer ARGV[2] of group ARGV[1].
--- Returns a flat list: stream, entry id, body, delivery count, ...
+-- Returns a flat list: stream, entry id, body, delivery count, ... where body is the value
+-- of the entry's field named m, or '' when it has none (the consumer dead-letters it).
 local group, consumer, min_idle, count = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local out = {}
+local function body_of(fields)
+  for i = 1, #fields, 2 do
+    if fields[i] == 'm' then return fields[i + 1] end
+  end
+  return ''
+end
 for _, key in ipairs(KEYS) do
   local cursor = '0-0'
   for _ = 1, 10 do
@@ -15,7 +22,7 @@ for _, key in ipairs(KEYS) do
         local p = redis.call('XPENDING', key, group, entry[1], entry[1], 1)
         out[#out + 1] = key
         out[#out + 1] = entry[1]
-        out[#out + 1] = entry[2][2]
+        out[#out + 1] = body_of(entry[2])
         out[#out + 1] = p[1][4]
         count = count - 1
       else

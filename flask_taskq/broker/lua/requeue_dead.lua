@@ -1,8 +1,10 @@
 -- Send dead letters back to their queue as new messages, and drop them from the store.
 -- KEYS[1]: dead-letter stream; KEYS[2..11]: the queue's streams of priority 0..9 (one
--- queue, one hash tag). ARGV: pairs of (dead-letter entry id, priority 0-9).
+-- queue, one hash tag); KEYS[12]: the store's byte count (see dead_letter.lua), which
+-- loses each moved entry's size. ARGV: pairs of (dead-letter entry id, priority 0-9).
 -- Entries no longer in the store (or without a body) are skipped. Returns how many moved.
 local moved = 0
+local total = tonumber(redis.call('GET', KEYS[12]))
 for i = 1, #ARGV, 2 do
   local entries = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i], 'COUNT', 1)
   if #entries == 1 then
@@ -16,7 +18,11 @@ for i = 1, #ARGV, 2 do
       redis.call('XADD', stream, '*', 'm', body)
       redis.call('XDEL', KEYS[1], ARGV[i])
       moved = moved + 1
+      if total ~= nil then
+        for j = 1, #fields do total = total - #fields[j] end
+      end
     end
   end
 end
+if total ~= nil then redis.call('SET', KEYS[12], math.max(total, 0)) end
 return moved
