@@ -534,10 +534,11 @@ class Supervisor:
             return
         try:
             self.broker.renew_consumers(names, self.worker.queues)
-        except (redis.RedisError, OSError) as exc:
+        except Exception as exc:  # Redis away or refusing: the supervisor goes on
             if not self._renew_failing:
                 logger.warning("Supervisor could not renew its children's leases (%s); "
-                               "they still renew their own", exc)
+                               "they still renew their own", exc,
+                               exc_info=not isinstance(exc, (redis.RedisError, OSError)))
             self._renew_failing = True
         else:
             if self._renew_failing:
