@@ -114,7 +114,12 @@ class Broker(Protocol):
         """Delete every dead letter of ``queue``; return how many."""
 
     def forget_consumer(self, consumer: str, queues: Sequence[str]) -> None:
-        """Drop a consumer that holds nothing (on graceful stop)."""
+        """Drop ``consumer`` (on graceful stop) from every stream where it holds nothing;
+        never delete a message it (or another process of that name) still holds."""
+
+    def renew_consumers(self, consumers: Sequence[str], queues: Sequence[str]) -> int:
+        """Extend every lease held by each of ``consumers`` in ``queues`` (a prefork
+        supervisor, for its live children); return how many were extended."""
 
     def queue_length(self, queue: str) -> int:
         """Messages of ``queue`` not yet delivered to any worker."""

@@ -221,6 +221,9 @@ class MemoryBroker:
     def forget_consumer(self, consumer: str, queues: Sequence[str]) -> None:
         pass
 
+    def renew_consumers(self, consumers: Sequence[str], queues: Sequence[str]) -> int:
+        return 0  # consumers run in this process: nothing to renew for another one
+
     def queue_length(self, queue: str) -> int:
         return sum(len(self._ready.get((queue, p), ())) for p in PRIORITIES)
 

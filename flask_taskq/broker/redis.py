@@ -390,14 +390,36 @@ class RedisBroker:
             self._not_owned("dead-letter", consumer, [[delivery]], [[delivery.entry_id]])
         return int(trimmed)
 
+    # -- consumers ----------------------------------------------------------------------
+    def _lazy_script(self, name: str) -> redis.commands.core.Script:
+        script = self._scripts.get(name)
+        if script is None:
+            script = self._scripts[name] = load_script(self.client, name)
+        return script
+
     def forget_consumer(self, consumer: str, queues: Sequence[str]) -> None:
-        """Delete ``consumer`` from the group of every stream of ``queues``. Any entry it
-        still held would be dropped with it: call only when it holds none."""
+        """Delete ``consumer`` from the group of every stream of ``queues`` where it holds
+        no entry (``forget_consumer.lua``): an entry it still holds, or that another
+        process of the same name holds, stays pending, for a worker to reclaim."""
+        script = self._lazy_script("forget_consumer")
         pipe = self.client.pipeline(transaction=False)
         for q in queues:
-            for p in PRIORITIES:
-                pipe.xgroup_delconsumer(self.keys.stream(q, p), GROUP, consumer)
+            script(keys=self.keys.streams(q), args=[GROUP, consumer], client=pipe)
         pipe.execute(raise_on_error=False)
+
+    def renew_consumers(self, consumers: Sequence[str], queues: Sequence[str]) -> int:
+        """Renew every lease that each of ``consumers`` holds in the streams of ``queues``
+        (``renew_consumer.lua``), in one round trip; return how many were renewed."""
+        if not consumers or not queues:
+            return 0
+        script = self._lazy_script("renew_consumer")
+        pipe = self.client.pipeline(transaction=False)
+        for consumer in consumers:
+            for q in queues:
+                script(keys=self.keys.streams(q), args=[GROUP, consumer], client=pipe)
+        replies = pipe.execute(raise_on_error=False)
+        _raise_first_error(replies)
+        return sum(int(r) for r in replies)
 
     # -- inspection and maintenance -------------------------------------------------------
     def queue_length(self, queue: str) -> int:

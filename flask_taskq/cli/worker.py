@@ -20,7 +20,10 @@ from .common import app_state, check_broker, queue_names, taskq_cli
 @click.option("-l", "--loglevel", default="WARNING", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
                                 case_sensitive=False))
-@click.option("-n", "--hostname", "name", help="Worker name (default: <pid>@<hostname>).")
+@click.option("-n", "--hostname", "name",
+              help="Worker name; %h (host), %n (host up to its first dot), %d (domain), "
+                   "%i (prefork child index), %I (-%i in a child) expand as in Celery "
+                   "(default: <pid>@<hostname>).")
 @click.option("--prefetch", type=click.IntRange(min=1),
               help="Most messages a worker process leases ahead.")
 @click.option("--max-tasks-per-child", type=click.IntRange(min=1),

@@ -520,13 +520,15 @@ class Consumer:
                 pass
 
     def leave(self) -> None:
-        """Remove this consumer from the group if it holds nothing (after ``close``)."""
-        if self.held:
-            return
+        """Remove this consumer from the group (after ``close``) wherever it holds
+        nothing; Redis checks that, so what it still holds stays to be reclaimed."""
         try:
             self.broker.forget_consumer(self.name, self.queues)
         except CONNECTION_ERRORS:
             pass
+        except redis.RedisError as exc:
+            logger.warning("Could not remove consumer %s from the group (%s)", self.name,
+                           exc)
 
 
 _KIND = {states.SUCCESS: "processed", states.FAILURE: "failed", states.RETRY: "retried",

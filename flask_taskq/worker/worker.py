@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import secrets
 import signal
 import socket
 import sys
@@ -20,6 +22,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import redis
 from flask import Flask
 
 from .. import signals, states
@@ -39,6 +42,39 @@ if TYPE_CHECKING:
 logger = logging.getLogger("flask_taskq.worker")
 
 POOLS = ("prefork", "threads", "solo")
+
+_NAME_FIELD = re.compile(r"%(.?)", re.DOTALL)
+
+
+def expand_name(template: str, index: int = 0, hostname: str | None = None) -> str:
+    """Expand a worker name template as Celery does: ``%h`` the full host name, ``%n`` its
+    name part (before the first dot), ``%d`` its domain part, ``%i`` the prefork child's
+    index (1 to N; 0 in the main process), ``%I`` ``-<index>`` in a child and empty in the
+    main process, ``%%`` a percent sign. ``ValueError`` for any other ``%`` field."""
+    host = hostname or socket.gethostname()
+    name, _, domain = host.partition(".")
+    fields = {"h": host, "n": name, "d": domain, "i": str(index),
+              "I": f"-{index}" if index else "", "%": "%"}
+
+    def field(match: re.Match[str]) -> str:
+        try:
+            return fields[match.group(1)]
+        except KeyError:
+            what = f"unknown field %{match.group(1)}" if match.group(1) else "a lone %"
+            raise ValueError(f"{what} in worker name {template!r}; use %h, %n, %d, %i, %I "
+                             "or %% (a percent sign)") from None
+
+    return _NAME_FIELD.sub(field, template)
+
+
+def consumer_name(worker_name: str, slot: int | None = None, pid: int | None = None,
+                  token: str | None = None) -> str:
+    """The Redis consumer name of a process (this one unless ``pid``): the worker's
+    (expanded) name, then for a prefork child its slot, then the pid and a random
+    ``token``, so that it is unique per process even when workers share a name (``-n``)
+    or a pid (other hosts, containers)."""
+    where = f"{slot}-" if slot is not None else ""
+    return f"{worker_name}/{where}{pid or os.getpid()}-{token or secrets.token_hex(3)}"
 
 
 class TaskLogFilter(logging.Filter):
@@ -98,7 +134,11 @@ class Worker:
         self.concurrency = 1 if self.pool == "solo" else int(
             concurrency or config["TASKQ_WORKER_CONCURRENCY"] or os.cpu_count() or 1)
         self.queues = list(queues or default_queues(self.state))
-        self.name = name or f"{os.getpid()}@{socket.gethostname()}"
+        #: ``-n`` as given (``%h`` etc. unexpanded): prefork children expand ``%i`` in it.
+        self.name_template = name or f"{os.getpid()}@%h"
+        #: The worker's display name (heartbeats, ``inspect``, the dashboard); the Redis
+        #: consumer name of each process adds what makes it unique (:func:`consumer_name`).
+        self.name = expand_name(self.name_template)
         self.prefetch = int(prefetch or config["TASKQ_WORKER_PREFETCH"])
         self.max_tasks_per_child = max_tasks_per_child or config["TASKQ_MAX_TASKS_PER_CHILD"]
         self.shutdown_timeout = float(shutdown_timeout if shutdown_timeout is not None
@@ -121,7 +161,7 @@ class Worker:
         if self.pool == "prefork":
             return Supervisor(self).run()
         threads = self.concurrency if self.pool == "threads" else 1
-        return self.run_consumer(threads, self.name)
+        return self.run_consumer(threads, consumer_name(self.name))
 
     def stop(self) -> None:
         """Stop gracefully (what SIGTERM does)."""
@@ -322,53 +362,107 @@ class Worker:
 
 
 class Supervisor:
-    """The prefork pool: keeps ``concurrency`` child processes consuming."""
+    """The prefork pool: keeps ``concurrency`` child processes consuming, and renews the
+    leases its live children hold (a child running C code that holds the GIL cannot)."""
+
+    #: Seconds between two looks at the children (reaping, respawning, renewing).
+    TICK = 0.2
+    #: Seconds a slot waits for its new child when the old one died within a second.
+    RESPAWN_DELAY = 1.0
+    #: Socket timeout of the supervisor's own Redis connection: a frozen Redis delays the
+    #: supervisor's loop by at most this much.
+    SOCKET_TIMEOUT = 2.0
 
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
         self.children: dict[int, int] = {}  # pid -> slot
+        self.consumers: dict[int, str] = {}  # pid -> the child's consumer name
         self.parent_pid = os.getpid()
         self.started: dict[int, float] = {}
+        #: slot -> when (monotonic) to start its new child; never slept on, so that a
+        #: stop signal is acted on at once.
+        self.respawn: dict[int, float] = {}
         self.stopping = False
         self.deadline: float | None = None
+        self.broker: Any = None  # for lease renewal; its own connection, not the children's
+        self.renew_interval = float(worker.state.config["TASKQ_VISIBILITY_TIMEOUT"]) / 3
+        self._next_renew = 0.0
+        self._renew_failing = False
 
     def run(self) -> int:
+        """Fork the children and supervise them until they have all stopped; return the
+        exit code (0 after a graceful stop)."""
         worker = self.worker
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        self.broker = self._new_broker()
         for slot in range(worker.concurrency):
             self._spawn(slot)
+        self._next_renew = time.monotonic() + self.renew_interval
         exit_code = 0
-        while self.children:
-            time.sleep(0.2)
-            self._reap()
-            if self.deadline is not None and time.monotonic() > self.deadline:
-                logger.error("Children did not finish within %.0fs: killing them",
-                             worker.shutdown_timeout)
-                self._kill_all()
-                exit_code = 1
+        try:
+            while self.children or (self.respawn and not self.stopping):
+                time.sleep(self.TICK)
+                self._reap()
+                self._respawn_due()
+                self._renew_leases()
+                if self.deadline is not None and time.monotonic() > self.deadline:
+                    logger.error("Children did not finish within %.0fs: killing them",
+                                 worker.shutdown_timeout)
+                    self._kill_all()
+                    self.deadline = None
+                    exit_code = 1
+        finally:
+            self._close_broker()
         return exit_code
 
-    def _spawn(self, slot: int, delay: float = 0.0) -> None:
-        if delay:
-            time.sleep(delay)
-        pid = os.fork()
+    def _spawn(self, slot: int) -> None:
+        if self.stopping:
+            return
+        token = secrets.token_hex(3)
+        display = expand_name(self.worker.name_template, slot + 1)
+        # Blocked across the fork: the child must not run the supervisor's handler, and
+        # the supervisor must know the child before its handler runs.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            raise
         if pid == 0:
-            code = 1
-            try:
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
-                _stop_with_parent(self.parent_pid)
-                worker = self.worker
-                name = f"{worker.name}/{slot}-{os.getpid()}"
-                code = worker.run_consumer(1, name, worker.max_tasks_per_child, child=True)
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(code)
-        self.children[pid] = slot
-        self.started[pid] = time.monotonic()
+            self._child(slot, display, token, mask)  # never returns
+        try:
+            self.children[pid] = slot
+            self.consumers[pid] = consumer_name(display, slot, pid, token)
+            self.started[pid] = time.monotonic()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if self.stopping:  # handled meanwhile (it reached another thread) without this child
+            _signal(pid, signal.SIGTERM)
+
+    def _child(self, slot: int, display: str, token: str, mask: set[signal.Signals]
+               ) -> None:
+        code = 1
+        try:
+            worker = self.worker
+            worker.on_stop = []  # the supervisor's (e.g. an embedded beat's)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            # Until the consumer installs its own handler, a SIGTERM stops it before it
+            # starts (or as soon as it has started).
+            signal.signal(signal.SIGTERM, lambda signum, frame: threading.Thread(
+                target=worker.stop, daemon=True).start())
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            self._forget_broker()
+            _stop_with_parent(self.parent_pid)
+            worker.name = display
+            name = consumer_name(display, slot, os.getpid(), token)
+            code = worker.run_consumer(1, name, worker.max_tasks_per_child, child=True)
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
 
     def _reap(self) -> None:
         while self.children:
@@ -376,19 +470,85 @@ class Supervisor:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 self.children.clear()
+                self.consumers.clear()
                 return
             if pid == 0:
                 return
             slot = self.children.pop(pid, None)
+            self.consumers.pop(pid, None)
             started = self.started.pop(pid, time.monotonic())
             if slot is None or self.stopping:
                 continue
             code = os.waitstatus_to_exitcode(status)
-            if code != 0:
-                logger.error("Child %d (slot %d) exited with %s; starting a new one",
-                             pid, slot, code)
             quick_crash = code != 0 and time.monotonic() - started < 1.0
-            self._spawn(slot, delay=1.0 if quick_crash else 0.0)
+            delay = self.RESPAWN_DELAY if quick_crash else 0.0
+            if code != 0:
+                logger.error("Child %d (slot %d) exited with %s; starting a new one%s",
+                             pid, slot, code, f" in {delay:.0f}s" if delay else "")
+            self.respawn[slot] = time.monotonic() + delay
+
+    def _respawn_due(self) -> None:
+        if self.stopping:
+            self.respawn.clear()
+            return
+        now = time.monotonic()
+        for slot, due in sorted(self.respawn.items()):
+            if due <= now:
+                del self.respawn[slot]
+                self._spawn(slot)
+
+    # -- leases of the children ------------------------------------------------------------
+    def _new_broker(self) -> Any:
+        broker = self.worker.state.new_broker()
+        if not hasattr(broker, "renew_consumers"):
+            return None
+        pool = getattr(getattr(broker, "client", None), "connection_pool", None)
+        if pool is not None:
+            pool.connection_kwargs["socket_timeout"] = self.SOCKET_TIMEOUT
+        return broker
+
+    def _forget_broker(self) -> None:
+        """In a child: drop the supervisor's connections without touching their sockets."""
+        broker, self.broker = self.broker, None
+        pool = getattr(getattr(broker, "client", None), "connection_pool", None)
+        if pool is not None:
+            try:
+                pool.reset()  # after a fork: forgets the parent's connections
+            except Exception:
+                pass
+
+    def _close_broker(self) -> None:
+        broker, self.broker = self.broker, None
+        if broker is not None:
+            try:
+                broker.close()
+            except Exception:
+                pass
+
+    def _renew_leases(self) -> None:
+        """Every ``TASKQ_VISIBILITY_TIMEOUT / 3``, renew every lease held by a child that
+        is alive and not stopped (SIGSTOP), whatever the child itself can do: a task
+        holding the GIL blocks the child's keeper thread. A dead child's leases expire."""
+        now = time.monotonic()
+        if self.broker is None or now < self._next_renew:
+            return
+        self._next_renew = now + self.renew_interval
+        names = [name for pid, name in self.consumers.items()
+                 if pid in self.children and not _is_stopped(pid)]
+        if not names:
+            return
+        try:
+            self.broker.renew_consumers(names, self.worker.queues)
+        except Exception as exc:  # Redis away or refusing: the supervisor goes on
+            if not self._renew_failing:
+                logger.warning("Supervisor could not renew its children's leases (%s); "
+                               "they still renew their own", exc,
+                               exc_info=not isinstance(exc, (redis.RedisError, OSError)))
+            self._renew_failing = True
+        else:
+            if self._renew_failing:
+                logger.warning("Supervisor renews its children's leases again")
+            self._renew_failing = False
 
     def _on_signal(self, signum: int, frame: object) -> None:
         if self.stopping:
@@ -406,6 +566,16 @@ class Supervisor:
     def _kill_all(self) -> None:
         for pid in list(self.children):
             _signal(pid, signal.SIGKILL)
+
+
+def _is_stopped(pid: int) -> bool:
+    """Whether process ``pid`` is stopped (SIGSTOP; Linux ``/proc``, else False)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2:][:1] in (b"T", b"t")
 
 
 def _stop_with_parent(parent_pid: int) -> None:
