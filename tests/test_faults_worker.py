@@ -99,7 +99,8 @@ def test_malformed_messages_are_dead_lettered_and_the_worker_lives(faults_app, s
     for field, (_, reason) in MALFORMED.items():
         assert any(reason in text for text in reasons), (field, reasons)
     assert any("empty" in text for text in reasons), reasons
-    assert r.xpending(STREAM, GROUP)["pending"] == 0  # nothing stays leased
+    # nothing stays leased (results are written just before their acks)
+    wait_until(lambda: r.xpending(STREAM, GROUP)["pending"] == 0, message="no lease left")
     assert worker.proc.poll() is None
     with faults_app.app_context():  # both executor threads still run tasks
         results = [add.delay(i, i) for i in range(4)]
@@ -145,20 +146,29 @@ def test_a_dead_executor_thread_stops_the_worker_non_zero(faults_app, start_work
 # -- item 1: Redis errors that are not connection errors ------------------------------------
 def test_redis_refusing_writes_is_retried_not_fatal(own_app, own_redis, start_worker):
     """Before: OutOfMemoryError while storing a result escaped the executor (only
-    connection errors were caught) and ended the worker."""
-    worker = start_worker("-P", "threads", "-c", "1", app=FAULTS, broker_url=own_redis.url)
+    connection errors were caught) and ended the worker; one while dead-lettering left
+    the message leased for ever."""
     client = own_redis.client()
     from tests.apps.faults import fill_memory
 
     with own_app.app_context():
-        res = fill_memory.delay()
-        worker.wait_for_log("Redis refused")
+        res = fill_memory.delay()  # runs first: makes Redis refuse writes
+        client.xadd(STREAM, {"m": body("bad", expires="soon")})  # then: dead-letter it
+        worker = start_worker("-P", "threads", "-c", "1", app=FAULTS,
+                              broker_url=own_redis.url)
+        worker.wait_for_log("Redis refused: could not acknowledge")
+        worker.wait_for_log("Redis refused: could not dead-letter message")
         lines = len(worker.lines)
         time.sleep(2.0)  # an observation window, not a synchronisation
         assert len(worker.lines) - lines <= 5, worker.log[-3000:]
         assert worker.proc.poll() is None
         client.config_set("maxmemory", 0)
         assert res.get(timeout=15) == "stored"
+        broker = own_app.extensions["taskq"].broker
+        wait_until(lambda: broker.dead_letter_count("default") == 1,
+                   message="the malformed message dead-lettered once Redis accepts it")
+    wait_until(lambda: client.xpending(STREAM, GROUP)["pending"] == 0,
+               message="no lease left")
     assert worker.proc.poll() is None
     assert "Traceback" not in worker.log
 
