@@ -274,6 +274,8 @@ class Worker:
                 return
             except Exception as exc:
                 self._fault(consumer, exc)
+            if consumer.taken == taken:  # it failed before taking a message: no spin
+                consumer.stopping.wait(1.0)
             if max_tasks:
                 max_tasks = max(1, max_tasks - (consumer.taken - taken))
 
