@@ -9,6 +9,7 @@ Envelope (version 1), encoded by the configured serializer into the stream field
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -69,7 +70,11 @@ class Message:
 
     @classmethod
     def from_bytes(cls, data: bytes, serializer: Serializer) -> Message:
-        """Decode a message or raise ``DecodeError`` saying why it cannot be."""
+        """Decode a message or raise ``DecodeError`` saying why it cannot be: the body
+        must be a v1 envelope whose fields have their types (see the module docstring)."""
+        if not data:
+            raise DecodeError("undecodable message body: it is empty (a stream entry without "
+                              "its 'm' field?)")
         if data[:4] == b"tq1:" and not serializer.name.endswith("+hmac-sha256"):
             raise DecodeError("bad signature: the message is signed but TASKQ_SIGNING_KEY "
                               "is not set here")
@@ -83,20 +88,20 @@ class Message:
             raise DecodeError("not a flask-taskq v1 message envelope")
         try:
             return cls(
-                id=str(body["id"]),
-                task=str(body["task"]),
-                args=tuple(body.get("args") or ()),
-                kwargs=dict(body.get("kwargs") or {}),
-                queue=body.get("queue") or "default",
-                priority=int(body.get("priority", 5)),
-                eta=body.get("eta"),
-                expires=body.get("expires"),
-                retries=int(body.get("retries", 0)),
-                headers=dict(body.get("headers") or {}),
-                sent=float(body.get("sent") or 0.0),
+                id=_text(body, "id"),
+                task=_text(body, "task"),
+                args=tuple(_typed(body, "args", (list, tuple), ())),
+                kwargs=dict(_typed(body, "kwargs", dict, {})),
+                queue=_text(body, "queue", "default"),
+                priority=_integer(body, "priority", 5),
+                eta=_time(body, "eta"),
+                expires=_time(body, "expires"),
+                retries=_integer(body, "retries", 0),
+                headers=dict(_typed(body, "headers", dict, {})),
+                sent=_time(body, "sent") or 0.0,
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DecodeError(f"malformed message envelope: {exc!r}") from exc
+        except KeyError as exc:
+            raise DecodeError(f"malformed message envelope: missing {exc}") from exc
 
     def replace(self, **changes: Any) -> Message:
         """A copy with some fields changed."""
@@ -111,6 +116,60 @@ def envelope(id: str, task: str, args: Any, kwargs: dict[str, Any], queue: str,
     return {"v": VERSION, "id": id, "task": task, "args": list(args), "kwargs": kwargs,
             "queue": queue, "priority": priority, "eta": eta, "expires": expires,
             "retries": retries, "headers": headers, "sent": sent}
+
+
+def _typed(body: dict[str, Any], name: str, types: type | tuple[type, ...],
+           default: Any) -> Any:
+    """Field ``name`` of an envelope, of one of ``types``; ``default`` when absent or null."""
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, types):
+        raise DecodeError(f"malformed message envelope: {name!r} is "
+                          f"{type(value).__name__} {_short(value)}, not "
+                          f"{_names(types)}")
+    return value
+
+
+def _text(body: dict[str, Any], name: str, default: str | None = None) -> str:
+    value = body.get(name) if default is not None else body[name]
+    if not value and default is not None:  # absent, null or empty: the default
+        return default
+    if not isinstance(value, str) or not value:
+        raise DecodeError(f"malformed message envelope: {name!r} is {_short(value)}, "
+                          "not a non-empty string")
+    return value
+
+
+def _integer(body: dict[str, Any], name: str, default: int) -> int:
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise DecodeError(f"malformed message envelope: {name!r} is {_short(value)}, "
+                          "not a non-negative integer")
+    return value
+
+
+def _time(body: dict[str, Any], name: str) -> float | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not math.isfinite(value):
+        raise DecodeError(f"malformed message envelope: {name!r} is {_short(value)}, "
+                          "not a unix time (a number) or null")
+    return float(value)
+
+
+def _names(types: type | tuple[type, ...]) -> str:
+    types = types if isinstance(types, tuple) else (types,)
+    return " or ".join(t.__name__ for t in types)
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _unencodable_argument(message: Message, serializer: Serializer, exc: Exception) -> TypeError:

@@ -11,7 +11,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import redis
@@ -41,12 +41,46 @@ logger = logging.getLogger("flask_taskq.worker")
 
 #: Redis errors that mean "connection lost": wait and reconnect, never crash.
 CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
+#: Every error that is Redis's fault (lost connection, OOM, READONLY, other error replies):
+#: the step is retried with backoff, the message is kept.
+REDIS_ERRORS = (redis.RedisError, *CONNECTION_ERRORS)
+#: Longest wait between two attempts at a step that Redis refused (seconds).
+MAX_BACKOFF = 5.0
 #: Aim for a fetched batch to hold about this much work (seconds), so that slow tasks are
 #: not hoarded by one worker while another idles; fast tasks get big batches.
 BATCH_WORK = 0.05
 #: Longest a finished task waits before its ack and result are written (seconds).
 MAX_ACK_DELAY = 0.01
 MAX_ACK_BATCH = 128
+
+
+class Outage:
+    """Logs a failing Redis step once when it starts failing and once when it works
+    again, however often it is retried in between (thread-safe)."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.since: float | None = None
+        self._lock = threading.Lock()
+
+    def failed(self, exc: BaseException, then: str = "retrying with backoff") -> None:
+        """Note a failure; log it if it is the first of an outage."""
+        with self._lock:
+            first, self.since = self.since is None, self.since or time.monotonic()
+        if first:
+            trouble = "unreachable" if isinstance(exc, CONNECTION_ERRORS) else "refused"
+            logger.warning("Redis %s: could not %s (%s: %s); %s", trouble, self.what,
+                           type(exc).__name__, exc, then)
+
+    def ok(self) -> None:
+        """Note a success; log it if it ends an outage."""
+        if self.since is None:
+            return
+        with self._lock:
+            since, self.since = self.since, None
+        if since is not None:
+            logger.warning("Redis answers again: could %s after %.1fs", self.what,
+                           time.monotonic() - since)
 
 
 class Consumer:
@@ -91,7 +125,18 @@ class Consumer:
         self._done_since = 0.0
         self._lock = threading.Lock()
         self._fetch_lock = threading.Lock()
-        self._avg_runtime = 0.01
+        self._avg_runtime: float | None = None  # None until a task has been measured
+        self._settling: set[tuple[str, int, str]] = set()  # being acked/moved in Redis
+        self._abandoned: list[Delivery] = []  # left to lease expiry (see ``forget``)
+        self._local = threading.local()  # .current: the message this thread runs
+        self.taken = 0  # messages handed to executors (approximate with threads)
+        self._flush_backoff = 0.0
+        self._next_flush = 0.0  # no flush attempt before this (monotonic) after a failure
+        self._fetching = Outage("fetch messages")
+        self._flushing = Outage("acknowledge finished tasks")
+        self._renewing = Outage("renew leases")
+        self._beating = Outage("publish the heartbeat")
+        self._syncing = Outage("sync revocations and rate limits")
         self._next_reclaim = 0.0
         self._next_promote = 0.0
         self._keeper: threading.Thread | None = None
@@ -105,21 +150,46 @@ class Consumer:
                 with self._lock:
                     if self._buffer:
                         _, _, delivery, message = heapq.heappop(self._buffer)
+                        self._local.current = (delivery, message)
+                        self.taken += 1
                         return delivery, message
                 try:
-                    self.flush()
+                    if time.monotonic() >= self._next_flush:
+                        self.flush_quietly()
                     self._refill()
                     backoff = 0.1
-                except CONNECTION_ERRORS as exc:
-                    logger.warning("Redis unreachable (%s); retrying in %.1fs", exc, backoff)
+                    self._fetching.ok()
+                except REDIS_ERRORS as exc:  # also READONLY during a failover, OOM
+                    self._fetching.failed(exc)
                     self.stopping.wait(backoff)
-                    backoff = min(backoff * 2, 5.0)
-                except redis.RedisError as exc:  # e.g. READONLY during a failover
-                    logger.error("Redis refused to deliver (%s); retrying in %.1fs", exc,
-                                 backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF)
+                except Exception:  # a bug or a malformed reply must not end the thread
+                    logger.exception("Unexpected error while fetching; retrying in %.1fs",
+                                     backoff)
                     self.stopping.wait(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    backoff = min(backoff * 2, MAX_BACKOFF)
         return None
+
+    def current(self) -> tuple[Delivery, Message] | None:
+        """The message :meth:`next` last gave the calling thread."""
+        return getattr(self._local, "current", None)
+
+    def unsettled(self, delivery: Delivery) -> bool:
+        """Whether ``delivery`` is still leased here with no outcome recorded yet (not
+        completed, deferred, dead-lettered or requeued)."""
+        key = self._key(delivery)
+        with self._lock:
+            return (key in self._held and key not in self._settling
+                    and all(d is not delivery for d, *_ in self._done))
+
+    def forget(self, delivery: Delivery) -> None:
+        """Stop renewing ``delivery``'s lease without settling it: once the lease expires
+        another worker takes the message over (its start counts toward the poison
+        limit). It still counts as :attr:`held`, so that leaving the group never drops
+        it."""
+        with self._lock:
+            if self._held.pop(self._key(delivery), None) is not None:
+                self._abandoned.append(delivery)
 
     def complete(self, delivery: Delivery, task_id: str, status: str, data: bytes | None,
                  runtime: float, retry: tuple[bytes, float] | None = None,
@@ -127,7 +197,7 @@ class Consumer:
         """Record that ``delivery`` finished; its ack (or, with ``retry``, its replacement
         by the next attempt) and its result go out in a batch. With ``task_name`` it is
         also counted for the heartbeat (as :meth:`count` does)."""
-        self._avg_runtime = 0.8 * self._avg_runtime + 0.2 * runtime
+        self._measure(runtime)
         now = time.monotonic()
         with self._lock:
             if task_name:
@@ -146,12 +216,22 @@ class Consumer:
                                retry))
             due = (len(self._done) >= MAX_ACK_BATCH or not self._buffer
                    or now - self._done_since >= MAX_ACK_DELAY
-                   or self._avg_runtime > MAX_ACK_DELAY / 10)
+                   or (self._avg_runtime or 0.0) > MAX_ACK_DELAY / 10)
             first_deferred = not due and len(self._done) == 1
-        if due:
+        if due and now < self._next_flush:  # Redis failed lately: the keeper retries
+            self._wake.set()
+        elif due:
             self.flush_quietly()
         elif first_deferred:
             self._wake.set()  # the keeper flushes it if the next task runs long
+
+    def _measure(self, runtime: float) -> None:
+        """Fold a task's runtime into the estimate that sizes fetched batches. It follows a
+        slow task at once and forgets it gradually, so that slow work is never hoarded
+        on the strength of earlier fast tasks."""
+        avg = self._avg_runtime
+        self._avg_runtime = runtime if avg is None else max(runtime,
+                                                              0.8 * avg + 0.2 * runtime)
 
     def is_poison(self, delivery: Delivery, message: Message) -> bool:
         """Before running a redelivered message: count the start in Redis and, if it has
@@ -229,31 +309,69 @@ class Consumer:
         if signals.task_rejected.receivers:
             signals.send_safely(signals.task_rejected, task, task_id=task_id, reason=reason,
                                        queue=delivery.queue)
-        trimmed = self.broker.dead_letter(self.name, delivery, reason, task, task_id,
-                                          traceback)
-        if trimmed:
+        trimmed = self._settle(delivery, f"dead-letter message {task_id}", lambda: (
+            self.broker.dead_letter(self.name, delivery, reason, task, task_id, traceback)))
+        if isinstance(trimmed, int) and trimmed:
             logger.warning("Trimmed the %d oldest dead letter(s) of queue %s: its dead-letter "
                            "store was over TASKQ_DEAD_LETTER_MAX_BYTES (or 100,000 entries)",
                            trimmed, delivery.queue)
             with self._lock:
                 self.counters[("dead_letters_trimmed", delivery.queue, "")] += trimmed
                 self.totals["dead_letters_trimmed"] += trimmed
-        self._release([delivery])
         if data is not None and self.backend is not None:  # last: it wakes waiters
-            self.backend.store_many([(task_id, data, True)], self.result_ttl)
+            backend = self.backend
+            self._persist(f"store the result of {task_id}", lambda: backend.store_many(
+                [(task_id, data, True)], self.result_ttl))
 
     def requeue(self, delivery: Delivery) -> None:
         """Put one held message back in its queue as it is."""
-        self.broker.requeue(self.name, [delivery])
-        self._release([delivery])
+        self._settle(delivery, "requeue a message", lambda: self.broker.requeue(
+            self.name, [delivery]))
+
+    def _settle(self, delivery: Delivery, what: str, action: Callable[[], object]) -> object:
+        """Run ``action``, which removes ``delivery`` from this consumer's leases in Redis
+        (retried as :meth:`_persist` does), then stop renewing it; return what it returned."""
+        key = self._key(delivery)
+        with self._lock:
+            self._settling.add(key)
+        try:
+            result = self._persist(what, action)
+            self._release([delivery])
+            return result
+        finally:
+            with self._lock:
+                self._settling.discard(key)
+
+    def _persist(self, what: str, action: Callable[[], object]) -> object:
+        """Run ``action`` until Redis accepts it: a Redis error (lost connection, OOM,
+        READONLY...) is logged once and retried with backoff. Gives up (raising) only
+        once the consumer is closed; the lease then hands the message to another
+        worker."""
+        outage = Outage(what)
+        backoff = 0.1
+        while True:
+            try:
+                result = action()
+            except REDIS_ERRORS as exc:
+                if self._closed.is_set():
+                    raise
+                outage.failed(exc)
+                self._closed.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+            else:
+                outage.ok()
+                return result
 
     # -- batching --------------------------------------------------------------------------
-    def flush(self) -> None:
-        """Write pending results, then acknowledge their messages."""
+    def flush(self) -> bool:
+        """Write pending results, then acknowledge their messages; False if there were
+        none."""
         with self._lock:
             batch, self._done = self._done, []
+            keys = {self._key(d) for d, *_ in batch}
+            self._settling |= keys
         if not batch:
-            return
+            return False
         try:
             results = [(task_id, data, ready) for _, task_id, data, ready, _ in batch
                        if data is not None]
@@ -267,19 +385,43 @@ class Consumer:
         except BaseException:
             with self._lock:
                 self._done = batch + self._done
+                self._settling -= keys
             raise
-        self._release(deliveries)
+        with self._lock:
+            for d in deliveries:
+                self._held.pop(self._key(d), None)
+            self._settling -= keys
+        return True
 
-    def flush_quietly(self) -> None:
-        """``flush`` that leaves the batch for later when Redis is unreachable."""
+    def flush_quietly(self) -> bool:
+        """``flush`` that keeps the batch for a later attempt when Redis fails (any Redis
+        error: lost connection, OOM, READONLY...); the next attempt waits for a backoff
+        (the keeper makes it). Logs once per outage; True when flushed."""
         try:
-            self.flush()
-        except CONNECTION_ERRORS as exc:
-            logger.warning("Could not acknowledge finished tasks yet (%s)", exc)
+            if not self.flush():
+                return True
+        except REDIS_ERRORS as exc:
+            self._flush_backoff = min(max(0.1, self._flush_backoff * 2), MAX_BACKOFF)
+            self._next_flush = time.monotonic() + self._flush_backoff
+            self._flushing.failed(exc, f"{len(self._done)} kept, retrying with backoff")
+            self._wake.set()
+            return False
+        self._flush_backoff = 0.0
+        self._next_flush = 0.0
+        self._flushing.ok()
+        return True
 
     # -- fetching --------------------------------------------------------------------------
     def _batch_size(self) -> int:
-        per_thread = max(1, int(BATCH_WORK / max(self._avg_runtime, 1e-6)))
+        """How many messages to fetch: about :data:`BATCH_WORK` seconds of work per thread
+        by the measured runtime; one per idle thread until a task has been measured or
+        when tasks are slow, so that no process holds unstarted work another could
+        start now."""
+        idle = max(1, self.threads - len(self.guard.running))
+        avg = self._avg_runtime
+        if avg is None or avg >= BATCH_WORK:
+            return max(1, min(self.prefetch, idle))
+        per_thread = max(1, int(BATCH_WORK / max(avg, 1e-6)))
         return max(1, min(self.prefetch, per_thread * self.threads))
 
     def _refill(self) -> None:
@@ -320,12 +462,13 @@ class Consumer:
         for delivery in deliveries:
             try:
                 message = Message.from_bytes(delivery.body, self.serializer)
-            except DecodeError as exc:
+            except Exception as exc:  # DecodeError, or a decoder bug: the message's fault
                 # Task name and id stay "?": nothing in an unverified body is trusted, and
                 # no result is written for it (its claimed id may be another task's).
                 self._hold([delivery])
-                self.dead_letter(delivery, unverified_reason(str(exc), delivery.body),
-                                 "?", "?")
+                reason = str(exc) if isinstance(exc, DecodeError) \
+                    else f"undecodable message ({type(exc).__name__}: {exc})"
+                self.dead_letter(delivery, unverified_reason(reason, delivery.body), "?", "?")
                 continue
             self._hold([delivery])
             ready.append((delivery, message))
@@ -352,7 +495,7 @@ class Consumer:
     @property
     def held(self) -> int:
         """Messages leased to this consumer (buffered, running, or awaiting ack)."""
-        return len(self._held)
+        return len(self._held) + len(self._abandoned)
 
     def start_keeper(self) -> None:
         """Start the thread that renews leases and returns the buffer on stop."""
@@ -372,7 +515,8 @@ class Consumer:
             now = time.monotonic()
             timeout = min(next_renew, next_sync, next_beat) - now
             if self._done:
-                timeout = min(timeout, self._done_since + MAX_ACK_DELAY - now)
+                flush_at = max(self._done_since + MAX_ACK_DELAY, self._next_flush)
+                timeout = min(timeout, flush_at - now)
             deadline = self.guard.next_deadline(hard=self.hard_limits)
             if deadline is not None:
                 timeout = min(timeout, deadline - now)
@@ -383,24 +527,36 @@ class Consumer:
                     returned = True
                     self.return_buffered_quietly()
                 now = time.monotonic()
-                if self._done and now - self._done_since >= MAX_ACK_DELAY:
-                    self.flush()
+                if self._done and now - self._done_since >= MAX_ACK_DELAY \
+                        and now >= self._next_flush:
+                    self.flush_quietly()
                 if now >= next_sync:
                     next_sync = now + 1.0
-                    self.revocations.sync(force=True)
-                    if self.limiter is not None:
-                        self.limiter.reload()
+                    self._keeper_step(self._syncing, self._sync)
                 if now >= next_beat:
                     next_beat = now + HEARTBEAT_INTERVAL
-                    self.heartbeat()
+                    self._keeper_step(self._beating, self.heartbeat)
                 self._police(now)
                 if now >= next_renew:
                     next_renew = now + interval
-                    self.renew()
-            except CONNECTION_ERRORS as exc:
-                logger.warning("Could not renew leases (%s)", exc)
+                    self._keeper_step(self._renewing, self.renew)
             except Exception:  # the keeper must outlive any surprise
                 logger.exception("Lease keeper error")
+
+    @staticmethod
+    def _keeper_step(outage: Outage, step: Callable[[], object]) -> None:
+        # each step is retried on its own schedule, so one line per outage is enough
+        try:
+            step()
+        except REDIS_ERRORS as exc:
+            outage.failed(exc, "retrying")
+        else:
+            outage.ok()
+
+    def _sync(self) -> None:
+        self.revocations.sync(force=True)
+        if self.limiter is not None:
+            self.limiter.reload()
 
     def _police(self, now: float) -> None:
         """Stop running tasks that were revoked with terminate or ran out of time."""
@@ -456,7 +612,7 @@ class Consumer:
         if key:
             try:
                 self.broker.release_unique(key, message.id)
-            except CONNECTION_ERRORS:
+            except REDIS_ERRORS:
                 logger.warning("Could not free the unique key of %s; it expires by itself",
                                message.id)
 
@@ -465,6 +621,10 @@ class Consumer:
         with self._lock:
             held = list(self._held.values())
         lost = self.broker.renew(self.name, held)
+        if lost:  # not those settled meanwhile (acked, requeued...): they are not lost
+            with self._lock:
+                lost = [d for d in lost if self._key(d) in self._held
+                        and self._key(d) not in self._settling]
         if lost:
             logger.warning("Lost the lease of %d task(s); another worker may run them",
                            len(lost))
@@ -485,23 +645,29 @@ class Consumer:
         """Give every unstarted message back to the broker."""
         with self._lock:
             entries, self._buffer = self._buffer, []
+            keys = {self._key(d) for _, _, d, _ in entries}
+            self._settling |= keys
         deliveries = [d for _, _, d, _ in entries]
-        if deliveries:
-            try:
-                self.broker.requeue(self.name, deliveries)
-            except BaseException:
-                with self._lock:
-                    self._buffer.extend(entries)
-                    heapq.heapify(self._buffer)
-                raise
-            logger.info("Returned %d unstarted task(s) to the queue", len(deliveries))
-            self._release(deliveries)
+        try:
+            if deliveries:
+                try:
+                    self.broker.requeue(self.name, deliveries)
+                except BaseException:
+                    with self._lock:
+                        self._buffer.extend(entries)
+                        heapq.heapify(self._buffer)
+                    raise
+                logger.info("Returned %d unstarted task(s) to the queue", len(deliveries))
+                self._release(deliveries)
+        finally:
+            with self._lock:
+                self._settling -= keys
 
     def return_buffered_quietly(self) -> None:
         """``return_buffered`` that leaves them to lease expiry when Redis is gone."""
         try:
             self.return_buffered()
-        except CONNECTION_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             logger.warning("Could not return unstarted tasks (%s); they will be delivered "
                            "again after the visibility timeout", exc)
 
@@ -516,7 +682,7 @@ class Consumer:
             try:
                 self.heartbeat()  # the last counters
                 self.monitor.leave(self.name)
-            except CONNECTION_ERRORS:
+            except REDIS_ERRORS:
                 pass
 
     def leave(self) -> None:
@@ -524,7 +690,7 @@ class Consumer:
         nothing; Redis checks that, so what it still holds stays to be reclaimed."""
         try:
             self.broker.forget_consumer(self.name, self.queues)
-        except CONNECTION_ERRORS:
+        except REDIS_ERRORS:
             pass
         except redis.RedisError as exc:
             logger.warning("Could not remove consumer %s from the group (%s)", self.name,

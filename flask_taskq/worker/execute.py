@@ -55,7 +55,19 @@ class Executor:
         if not keep:
             return None
         doc = {"status": status, "task": message.task, "date_done": time.time(), **fields}
-        return self.dumps(doc)
+        if status == states.SUCCESS:
+            return self.dumps(doc)
+        try:
+            return self.dumps(doc)
+        except Exception as exc:  # a failure is recorded whatever its exception holds
+            logger.warning("could not encode the %s document (%s: %s); storing its text",
+                           status, type(exc).__name__, _short(exc))
+            plain = {k: _plain(v) for k, v in doc.items()}
+            try:
+                return self.dumps(plain)
+            except Exception:
+                return self.dumps({k: _plain(doc.get(k)) for k in
+                                   ("status", "task", "date_done", "exc_type", "exc_module")})
 
     def execute(self, message: Message, delivery_count: int = 1, eager: bool = False,
                 revoked: Container[str] = (), options: dict[str, Any] | None = None
@@ -115,9 +127,10 @@ class Executor:
         if error is None:
             try:
                 data = self._document(message, states.SUCCESS, {"result": retval}, keep)
-            except (TypeError, ValueError, OverflowError) as exc:
+            except Exception as exc:  # e.g. RecursionError for a deeply nested result
                 error = TypeError(f"result of task {task.name!r} cannot be encoded by the "
-                                  f"{self.state.serializer.name} serializer: {exc}")
+                                  f"{self.state.serializer.name} serializer: "
+                                  f"{type(exc).__name__}: {_short(exc)}")
             else:
                 if logger.isEnabledFor(logging.INFO):
                     logger.info("succeeded in %.6fs: %.200r", runtime, retval)
@@ -197,3 +210,24 @@ class Executor:
         doc = self._document(message, states.FAILURE, exception_meta(error), keep)
         return Outcome(states.FAILURE, doc, runtime, exception=error,
                        dead_reason=f"rejected: {error.reason}")
+
+
+def _short(value: object, limit: int = 200) -> str:
+    """``str(value)`` cut to ``limit`` characters, never raising."""
+    try:
+        text = str(value)
+    except Exception:
+        text = f"<unprintable {type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _plain(value: object) -> object:
+    """``value`` as something every serializer encodes: a number or None as it is,
+    anything else as text with any unencodable character escaped."""
+    if value is None or isinstance(value, bool | float) \
+            or (isinstance(value, int) and -2**63 <= value < 2**63):
+        return value
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    text = value if isinstance(value, str) else _short(value, 100_000)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

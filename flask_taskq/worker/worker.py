@@ -29,9 +29,10 @@ from .. import signals, states
 from ..broker import Delivery
 from ..canvas import WORKFLOW_HEADERS
 from ..message import Message
+from ..result import exception_meta
 from ..task import _current_request
 from . import replay
-from .consumer import CONNECTION_ERRORS, Consumer
+from .consumer import CONNECTION_ERRORS, REDIS_ERRORS, Consumer
 from .execute import Executor
 from .workflow import after_task
 
@@ -198,10 +199,12 @@ class Worker:
         consumer.start_keeper()
         signals.send_safely(signals.worker_ready, self)
         logger.info("%s ready", consumer_name)
+        died: list[BaseException] = []
         if threads == 1:
-            self._loop(consumer, executor, max_tasks)
+            self._executor(consumer, executor, max_tasks, died)
         else:
-            pool = [threading.Thread(target=self._loop, args=(consumer, executor, None),
+            pool = [threading.Thread(target=self._executor,
+                                     args=(consumer, executor, None, died),
                                      name=f"taskq-executor-{i}", daemon=True)
                     for i in range(threads)]
             for t in pool:
@@ -212,7 +215,27 @@ class Worker:
         consumer.leave()
         self._finished.set()
         signals.send_safely(signals.worker_shutdown, self)
-        return 0
+        return 1 if died else 0
+
+    def _executor(self, consumer: Consumer, executor: Executor, max_tasks: int | None,
+                  died: list[BaseException]) -> None:
+        """One executor: :meth:`_loop` until stopped. If it ends by an exception anyway
+        (``SystemExit`` from a task, a bug while settling a message), the whole worker
+        stops: unstarted messages go back to the queue, the message it was running is
+        left to its lease (taken over by another worker once it expires) and the process
+        exits non-zero."""
+        try:
+            self._loop(consumer, executor, max_tasks)
+        except BaseException as exc:
+            died.append(exc)
+            item = consumer.current()
+            if item is not None and consumer.unsettled(item[0]):
+                consumer.forget(item[0])
+            logger.critical("Executor thread %s died (%s: %s) handling message %s: stopping "
+                            "the worker", threading.current_thread().name,
+                            type(exc).__name__, exc, item[1].id if item else "-",
+                            exc_info=exc)
+            consumer.stop()
 
     def _ensure_groups(self, broker, consumer: Consumer) -> None:
         ensure = getattr(broker, "ensure_groups", None)
@@ -248,7 +271,7 @@ class Worker:
             if rate is None:
                 return False
             wait = limiter.acquire(task.name, rate, task_id=message.id)
-        except CONNECTION_ERRORS:
+        except REDIS_ERRORS:
             wait = 1.0
         if wait > 0:
             consumer.defer(delivery, time.time() + wait)
@@ -281,6 +304,57 @@ class Worker:
             os._exit(1)
 
     def _loop(self, consumer: Consumer, executor: Executor, max_tasks: int | None) -> None:
+        """Run messages until stopped (or ``max_tasks`` ran). An unexpected error while
+        handling one message is logged with its id and the message is settled: handed
+        back to the queue when Redis failed, dead-lettered with the reason otherwise; then
+        the loop goes on."""
+        while True:
+            taken = consumer.taken
+            try:
+                self._consume(consumer, executor, max_tasks)
+                return
+            except Exception as exc:
+                self._fault(consumer, exc)
+            if consumer.taken == taken:  # it failed before taking a message: no spin
+                consumer.stopping.wait(1.0)
+            if max_tasks:
+                max_tasks = max(1, max_tasks - (consumer.taken - taken))
+
+    def _fault(self, consumer: Consumer, exc: Exception) -> None:
+        """Settle the message whose handling raised ``exc`` (see :meth:`_loop`)."""
+        item = consumer.current()
+        if item is None or not consumer.unsettled(item[0]):
+            logger.error("Unexpected error after message %s was settled",
+                         item[1].id if item else "-", exc_info=exc)
+            return
+        delivery, message = item
+        if isinstance(exc, REDIS_ERRORS):
+            logger.warning("Redis failed while handling message %s of task %s (%s: %s); "
+                           "handing it back to the queue", message.id, message.task,
+                           type(exc).__name__, exc)
+            try:
+                consumer.requeue(delivery)
+            except REDIS_ERRORS:  # closing: its lease hands it to another worker
+                consumer.forget(delivery)
+            return
+        logger.error("Unexpected error while handling message %s of task %s: "
+                     "dead-lettering it", message.id, message.task, exc_info=exc)
+        data = None
+        task = consumer.tasks.get(message.task)
+        try:
+            if task is not None and consumer.backend is not None \
+                    and not task.options_for(self.state)["ignore_result"]:
+                data = consumer.serializer.dumps({
+                    "status": states.FAILURE, "task": message.task,
+                    "date_done": time.time(), **exception_meta(exc)})
+        except Exception:
+            data = None
+        consumer.dead_letter(delivery, f"unexpected error while handling it: "
+                             f"{type(exc).__name__}: {exc}", message.task, message.id,
+                             data, "".join(traceback.format_exception(exc)))
+
+    def _consume(self, consumer: Consumer, executor: Executor,
+                 max_tasks: int | None) -> None:
         done = 0
         guard = consumer.guard
         revoked = consumer.revocations.ids
@@ -300,7 +374,7 @@ class Worker:
                 try:
                     if consumer.is_poison(delivery, message):
                         continue
-                except CONNECTION_ERRORS:
+                except REDIS_ERRORS:
                     pass  # cannot count this start: run it; the next delivery counts again
             if task is not None and limiter is not None and \
                     (options.get("rate_limit") or limiter._overrides) and \
