@@ -95,17 +95,25 @@ def test_unknown_celery_keys_are_listed_once_and_different_meanings_explained():
     app, messages = init(CELERY={"task_track_started": True, "accept_content": ["json"],
                                  "task_default_priority": 0},
                          CELERY_SEND_EVENTS=True, worker_prefetch_multiplier=1,
+                         BROKER_TRANSPORT_OPTIONS={"visibility_timeout": 60},
+                         CELERY_SECURITY_KEY="k",
                          result_serializer="json", SECRET_KEY="x", some_other="y")
     assert messages == [
         "Celery setting CELERY['task_default_priority'] is not applied: set "
         "TASKQ_TASK_DEFAULT_PRIORITY (9 runs first: use 9 - value)",
         "Celery setting worker_prefetch_multiplier is not applied: set "
         "TASKQ_WORKER_PREFETCH (a number of messages per process, not a multiplier)",
+        "Celery setting BROKER_TRANSPORT_OPTIONS is not applied: set "
+        "TASKQ_VISIBILITY_TIMEOUT (for its visibility_timeout)",
+        "Celery setting CELERY_SECURITY_KEY is not applied: set TASKQ_SIGNING_KEY (a "
+        "shared secret)",
         "Celery settings without a flask-taskq counterpart, ignored: "
         "CELERY['task_track_started'], CELERY['accept_content'], CELERY_SEND_EVENTS, "
         "result_serializer",
     ]
     assert app.config["TASKQ_TASK_DEFAULT_PRIORITY"] == 5
+    assert app.config["TASKQ_VISIBILITY_TIMEOUT"] == 30
+    assert app.config["TASKQ_SIGNING_KEY"] is None
 
 
 def test_an_app_without_celery_keys_gets_no_warning():
