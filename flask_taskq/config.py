@@ -38,6 +38,9 @@ DEFAULTS: dict[str, Any] = {
     "TASKQ_DASHBOARD": False,
     "TASKQ_DASHBOARD_URL_PREFIX": "/taskq",
     "TASKQ_DASHBOARD_AUTH": None,
+    # Modules the worker and beat import at start, for the tasks they define (Celery's
+    # ``imports`` / ``include``).
+    "TASKQ_IMPORTS": [],
     # Defaults of task options (TASK_OPTION_KEYS): a task's own option wins.
     "TASKQ_TASK_IGNORE_RESULT": False,
     "TASKQ_TASK_ACKS_LATE": True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import threading
 import time
 import weakref
@@ -18,6 +19,7 @@ from .backend.memory import MemoryBackend
 from .beat import Entry
 from .broker import Broker, broker_from_url
 from .broker.memory import ANY_QUEUE
+from .celery_compat import apply_celery_settings
 from .config import apply_defaults, task_defaults
 from .exceptions import BrokerConnectionError, NotRegistered
 from .keys import DEFAULT_PRIORITY, Keys
@@ -218,10 +220,11 @@ def _enqueue_error(url: str, attempts: int, timeout: float, exc: BaseException,
 
 
 def _destination(state: AppState, name: str, topts: dict[str, Any], queue: str | None = None,
-                 priority: int | None = None) -> tuple[str, int]:
+                 priority: int | None = None, call: tuple[Any, ...] = ()) -> tuple[str, int]:
     """Queue and priority of a message of task ``name``: the call's, else ``TASKQ_ROUTES``,
-    else the task's options, else the defaults. ``ValueError`` for a bad priority."""
-    route = state.router.route(name)
+    else the task's options, else the defaults. ``ValueError`` for a bad priority.
+    ``call`` is ``(args, kwargs, options, task)`` for router functions."""
+    route = state.router.route(name, *call)
     if priority is None:
         priority = route.get("priority", topts.get("priority", DEFAULT_PRIORITY))
     if not isinstance(priority, int) or not 0 <= priority <= 9:
@@ -261,6 +264,20 @@ def resolve_state(app: Flask | None = None,
     )
 
 
+def import_task_modules(app: Flask) -> list[str]:
+    """Import the modules named in ``app``'s ``TASKQ_IMPORTS`` (a list, or one name), so
+    that the tasks they define are registered; the worker and beat call it at start.
+    Return the names. ``ImportError`` names the module that cannot be imported."""
+    names = app.config.get("TASKQ_IMPORTS") or []
+    names = [names] if isinstance(names, str) else list(names)
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ImportError(f"TASKQ_IMPORTS: cannot import {name!r}: {exc}") from exc
+    return names
+
+
 class TaskQueue:
     """The flask-taskq extension.
 
@@ -293,6 +310,7 @@ class TaskQueue:
             raise RuntimeError(
                 f"the app {app.name!r} already has a TaskQueue (init_app was called on it "
                 "before): call init_app once per app and use that TaskQueue")
+        apply_celery_settings(app.config)
         apply_defaults(app.config)
         app.extensions["taskq"] = AppState(self, app)
         self._bound.add(app)
@@ -433,7 +451,7 @@ class TaskQueue:
         (as :meth:`build_message` settles them), or None when :meth:`send_plain` does not
         apply."""
         topts = task.options_for(state)
-        if state.eager or state.is_memory or topts.get("unique"):
+        if state.eager or state.is_memory or topts.get("unique") or state.router.dynamic:
             return None
         expires = topts.get("expires")
         if expires is not None and not (isinstance(expires, int | float) and expires < 10**9):
@@ -519,6 +537,12 @@ class TaskQueue:
         state = resolve_state(app, self)
         task = _task or self.tasks.get(name)
         topts = task.options_for(state) if task is not None else state.task_defaults
+        call: tuple[Any, ...] = ()
+        if state.router.dynamic:  # router functions see the call as made, as in Celery
+            sending = {"countdown": countdown, "eta": eta, "expires": expires, "queue": queue,
+                       "priority": priority, "task_id": task_id, "headers": headers}
+            call = (tuple(args or ()), dict(kwargs or {}),
+                    {k: v for k, v in sending.items() if v is not None}, task)
         now = time.time()
         if countdown is not None:
             eta = now + float(countdown)
@@ -526,7 +550,7 @@ class TaskQueue:
             expires = topts.get("expires")
         if isinstance(expires, int | float) and expires < 10**9:
             expires = now + expires
-        queue, priority = _destination(state, name, topts, queue, priority)
+        queue, priority = _destination(state, name, topts, queue, priority, call)
         message = Message(
             id=task_id or new_task_id(),
             task=name,

@@ -11,6 +11,7 @@ factory called after the import). The worker therefore finds it by name in its a
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, overload
 
@@ -42,9 +43,38 @@ class SharedTask(Task):
     def __repr__(self) -> str:
         return f"<SharedTask {self.name}>"
 
+    @property  # type: ignore[override]
+    def run(self) -> Callable[..., Any]:
+        """What the task runs (see :attr:`Task.run`). Replacing it, as
+        ``mock.patch("module.task.run")`` does, replaces it in every ``TaskQueue``'s copy
+        of the task too, so a worker or eager mode runs the replacement; deleting it (the
+        end of the patch) restores every copy's own."""
+        return self._run
+
+    @run.setter
+    def run(self, value: Callable[..., Any]) -> None:
+        self._run = value
+        if "_own_run" not in self.__dict__:  # the first time, from Task.__init__
+            self._own_run = value
+            return
+        for copy in self._copies():
+            copy.run = _own_run(copy) if value is self._own_run else value
+
+    @run.deleter
+    def run(self) -> None:
+        self.run = self._own_run
+
+    def _copies(self) -> list[Task]:
+        """This task as registered in each existing TaskQueue."""
+        found = (taskqueue.tasks.get(self.name) for taskqueue in list(_instances))
+        return [task for task in found if task is not None and task.fn is self.fn]
+
     def register(self, taskqueue: TaskQueue) -> Task:
         """Make this task known to ``taskqueue`` (replacing a task of the same name)."""
-        return taskqueue.task(name=self.name, bind=self.bind, **self.own_options)(self.run)
+        task = taskqueue.task(name=self.name, bind=self.bind, **self.own_options)(self.fn)
+        if self._run is not self._own_run:
+            task.run = self._run
+        return task
 
     def for_app(self, app: Flask | None = None) -> Task:
         """This task as registered in the ``TaskQueue`` of ``app`` (default: the current
@@ -97,6 +127,11 @@ def shared_task(fn: Callable[..., Any] | None = None, /, *, name: str | None = N
                                   bind=bind, **options))
 
     return define(fn) if fn is not None else define
+
+
+def _own_run(task: Task) -> Callable[..., Any]:
+    """``task``'s run as :class:`Task` sets it up: its function, bound when ``bind``."""
+    return types.MethodType(task.fn, task) if task.bind else task.fn
 
 
 def _define(task: SharedTask) -> SharedTask:

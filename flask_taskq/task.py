@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextvars
 import functools
 import hashlib
+import inspect
 import json
 import random
 import time
+import types
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -112,8 +114,16 @@ class Task:
         if options.get("acks_late") is False:
             warnings.warn(f"task {name!r}: {ACKS_EARLY_UNSUPPORTED}", UserWarning,
                           stacklevel=3)
+        if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+            raise TypeError(f"task {name!r} is an async def function: async tasks are not "
+                            "supported yet, declare it with def")
         self.taskqueue = taskqueue
-        self.run = fn
+        #: The decorated function, as written.
+        self.fn = fn
+        #: What the task runs: the function, bound to the task when ``bind=True`` (as in
+        #: Celery, ``task.run(*args)`` then passes the task as ``self``). The worker calls
+        #: it, so ``mock.patch("module.task.run")`` replaces the task's body everywhere.
+        self.run: Callable[..., Any] = types.MethodType(fn, self) if bind else fn
         self.name = name
         self.bind = bind
         #: The options given to the decorator.
@@ -171,9 +181,32 @@ class Task:
         return None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self.bind:
-            return self.run(self, *args, **kwargs)
+        """Run the task inline, as Celery does. Without an app context, and when exactly
+        one app is bound (to this task's ``TaskQueue``, or to any for a shared task), it
+        runs inside a new app context of that app."""
+        if not has_app_context():
+            app = self._only_app()
+            if app is not None:
+                with app.app_context():
+                    return self.run(*args, **kwargs)
         return self.run(*args, **kwargs)
+
+    def _only_app(self) -> Any:
+        """The one Flask app bound to this task's TaskQueue (any TaskQueue when it has
+        none), or None when there are none or several."""
+        from .extension import _instances
+
+        taskqueues = [self.taskqueue] if self.taskqueue is not None else list(_instances)
+        apps = [app for tq in taskqueues for app in tq._apps()]
+        return apps[0] if len(apps) == 1 else None
+
+    def AsyncResult(self, task_id: str) -> AsyncResult:  # noqa: N802
+        """The result handle of ``task_id`` (Celery's ``task.AsyncResult(id)``), for the
+        current app, else the single app bound to this task's ``TaskQueue``."""
+        from .extension import resolve_state
+        from .result import AsyncResult
+
+        return AsyncResult(task_id, state=resolve_state(None, self.taskqueue))
 
     @property
     def request(self) -> Request:

@@ -13,6 +13,7 @@ from flask import current_app
 from ..beat import DEFAULT_LEASE, Beat
 from ..worker import setup_logging
 from .common import app_state, check_broker, taskq_cli
+from .imports import import_tasks
 
 LOG_LEVELS = click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
                           case_sensitive=False)
@@ -41,6 +42,7 @@ def beat_command(loglevel: str, lease: float) -> None:
     state = app_state()
     setup_logging(loglevel)
     check_broker(state)
+    import_tasks(state)
     beat = make_beat(lease)
     click.echo(beat.describe(), err=True)
     signalled: list[int] = []

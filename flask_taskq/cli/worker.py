@@ -10,6 +10,7 @@ from flask import current_app
 from ..worker import POOLS, Worker, setup_logging
 from .beat import make_beat
 from .common import app_state, check_broker, queue_names, taskq_cli
+from .imports import import_tasks
 
 
 @taskq_cli.command("worker")
@@ -49,6 +50,7 @@ def worker_command(queues: str | None, concurrency: int | None, pool: str | None
             "TASKQ_SERIALIZER is pickle: anyone who can write to this Redis can run code "
             "in this worker")
     check_broker(state)
+    import_tasks(state)
     queue_list = queue_names(state, queues) if queues else None
     try:
         worker = Worker(current_app._get_current_object(), queues=queue_list,  # type: ignore[attr-defined]

@@ -77,7 +77,8 @@ class Executor:
         options for this app when the caller has them already."""
         task = self.tasks.get(message.task)
         if task is None:
-            exc = NotRegistered(f"task {message.task!r} is not registered in this worker")
+            exc = NotRegistered(f"task {message.task!r} is not registered in this worker "
+                               "(is its module in TASKQ_IMPORTS?)")
             return Outcome(states.FAILURE,
                            self._document(message, states.FAILURE, exception_meta(exc),
                                           self.keep_results),
@@ -102,10 +103,7 @@ class Executor:
                 signals.send_safely(signals.task_prerun, task, task_id=message.id, task=task,
                                     args=message.args, kwargs=message.kwargs)
             try:
-                if task.bind:
-                    retval = task.run(task, *message.args, **message.kwargs)
-                else:
-                    retval = task.run(*message.args, **message.kwargs)
+                retval = task.run(*message.args, **message.kwargs)  # bound when bind=True
             except Exception as exc:
                 error = exc
             except TaskTerminated:
