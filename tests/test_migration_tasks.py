@@ -4,7 +4,9 @@ def`` refused at definition."""
 
 from __future__ import annotations
 
-import gc
+import subprocess
+import sys
+from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -12,6 +14,8 @@ from flask import Flask, current_app
 
 from flask_taskq import AsyncResult, SharedTask, TaskQueue, shared_task
 from tests.apps.shared_app import isolated_shared_tasks
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
@@ -66,14 +70,32 @@ def test_a_direct_call_pushes_the_context_of_the_only_bound_app():
     def label():
         return current_app.config["LABEL"]
 
-    @shared_task(name="mig.shared_label", bind=True)
-    def shared_label(self):
-        return (self.name, current_app.config["LABEL"])
-
-    gc.collect()  # apps of earlier tests, still bound until collected
     make_app(tq, "only")
     assert label() == "only"
-    assert shared_label() == ("mig.shared_label", "only")
+
+
+SHARED_ONLY_APP = """
+from flask import Flask, current_app
+from flask_taskq import TaskQueue, shared_task
+
+@shared_task(name="mig.shared_label", bind=True)
+def shared_label(self):
+    return (self.name, current_app.config["LABEL"])
+
+app = Flask("only")
+app.config.update(TASKQ_ALWAYS_EAGER=True, LABEL="only")
+TaskQueue(app)
+print(shared_label())
+"""
+
+
+def test_a_direct_call_of_a_shared_task_pushes_the_context_of_the_only_app():
+    """Item 2, shared tasks: the one app bound to any TaskQueue. Run in a fresh
+    interpreter, where no app of another test is still bound."""
+    out = subprocess.run([sys.executable, "-c", SHARED_ONLY_APP], capture_output=True,
+                         text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "('mig.shared_label', 'only')"
 
 
 def test_a_direct_call_inside_a_context_uses_that_context():
