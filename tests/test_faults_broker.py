@@ -262,3 +262,23 @@ def test_ack_after_redis_forgot_its_scripts(redis_url, rb):
     rb.script_flush()  # Redis forgot the script: loaded again, then acked
     assert broker.ack("a", [d]) == []
     assert rb.xlen(P5) == 0
+
+
+def test_reschedule_leaves_an_entry_another_worker_took_over(redis_url, rb, caplog):
+    """A retry (or a rate-limit deferral) written after the lease lapsed must not add a
+    second copy of the task beside the new owner's."""
+    broker = RedisBroker(redis_url)
+    broker.ensure_groups(["default"])
+    rb.xadd(P5, {"m": b"mine"})
+    rb.xadd(P5, {"m": b"lost"})
+    mine, lost = broker.fetch("a", ["default"], 2, 0)
+    rb.xclaim(P5, GROUP, "b", 0, [lost.entry_id])
+    with caplog.at_level("WARNING", logger="flask_taskq.worker"):
+        skipped = broker.reschedule("a", [(mine, b"mine-2", 0.0),
+                                          (lost, b"lost-2", 0.0)])
+    assert skipped == [lost]
+    assert sum("no longer holds them" in m for m in caplog.messages) == 1
+    bodies = [fields[b"m"] for _, fields in rb.xrange(P5)]
+    assert bodies == [b"lost", b"mine-2"]  # no "lost-2": b still runs the original
+    (pending,) = rb.xpending_range(P5, GROUP, "-", "+", 10)
+    assert (pending["message_id"].decode(), pending["consumer"]) == (lost.entry_id, b"b")

@@ -359,19 +359,26 @@ class RedisBroker:
         self._scripts["release_unique"](keys=[self.keys.unique(key)], args=[task_id])
 
     def reschedule(self, consumer: str,
-                   items: Sequence[tuple[Delivery, bytes, float]]) -> None:
+                   items: Sequence[tuple[Delivery, bytes, float]]) -> list[Delivery]:
+        """Replace each held delivery that ``consumer`` still owns by its next attempt
+        (``reschedule.lua``); return those it skipped (taken over by another worker)."""
         if not items:
-            return
+            return []
         pipe = self.client.pipeline(transaction=False)
         now = f"{time.time():.6f}"
         for delivery, body, due in items:
             self._scripts["reschedule"](
                 keys=[self.keys.stream(delivery.queue, delivery.priority),
                       self.keys.delayed(delivery.queue)],
-                args=[GROUP, delivery.entry_id, body, f"{due:.6f}", now, delivery.priority],
+                args=[GROUP, delivery.entry_id, body, f"{due:.6f}", now, delivery.priority,
+                      consumer],
                 client=pipe,
             )
-        pipe.execute()
+        replies = pipe.execute()
+        groups = [[d] for d, _, _ in items]
+        skipped_ids = [[d.entry_id] if not done else [] for (d, _, _), done
+                       in zip(items, replies, strict=True)]
+        return self._not_owned("reschedule", consumer, groups, skipped_ids)
 
     def dead_letter(self, consumer: str, delivery: Delivery, reason: str, task: str,
                     task_id: str, traceback: str = "") -> int:
