@@ -109,7 +109,9 @@ class DirectCommands:
             sock = getattr(conn, "_sock", None)
             if sock is not None:
                 sock.settimeout(max(deadline - time.monotonic(), 0.001))
-            conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+            packed = conn.pack_command(*commands[0]) if len(commands) == 1 \
+                else conn.pack_commands(commands)
+            conn.send_packed_command(packed, check_health=False)
             sent = True
             if sock is not None:
                 sock.settimeout(max(deadline - time.monotonic(), 0.001))
