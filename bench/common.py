@@ -28,13 +28,16 @@ def wait_for(condition, timeout: float, interval: float = 0.01):
     return None
 
 
-def start_redis() -> tuple[subprocess.Popen, str]:
-    """A private redis-server on a free loopback port (never 6379), persistence off;
-    returns the process and its URL."""
+def start_redis(aof_dir: str | None = None) -> tuple[subprocess.Popen, str]:
+    """A private redis-server on a free loopback port (never 6379); returns the process
+    and its URL. Persistence is off, or with ``aof_dir`` an append-only file there,
+    fsynced every second."""
     port = free_port()
+    persistence = ["--appendonly", "no"] if aof_dir is None else [
+        "--appendonly", "yes", "--appendfsync", "everysec", "--dir", aof_dir]
     proc = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--loglevel", "warning"],
+         *persistence, "--loglevel", "warning"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     client = redis.Redis(port=port, socket_connect_timeout=0.5)
 

@@ -50,32 +50,10 @@ sys.path.insert(0, str(ROOT))
 import redis  # noqa: E402
 
 from bench import app as bench_app  # noqa: E402
-from bench.common import free_port, wait_for  # noqa: E402
+from bench.common import start_redis, wait_for  # noqa: E402
 from flask_taskq.keys import Keys  # noqa: E402
 
 QUEUE = "default"
-
-
-def start_durable_redis(workdir: str) -> tuple[subprocess.Popen, str]:
-    """A private redis-server on a free loopback port with AOF on (fsync every second)."""
-    port = free_port()
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "yes", "--appendfsync", "everysec", "--dir", workdir,
-         "--loglevel", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = redis.Redis(port=port, socket_connect_timeout=0.5)
-
-    def pings() -> bool:
-        try:
-            return bool(client.ping())
-        except redis.ConnectionError:
-            return False
-
-    if not wait_for(pings, 10.0, 0.05):
-        proc.kill()
-        raise SystemExit(f"redis-server did not start on port {port}")
-    return proc, f"redis://127.0.0.1:{port}/0"
 
 
 class Worker:
@@ -144,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     keys = Keys(bench_app.PREFIX)
     with tempfile.TemporaryDirectory(prefix="taskq-soak-") as workdir:
-        redis_proc, url = start_durable_redis(workdir)
+        redis_proc, url = start_redis(workdir)
         client = redis.Redis.from_url(url)
         print(f"soak: pool {args.pool}, {args.workers} workers x -c {args.concurrency}, "
               f"{args.tasks} tasks of {args.task_ms:g} ms, SIGKILL every "

@@ -175,8 +175,6 @@ class AppState:
         while True:
             attempts += 1
             try:
-                if self.is_memory:
-                    return call(*args)
                 return call(*args, timeout=max(deadline - time.monotonic(), 0.01))
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 sent = sent or maybe_sent(exc)

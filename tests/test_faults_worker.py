@@ -189,7 +189,7 @@ def test_keeper_does_not_spin_while_redis_is_down(own_app, own_redis, start_work
         lines, cpu = len(worker.lines), cpu_seconds(worker.proc.pid)
         time.sleep(3.0)  # an observation window, not a synchronisation
         assert len(worker.lines) - lines <= 6, worker.log[-3000:]
-        assert cpu_seconds(worker.proc.pid) - cpu < 1.0
+        assert cpu_seconds(worker.proc.pid) - cpu < 1.5  # spinning used 2.4 s of the 3
         own_redis.start()
         assert res.get(timeout=20) == "done"  # the result lands once Redis is back
     worker.wait_for_log("Redis answers again: could acknowledge")

@@ -40,10 +40,12 @@ class Broker(Protocol):
     """
 
     def enqueue(self, queue: str, priority: int, body: bytes,
-                eta: float | None = None) -> None:
-        """Make a message ready for workers of ``queue``, or at unix time ``eta``."""
+                eta: float | None = None, *, timeout: float | None = None) -> None:
+        """Make a message ready for workers of ``queue``, or at unix time ``eta``;
+        ``timeout`` bounds the call (seconds) where the transport can block."""
 
-    def enqueue_many(self, items: Iterable[tuple[str, int, bytes, float | None]]) -> None:
+    def enqueue_many(self, items: Iterable[tuple[str, int, bytes, float | None]], *,
+                     timeout: float | None = None) -> None:
         """Enqueue several ``(queue, priority, body, eta)`` messages in one round trip."""
 
     def promote(self, queues: Sequence[str], limit: int = 1000) -> float | None:
@@ -69,7 +71,8 @@ class Broker(Protocol):
         """Lease to ``consumer`` the deliveries whose lease expired ``min_idle`` ago."""
 
     def enqueue_unique(self, queue: str, priority: int, body: bytes, eta: float | None,
-                       key: str, task_id: str, ttl: int) -> str:
+                       key: str, task_id: str, ttl: int, *,
+                       timeout: float | None = None) -> str:
         """Enqueue unless a task holding ``key`` is waiting or running; atomically take
         the key for ``ttl`` seconds. Return the id of the task that holds the key."""
 

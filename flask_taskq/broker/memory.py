@@ -41,10 +41,11 @@ class MemoryBroker:
         self.dead: list[dict[str, object]] = []
 
     def enqueue(self, queue: str, priority: int, body: bytes,
-                eta: float | None = None) -> None:
+                eta: float | None = None, *, timeout: float | None = None) -> None:
         self.enqueue_many([(queue, priority, body, eta)])
 
-    def enqueue_many(self, items: Iterable[tuple[str, int, bytes, float | None]]) -> None:
+    def enqueue_many(self, items: Iterable[tuple[str, int, bytes, float | None]], *,
+                     timeout: float | None = None) -> None:
         with self._cond:
             for queue, priority, body, eta in items:
                 delivery = Delivery(queue, priority, str(next(self._ids)), body)
@@ -127,7 +128,8 @@ class MemoryBroker:
         return out
 
     def enqueue_unique(self, queue: str, priority: int, body: bytes, eta: float | None,
-                       key: str, task_id: str, ttl: int) -> str:
+                       key: str, task_id: str, ttl: int, *,
+                       timeout: float | None = None) -> str:
         with self._cond:
             owner = self._unique.get(key)
             if owner is not None and owner[1] > time.monotonic():
