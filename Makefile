@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml flask_taskq/__init__.py
 
 test: $(STAMP)
 	$(BIN)/ruff check flask_taskq tests examples bench
+	$(BIN)/ruff format --check flask_taskq tests examples bench
 	$(BIN)/python -m pytest tests
 	$(BIN)/python -m pytest examples/celery_port/tests
 
@@ -22,6 +23,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check flask_taskq tests examples bench
+	$(BIN)/ruff format --check flask_taskq tests examples bench
 
 docs: $(STAMP)
 	$(BIN)/sphinx-build -q -W -b html docs docs/_build/html

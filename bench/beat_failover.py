@@ -59,13 +59,32 @@ class BeatProcess:
 
     def __init__(self, url: str, lease: float, log_path: Path) -> None:
         self.log = open(log_path, "wb")  # noqa: SIM115 (closed in stop()/kill())
-        env = {**os.environ, "TASKQ_BROKER_URL": url, "PYTHONUNBUFFERED": "1",
-               "BENCH_BEAT_SCHEDULE": json.dumps(SCHEDULE)}
+        env = {
+            **os.environ,
+            "TASKQ_BROKER_URL": url,
+            "PYTHONUNBUFFERED": "1",
+            "BENCH_BEAT_SCHEDULE": json.dumps(SCHEDULE),
+        }
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "flask", "--app", "bench.app:create_app", "taskq", "beat",
-             "-l", "info", "--lease", str(lease)],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "flask",
+                "--app",
+                "bench.app:create_app",
+                "taskq",
+                "beat",
+                "-l",
+                "info",
+                "--lease",
+                str(lease),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def group_signal(self, signum: int) -> None:
         try:
@@ -106,8 +125,9 @@ def fires(client: redis.Redis) -> list[tuple[float, float]]:
     return sorted(out)
 
 
-def one_run(client: redis.Redis, url: str, lease: float, mode: str, rng: random.Random,
-            workdir: str) -> dict[str, float] | str:
+def one_run(
+    client: redis.Redis, url: str, lease: float, mode: str, rng: random.Random, workdir: str
+) -> dict[str, float] | str:
     client.flushall()
     first = BeatProcess(url, lease, Path(workdir) / "first.log")
     second = None
@@ -121,8 +141,9 @@ def one_run(client: redis.Redis, url: str, lease: float, mode: str, rng: random.
         time.sleep(rng.uniform(0, lease / 3))  # a random point of the renewal period
         first.group_signal(signal.SIGKILL if mode == "kill" else signal.SIGSTOP)
         signalled = redis_now(client)
-        taken = wait_for(lambda: client.get(KEYS.beat_lease()) not in (None, leader),
-                         lease + 20, 0.01)
+        taken = wait_for(
+            lambda: client.get(KEYS.beat_lease()) not in (None, leader), lease + 20, 0.01
+        )
         if not taken:
             return f"no takeover within {lease + 20:g} s"
         took_over = redis_now(client)
@@ -145,8 +166,9 @@ def one_run(client: redis.Redis, url: str, lease: float, mode: str, rng: random.
 
 
 def summary(values: list[float]) -> str:
-    return (f"median {statistics.median(values):5.2f}  "
-            f"min {min(values):5.2f}  max {max(values):5.2f}")
+    return (
+        f"median {statistics.median(values):5.2f}  min {min(values):5.2f}  max {max(values):5.2f}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,8 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     redis_proc, url = start_redis()
     client = redis.Redis.from_url(url)
-    print(f"beat failover: 2 beats, one entry every 1 s (catch_up one), cpus={os.cpu_count()}, "
-          f"{time.strftime('%Y-%m-%d %H:%M %Z')}", flush=True)
+    print(
+        f"beat failover: 2 beats, one entry every 1 s (catch_up one), cpus={os.cpu_count()}, "
+        f"{time.strftime('%Y-%m-%d %H:%M %Z')}",
+        flush=True,
+    )
     try:
         with tempfile.TemporaryDirectory(prefix="taskq-beat-") as workdir:
             for lease in (float(x) for x in args.leases.split(",")):
@@ -169,17 +194,22 @@ def main(argv: list[str] | None = None) -> int:
                     for _ in range(runs):
                         result = one_run(client, url, lease, mode, rng, workdir)
                         if isinstance(result, str):
-                            print(f"lease {lease:g} s, SIG{mode.upper()}: no figure: {result}",
-                                  flush=True)
+                            print(
+                                f"lease {lease:g} s, SIG{mode.upper()}: no figure: {result}",
+                                flush=True,
+                            )
                         else:
                             results.append(result)
                     if not results:
                         continue
-                    print(f"lease {lease:4g} s, SIG{mode.upper():4} x{len(results)}: "
-                          f"takeover {summary([r['takeover'] for r in results])} s | "
-                          f"gap {summary([r['gap'] for r in results])} s | "
-                          f"ticks lost {summary([r['lost'] for r in results])} | "
-                          f"sent twice {sum(r['twice'] for r in results)}", flush=True)
+                    print(
+                        f"lease {lease:4g} s, SIG{mode.upper():4} x{len(results)}: "
+                        f"takeover {summary([r['takeover'] for r in results])} s | "
+                        f"gap {summary([r['gap'] for r in results])} s | "
+                        f"ticks lost {summary([r['lost'] for r in results])} | "
+                        f"sent twice {sum(r['twice'] for r in results)}",
+                        flush=True,
+                    )
     finally:
         redis_proc.terminate()
         redis_proc.wait(timeout=30)

@@ -33,12 +33,27 @@ def start_redis(aof_dir: str | None = None) -> tuple[subprocess.Popen, str]:
     and its URL. Persistence is off, or with ``aof_dir`` an append-only file there,
     fsynced every second."""
     port = free_port()
-    persistence = ["--appendonly", "no"] if aof_dir is None else [
-        "--appendonly", "yes", "--appendfsync", "everysec", "--dir", aof_dir]
+    persistence = (
+        ["--appendonly", "no"]
+        if aof_dir is None
+        else ["--appendonly", "yes", "--appendfsync", "everysec", "--dir", aof_dir]
+    )
     proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         *persistence, "--loglevel", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            *persistence,
+            "--loglevel",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     client = redis.Redis(port=port, socket_connect_timeout=0.5)
 
     def pings() -> bool:

@@ -51,6 +51,7 @@ def log(*parts: object) -> None:
 
 # --- environment -------------------------------------------------------------------------
 
+
 def ensure_peers_venv() -> tuple[Path | None, str]:
     """The peers' interpreter, or None and why not."""
     python = PEERS_VENV / "bin" / "python"
@@ -58,16 +59,31 @@ def ensure_peers_venv() -> tuple[Path | None, str]:
     digest = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
     if python.exists() and stamp.exists() and stamp.read_text().strip() == digest:
         return python, ""
-    log(f"peers: installing {REQUIREMENTS.relative_to(ROOT)} into "
-        f"{PEERS_VENV.relative_to(ROOT)} ...")
+    log(
+        f"peers: installing {REQUIREMENTS.relative_to(ROOT)} into "
+        f"{PEERS_VENV.relative_to(ROOT)} ..."
+    )
     base = getattr(sys, "_base_executable", None) or sys.executable
     try:
         if not python.exists():
-            subprocess.run([base, "-m", "venv", str(PEERS_VENV)], check=True,
-                           capture_output=True, timeout=300)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet",
-                        "--disable-pip-version-check", "-r", str(REQUIREMENTS)],
-                       check=True, capture_output=True, timeout=900)
+            subprocess.run(
+                [base, "-m", "venv", str(PEERS_VENV)], check=True, capture_output=True, timeout=300
+            )
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+                str(REQUIREMENTS),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=900,
+        )
     except subprocess.CalledProcessError as exc:
         tail = (exc.stderr or b"").decode(errors="replace").strip().splitlines()[-3:]
         return None, "peers venv: " + (" | ".join(tail) or f"exit {exc.returncode}")
@@ -92,12 +108,17 @@ def hardware() -> dict[str, str]:
         mem = f"{kib / 1024 / 1024:.0f} GiB"
     except (OSError, ValueError, IndexError):
         pass
-    return {"cpus": str(os.cpu_count()), "cpu": model, "memory": mem,
-            "os": f"{platform.system()} {platform.release()}",
-            "python": platform.python_version()}
+    return {
+        "cpus": str(os.cpu_count()),
+        "cpu": model,
+        "memory": mem,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+    }
 
 
 # --- running the driver ------------------------------------------------------------------
+
 
 def _cpu_times() -> tuple[int, int]:
     """(idle, total) jiffies of the whole machine, from /proc/stat."""
@@ -118,11 +139,14 @@ def settle(idle_share: float = 0.85, window: float = 0.25, longest: float = 10.0
             return
 
 
-def run_driver(python: Path, system: str, measure: str, extra: list[str], url: str,
-               timeout: float) -> dict:
-    env = {**os.environ, "BENCH_REDIS_URL": url,
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
-                                                       os.environ.get("PYTHONPATH")]))}
+def run_driver(
+    python: Path, system: str, measure: str, extra: list[str], url: str, timeout: float
+) -> dict:
+    env = {
+        **os.environ,
+        "BENCH_REDIS_URL": url,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     argv = [str(python), "-m", "bench.peers.driver", system, measure, *extra]
     try:
         proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, timeout=timeout)
@@ -139,8 +163,15 @@ def run_driver(python: Path, system: str, measure: str, extra: list[str], url: s
 class Figure:
     """One row of the table."""
 
-    def __init__(self, key: str, label: str, unit: str, lower_better: bool = False,
-                 scale: float = 1.0, fmt: str = ",.0f") -> None:
+    def __init__(
+        self,
+        key: str,
+        label: str,
+        unit: str,
+        lower_better: bool = False,
+        scale: float = 1.0,
+        fmt: str = ",.0f",
+    ) -> None:
         self.key, self.label, self.unit = key, label, unit
         self.lower_better, self.scale, self.fmt = lower_better, scale, fmt
         self.values: dict[str, list[float | None]] = {s: [] for s in SYSTEMS}
@@ -160,8 +191,7 @@ class Figure:
         got = [v for v in self.values[system] if v is not None]
         if not got:
             reason = self.reasons.get(system, "not run")
-            return f"n/a ({reason})" if reason.startswith("no bulk") else \
-                f"no figure ({reason})"
+            return f"n/a ({reason})" if reason.startswith("no bulk") else f"no figure ({reason})"
         text = f"{statistics.median(got):{self.fmt}}"
         if spread and len(got) > 1:
             text += f" ({min(got):{self.fmt}}-{max(got):{self.fmt}})"
@@ -189,14 +219,18 @@ def build_figures(args) -> tuple[list[Figure], list[tuple]]:
         "drain1": Figure("drain1", "drain, 1 worker process", "/s"),
         "drain2": Figure("drain2", "drain, 2 worker processes", "/s"),
         "drain_results": Figure("drain_results", "drain, results stored (1 process)", "/s"),
-        "lat_lo_50": Figure("lat_lo_50", f"start latency p50 @{args.rate_lo}/s", "ms", True,
-                            1000, ",.2f"),
-        "lat_lo_99": Figure("lat_lo_99", f"start latency p99 @{args.rate_lo}/s", "ms", True,
-                            1000, ",.2f"),
-        "lat_hi_50": Figure("lat_hi_50", f"start latency p50 @{args.rate_hi:,}/s", "ms", True,
-                            1000, ",.2f"),
-        "lat_hi_99": Figure("lat_hi_99", f"start latency p99 @{args.rate_hi:,}/s", "ms", True,
-                            1000, ",.2f"),
+        "lat_lo_50": Figure(
+            "lat_lo_50", f"start latency p50 @{args.rate_lo}/s", "ms", True, 1000, ",.2f"
+        ),
+        "lat_lo_99": Figure(
+            "lat_lo_99", f"start latency p99 @{args.rate_lo}/s", "ms", True, 1000, ",.2f"
+        ),
+        "lat_hi_50": Figure(
+            "lat_hi_50", f"start latency p50 @{args.rate_hi:,}/s", "ms", True, 1000, ",.2f"
+        ),
+        "lat_hi_99": Figure(
+            "lat_hi_99", f"start latency p99 @{args.rate_hi:,}/s", "ms", True, 1000, ",.2f"
+        ),
         "rss": Figure("rss", "worker RSS after the 1-process drain", "MiB", True, 1, ",.1f"),
     }
     n = ["--n", str(args.n)]
@@ -206,23 +240,28 @@ def build_figures(args) -> tuple[list[Figure], list[tuple]]:
         ("drain", n, [(f["drain1"], "value"), (f["rss"], "rss_mib")]),
         ("drain", [*n, "--procs", "2"], [(f["drain2"], "value")]),
         ("drain", [*n, "--results"], [(f["drain_results"], "value")]),
-        ("latency", ["--rate", str(args.rate_lo), "--seconds", str(args.seconds_lo)],
-         [(f["lat_lo_50"], "value"), (f["lat_lo_99"], "p99")]),
-        ("latency", ["--rate", str(args.rate_hi), "--seconds", str(args.seconds_hi)],
-         [(f["lat_hi_50"], "value"), (f["lat_hi_99"], "p99")]),
+        (
+            "latency",
+            ["--rate", str(args.rate_lo), "--seconds", str(args.seconds_lo)],
+            [(f["lat_lo_50"], "value"), (f["lat_lo_99"], "p99")],
+        ),
+        (
+            "latency",
+            ["--rate", str(args.rate_hi), "--seconds", str(args.seconds_hi)],
+            [(f["lat_hi_50"], "value"), (f["lat_hi_99"], "p99")],
+        ),
     ]
     return list(f.values()), plan
 
 
 # --- output ------------------------------------------------------------------------------
 
+
 def table_rows(figures: list[Figure], systems: list[str]) -> list[list[str]]:
-    head = ["figure", *[("flask-taskq" if s == "ours" else s) for s in systems],
-            "ours / best peer"]
+    head = ["figure", *[("flask-taskq" if s == "ours" else s) for s in systems], "ours / best peer"]
     rows = [head]
     for fig in figures:
-        rows.append([f"{fig.label} ({fig.unit})", *[fig.cell(s) for s in systems],
-                     fig.ratio()])
+        rows.append([f"{fig.label} ({fig.unit})", *[fig.cell(s) for s in systems], fig.ratio()])
     return rows
 
 
@@ -230,8 +269,12 @@ def text_table(rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     out = []
     for j, row in enumerate(rows):
-        out.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                             for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+        out.append(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
         if j == 0:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)
@@ -241,11 +284,15 @@ def markdown_table(rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     out = []
     for j, row in enumerate(rows):
-        out.append("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))
-                   + " |")
+        out.append("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
         if j == 0:
-            out.append("|" + "|".join(("-" * (w + 1) + ":") if i else "-" * (w + 2)
-                                      for i, w in enumerate(widths)) + "|")
+            out.append(
+                "|"
+                + "|".join(
+                    ("-" * (w + 1) + ":") if i else "-" * (w + 2) for i, w in enumerate(widths)
+                )
+                + "|"
+            )
     return "\n".join(out)
 
 
@@ -266,16 +313,15 @@ def draw_chart(figures: list[Figure], systems: list[str], path: Path) -> str:
         import matplotlib.pyplot as plt
     except ImportError:
         return "matplotlib is not installed (pip install -e '.[bench]'); no chart written"
-    groups = [("Throughput (tasks/s, higher is better)",
-               [f for f in figures if f.unit == "/s"], True),
-              ("Start latency (ms, lower is better)", [f for f in figures if f.unit == "ms"],
-               True),
-              ("Worker RSS (MiB, lower better)", [f for f in figures if f.unit == "MiB"],
-               False)]
-    fig, axes = plt.subplots(1, 3, figsize=(16, 5.5),
-                             gridspec_kw={"width_ratios": [5, 4, 2]})
-    colors = dict(zip(SYSTEMS, ["#d62728", "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"],
-                      strict=True))
+    groups = [
+        ("Throughput (tasks/s, higher is better)", [f for f in figures if f.unit == "/s"], True),
+        ("Start latency (ms, lower is better)", [f for f in figures if f.unit == "ms"], True),
+        ("Worker RSS (MiB, lower better)", [f for f in figures if f.unit == "MiB"], False),
+    ]
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5.5), gridspec_kw={"width_ratios": [5, 4, 2]})
+    colors = dict(
+        zip(SYSTEMS, ["#d62728", "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"], strict=True)
+    )
     for ax, (title, rows, log_scale) in zip(axes, groups, strict=True):
         width = 0.8 / len(systems)
         for k, system in enumerate(systems):
@@ -288,12 +334,27 @@ def draw_chart(figures: list[Figure], systems: list[str], path: Path) -> str:
                     heights.append(med)
                     lows.append(med - min(got))
                     highs.append(max(got) - med)
-            ax.bar(xs, heights, width, yerr=[lows, highs], capsize=2, color=colors[system],
-                   label="flask-taskq" if system == "ours" else system)
+            ax.bar(
+                xs,
+                heights,
+                width,
+                yerr=[lows, highs],
+                capsize=2,
+                color=colors[system],
+                label="flask-taskq" if system == "ours" else system,
+            )
         ax.set_xticks(range(len(rows)))
-        ax.set_xticklabels([f.label.replace("start latency ", "")
-                            .replace("worker RSS after the ", "after ").replace(", ", ",\n")
-                            for f in rows], fontsize=8, rotation=20, ha="right")
+        ax.set_xticklabels(
+            [
+                f.label.replace("start latency ", "")
+                .replace("worker RSS after the ", "after ")
+                .replace(", ", ",\n")
+                for f in rows
+            ],
+            fontsize=8,
+            rotation=20,
+            ha="right",
+        )
         if log_scale:
             ax.set_yscale("log")
         ax.set_title(title, fontsize=10)
@@ -307,7 +368,8 @@ def draw_chart(figures: list[Figure], systems: list[str], path: Path) -> str:
     return ""
 
 
-DOC_TEMPLATE = """\
+DOC_TEMPLATE = (
+    """\
 # Performance
 
 <!-- Written by bench/compare.py and bench/scaling.py between the marker comments; the
@@ -322,7 +384,11 @@ processes and queue length, measured by `bench/scaling.py`. Method details:
 
 ![flask-taskq vs peers](_static/performance.png)
 
-""" + BEGIN + "\n" + END + """
+"""
+    + BEGIN
+    + "\n"
+    + END
+    + """
 
 ## Scaling
 
@@ -331,6 +397,7 @@ processes and queue length, measured by `bench/scaling.py`. Method details:
 <!-- scaling:begin -->
 <!-- scaling:end -->
 """
+)
 
 
 def render_doc(rows, figures, meta, systems, args) -> str:
@@ -343,8 +410,11 @@ def render_doc(rows, figures, meta, systems, args) -> str:
         f"{meta['hw']['os']}; Python {meta['hw']['python']}; Redis {meta['redis']} "
         "(private server, no persistence).",
         "",
-        "Versions: " + ", ".join(f"{'flask-taskq' if s == 'ours' else s} "
-                                 f"{meta['versions'].get(s, '?')}" for s in systems) + ".",
+        "Versions: "
+        + ", ".join(
+            f"{'flask-taskq' if s == 'ours' else s} {meta['versions'].get(s, '?')}" for s in systems
+        )
+        + ".",
         "",
         markdown_table(rows),
         "",
@@ -359,23 +429,33 @@ def render_doc(rows, figures, meta, systems, args) -> str:
 
 # --- main --------------------------------------------------------------------------------
 
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, help="runs per figure (default 3; --quick 1)")
     parser.add_argument("--n", type=int, help="tasks per figure (default 10,000; --quick 2,000)")
-    parser.add_argument("--only", default=",".join(SYSTEMS),
-                        help="comma-separated systems (default: all)")
-    parser.add_argument("--quick", action="store_true",
-                        help="N=2,000, 1 run, shorter latency runs (for development)")
-    parser.add_argument("--no-write", action="store_true",
-                        help="print the table only; leave docs/ alone")
+    parser.add_argument(
+        "--only", default=",".join(SYSTEMS), help="comma-separated systems (default: all)"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="N=2,000, 1 run, shorter latency runs (for development)",
+    )
+    parser.add_argument(
+        "--no-write", action="store_true", help="print the table only; leave docs/ alone"
+    )
     parser.add_argument("--rate-lo", type=int, default=100)
     parser.add_argument("--rate-hi", type=int, default=2000)
     parser.add_argument("--seconds-lo", type=float, help="default 5 (--quick 2)")
     parser.add_argument("--seconds-hi", type=float, help="default 2 (--quick 1)")
     args = parser.parse_args()
-    for name, full, quick in (("n", 10_000, 2000), ("runs", 3, 1), ("seconds_lo", 5.0, 2.0),
-                              ("seconds_hi", 2.0, 1.0)):
+    for name, full, quick in (
+        ("n", 10_000, 2000),
+        ("runs", 3, 1),
+        ("seconds_lo", 5.0, 2.0),
+        ("seconds_hi", 2.0, 1.0),
+    ):
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)
     systems = [s for s in SYSTEMS if s in args.only.split(",")]
@@ -397,9 +477,12 @@ def main() -> None:
     try:
         import redis
 
-        meta = {"redis": redis.Redis.from_url(url).info("server")["redis_version"],
-                "hw": hardware(), "versions": {},
-                "date": time.strftime("%Y-%m-%d %H:%M %Z")}
+        meta = {
+            "redis": redis.Redis.from_url(url).info("server")["redis_version"],
+            "hw": hardware(),
+            "versions": {},
+            "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        }
         for s in systems:
             if s in unavailable:
                 continue
@@ -407,8 +490,10 @@ def main() -> None:
             meta["versions"][s] = out.get("version", "?")
             if out.get("error"):
                 unavailable[s] = out["error"]
-        log(f"compare: N={args.n:,} runs={args.runs} systems={','.join(systems)} "
-            f"redis {meta['redis']} cpus={meta['hw']['cpus']} versions={meta['versions']}")
+        log(
+            f"compare: N={args.n:,} runs={args.runs} systems={','.join(systems)} "
+            f"redis {meta['redis']} cpus={meta['hw']['cpus']} versions={meta['versions']}"
+        )
         for s, why in unavailable.items():
             if s in systems:
                 log(f"  {s}: unavailable: {why}")
@@ -420,19 +505,26 @@ def main() -> None:
         slow: dict[tuple[str, float], float] = {}  # producer could not keep the rate
         timeout = 300 + args.n / 50
         for run in range(args.runs):
-            order = active[run % len(active):] + active[:run % len(active)] if active else []
+            order = active[run % len(active) :] + active[: run % len(active)] if active else []
             for measure, extra, picks in plan:
                 for system in order:
                     settle()
                     started = time.monotonic()
-                    out = run_driver(pythons[system], system, measure,
-                                     [*extra, "--timeout", str(timeout)], url, timeout + 120)
+                    out = run_driver(
+                        pythons[system],
+                        system,
+                        measure,
+                        [*extra, "--timeout", str(timeout)],
+                        url,
+                        timeout + 120,
+                    )
                     reason = out.get("na") or out.get("error", "")
                     if out.get("sent_rate"):
                         rate = float(extra[extra.index("--rate") + 1])
                         if out["sent_rate"] < 0.95 * rate:
-                            slow[(system, rate)] = min(out["sent_rate"],
-                                                       slow.get((system, rate), rate))
+                            slow[(system, rate)] = min(
+                                out["sent_rate"], slow.get((system, rate), rate)
+                            )
                     for fig, key in picks:
                         value = out.get(key) if out.get("value") is not None else None
                         fig.add(system, value, reason)
@@ -440,11 +532,15 @@ def main() -> None:
                             fig.how[system] = out["how"]
                     shown = ", ".join(
                         f"{fig.key}={fig.values[system][-1]:{fig.fmt}}"
-                        if fig.values[system][-1] is not None else f"{fig.key}=-"
-                        for fig, _ in picks)
-                    log(f"run {run + 1}/{args.runs} {measure:<8} {' '.join(extra):<28} "
+                        if fig.values[system][-1] is not None
+                        else f"{fig.key}=-"
+                        for fig, _ in picks
+                    )
+                    log(
+                        f"run {run + 1}/{args.runs} {measure:<8} {' '.join(extra):<28} "
                         f"{system:<9} {shown}  ({time.monotonic() - started:.1f}s)"
-                        + (f"  [{reason}]" if reason else ""))
+                        + (f"  [{reason}]" if reason else "")
+                    )
                     if out.get("log"):
                         log("    worker log: " + out["log"].replace("\n", "\n    ")[-1500:])
     finally:
@@ -452,14 +548,18 @@ def main() -> None:
         server.wait(10)
 
     rows = table_rows(figures, systems)
-    print(f"\nN={args.n:,}  runs={args.runs}  median (min-max); ratio > 1 means flask-taskq "
-          "leads (latency and RSS: best peer / ours)")
+    print(
+        f"\nN={args.n:,}  runs={args.runs}  median (min-max); ratio > 1 means flask-taskq "
+        "leads (latency and RSS: best peer / ours)"
+    )
     print(text_table(rows))
     hows = sorted({f"{s}: {h}" for f in figures for s, h in f.how.items()})
     if hows:
         print("bulk APIs: " + "; ".join(hows))
-    notes = [f"the {s} producer sent at only {got:,.0f}/s of {rate:,.0f}/s in a latency run"
-             for (s, rate), got in sorted(slow.items())]
+    notes = [
+        f"the {s} producer sent at only {got:,.0f}/s of {rate:,.0f}/s in a latency run"
+        for (s, rate), got in sorted(slow.items())
+    ]
     for note in notes:
         print("note: " + note)
     if args.no_write:
@@ -469,8 +569,10 @@ def main() -> None:
         doc += "\n" + "".join(f"Note: {n}.\n" for n in notes)
     replace_section(DOC, BEGIN, END, doc, DOC_TEMPLATE)
     note = draw_chart(figures, systems, CHART)
-    log(f"wrote {DOC.relative_to(ROOT)}" + (f"; {note}" if note else
-                                            f" and {CHART.relative_to(ROOT)}"))
+    log(
+        f"wrote {DOC.relative_to(ROOT)}"
+        + (f"; {note}" if note else f" and {CHART.relative_to(ROOT)}")
+    )
 
 
 if __name__ == "__main__":

@@ -44,8 +44,9 @@ def add_due(app, client, task: str, count: int) -> None:
     due = time.time() - 1
     pipe = client.pipeline(transaction=False)
     for _ in range(count):
-        body = Message(id=str(uuid.uuid4()), task=task, queue=queue, eta=due,
-                       sent=time.time()).to_bytes(state.serializer)
+        body = Message(
+            id=str(uuid.uuid4()), task=task, queue=queue, eta=due, sent=time.time()
+        ).to_bytes(state.serializer)
         pipe.zadd(key, {b"5" + body: due})
     pipe.execute()
 
@@ -85,10 +86,11 @@ def main() -> None:
             worker[0].stop()
 
     costs: dict[tuple[str, int], list[tuple[float, float]]] = {
-        (kind, s): [] for kind in ("stream", "delayed") for s in sizes}
+        (kind, s): [] for kind in ("stream", "delayed") for s in sizes
+    }
     try:
         for run in range(args.runs):
-            order = sizes[run % len(sizes):] + sizes[:run % len(sizes)]
+            order = sizes[run % len(sizes) :] + sizes[: run % len(sizes)]
             for kind, size in [(k, s) for k in ("stream", "delayed") for s in order]:
                 client.flushall()
                 with app.app_context():
@@ -107,16 +109,23 @@ def main() -> None:
                 own = (mark["cpu1"] - mark["cpu0"]) / target[0] * 1e6
                 red = (mark["redis1"] - mark["redis0"]) / target[0] * 1e6
                 costs[(kind, size)].append((own, red))
-                print(f"run {run + 1}/{args.runs} {kind} holds {size:,}: worker {own:.1f} us, "
-                      f"redis {red:.1f} us per task", file=sys.stderr)
+                print(
+                    f"run {run + 1}/{args.runs} {kind} holds {size:,}: worker {own:.1f} us, "
+                    f"redis {red:.1f} us per task",
+                    file=sys.stderr,
+                )
     finally:
         server.terminate()
         server.wait(10)
 
-    print(f"\nCPU per task (microseconds; {args.runs} runs, median (min-max)) while one solo "
-          f"worker runs {m:,} no-op tasks:\n")
-    print("| L | worker, L waiting in the stream | redis, same | worker, L in the delayed "
-          "set + promoting | redis, same |")
+    print(
+        f"\nCPU per task (microseconds; {args.runs} runs, median (min-max)) while one solo "
+        f"worker runs {m:,} no-op tasks:\n"
+    )
+    print(
+        "| L | worker, L waiting in the stream | redis, same | worker, L in the delayed "
+        "set + promoting | redis, same |"
+    )
     print("|---:|---:|---:|---:|---:|")
 
     def cell(values: list[float]) -> str:
@@ -125,8 +134,10 @@ def main() -> None:
     for size in sizes:
         row = [f"{size:,}"]
         for kind in ("stream", "delayed"):
-            row += [cell([c[0] for c in costs[(kind, size)]]),
-                    cell([c[1] for c in costs[(kind, size)]])]
+            row += [
+                cell([c[0] for c in costs[(kind, size)]]),
+                cell([c[1] for c in costs[(kind, size)]]),
+            ]
         print("| " + " | ".join(row) + " |")
 
 

@@ -53,22 +53,29 @@ def prefill(mod, count: int, eta: float | None, chunk: int = 20_000) -> float:
         queue, name = state.default_queue, mod.noop.name
         for i in range(0, count, chunk):
             now = time.time()
-            bodies = [Message(id=str(uuid.uuid4()), task=name, queue=queue, eta=eta,
-                              sent=now).to_bytes(state.serializer)
-                      for _ in range(min(chunk, count - i))]
+            bodies = [
+                Message(id=str(uuid.uuid4()), task=name, queue=queue, eta=eta, sent=now).to_bytes(
+                    state.serializer
+                )
+                for _ in range(min(chunk, count - i))
+            ]
             if eta is None:
                 state.broker.enqueue_many((queue, 5, body, None) for body in bodies)
             else:  # straight into the delayed set, also when already due (to be promoted)
-                state.broker.client.zadd(state.broker.keys.delayed(queue),
-                                         {b"5" + body: eta for body in bodies})
+                state.broker.client.zadd(
+                    state.broker.keys.delayed(queue), {b"5" + body: eta for body in bodies}
+                )
     return time.perf_counter() - start
 
 
 def time_calls(mod, m: int, countdown: float | None) -> float:
     """Microseconds per ``noop.delay()`` (or ``apply_async(countdown=...)``) call."""
     with mod.context():
-        send = (mod.noop.delay if countdown is None
-                else lambda: mod.noop.apply_async(countdown=countdown))
+        send = (
+            mod.noop.delay
+            if countdown is None
+            else lambda: mod.noop.apply_async(countdown=countdown)
+        )
         for _ in range(200):
             send()
         start = time.perf_counter()
@@ -79,9 +86,14 @@ def time_calls(mod, m: int, countdown: float | None) -> float:
 
 def drain_cost(url: str, m: int) -> float | None:
     """Microseconds per task for one solo worker running the first M waiting tasks."""
-    out = run_driver(Path(sys.executable), "ours", "drain",
-                     ["--n", "0", "--target", str(m), "--no-flush", "--timeout", "300"],
-                     url, 420)
+    out = run_driver(
+        Path(sys.executable),
+        "ours",
+        "drain",
+        ["--n", "0", "--target", str(m), "--no-flush", "--timeout", "300"],
+        url,
+        420,
+    )
     if out.get("value") is None:
         log(f"    no figure: {out.get('error')}\n    {out.get('log', '')[-800:]}")
         return None
@@ -128,69 +140,109 @@ def main() -> None:
     countdown: dict[int, list] = {s: [] for s in sizes}
     promote: dict[int, list] = {s: [] for s in sizes}
     try:
-        log(f"scaling: N={n:,} M={m:,} sizes={sizes} procs={procs} runs={runs} "
-            f"cpus={os.cpu_count()}")
+        log(
+            f"scaling: N={n:,} M={m:,} sizes={sizes} procs={procs} runs={runs} "
+            f"cpus={os.cpu_count()}"
+        )
         for run in range(1, runs + 1):
             rotate = (run - 1) % len(procs)
             for p in procs[rotate:] + procs[:rotate]:
-                out = run_driver(Path(sys.executable), "ours", "drain",
-                                 ["--n", str(n), "--procs", str(p)], url, 600)
+                out = run_driver(
+                    Path(sys.executable),
+                    "ours",
+                    "drain",
+                    ["--n", str(n), "--procs", str(p)],
+                    url,
+                    600,
+                )
                 workers[p].append(out.get("value"))
-                log(f"run {run}/{runs} workers={p}: "
-                    + (f"{out['value']:,.0f}/s {out.get('per_proc')}" if out.get("value")
-                       else f"no figure ({out.get('error')})"))
+                log(
+                    f"run {run}/{runs} workers={p}: "
+                    + (
+                        f"{out['value']:,.0f}/s {out.get('per_proc')}"
+                        if out.get("value")
+                        else f"no figure ({out.get('error')})"
+                    )
+                )
             for size in sizes:
                 r.flushdb()
                 took = prefill(mod, size, None)
                 enqueue[size].append(time_calls(mod, m, None))
                 drain[size].append(drain_cost(url, m))  # the driver flushes afterwards
-                log(f"run {run}/{runs} waiting={size:,} (filled in {took:.1f}s): enqueue "
+                log(
+                    f"run {run}/{runs} waiting={size:,} (filled in {took:.1f}s): enqueue "
                     f"{enqueue[size][-1]:.1f} us/task, drain "
-                    + (f"{drain[size][-1]:.1f} us/task" if drain[size][-1] else "-"))
+                    + (f"{drain[size][-1]:.1f} us/task" if drain[size][-1] else "-")
+                )
                 r.flushdb()
                 took = prefill(mod, size, time.time() + 3600)
                 countdown[size].append(time_calls(mod, m, 60))
                 prefill(mod, m, time.time() - 1)
                 promote[size].append(drain_cost(url, m))
-                log(f"run {run}/{runs} delayed={size:,} (filled in {took:.1f}s): countdown "
+                log(
+                    f"run {run}/{runs} delayed={size:,} (filled in {took:.1f}s): countdown "
                     f"enqueue {countdown[size][-1]:.1f} us/task, promote+run "
-                    + (f"{promote[size][-1]:.1f} us/task" if promote[size][-1] else "-"))
+                    + (f"{promote[size][-1]:.1f} us/task" if promote[size][-1] else "-")
+                )
         redis_version = r.info("server")["redis_version"]
     finally:
         server.terminate()
         server.wait(10)
 
     base = med(workers[procs[0]])
-    lines = [f"Generated by `bench/scaling.py` on {time.strftime('%Y-%m-%d %H:%M %Z')}: "
-             f"{runs} run(s), median (min-max). Machine: {hardware()['cpus']} CPUs "
-             f"({hardware()['cpu']}), Redis {redis_version}.", "",
-             f"Drain of {n:,} tasks by P solo worker processes:", "",
-             "| worker processes | tasks/s | vs 1 process |", "|---:|---:|---:|"]
+    lines = [
+        f"Generated by `bench/scaling.py` on {time.strftime('%Y-%m-%d %H:%M %Z')}: "
+        f"{runs} run(s), median (min-max). Machine: {hardware()['cpus']} CPUs "
+        f"({hardware()['cpu']}), Redis {redis_version}.",
+        "",
+        f"Drain of {n:,} tasks by P solo worker processes:",
+        "",
+        "| worker processes | tasks/s | vs 1 process |",
+        "|---:|---:|---:|",
+    ]
     for p in procs:
         ratio = med(workers[p]) / base if base and med(workers[p]) else None
-        lines.append(f"| {p} | {median_cell(workers[p], ',.0f')} | "
-                     + (f"{ratio:.2f}x |" if ratio else "- |"))
-    lines += ["", f"Cost per task (microseconds, lower is better) of {m:,} single calls and "
-              f"of running {m:,} tasks with one solo worker, against how much is already "
-              "waiting:", "",
-              "| already waiting | `delay()` | drain | in delayed set | "
-              "`apply_async(countdown=60)` | promote + run |",
-              "|---:|---:|---:|---:|---:|---:|"]
+        lines.append(
+            f"| {p} | {median_cell(workers[p], ',.0f')} | "
+            + (f"{ratio:.2f}x |" if ratio else "- |")
+        )
+    lines += [
+        "",
+        f"Cost per task (microseconds, lower is better) of {m:,} single calls and "
+        f"of running {m:,} tasks with one solo worker, against how much is already "
+        "waiting:",
+        "",
+        "| already waiting | `delay()` | drain | in delayed set | "
+        "`apply_async(countdown=60)` | promote + run |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
     for s in sizes:
-        lines.append(f"| {s:,} in stream | {median_cell(enqueue[s], ',.1f')} | "
-                     f"{median_cell(drain[s], ',.1f')} | {s:,} | "
-                     f"{median_cell(countdown[s], ',.1f')} | {median_cell(promote[s], ',.1f')} |")
+        lines.append(
+            f"| {s:,} in stream | {median_cell(enqueue[s], ',.1f')} | "
+            f"{median_cell(drain[s], ',.1f')} | {s:,} | "
+            f"{median_cell(countdown[s], ',.1f')} | {median_cell(promote[s], ',.1f')} |"
+        )
     body = "\n".join(lines) + "\n"
     print()
     print(body)
     if args.no_write:
         return
     replace_section(DOC, BEGIN, END, body, DOC_TEMPLATE)
-    note = draw(procs, workers, sizes, {"delay()": enqueue, "drain": drain,
-                                         "apply_async(countdown=60)": countdown,
-                                         "promote + run": promote})
-    log(f"wrote {DOC.relative_to(ROOT)}" + (f"; {note}" if note else
-                                            f" and {CHART.relative_to(ROOT)}"))
+    note = draw(
+        procs,
+        workers,
+        sizes,
+        {
+            "delay()": enqueue,
+            "drain": drain,
+            "apply_async(countdown=60)": countdown,
+            "promote + run": promote,
+        },
+    )
+    log(
+        f"wrote {DOC.relative_to(ROOT)}"
+        + (f"; {note}" if note else f" and {CHART.relative_to(ROOT)}")
+    )
 
 
 def draw(procs, workers, sizes, costs) -> str:

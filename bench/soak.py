@@ -59,17 +59,33 @@ QUEUE = "default"
 class Worker:
     """One ``flask taskq worker`` process group; its log goes to a file."""
 
-    def __init__(self, number: int, pool: str, concurrency: int, url: str,
-                 logdir: str) -> None:
+    def __init__(self, number: int, pool: str, concurrency: int, url: str, logdir: str) -> None:
         self.number = number
         self.log_path = Path(logdir) / f"worker-{number}.log"
         self.log = open(self.log_path, "wb")  # noqa: SIM115 (closed in close())
         env = {**os.environ, "TASKQ_BROKER_URL": url, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "flask", "--app", "bench.app:create_app", "taskq",
-             "worker", "-P", pool, "-c", str(concurrency), "-l", "info"],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "flask",
+                "--app",
+                "bench.app:create_app",
+                "taskq",
+                "worker",
+                "-P",
+                pool,
+                "-c",
+                str(concurrency),
+                "-l",
+                "info",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.ready_lines = concurrency if pool == "prefork" else 1
 
     def ready(self) -> bool:
@@ -95,11 +111,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kill-every", type=float, default=1.5, help="seconds")
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--concurrency", type=int, default=2, help="-c of each worker")
-    parser.add_argument("--deadline", type=float, default=300.0,
-                        help="seconds from the first enqueue before giving up")
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=300.0,
+        help="seconds from the first enqueue before giving up",
+    )
     parser.add_argument("--seed", type=int, default=None, help="for the choice of victims")
-    parser.add_argument("--quick", action="store_true",
-                        help="a small run: 500 tasks, deadline 120 s")
+    parser.add_argument(
+        "--quick", action="store_true", help="a small run: 500 tasks, deadline 120 s"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.tasks, args.deadline = 500, 120.0
@@ -108,10 +129,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def commit() -> str:
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
-                             capture_output=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=ROOT, text=True, capture_output=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            text=True,
+            capture_output=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            text=True,
+            capture_output=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return sha + (" (+ uncommitted changes)" if dirty else "")
@@ -124,13 +154,18 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="taskq-soak-") as workdir:
         redis_proc, url = start_redis(workdir)
         client = redis.Redis.from_url(url)
-        print(f"soak: pool {args.pool}, {args.workers} workers x -c {args.concurrency}, "
-              f"{args.tasks} tasks of {args.task_ms:g} ms, SIGKILL every "
-              f"{args.kill_every:g} s, deadline {args.deadline:g} s", flush=True)
-        print(f"host: {platform.node()}, cpus={os.cpu_count()}, python "
-              f"{platform.python_version()}, redis {client.info()['redis_version']} "
-              f"(appendonly yes), commit {commit()}, {time.strftime('%Y-%m-%d %H:%M %Z')}",
-              flush=True)
+        print(
+            f"soak: pool {args.pool}, {args.workers} workers x -c {args.concurrency}, "
+            f"{args.tasks} tasks of {args.task_ms:g} ms, SIGKILL every "
+            f"{args.kill_every:g} s, deadline {args.deadline:g} s",
+            flush=True,
+        )
+        print(
+            f"host: {platform.node()}, cpus={os.cpu_count()}, python "
+            f"{platform.python_version()}, redis {client.info()['redis_version']} "
+            f"(appendonly yes), commit {commit()}, {time.strftime('%Y-%m-%d %H:%M %Z')}",
+            flush=True,
+        )
         workers: list[Worker] = []
         serial = 0
 
@@ -182,8 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             workers = []
 
             runs = {int(k): int(v) for k, v in client.hgetall(bench_app.SOAK_RUNS).items()}
-            starts = {int(k): int(v)
-                      for k, v in client.hgetall(bench_app.SOAK_STARTS).items()}
+            starts = {int(k): int(v) for k, v in client.hgetall(bench_app.SOAK_STARTS).items()}
             lost = sorted(set(range(args.tasks)) - set(runs))
             twice = sorted(i for i, n in runs.items() if n > 1)
             started_twice = sorted(i for i, n in starts.items() if n > 1)
@@ -199,13 +233,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"tasks:          {args.tasks} (enqueued in {enqueued:.2f} s)")
     print(f"kills:          {kills}")
     print(f"lost:           {len(lost)}" + (f" (e.g. {lost[:10]})" if lost else ""))
-    print(f"duplicates:     {len(twice)} ran to the end more than once "
-          f"(most runs of one task: {max(runs.values(), default=0)}); "
-          f"{len(started_twice)} started more than once")
+    print(
+        f"duplicates:     {len(twice)} ran to the end more than once "
+        f"(most runs of one task: {max(runs.values(), default=0)}); "
+        f"{len(started_twice)} started more than once"
+    )
     print(f"dead-lettered:  {dead}")
     print(f"left in Redis:  {waiting} in the streams, {delayed} delayed")
-    print(f"wall time:      {wall:.1f} s" + ("" if finished else " (deadline reached)")
-          + (f"; 99% had run after {at_99:.1f} s" if at_99 is not None else ""))
+    print(
+        f"wall time:      {wall:.1f} s"
+        + ("" if finished else " (deadline reached)")
+        + (f"; 99% had run after {at_99:.1f} s" if at_99 is not None else "")
+    )
     print(f"worker exit:    {', '.join(str(c) for c in codes)} (SIGTERM at the end)")
     return 0
 

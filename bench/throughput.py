@@ -67,22 +67,38 @@ def reset(r: redis.Redis) -> None:
     """Delete every benchmark key (queues, results, counters)."""
     keys = list(r.scan_iter(match=f"{bench_app.PREFIX}:*", count=1000))
     for i in range(0, len(keys), 1000):
-        r.unlink(*keys[i:i + 1000])
+        r.unlink(*keys[i : i + 1000])
 
 
 class WorkerProcess:
     """``flask taskq worker -P solo`` for bench.app; its output goes to a temporary file."""
 
     def __init__(self, url: str) -> None:
-        env = {**os.environ, "TASKQ_BROKER_URL": url, "BENCH_DRAIN_N": str(N),
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
-                                                           os.environ.get("PYTHONPATH")]))}
+        env = {
+            **os.environ,
+            "TASKQ_BROKER_URL": url,
+            "BENCH_DRAIN_N": str(N),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        }
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop())
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "flask", "--app", "bench.app:create_app", "taskq", "worker",
-             "-P", "solo"],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "flask",
+                "--app",
+                "bench.app:create_app",
+                "taskq",
+                "worker",
+                "-P",
+                "solo",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -131,22 +147,32 @@ def measure_enqueue_countdown(app, r: redis.Redis) -> float:
         # Not timed: every message must be waiting in the delayed set, none in the stream.
         waiting, ready = r.zcard(delayed), state.broker.queue_length(state.default_queue)
         if waiting != N + 200 or ready:
-            print(f"    note: {waiting} delayed and {ready} ready messages, expected "
-                  f"{N + 200} delayed and 0 ready")
+            print(
+                f"    note: {waiting} delayed and {ready} ready messages, expected "
+                f"{N + 200} delayed and 0 ready"
+            )
     finally:
         reset(r)
     return N / elapsed
 
 
-def measure_drain(app, r: redis.Redis, url: str, task, with_index: bool = False,
-                  retries: int = 0) -> float | None:
+def measure_drain(
+    app, r: redis.Redis, url: str, task, with_index: bool = False, retries: int = 0
+) -> float | None:
     """``with_index``: message i carries the argument i. ``retries``: how many retry
     attempts the worker should log (checked, untimed, after the last completion)."""
     state = app.extensions["taskq"]
     queue = state.default_queue
-    bodies = [Message(id=str(uuid.uuid4()), task=task.name, queue=queue,
-                      args=(i,) if with_index else (),
-                      sent=time.time()).to_bytes(state.serializer) for i in range(N)]
+    bodies = [
+        Message(
+            id=str(uuid.uuid4()),
+            task=task.name,
+            queue=queue,
+            args=(i,) if with_index else (),
+            sent=time.time(),
+        ).to_bytes(state.serializer)
+        for i in range(N)
+    ]
     state.broker.enqueue_many((queue, 5, body, None) for body in bodies)
     stream = state.broker.keys.stream(queue, 5)
     worker = WorkerProcess(url)
@@ -155,9 +181,11 @@ def measure_drain(app, r: redis.Redis, url: str, task, with_index: bool = False,
         first, last = r.mget(bench_app.FIRST_KEY, bench_app.LAST_KEY)
         if last is None:
             why = "worker exited" if not worker.alive() else f"timed out ({DRAIN_TIMEOUT:.0f}s)"
-            print(f"    no figure: {why}; {r.xlen(stream)} of {N} messages not acked "
-                  f"({state.broker.queue_length(queue)} waiting). Worker log:\n"
-                  f"{worker.tail()}")
+            print(
+                f"    no figure: {why}; {r.xlen(stream)} of {N} messages not acked "
+                f"({state.broker.queue_length(queue)} waiting). Worker log:\n"
+                f"{worker.tail()}"
+            )
             return None
         # Not timed: let the last acks land so the worker stops with nothing in hand.
         if not wait_for(lambda: r.xlen(stream) == 0, 10.0):
@@ -202,13 +230,14 @@ def measure_latency(app, r: redis.Redis, url: str) -> tuple[float, float] | None
     return percentile(samples, 50), percentile(samples, 99)
 
 
-def summary(label: str, values: list[float | None], scale: float, unit: str,
-            fmt: str) -> str:
+def summary(label: str, values: list[float | None], scale: float, unit: str, fmt: str) -> str:
     got = [v * scale for v in values if v is not None]
     if not got:
         return f"{label:<32}{'n/a':>10}"
-    line = (f"{label:<32}{statistics.median(got):>10{fmt}} {unit}  "
-            f"(min {min(got):{fmt}} max {max(got):{fmt}})")
+    line = (
+        f"{label:<32}{statistics.median(got):>10{fmt}} {unit}  "
+        f"(min {min(got):{fmt}} max {max(got):{fmt}})"
+    )
     return line + (f"  [{len(got)} of {len(values)} runs]" if len(got) < len(values) else "")
 
 
@@ -224,25 +253,33 @@ def main() -> None:
         r = bench_app.bench_redis(url)
         reset(r)
         info = r.info("server")
-        print(f"flask-taskq bench: N={N:,} runs={RUNS} python {sys.version.split()[0]} "
-              f"redis {info['redis_version']} cpus={os.cpu_count()} "
-              f"broker={'private redis-server' if server else 'TASKQ_BROKER_URL'}")
-        results: dict[str, list] = {"enqueue": [], "enqueue_countdown": [], "noop": [],
-                                    "noop_result": [], "maybe_retry": [], "latency": []}
+        print(
+            f"flask-taskq bench: N={N:,} runs={RUNS} python {sys.version.split()[0]} "
+            f"redis {info['redis_version']} cpus={os.cpu_count()} "
+            f"broker={'private redis-server' if server else 'TASKQ_BROKER_URL'}"
+        )
+        results: dict[str, list] = {
+            "enqueue": [],
+            "enqueue_countdown": [],
+            "noop": [],
+            "noop_result": [],
+            "maybe_retry": [],
+            "latency": [],
+        }
         for run in range(1, RUNS + 1):
             print(f"run {run}/{RUNS}", flush=True)
             results["enqueue"].append(measure_enqueue(app, r))
             print(f"  enqueue            {results['enqueue'][-1]:>10,.0f} /s", flush=True)
             results["enqueue_countdown"].append(measure_enqueue_countdown(app, r))
-            print(f"  enqueue countdown  {results['enqueue_countdown'][-1]:>10,.0f} /s",
-                  flush=True)
+            print(f"  enqueue countdown  {results['enqueue_countdown'][-1]:>10,.0f} /s", flush=True)
             for task in (bench_app.noop, bench_app.noop_result):
                 rate = measure_drain(app, r, url, task)
                 results[task.__name__].append(rate)
                 shown = f"{rate:>10,.0f} /s" if rate is not None else "n/a"
                 print(f"  drain {task.__name__:<12} {shown}", flush=True)
-            rate = measure_drain(app, r, url, bench_app.maybe_retry, with_index=True,
-                                 retries=N // 2)
+            rate = measure_drain(
+                app, r, url, bench_app.maybe_retry, with_index=True, retries=N // 2
+            )
             results["maybe_retry"].append(rate)
             shown = f"{rate:>10,.0f} /s" if rate is not None else "n/a"
             print(f"  drain maybe_retry  {shown}", flush=True)
@@ -251,13 +288,15 @@ def main() -> None:
             shown = f"p50 {lat[0] * 1000:.2f} ms  p99 {lat[1] * 1000:.2f} ms" if lat else "n/a"
             print(f"  latency @{RATE}/s     {shown}", flush=True)
         lat = results["latency"]
-        rows = [("enqueue (single .delay)", results["enqueue"], 1, "/s", ",.0f"),
-                ("enqueue with countdown", results["enqueue_countdown"], 1, "/s", ",.0f"),
-                ("drain, results ignored (1 solo)", results["noop"], 1, "/s", ",.0f"),
-                ("drain, results stored (1 solo)", results["noop_result"], 1, "/s", ",.0f"),
-                ("drain, half retry once (1 solo)", results["maybe_retry"], 1, "/s", ",.0f"),
-                (f"start latency p50 @{RATE}/s", [x and x[0] for x in lat], 1000, "ms", ",.2f"),
-                (f"start latency p99 @{RATE}/s", [x and x[1] for x in lat], 1000, "ms", ",.2f")]
+        rows = [
+            ("enqueue (single .delay)", results["enqueue"], 1, "/s", ",.0f"),
+            ("enqueue with countdown", results["enqueue_countdown"], 1, "/s", ",.0f"),
+            ("drain, results ignored (1 solo)", results["noop"], 1, "/s", ",.0f"),
+            ("drain, results stored (1 solo)", results["noop_result"], 1, "/s", ",.0f"),
+            ("drain, half retry once (1 solo)", results["maybe_retry"], 1, "/s", ",.0f"),
+            (f"start latency p50 @{RATE}/s", [x and x[0] for x in lat], 1000, "ms", ",.2f"),
+            (f"start latency p99 @{RATE}/s", [x and x[1] for x in lat], 1000, "ms", ",.2f"),
+        ]
         print()
         for row in rows:
             print(summary(*row))

@@ -46,8 +46,9 @@ TIMEOUT = 120.0
 def measure_chord(app) -> float:
     with app.app_context():
         start = time.perf_counter()
-        res = chord((bench_app.wf_noop.s() for _ in range(CHORD_N)),
-                    bench_app.wf_count.s()).apply_async()
+        res = chord(
+            (bench_app.wf_noop.s() for _ in range(CHORD_N)), bench_app.wf_count.s()
+        ).apply_async()
         value = res.get(timeout=TIMEOUT)
         elapsed = time.perf_counter() - start
     if value != CHORD_N:
@@ -72,8 +73,10 @@ def measure_chain(app) -> tuple[float, float]:
 
 def spread(label: str, values: list[float], scale: float, unit: str, fmt: str) -> str:
     got = [v * scale for v in values]
-    return (f"{label:<36}{statistics.median(got):>10{fmt}} {unit}  "
-            f"(min {min(got):{fmt}} max {max(got):{fmt}})")
+    return (
+        f"{label:<36}{statistics.median(got):>10{fmt}} {unit}  "
+        f"(min {min(got):{fmt}} max {max(got):{fmt}})"
+    )
 
 
 def main() -> None:
@@ -91,9 +94,11 @@ def main() -> None:
         with app.app_context():  # the worker is up once it ran a task
             bench_app.wf_noop.delay().get(timeout=60)
         info = r.info("server")
-        print(f"flask-taskq workflow bench: runs={RUNS} python {sys.version.split()[0]} "
-              f"redis {info['redis_version']} cpus={os.cpu_count()} worker=1 solo "
-              f"broker={'private redis-server' if server else 'TASKQ_BROKER_URL'}")
+        print(
+            f"flask-taskq workflow bench: runs={RUNS} python {sys.version.split()[0]} "
+            f"redis {info['redis_version']} cpus={os.cpu_count()} worker=1 solo "
+            f"broker={'private redis-server' if server else 'TASKQ_BROKER_URL'}"
+        )
         chords: list[float] = []
         chains: list[float] = []
         singles: list[float] = []
@@ -102,8 +107,11 @@ def main() -> None:
             chained, independent = measure_chain(app)
             chains.append(chained)
             singles.append(independent)
-            print(f"run {run}/{RUNS}: chord {chords[-1]:.3f} s, chain {chained:.3f} s, "
-                  f"independent {independent:.3f} s", flush=True)
+            print(
+                f"run {run}/{RUNS}: chord {chords[-1]:.3f} s, chain {chained:.3f} s, "
+                f"independent {independent:.3f} s",
+                flush=True,
+            )
             reset(r)
         per_link = [(c - s) / CHAIN_N for c, s in zip(chains, singles, strict=True)]
         print()

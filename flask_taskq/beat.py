@@ -106,12 +106,15 @@ class Entry:
         if not isinstance(self.task, str) or not self.task:
             raise ValueError(f"{where}: task must be a task name, not {self.task!r}")
         if self.catch_up not in CATCH_UP:
-            raise ValueError(f"{where}: catch_up must be one of {', '.join(CATCH_UP)}, "
-                             f"not {self.catch_up!r}")
+            raise ValueError(
+                f"{where}: catch_up must be one of {', '.join(CATCH_UP)}, not {self.catch_up!r}"
+            )
         unknown = set(self.options) - _send_options()
         if unknown:
-            raise ValueError(f"{where}: option(s) {', '.join(sorted(unknown))} cannot be "
-                             f"used (allowed: {', '.join(sorted(_send_options()))})")
+            raise ValueError(
+                f"{where}: option(s) {', '.join(sorted(unknown))} cannot be "
+                f"used (allowed: {', '.join(sorted(_send_options()))})"
+            )
 
     @classmethod
     def from_config(cls, name: str, spec: Mapping[str, Any]) -> Entry:
@@ -122,22 +125,27 @@ class Entry:
             raise ValueError(f"{where} must be a dict with 'task' and 'schedule'")
         unknown = set(spec) - _ENTRY_KEYS
         if unknown:
-            raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} "
-                             f"(known: {', '.join(sorted(_ENTRY_KEYS))})")
+            raise ValueError(
+                f"{where}: unknown key(s) {', '.join(sorted(unknown))} "
+                f"(known: {', '.join(sorted(_ENTRY_KEYS))})"
+            )
         missing = [k for k in ("task", "schedule") if k not in spec]
         if missing:
             raise ValueError(f"{where}: missing {' and '.join(missing)}")
         try:
-            return cls(name=name, task=spec["task"], schedule=to_schedule(spec["schedule"]),
-                       args=tuple(spec.get("args") or ()),
-                       kwargs=dict(spec.get("kwargs") or {}),
-                       options=dict(spec.get("options") or {}),
-                       catch_up=spec.get("catch_up", "one"))
+            return cls(
+                name=name,
+                task=spec["task"],
+                schedule=to_schedule(spec["schedule"]),
+                args=tuple(spec.get("args") or ()),
+                kwargs=dict(spec.get("kwargs") or {}),
+                options=dict(spec.get("options") or {}),
+                catch_up=spec.get("catch_up", "one"),
+            )
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{where}: {exc}") from None
 
-    def next_run(self, since: float | None, last: float | None, now: float,
-                 tz: tzinfo) -> float:
+    def next_run(self, since: float | None, last: float | None, now: float, tz: tzinfo) -> float:
         """The next due time given the entry's state in Redis (counted from ``now`` when
         beat has not registered the entry yet)."""
         if since is None:
@@ -157,12 +165,19 @@ class Beat:
     .. versionadded:: 0.2
     """
 
-    def __init__(self, app: Flask, *, lease: float = DEFAULT_LEASE, name: str | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        app: Flask,
+        *,
+        lease: float = DEFAULT_LEASE,
+        name: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         state: AppState | None = app.extensions.get("taskq")
         if state is None:
-            raise RuntimeError(f"the app {app.name!r} has no TaskQueue: call "
-                               "tq.init_app(app) first")
+            raise RuntimeError(
+                f"the app {app.name!r} has no TaskQueue: call tq.init_app(app) first"
+            )
         if state.is_memory:
             raise ValueError("beat needs a Redis broker: TASKQ_BROKER_URL is memory://")
         if not lease > 0:
@@ -179,8 +194,10 @@ class Beat:
         self.clock = clock
         self.keys = Keys(state.key_prefix)
         self.client = connect(state.broker_url)
-        self._scripts = {name: load_script(self.client, f"beat_{name}")
-                         for name in ("lease", "release", "sync", "fire")}
+        self._scripts = {
+            name: load_script(self.client, f"beat_{name}")
+            for name in ("lease", "release", "sync", "fire")
+        }
         self.is_leader = False
         self._synced = False
         self._renew_at = 0.0  # time.monotonic() of the next lease renewal
@@ -189,9 +206,11 @@ class Beat:
 
     def describe(self) -> str:
         """One line saying what this beat runs."""
-        return (f"taskq beat {self.name}: {len(self.entries)} periodic entr"
-                f"{'y' if len(self.entries) == 1 else 'ies'}, lease {self.lease:g}s, "
-                f"timezone {self.tz}")
+        return (
+            f"taskq beat {self.name}: {len(self.entries)} periodic entr"
+            f"{'y' if len(self.entries) == 1 else 'ies'}, lease {self.lease:g}s, "
+            f"timezone {self.tz}"
+        )
 
     # -- running ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -257,8 +276,9 @@ class Beat:
 
     # -- the lease ---------------------------------------------------------------------
     def _hold_lease(self) -> float:
-        code, ttl = self._scripts["lease"](keys=[self.keys.beat_lease()],
-                                           args=[self.token, int(self.lease * 1000)])
+        code, ttl = self._scripts["lease"](
+            keys=[self.keys.beat_lease()], args=[self.token, int(self.lease * 1000)]
+        )
         if code:
             if code == 2:
                 logger.info("beat %s leads now (took the lease)", self.name)
@@ -280,12 +300,12 @@ class Beat:
         """Give up the lease if this beat holds it, so another beat leads at once
         (:meth:`run` does when stopped)."""
         try:
-            released = self._scripts["release"](keys=[self.keys.beat_lease()],
-                                                args=[self.token])
+            released = self._scripts["release"](keys=[self.keys.beat_lease()], args=[self.token])
         except CONNECTION_ERRORS as exc:
             if self.is_leader:
-                logger.warning("Could not give up the lease (%s); it expires within %gs",
-                               exc, self.lease)
+                logger.warning(
+                    "Could not give up the lease (%s); it expires within %gs", exc, self.lease
+                )
         else:
             if released:
                 logger.info("beat %s gave up the lease", self.name)
@@ -310,8 +330,7 @@ class Beat:
             return
         self._synced = True
         if removed:
-            logger.info("Removed periodic entries no longer scheduled: %s",
-                        ", ".join(removed))
+            logger.info("Removed periodic entries no longer scheduled: %s", ", ".join(removed))
 
     def _send_due(self, sent: list[tuple[str, float]]) -> float | None:
         """Send every entry that is due; return the next due time of all entries."""
@@ -334,8 +353,9 @@ class Beat:
                 upcoming.append(following)
         return min(upcoming, default=None)
 
-    def _send_entry(self, entry: Entry, base: float, now: float,
-                    sent: list[tuple[str, float]]) -> float:
+    def _send_entry(
+        self, entry: Entry, base: float, now: float, sent: list[tuple[str, float]]
+    ) -> float:
         """Send ``entry`` for its due times up to ``now`` (per its catch_up) after its last
         handled due time ``base``; return its next due time."""
         schedule, tz = entry.schedule, self.tz
@@ -358,9 +378,13 @@ class Beat:
         assert latest is not None
         send = entry.catch_up == "one" or now - latest <= ON_TIME
         if due < latest or not send:
-            logger.info("Periodic entry %r missed its due times from %s to %s: %s",
-                        entry.name, self._when(due), self._when(latest),
-                        "sending one run" if send else "skipping them (catch_up 'none')")
+            logger.info(
+                "Periodic entry %r missed its due times from %s to %s: %s",
+                entry.name,
+                self._when(due),
+                self._when(latest),
+                "sending one run" if send else "skipping them (catch_up 'none')",
+            )
         if self._claim(entry, latest, "fire" if send else "skip") and send:
             sent.append((entry.name, latest))
             self._send(entry, latest)
@@ -372,8 +396,11 @@ class Beat:
         beat may not (it lost the lease, or the registry must be rebuilt)."""
         text = format_due(due)
         code = self._scripts["fire"](
-            keys=[self.keys.beat_lease(), self.keys.beat_entry(entry.name),
-                  self.keys.beat_fired(entry.name, text)],
+            keys=[
+                self.keys.beat_lease(),
+                self.keys.beat_entry(entry.name),
+                self.keys.beat_fired(entry.name, text),
+            ],
             args=[self.token, text, FIRED_TTL, format_due(self.clock()), mode],
         )
         if code == -1:
@@ -386,21 +413,39 @@ class Beat:
 
     def _send(self, entry: Entry, due: float) -> None:
         options = dict(entry.options)
-        headers = {**(options.pop("headers", None) or {}),
-                   BEAT_HEADER: {"entry": entry.name, "due": due}}
+        headers = {
+            **(options.pop("headers", None) or {}),
+            BEAT_HEADER: {"entry": entry.name, "due": due},
+        }
         try:
-            result = self.taskqueue.send_task(entry.task, entry.args, entry.kwargs,
-                                              headers=headers, app=self.app, **options)
+            result = self.taskqueue.send_task(
+                entry.task, entry.args, entry.kwargs, headers=headers, app=self.app, **options
+            )
         except CONNECTION_ERRORS as exc:
-            logger.error("Could not send periodic entry %r due %s (%s): this run is lost",
-                         entry.name, self._when(due), exc)
+            logger.error(
+                "Could not send periodic entry %r due %s (%s): this run is lost",
+                entry.name,
+                self._when(due),
+                exc,
+            )
             raise
         except Exception as exc:
-            logger.error("Could not send periodic entry %r (%s) due %s: %s: %s",
-                         entry.name, entry.task, self._when(due), type(exc).__name__, exc)
+            logger.error(
+                "Could not send periodic entry %r (%s) due %s: %s: %s",
+                entry.name,
+                entry.task,
+                self._when(due),
+                type(exc).__name__,
+                exc,
+            )
         else:
-            logger.info("Sent periodic entry %r (%s) due %s: task %s", entry.name,
-                        entry.task, self._when(due), result.id)
+            logger.info(
+                "Sent periodic entry %r (%s) due %s: task %s",
+                entry.name,
+                entry.task,
+                self._when(due),
+                result.id,
+            )
 
     def _when(self, due: float) -> str:
         return datetime.fromtimestamp(due, self.tz).isoformat(timespec="milliseconds")
@@ -424,16 +469,29 @@ def read_schedule(app: Flask, now: float | None = None) -> dict[str, Any]:
     leader, ttl, *rows = pipe.execute()
     now = time.time() if now is None else now
     out = []
-    for (name, entry), (since, last, run_at, fingerprint) in zip(entries.items(), rows,
-                                                               strict=True):
+    for (name, entry), (since, last, run_at, fingerprint) in zip(
+        entries.items(), rows, strict=True
+    ):
         if fingerprint is not None and fingerprint.decode() != entry.schedule.fingerprint(tz):
             since = last = None  # changed since a beat registered it: counts anew
-        out.append({
-            "name": name, "task": entry.task, "schedule": entry.schedule.describe(),
-            "catch_up": entry.catch_up,
-            "last_run": float(run_at) if run_at is not None else None,
-            "next_run": entry.next_run(float(since) if since is not None else None,
-                                       float(last) if last is not None else None, now, tz),
-        })
-    return {"timezone": str(tz), "leader": leader.decode() if leader else None,
-            "lease_ttl": ttl / 1000 if leader and ttl > 0 else None, "entries": out}
+        out.append(
+            {
+                "name": name,
+                "task": entry.task,
+                "schedule": entry.schedule.describe(),
+                "catch_up": entry.catch_up,
+                "last_run": float(run_at) if run_at is not None else None,
+                "next_run": entry.next_run(
+                    float(since) if since is not None else None,
+                    float(last) if last is not None else None,
+                    now,
+                    tz,
+                ),
+            }
+        )
+    return {
+        "timezone": str(tz),
+        "leader": leader.decode() if leader else None,
+        "lease_ttl": ttl / 1000 if leader and ttl > 0 else None,
+        "entries": out,
+    }

@@ -48,8 +48,9 @@ HEADER_WORKFLOW = "taskq_workflow"
 WORKFLOW_HEADERS = frozenset({HEADER_LINK, HEADER_LINK_ERROR, HEADER_CHORD})
 
 #: Sending options a signature may carry (see :meth:`TaskQueue.send_task`).
-SIGNATURE_OPTIONS = frozenset({"queue", "countdown", "eta", "expires", "priority",
-                               "task_id", "headers", "link", "link_error"})
+SIGNATURE_OPTIONS = frozenset(
+    {"queue", "countdown", "eta", "expires", "priority", "task_id", "headers", "link", "link_error"}
+)
 
 
 class ChordError(Exception):
@@ -109,8 +110,13 @@ class Canvas(dict):
         """Send it with extra arguments (see :meth:`apply_async`)."""
         return self.apply_async(args, kwargs)
 
-    def apply_async(self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
-                    app: Flask | None = None, **options: Any) -> Any:
+    def apply_async(
+        self,
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        app: Flask | None = None,
+        **options: Any,
+    ) -> Any:
         """Send the workflow: fix every task id, record its shape (see
         :func:`flask_taskq.workflow_graph.record`) and send its first tasks; in eager mode
         run it inline. ``args`` are prepended to the first task's (each member's for a
@@ -130,8 +136,13 @@ class Canvas(dict):
         flow._send(tuple(args), kwargs, app, options)
         return _result(flow, state)
 
-    def _send(self, args: tuple[Any, ...], kwargs: dict[str, Any] | None,
-              app: Flask | None, options: dict[str, Any]) -> None:
+    def _send(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        app: Flask | None,
+        options: dict[str, Any],
+    ) -> None:
         """Send it without recording anything (the worker continues workflows so)."""
         raise NotImplementedError
 
@@ -155,12 +166,24 @@ class Signature(Canvas):
 
     kind = "signature"
 
-    def __init__(self, task: str, args: Iterable[Any] = (),
-                 kwargs: dict[str, Any] | None = None,
-                 options: dict[str, Any] | None = None, immutable: bool = False,
-                 *, task_obj: Task | None = None) -> None:
-        super().__init__(kind=self.kind, task=task, args=list(args),
-                         kwargs=dict(kwargs or {}), options={}, immutable=bool(immutable))
+    def __init__(
+        self,
+        task: str,
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        options: dict[str, Any] | None = None,
+        immutable: bool = False,
+        *,
+        task_obj: Task | None = None,
+    ) -> None:
+        super().__init__(
+            kind=self.kind,
+            task=task,
+            args=list(args),
+            kwargs=dict(kwargs or {}),
+            options={},
+            immutable=bool(immutable),
+        )
         self._task = task_obj
         self.set(**(options or {}))
 
@@ -223,8 +246,9 @@ class Signature(Canvas):
         self.options.setdefault("link_error", []).append(_plain(signature(sig)))
         return sig
 
-    def call_options(self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
-                     **options: Any) -> tuple[tuple[Any, ...], dict[str, Any], dict[str, Any]]:
+    def call_options(
+        self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> tuple[tuple[Any, ...], dict[str, Any], dict[str, Any]]:
         """The arguments and ``send_task`` options of sending it with ``args`` prepended
         (ignored when immutable), ``kwargs`` and ``options`` over its own."""
         full_args = tuple(self.args) if self.immutable else (*args, *self.args)
@@ -232,29 +256,48 @@ class Signature(Canvas):
         opts = {**self.options, **options}
         return full_args, full_kwargs, opts
 
-    def apply_async(self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
-                    app: Flask | None = None, **options: Any) -> AsyncResult:
+    def apply_async(
+        self,
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        app: Flask | None = None,
+        **options: Any,
+    ) -> AsyncResult:
         """Send the task; ``args`` are prepended to its own unless it is immutable. In
         eager mode a signature with links runs them inline too."""
-        if (self.options.get("link") or self.options.get("link_error")
-                or options.get("link") or options.get("link_error")):
+        if (
+            self.options.get("link")
+            or self.options.get("link_error")
+            or options.get("link")
+            or options.get("link_error")
+        ):
             state = _state(app)
             if state.eager:
                 return _eager(self.clone(), state, tuple(args), kwargs, options)
         return self._send(tuple(args), kwargs, app, options)
 
-    def _send(self, args: tuple[Any, ...], kwargs: dict[str, Any] | None,
-              app: Flask | None, options: dict[str, Any]) -> AsyncResult:
+    def _send(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        app: Flask | None,
+        options: dict[str, Any],
+    ) -> AsyncResult:
         full_args, full_kwargs, opts = self.call_options(args, kwargs, **options)
-        own = {HEADER_LINK: opts.pop("link", None), HEADER_LINK_ERROR: opts.pop("link_error",
-                                                                               None)}
+        own = {HEADER_LINK: opts.pop("link", None), HEADER_LINK_ERROR: opts.pop("link_error", None)}
         if own[HEADER_LINK] or own[HEADER_LINK_ERROR]:
             # a signature's links are plain data already (set/link store them so)
-            opts["headers"] = {**(opts.get("headers") or {}),
-                               **{k: [s if type(s) is dict else _plain(signature(s))
-                                      for s in _as_list(v)] for k, v in own.items() if v}}
-        return self._taskqueue(app).send_task(self.name, full_args, full_kwargs, app=app,
-                                              _task=self._task, **opts)
+            opts["headers"] = {
+                **(opts.get("headers") or {}),
+                **{
+                    k: [s if type(s) is dict else _plain(signature(s)) for s in _as_list(v)]
+                    for k, v in own.items()
+                    if v
+                },
+            }
+        return self._taskqueue(app).send_task(
+            self.name, full_args, full_kwargs, app=app, _task=self._task, **opts
+        )
 
     def _taskqueue(self, app: Flask | None) -> Any:
         if self._task is not None and self._task.taskqueue is not None:
@@ -311,8 +354,13 @@ class chain(Canvas):  # noqa: N801 - named like a function, as users call it
                 steps.append(t)
         return steps
 
-    def apply_async(self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
-                    app: Flask | None = None, **options: Any) -> Any:
+    def apply_async(
+        self,
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        app: Flask | None = None,
+        **options: Any,
+    ) -> Any:
         """Send the first task; the rest follow from the worker. ``link`` is added to the
         last task, ``link_error`` to each (only the one that fails runs it). Returns the
         last task's result (a :class:`GroupResult` if the chain ends with a group)."""
@@ -320,8 +368,13 @@ class chain(Canvas):  # noqa: N801 - named like a function, as users call it
             raise ValueError("an empty chain cannot be sent")
         return super().apply_async(args, kwargs, app, **options)
 
-    def _send(self, args: tuple[Any, ...], kwargs: dict[str, Any] | None,
-              app: Flask | None, options: dict[str, Any]) -> None:
+    def _send(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        app: Flask | None,
+        options: dict[str, Any],
+    ) -> None:
         steps = self._steps()
         if not steps:
             raise ValueError("an empty chain cannot be sent")
@@ -395,14 +448,24 @@ class group(Canvas):  # noqa: N801
         """The group's id (its :class:`GroupResult`'s), once fixed."""
         return self["options"].get("task_id")
 
-    def apply_async(self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
-                    app: Flask | None = None, **options: Any) -> GroupResult:
+    def apply_async(
+        self,
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        app: Flask | None = None,
+        **options: Any,
+    ) -> GroupResult:
         """Send every member (``args`` prepended to each); returns a :class:`GroupResult`
         with the members' results in order (``task_id=`` sets its id)."""
         return super().apply_async(args, kwargs, app, **options)
 
-    def _send(self, args: tuple[Any, ...], kwargs: dict[str, Any] | None,
-              app: Flask | None, options: dict[str, Any]) -> None:
+    def _send(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        app: Flask | None,
+        options: dict[str, Any],
+    ) -> None:
         for t in self.tasks:
             t.clone()._send(args, kwargs, app, options)
 
@@ -434,8 +497,9 @@ class chord(Canvas):  # noqa: N801
         if isinstance(body, chain) and body.tasks and isinstance(body.tasks[0], Signature):
             body = chain(*body.tasks) if len(body.tasks) > 1 else body.tasks[0]
         elif not isinstance(body, Signature):
-            raise TypeError("the callback of a chord must be a task signature or a chain "
-                            "starting with one")
+            raise TypeError(
+                "the callback of a chord must be a task signature or a chain starting with one"
+            )
         super().__init__(kind=self.kind, header=header, body=body)
 
     @property
@@ -465,14 +529,24 @@ class chord(Canvas):  # noqa: N801
             return sig
         return self.body.link_error(sig)
 
-    def apply_async(self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
-                    app: Flask | None = None, **options: Any) -> Any:
+    def apply_async(
+        self,
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        app: Flask | None = None,
+        **options: Any,
+    ) -> Any:
         """Send the header's members; returns the callback's result (the last task's for
         a chain), whose ``.parent`` chain leads to the header's :class:`GroupResult`."""
         return super().apply_async(args, kwargs, app, **options)
 
-    def _send(self, args: tuple[Any, ...], kwargs: dict[str, Any] | None,
-              app: Flask | None, options: dict[str, Any]) -> None:
+    def _send(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        app: Flask | None,
+        options: dict[str, Any],
+    ) -> None:
         flow = self.clone()
         assert isinstance(flow, chord)
         options = dict(options)
@@ -488,8 +562,7 @@ class chord(Canvas):  # noqa: N801
         chord_id = flow.header.id or str(uuid.uuid4())
         callback = head.to_dict()
         for index, member in enumerate(members):
-            meta = {"id": chord_id, "size": len(members), "index": index,
-                    "callback": callback}
+            meta = {"id": chord_id, "size": len(members), "index": index, "callback": callback}
             tail = _with_tail_headers(member.clone(), {HEADER_CHORD: meta})
             tail._send(args, kwargs, app, options)
 
@@ -593,8 +666,7 @@ def _result(flow: Canvas, state: AppState) -> Any:
     if isinstance(flow, Signature):
         return AsyncResult(str(flow.id), state=state)
     if isinstance(flow, group):
-        return GroupResult(str(flow.id), [_result(t, state) for t in flow.tasks],
-                           state=state)
+        return GroupResult(str(flow.id), [_result(t, state) for t in flow.tasks], state=state)
     if isinstance(flow, chord):
         header = _result(flow.header, state)
         body = _result(flow.body, state)
@@ -652,8 +724,13 @@ def _flat_chain_tasks(data: Any) -> list[Any] | None:
 _Work = tuple[Canvas, tuple[Any, ...], dict[str, Any] | None, dict[str, Any]]
 
 
-def _eager(flow: Canvas, state: AppState, args: tuple[Any, ...],
-           kwargs: dict[str, Any] | None, options: dict[str, Any]) -> Any:
+def _eager(
+    flow: Canvas,
+    state: AppState,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any] | None,
+    options: dict[str, Any],
+) -> Any:
     """Run ``flow`` inline (``TASKQ_ALWAYS_EAGER``) with what a worker would do after
     each task: links, chains, chords and their failures. Returns its result handle.
 
@@ -672,8 +749,13 @@ def _eager_drain(state: AppState, work: list[_Work]) -> None:
         todo.extendleft(reversed(_eager_step(flow, state, args, kwargs, options)))
 
 
-def _eager_step(flow: Canvas, state: AppState, args: tuple[Any, ...],
-                kwargs: dict[str, Any] | None, options: dict[str, Any]) -> list[_Work]:
+def _eager_step(
+    flow: Canvas,
+    state: AppState,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any] | None,
+    options: dict[str, Any],
+) -> list[_Work]:
     """Start ``flow``; returns what is to run next."""
     options = dict(options)
     link = _as_list(options.pop("link", None))
@@ -689,8 +771,10 @@ def _eager_step(flow: Canvas, state: AppState, args: tuple[Any, ...],
     if isinstance(flow, chain):
         return [(_eager_link(flow._steps(), link, link_error), args, kwargs, options)]
     if isinstance(flow, group):
-        return [(t, args, kwargs, {**options, "link": link, "link_error": link_error})
-                for t in flow.tasks]
+        return [
+            (t, args, kwargs, {**options, "link": link, "link_error": link_error})
+            for t in flow.tasks
+        ]
     assert isinstance(flow, chord)
     return _eager_chord(flow, state, args, kwargs, options, link, link_error)
 
@@ -717,19 +801,32 @@ def _eager_link(steps: list[Canvas], link: list[Any], link_error: list[Any]) -> 
     return first
 
 
-def _eager_task(sig: Signature, state: AppState, args: tuple[Any, ...],
-                kwargs: dict[str, Any] | None, options: dict[str, Any]) -> list[_Work]:
+def _eager_task(
+    sig: Signature,
+    state: AppState,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any] | None,
+    options: dict[str, Any],
+) -> list[_Work]:
     """Run one task inline; returns its links (or errbacks) to run next."""
     full_args, full_kwargs, opts = sig.call_options(args, kwargs, **options)
     links, errbacks = opts.pop("link", None) or [], opts.pop("link_error", None) or []
-    res = sig._taskqueue(state.app).send_task(sig.name, full_args, full_kwargs,
-                                              app=state.app, _task=sig._task, **opts)
+    res = sig._taskqueue(state.app).send_task(
+        sig.name, full_args, full_kwargs, app=state.app, _task=sig._task, **opts
+    )
     sig.options["task_id"] = res.id
     assert state.backend is not None
     meta = state.backend.get(res.id) or {"status": states.PENDING}
     if meta["status"] == states.SUCCESS:
-        return [(data if isinstance(data, Canvas) else signature(data).clone(),
-                 (meta.get("result"),), None, {}) for data in links]
+        return [
+            (
+                data if isinstance(data, Canvas) else signature(data).clone(),
+                (meta.get("result"),),
+                None,
+                {},
+            )
+            for data in links
+        ]
     if meta["status"] in (states.FAILURE, states.REVOKED):
         for data in links:
             _eager_fail(signature(data), state, {**meta, "status": states.FAILURE})
@@ -737,9 +834,15 @@ def _eager_task(sig: Signature, state: AppState, args: tuple[Any, ...],
     return []
 
 
-def _eager_chord(flow: chord, state: AppState, args: tuple[Any, ...],
-                 kwargs: dict[str, Any] | None, options: dict[str, Any],
-                 link: list[Any], link_error: list[Any]) -> list[_Work]:
+def _eager_chord(
+    flow: chord,
+    state: AppState,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any] | None,
+    options: dict[str, Any],
+    link: list[Any],
+    link_error: list[Any],
+) -> list[_Work]:
     for sig in link:
         flow.link(sig)
     for sig in link_error:
@@ -753,16 +856,19 @@ def _eager_chord(flow: chord, state: AppState, args: tuple[Any, ...],
         if meta["status"] != states.SUCCESS:
             from .result import exception_meta
 
-            exc = ChordError(f"chord {flow.header.id} failed: member {index} failed: "
-                             f"task {meta.get('task')}[{result.id}] raised "
-                             f"{meta.get('exc_type')}: {meta.get('exc_message')}")
-            doc = {"status": states.FAILURE, "date_done": time.time(),
-                   **exception_meta(exc)}
+            exc = ChordError(
+                f"chord {flow.header.id} failed: member {index} failed: "
+                f"task {meta.get('task')}[{result.id}] raised "
+                f"{meta.get('exc_type')}: {meta.get('exc_message')}"
+            )
+            doc = {"status": states.FAILURE, "date_done": time.time(), **exception_meta(exc)}
             _store(state, head, doc)
             for data in head.options.get("link", ()):
                 _eager_fail(signature(data), state, doc)
-            return [(signature(data).clone(), (head.id,), None, {})
-                    for data in head.options.get("link_error", ())]
+            return [
+                (signature(data).clone(), (head.id,), None, {})
+                for data in head.options.get("link_error", ())
+            ]
         values.append(meta.get("result"))
     return [(head, (values,), None, {})]
 
@@ -781,8 +887,13 @@ def _store(state: AppState, sig: Signature, doc: dict[str, Any]) -> None:
         state.backend.store_many([(sig.id, data, True)], state.result_expires)
 
 
-def signature(varies: Any, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
-              options: dict[str, Any] | None = None, immutable: bool = False) -> Any:
+def signature(
+    varies: Any,
+    args: Iterable[Any] = (),
+    kwargs: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
+    immutable: bool = False,
+) -> Any:
     """A signature of the task named ``varies``, or the canvas object a dict made by
     :meth:`Canvas.to_dict` describes (canvas objects are returned as they are).
 
@@ -793,9 +904,13 @@ def signature(varies: Any, args: Iterable[Any] = (), kwargs: dict[str, Any] | No
     if isinstance(varies, dict):
         kind = varies.get("kind", "signature")
         if kind == "signature":
-            return Signature(varies["task"], varies.get("args") or (),
-                             varies.get("kwargs"), varies.get("options"),
-                             bool(varies.get("immutable")))
+            return Signature(
+                varies["task"],
+                varies.get("args") or (),
+                varies.get("kwargs"),
+                varies.get("options"),
+                bool(varies.get("immutable")),
+            )
         if kind == "chain":
             return chain(*varies["tasks"])
         if kind == "group":
@@ -816,8 +931,14 @@ class GroupResult:
     .. versionadded:: 0.2
     """
 
-    def __init__(self, id: str, results: list[Any], app: Flask | None = None, *,
-                 state: AppState | None = None) -> None:
+    def __init__(
+        self,
+        id: str,
+        results: list[Any],
+        app: Flask | None = None,
+        *,
+        state: AppState | None = None,
+    ) -> None:
         self.id = id
         self.results = list(results)
         self._state = state or _state(app)
@@ -846,8 +967,7 @@ class GroupResult:
             try:
                 values.append(result.get(timeout=left, propagate=propagate))
             except TaskTimeoutError:
-                raise TaskTimeoutError(f"group {self.id} not ready after {timeout} s")\
-                    from None
+                raise TaskTimeoutError(f"group {self.id} not ready after {timeout} s") from None
         return values
 
     def ready(self) -> bool:

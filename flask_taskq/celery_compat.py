@@ -41,8 +41,9 @@ CELERY_EQUIVALENTS: dict[str, str] = {
 #: the warning says what to set instead.
 CONVERT_BY_HAND: dict[str, str] = {
     "task_default_priority": "TASKQ_TASK_DEFAULT_PRIORITY (9 runs first: use 9 - value)",
-    "worker_prefetch_multiplier":
-        "TASKQ_WORKER_PREFETCH (a number of messages per process, not a multiplier)",
+    "worker_prefetch_multiplier": (
+        "TASKQ_WORKER_PREFETCH (a number of messages per process, not a multiplier)"
+    ),
     "broker_transport_options": "TASKQ_VISIBILITY_TIMEOUT (for its visibility_timeout)",
     "security_key": "TASKQ_SIGNING_KEY (a shared secret)",
 }
@@ -64,17 +65,38 @@ OLD_NAMES: dict[str, str] = {
 
 #: Lower-case Celery names recognised at the top level of ``app.config`` although they
 #: have no counterpart (every key of a ``CELERY`` dict or ``CELERY_*`` key is Celery's).
-CELERY_ONLY: frozenset[str] = frozenset({
-    "accept_content", "result_serializer", "result_accept_content", "result_extended",
-    "task_track_started", "task_reject_on_worker_lost", "task_acks_on_failure_or_timeout",
-    "task_eager_propagates", "task_create_missing_queues", "task_queues",
-    "task_default_exchange", "task_default_routing_key", "task_annotations",
-    "task_compression", "task_send_sent_event", "worker_send_task_events",
-    "worker_hijack_root_logger", "worker_redirect_stdouts", "worker_max_memory_per_child",
-    "worker_disable_rate_limits", "broker_connection_retry_on_startup",
-    "broker_connection_retry", "broker_pool_limit", "broker_heartbeat", "enable_utc",
-    "beat_scheduler", "beat_max_loop_interval", "redis_max_connections",
-})
+CELERY_ONLY: frozenset[str] = frozenset(
+    {
+        "accept_content",
+        "result_serializer",
+        "result_accept_content",
+        "result_extended",
+        "task_track_started",
+        "task_reject_on_worker_lost",
+        "task_acks_on_failure_or_timeout",
+        "task_eager_propagates",
+        "task_create_missing_queues",
+        "task_queues",
+        "task_default_exchange",
+        "task_default_routing_key",
+        "task_annotations",
+        "task_compression",
+        "task_send_sent_event",
+        "worker_send_task_events",
+        "worker_hijack_root_logger",
+        "worker_redirect_stdouts",
+        "worker_max_memory_per_child",
+        "worker_disable_rate_limits",
+        "broker_connection_retry_on_startup",
+        "broker_connection_retry",
+        "broker_pool_limit",
+        "broker_heartbeat",
+        "enable_utc",
+        "beat_scheduler",
+        "beat_max_loop_interval",
+        "redis_max_connections",
+    }
+)
 
 _PREFIXES = (("CELERYBEAT_", "beat_"), ("CELERYD_", "worker_"), ("CELERY_", ""))
 
@@ -89,7 +111,7 @@ def celery_name(key: str) -> str:
         return key
     for prefix, replacement in _PREFIXES:
         if key.startswith(prefix):
-            return replacement + key[len(prefix):].lower()
+            return replacement + key[len(prefix) :].lower()
     return key.lower()
 
 
@@ -99,8 +121,9 @@ def find_celery_settings(config: Mapping[str, Any]) -> list[tuple[str, str, Any]
     found: list[tuple[str, str, Any]] = []
     nested = config.get("CELERY")
     if isinstance(nested, Mapping):
-        found += [(f"CELERY[{key!r}]", celery_name(str(key)), value)
-                  for key, value in nested.items()]
+        found += [
+            (f"CELERY[{key!r}]", celery_name(str(key)), value) for key, value in nested.items()
+        ]
     for key, value in config.items():
         if key == "CELERY":
             continue
@@ -133,8 +156,7 @@ def apply_celery_settings(config: MutableMapping[str, Any]) -> None:
         target = CELERY_EQUIVALENTS.get(name)
         if target is None:
             if name in CONVERT_BY_HAND:
-                _warn(f"Celery setting {where} is not applied: set "
-                      f"{CONVERT_BY_HAND[name]}")
+                _warn(f"Celery setting {where} is not applied: set {CONVERT_BY_HAND[name]}")
             else:
                 ignored.append(where)
             continue
@@ -147,8 +169,7 @@ def apply_celery_settings(config: MutableMapping[str, Any]) -> None:
         config[target] = value
         _warn(f"Celery setting {where} is applied as {target}: rename it to {target}")
     if ignored:
-        _warn(f"Celery settings without a flask-taskq counterpart, ignored: "
-              f"{', '.join(ignored)}")
+        _warn(f"Celery settings without a flask-taskq counterpart, ignored: {', '.join(ignored)}")
 
 
 def _warn(text: str) -> None:

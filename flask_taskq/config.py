@@ -115,7 +115,9 @@ def _check_task_defaults(config: Mapping[str, Any]) -> None:
     priority = config["TASKQ_TASK_DEFAULT_PRIORITY"]
     if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 9:
         raise ValueError(
-            f"TASKQ_TASK_DEFAULT_PRIORITY must be an integer from 0 to 9, not {priority!r}")
+            f"TASKQ_TASK_DEFAULT_PRIORITY must be an integer from 0 to 9, not {priority!r}"
+        )
     if config["TASKQ_TASK_ACKS_LATE"] is False:
-        warnings.warn(f"TASKQ_TASK_ACKS_LATE = False: {ACKS_EARLY_UNSUPPORTED}", UserWarning,
-                      stacklevel=4)
+        warnings.warn(
+            f"TASKQ_TASK_ACKS_LATE = False: {ACKS_EARLY_UNSUPPORTED}", UserWarning, stacklevel=4
+        )

@@ -21,8 +21,14 @@ class BrokerConnectionError(TaskQueueError, ConnectionError):
     (see :ref:`enqueue-errors`).
     """
 
-    def __init__(self, message: str, *, task_id: str | None = None,
-                 task_ids: tuple[str, ...] = (), maybe_sent: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        task_id: str | None = None,
+        task_ids: tuple[str, ...] = (),
+        maybe_sent: bool = False,
+    ) -> None:
         super().__init__(message)
         #: The id of the message that could not be confirmed as sent (None for a batch).
         self.task_id = task_id
@@ -51,8 +57,12 @@ class MessageTooLarge(TaskQueueError, ValueError):
 class Retry(TaskQueueError):
     """Raised by ``self.retry()`` to tell the worker to schedule a retry."""
 
-    def __init__(self, message: str | None = None, exc: BaseException | None = None,
-                 when: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str | None = None,
+        exc: BaseException | None = None,
+        when: float | None = None,
+    ) -> None:
         super().__init__(message or "Retry requested")
         self.exc = exc
         self.when = when

@@ -94,8 +94,10 @@ class AppState:
         if self.is_memory:
             return broker_from_url(self.broker_url, key_prefix=self.key_prefix)
         return broker_from_url(
-            self.broker_url, key_prefix=self.key_prefix,
-            dead_letter_max_bytes=int(self.config["TASKQ_DEAD_LETTER_MAX_BYTES"]))
+            self.broker_url,
+            key_prefix=self.key_prefix,
+            dead_letter_max_bytes=int(self.config["TASKQ_DEAD_LETTER_MAX_BYTES"]),
+        )
 
     def new_revocations(self, broker: Broker) -> Revocations:
         """Revocations read and written through ``broker``'s Redis connection."""
@@ -103,8 +105,9 @@ class AppState:
             if getattr(self, "revocations", None) is not None:
                 return self.revocations
             return Revocations(None, Keys(self.key_prefix), self.result_expires)
-        return Revocations(getattr(broker, "client", None), Keys(self.key_prefix),
-                           self.result_expires)
+        return Revocations(
+            getattr(broker, "client", None), Keys(self.key_prefix), self.result_expires
+        )
 
     def requeue_dead(self, queue: str, entry_ids: list[str]) -> int:
         """Send dead letters of ``queue`` back to it, forgetting the result stored when
@@ -131,22 +134,36 @@ class AppState:
             return None
         if self.result_url.startswith("memory://") and getattr(self, "backend", None):
             return self.backend
-        return backend_from_url(self.result_url, key_prefix=self.key_prefix,
-                                serializer=self.serializer)
+        return backend_from_url(
+            self.result_url, key_prefix=self.key_prefix, serializer=self.serializer
+        )
 
-    def enqueue(self, message: Message, body: bytes,
-                unique: tuple[str, int] | None = None) -> str:
+    def enqueue(self, message: Message, body: bytes, unique: tuple[str, int] | None = None) -> str:
         """Hand ``body`` to the broker, retrying briefly while Redis is unreachable.
         With ``unique=(key, ttl)`` only if no task holds ``key``; returns the id of the
         task that holds it (``message.id`` when this one was enqueued)."""
         if unique is None:
-            self._retrying(self.broker.enqueue, message.queue, message.priority, body,
-                           message.eta, task_ids=(message.id,))
+            self._retrying(
+                self.broker.enqueue,
+                message.queue,
+                message.priority,
+                body,
+                message.eta,
+                task_ids=(message.id,),
+            )
             owner = message.id
         else:
-            owner = self._retrying(self.broker.enqueue_unique, message.queue,
-                                   message.priority, body, message.eta, unique[0],
-                                   message.id, unique[1], task_ids=(message.id,))
+            owner = self._retrying(
+                self.broker.enqueue_unique,
+                message.queue,
+                message.priority,
+                body,
+                message.eta,
+                unique[0],
+                message.id,
+                unique[1],
+                task_ids=(message.id,),
+            )
         if self.is_memory:
             self._ensure_memory_worker()
         return owner
@@ -154,14 +171,17 @@ class AppState:
     def enqueue_many(self, items: list[tuple[Message, bytes]]) -> None:
         """Hand several messages to the broker in one round trip (retrying like
         :meth:`enqueue`)."""
-        self._retrying(self.broker.enqueue_many,
-                       [(m.queue, m.priority, body, m.eta) for m, body in items],
-                       task_ids=tuple(m.id for m, _ in items))
+        self._retrying(
+            self.broker.enqueue_many,
+            [(m.queue, m.priority, body, m.eta) for m, body in items],
+            task_ids=tuple(m.id for m, _ in items),
+        )
         if self.is_memory:
             self._ensure_memory_worker()
 
-    def _retrying(self, call: Callable[..., Any], *args: Any,
-                  task_ids: tuple[str, ...] = ()) -> Any:
+    def _retrying(
+        self, call: Callable[..., Any], *args: Any, task_ids: tuple[str, ...] = ()
+    ) -> Any:
         """``call(*args)``, retried with backoff for up to ``TASKQ_ENQUEUE_TIMEOUT`` seconds
         while the broker is unreachable, each attempt bounded by the time left; then
         :class:`BrokerConnectionError` naming ``task_ids``."""
@@ -181,9 +201,11 @@ class AppState:
                 # A timeout after the command was written: Redis may run it yet, so
                 # sending it again could make a duplicate.
                 if time.monotonic() + delay > deadline or (
-                        maybe_sent(exc) and isinstance(exc, redis.TimeoutError)):
-                    raise _enqueue_error(self.broker_url, attempts, timeout, exc, task_ids,
-                                         sent) from exc
+                    maybe_sent(exc) and isinstance(exc, redis.TimeoutError)
+                ):
+                    raise _enqueue_error(
+                        self.broker_url, attempts, timeout, exc, task_ids, sent
+                    ) from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
 
@@ -193,32 +215,64 @@ class AppState:
                 if self._memory_worker is None:
                     from .worker import Worker
 
-                    worker = Worker(self.app, pool="threads", concurrency=4,
-                                    queues=[ANY_QUEUE], install_signals=False, state=self)
-                    threading.Thread(target=worker.run, name="taskq-memory-worker",
-                                     daemon=True).start()
+                    worker = Worker(
+                        self.app,
+                        pool="threads",
+                        concurrency=4,
+                        queues=[ANY_QUEUE],
+                        install_signals=False,
+                        state=self,
+                    )
+                    threading.Thread(
+                        target=worker.run, name="taskq-memory-worker", daemon=True
+                    ).start()
                     self._memory_worker = worker
 
 
-def _enqueue_error(url: str, attempts: int, timeout: float, exc: BaseException,
-                   task_ids: tuple[str, ...], sent: bool) -> BrokerConnectionError:
+def _enqueue_error(
+    url: str,
+    attempts: int,
+    timeout: float,
+    exc: BaseException,
+    task_ids: tuple[str, ...],
+    sent: bool,
+) -> BrokerConnectionError:
     """The error of a send that did not get through within ``TASKQ_ENQUEUE_TIMEOUT``."""
-    what = (f"task {task_ids[0]}" if len(task_ids) == 1
-            else f"{len(task_ids)} tasks" if task_ids else "the message")
-    text = (f"cannot reach the broker at {_redact(url)} within TASKQ_ENQUEUE_TIMEOUT "
-            f"({timeout:g} s, {attempts} attempt(s)): {exc}")
+    what = (
+        f"task {task_ids[0]}"
+        if len(task_ids) == 1
+        else f"{len(task_ids)} tasks"
+        if task_ids
+        else "the message"
+    )
+    text = (
+        f"cannot reach the broker at {_redact(url)} within TASKQ_ENQUEUE_TIMEOUT "
+        f"({timeout:g} s, {attempts} attempt(s)): {exc}"
+    )
     if sent:
-        text += (f"; {what} was written to Redis before it stopped answering, so it may "
-                 "be enqueued anyway: to resend, reuse the id (task_id=exc.task_id; see "
-                 "'Errors when sending' in the docs)")
+        text += (
+            f"; {what} was written to Redis before it stopped answering, so it may "
+            "be enqueued anyway: to resend, reuse the id (task_id=exc.task_id; see "
+            "'Errors when sending' in the docs)"
+        )
     else:
         text += f"; {what} was not sent"
-    return BrokerConnectionError(text, task_id=task_ids[0] if len(task_ids) == 1 else None,
-                                 task_ids=task_ids, maybe_sent=sent)
+    return BrokerConnectionError(
+        text,
+        task_id=task_ids[0] if len(task_ids) == 1 else None,
+        task_ids=task_ids,
+        maybe_sent=sent,
+    )
 
 
-def _destination(state: AppState, name: str, topts: dict[str, Any], queue: str | None = None,
-                 priority: int | None = None, call: tuple[Any, ...] = ()) -> tuple[str, int]:
+def _destination(
+    state: AppState,
+    name: str,
+    topts: dict[str, Any],
+    queue: str | None = None,
+    priority: int | None = None,
+    call: tuple[Any, ...] = (),
+) -> tuple[str, int]:
     """Queue and priority of a message of task ``name``: the call's, else ``TASKQ_ROUTES``,
     else the task's options, else the defaults. ``ValueError`` for a bad priority.
     ``call`` is ``(args, kwargs, options, task)`` for router functions."""
@@ -231,12 +285,10 @@ def _destination(state: AppState, name: str, topts: dict[str, Any], queue: str |
 
 
 def _reject_options(options: dict[str, Any]) -> None:
-    raise TypeError(f"unknown option(s) for apply_async/send_task: "
-                    f"{', '.join(sorted(options))}")
+    raise TypeError(f"unknown option(s) for apply_async/send_task: {', '.join(sorted(options))}")
 
 
-def resolve_state(app: Flask | None = None,
-                  taskqueue: TaskQueue | None = None) -> AppState:
+def resolve_state(app: Flask | None = None, taskqueue: TaskQueue | None = None) -> AppState:
     """The ``AppState`` to use: ``app``'s, else the current app's, else that of the single
     app a TaskQueue is bound to; otherwise a RuntimeError."""
     if app is None and has_app_context():
@@ -307,7 +359,8 @@ class TaskQueue:
         if "taskq" in app.extensions:
             raise RuntimeError(
                 f"the app {app.name!r} already has a TaskQueue (init_app was called on it "
-                "before): call init_app once per app and use that TaskQueue")
+                "before): call init_app once per app and use that TaskQueue"
+            )
         apply_celery_settings(app.config)
         apply_defaults(app.config)
         app.extensions["taskq"] = AppState(self, app)
@@ -327,11 +380,19 @@ class TaskQueue:
     def task(self, fn: Callable[..., Any], /) -> Task: ...
 
     @overload
-    def task(self, *, name: str | None = None, bind: bool = False,
-             **options: Any) -> Callable[[Callable[..., Any]], Task]: ...
+    def task(
+        self, *, name: str | None = None, bind: bool = False, **options: Any
+    ) -> Callable[[Callable[..., Any]], Task]: ...
 
-    def task(self, fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
-             bind: bool = False, **options: Any) -> Task | Callable[[Callable[..., Any]], Task]:
+    def task(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        bind: bool = False,
+        **options: Any,
+    ) -> Task | Callable[[Callable[..., Any]], Task]:
         """Register a function as a task: ``@tq.task`` or ``@tq.task(queue="mail", ...)``.
 
         The default name is ``"<module>.<function name>"``.
@@ -379,18 +440,39 @@ class TaskQueue:
             from .canvas import Signature, link_headers
 
             if resolve_state(app, self).eager:  # run the links inline, as a worker would
-                sending = {"countdown": countdown, "eta": eta, "expires": expires,
-                           "queue": queue, "priority": priority, "task_id": task_id,
-                           "headers": headers}
-                sig = Signature(name, args or (), kwargs,
-                                {k: v for k, v in sending.items() if v is not None},
-                                task_obj=_task)
+                sending = {
+                    "countdown": countdown,
+                    "eta": eta,
+                    "expires": expires,
+                    "queue": queue,
+                    "priority": priority,
+                    "task_id": task_id,
+                    "headers": headers,
+                }
+                sig = Signature(
+                    name,
+                    args or (),
+                    kwargs,
+                    {k: v for k, v in sending.items() if v is not None},
+                    task_obj=_task,
+                )
                 return sig.apply_async(link=link, link_error=link_error, app=app)
 
             headers = {**(headers or {}), **link_headers(link, link_error)}
         state, message, task, topts = self.build_message(
-            name, args, kwargs, countdown=countdown, eta=eta, expires=expires, queue=queue,
-            priority=priority, task_id=task_id, headers=headers, app=app, _task=_task)
+            name,
+            args,
+            kwargs,
+            countdown=countdown,
+            eta=eta,
+            expires=expires,
+            queue=queue,
+            priority=priority,
+            task_id=task_id,
+            headers=headers,
+            app=app,
+            _task=_task,
+        )
         unique = topts.get("unique")
         if unique and not state.eager:
             key = unique_key(name, unique, message.args, message.kwargs)
@@ -406,12 +488,12 @@ class TaskQueue:
         else:
             state.enqueue(message, body)
         if signals.task_sent.receivers:
-            signals.task_sent.send(task or name, task=task, task_id=message.id,
-                                   message=message)
+            signals.task_sent.send(task or name, task=task, task_id=message.id, message=message)
         return AsyncResult(message.id, state=state)
 
-    def send_plain(self, task: Task, args: tuple[Any, ...],
-                   kwargs: dict[str, Any]) -> AsyncResult | None:
+    def send_plain(
+        self, task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> AsyncResult | None:
         """``task.delay(*args, **kwargs)`` the short way, for the common case: no sending
         options, not unique, not eager, not ``memory://``, nobody connected to
         ``task_sent``. It sends the same message :meth:`send_task` would, without building
@@ -432,15 +514,26 @@ class TaskQueue:
         now = time.time()
         task_id = new_task_id()
         try:
-            body = state.serializer.dumps(envelope(
-                task_id, task.name, args, kwargs, queue, priority, None,
-                None if expires_in is None else now + expires_in, 0, {}, now))
+            body = state.serializer.dumps(
+                envelope(
+                    task_id,
+                    task.name,
+                    args,
+                    kwargs,
+                    queue,
+                    priority,
+                    None,
+                    None if expires_in is None else now + expires_in,
+                    0,
+                    {},
+                    now,
+                )
+            )
         except (TypeError, ValueError, OverflowError):
             return None  # send_task names the argument that cannot be encoded
         if state.max_message_bytes is not None and len(body) > state.max_message_bytes:
             return None  # send_task raises MessageTooLarge
-        state._retrying(state.broker.enqueue, queue, priority, body, None,
-                        task_ids=(task_id,))
+        state._retrying(state.broker.enqueue, queue, priority, body, None, task_ids=(task_id,))
         return AsyncResult(task_id, state=state)
 
     @staticmethod
@@ -482,20 +575,23 @@ class TaskQueue:
         .. versionadded:: 0.2
         """
         if "task_id" in options:
-            raise TypeError("send_many/apply_many give each task its own id; "
-                            "task_id cannot be set")
+            raise TypeError("send_many/apply_many give each task its own id; task_id cannot be set")
         state = resolve_state(app, self)
         task = _task or self.tasks.get(name)
         topts = task.options_for(state) if task is not None else state.task_defaults
         if state.eager or topts.get("unique"):
-            return [self.send_task(name, args, kwargs, app=app, _task=_task, **options)
-                    for args, kwargs in calls]
+            return [
+                self.send_task(name, args, kwargs, app=app, _task=_task, **options)
+                for args, kwargs in calls
+            ]
         link, link_error = options.pop("link", None), options.pop("link_error", None)
         if link is not None or link_error is not None:
             from .canvas import link_headers
 
-            options["headers"] = {**(options.get("headers") or {}),
-                                  **link_headers(link, link_error)}
+            options["headers"] = {
+                **(options.get("headers") or {}),
+                **link_headers(link, link_error),
+            }
         unknown = set(options) - SEND_OPTIONS
         if unknown:
             _reject_options({k: options[k] for k in unknown})
@@ -507,15 +603,16 @@ class TaskQueue:
             for message, _ in chunk:
                 results.append(AsyncResult(message.id, state=state))
                 if signals.task_sent.receivers:
-                    signals.task_sent.send(task or name, task=task, task_id=message.id,
-                                           message=message)
+                    signals.task_sent.send(
+                        task or name, task=task, task_id=message.id, message=message
+                    )
             chunk.clear()
 
         for args, kwargs in calls:
-            _, message, _, _ = self.build_message(name, args, kwargs, app=app, _task=task,
-                                                  **options)
-            chunk.append((message, message.to_bytes(state.serializer,
-                                                    state.max_message_bytes)))
+            _, message, _, _ = self.build_message(
+                name, args, kwargs, app=app, _task=task, **options
+            )
+            chunk.append((message, message.to_bytes(state.serializer, state.max_message_bytes)))
             if len(chunk) >= chunk_size:
                 flush()
         if chunk:
@@ -523,11 +620,19 @@ class TaskQueue:
         return results
 
     def build_message(
-        self, name: str, args: tuple[Any, ...] | list[Any] | None = None,
-        kwargs: dict[str, Any] | None = None, *, countdown: float | None = None,
-        eta: datetime | float | None = None, expires: datetime | float | None = None,
-        queue: str | None = None, priority: int | None = None, task_id: str | None = None,
-        headers: dict[str, Any] | None = None, app: Flask | None = None,
+        self,
+        name: str,
+        args: tuple[Any, ...] | list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        *,
+        countdown: float | None = None,
+        eta: datetime | float | None = None,
+        expires: datetime | float | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        task_id: str | None = None,
+        headers: dict[str, Any] | None = None,
+        app: Flask | None = None,
         _task: Task | None = None,
     ) -> tuple[AppState, Message, Task | None, dict[str, Any]]:
         """The message :meth:`send_task` would send (routing and defaults applied),
@@ -537,10 +642,21 @@ class TaskQueue:
         topts = task.options_for(state) if task is not None else state.task_defaults
         call: tuple[Any, ...] = ()
         if state.router.dynamic:  # router functions see the call as made, as in Celery
-            sending = {"countdown": countdown, "eta": eta, "expires": expires, "queue": queue,
-                       "priority": priority, "task_id": task_id, "headers": headers}
-            call = (tuple(args or ()), dict(kwargs or {}),
-                    {k: v for k, v in sending.items() if v is not None}, task)
+            sending = {
+                "countdown": countdown,
+                "eta": eta,
+                "expires": expires,
+                "queue": queue,
+                "priority": priority,
+                "task_id": task_id,
+                "headers": headers,
+            }
+            call = (
+                tuple(args or ()),
+                dict(kwargs or {}),
+                {k: v for k, v in sending.items() if v is not None},
+                task,
+            )
         now = time.time()
         if countdown is not None:
             eta = now + float(countdown)
@@ -571,12 +687,14 @@ class TaskQueue:
         executor = Executor(state)
         outcome = executor.execute(Message.from_bytes(body, state.serializer), eager=True)
         while outcome.retry is not None:  # eager retries run at once, as in Celery
-            outcome = executor.execute(Message.from_bytes(outcome.retry[0], state.serializer),
-                                       eager=True)
+            outcome = executor.execute(
+                Message.from_bytes(outcome.retry[0], state.serializer), eager=True
+            )
         assert state.backend is not None and outcome.data is not None
-        state.backend.store_many([(message.id, outcome.data,
-                                   outcome.status in states.READY_STATES)],
-                                 state.result_expires)
+        state.backend.store_many(
+            [(message.id, outcome.data, outcome.status in states.READY_STATES)],
+            state.result_expires,
+        )
         return AsyncResult(message.id, state=state)
 
     def AsyncResult(self, task_id: str, app: Flask | None = None) -> AsyncResult:  # noqa: N802
@@ -584,11 +702,17 @@ class TaskQueue:
         return AsyncResult(task_id, state=resolve_state(app, self))
 
     # -- periodic tasks (beat) ---------------------------------------------------------------
-    def periodic_task(self, schedule: Any, *, name: str | None = None,
-                      args: tuple[Any, ...] | list[Any] = (),
-                      kwargs: dict[str, Any] | None = None, catch_up: str = "one",
-                      options: dict[str, Any] | None = None,
-                      **task_options: Any) -> Callable[[Callable[..., Any]], Task]:
+    def periodic_task(
+        self,
+        schedule: Any,
+        *,
+        name: str | None = None,
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        catch_up: str = "one",
+        options: dict[str, Any] | None = None,
+        **task_options: Any,
+    ) -> Callable[[Callable[..., Any]], Task]:
         """Register a function as a task that beat sends on ``schedule`` (seconds, a
         ``timedelta`` or a :class:`~flask_taskq.crontab`)::
 
@@ -604,16 +728,29 @@ class TaskQueue:
 
         def register(func: Callable[..., Any]) -> Task:
             task = self.task(name=name, **task_options)(func)
-            self.add_periodic_task(schedule, task, args=args, kwargs=kwargs, name=task.name,
-                                   catch_up=catch_up, **(options or {}))
+            self.add_periodic_task(
+                schedule,
+                task,
+                args=args,
+                kwargs=kwargs,
+                name=task.name,
+                catch_up=catch_up,
+                **(options or {}),
+            )
             return task
 
         return register
 
-    def add_periodic_task(self, schedule: Any, task: Task | str,
-                          args: tuple[Any, ...] | list[Any] = (),
-                          kwargs: dict[str, Any] | None = None, name: str | None = None,
-                          catch_up: str = "one", **options: Any) -> Entry:
+    def add_periodic_task(
+        self,
+        schedule: Any,
+        task: Task | str,
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        name: str | None = None,
+        catch_up: str = "one",
+        **options: Any,
+    ) -> Entry:
         """Have beat send ``task`` (a task or a task name) with ``args``/``kwargs`` on
         ``schedule``; ``options`` are sending options (``queue``, ``priority``,
         ``expires``, ...). The entry is named ``name``, by default the task name followed by
@@ -628,9 +765,15 @@ class TaskQueue:
         if name is None:
             call = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in (kwargs or {}).items()]
             name = f"{task_name}({', '.join(call)})" if call else task_name
-        entry = Entry(name=name, task=task_name, schedule=to_schedule(schedule),
-                      args=tuple(args), kwargs=dict(kwargs or {}), options=options,
-                      catch_up=catch_up)
+        entry = Entry(
+            name=name,
+            task=task_name,
+            schedule=to_schedule(schedule),
+            args=tuple(args),
+            kwargs=dict(kwargs or {}),
+            options=options,
+            catch_up=catch_up,
+        )
         self.periodic[name] = entry
         return entry
 

@@ -49,9 +49,19 @@ class Message:
 
     def to_dict(self) -> dict[str, Any]:
         """The envelope as plain data."""
-        return envelope(self.id, self.task, self.args, self.kwargs, self.queue,
-                        self.priority, self.eta, self.expires, self.retries, self.headers,
-                        self.sent or time.time())
+        return envelope(
+            self.id,
+            self.task,
+            self.args,
+            self.kwargs,
+            self.queue,
+            self.priority,
+            self.eta,
+            self.expires,
+            self.retries,
+            self.headers,
+            self.sent or time.time(),
+        )
 
     def to_bytes(self, serializer: Serializer, max_bytes: int | None = None) -> bytes:
         """Encode the message; raise ``TypeError`` naming an argument that cannot be encoded
@@ -73,11 +83,13 @@ class Message:
         """Decode a message or raise ``DecodeError`` saying why it cannot be: the body
         must be a v1 envelope whose fields have their types (see the module docstring)."""
         if not data:
-            raise DecodeError("undecodable message body: it is empty (a stream entry without "
-                              "its 'm' field?)")
+            raise DecodeError(
+                "undecodable message body: it is empty (a stream entry without its 'm' field?)"
+            )
         if data[:4] == b"tq1:" and not serializer.name.endswith("+hmac-sha256"):
-            raise DecodeError("bad signature: the message is signed but TASKQ_SIGNING_KEY "
-                              "is not set here")
+            raise DecodeError(
+                "bad signature: the message is signed but TASKQ_SIGNING_KEY is not set here"
+            )
         try:
             body = serializer.loads(data)
         except DecodeError:
@@ -108,26 +120,48 @@ class Message:
         return replace(self, **changes)
 
 
-def envelope(id: str, task: str, args: Any, kwargs: dict[str, Any], queue: str,
-             priority: int, eta: float | None, expires: float | None, retries: int,
-             headers: dict[str, Any], sent: float) -> dict[str, Any]:
+def envelope(
+    id: str,
+    task: str,
+    args: Any,
+    kwargs: dict[str, Any],
+    queue: str,
+    priority: int,
+    eta: float | None,
+    expires: float | None,
+    retries: int,
+    headers: dict[str, Any],
+    sent: float,
+) -> dict[str, Any]:
     """The version-1 envelope of a message, as plain data (also built without a
     :class:`Message` on the producer's hot path)."""
-    return {"v": VERSION, "id": id, "task": task, "args": list(args), "kwargs": kwargs,
-            "queue": queue, "priority": priority, "eta": eta, "expires": expires,
-            "retries": retries, "headers": headers, "sent": sent}
+    return {
+        "v": VERSION,
+        "id": id,
+        "task": task,
+        "args": list(args),
+        "kwargs": kwargs,
+        "queue": queue,
+        "priority": priority,
+        "eta": eta,
+        "expires": expires,
+        "retries": retries,
+        "headers": headers,
+        "sent": sent,
+    }
 
 
-def _typed(body: dict[str, Any], name: str, types: type | tuple[type, ...],
-           default: Any) -> Any:
+def _typed(body: dict[str, Any], name: str, types: type | tuple[type, ...], default: Any) -> Any:
     """Field ``name`` of an envelope, of one of ``types``; ``default`` when absent or null."""
     value = body.get(name)
     if value is None:
         return default
     if not isinstance(value, types):
-        raise DecodeError(f"malformed message envelope: {name!r} is "
-                          f"{type(value).__name__} {_short(value)}, not "
-                          f"{_names(types)}")
+        raise DecodeError(
+            f"malformed message envelope: {name!r} is "
+            f"{type(value).__name__} {_short(value)}, not "
+            f"{_names(types)}"
+        )
     return value
 
 
@@ -136,8 +170,9 @@ def _text(body: dict[str, Any], name: str, default: str | None = None) -> str:
     if not value and default is not None:  # absent, null or empty: the default
         return default
     if not isinstance(value, str) or not value:
-        raise DecodeError(f"malformed message envelope: {name!r} is {_short(value)}, "
-                          "not a non-empty string")
+        raise DecodeError(
+            f"malformed message envelope: {name!r} is {_short(value)}, not a non-empty string"
+        )
     return value
 
 
@@ -146,8 +181,9 @@ def _integer(body: dict[str, Any], name: str, default: int) -> int:
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise DecodeError(f"malformed message envelope: {name!r} is {_short(value)}, "
-                          "not a non-negative integer")
+        raise DecodeError(
+            f"malformed message envelope: {name!r} is {_short(value)}, not a non-negative integer"
+        )
     return value
 
 
@@ -155,10 +191,11 @@ def _time(body: dict[str, Any], name: str) -> float | None:
     value = body.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) \
-            or not math.isfinite(value):
-        raise DecodeError(f"malformed message envelope: {name!r} is {_short(value)}, "
-                          "not a unix time (a number) or null")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise DecodeError(
+            f"malformed message envelope: {name!r} is {_short(value)}, "
+            "not a unix time (a number) or null"
+        )
     return float(value)
 
 
@@ -169,7 +206,7 @@ def _names(types: type | tuple[type, ...]) -> str:
 
 def _short(value: Any, limit: int = 40) -> str:
     text = repr(value)
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _unencodable_argument(message: Message, serializer: Serializer, exc: Exception) -> TypeError:

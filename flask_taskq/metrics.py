@@ -110,45 +110,77 @@ def collect(app: Flask | None = None) -> list[Family]:
         totals = counters.update(monitor.stats(WINDOW))
     queues += [q for q in state.broker.dead_letter_queues() if q not in queues]
     return [
-        Family("taskq_queue_depth", "gauge",
-               "Messages waiting in the queue, ready to be fetched by a worker.", ("queue",),
-               [((q,), state.broker.queue_length(q)) for q in queues]),
-        Family("taskq_queue_delayed", "gauge",
-               "Messages of the queue waiting for their countdown or ETA.", ("queue",),
-               [((q,), int(delayed.get(q, 0))) for q in queues]),
-        Family("taskq_queue_dead_letters", "gauge",
-               "Messages in the queue's dead-letter store.", ("queue",),
-               [((q,), state.broker.dead_letter_count(q)) for q in queues]),
-        Family("taskq_queue_paused", "gauge",
-               "1 when workers do not fetch from the queue (paused), else 0.", ("queue",),
-               [((q,), int(q in paused)) for q in queues]),
+        Family(
+            "taskq_queue_depth",
+            "gauge",
+            "Messages waiting in the queue, ready to be fetched by a worker.",
+            ("queue",),
+            [((q,), state.broker.queue_length(q)) for q in queues],
+        ),
+        Family(
+            "taskq_queue_delayed",
+            "gauge",
+            "Messages of the queue waiting for their countdown or ETA.",
+            ("queue",),
+            [((q,), int(delayed.get(q, 0))) for q in queues],
+        ),
+        Family(
+            "taskq_queue_dead_letters",
+            "gauge",
+            "Messages in the queue's dead-letter store.",
+            ("queue",),
+            [((q,), state.broker.dead_letter_count(q)) for q in queues],
+        ),
+        Family(
+            "taskq_queue_paused",
+            "gauge",
+            "1 when workers do not fetch from the queue (paused), else 0.",
+            ("queue",),
+            [((q,), int(q in paused)) for q in queues],
+        ),
         *_task_counters(totals),
-        Family("taskq_dead_letters_trimmed", "counter",
-               "Dead letters deleted, oldest first, to keep the queue's dead-letter store "
-               "within TASKQ_DEAD_LETTER_MAX_BYTES (or 100,000 entries).", ("queue",),
-               sorted(((queue,), value) for (kind, queue, _), value in totals.items()
-                      if kind == "dead_letters_trimmed")),
+        Family(
+            "taskq_dead_letters_trimmed",
+            "counter",
+            "Dead letters deleted, oldest first, to keep the queue's dead-letter store "
+            "within TASKQ_DEAD_LETTER_MAX_BYTES (or 100,000 entries).",
+            ("queue",),
+            sorted(
+                ((queue,), value)
+                for (kind, queue, _), value in totals.items()
+                if kind == "dead_letters_trimmed"
+            ),
+        ),
         _runtime(totals),
-        Family("taskq_workers_alive", "gauge",
-               "Workers with at least one consuming process sending heartbeats.", (),
-               [((), len({p.get("worker") for p in processes}))]),
-        Family("taskq_worker_processes", "gauge",
-               "Consuming processes (solo/threads workers, prefork children) alive.", (),
-               [((), len(processes))]),
+        Family(
+            "taskq_workers_alive",
+            "gauge",
+            "Workers with at least one consuming process sending heartbeats.",
+            (),
+            [((), len({p.get("worker") for p in processes}))],
+        ),
+        Family(
+            "taskq_worker_processes",
+            "gauge",
+            "Consuming processes (solo/threads workers, prefork children) alive.",
+            (),
+            [((), len(processes))],
+        ),
         _running(processes),
     ]
 
 
 def _task_counters(totals: dict[StatKey, int]) -> list[Family]:
     out = []
-    for kind, text in (("processed", "Tasks that finished without failing (succeeded or "
-                                      "revoked)."),
-                       ("failed", "Tasks that failed."),
-                       ("retried", "Task runs that ended in a retry.")):
-        samples = sorted(((queue, task), value) for (k, queue, task), value in totals.items()
-                         if k == kind)
-        out.append(Family(f"taskq_tasks_{kind}", "counter", text, ("queue", "task"),
-                          list(samples)))
+    for kind, text in (
+        ("processed", "Tasks that finished without failing (succeeded or revoked)."),
+        ("failed", "Tasks that failed."),
+        ("retried", "Task runs that ended in a retry."),
+    ):
+        samples = sorted(
+            ((queue, task), value) for (k, queue, task), value in totals.items() if k == kind
+        )
+        out.append(Family(f"taskq_tasks_{kind}", "counter", text, ("queue", "task"), list(samples)))
     return out
 
 
@@ -171,16 +203,20 @@ def _runtime(totals: dict[StatKey, int]) -> Family:
     for labels in sorted(runs | seconds | dict.fromkeys(buckets, 1)):
         per_bucket = buckets.get(labels)
         if per_bucket is None:
-            samples.append((labels, ([("+Inf", runs[labels])], runs[labels],
-                                     seconds[labels])))
+            samples.append((labels, ([("+Inf", runs[labels])], runs[labels], seconds[labels])))
             continue
         cumulative, total = [], 0
         for kind in BUCKET_KINDS:
             total += per_bucket[kind]
             cumulative.append((BUCKET_LE[kind], total))
         samples.append((labels, (cumulative, total, seconds[labels])))
-    return Family("taskq_task_runtime_seconds", "histogram",
-                  "Time tasks ran, in seconds.", ("queue", "task"), samples)
+    return Family(
+        "taskq_task_runtime_seconds",
+        "histogram",
+        "Time tasks ran, in seconds.",
+        ("queue", "task"),
+        samples,
+    )
 
 
 def _running(processes: Iterable[dict[str, Any]]) -> Family:
@@ -188,8 +224,13 @@ def _running(processes: Iterable[dict[str, Any]]) -> Family:
     for process in processes:
         for task in process.get("running") or ():
             running[str(task.get("task"))] += 1
-    return Family("taskq_tasks_running", "gauge", "Tasks running now, by task.", ("task",),
-                  [((task,), n) for task, n in sorted(running.items())])
+    return Family(
+        "taskq_tasks_running",
+        "gauge",
+        "Tasks running now, by task.",
+        ("task",),
+        [((task,), n) for task, n in sorted(running.items())],
+    )
 
 
 # -- the text format -----------------------------------------------------------------------
@@ -230,8 +271,9 @@ def render_text(families: Iterable[Family]) -> str:
             if fam.kind == "histogram":
                 buckets, count, total = value
                 for le, cumulative in buckets:
-                    lines.append(_sample(f"{name}_bucket", (*fam.labels, "le"),
-                                         (*labels, le), cumulative))
+                    lines.append(
+                        _sample(f"{name}_bucket", (*fam.labels, "le"), (*labels, le), cumulative)
+                    )
                 lines.append(_sample(f"{name}_count", fam.labels, labels, count))
                 lines.append(_sample(f"{name}_sum", fam.labels, labels, total))
             else:
@@ -270,8 +312,7 @@ def _render_with_client(families: list[Family]) -> bytes:
     return generate_latest(registry)
 
 
-def exposition(app: Flask | None = None,
-               use_client: bool | None = None) -> tuple[bytes, str]:
+def exposition(app: Flask | None = None, use_client: bool | None = None) -> tuple[bytes, str]:
     """``(body, content type)`` of ``app``'s metrics. ``use_client`` chooses the renderer:
     ``prometheus_client`` (True), the built-in one (False), or the former when it is
     installed (None)."""

@@ -81,8 +81,9 @@ class Monitor:
         self._record_failures: Any = None  # the Lua script, registered when first needed
 
     # -- worker side -------------------------------------------------------------------------
-    def beat(self, process: str, info: dict[str, Any], counters: Counter[tuple[str, ...]]
-             ) -> set[str]:
+    def beat(
+        self, process: str, info: dict[str, Any], counters: Counter[tuple[str, ...]]
+    ) -> set[str]:
         """Publish a heartbeat and counters; return the paused queues (one round trip)."""
         now = time.time()
         pipe = self.client.pipeline(transaction=False)
@@ -104,16 +105,25 @@ class Monitor:
                 from .broker.redis import load_script
 
                 self._record_failures = load_script(self.client, "record_failures")
-            self._record_failures(keys=[self.keys.failures(), self.keys.failure_records()],
-                                  args=[MAX_FAILURES, *failures], client=pipe)
+            self._record_failures(
+                keys=[self.keys.failures(), self.keys.failure_records()],
+                args=[MAX_FAILURES, *failures],
+                client=pipe,
+            )
         pipe.smembers(self.keys.paused())
         return {q.decode() for q in pipe.execute()[-1]}
 
     @staticmethod
     def _failure_args(process: str, entry: tuple[Any, ...], when: float) -> list[str | float]:
         _, queue, task, task_id, body = entry
-        record = {"id": task_id, "task": task, "queue": queue, "time": when,
-                  "worker": process, "body": None}
+        record = {
+            "id": task_id,
+            "task": task,
+            "queue": queue,
+            "time": when,
+            "worker": process,
+            "body": None,
+        }
         if len(body) <= MAX_FAILURE_BODY:
             record["body"] = base64.b64encode(body).decode()
         return [task_id, when, json.dumps(record)]

@@ -155,16 +155,14 @@ class RateLimiter:
         returns 0.0 without taking another token (see the module docstring).
         """
         if not rate > 0 or not math.isfinite(rate):
-            raise ValueError(f"rate must be a positive number of tokens per second, "
-                             f"not {rate!r}")
+            raise ValueError(f"rate must be a positive number of tokens per second, not {rate!r}")
         wait_ms = self._script(
             keys=[self.keys.rate_bucket(task_name)],
             args=[repr(float(rate)), repr(burst_for(rate)), task_id or ""],
         )
         return int(wait_ms) / 1000.0
 
-    def effective_rate(self, task_name: str, default: str | float | None = None
-                       ) -> float | None:
+    def effective_rate(self, task_name: str, default: str | float | None = None) -> float | None:
         """The rate (tokens per second) that applies to ``task_name`` now, or None.
 
         A runtime override (``flask taskq rate-limit``) wins over ``default``, the task's

@@ -60,8 +60,7 @@ class AsyncResult:
     a ``TaskQueue`` is bound to); pass ``app=`` to choose another.
     """
 
-    def __init__(self, id: str, app: Flask | None = None, *,
-                 state: AppState | None = None) -> None:
+    def __init__(self, id: str, app: Flask | None = None, *, state: AppState | None = None) -> None:
         from .extension import resolve_state
 
         self.id = id

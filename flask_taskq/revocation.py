@@ -58,8 +58,9 @@ class Revocations:
 
             self._script = load_script(self.client, "revoke")
         keys = [self.keys.revoked()] + ([self.keys.terminate()] if terminate else [])
-        commands = [("EVALSHA", self._script.sha, 1, key, repr(float(self.ttl)), *ids)
-                    for key in keys]
+        commands = [
+            ("EVALSHA", self._script.sha, 1, key, repr(float(self.ttl)), *ids) for key in keys
+        ]
         replies = self._send(commands)
         if any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
             self.client.script_load(self._script.script)
@@ -89,9 +90,12 @@ class Revocations:
         """The commands that read revocations made since the last sync; a caller may send
         them in a round trip it makes anyway and hand the replies to :meth:`apply_sync`."""
         floor = time.time() - self.ttl
-        return [("ZRANGEBYSCORE", key, repr(max(seen, floor)), "+inf", "WITHSCORES")
-                for key, seen in zip((self.keys.revoked(), self.keys.terminate()),
-                                     self._seen, strict=True)]
+        return [
+            ("ZRANGEBYSCORE", key, repr(max(seen, floor)), "+inf", "WITHSCORES")
+            for key, seen in zip(
+                (self.keys.revoked(), self.keys.terminate()), self._seen, strict=True
+            )
+        ]
 
     def apply_sync(self, replies: list[list[Any]]) -> None:
         """Take in the raw replies to :meth:`sync_commands` (sent in this order)."""
@@ -99,12 +103,13 @@ class Revocations:
         floor = time.time() - self.ttl
         new_revoked, new_terminate = (_pairs(reply) for reply in replies)
         with self._lock:
-            for target, rows in ((self._revoked, new_revoked),
-                                 (self._terminate, new_terminate)):
+            for target, rows in ((self._revoked, new_revoked), (self._terminate, new_terminate)):
                 for task_id, score in rows:
                     target[task_id.decode()] = score
-            self._seen = (max([s for _, s in new_revoked], default=self._seen[0]),
-                          max([s for _, s in new_terminate], default=self._seen[1]))
+            self._seen = (
+                max([s for _, s in new_revoked], default=self._seen[0]),
+                max([s for _, s in new_terminate], default=self._seen[1]),
+            )
             if len(self._revoked) > 10_000:  # pruned in place: workers hold ``ids``
                 for target in (self._revoked, self._terminate):
                     for k in [k for k, v in target.items() if v < floor]:

@@ -12,9 +12,11 @@ from typing import Any
 ROUTE_OPTIONS = frozenset({"queue", "priority"})
 
 #: What ``TASKQ_ROUTES`` accepts, for the error message.
-ACCEPTED = ("a dict of task name or glob -> queue or options, a router function "
-            "(name, args, kwargs, options, task=None, **kw) -> dict | str | None, or a "
-            "list/tuple of those")
+ACCEPTED = (
+    "a dict of task name or glob -> queue or options, a router function "
+    "(name, args, kwargs, options, task=None, **kw) -> dict | str | None, or a "
+    "list/tuple of those"
+)
 
 #: A router function, Celery's signature.
 RouterFunction = Callable[..., Any]
@@ -34,12 +36,15 @@ class _Map:
             elif isinstance(route, Mapping):
                 options = dict(route)
             else:
-                raise ValueError(f"{where}[{pattern!r}]: a route is a queue name or a dict "
-                                 f"of options, not {type(route).__name__}")
+                raise ValueError(
+                    f"{where}[{pattern!r}]: a route is a queue name or a dict "
+                    f"of options, not {type(route).__name__}"
+                )
             unknown = set(options) - ROUTE_OPTIONS
             if unknown:
-                raise ValueError(f"{where}[{pattern!r}]: unknown option(s) "
-                                 f"{', '.join(sorted(unknown))}")
+                raise ValueError(
+                    f"{where}[{pattern!r}]: unknown option(s) {', '.join(sorted(unknown))}"
+                )
             self.in_order.append(options)
             if isinstance(pattern, re.Pattern):
                 self.globs.append((pattern, options))
@@ -68,8 +73,7 @@ class Router:
             items = list(routes)
             label = "TASKQ_ROUTES[{}]"
         else:
-            raise ValueError(f"TASKQ_ROUTES is a {type(routes).__name__}; it must be "
-                             f"{ACCEPTED}")
+            raise ValueError(f"TASKQ_ROUTES is a {type(routes).__name__}; it must be {ACCEPTED}")
         self.routers: list[_Map | RouterFunction] = []
         for index, item in enumerate(items):
             where = label.format(index)
@@ -78,15 +82,21 @@ class Router:
             elif callable(item):
                 self.routers.append(item)
             else:
-                raise ValueError(f"{where} is a {type(item).__name__}; TASKQ_ROUTES must "
-                                 f"be {ACCEPTED}")
+                raise ValueError(
+                    f"{where} is a {type(item).__name__}; TASKQ_ROUTES must be {ACCEPTED}"
+                )
         #: True when a router function takes part: routes then depend on each call.
         self.dynamic = any(not isinstance(r, _Map) for r in self.routers)
         self._cache: dict[str, dict[str, Any]] = {}
 
-    def route(self, name: str, args: tuple[Any, ...] = (),
-              kwargs: dict[str, Any] | None = None, options: dict[str, Any] | None = None,
-              task: Any = None) -> dict[str, Any]:
+    def route(
+        self,
+        name: str,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        options: dict[str, Any] | None = None,
+        task: Any = None,
+    ) -> dict[str, Any]:
         """The options the routes give task ``name`` (empty if none matches). Router
         functions get ``(name, args, kwargs, options, task=task)``; a string they return
         is a queue name. ``ValueError`` when one returns something else than a dict, a
@@ -109,13 +119,23 @@ class Router:
     def queues(self) -> list[str]:
         """Every queue a route of a dict names, in the order of ``TASKQ_ROUTES`` (router
         functions name none)."""
-        return [o["queue"] for m in self.routers if isinstance(m, _Map)
-                for o in m.in_order if o.get("queue")]
+        return [
+            o["queue"]
+            for m in self.routers
+            if isinstance(m, _Map)
+            for o in m.in_order
+            if o.get("queue")
+        ]
 
 
-def _function_route(router: RouterFunction, name: str, args: tuple[Any, ...],
-                    kwargs: dict[str, Any], options: dict[str, Any],
-                    task: Any) -> dict[str, Any] | None:
+def _function_route(
+    router: RouterFunction,
+    name: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    options: dict[str, Any],
+    task: Any,
+) -> dict[str, Any] | None:
     found = router(name, args, kwargs, options, task=task)
     if found is None:
         return None
@@ -123,11 +143,15 @@ def _function_route(router: RouterFunction, name: str, args: tuple[Any, ...],
         return {"queue": found}
     label = getattr(router, "__qualname__", repr(router))
     if not isinstance(found, Mapping):
-        raise ValueError(f"router {label} returned {found!r} for task {name!r}; a router "
-                         "returns a dict, a queue name or None")
+        raise ValueError(
+            f"router {label} returned {found!r} for task {name!r}; a router "
+            "returns a dict, a queue name or None"
+        )
     unknown = set(found) - ROUTE_OPTIONS
     if unknown:
-        raise ValueError(f"router {label} returned unknown option(s) "
-                         f"{', '.join(sorted(unknown))} for task {name!r}; a route may set "
-                         "queue and priority")
+        raise ValueError(
+            f"router {label} returned unknown option(s) "
+            f"{', '.join(sorted(unknown))} for task {name!r}; a route may set "
+            "queue and priority"
+        )
     return dict(found)

@@ -21,16 +21,38 @@ from croniter import CroniterBadDateError, CroniterError, croniter
 __all__ = ["Interval", "Schedule", "crontab", "get_timezone", "to_schedule"]
 
 _DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov",
-           "dec")
-_DAY_NAMES = {**{d: i for i, d in enumerate(_DAYS)},
-              **{name: i for i, name in enumerate(
-                  ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday",
-                   "saturday"))}}
-_MONTH_NAMES = {**{m: i + 1 for i, m in enumerate(_MONTHS)},
-                **{name: i + 1 for i, name in enumerate(
-                    ("january", "february", "march", "april", "may", "june", "july",
-                     "august", "september", "october", "november", "december"))}}
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_DAY_NAMES = {
+    **{d: i for i, d in enumerate(_DAYS)},
+    **{
+        name: i
+        for i, name in enumerate(
+            ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
+        )
+    },
+}
+_MONTH_NAMES = {
+    **{m: i + 1 for i, m in enumerate(_MONTHS)},
+    **{
+        name: i + 1
+        for i, name in enumerate(
+            (
+                "january",
+                "february",
+                "march",
+                "april",
+                "may",
+                "june",
+                "july",
+                "august",
+                "september",
+                "october",
+                "november",
+                "december",
+            )
+        )
+    },
+}
 
 #: field name -> (lowest, highest value, names accepted for values)
 _FIELDS: dict[str, tuple[int, int, dict[str, int]]] = {
@@ -54,8 +76,9 @@ def get_timezone(value: str | tzinfo | None) -> tzinfo:
     try:
         return ZoneInfo(value or "UTC")
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"TASKQ_TIMEZONE {value!r} is not a known IANA time zone name "
-                         "(e.g. 'Europe/Berlin')") from exc
+        raise ValueError(
+            f"TASKQ_TIMEZONE {value!r} is not a known IANA time zone name (e.g. 'Europe/Berlin')"
+        ) from exc
 
 
 class Schedule(Protocol):
@@ -85,8 +108,7 @@ class Interval:
         if isinstance(seconds, timedelta):
             seconds = seconds.total_seconds()
         if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-            raise TypeError(f"an interval is a number of seconds or a timedelta, "
-                            f"not {seconds!r}")
+            raise TypeError(f"an interval is a number of seconds or a timedelta, not {seconds!r}")
         if not math.isfinite(seconds) or seconds <= 0:
             raise ValueError(f"an interval must be positive, not {seconds!r}")
         self.seconds = float(seconds)
@@ -137,8 +159,7 @@ def _number(field: str, token: str) -> int:
 
 def _in_order(items: Iterable[int | str]) -> list[int | str]:
     """Numbers in numeric order, then names."""
-    return sorted(items, key=lambda v: (isinstance(v, str), v if isinstance(v, int) else 0,
-                                        str(v)))
+    return sorted(items, key=lambda v: (isinstance(v, str), v if isinstance(v, int) else 0, str(v)))
 
 
 def _cron_field(field: str, value: FieldValue) -> str:
@@ -159,8 +180,10 @@ def _cron_field(field: str, value: FieldValue) -> str:
     for part in text.split(","):
         match = _PART.match(part.strip())
         if match is None:
-            raise ValueError(f"crontab {field}: cannot read {part!r} (use forms such as "
-                             "'*', '*/15', '5', '1-5', '1,15', 'mon-fri')")
+            raise ValueError(
+                f"crontab {field}: cannot read {part!r} (use forms such as "
+                "'*', '*/15', '5', '1-5', '1,15', 'mon-fri')"
+            )
         step = int(match["step"]) if match["step"] else None
         if step == 0:
             raise ValueError(f"crontab {field}: step must be at least 1 in {part!r}")
@@ -172,7 +195,7 @@ def _cron_field(field: str, value: FieldValue) -> str:
             if high is not None and high < low:  # wraps around, as "fri-mon" or "22-2"
                 last = 6 if field == "day_of_week" else _FIELDS[field][1]
                 values = [*range(low, last + 1), *range(_FIELDS[field][0], high + 1)]
-                values = values[::step or 1]
+                values = values[:: step or 1]
                 parts.append(",".join(str(v) for v in values))
                 continue
             if high is None and step:
@@ -198,11 +221,21 @@ class crontab:  # noqa: N801 - Celery's name
     .. versionadded:: 0.2
     """
 
-    def __init__(self, minute: FieldValue = "*", hour: FieldValue = "*",
-                 day_of_week: FieldValue = "*", day_of_month: FieldValue = "*",
-                 month_of_year: FieldValue = "*") -> None:
-        given = {"minute": minute, "hour": hour, "day_of_month": day_of_month,
-                 "month_of_year": month_of_year, "day_of_week": day_of_week}
+    def __init__(
+        self,
+        minute: FieldValue = "*",
+        hour: FieldValue = "*",
+        day_of_week: FieldValue = "*",
+        day_of_month: FieldValue = "*",
+        month_of_year: FieldValue = "*",
+    ) -> None:
+        given = {
+            "minute": minute,
+            "hour": hour,
+            "day_of_month": day_of_month,
+            "month_of_year": month_of_year,
+            "day_of_week": day_of_week,
+        }
         self._given = given
         fields = [_cron_field(name, value) for name, value in given.items()]
         #: The cron expression (minute hour day-of-month month day-of-week), numbers only.
@@ -263,8 +296,9 @@ class crontab:  # noqa: N801 - Celery's name
             return ",".join(str(v) for v in _in_order(value))
 
         g = self._given
-        return " ".join(text(g[k]) for k in ("minute", "hour", "day_of_month",
-                                             "month_of_year", "day_of_week"))
+        return " ".join(
+            text(g[k]) for k in ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
+        )
 
     def fingerprint(self, tz: tzinfo) -> str:
         return f"crontab {self.expression} {tz}"
@@ -287,5 +321,4 @@ def to_schedule(value: Schedule | float | timedelta) -> Schedule:
         return Interval(value)
     if all(hasattr(value, m) for m in ("next_due", "last_due", "describe", "fingerprint")):
         return value
-    raise TypeError(f"a schedule is a number of seconds, a timedelta or a crontab, "
-                    f"not {value!r}")
+    raise TypeError(f"a schedule is a number of seconds, a timedelta or a crontab, not {value!r}")

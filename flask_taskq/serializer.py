@@ -54,8 +54,11 @@ class OrjsonSerializer:
 
         self._dumps = orjson.dumps
         self._loads = orjson.loads
-        self._option = (orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-                        | orjson.OPT_PASSTHROUGH_SUBCLASS)
+        self._option = (
+            orjson.OPT_PASSTHROUGH_DATETIME
+            | orjson.OPT_PASSTHROUGH_DATACLASS
+            | orjson.OPT_PASSTHROUGH_SUBCLASS
+        )
 
     def dumps(self, value: Any) -> bytes:
         return self._dumps(value, default=_unencodable, option=self._option)
@@ -109,8 +112,12 @@ class PickleSerializer:
         return pickle.loads(data)
 
 
-SERIALIZERS = {"json": JSONSerializer, "orjson": OrjsonSerializer, "msgpack": MsgpackSerializer,
-               "pickle": PickleSerializer}
+SERIALIZERS = {
+    "json": JSONSerializer,
+    "orjson": OrjsonSerializer,
+    "msgpack": MsgpackSerializer,
+    "pickle": PickleSerializer,
+}
 
 
 def get_serializer(name: str) -> Serializer:

@@ -36,8 +36,9 @@ class SharedTask(Task):
     ``TaskQueue`` when there is no app context; otherwise ``RuntimeError``).
     """
 
-    def __init__(self, fn: Callable[..., Any], name: str, bind: bool = False,
-                 **options: Any) -> None:
+    def __init__(
+        self, fn: Callable[..., Any], name: str, bind: bool = False, **options: Any
+    ) -> None:
         super().__init__(None, fn, name, bind=bind, **options)
 
     def __repr__(self) -> str:
@@ -104,13 +105,19 @@ def shared_task(fn: Callable[..., Any], /) -> SharedTask: ...
 
 
 @overload
-def shared_task(*, name: str | None = None, bind: bool = False,
-                **options: Any) -> Callable[[Callable[..., Any]], SharedTask]: ...
+def shared_task(
+    *, name: str | None = None, bind: bool = False, **options: Any
+) -> Callable[[Callable[..., Any]], SharedTask]: ...
 
 
-def shared_task(fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
-                bind: bool = False,
-                **options: Any) -> SharedTask | Callable[[Callable[..., Any]], SharedTask]:
+def shared_task(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    bind: bool = False,
+    **options: Any,
+) -> SharedTask | Callable[[Callable[..., Any]], SharedTask]:
     """Define a task without a ``TaskQueue``: ``@shared_task`` or
     ``@shared_task(bind=True, queue="mail", ...)``, with the options of
     :meth:`TaskQueue.task <flask_taskq.TaskQueue.task>`.
@@ -123,8 +130,9 @@ def shared_task(fn: Callable[..., Any] | None = None, /, *, name: str | None = N
     """
 
     def define(func: Callable[..., Any]) -> SharedTask:
-        return _define(SharedTask(func, name or f"{func.__module__}.{func.__name__}",
-                                  bind=bind, **options))
+        return _define(
+            SharedTask(func, name or f"{func.__module__}.{func.__name__}", bind=bind, **options)
+        )
 
     return define(fn) if fn is not None else define
 

@@ -38,14 +38,22 @@ class TaskqSignal(NamedSignal):
     keyword argument, with the other arguments. A receiver that can only take the sender
     positionally (blinker's ``def receiver(app, **extra)``) gets it positionally."""
 
-    def send(self, sender: Any | None = None, /, *,  # type: ignore[override]
-             _async_wrapper: Any = None, **kwargs: Any) -> list[tuple[Callable[..., Any], Any]]:
+    def send(
+        self,
+        sender: Any | None = None,
+        /,
+        *,  # type: ignore[override]
+        _async_wrapper: Any = None,
+        **kwargs: Any,
+    ) -> list[tuple[Callable[..., Any], Any]]:
         """Call every receiver of ``sender``; exceptions propagate (see
         :func:`send_safely` for the worker's way)."""
         if self.is_muted:
             return []
-        return [(receiver, call_receiver(receiver, self, sender, kwargs))
-                for receiver in self.receivers_for(sender)]
+        return [
+            (receiver, call_receiver(receiver, self, sender, kwargs))
+            for receiver in self.receivers_for(sender)
+        ]
 
 
 task_sent = TaskqSignal("task-sent")
@@ -65,8 +73,9 @@ beat_tick = TaskqSignal("beat-tick")
 _by_keyword: weakref.WeakKeyDictionary[Any, dict[str, bool]] = weakref.WeakKeyDictionary()
 
 
-def call_receiver(receiver: Callable[..., Any], signal: Signal, sender: Any,
-                  kwargs: dict[str, Any]) -> Any:
+def call_receiver(
+    receiver: Callable[..., Any], signal: Signal, sender: Any, kwargs: dict[str, Any]
+) -> Any:
     """Call ``receiver`` as Celery does, ``receiver(sender=sender, **kwargs)``; a receiver
     whose signature needs the sender positionally (a first parameter with another name
     than ``sender``) gets ``receiver(sender, **kwargs)``. Decided once per receiver and
@@ -117,4 +126,5 @@ def send_safely(signal: Any, sender: Any, **kwargs: Any) -> None:
             call_receiver(receiver, signal, sender, kwargs)
         except Exception:
             logging.getLogger("flask_taskq.worker").exception(
-                "Receiver %s of signal %s raised", receiver_name(receiver), signal.name)
+                "Receiver %s of signal %s raised", receiver_name(receiver), signal.name
+            )

@@ -44,8 +44,8 @@ class SignedSerializer:
     def loads(self, data: bytes) -> Any:
         if not data.startswith(MAGIC):
             raise BadSignature("bad signature: the payload is not signed")
-        digest = data[len(MAGIC):len(MAGIC) + DIGEST_SIZE]
-        payload = data[len(MAGIC) + DIGEST_SIZE:]
+        digest = data[len(MAGIC) : len(MAGIC) + DIGEST_SIZE]
+        payload = data[len(MAGIC) + DIGEST_SIZE :]
         if not hmac.compare_digest(digest, self._digest(payload)):
             raise BadSignature("bad signature: the payload was not signed with this key")
         return self.inner.loads(payload)
@@ -69,7 +69,7 @@ def peek(data: bytes) -> tuple[str, str] | None:
             return None
         data = bytes(data)
         if data.startswith(MAGIC):
-            data = data[len(MAGIC) + DIGEST_SIZE:]
+            data = data[len(MAGIC) + DIGEST_SIZE :]
         body = _loads_safely(data)
         if not isinstance(body, dict):
             return None
@@ -94,7 +94,7 @@ def _loads_safely(data: bytes) -> Any:
 
 def _clip(text: str) -> str:
     text = "".join(c if c.isprintable() else "\ufffd" for c in text)
-    return text if len(text) <= PEEK_MAX else text[:PEEK_MAX - 1] + "…"
+    return text if len(text) <= PEEK_MAX else text[: PEEK_MAX - 1] + "…"
 
 
 def unverified_reason(reason: str, data: bytes) -> str:

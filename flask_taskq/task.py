@@ -29,11 +29,26 @@ if TYPE_CHECKING:
     from .result import AsyncResult
 
 #: Task options accepted by ``@tq.task(...)`` besides ``name`` and ``bind``.
-TASK_OPTIONS = frozenset({
-    "queue", "priority", "max_retries", "autoretry_for", "retry_backoff",
-    "retry_backoff_max", "retry_jitter", "default_retry_delay", "rate_limit", "time_limit",
-    "soft_time_limit", "ignore_result", "expires", "acks_late", "unique", "unique_for",
-})
+TASK_OPTIONS = frozenset(
+    {
+        "queue",
+        "priority",
+        "max_retries",
+        "autoretry_for",
+        "retry_backoff",
+        "retry_backoff_max",
+        "retry_jitter",
+        "default_retry_delay",
+        "rate_limit",
+        "time_limit",
+        "soft_time_limit",
+        "ignore_result",
+        "expires",
+        "acks_late",
+        "unique",
+        "unique_for",
+    }
+)
 
 #: Message header carrying a unique task's key, so the worker can free it.
 UNIQUE_HEADER = "taskq_unique"
@@ -41,8 +56,7 @@ UNIQUE_HEADER = "taskq_unique"
 DEFAULT_UNIQUE_FOR = 3600
 
 
-def unique_key(task_name: str, unique: Any, args: tuple[Any, ...],
-               kwargs: dict[str, Any]) -> str:
+def unique_key(task_name: str, unique: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     """The deduplication key of a call: ``unique(*args, **kwargs)`` when ``unique`` is
     callable, else a digest of the task name and the arguments."""
     if callable(unique):
@@ -81,11 +95,10 @@ def retry_countdown(options: dict[str, Any], retries: int) -> float:
     ``retry_jitter``, a random value between 0 and that."""
     backoff = options.get("retry_backoff", OPTION_DEFAULTS["retry_backoff"])
     if not backoff:
-        return float(options.get("default_retry_delay",
-                                 OPTION_DEFAULTS["default_retry_delay"]))
+        return float(options.get("default_retry_delay", OPTION_DEFAULTS["default_retry_delay"]))
     factor = 1 if backoff is True else backoff
     cap = options.get("retry_backoff_max", OPTION_DEFAULTS["retry_backoff_max"])
-    countdown = min(cap, factor * 2 ** retries)
+    countdown = min(cap, factor * 2**retries)
     if options.get("retry_jitter", OPTION_DEFAULTS["retry_jitter"]):
         countdown = random.uniform(0, countdown)
     return countdown
@@ -104,19 +117,26 @@ class Task:
     serves apps with different defaults.
     """
 
-    def __init__(self, taskqueue: TaskQueue | None, fn: Callable[..., Any], name: str,
-                 bind: bool = False, **options: Any) -> None:
+    def __init__(
+        self,
+        taskqueue: TaskQueue | None,
+        fn: Callable[..., Any],
+        name: str,
+        bind: bool = False,
+        **options: Any,
+    ) -> None:
         unknown = set(options) - TASK_OPTIONS
         if unknown:
             raise TypeError(f"unknown task option(s) for {name!r}: {', '.join(sorted(unknown))}")
         if options.get("rate_limit") is not None:
             parse_rate(options["rate_limit"])  # a bad limit fails here, not in the worker
         if options.get("acks_late") is False:
-            warnings.warn(f"task {name!r}: {ACKS_EARLY_UNSUPPORTED}", UserWarning,
-                          stacklevel=3)
+            warnings.warn(f"task {name!r}: {ACKS_EARLY_UNSUPPORTED}", UserWarning, stacklevel=3)
         if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
-            raise TypeError(f"task {name!r} is an async def function: async tasks are not "
-                            "supported yet, declare it with def")
+            raise TypeError(
+                f"task {name!r} is an async def function: async tasks are not "
+                "supported yet, declare it with def"
+            )
         self.taskqueue = taskqueue
         #: The decorated function, as written.
         self.fn = fn
@@ -129,7 +149,8 @@ class Task:
         #: The options given to the decorator.
         self.own_options = options
         self.autoretry_for: tuple[type[BaseException], ...] = tuple(
-            options.get("autoretry_for", ()))
+            options.get("autoretry_for", ())
+        )
         self._no_app_options = {**OPTION_DEFAULTS, **options}
         self._last: tuple[weakref.ref[AppState], dict[str, Any]] | None = None
         #: What :meth:`TaskQueue.send_plain` settled for the last app state it sent for.
@@ -171,8 +192,7 @@ class Task:
         if has_app_context():
             app = current_app._get_current_object()  # type: ignore[attr-defined]
             state = app.extensions.get("taskq")
-            if state is not None and (self.taskqueue is None
-                                      or state.taskqueue is self.taskqueue):
+            if state is not None and (self.taskqueue is None or state.taskqueue is self.taskqueue):
                 return state
         if self.taskqueue is not None:
             apps = self.taskqueue._apps()
@@ -216,9 +236,13 @@ class Task:
             return Request(id="", task=self.name)
         return request
 
-    def retry(self, exc: BaseException | None = None, countdown: float | None = None,
-              eta: datetime | float | None = None,
-              max_retries: int | type[Ellipsis] | None = ...) -> Retry:
+    def retry(
+        self,
+        exc: BaseException | None = None,
+        countdown: float | None = None,
+        eta: datetime | float | None = None,
+        max_retries: int | type[Ellipsis] | None = ...,
+    ) -> Retry:
         """Ask for this task to run again later (bound tasks): raises :class:`Retry`.
 
         ``raise self.retry(exc=exc)`` reads well and works. Without ``countdown`` or
@@ -235,17 +259,20 @@ class Task:
             if exc is not None:
                 raise exc
             raise MaxRetriesExceededError(
-                f"task {self.name!r} {request.id} gave up after {request.retries} retries")
+                f"task {self.name!r} {request.id} gave up after {request.retries} retries"
+            )
         if eta is not None:
             when = eta if isinstance(eta, int | float) else _unix(eta)
         else:
-            delay = countdown if countdown is not None else retry_countdown(
-                self.options, request.retries)
+            delay = (
+                countdown
+                if countdown is not None
+                else retry_countdown(self.options, request.retries)
+            )
             when = time.time() + delay
         raise Retry(f"retry in {when - time.time():.1f}s", exc=exc, when=when)
 
-    def update_state(self, state: str, meta: Any = None, *,
-                     task_id: str | None = None) -> None:
+    def update_state(self, state: str, meta: Any = None, *, task_id: str | None = None) -> None:
         """Report the running task's state (bound tasks), e.g. progress:
         ``self.update_state(state="PROGRESS", meta={"current": 3, "total": 10})``.
 
@@ -272,8 +299,10 @@ class Task:
         try:
             data = serializer.dumps({"status": state, "task": self.name, "result": meta})
         except (TypeError, ValueError, OverflowError) as exc:
-            raise TypeError(f"meta of task {self.name!r} cannot be encoded by the "
-                            f"{serializer.name} serializer: {exc}") from exc
+            raise TypeError(
+                f"meta of task {self.name!r} cannot be encoded by the "
+                f"{serializer.name} serializer: {exc}"
+            ) from exc
         app_state.backend.store_many([(task_id, data, False)], app_state.result_expires)
 
     def s(self, *args: Any, **kwargs: Any) -> Signature:
@@ -319,9 +348,18 @@ class Task:
     ) -> AsyncResult:
         """Send the task with explicit options; see :meth:`TaskQueue.send_task`."""
         return self.taskqueue.send_task(
-            self.name, args, kwargs, countdown=countdown, eta=eta, expires=expires,
-            queue=queue, priority=priority, task_id=task_id, headers=headers,
-            _task=self, **options,
+            self.name,
+            args,
+            kwargs,
+            countdown=countdown,
+            eta=eta,
+            expires=expires,
+            queue=queue,
+            priority=priority,
+            task_id=task_id,
+            headers=headers,
+            _task=self,
+            **options,
         )
 
     def delay_many(self, calls: Iterable[Sequence[Any]], **options: Any) -> list[AsyncResult]:
@@ -334,11 +372,13 @@ class Task:
 
         .. versionadded:: 0.2
         """
-        return self.taskqueue.send_many(self.name, ((args, None) for args in calls),
-                                        _task=self, **options)
+        return self.taskqueue.send_many(
+            self.name, ((args, None) for args in calls), _task=self, **options
+        )
 
-    def apply_many(self, calls: Iterable[tuple[Sequence[Any] | None, dict[str, Any] | None]],
-                   **options: Any) -> list[AsyncResult]:
+    def apply_many(
+        self, calls: Iterable[tuple[Sequence[Any] | None, dict[str, Any] | None]], **options: Any
+    ) -> list[AsyncResult]:
         """Like :meth:`delay_many` with ``(args, kwargs)`` pairs.
 
         .. versionadded:: 0.2

@@ -47,13 +47,16 @@ def _unfinished(broker: Any, queue: str) -> int:
 class InThreadWorker:
     """A worker running on a background thread of this process (threads pool)."""
 
-    def __init__(self, app: Flask, queues: Sequence[str] | None = None,
-                 concurrency: int = 1) -> None:
+    def __init__(
+        self, app: Flask, queues: Sequence[str] | None = None, concurrency: int = 1
+    ) -> None:
         self.app = app
-        self.worker = Worker(app, queues=queues, pool="threads", concurrency=concurrency,
-                             install_signals=False)
-        self._thread = threading.Thread(target=self.worker.run, name="taskq-test-worker",
-                                        daemon=True)
+        self.worker = Worker(
+            app, queues=queues, pool="threads", concurrency=concurrency, install_signals=False
+        )
+        self._thread = threading.Thread(
+            target=self.worker.run, name="taskq-test-worker", daemon=True
+        )
 
     def start(self) -> InThreadWorker:
         """Start consuming."""
@@ -66,8 +69,11 @@ class InThreadWorker:
         deadline = time.monotonic() + timeout
         while True:
             consumer = self.worker.consumer
-            if (consumer is not None and consumer.held == 0
-                    and all(_unfinished(broker, q) == 0 for q in self.worker.queues)):
+            if (
+                consumer is not None
+                and consumer.held == 0
+                and all(_unfinished(broker, q) == 0 for q in self.worker.queues)
+            ):
                 return
             if time.monotonic() > deadline:
                 raise TaskTimeoutError(f"queues not drained after {timeout} s")

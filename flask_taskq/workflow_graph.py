@@ -53,8 +53,7 @@ def describe(flow: Canvas) -> dict[str, Any]:
     if isinstance(flow, Signature):
         return {"kind": "task", "id": flow.id, "task": flow.name}
     if isinstance(flow, group):
-        return {"kind": "group", "id": flow.id,
-                "children": [describe(t) for t in flow.tasks]}
+        return {"kind": "group", "id": flow.id, "children": [describe(t) for t in flow.tasks]}
     if isinstance(flow, chain):
         children = [describe(t) for t in flow.tasks]
         return {"kind": "chain", "id": children[-1]["id"], "children": children}
@@ -109,13 +108,22 @@ def _label(tree: dict[str, Any]) -> str:
     return " | ".join(_label(c) for c in children)
 
 
-def document(workflow_id: str, tree: dict[str, Any],
-             created: float | None = None) -> dict[str, Any]:
+def document(
+    workflow_id: str, tree: dict[str, Any], created: float | None = None
+) -> dict[str, Any]:
     """What :func:`record` stores for the workflow ``tree``."""
     nodes = [{"id": n["id"], "task": n["task"], "kind": "task"} for n in task_nodes(tree)]
-    return {"version": VERSION, "id": workflow_id, "kind": tree["kind"],
-            "name": _label(tree), "created": time.time() if created is None else created,
-            "size": len(nodes), "tree": tree, "nodes": nodes, "edges": edges_of(tree)}
+    return {
+        "version": VERSION,
+        "id": workflow_id,
+        "kind": tree["kind"],
+        "name": _label(tree),
+        "created": time.time() if created is None else created,
+        "size": len(nodes),
+        "tree": tree,
+        "nodes": nodes,
+        "edges": edges_of(tree),
+    }
 
 
 # -- Redis ----------------------------------------------------------------------------------
@@ -177,8 +185,7 @@ def load(state: AppState, any_id: str) -> dict[str, Any] | None:
         owner = client.get(keys.workflow_of(any_id))
         if owner is None:
             return None
-        data = client.get(keys.workflow(owner.decode() if isinstance(owner, bytes)
-                                        else owner))
+        data = client.get(keys.workflow(owner.decode() if isinstance(owner, bytes) else owner))
         if data is None:
             return None
     return json.loads(data)
@@ -196,14 +203,15 @@ def task_states(state: AppState, task_ids: Iterable[str]) -> dict[str, dict[str,
         return {i: backend.get(i) or {"status": states.PENDING} for i in ids}
     found: dict[str, dict[str, Any]] = {}
     for start in range(0, len(ids), 1000):
-        chunk = ids[start:start + 1000]
+        chunk = ids[start : start + 1000]
         pipe = client.pipeline(transaction=False)
         for task_id in chunk:
             pipe.get(keys.result(task_id))
         for task_id, data in zip(chunk, pipe.execute(), strict=True):
             try:
-                found[task_id] = state.serializer.loads(data) if data is not None \
-                    else {"status": states.PENDING}
+                found[task_id] = (
+                    state.serializer.loads(data) if data is not None else {"status": states.PENDING}
+                )
             except Exception:  # a forged or unreadable result shows as unknown
                 found[task_id] = {"status": states.PENDING}
     return found
@@ -230,11 +238,13 @@ def combined_state(children: Iterable[str]) -> str:
 def _annotate(tree: dict[str, Any], found: dict[str, dict[str, Any]]) -> dict[str, Any]:
     if tree["kind"] == "task":
         meta = found.get(tree["id"]) or {"status": states.PENDING}
-        return {**tree, "state": meta.get("status") or states.PENDING,
-                "date_done": meta.get("date_done")}
+        return {
+            **tree,
+            "state": meta.get("status") or states.PENDING,
+            "date_done": meta.get("date_done"),
+        }
     children = [_annotate(c, found) for c in tree["children"]]
-    return {**tree, "children": children,
-            "state": combined_state(c["state"] for c in children)}
+    return {**tree, "children": children, "state": combined_state(c["state"] for c in children)}
 
 
 def with_states(state: AppState, doc: dict[str, Any]) -> dict[str, Any]:
@@ -259,12 +269,13 @@ def recent(state: AppState, limit: int = 50) -> list[dict[str, Any]]:
     if where is None:
         return []
     client, keys = where
-    ids = [i.decode() if isinstance(i, bytes) else i
-           for i in client.zrevrange(keys.workflows(), 0, max(limit, 1) - 1)]
+    ids = [
+        i.decode() if isinstance(i, bytes) else i
+        for i in client.zrevrange(keys.workflows(), 0, max(limit, 1) - 1)
+    ]
     if not ids:
         return []
-    docs = [json.loads(d) for d in client.mget([keys.workflow(i) for i in ids])
-            if d is not None]
+    docs = [json.loads(d) for d in client.mget([keys.workflow(i) for i in ids]) if d is not None]
     found = task_states(state, (n["id"] for doc in docs for n in doc["nodes"]))
     return [_stated(doc, found) for doc in docs]
 
@@ -282,8 +293,7 @@ def tree_lines(tree: dict[str, Any], indent: str = "  ") -> list[str]:
 
     def walk(node: dict[str, Any], depth: int) -> None:
         name = node["task"] if node["kind"] == "task" else node["kind"]
-        lines.append(f"{indent * depth}{name}  {short_id(node['id'])}  "
-                     f"{node.get('state', '?')}")
+        lines.append(f"{indent * depth}{name}  {short_id(node['id'])}  {node.get('state', '?')}")
         for child in node.get("children", ()):
             walk(child, depth + 1)
 

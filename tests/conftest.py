@@ -25,8 +25,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(condition: Callable[[], object], timeout: float = 10.0,
-               interval: float = 0.02, message: str = "condition") -> object:
+def wait_until(
+    condition: Callable[[], object],
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    message: str = "condition",
+) -> object:
     """Poll ``condition`` until it returns something truthy, or fail after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -48,9 +52,21 @@ class RedisServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
         wait_until(lambda: _pings(client), message=f"redis-server on port {self.port}")
@@ -121,7 +137,11 @@ class WorkerProcess:
 
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
-            args, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            args,
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.lines: list[str] = []
@@ -138,8 +158,11 @@ class WorkerProcess:
         return "".join(self.lines)
 
     def wait_for_log(self, text: str, timeout: float = 15.0, count: int = 1) -> None:
-        wait_until(lambda: self.log.count(text) >= count or self.proc.poll() is not None,
-                   timeout, message=f"{text!r} in the worker log")
+        wait_until(
+            lambda: self.log.count(text) >= count or self.proc.poll() is not None,
+            timeout,
+            message=f"{text!r} in the worker log",
+        )
         assert self.log.count(text) >= count, f"worker exited early:\n{self.log}"
 
     def signal(self, signum: int) -> None:
@@ -163,13 +186,20 @@ def start_worker(redis_url: str) -> Iterator[Callable[..., WorkerProcess]]:
     env={...})``; each is ready (its "ready" log line seen) when returned."""
     started: list[WorkerProcess] = []
 
-    def start(*args: str, app: str = "tests.apps.basic:create_app",
-              env: dict[str, str] | None = None, ready: int | None = None,
-              broker_url: str | None = None) -> WorkerProcess:
-        full_env = {**os.environ, "TASKQ_BROKER_URL": broker_url or redis_url,
-                    "PYTHONUNBUFFERED": "1", **(env or {})}
-        cmd = [sys.executable, "-m", "flask", "--app", app, "taskq", "worker", "-l", "info",
-               *args]
+    def start(
+        *args: str,
+        app: str = "tests.apps.basic:create_app",
+        env: dict[str, str] | None = None,
+        ready: int | None = None,
+        broker_url: str | None = None,
+    ) -> WorkerProcess:
+        full_env = {
+            **os.environ,
+            "TASKQ_BROKER_URL": broker_url or redis_url,
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+        cmd = [sys.executable, "-m", "flask", "--app", app, "taskq", "worker", "-l", "info", *args]
         worker = WorkerProcess(cmd, full_env)
         started.append(worker)
         expected = ready if ready is not None else _ready_lines(args)

@@ -53,10 +53,15 @@ class Clock:
 def make_app(redis_url: str) -> Callable[..., Flask]:
     def make(schedule: dict | None = None, tz: str = "UTC", **config) -> Flask:
         app = Flask("beat_test")
-        app.config.update(TASKQ_BROKER_URL=redis_url, TASKQ_BEAT_SCHEDULE=schedule or {},
-                          TASKQ_TIMEZONE=tz, **config)
+        app.config.update(
+            TASKQ_BROKER_URL=redis_url,
+            TASKQ_BEAT_SCHEDULE=schedule or {},
+            TASKQ_TIMEZONE=tz,
+            **config,
+        )
         TaskQueue(app)
         return app
+
     return make
 
 
@@ -73,15 +78,24 @@ def sent(r: redis.Redis, queue: str = "default") -> list[Message]:
 
 def fires(r: redis.Redis, queue: str = "default") -> list[tuple[str, float]]:
     """``(entry, due)`` of every beat message in ``queue``, in sending order."""
-    return [(m.headers[BEAT_HEADER]["entry"], m.headers[BEAT_HEADER]["due"])
-            for m in sent(r, queue)]
+    return [
+        (m.headers[BEAT_HEADER]["entry"], m.headers[BEAT_HEADER]["due"]) for m in sent(r, queue)
+    ]
 
 
 # -- one beat, controllable clock ---------------------------------------------------------------
 def test_interval_entry_is_sent_once_per_due_time(make_app, r):
-    app = make_app({"add": {"task": "app.add", "schedule": 10.0, "args": (2, 3),
-                            "kwargs": {"z": 1}, "options": {"queue": "periodic",
-                                                            "expires": 30}}})
+    app = make_app(
+        {
+            "add": {
+                "task": "app.add",
+                "schedule": 10.0,
+                "args": (2, 3),
+                "kwargs": {"z": 1},
+                "options": {"queue": "periodic", "expires": 30},
+            }
+        }
+    )
     clock = Clock()
     beat = Beat(app, clock=clock)
     assert beat.step() <= beat.lease / 3  # registers the entry; nothing due yet
@@ -116,11 +130,14 @@ def test_wait_is_until_the_next_due_time_or_renewal(make_app, r):
     assert idle.step() == pytest.approx(10.0, abs=0.1)  # nothing scheduled: renewals only
 
 
-@pytest.mark.parametrize(("catch_up", "expected"), [
-    ("one", [T0 + 600]),
-    ("none", []),
-    ("all", [T0 + 60 * i for i in range(1, 11)]),
-])
+@pytest.mark.parametrize(
+    ("catch_up", "expected"),
+    [
+        ("one", [T0 + 600]),
+        ("none", []),
+        ("all", [T0 + 60 * i for i in range(1, 11)]),
+    ],
+)
 def test_restart_after_a_gap_catches_up_as_asked(make_app, r, catch_up, expected):
     schedule = {"job": {"task": "t", "schedule": 60, "catch_up": catch_up}}
     clock = Clock()
@@ -152,8 +169,7 @@ def test_crontab_catch_up_after_days_down_sends_one_run(make_app, r):
 
 def test_catch_up_none_still_sends_a_run_that_is_on_time(make_app, r):
     clock = Clock()
-    beat = Beat(make_app({"job": {"task": "t", "schedule": 60, "catch_up": "none"}}),
-                clock=clock)
+    beat = Beat(make_app({"job": {"task": "t", "schedule": 60, "catch_up": "none"}}), clock=clock)
     beat.step()
     clock.advance(60.5)  # half a second late: on time
     beat.step()
@@ -166,16 +182,20 @@ def test_catch_up_none_still_sends_a_run_that_is_on_time(make_app, r):
 
 def test_new_and_changed_entries_count_from_now_and_removed_ones_go(make_app, r):
     clock = Clock()
-    old = Beat(make_app({"a": {"task": "t", "schedule": 10},
-                         "b": {"task": "t", "schedule": 10}}), clock=clock)
+    old = Beat(
+        make_app({"a": {"task": "t", "schedule": 10}, "b": {"task": "t", "schedule": 10}}),
+        clock=clock,
+    )
     old.step()
     clock.advance(10)
     old.step()
     old.release()
     assert r.smembers(KEYS.beat_entries()) == {"a", "b"}
     clock.advance(100)  # a's old schedule missed ten runs meanwhile
-    new = Beat(make_app({"a": {"task": "t", "schedule": 30},
-                         "c": {"task": "t", "schedule": 5}}), clock=clock)
+    new = Beat(
+        make_app({"a": {"task": "t", "schedule": 30}, "c": {"task": "t", "schedule": 5}}),
+        clock=clock,
+    )
     new.step()
     assert r.smembers(KEYS.beat_entries()) == {"a", "c"}
     assert not r.exists(KEYS.beat_entry("b"))
@@ -188,8 +208,7 @@ def test_new_and_changed_entries_count_from_now_and_removed_ones_go(make_app, r)
 def test_a_follower_never_sends_and_takes_over_where_the_leader_stopped(make_app, r):
     schedule = {"job": {"task": "t", "schedule": 10}}
     clock = Clock()
-    leader, follower = Beat(make_app(schedule), clock=clock), Beat(make_app(schedule),
-                                                                  clock=clock)
+    leader, follower = Beat(make_app(schedule), clock=clock), Beat(make_app(schedule), clock=clock)
     leader.step()
     assert follower.step() <= HANDOVER_POLL + 0.01 and not follower.is_leader
     for _ in range(3):
@@ -262,9 +281,10 @@ def test_beat_tick_signal(make_app, r):
 
 
 def test_routes_and_priorities_apply(make_app, r):
-    app = make_app({"hi": {"task": "reports.daily", "schedule": 10,
-                           "options": {"priority": 9}}},
-                   TASKQ_ROUTES={"reports.*": "reports"})
+    app = make_app(
+        {"hi": {"task": "reports.daily", "schedule": 10, "options": {"priority": 9}}},
+        TASKQ_ROUTES={"reports.*": "reports"},
+    )
     clock = Clock()
     beat = Beat(app, clock=clock)
     beat.step()
@@ -277,16 +297,19 @@ def test_routes_and_priorities_apply(make_app, r):
 def test_periodic_task_and_add_periodic_task(redis_url, r):
     tq = TaskQueue()
 
-    @tq.periodic_task(crontab(minute=0, hour=3), queue="maintenance", catch_up="none",
-                      options={"expires": 600})
+    @tq.periodic_task(
+        crontab(minute=0, hour=3), queue="maintenance", catch_up="none", options={"expires": 600}
+    )
     def cleanup():
         return "done"
 
     tq.add_periodic_task(30, "app.add", args=(2, 2))
     tq.add_periodic_task(60, cleanup, name="twice-a-minute")
     app = Flask("declared")
-    app.config.update(TASKQ_BROKER_URL=redis_url, TASKQ_BEAT_SCHEDULE={
-        "twice-a-minute": {"task": "app.other", "schedule": 30}})
+    app.config.update(
+        TASKQ_BROKER_URL=redis_url,
+        TASKQ_BEAT_SCHEDULE={"twice-a-minute": {"task": "app.other", "schedule": 30}},
+    )
     tq.init_app(app)
     assert cleanup() == "done" and cleanup.options["queue"] == "maintenance"
     entries = tq.periodic_entries(app)
@@ -302,17 +325,20 @@ def test_periodic_task_and_add_periodic_task(redis_url, r):
     assert fires(r, "maintenance") == [(cleanup.name, clock.now)]
 
 
-@pytest.mark.parametrize(("spec", "message"), [
-    ({"task": "t"}, "missing schedule"),
-    ({"schedule": 1}, "missing task"),
-    ({"task": "t", "schedule": 1, "relative": True}, "unknown key.*relative"),
-    ({"task": "t", "schedule": "often"}, "a schedule is a number"),
-    ({"task": "t", "schedule": 0}, "must be positive"),
-    ({"task": "t", "schedule": 1, "catch_up": "some"}, "catch_up must be one of"),
-    ({"task": "t", "schedule": 1, "options": {"task_id": "x"}}, "task_id cannot be used"),
-    ({"task": "t", "schedule": 1, "options": {"contdown": 1}}, "contdown cannot be used"),
-    ("t every second", "must be a dict"),
-])
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"task": "t"}, "missing schedule"),
+        ({"schedule": 1}, "missing task"),
+        ({"task": "t", "schedule": 1, "relative": True}, "unknown key.*relative"),
+        ({"task": "t", "schedule": "often"}, "a schedule is a number"),
+        ({"task": "t", "schedule": 0}, "must be positive"),
+        ({"task": "t", "schedule": 1, "catch_up": "some"}, "catch_up must be one of"),
+        ({"task": "t", "schedule": 1, "options": {"task_id": "x"}}, "task_id cannot be used"),
+        ({"task": "t", "schedule": 1, "options": {"contdown": 1}}, "contdown cannot be used"),
+        ("t every second", "must be a dict"),
+    ],
+)
 def test_bad_entries_are_named(spec, message):
     with pytest.raises(ValueError, match=message) as info:
         Entry.from_config("nightly", spec)
@@ -321,9 +347,13 @@ def test_bad_entries_are_named(spec, message):
 
 # -- inspect scheduled --------------------------------------------------------------------------
 def test_inspect_scheduled(make_app, r):
-    app = make_app({"every-minute": {"task": "app.tick", "schedule": 60},
-                    "daily": {"task": "app.report", "schedule": crontab(0, 9),
-                              "catch_up": "all"}}, tz="Europe/Berlin")
+    app = make_app(
+        {
+            "every-minute": {"task": "app.tick", "schedule": 60},
+            "daily": {"task": "app.report", "schedule": crontab(0, 9), "catch_up": "all"},
+        },
+        tz="Europe/Berlin",
+    )
     clock = Clock(time.time() - 90)
     beat = Beat(app, clock=clock)
     beat.step()
@@ -343,14 +373,18 @@ def test_inspect_scheduled(make_app, r):
     data = json.loads(runner.invoke(args=["taskq", "inspect", "scheduled", "--json"]).output)
     rows = {row["name"]: row for row in data["periodic"]}
     tz = get_timezone("Europe/Berlin")
-    assert rows["every-minute"]["last_run"] == datetime.fromtimestamp(
-        int(clock.now), tz).isoformat(timespec="seconds")
+    assert rows["every-minute"]["last_run"] == datetime.fromtimestamp(int(clock.now), tz).isoformat(
+        timespec="seconds"
+    )
     assert rows["every-minute"]["next_run"].endswith(("+01:00", "+02:00"))
     assert rows["daily"]["last_run"] is None
     assert rows["daily"]["next_run"][11:19] == "09:00:00"
     assert data["beat_leader"] == beat.token and data["delayed_total"] == 1
-    assert data["delayed"][0] == {"queue": "default", "delayed": 1,
-                                  "next_due": data["delayed_next_due"]}
+    assert data["delayed"][0] == {
+        "queue": "default",
+        "delayed": 1,
+        "next_due": data["delayed_next_due"],
+    }
     beat.release()
     summary = runner.invoke(args=["taskq", "inspect"]).output
     assert "Beat: none is running" in summary
@@ -360,16 +394,26 @@ def test_inspect_scheduled(make_app, r):
 def run_flask(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "flask", "--app", "tests.apps.beat_app:create_app", *args],
-        env={**os.environ, **env}, cwd=ROOT, capture_output=True, text=True, timeout=30)
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
-@pytest.mark.parametrize(("env", "message"), [
-    ({"TASKQ_BROKER_URL": "redis://127.0.0.1:1/0"}, "cannot reach Redis at"),
-    ({"TASKQ_TIMEZONE": "Nowhere/Special"}, "not a known IANA time zone"),
-    ({"BEAT_TEST_SCHEDULE": json.dumps({"x": {"task": "t", "schedule": -1}})},
-     "TASKQ_BEAT_SCHEDULE['x']: an interval must be positive"),
-    ({"TASKQ_BROKER_URL": "memory://"}, "beat needs a Redis broker"),
-])
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"TASKQ_BROKER_URL": "redis://127.0.0.1:1/0"}, "cannot reach Redis at"),
+        ({"TASKQ_TIMEZONE": "Nowhere/Special"}, "not a known IANA time zone"),
+        (
+            {"BEAT_TEST_SCHEDULE": json.dumps({"x": {"task": "t", "schedule": -1}})},
+            "TASKQ_BEAT_SCHEDULE['x']: an interval must be positive",
+        ),
+        ({"TASKQ_BROKER_URL": "memory://"}, "beat needs a Redis broker"),
+    ],
+)
 def test_beat_command_errors_are_one_line(redis_url, env, message):
     result = run_flask("taskq", "beat", env={"TASKQ_BROKER_URL": redis_url, **env})
     assert result.returncode == 1
@@ -406,13 +450,32 @@ def start_beat(redis_url: str) -> Iterator[Callable[..., WorkerProcess]]:
     "ready" when returned."""
     started: list[WorkerProcess] = []
 
-    def start(schedule: dict, lease: float = 3.0, broker_url: str | None = None,
-              env: dict[str, str] | None = None) -> WorkerProcess:
-        full_env = {**os.environ, "TASKQ_BROKER_URL": broker_url or redis_url,
-                    "PYTHONUNBUFFERED": "1", "BEAT_TEST_SCHEDULE": json.dumps(schedule),
-                    **(env or {})}
-        cmd = [sys.executable, "-m", "flask", "--app", "tests.apps.beat_app:create_app",
-               "taskq", "beat", "-l", "info", "--lease", str(lease)]
+    def start(
+        schedule: dict,
+        lease: float = 3.0,
+        broker_url: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> WorkerProcess:
+        full_env = {
+            **os.environ,
+            "TASKQ_BROKER_URL": broker_url or redis_url,
+            "PYTHONUNBUFFERED": "1",
+            "BEAT_TEST_SCHEDULE": json.dumps(schedule),
+            **(env or {}),
+        }
+        cmd = [
+            sys.executable,
+            "-m",
+            "flask",
+            "--app",
+            "tests.apps.beat_app:create_app",
+            "taskq",
+            "beat",
+            "-l",
+            "info",
+            "--lease",
+            str(lease),
+        ]
         beat = WorkerProcess(cmd, full_env)
         started.append(beat)
         beat.wait_for_log(" ready")
@@ -456,8 +519,12 @@ def test_sigkill_of_the_leader_fails_over_within_the_lease(start_beat, r):
     leader.kill_group()
     killed = time.monotonic()
     others = [b for b in beats if b is not leader]
-    wait_until(lambda: any(leads(b) for b in others), timeout=lease + 5,
-               interval=0.01, message="a new leader")
+    wait_until(
+        lambda: any(leads(b) for b in others),
+        timeout=lease + 5,
+        interval=0.01,
+        message="a new leader",
+    )
     assert time.monotonic() - killed <= lease + 4.0  # generous: a loaded CI machine
     before = len(fires(r))
     wait_until(lambda: len(fires(r)) >= before + 4, timeout=20, message="fires go on")
@@ -479,8 +546,9 @@ def test_sigstop_of_the_leader_fails_over_and_it_sends_nothing_when_resumed(star
     leader.signal(signal.SIGSTOP)
     stopped = time.monotonic()
     try:
-        wait_until(lambda: leads(other), timeout=lease + 5, interval=0.01,
-                   message="the other beat to lead")
+        wait_until(
+            lambda: leads(other), timeout=lease + 5, interval=0.01, message="the other beat to lead"
+        )
         assert time.monotonic() - stopped <= lease + 4.0  # generous: a loaded CI machine
         before = len(fires(r))
         wait_until(lambda: len(fires(r)) >= before + 2, timeout=20, message="fires go on")
@@ -530,9 +598,15 @@ def test_beat_rides_out_a_redis_restart(own_redis, start_beat):
 
 def test_worker_with_embedded_beat(start_worker, r):
     schedule = {"tick": {"task": RECORD, "schedule": 0.5}}
-    worker = start_worker("-P", "threads", "-c", "2", "--beat",
-                          app="tests.apps.beat_app:create_app",
-                          env={"BEAT_TEST_SCHEDULE": json.dumps(schedule)})
+    worker = start_worker(
+        "-P",
+        "threads",
+        "-c",
+        "2",
+        "--beat",
+        app="tests.apps.beat_app:create_app",
+        env={"BEAT_TEST_SCHEDULE": json.dumps(schedule)},
+    )
     wait_until(lambda: r.llen("test:beat:runs") >= 3, timeout=20, message="3 runs")
     assert r.lindex("test:beat:runs", 0).startswith("tick ")
     worker.signal(signal.SIGTERM)
@@ -542,12 +616,16 @@ def test_worker_with_embedded_beat(start_worker, r):
     assert len(runs) == len(set(runs))
 
 
-def test_embedded_beat_hands_over_at_the_first_signal(start_worker, r, redis_url,
-                                                       monkeypatch):
+def test_embedded_beat_hands_over_at_the_first_signal(start_worker, r, redis_url, monkeypatch):
     """SIGTERM releases the embedded beat's lease at once, while running tasks finish."""
     schedule = {"tick": {"task": RECORD, "schedule": 3600}}
-    worker = start_worker("-P", "solo", "--beat", app="tests.apps.beat_app:create_app",
-                          env={"BEAT_TEST_SCHEDULE": json.dumps(schedule)})
+    worker = start_worker(
+        "-P",
+        "solo",
+        "--beat",
+        app="tests.apps.beat_app:create_app",
+        env={"BEAT_TEST_SCHEDULE": json.dumps(schedule)},
+    )
     wait_until(lambda: r.exists(KEYS.beat_lease()), message="the lease taken")
     import os
 
@@ -559,8 +637,11 @@ def test_embedded_beat_hands_over_at_the_first_signal(start_worker, r, redis_url
         beat_app.linger.delay(3)
     wait_until(lambda: r.exists("test:beat:lingering"), message="the task running")
     worker.signal(signal.SIGTERM)
-    wait_until(lambda: not r.exists(KEYS.beat_lease()), timeout=2,
-               message="the lease released before the task ends")
+    wait_until(
+        lambda: not r.exists(KEYS.beat_lease()),
+        timeout=2,
+        message="the lease released before the task ends",
+    )
     assert worker.proc.poll() is None  # still finishing its task
     assert worker.wait(timeout=20) == 0
 

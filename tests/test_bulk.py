@@ -25,8 +25,9 @@ def test_delay_many_runs_every_call_and_keeps_order(app, start_worker):
 
 def test_apply_many_takes_kwargs_and_shared_options(app, r):
     with app.app_context():
-        results = add.apply_many([((1,), {"y": 2}), (None, {"x": 3, "y": 4})],
-                                 countdown=60, priority=7, queue="bulk")
+        results = add.apply_many(
+            [((1,), {"y": 2}), (None, {"x": 3, "y": 4})], countdown=60, priority=7, queue="bulk"
+        )
     delayed = r.zrange("taskq:{bulk}:delayed", 0, -1, withscores=True)
     assert len(delayed) == 2 and r.xlen("taskq:{bulk}:p7") == 0
     assert all(member.startswith("7") for member, _ in delayed)
@@ -39,11 +40,14 @@ def test_chunks_each_go_in_one_round_trip(app, r, monkeypatch):
         state = app.extensions["taskq"]
         sizes: list[int] = []
         original = state.broker.enqueue_many
-        monkeypatch.setattr(state.broker, "enqueue_many",
-                            lambda items, **kw: (sizes.append(len(items)),
-                                                 original(items, **kw)))
-        results = tq.send_many("tests.apps.basic.add", (((i, 1), None) for i in range(10)),
-                               chunk_size=4)
+        monkeypatch.setattr(
+            state.broker,
+            "enqueue_many",
+            lambda items, **kw: (sizes.append(len(items)), original(items, **kw)),
+        )
+        results = tq.send_many(
+            "tests.apps.basic.add", (((i, 1), None) for i in range(10)), chunk_size=4
+        )
     assert sizes == [4, 4, 2]
     assert len(results) == 10 and r.xlen("taskq:{default}:p5") == 10
 
@@ -75,8 +79,7 @@ def test_bad_options_are_typed_errors_and_send_nothing(app, r):
 
 
 def test_eager_mode_runs_each_call():
-    app = api.create_app({"TASKQ_BROKER_URL": "redis://127.0.0.1:1/0",
-                          "TASKQ_ALWAYS_EAGER": True})
+    app = api.create_app({"TASKQ_BROKER_URL": "redis://127.0.0.1:1/0", "TASKQ_ALWAYS_EAGER": True})
     with app.app_context():
         results = api.add.delay_many([(1, 2), (3, 4)])
         assert [res.get() for res in results] == [3, 7]
@@ -145,11 +148,14 @@ def test_a_worker_and_app_on_the_orjson_serializer(redis_url, monkeypatch, start
             fail.delay("nope").get(timeout=10)
 
 
-@pytest.mark.parametrize("config", [
-    {},
-    {"TASKQ_ROUTES": {"api.*": {"queue": "routed", "priority": 2}}},
-    {"TASKQ_TASK_DEFAULT_PRIORITY": 8, "TASKQ_SIGNING_KEY": "k" * 32},
-])
+@pytest.mark.parametrize(
+    "config",
+    [
+        {},
+        {"TASKQ_ROUTES": {"api.*": {"queue": "routed", "priority": 2}}},
+        {"TASKQ_TASK_DEFAULT_PRIORITY": 8, "TASKQ_SIGNING_KEY": "k" * 32},
+    ],
+)
 def test_plain_delay_sends_what_apply_async_sends(redis_url, r, config):
     """``delay()`` takes a shorter road than ``apply_async()`` (no Message object): the
     message on the wire must be the same but for the id and send time."""
@@ -158,8 +164,12 @@ def test_plain_delay_sends_what_apply_async_sends(redis_url, r, config):
     app = api.create_app({"TASKQ_BROKER_URL": redis_url, **config})
     with app.app_context():
         state = app.extensions["taskq"]
-        sent = [api.perishable.delay(), api.perishable.apply_async(),
-                api.echo.delay(1, "two", x=[3]), api.echo.apply_async((1, "two"), {"x": [3]})]
+        sent = [
+            api.perishable.delay(),
+            api.perishable.apply_async(),
+            api.echo.delay(1, "two", x=[3]),
+            api.echo.apply_async((1, "two"), {"x": [3]}),
+        ]
     assert isinstance(state.serializer, SignedSerializer) == ("TASKQ_SIGNING_KEY" in config)
     assert api.perishable._plain_plan[1] is not None  # delay() took the short road
     assert api.echo._plain_plan[1] is not None

@@ -111,7 +111,8 @@ def test_a_long_chain_carries_its_rest_flat(capp, worker):
 
 def test_chain_failure_stops_it_and_fails_its_result(capp, worker, r):
     res = (add.s(1, 2) | boom.s() | note.s(token="never")).apply_async(
-        link_error=errback.s(token="chain"))
+        link_error=errback.s(token="chain")
+    )
     with pytest.raises(Boom, match="boom"):
         res.get(timeout=15)
     assert res.failed()
@@ -172,8 +173,7 @@ def test_group_or_callback_is_a_chord(capp, worker, r):
 
 
 def test_chord_with_retrying_members_fires_once(capp, worker, r):
-    res = chord([flaky_double.s(i, failures=2) for i in range(1, 5)],
-                tsum.s(token="retry")).delay()
+    res = chord([flaky_double.s(i, failures=2) for i in range(1, 5)], tsum.s(token="retry")).delay()
     assert res.get(timeout=20) == 20
     assert callback_runs(r, "retry") == 1
 
@@ -181,8 +181,7 @@ def test_chord_with_retrying_members_fires_once(capp, worker, r):
 def test_chord_survives_sigkill_mid_member(capp, start_worker, r):
     env = {"TASKQ_VISIBILITY_TIMEOUT": "1"}
     first = start_worker("-P", "solo", app=APP, env=env)
-    res = chord([slow_once.s(1, "k", 30), double.s(2), double.s(3)],
-                tsum.s(token="kill")).delay()
+    res = chord([slow_once.s(1, "k", 30), double.s(2), double.s(3)], tsum.s(token="kill")).delay()
     wait_until(lambda: r.get("cv:slow_started:k"))
     first.kill_group()
     start_worker("-P", "solo", app=APP, env=env)
@@ -207,8 +206,8 @@ def test_chord_last_members_at_the_same_instant_fire_once(capp, start_worker, r)
         barrier.wait()
         _chord_member_done(state, m, value)
 
-    threads = [threading.Thread(target=finish, args=(meta[i], 10 ** i)) for i in (1, 2)]
-    threads += [threading.Thread(target=finish, args=(meta[i], 10 ** i)) for i in (1, 2)]
+    threads = [threading.Thread(target=finish, args=(meta[i], 10**i)) for i in (1, 2)]
+    threads += [threading.Thread(target=finish, args=(meta[i], 10**i)) for i in (1, 2)]
     for t in threads:
         t.start()
     for t in threads:
@@ -221,8 +220,9 @@ def test_chord_last_members_at_the_same_instant_fire_once(capp, start_worker, r)
 
 
 def test_chord_member_failure_fails_the_chord_once(capp, worker, r):
-    res = chord([add.s(1, 1), boom.s(7), add.s(2, 2), boom.s(8)],
-                tsum.s(token="fail")).apply_async(link_error=errback.s(token="chord"))
+    res = chord([add.s(1, 1), boom.s(7), add.s(2, 2), boom.s(8)], tsum.s(token="fail")).apply_async(
+        link_error=errback.s(token="chord")
+    )
     with pytest.raises(ChordError, match=r"tests\.apps\.canvas_app\.boom\[") as info:
         res.get(timeout=15)
     assert "Boom" in str(info.value)
@@ -250,8 +250,9 @@ def test_chains_inside_a_group(capp, worker):
 
 
 def test_group_in_the_middle_of_a_chain_and_parent_walks_back(capp, worker, r):
-    res = chain(add.s(1, 1), group(double.s(), mul.s(10)), collect.s(token="mid"),
-                note.s(token="mid")).apply_async()
+    res = chain(
+        add.s(1, 1), group(double.s(), mul.s(10)), collect.s(token="mid"), note.s(token="mid")
+    ).apply_async()
     assert res.get(timeout=15) == [4, 20]
     collected = res.parent
     assert collected.get(timeout=5) == [4, 20]
@@ -262,8 +263,9 @@ def test_group_in_the_middle_of_a_chain_and_parent_walks_back(capp, worker, r):
 
 
 def test_chord_inside_a_chain(capp, worker, r):
-    res = (add.s(1, 1) | chord([double.s(), double.s()], tsum.s(token="inner"))
-           | double.s()).delay()
+    res = (
+        add.s(1, 1) | chord([double.s(), double.s()], tsum.s(token="inner")) | double.s()
+    ).delay()
     assert res.get(timeout=15) == 16
     assert res.parent.get(timeout=5) == 8
     assert res.parent.parent.get(timeout=5) == [4, 4]
@@ -284,8 +286,10 @@ def test_chain_as_chord_callback(capp, worker, r):
 def test_chords_inside_a_group_and_a_chord(capp, worker, r):
     res = group(chord([add.s(1, 1), add.s(2, 2)], tsum.s(token="g1")), add.s(5, 5)).delay()
     assert res.get(timeout=15) == [6, 10]
-    outer = chord([chord([add.s(1, 1), add.s(2, 2)], tsum.s(token="in")), add.s(10, 10)],
-                  collect.s(token="out")).delay()
+    outer = chord(
+        [chord([add.s(1, 1), add.s(2, 2)], tsum.s(token="in")), add.s(10, 10)],
+        collect.s(token="out"),
+    ).delay()
     assert outer.get(timeout=15) == [6, 20]
     assert callback_runs(r, "in") == 1 and callback_runs(r, "out") == 1
 
@@ -294,8 +298,9 @@ def test_set_queue_routes_every_step_to_a_worker_of_that_queue(capp, start_worke
     start_worker("-P", "threads", "-c", "2", "-Q", "other", app=APP)
     res = (add.s(1, 2).set(queue="other") | double.s().set(queue="other")).delay()
     assert res.get(timeout=15) == 6
-    flow = chord([add.s(i, i).set(queue="other") for i in range(3)],
-                 tsum.s(token="other").set(queue="other")).delay()
+    flow = chord(
+        [add.s(i, i).set(queue="other") for i in range(3)], tsum.s(token="other").set(queue="other")
+    ).delay()
     assert flow.get(timeout=15) == 6
     elsewhere = add.s(1, 1).delay()  # the default queue has no worker
     with pytest.raises(TaskTimeoutError):
@@ -306,8 +311,10 @@ def test_set_queue_routes_every_step_to_a_worker_of_that_queue(capp, start_worke
 def test_stress_50_chords_of_20_on_two_workers(capp, start_worker, r):
     start_worker("-P", "threads", "-c", "4", app=APP)
     start_worker("-P", "threads", "-c", "4", app=APP)
-    results = [chord((add.s(i, j) for j in range(20)), tsum.s(token=f"stress-{i}")).delay()
-               for i in range(50)]
+    results = [
+        chord((add.s(i, j) for j in range(20)), tsum.s(token=f"stress-{i}")).delay()
+        for i in range(50)
+    ]
     for i, res in enumerate(results):
         assert res.get(timeout=60) == 20 * i + sum(range(20))
     runs = r.hgetall("cv:callback_runs")
@@ -318,12 +325,18 @@ def test_stress_50_chords_of_20_on_two_workers(capp, start_worker, r):
 def test_link_and_link_error_on_tasks_and_signatures(capp, worker, r):
     ok = add.apply_async((2, 3), link=note.s(token="ok"), link_error=errback.s(token="ok"))
     assert ok.get(timeout=10) == 5
-    bad = boom.s().apply_async(link=note.s(token="bad"),
-                               link_error=[errback.s(token="bad"), errback.s(token="bad2")])
+    bad = boom.s().apply_async(
+        link=note.s(token="bad"), link_error=[errback.s(token="bad"), errback.s(token="bad2")]
+    )
     with pytest.raises(Boom):
         bad.get(timeout=10)
-    wait_until(lambda: r.llen("cv:note:ok") == 1 and r.llen("cv:errback:bad") == 1
-               and r.llen("cv:errback:bad2") == 1)
+    wait_until(
+        lambda: (
+            r.llen("cv:note:ok") == 1
+            and r.llen("cv:errback:bad") == 1
+            and r.llen("cv:errback:bad2") == 1
+        )
+    )
     assert r.lrange("cv:note:ok", 0, -1) == ["5"]
     assert r.lrange("cv:errback:bad", 0, -1) == [bad.id]
     assert r.llen("cv:errback:ok") == 0 and r.llen("cv:note:bad") == 0
@@ -332,7 +345,8 @@ def test_link_and_link_error_on_tasks_and_signatures(capp, worker, r):
     sig.delay()
     wait_until(lambda: r.lrange("cv:note:method", 0, -1) == ["8"])
     res = capp.extensions["taskq"].taskqueue.send_task(
-        add.name, (1, 1), link=note.si("fixed", token="by-name"))
+        add.name, (1, 1), link=note.si("fixed", token="by-name")
+    )
     assert AsyncResult(res.id).get(timeout=10) == 2
     wait_until(lambda: r.lrange("cv:note:by-name", 0, -1) == ["'fixed'"])
 
@@ -353,8 +367,12 @@ def test_chain_group_and_chord_run_inline_in_eager_mode(eager_app, r):
     res = chord((add.s(i, i) for i in range(5)), tsum.s(token="eager")).delay()
     assert res.get() == 20 and res.parent.get() == [0, 2, 4, 6, 8]
     assert callback_runs(r, "eager") == 1
-    nested = (add.s(1, 1) | group(double.s(), mul.s(10)) | collect.s(token="e2")
-              | note.s(token="eager-tail")).delay()
+    nested = (
+        add.s(1, 1)
+        | group(double.s(), mul.s(10))
+        | collect.s(token="e2")
+        | note.s(token="eager-tail")
+    ).delay()
     assert nested.get() == [4, 20]
     assert isinstance(nested.parent.parent, GroupResult)
     assert r.lrange("cv:note:eager-tail", 0, -1) == ["[4, 20]"]
@@ -364,14 +382,16 @@ def test_chain_group_and_chord_run_inline_in_eager_mode(eager_app, r):
 
 def test_eager_failures_stop_chains_and_fail_chords(eager_app, r):
     res = (add.s(1, 2) | boom.s() | note.s(token="never")).apply_async(
-        link_error=errback.s(token="eager-chain"))
+        link_error=errback.s(token="eager-chain")
+    )
     with pytest.raises(Boom):
         res.get()
     assert res.parent.failed() and res.parent.parent.get() == 3
     assert r.lrange("cv:errback:eager-chain", 0, -1) == [res.parent.id]
     assert r.llen("cv:note:never") == 0
     res = chord([add.s(1, 1), boom.s(2)], tsum.s(token="eager-fail")).apply_async(
-        link_error=errback.s(token="eager-chord"))
+        link_error=errback.s(token="eager-chord")
+    )
     with pytest.raises(ChordError, match="boom"):
         res.get()
     assert callback_runs(r, "eager-fail") == 0

@@ -61,8 +61,11 @@ def test_the_views_run_the_tasks_on_a_real_worker(app, env, start_worker, r):
     block_id = start(client, "/tasks/block")
     process_id = start(client, "/tasks/process", total=3)
 
-    added = wait_until(lambda: (answer := result(client, add_id))["ready"] and answer,
-                       timeout=30, message="add to be ready")
+    added = wait_until(
+        lambda: (answer := result(client, add_id))["ready"] and answer,
+        timeout=30,
+        message="add to be ready",
+    )
     assert added == {"ready": True, "successful": True, "value": 5}
 
     observed = []
@@ -80,15 +83,17 @@ def test_the_views_run_the_tasks_on_a_real_worker(app, env, start_worker, r):
     assert all(a["successful"] is None for a in observed if not a["ready"])
     assert [p["current"] for p in progress] == sorted(p["current"] for p in progress)
 
-    worker.wait_for_log(f"examples.celery_port.tasks.block[{block_id}] succeeded",
-                        timeout=30)
+    worker.wait_for_log(f"examples.celery_port.tasks.block[{block_id}] succeeded", timeout=30)
     assert result(client, block_id) == {"ready": False, "successful": None, "value": None}
     assert r.exists(f"taskq:result:{{{block_id}}}") == 0  # TASKQ_TASK_IGNORE_RESULT
 
 
 def test_result_of_a_task_not_run_yet(app):
-    assert result(app.test_client(), "not-a-task") == {"ready": False, "successful": None,
-                                                        "value": None}
+    assert result(app.test_client(), "not-a-task") == {
+        "ready": False,
+        "successful": None,
+        "value": None,
+    }
 
 
 def test_the_index_page_drives_every_view(app):
@@ -103,9 +108,12 @@ def test_tasks_and_views_know_no_taskqueue():
     """The modules a Celery user ports import only Celery's names from flask_taskq."""
     for module, names in (("tasks.py", {"Task", "shared_task"}), ("views.py", {"AsyncResult"})):
         tree = ast.parse((EXAMPLE / module).read_text())
-        imported = {alias.name for node in ast.walk(tree)
-                    if isinstance(node, ast.ImportFrom) and node.module == "flask_taskq"
-                    for alias in node.names}
+        imported = {
+            alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module == "flask_taskq"
+            for alias in node.names
+        }
         assert imported == names, module
 
 
@@ -113,10 +121,15 @@ def test_the_readme_diff_matches_the_example():
     """Every line the README's diff adds is in the example, and no removed one is."""
     readme = (EXAMPLE / "README.md").read_text()
     diffs = re.findall(r"```diff\n(.*?)```", readme, flags=re.S)
-    source = {line.strip() for path in EXAMPLE.glob("*.py")
-              for line in path.read_text().splitlines()}
-    lines = [line for diff in diffs for line in diff.splitlines()
-             if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    source = {
+        line.strip() for path in EXAMPLE.glob("*.py") for line in path.read_text().splitlines()
+    }
+    lines = [
+        line
+        for diff in diffs
+        for line in diff.splitlines()
+        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+    ]
     assert len(lines) > 10
     for line in lines:
         present = line[1:].strip() in source

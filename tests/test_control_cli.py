@@ -22,8 +22,9 @@ def test_pause_and_resume_a_queue(app, start_worker, redis_server):
     result = cli(app, "queues", "pause", "default")
     assert result.exit_code == 0 and "Paused default" in result.output
     assert monitor.paused() == {"default"}
-    seen = wait_until(lambda: [p["heartbeat"] for p in monitor.processes()
-                               if p["paused"] == ["default"]])
+    seen = wait_until(
+        lambda: [p["heartbeat"] for p in monitor.processes() if p["paused"] == ["default"]]
+    )
     wait_until(lambda: monitor.processes()[0]["heartbeat"] > seen[0])
     with app.app_context():
         res = add.delay(1, 2)
@@ -49,8 +50,11 @@ def test_status_shows_the_worker_of_a_running_task(app, start_worker, r):
     start_worker("-P", "solo", "-n", "busy@test")
     with app.app_context():
         res = mark.delay("slow", seconds=4)
-    wait_until(lambda: "busy@test" in cli(app, "status", res.id).output, timeout=10,
-               message="the worker in the status")
+    wait_until(
+        lambda: "busy@test" in cli(app, "status", res.id).output,
+        timeout=10,
+        message="the worker in the status",
+    )
     assert "state    PENDING" in cli(app, "status", res.id).output
 
 

@@ -74,10 +74,12 @@ def nap(seconds):
 def create_app(**config) -> Flask:
     """The dashboard test app; workers start it from ``TASKQ_BROKER_URL``."""
     app = Flask("dashboard")
-    app.config.update(TASKQ_BROKER_URL=os.environ.get("TASKQ_BROKER_URL",
-                                                      "redis://127.0.0.1:1/0"),
-                      TASKQ_DASHBOARD=True, SECRET_KEY="test secret",
-                      TASKQ_DASHBOARD_AUTH=(USER, PASSWORD))
+    app.config.update(
+        TASKQ_BROKER_URL=os.environ.get("TASKQ_BROKER_URL", "redis://127.0.0.1:1/0"),
+        TASKQ_DASHBOARD=True,
+        SECRET_KEY="test secret",
+        TASKQ_DASHBOARD_AUTH=(USER, PASSWORD),
+    )
     app.config.update(config)
     tq.init_app(app)
     return app
@@ -119,8 +121,14 @@ def make_dead_letter(app, task, *args, reason="test: dead on purpose"):
     with app.app_context():
         res = task.delay(*args)
     [delivery] = state.broker.fetch("test-consumer", ["default"], 1, 0)
-    state.broker.dead_letter("test-consumer", delivery, reason, task.name, res.id,
-                             "Traceback (most recent call last):\nRuntimeError: on purpose\n")
+    state.broker.dead_letter(
+        "test-consumer",
+        delivery,
+        reason,
+        task.name,
+        res.id,
+        "Traceback (most recent call last):\nRuntimeError: on purpose\n",
+    )
     [row] = [r for r in state.broker.dead_letters("default") if r["id"] == res.id]
     return res.id, row["entry_id"]
 
@@ -159,8 +167,12 @@ def test_basic_auth(client):
     assert client.get("/taskq/", headers={"Authorization": f"Basic {wrong}"}).status_code == 401
     assert get(client, "/taskq/").status_code == 200
     # everything under the prefix is protected, the static files and metrics too
-    for path in ("/taskq/static/dashboard.js", "/taskq/metrics", "/taskq/api/overview",
-                 "/taskq/task/x"):
+    for path in (
+        "/taskq/static/dashboard.js",
+        "/taskq/metrics",
+        "/taskq/api/overview",
+        "/taskq/task/x",
+    ):
         assert client.get(path).status_code == 401, path
         assert get(client, path).status_code == 200, path
 
@@ -191,15 +203,18 @@ def test_security_headers(client):
 
 
 # -- pages ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("path, text", [
-    ("/taskq/", "Throughput"),
-    ("/taskq/queues", "reports"),
-    ("/taskq/workers", "No worker is running"),
-    ("/taskq/failures", "No dead letters"),
-    ("/taskq/periodic", "No periodic tasks"),
-    ("/taskq/workflows", "No workflow data yet"),
-    ("/taskq/task/unknown-id", "Nothing is known about this task yet"),
-])
+@pytest.mark.parametrize(
+    "path, text",
+    [
+        ("/taskq/", "Throughput"),
+        ("/taskq/queues", "reports"),
+        ("/taskq/workers", "No worker is running"),
+        ("/taskq/failures", "No dead letters"),
+        ("/taskq/periodic", "No periodic tasks"),
+        ("/taskq/workflows", "No workflow data yet"),
+        ("/taskq/task/unknown-id", "Nothing is known about this task yet"),
+    ],
+)
 def test_every_page_renders(client, path, text):
     resp = get(client, path)
     assert resp.status_code == 200
@@ -232,8 +247,9 @@ def test_the_search_box_opens_a_task(client):
 
 
 def test_overview_shows_a_running_worker_queues_and_charts(dash, client, start_worker):
-    start_worker("-P", "solo", "-n", "dash@test", "-Q", "default",
-                 app="tests.test_dashboard:create_app")
+    start_worker(
+        "-P", "solo", "-n", "dash@test", "-Q", "default", app="tests.test_dashboard:create_app"
+    )
     with dash.app_context():
         for res in [add.delay(i, i) for i in range(5)]:
             res.get(timeout=10)
@@ -241,8 +257,10 @@ def test_overview_shows_a_running_worker_queues_and_charts(dash, client, start_w
             boom.delay("bad").get(timeout=10)
         report.delay(1)  # no worker consumes "reports": it waits
     mon = Monitor(dash.extensions["taskq"].broker.client, Keys("taskq"))
-    wait_until(lambda: mon.totals(5).get(("failed", "default", boom.name)),
-               message="the counters published")
+    wait_until(
+        lambda: mon.totals(5).get(("failed", "default", boom.name)),
+        message="the counters published",
+    )
     page = get(client, "/taskq/")
     assert "dash@test" in page.text
     doc = get(client, "/taskq/api/overview").get_json()
@@ -252,16 +270,20 @@ def test_overview_shows_a_running_worker_queues_and_charts(dash, client, start_w
     assert len(series["minutes"]) == 60
     assert sum(series["processed"]) == 5 and sum(series["failed"]) == 1
     assert [r for r in series["failure_rate"] if r is not None][-1] == pytest.approx(16.7)
-    queues = {q["name"]: q for q in data.queues(dash.extensions["taskq"], mon,
-                                                mon.processes(), data.activity(mon))}
+    queues = {
+        q["name"]: q
+        for q in data.queues(dash.extensions["taskq"], mon, mon.processes(), data.activity(mon))
+    }
     assert queues["reports"]["ready"] == 1 and queues["default"]["consumers"] == 1
     workers = get(client, "/taskq/workers").text
     assert "dash@test" in workers and "solo pool" in workers
 
 
 def test_periodic_page_shows_next_run(redis_url):
-    app = create_app(TASKQ_BROKER_URL=redis_url, TASKQ_BEAT_SCHEDULE={
-        "every-minute": {"task": add.name, "schedule": 60.0, "args": (1, 2)}})
+    app = create_app(
+        TASKQ_BROKER_URL=redis_url,
+        TASKQ_BEAT_SCHEDULE={"every-minute": {"task": add.name, "schedule": 60.0, "args": (1, 2)}},
+    )
     text = get(app.test_client(), "/taskq/periodic").text
     assert "every-minute" in text and add.name in text
     assert "no beat is running" in text
@@ -290,8 +312,7 @@ def test_retry_of_a_failed_task_runs_it_again(dash, client, start_worker, r):
     page = get(client, f"/taskq/task/{res.id}").text
     assert "FAILURE" in page and "t2 is broken" in page
     r.set("test:fixed:t2", 1)
-    resp = post(client, "/taskq/tasks/retry", {"task_id": res.id},
-                page=f"/taskq/task/{res.id}")
+    resp = post(client, "/taskq/tasks/retry", {"task_id": res.id}, page=f"/taskq/task/{res.id}")
     assert resp.status_code == 303 and resp.location.endswith(f"/taskq/task/{res.id}")
     assert "Retrying task" in get(client, resp.location).text
     with dash.app_context():
@@ -308,11 +329,16 @@ def test_a_failure_without_dead_letter_is_listed_and_retried(dash, client, start
             res.get(timeout=10)
     state = dash.extensions["taskq"]
     assert state.broker.dead_letter_count("default") == 0
-    listing = wait_until(lambda: (text := get(client, "/taskq/failures").text)
-                         and f'data-task-id="{res.id}"' in text and text,
-                         message="the failure on the failures page (next heartbeat)")
-    row = listing[listing.index(f'<tr data-task-id="{res.id}"'):]
-    row = row[:row.index("</tr>")]
+    listing = wait_until(
+        lambda: (
+            (text := get(client, "/taskq/failures").text)
+            and f'data-task-id="{res.id}"' in text
+            and text
+        ),
+        message="the failure on the failures page (next heartbeat)",
+    )
+    row = listing[listing.index(f'<tr data-task-id="{res.id}"') :]
+    row = row[: row.index("</tr>")]
     assert flaky.name in row and "ValueError: plain is broken" in row
     assert "&#39;plain&#39;" in row and 'action="/taskq/tasks/retry"' in row
     page = get(client, f"/taskq/task/{res.id}").text
@@ -333,14 +359,25 @@ def test_a_failure_without_dead_letter_is_listed_and_retried(dash, client, start
 
 def test_a_failure_whose_message_is_not_kept_cannot_be_retried(dash, client):
     state = dash.extensions["taskq"]
-    doc = {"status": "FAILURE", "task": boom.name, "exc_type": "ValueError",
-           "exc_module": "builtins", "exc_message": "lost", "traceback": "Traceback: lost\n"}
+    doc = {
+        "status": "FAILURE",
+        "task": boom.name,
+        "exc_type": "ValueError",
+        "exc_module": "builtins",
+        "exc_message": "lost",
+        "traceback": "Traceback: lost\n",
+    }
     state.backend.store_many([("gone1", state.serializer.dumps(doc), True)], 60)
     page = get(client, "/taskq/task/gone1").text
     assert "ValueError: lost" in page
     assert 'id="retry-disabled"' in page and "arguments are not known" in page
-    resp = post(client, "/taskq/tasks/retry", {"task_id": "gone1"},
-                page="/taskq/task/gone1", follow_redirects=True)
+    resp = post(
+        client,
+        "/taskq/tasks/retry",
+        {"task_id": "gone1"},
+        page="/taskq/task/gone1",
+        follow_redirects=True,
+    )
     assert "cannot be retried" in resp.text
     assert state.broker.queue_length("default") == 0
 
@@ -352,8 +389,12 @@ def test_task_page_shows_progress_and_result(dash, client):
     page = get(client, "/taskq/task/p1").text
     assert '<progress id="task-progress" max="100" value="30.0">' in page
     assert "(3 of 10)" in page
-    done = {"status": "SUCCESS", "task": add.name, "result": {"answer": 42},
-            "date_done": time.time()}
+    done = {
+        "status": "SUCCESS",
+        "task": add.name,
+        "result": {"answer": 42},
+        "date_done": time.time(),
+    }
     state.backend.store_many([("p1", state.serializer.dumps(done), True)], 60)
     live = get(client, "/taskq/api/task/p1").get_json()["regions"]["task_panel"]
     assert "SUCCESS" in live and "&#34;answer&#34;: 42" in live and "<progress" not in live
@@ -372,16 +413,19 @@ def test_posts_need_the_csrf_token(dash, client):
     _, entry = make_dead_letter(dash, fragile, "c1")
     fields = {"queue": "default", "entry_id": entry}
     assert post(client, "/taskq/dead-letters/requeue", fields, csrf=False).status_code == 400
-    forged = client.post("/taskq/dead-letters/requeue",
-                         data={**fields, "csrf_token": "forged"}, headers=AUTH)
+    forged = client.post(
+        "/taskq/dead-letters/requeue", data={**fields, "csrf_token": "forged"}, headers=AUTH
+    )
     assert forged.status_code == 400 and "CSRF" in forged.text
     other = dash.test_client()  # another session's token is no good either
-    stolen = other.post("/taskq/dead-letters/requeue",
-                        data={**fields, "csrf_token": token(client)}, headers=AUTH)
+    stolen = other.post(
+        "/taskq/dead-letters/requeue", data={**fields, "csrf_token": token(client)}, headers=AUTH
+    )
     assert stolen.status_code == 400
     assert dash.extensions["taskq"].broker.dead_letter_count("default") == 1
-    by_header = client.post("/taskq/dead-letters/requeue", data=fields,
-                            headers={**AUTH, "X-CSRF-Token": token(client)})
+    by_header = client.post(
+        "/taskq/dead-letters/requeue", data=fields, headers={**AUTH, "X-CSRF-Token": token(client)}
+    )
     assert by_header.status_code == 303
 
 
@@ -390,17 +434,23 @@ def test_requeue_puts_the_message_back(dash, client):
     task_id, entry = make_dead_letter(dash, fragile, "rq")
     listing = get(client, "/taskq/failures").text
     assert f'data-entry="{entry}"' in listing and "test: dead on purpose" in listing
-    resp = post(client, "/taskq/dead-letters/requeue", {"queue": "default", "entry_id": entry,
-                                                        "next": "/taskq/failures"})
+    resp = post(
+        client,
+        "/taskq/dead-letters/requeue",
+        {"queue": "default", "entry_id": entry, "next": "/taskq/failures"},
+    )
     assert resp.status_code == 303 and resp.location == "/taskq/failures"
     assert "Requeued dead letter" in get(client, "/taskq/failures").text
     assert state.broker.dead_letter_count("default") == 0
     assert state.broker.queue_length("default") == 1
     [delivery] = state.broker.fetch("check", ["default"], 1, 0)
     assert json.loads(delivery.body)["id"] == task_id
-    again = post(client, "/taskq/dead-letters/requeue", {"queue": "default",
-                                                         "entry_id": entry},
-                 follow_redirects=True)
+    again = post(
+        client,
+        "/taskq/dead-letters/requeue",
+        {"queue": "default", "entry_id": entry},
+        follow_redirects=True,
+    )
     assert "No dead letter" in again.text
 
 
@@ -416,8 +466,7 @@ def test_delete_requeue_all_and_purge(dash, client):
     assert state.broker.dead_letter_count("default") == 0
     assert state.broker.queue_length("default") == 2
     make_dead_letter(dash, fragile, "d4")
-    resp = post(client, "/taskq/dead-letters/purge", {"queue": "default"},
-                follow_redirects=True)
+    resp = post(client, "/taskq/dead-letters/purge", {"queue": "default"}, follow_redirects=True)
     assert "Deleted 1 dead letter of queue" in resp.text
     assert state.broker.dead_letter_count("default") == 0
 
@@ -434,8 +483,11 @@ def test_pause_and_resume_a_queue(dash, client):
 def test_redirects_stay_on_the_dashboard(dash, client):
     _, entry = make_dead_letter(dash, fragile, "n1")
     for target in ("https://evil.example/", "//evil.example/", "/elsewhere"):
-        resp = post(client, "/taskq/dead-letters/delete",
-                    {"queue": "default", "entry_id": entry, "next": target})
+        resp = post(
+            client,
+            "/taskq/dead-letters/delete",
+            {"queue": "default", "entry_id": entry, "next": target},
+        )
         assert resp.location == "/taskq/failures", target
 
 
@@ -457,7 +509,14 @@ def test_unreachable_redis_is_a_503(own_redis):
 def test_memory_broker_pages_render(monkeypatch):
     app = create_app(TASKQ_BROKER_URL="memory://")
     client = app.test_client()
-    for path in ("/taskq/", "/taskq/queues", "/taskq/workers", "/taskq/failures",
-                 "/taskq/periodic", "/taskq/task/x", "/taskq/metrics"):
+    for path in (
+        "/taskq/",
+        "/taskq/queues",
+        "/taskq/workers",
+        "/taskq/failures",
+        "/taskq/periodic",
+        "/taskq/task/x",
+        "/taskq/metrics",
+    ):
         assert get(client, path).status_code == 200, path
     assert "The broker is not Redis" in get(client, "/taskq/").text

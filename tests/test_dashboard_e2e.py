@@ -29,13 +29,20 @@ def _browser_or_skip() -> None:
     if os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER):
         return
     if shutil.which("apt-get") is None or os.geteuid() != 0:
-        pytest.skip("headless Chromium is not installed (apt-get install chromium "
-                    "chromium-driver) and cannot be installed here: not root or no apt-get")
+        pytest.skip(
+            "headless Chromium is not installed (apt-get install chromium "
+            "chromium-driver) and cannot be installed here: not root or no apt-get"
+        )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     try:
         subprocess.run(["apt-get", "update", "-q"], capture_output=True, timeout=240, env=env)
-        subprocess.run(["apt-get", "install", "-y", "-q", "chromium", "chromium-driver"],
-                       check=True, capture_output=True, timeout=300, env=env)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "chromium", "chromium-driver"],
+            check=True,
+            capture_output=True,
+            timeout=300,
+            env=env,
+        )
     except (subprocess.SubprocessError, OSError) as exc:
         pytest.skip(f"could not install chromium and chromium-driver: {exc}")
     if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
@@ -50,10 +57,18 @@ def browser(tmp_path):
     _browser_or_skip()
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--window-size=1400,1000",
-                 f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1400,1000",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
@@ -66,8 +81,10 @@ def browser(tmp_path):
 def served(redis_url):
     """The dashboard app behind a real HTTP server on a free port; its auth callable lets
     in requests from this machine."""
-    app = create_app(TASKQ_BROKER_URL=redis_url,
-                     TASKQ_DASHBOARD_AUTH=lambda request: request.remote_addr == "127.0.0.1")
+    app = create_app(
+        TASKQ_BROKER_URL=redis_url,
+        TASKQ_DASHBOARD_AUTH=lambda request: request.remote_addr == "127.0.0.1",
+    )
     server = make_server("127.0.0.1", free_port(), app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -77,13 +94,13 @@ def served(redis_url):
 
 
 @pytest.mark.timeout(600)  # room for installing Chromium; the test itself takes ~15 s
-def test_overview_worker_chart_and_retry_in_a_browser(served, browser, start_worker, r,
-                                                      tmp_path):
+def test_overview_worker_chart_and_retry_in_a_browser(served, browser, start_worker, r, tmp_path):
     from selenium.webdriver.common.by import By
 
     app, base = served
-    start_worker("-P", "solo", "-n", "e2e@test", "-Q", "default",
-                 app="tests.test_dashboard:create_app")
+    start_worker(
+        "-P", "solo", "-n", "e2e@test", "-Q", "default", app="tests.test_dashboard:create_app"
+    )
     with app.app_context():
         for res in [add.delay(i, i) for i in range(8)]:
             res.get(timeout=10)
@@ -100,13 +117,22 @@ def test_overview_worker_chart_and_retry_in_a_browser(served, browser, start_wor
 
     # The overview: the running worker, and a throughput chart with bars (live-updated).
     browser.get(f"{base}/taskq/")
-    wait_until(found('#workers tr[data-worker="e2e@test"]'), timeout=10,
-               message="the worker on the overview")
-    wait_until(found("#chart-throughput svg rect.bar-processed"), timeout=10,
-               message="bars in the throughput chart")
+    wait_until(
+        found('#workers tr[data-worker="e2e@test"]'),
+        timeout=10,
+        message="the worker on the overview",
+    )
+    wait_until(
+        found("#chart-throughput svg rect.bar-processed"),
+        timeout=10,
+        message="bars in the throughput chart",
+    )
     assert browser.find_elements(By.CSS_SELECTOR, "#chart-failure-rate svg path.line")
-    wait_until(lambda: browser.find_element(By.ID, "live-status").text.startswith("live ·"),
-               timeout=8, message="a live update")
+    wait_until(
+        lambda: browser.find_element(By.ID, "live-status").text.startswith("live ·"),
+        timeout=8,
+        message="a live update",
+    )
     browser.save_screenshot(str(tmp_path / "overview.png"))
 
     # Queues: pause "default" (the button asks first), so that the retried task waits.
@@ -115,8 +141,10 @@ def test_overview_worker_chart_and_retry_in_a_browser(served, browser, start_wor
     browser.switch_to.alert.accept()
     wait_until(found('tr[data-queue="default"] .tag.warn'), timeout=5, message="paused")
     mon = Monitor(state.broker.client, Keys("taskq"))
-    seen = wait_until(lambda: [p["heartbeat"] for p in mon.processes()
-                               if p["paused"] == ["default"]], message="the pause noticed")
+    seen = wait_until(
+        lambda: [p["heartbeat"] for p in mon.processes() if p["paused"] == ["default"]],
+        message="the pause noticed",
+    )
     # one heartbeat later any fetch begun before the pause is over
     wait_until(lambda: mon.processes()[0]["heartbeat"] > seen[0])
 
@@ -138,8 +166,11 @@ def test_overview_worker_chart_and_retry_in_a_browser(served, browser, start_wor
     assert browser.find_elements(By.CSS_SELECTOR, '#task[data-status="PENDING"]')
     assert state.broker.queue_length("default") == 1
     mon.resume(["default"])
-    wait_until(found('#task[data-status="SUCCESS"]'), timeout=12,
-               message="the retried task's success shown by the live update")
+    wait_until(
+        found('#task[data-status="SUCCESS"]'),
+        timeout=12,
+        message="the retried task's success shown by the live update",
+    )
     assert browser.find_elements(By.CSS_SELECTOR, ".flash.ok"), "the page was reloaded"
     assert "e2e fixed" in browser.find_element(By.CSS_SELECTOR, "pre.result").text
     browser.save_screenshot(str(tmp_path / "retried-task.png"))

@@ -56,8 +56,9 @@ def dead(app, r, start_worker):
     r.xadd(P5, {"m": b"\xff not json"})
     wait_until(lambda: r.xlen(DEAD) == 1, message="the undecodable body dead-lettered")
     with app.app_context():
-        res = app.extensions["taskq"].taskqueue.send_task("no.such", args=(1, "two"),
-                                                          kwargs={"k": [3]})
+        res = app.extensions["taskq"].taskqueue.send_task(
+            "no.such", args=(1, "two"), kwargs={"k": [3]}
+        )
     wait_until(lambda: r.xlen(DEAD) == 2, message="the unknown task dead-lettered")
     worker.signal(signal.SIGTERM)
     assert worker.wait() == 0
@@ -114,8 +115,12 @@ def test_memory_broker_keeps_dead_letters_the_same_way():
     broker.dead_letter("c", delivery, "no such task", "no.such", "m1", "tb")
     broker.dead_letter("c", Delivery("other", 5, "x", b"junk"), "undecodable", "?", "?")
     [row] = broker.dead_letters("default")
-    assert (row["id"], row["reason"], row["traceback"], row["body"]) == \
-        ("m1", "no such task", "tb", body)
+    assert (row["id"], row["reason"], row["traceback"], row["body"]) == (
+        "m1",
+        "no such task",
+        "tb",
+        body,
+    )
     assert broker.dead_letter_get("default", row["entry_id"]) == row
     assert broker.dead_letter_queues() == ["default", "other"]
     assert broker.requeue_dead("default", [row["entry_id"]]) == 1
@@ -139,8 +144,17 @@ def test_list_prints_a_row_per_dead_letter(app, rb, dead):
 def test_list_json_has_the_columns_in_snake_case(app, rb, dead):
     rows = json.loads(ok(cli(app, "list", "--json")))
     assert [set(row) for row in rows] == [
-        {"entry_id", "queue", "task", "task_id", "unverified_task", "unverified_task_id",
-         "reason", "time"}] * 2
+        {
+            "entry_id",
+            "queue",
+            "task",
+            "task_id",
+            "unverified_task",
+            "unverified_task_id",
+            "reason",
+            "time",
+        }
+    ] * 2
     unknown, bad = rows
     assert unknown["task_id"] == dead and unknown["task"] == "no.such"
     stored = dict(entries(rb))[bad["entry_id"]]
@@ -188,20 +202,30 @@ def test_show_by_entry_id_of_an_undecodable_body(app, rb, dead):
 
 
 def test_show_includes_the_traceback(app, r):
-    r.xadd(DEAD, {"body": b"{}", "reason": "retries exhausted", "task": "t", "id": "tid",
-                  "queue": "default", "time": "1700000000.5", "worker": "w",
-                  "traceback": "Traceback (most recent call last):\nValueError: boom\n"})
+    r.xadd(
+        DEAD,
+        {
+            "body": b"{}",
+            "reason": "retries exhausted",
+            "task": "t",
+            "id": "tid",
+            "queue": "default",
+            "time": "1700000000.5",
+            "worker": "w",
+            "traceback": "Traceback (most recent call last):\nValueError: boom\n",
+        },
+    )
     out = ok(cli(app, "show", "tid"))
     assert "Time:         2023-11-14T22:13:20.500Z" in out
-    assert out.endswith("Traceback:\n  Traceback (most recent call last):\n"
-                        "  ValueError: boom\n")
+    assert out.endswith("Traceback:\n  Traceback (most recent call last):\n  ValueError: boom\n")
 
 
 def test_show_unknown_id_is_one_line(app, dead):
     result = cli(app, "show", "nope")
     assert result.exit_code == 1
-    assert result.output == ("Error: no dead letter with entry id or task id 'nope' in "
-                             "queue(s) default\n")
+    assert result.output == (
+        "Error: no dead letter with entry id or task id 'nope' in queue(s) default\n"
+    )
 
 
 # -- requeue -------------------------------------------------------------------------------
@@ -241,8 +265,7 @@ def test_requeue_all_keeps_priorities(app, r, rb, dead):
     assert stream_ids(rb, "taskq:{default}:p8") == ["high"]
     waiting = bodies(rb, P5)  # the undecodable one goes to the default priority
     assert b"\xff not json" in waiting and len(waiting) == 2
-    assert Message.from_bytes(next(b for b in waiting if b != b"\xff not json"), JSON).id \
-        == dead
+    assert Message.from_bytes(next(b for b in waiting if b != b"\xff not json"), JSON).id == dead
     assert ok(cli(app, "requeue", "--all")) == "No dead letters.\n"
 
 

@@ -96,8 +96,10 @@ def test_get_without_propagate_returns_the_exception(eager_app):
 def test_arguments_go_through_the_serializer(eager_app):
     assert api.typename((1, 2)) == "tuple"  # an inline call passes the tuple itself
     assert api.typename.delay((1, 2)).get() == "list"  # as a worker would receive it
-    assert api.echo.delay(1, when={"a": (1,)}).get() == {"args": [1],
-                                                          "kwargs": {"when": {"a": [1]}}}
+    assert api.echo.delay(1, when={"a": (1,)}).get() == {
+        "args": [1],
+        "kwargs": {"when": {"a": [1]}},
+    }
 
 
 def test_unencodable_argument_raises_type_error_at_delay():

@@ -26,11 +26,13 @@ def make_app(name: str = "ext", **config) -> Flask:
 
 
 def messages(r, key: str) -> list[Message]:
-    return [Message.from_bytes(fields["m"].encode(), JSONSerializer())
-            for _, fields in r.xrange(key)]
+    return [
+        Message.from_bytes(fields["m"].encode(), JSONSerializer()) for _, fields in r.xrange(key)
+    ]
 
 
 # -- binding ----------------------------------------------------------------------------------
+
 
 def test_taskqueue_app_binds_immediately():
     app = make_app()
@@ -67,6 +69,7 @@ def test_one_taskqueue_serves_several_apps_with_their_own_state():
 
 # -- configuration ----------------------------------------------------------------------------
 
+
 def test_defaults_of_spec_section_3_are_applied():
     app = make_app()
     with warnings.catch_warnings():
@@ -101,9 +104,13 @@ def test_default_broker_url_is_local_redis():
 
 
 def test_explicit_settings_win_over_defaults():
-    app = make_app(TASKQ_DEFAULT_QUEUE="jobs", TASKQ_RESULT_EXPIRES=60,
-                   TASKQ_RESULT_BACKEND="redis://127.0.0.1:2/1", TASKQ_KEY_PREFIX="myapp",
-                   TASKQ_SERIALIZER="msgpack")
+    app = make_app(
+        TASKQ_DEFAULT_QUEUE="jobs",
+        TASKQ_RESULT_EXPIRES=60,
+        TASKQ_RESULT_BACKEND="redis://127.0.0.1:2/1",
+        TASKQ_KEY_PREFIX="myapp",
+        TASKQ_SERIALIZER="msgpack",
+    )
     TaskQueue(app)
 
     state = app.extensions["taskq"]
@@ -130,6 +137,7 @@ def test_unknown_serializer_is_refused():
 
 # -- CLI --------------------------------------------------------------------------------------
 
+
 def test_taskq_command_group_is_registered():
     app = make_app()
     TaskQueue(app)
@@ -149,6 +157,7 @@ def test_app_without_taskqueue_has_no_taskq_command():
 
 
 # -- which app is used ------------------------------------------------------------------------
+
 
 def test_inside_an_app_context_the_current_app_is_used(redis_url, r):
     tq = TaskQueue()
@@ -258,10 +267,20 @@ def test_unbound_taskqueue_refuses_to_send():
 
 # -- public names -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", [
-    "BrokerConnectionError", "TimeoutError", "NotRegistered", "Retry", "Reject",
-    "SoftTimeLimitExceeded", "TimeLimitExceeded", "MessageTooLarge",
-])
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "BrokerConnectionError",
+        "TimeoutError",
+        "NotRegistered",
+        "Retry",
+        "Reject",
+        "SoftTimeLimitExceeded",
+        "TimeLimitExceeded",
+        "MessageTooLarge",
+    ],
+)
 def test_exceptions_live_in_flask_taskq_exceptions_and_are_reexported(name):
     import flask_taskq
     import flask_taskq.exceptions

@@ -33,8 +33,10 @@ def failed_json(app):
 
 def test_inspect_failed_lists_failures_and_dead_letters(dash, start_worker, mon):
     assert failed_json(dash) == {"failed": [], "recent_failures": []}
-    assert dash.test_cli_runner().invoke(
-        args=["taskq", "inspect", "failed"]).output == "No failures.\n"
+    assert (
+        dash.test_cli_runner().invoke(args=["taskq", "inspect", "failed"]).output
+        == "No failures.\n"
+    )
     start_worker("-P", "solo", "-n", "fails@test", app="tests.test_dashboard:create_app")
     with dash.app_context():
         plain = boom.delay("kaput")
@@ -44,13 +46,14 @@ def test_inspect_failed_lists_failures_and_dead_letters(dash, start_worker, mon)
             plain.get(timeout=10)
         with pytest.raises(RuntimeError):
             dead.get(timeout=10)
-    got = wait_until(lambda: (d := failed_json(dash)) and len(d["recent_failures"]) == 2
-                     and d, message="two recent failures in inspect failed")
+    got = wait_until(
+        lambda: (d := failed_json(dash)) and len(d["recent_failures"]) == 2 and d,
+        message="two recent failures in inspect failed",
+    )
     recent = {row["task_id"]: row for row in got["recent_failures"]}
     assert set(recent) == {plain.id, quiet.id}  # the dead-lettered one is not repeated
     row = recent[plain.id]
-    assert set(row) == {"task_id", "task", "queue", "time", "exception", "worker",
-                        "retryable"}
+    assert set(row) == {"task_id", "task", "queue", "time", "exception", "worker", "retryable"}
     assert row["task"] == boom.name and row["queue"] == "default"
     assert row["exception"] == "ValueError: kaput" and row["retryable"] is True
     assert row["worker"].startswith("fails@test") and row["time"].endswith("+00:00")
@@ -82,8 +85,14 @@ def test_take_failure_gives_it_once(mon):
     body = b'{"id": "x1", "task": "t", "args": [1]}'
     mon.beat("p1", {}, {failure_key("q", "t", "x1", body): 5.0})  # type: ignore[arg-type]
     record = mon.failure("x1")
-    assert record == {"id": "x1", "task": "t", "queue": "q", "time": 5.0, "worker": "p1",
-                      "body": body}
+    assert record == {
+        "id": "x1",
+        "task": "t",
+        "queue": "q",
+        "time": 5.0,
+        "worker": "p1",
+        "body": body,
+    }
     assert mon.take_failure("x1") == record
     assert mon.take_failure("x1") is None and mon.failures() == []
 

@@ -33,8 +33,7 @@ def create_app() -> Flask:
     app = Flask("faults")
     app.config["TASKQ_BROKER_URL"] = os.environ["TASKQ_BROKER_URL"]
     if "TASKQ_DEAD_LETTER_MAX_BYTES" in os.environ:
-        app.config["TASKQ_DEAD_LETTER_MAX_BYTES"] = int(
-            os.environ["TASKQ_DEAD_LETTER_MAX_BYTES"])
+        app.config["TASKQ_DEAD_LETTER_MAX_BYTES"] = int(os.environ["TASKQ_DEAD_LETTER_MAX_BYTES"])
     tq.init_app(app)
     return app
 
@@ -46,8 +45,7 @@ def bytes_client(redis_url):
 
 def blocked_in_xreadgroup(rb: redis.Redis) -> bool:
     """True while some client waits in a blocking XREADGROUP (a worker with nothing to do)."""
-    return any(c.get("cmd") == "xreadgroup" and "b" in c.get("flags", "")
-               for c in rb.client_list())
+    return any(c.get("cmd") == "xreadgroup" and "b" in c.get("flags", "") for c in rb.client_list())
 
 
 def entry_size(fields: dict[bytes, bytes]) -> int:
@@ -56,15 +54,14 @@ def entry_size(fields: dict[bytes, bytes]) -> int:
 
 # -- item 1 (broker part): an entry without ``m`` through the blocking read ---------------------
 @pytest.mark.parametrize("pool", ["threads", "solo"])
-def test_entry_without_m_through_the_blocking_read_is_dead_lettered(app, start_worker, rb,
-                                                                    pool):
+def test_entry_without_m_through_the_blocking_read_is_dead_lettered(app, start_worker, rb, pool):
     worker = start_worker("-P", pool, "-c", "1")
     with app.app_context():
         assert add.delay(1, 2).get(timeout=10) == 3
     wait_until(lambda: blocked_in_xreadgroup(rb), message="the worker blocked in XREADGROUP")
     rb.xadd(P5, {"x": b"1"})
     wait_until(lambda: rb.xlen(DEAD) == 1, message="the entry dead-lettered")
-    (_, fields), = rb.xrange(DEAD)
+    ((_, fields),) = rb.xrange(DEAD)
     assert fields[b"body"] == b""
     assert b"undecodable" in fields[b"reason"]
     assert rb.xlen(P5) == 0  # it left the queue
@@ -80,7 +77,7 @@ def test_entry_without_m_through_reclaim_is_dead_lettered_as_it_is(app, start_wo
     assert rb.xreadgroup(GROUP, "gone@nowhere", {P5: ">"}, count=1)  # a worker that died
     worker = start_worker("-P", "threads", "-c", "1", env={"TASKQ_VISIBILITY_TIMEOUT": "0.6"})
     wait_until(lambda: rb.xlen(DEAD) == 1, message="the entry dead-lettered")
-    (_, fields), = rb.xrange(DEAD)
+    ((_, fields),) = rb.xrange(DEAD)
     assert fields[b"body"] == b""  # not the value of the first field
     with app.app_context():
         assert add.delay(2, 3).get(timeout=10) == 5
@@ -90,7 +87,7 @@ def test_entry_without_m_through_reclaim_is_dead_lettered_as_it_is(app, start_wo
 # -- item 5: the field named ``m``, not the first one ------------------------------------------
 def _move_m_after_x(rb: redis.Redis) -> None:
     """Rewrite the one entry of P5 as ``x 1 m <body>``."""
-    (entry_id, fields), = rb.xrange(P5)
+    ((entry_id, fields),) = rb.xrange(P5)
     rb.xdel(P5, entry_id)
     rb.xadd(P5, {"x": b"1", "m": fields[b"m"]})
 
@@ -154,17 +151,16 @@ def test_revocation_scores_never_go_back(redis_url, r):
 
 
 # -- item 13: the dead-letter store is bounded by bytes ----------------------------------------
-def test_dead_letter_store_is_trimmed_to_its_byte_bound(start_worker, rb, redis_url,
-                                                       monkeypatch):
+def test_dead_letter_store_is_trimmed_to_its_byte_bound(start_worker, rb, redis_url, monkeypatch):
     bound = 100_000
-    worker = start_worker("-P", "solo", app=APP,
-                          env={"TASKQ_DEAD_LETTER_MAX_BYTES": str(bound)})
+    worker = start_worker("-P", "solo", app=APP, env={"TASKQ_DEAD_LETTER_MAX_BYTES": str(bound)})
     ids = []
     for i in range(6):  # undecodable bodies of 30 kB: dead-lettered as they come
-        ids.append(rb.xadd(P5, {"m": bytes([0xff, i]) * 15_000}))
-        wait_until(lambda n=i: len(rb.xrange(DEAD)) and
-                   rb.xrevrange(DEAD, count=1)[0][1][b"body"][1] == n,
-                   message=f"dead letter {i}")
+        ids.append(rb.xadd(P5, {"m": bytes([0xFF, i]) * 15_000}))
+        wait_until(
+            lambda n=i: len(rb.xrange(DEAD)) and rb.xrevrange(DEAD, count=1)[0][1][b"body"][1] == n,
+            message=f"dead letter {i}",
+        )
     entries = rb.xrange(DEAD)
     assert [f[b"body"][1] for _, f in entries] == [3, 4, 5]  # the oldest went
     total = sum(entry_size(f) for _, f in entries)
@@ -175,6 +171,7 @@ def test_dead_letter_store_is_trimmed_to_its_byte_bound(start_worker, rb, redis_
     def published() -> int:
         beats = [json.loads(rb.get(k)) for k in rb.keys("taskq:worker:*")]
         return sum(b.get("dead_letters_trimmed", 0) for b in beats)
+
     wait_until(lambda: published() == 3, message="the heartbeat's dead_letters_trimmed")
     stats = {}
     for key in rb.keys("taskq:stats:*"):
@@ -207,7 +204,7 @@ def test_a_store_from_before_the_byte_count_is_counted_once(redis_url, rb):
     rb.xadd(DEAD, {"body": b"old" * 100, "reason": b"r"})  # no byte count yet
     broker.ensure_groups(["default"])
     rb.xadd(P5, {"m": b"\xff"})
-    d, = broker.fetch("me", ["default"], 1, 0)
+    (d,) = broker.fetch("me", ["default"], 1, 0)
     broker.dead_letter("me", d, "bad", "?", "?")
     assert int(rb.get(DEAD_BYTES)) == sum(entry_size(f) for _, f in rb.xrange(DEAD))
 
@@ -226,12 +223,15 @@ def test_lapsed_lease_entries_are_left_to_their_new_owner(redis_url, rb, caplog)
         assert broker.requeue("a", [lost_other]) == [lost_other]
         assert broker.dead_letter("a", lost_other, "bad", "?", "?") == 0
     assert sum("no longer holds them" in m for m in caplog.messages) == 3
-    assert [e.decode() for e, _ in rb.xrange(P5)] == [lost_ack.entry_id,
-                                                       lost_other.entry_id]  # no copy made
+    assert [e.decode() for e, _ in rb.xrange(P5)] == [
+        lost_ack.entry_id,
+        lost_other.entry_id,
+    ]  # no copy made
     assert rb.xlen(DEAD) == 0
     pending = rb.xpending_range(P5, GROUP, "-", "+", 10)
-    assert sorted((p["message_id"].decode(), p["consumer"].decode()) for p in pending) == \
-        sorted([(lost_ack.entry_id, "b"), (lost_other.entry_id, "b")])
+    assert sorted((p["message_id"].decode(), p["consumer"].decode()) for p in pending) == sorted(
+        [(lost_ack.entry_id, "b"), (lost_other.entry_id, "b")]
+    )
     # the owner finishes them as usual
     assert broker.ack("b", [lost_ack, lost_other]) == []
     assert rb.xlen(P5) == 0
@@ -258,7 +258,7 @@ def test_ack_after_redis_forgot_its_scripts(redis_url, rb):
     broker = RedisBroker(redis_url)
     broker.ensure_groups(["default"])
     rb.xadd(P5, {"m": b"a"})
-    d, = broker.fetch("a", ["default"], 1, 0)
+    (d,) = broker.fetch("a", ["default"], 1, 0)
     rb.script_flush()  # Redis forgot the script: loaded again, then acked
     assert broker.ack("a", [d]) == []
     assert rb.xlen(P5) == 0
@@ -274,8 +274,7 @@ def test_reschedule_leaves_an_entry_another_worker_took_over(redis_url, rb, capl
     mine, lost = broker.fetch("a", ["default"], 2, 0)
     rb.xclaim(P5, GROUP, "b", 0, [lost.entry_id])
     with caplog.at_level("WARNING", logger="flask_taskq.worker"):
-        skipped = broker.reschedule("a", [(mine, b"mine-2", 0.0),
-                                          (lost, b"lost-2", 0.0)])
+        skipped = broker.reschedule("a", [(mine, b"mine-2", 0.0), (lost, b"lost-2", 0.0)])
     assert skipped == [lost]
     assert sum("no longer holds them" in m for m in caplog.messages) == 1
     bodies = [fields[b"m"] for _, fields in rb.xrange(P5)]

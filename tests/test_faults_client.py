@@ -91,8 +91,10 @@ def test_enqueue_on_frozen_redis_honours_enqueue_timeout(frozen_app, own_redis, 
     client = own_redis.client()
     from tests.conftest import wait_until
 
-    wait_until(lambda: set(exc.task_ids) <= set(_stream_ids(client)),
-               message="the timed-out messages in the stream after SIGCONT")
+    wait_until(
+        lambda: set(exc.task_ids) <= set(_stream_ids(client)),
+        message="the timed-out messages in the stream after SIGCONT",
+    )
 
 
 def test_resend_with_the_task_id_from_the_error(frozen_app, own_redis):
@@ -194,24 +196,24 @@ def test_dashboard_works_without_secret_key(redis_url):
     pause = {"queue": "reports"}
     refused = [
         client.post("/taskq/queues/pause", data=pause, headers=AUTH),
-        client.post("/taskq/queues/pause", data={**pause, "csrf_token": "x" * 43},
-                    headers=AUTH),
-        app.test_client().post("/taskq/queues/pause", data={**pause, "csrf_token": token},
-                               headers=AUTH),
+        client.post("/taskq/queues/pause", data={**pause, "csrf_token": "x" * 43}, headers=AUTH),
+        app.test_client().post(
+            "/taskq/queues/pause", data={**pause, "csrf_token": token}, headers=AUTH
+        ),
     ]
     assert [r.status_code for r in refused] == [400, 400, 400]
     assert mon.paused() == set()
 
-    done = client.post("/taskq/queues/pause", data={**pause, "csrf_token": token},
-                       headers=AUTH)
+    done = client.post("/taskq/queues/pause", data={**pause, "csrf_token": token}, headers=AUTH)
     assert done.status_code == 303
     assert mon.paused() == {"reports"}
     # the action's notice is shown once on the next page, without a session
     assert "Paused queue" in client.get("/taskq/queues", headers=AUTH).text
     assert "Paused queue" not in client.get("/taskq/queues", headers=AUTH).text
     # the token may come in the header instead
-    resumed = client.post("/taskq/queues/resume", data=pause,
-                          headers={**AUTH, "X-CSRF-Token": token})
+    resumed = client.post(
+        "/taskq/queues/resume", data=pause, headers={**AUTH, "X-CSRF-Token": token}
+    )
     assert resumed.status_code == 303
     assert mon.paused() == set()
 
@@ -231,10 +233,26 @@ class PersistentRedis(RedisServer):
         from tests.conftest import _pings, wait_until
 
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--dir", self.directory, "--save", "", "--appendonly", "yes",
-             "--appendfsync", "always", "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                self.directory,
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
         wait_until(lambda: _pings(client), message=f"redis-server on port {self.port}")
 
@@ -248,7 +266,8 @@ def persistent_redis(tmp_path) -> Iterator[PersistentRedis]:
 
 
 def test_chord_fires_once_when_redis_is_away_as_the_last_member_ends(
-        persistent_redis, start_worker, tmp_path, monkeypatch):
+    persistent_redis, start_worker, tmp_path, monkeypatch
+):
     """Item 10: Redis is unreachable at the moment the last header task of a chord
     finishes, so recording the member fails. The step is retried (not logged and dropped
     with the message acked): once Redis is back, the callback runs, exactly once."""
@@ -259,31 +278,44 @@ def test_chord_fires_once_when_redis_is_away_as_the_last_member_ends(
     server = persistent_redis
     monkeypatch.setenv("TASKQ_BROKER_URL", server.url)
     app = create_app()
-    worker = start_worker("-P", "threads", "-c", "2", app="tests.apps.client_faults:create_app",
-                          broker_url=server.url)
+    worker = start_worker(
+        "-P", "threads", "-c", "2", app="tests.apps.client_faults:create_app", broker_url=server.url
+    )
     flag = tmp_path / "release"
     with app.app_context():
         result = chord([member.s(1), member.s(2, flag=str(flag))], total.s(token="t")).delay()
         client = server.client()
-        wait_until(lambda: (tmp_path / "release.started").exists()
-                   and any(client.hlen(k) == 1 for k in client.scan_iter("taskq:chord:*")),
-                   message="the first member recorded and the second running")
+        wait_until(
+            lambda: (
+                (tmp_path / "release.started").exists()
+                and any(client.hlen(k) == 1 for k in client.scan_iter("taskq:chord:*"))
+            ),
+            message="the first member recorded and the second running",
+        )
         server.stop()  # SIGKILL: with appendfsync always nothing written is lost
-        flag.touch()   # the last member now finishes while Redis is away
+        flag.touch()  # the last member now finishes while Redis is away
         worker.wait_for_log("Could not continue the workflow")
         server.start()
         assert result.get(timeout=30) == 3
         client = server.client()
         # every message acknowledged: nothing left that could run the callback again
-        wait_until(lambda: not any(client.xlen(k) for k in client.scan_iter("taskq:{*}:p*")
-                                   if client.type(k) == b"stream"),
-                   message="every stream empty (all messages acknowledged)")
+        wait_until(
+            lambda: (
+                not any(
+                    client.xlen(k)
+                    for k in client.scan_iter("taskq:{*}:p*")
+                    if client.type(k) == b"stream"
+                )
+            ),
+            message="every stream empty (all messages acknowledged)",
+        )
         assert int(client.hget("cf:callback_runs", "t") or 0) == 1
     assert worker.proc.poll() is None
 
 
 def test_chord_step_left_undone_by_a_stopping_worker_is_redone(
-        persistent_redis, start_worker, tmp_path, monkeypatch):
+    persistent_redis, start_worker, tmp_path, monkeypatch
+):
     """Item 10: when the worker is stopped while Redis is still away, the step cannot be
     retried any longer: the member's message is then not acknowledged, so another worker
     runs it again once Redis is back and the callback runs exactly once."""
@@ -296,15 +328,18 @@ def test_chord_step_left_undone_by_a_stopping_worker_is_redone(
     app = create_app()
     env = {"TASKQ_VISIBILITY_TIMEOUT": "1"}
     app_name = "tests.apps.client_faults:create_app"
-    first = start_worker("-P", "threads", "-c", "2", app=app_name, broker_url=server.url,
-                         env=env)
+    first = start_worker("-P", "threads", "-c", "2", app=app_name, broker_url=server.url, env=env)
     flag = tmp_path / "release"
     with app.app_context():
         result = chord([member.s(1), member.s(2, flag=str(flag))], total.s(token="s")).delay()
         client = server.client()
-        wait_until(lambda: (tmp_path / "release.started").exists()
-                   and any(client.hlen(k) == 1 for k in client.scan_iter("taskq:chord:*")),
-                   message="the first member recorded and the second running")
+        wait_until(
+            lambda: (
+                (tmp_path / "release.started").exists()
+                and any(client.hlen(k) == 1 for k in client.scan_iter("taskq:chord:*"))
+            ),
+            message="the first member recorded and the second running",
+        )
         server.stop()
         flag.touch()
         first.wait_for_log("Could not continue the workflow")
@@ -315,7 +350,14 @@ def test_chord_step_left_undone_by_a_stopping_worker_is_redone(
         start_worker("-P", "threads", "-c", "2", app=app_name, broker_url=server.url, env=env)
         assert result.get(timeout=30) == 3
         client = server.client()
-        wait_until(lambda: not any(client.xlen(k) for k in client.scan_iter("taskq:{*}:p*")
-                                   if client.type(k) == b"stream"),
-                   message="every stream empty (all messages acknowledged)")
+        wait_until(
+            lambda: (
+                not any(
+                    client.xlen(k)
+                    for k in client.scan_iter("taskq:{*}:p*")
+                    if client.type(k) == b"stream"
+                )
+            ),
+            message="every stream empty (all messages acknowledged)",
+        )
         assert int(client.hget("cf:callback_runs", "s") or 0) == 1

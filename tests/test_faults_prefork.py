@@ -46,15 +46,16 @@ def started(r, token: str) -> int:
 
 
 # -- item 3: worker names -----------------------------------------------------------------
-def test_workers_with_the_same_name_keep_each_others_tasks(pf_app, start_worker, monitor,
-                                                           r):
+def test_workers_with_the_same_name_keep_each_others_tasks(pf_app, start_worker, monitor, r):
     first = start_worker("-P", "solo", "-n", "twin@%h", app=APP, env=LEASES)
     with pf_app.app_context():
         slow.delay("held", 60)
     wait_until(lambda: started(r, "held") == 1, message="the task started on the first")
     second = start_worker("-P", "solo", "-n", "twin@%h", app=APP, env=LEASES)
-    procs = wait_until(lambda: len(monitor.processes()) == 2 and monitor.processes(),
-                       message="a heartbeat from each twin")
+    procs = wait_until(
+        lambda: len(monitor.processes()) == 2 and monitor.processes(),
+        message="a heartbeat from each twin",
+    )
     assert {p["worker"] for p in procs} == {f"twin@{socket.gethostname()}"}
     assert len({p["process"] for p in procs}) == 2
     # the second leaves the group gracefully; the first then dies holding the task
@@ -62,8 +63,9 @@ def test_workers_with_the_same_name_keep_each_others_tasks(pf_app, start_worker,
     assert second.wait(timeout=30) == 0
     first.kill_group()
     start_worker("-P", "solo", app=APP, env=LEASES)
-    wait_until(lambda: started(r, "held") == 2, timeout=20,
-               message="the dead twin's task delivered again")
+    wait_until(
+        lambda: started(r, "held") == 2, timeout=20, message="the dead twin's task delivered again"
+    )
 
 
 def test_forget_consumer_keeps_a_consumer_that_holds_an_entry(redis_url, r):
@@ -82,8 +84,10 @@ def test_forget_consumer_keeps_a_consumer_that_holds_an_entry(redis_url, r):
 
 def test_name_fields_expand_in_every_prefork_child(start_worker, monitor):
     start_worker("-P", "prefork", "-c", "2", "-n", "pf%I@%n", app=APP)
-    procs = wait_until(lambda: len(monitor.processes()) == 2 and monitor.processes(),
-                       message="a heartbeat from each child")
+    procs = wait_until(
+        lambda: len(monitor.processes()) == 2 and monitor.processes(),
+        message="a heartbeat from each child",
+    )
     short = socket.gethostname().partition(".")[0]
     assert {p["worker"] for p in procs} == {f"pf-1@{short}", f"pf-2@{short}"}
     assert all(p["process"].startswith(f"{p['worker']}/") for p in procs)
@@ -101,8 +105,7 @@ def test_expand_name_fields():
 
 
 def test_a_bad_name_field_is_a_one_line_error(app):
-    result = app.test_cli_runner().invoke(args=["taskq", "worker", "-P", "solo", "-n",
-                                                "w%q@%h"])
+    result = app.test_cli_runner().invoke(args=["taskq", "worker", "-P", "solo", "-n", "w%q@%h"])
     assert result.exit_code == 1
     assert result.output.startswith("Error: unknown field %q in worker name 'w%q@%h'")
     assert "Traceback" not in result.output
@@ -110,8 +113,17 @@ def test_a_bad_name_field_is_a_one_line_error(app):
 
 # -- item 4: a stop signal while a crashed child waits to be replaced ---------------------
 def test_sigterm_while_a_crashed_child_waits_to_be_replaced_exits_0(start_worker):
-    worker = start_worker("-P", "prefork", "-c", "1", "--shutdown-timeout", "10", app=APP,
-                          env={"PREFORK_CRASH_FIRST_CHILD": "1"}, ready=0)
+    worker = start_worker(
+        "-P",
+        "prefork",
+        "-c",
+        "1",
+        "--shutdown-timeout",
+        "10",
+        app=APP,
+        env={"PREFORK_CRASH_FIRST_CHILD": "1"},
+        ready=0,
+    )
     # the child crashed within a second of its start: its slot waits a second
     worker.wait_for_log("starting a new one")
     worker.signal(signal.SIGTERM)
@@ -141,5 +153,8 @@ def test_a_killed_childs_task_is_still_taken_over(pf_app, start_worker, monitor,
     [child] = wait_until(monitor.processes, message="the child's heartbeat")
     os.kill(child["pid"], signal.SIGKILL)
     # the supervisor's new child takes the dead one's lease over once it expires
-    wait_until(lambda: started(r, "orphan") == 2, timeout=20,
-               message="the killed child's task delivered again")
+    wait_until(
+        lambda: started(r, "orphan") == 2,
+        timeout=20,
+        message="the killed child's task delivered again",
+    )

@@ -49,8 +49,10 @@ def signed_body(key: str, task_id: str, task: str = RECORD, args=("x",)) -> byte
 
 
 def dead_letters(rb):
-    return [{k.decode(): v.decode(errors="replace") for k, v in fields.items()}
-            for _, fields in rb.xrange(DEAD)]
+    return [
+        {k.decode(): v.decode(errors="replace") for k, v in fields.items()}
+        for _, fields in rb.xrange(DEAD)
+    ]
 
 
 def cli(app, *args):
@@ -91,8 +93,10 @@ def test_bad_signature_dead_letter_shows_claimed_task_and_id(sapp, start_worker,
 
     letters = dead_letters(rb)
     assert [(d["task"], d["id"]) for d in letters] == [("?", "?")] * 2  # store: untrusted
-    assert "unverified: claims task 'tests.apps.signing_app.record', id 'forged-1'" in \
-        letters[0]["reason"]
+    assert (
+        "unverified: claims task 'tests.apps.signing_app.record', id 'forged-1'"
+        in letters[0]["reason"]
+    )
     listing = cli(sapp, "list")
     assert f"{RECORD} (unverified)" in listing
     assert "forged-1 (unverified)" in listing and "tampered-1 (unverified)" in listing
@@ -182,8 +186,11 @@ def test_takeover_then_deferral_still_runs(sapp, start_worker, rb):
     rb.delete("taskq:ratelimit:{tests.apps.signing_app.scarce}")  # a token again
     member = rb.zrange(delayed, 0, 0)[0]
     rb.zadd(delayed, {member: 1.0})  # due now rather than in a minute
-    wait_until(lambda: rb.exists(f"taskq:result:{{{result.id}}}:done") or rb.xlen(DEAD),
-               timeout=20, message="the task finished or was dead-lettered")
+    wait_until(
+        lambda: rb.exists(f"taskq:result:{{{result.id}}}:done") or rb.xlen(DEAD),
+        timeout=20,
+        message="the task finished or was dead-lettered",
+    )
     assert rb.xlen(DEAD) == 0, dead_letters(rb)
     assert result.get(timeout=1) == 1
     assert int(rb.hget("sig:started", "defer")) == 2
@@ -211,16 +218,19 @@ def test_dashboard_retry_of_a_signed_failure_runs_again(sapp, start_worker, rb):
         with pytest.raises(ValueError):
             res.get(timeout=10)
     client = sapp.test_client()
-    wait_until(lambda: f'data-task-id="{res.id}"' in
-               client.get("/taskq/failures", headers=AUTH).text,
-               message="the failure listed (next heartbeat)")
+    wait_until(
+        lambda: f'data-task-id="{res.id}"' in client.get("/taskq/failures", headers=AUTH).text,
+        message="the failure listed (next heartbeat)",
+    )
     page = client.get("/taskq/failures", headers=AUTH).text
     csrf = re.search(r'<meta name="csrf-token" content="([^"]+)">', page).group(1)
-    resp = client.post("/taskq/tasks/retry", headers=AUTH,
-                       data={"task_id": res.id, "csrf_token": csrf})
+    resp = client.post(
+        "/taskq/tasks/retry", headers=AUTH, data={"task_id": res.id, "csrf_token": csrf}
+    )
     assert resp.status_code == 303
-    wait_until(lambda: runs(rb, "dash") == 2 or rb.xlen(DEAD),
-               message="the retry ran or was dead-lettered")
+    wait_until(
+        lambda: runs(rb, "dash") == 2 or rb.xlen(DEAD), message="the retry ran or was dead-lettered"
+    )
     assert rb.xlen(DEAD) == 0, dead_letters(rb)
     with sapp.app_context():
         wait_until(lambda: res.state == "SUCCESS", message="the retried task succeeded")

@@ -21,9 +21,20 @@ from tests.conftest import wait_until
 FAULTS = "tests.apps.faults:create_app"
 STREAM = "taskq:{default}:p5"  # the default queue at the default priority
 
-ENVELOPE = {"v": 1, "id": "x", "task": "tests.apps.faults.add", "args": [1, 2],
-            "kwargs": {}, "queue": "default", "priority": 5, "eta": None, "expires": None,
-            "retries": 0, "headers": {}, "sent": 1.0}
+ENVELOPE = {
+    "v": 1,
+    "id": "x",
+    "task": "tests.apps.faults.add",
+    "args": [1, 2],
+    "kwargs": {},
+    "queue": "default",
+    "priority": 5,
+    "eta": None,
+    "expires": None,
+    "retries": 0,
+    "headers": {},
+    "sent": 1.0,
+}
 
 #: Malformed bodies and what their dead letter's reason must say.
 MALFORMED = {
@@ -79,8 +90,7 @@ def test_from_bytes_of_an_empty_body_raises_decode_error():
         Message.from_bytes(b"", get_serializer("json"))
 
 
-def test_malformed_messages_are_dead_lettered_and_the_worker_lives(faults_app, start_worker,
-                                                                   r):
+def test_malformed_messages_are_dead_lettered_and_the_worker_lives(faults_app, start_worker, r):
     """Before: ``expires`` "soon" raised TypeError in an executor thread, which died with
     the message leased for ever; with both threads dead the worker exited 0."""
     worker = start_worker("-P", "threads", "-c", "2", app=FAULTS)
@@ -93,8 +103,10 @@ def test_malformed_messages_are_dead_lettered_and_the_worker_lives(faults_app, s
 
         assert add.delay(2, 3).get(timeout=15) == 5
         broker = faults_app.extensions["taskq"].broker
-        wait_until(lambda: broker.dead_letter_count("default") == len(MALFORMED) + 2,
-                   message="every malformed message dead-lettered")
+        wait_until(
+            lambda: broker.dead_letter_count("default") == len(MALFORMED) + 2,
+            message="every malformed message dead-lettered",
+        )
         reasons = [str(d["reason"]) for d in broker.dead_letters("default")]
     for field, (_, reason) in MALFORMED.items():
         assert any(reason in text for text in reasons), (field, reasons)
@@ -154,8 +166,7 @@ def test_redis_refusing_writes_is_retried_not_fatal(own_app, own_redis, start_wo
     with own_app.app_context():
         res = fill_memory.delay()  # runs first: makes Redis refuse writes
         client.xadd(STREAM, {"m": body("bad", expires="soon")})  # then: dead-letter it
-        worker = start_worker("-P", "threads", "-c", "1", app=FAULTS,
-                              broker_url=own_redis.url)
+        worker = start_worker("-P", "threads", "-c", "1", app=FAULTS, broker_url=own_redis.url)
         worker.wait_for_log("Redis refused: could not acknowledge")
         worker.wait_for_log("Redis refused: could not dead-letter message")
         lines = len(worker.lines)
@@ -165,10 +176,11 @@ def test_redis_refusing_writes_is_retried_not_fatal(own_app, own_redis, start_wo
         client.config_set("maxmemory", 0)
         assert res.get(timeout=15) == "stored"
         broker = own_app.extensions["taskq"].broker
-        wait_until(lambda: broker.dead_letter_count("default") == 1,
-                   message="the malformed message dead-lettered once Redis accepts it")
-    wait_until(lambda: client.xpending(STREAM, GROUP)["pending"] == 0,
-               message="no lease left")
+        wait_until(
+            lambda: broker.dead_letter_count("default") == 1,
+            message="the malformed message dead-lettered once Redis accepts it",
+        )
+    wait_until(lambda: client.xpending(STREAM, GROUP)["pending"] == 0, message="no lease left")
     assert worker.proc.poll() is None
     assert "Traceback" not in worker.log
 

@@ -16,10 +16,17 @@ SERIALIZERS = ["json", "orjson", "msgpack"]
 
 def sample() -> Message:
     return Message(
-        id="4f1c", task="app.tasks.add", args=(1, "two", [3.5, None], {"k": True}),
-        kwargs={"x": {"nested": [1, 2]}, "name": "héllo"}, queue="mail", priority=7,
-        eta=1_900_000_000.25, expires=1_900_000_100.5, retries=2,
-        headers={"trace": "abc"}, sent=1_800_000_000.125,
+        id="4f1c",
+        task="app.tasks.add",
+        args=(1, "two", [3.5, None], {"k": True}),
+        kwargs={"x": {"nested": [1, 2]}, "name": "héllo"},
+        queue="mail",
+        priority=7,
+        eta=1_900_000_000.25,
+        expires=1_900_000_100.5,
+        retries=2,
+        headers={"trace": "abc"},
+        sent=1_800_000_000.125,
     )
 
 
@@ -39,8 +46,7 @@ def test_round_trip_of_a_minimal_message_keeps_defaults(name):
     serializer = get_serializer(name)
     decoded = Message.from_bytes(Message(id="1", task="t").to_bytes(serializer), serializer)
 
-    assert (decoded.args, decoded.kwargs, decoded.queue, decoded.priority) == ((), {},
-                                                                               "default", 5)
+    assert (decoded.args, decoded.kwargs, decoded.queue, decoded.priority) == ((), {}, "default", 5)
     assert decoded.eta is None and decoded.expires is None
     assert decoded.retries == 0 and decoded.headers == {}
     assert decoded.sent > 0  # stamped when encoded
@@ -49,11 +55,17 @@ def test_round_trip_of_a_minimal_message_keeps_defaults(name):
 def test_json_envelope_fields():
     body = json.loads(sample().to_bytes(get_serializer("json")))
     assert body == {
-        "v": 1, "id": "4f1c", "task": "app.tasks.add",
+        "v": 1,
+        "id": "4f1c",
+        "task": "app.tasks.add",
         "args": [1, "two", [3.5, None], {"k": True}],
         "kwargs": {"x": {"nested": [1, 2]}, "name": "héllo"},
-        "queue": "mail", "priority": 7, "eta": 1_900_000_000.25,
-        "expires": 1_900_000_100.5, "retries": 2, "headers": {"trace": "abc"},
+        "queue": "mail",
+        "priority": 7,
+        "eta": 1_900_000_000.25,
+        "expires": 1_900_000_100.5,
+        "retries": 2,
+        "headers": {"trace": "abc"},
         "sent": 1_800_000_000.125,
     }
 
@@ -70,25 +82,31 @@ def test_tuples_inside_arguments_come_back_as_lists():
     assert Message.from_bytes(message.to_bytes(serializer), serializer).args == ([1, 2],)
 
 
-@pytest.mark.parametrize(("name", "garbage"), [
-    ("json", b"\xff\xfe not json"),
-    ("json", b"{truncated"),
-    ("json", b""),
-    ("orjson", b"{truncated"),
-    ("msgpack", b"\xc1"),  # a byte msgpack never uses
-    ("msgpack", b"\x92\x01"),  # an array announced with two items, holding one
-])
+@pytest.mark.parametrize(
+    ("name", "garbage"),
+    [
+        ("json", b"\xff\xfe not json"),
+        ("json", b"{truncated"),
+        ("json", b""),
+        ("orjson", b"{truncated"),
+        ("msgpack", b"\xc1"),  # a byte msgpack never uses
+        ("msgpack", b"\x92\x01"),  # an array announced with two items, holding one
+    ],
+)
 def test_garbage_bytes_raise_decode_error(name, garbage):
     with pytest.raises(DecodeError, match="undecodable"):
         Message.from_bytes(garbage, get_serializer(name))
 
 
 @pytest.mark.parametrize("name", SERIALIZERS)
-@pytest.mark.parametrize("body", [
-    [1, 2, 3],
-    "a string",
-    {"id": "1", "task": "t"},  # no version
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        [1, 2, 3],
+        "a string",
+        {"id": "1", "task": "t"},  # no version
+    ],
+)
 def test_something_decodable_that_is_no_envelope_raises_decode_error(name, body):
     serializer = get_serializer(name)
     with pytest.raises(DecodeError, match="envelope"):

@@ -19,8 +19,7 @@ def families(text):
     """name -> {(sample name, sorted labels): value} as the Prometheus parser reads them."""
     out = {}
     for fam in parser.text_string_to_metric_families(text):
-        out[fam.name] = {(s.name, tuple(sorted(s.labels.items()))): s.value
-                         for s in fam.samples}
+        out[fam.name] = {(s.name, tuple(sorted(s.labels.items()))): s.value for s in fam.samples}
         out[fam.name]["type"] = fam.type
     return out
 
@@ -33,8 +32,9 @@ def dash(redis_url):
 @pytest.fixture
 def ran(dash, start_worker):
     """A worker on "default" ran 3 adds and one failing task; a report waits."""
-    start_worker("-P", "solo", "-n", "metrics@test", "-Q", "default",
-                 app="tests.test_dashboard:create_app")
+    start_worker(
+        "-P", "solo", "-n", "metrics@test", "-Q", "default", app="tests.test_dashboard:create_app"
+    )
     with dash.app_context():
         for res in [add.delay(i, 1) for i in range(3)]:
             res.get(timeout=10)
@@ -42,8 +42,10 @@ def ran(dash, start_worker):
             boom.delay("no").get(timeout=10)
         report.delay(7)
     mon = Monitor(dash.extensions["taskq"].broker.client, Keys("taskq"))
-    wait_until(lambda: mon.totals(5).get(("failed", "default", boom.name)),
-               message="the counters published")
+    wait_until(
+        lambda: mon.totals(5).get(("failed", "default", boom.name)),
+        message="the counters published",
+    )
     return dash
 
 
@@ -81,10 +83,13 @@ def test_runtime_histogram_buckets(dash, start_worker, use_client):
         for res in [nap.delay(s) for s in lengths]:
             res.get(timeout=10)
     mon = Monitor(dash.extensions["taskq"].broker.client, Keys("taskq"))
-    wait_until(lambda: mon.totals(5).get(("processed", "default", nap.name)) == 5,
-               message="the five naps published")
+    wait_until(
+        lambda: mon.totals(5).get(("processed", "default", nap.name)) == 5,
+        message="the five naps published",
+    )
     runtime = families(exposition(dash, use_client=use_client)[0].decode())[
-        "taskq_task_runtime_seconds"]
+        "taskq_task_runtime_seconds"
+    ]
     labels = (("queue", "default"), ("task", nap.name))
 
     def bucket(le):
@@ -95,8 +100,11 @@ def test_runtime_histogram_buckets(dash, start_worker, use_client):
     assert bucket("0.5") == 5 and bucket("10.0") == 5 and bucket("+Inf") == 5
     assert runtime[("taskq_task_runtime_seconds_count", labels)] == 5
     assert 0.36 <= runtime[("taskq_task_runtime_seconds_sum", labels)] < 1
-    les = [dict(lbl)["le"] for key, lbl in (k for k in runtime if k != "type")
-           if key.endswith("_bucket") and set(labels) <= set(lbl)]
+    les = [
+        dict(lbl)["le"]
+        for key, lbl in (k for k in runtime if k != "type")
+        if key.endswith("_bucket") and set(labels) <= set(lbl)
+    ]
     assert les[-1] == "+Inf" and len(les) == 12
 
 
@@ -126,19 +134,22 @@ def test_counter_totals_add_what_minutes_gained():
     totals = CounterTotals()
     k = ("processed", "default", "t")
     assert totals.update([{"minute": 60, "counts": {k: 2}}]) == {k: 2}
-    assert totals.update([{"minute": 60, "counts": {k: 5}},
-                          {"minute": 120, "counts": {k: 1}}]) == {k: 6}
+    assert totals.update([{"minute": 60, "counts": {k: 5}}, {"minute": 120, "counts": {k: 1}}]) == {
+        k: 6
+    }
     # minute 60 left the window (expired): nothing is taken away
     assert totals.update([{"minute": 120, "counts": {k: 1}}]) == {k: 6}
     # Redis emptied: the minute counts from zero again
-    assert totals.update([{"minute": 120, "counts": {k: 1}},
-                          {"minute": 180, "counts": {}}]) == {k: 6}
+    assert totals.update([{"minute": 120, "counts": {k: 1}}, {"minute": 180, "counts": {}}]) == {
+        k: 6
+    }
 
 
 def test_label_values_are_escaped():
     odd = 'a "quoted" \\ back\nslash'
-    text = render_text([Family("x_total_things", "gauge", "help with \\ and\nnewline",
-                               ("task",), [((odd,), 1.5)])])
+    text = render_text(
+        [Family("x_total_things", "gauge", "help with \\ and\nnewline", ("task",), [((odd,), 1.5)])]
+    )
     [fam] = parser.text_string_to_metric_families(text)
     assert fam.samples[0].labels == {"task": odd} and fam.samples[0].value == 1.5
     assert fam.documentation == "help with \\ and\nnewline"

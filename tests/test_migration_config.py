@@ -24,12 +24,16 @@ def init(**config) -> tuple[Flask, list[str]]:
 
 
 def test_flasks_celery_dict_is_applied_with_a_warning_per_key():
-    app, messages = init(CELERY={"broker_url": "redis://127.0.0.1:1/3",
-                                 "result_backend": "redis://127.0.0.1:1/4",
-                                 "task_ignore_result": True,
-                                 "task_routes": ({"a.*": "a"},),
-                                 "imports": ["myapp.tasks"],
-                                 "include": "myapp.more"})
+    app, messages = init(
+        CELERY={
+            "broker_url": "redis://127.0.0.1:1/3",
+            "result_backend": "redis://127.0.0.1:1/4",
+            "task_ignore_result": True,
+            "task_routes": ({"a.*": "a"},),
+            "imports": ["myapp.tasks"],
+            "include": "myapp.more",
+        }
+    )
     state = app.extensions["taskq"]
     assert state.broker_url == "redis://127.0.0.1:1/3"
     assert state.result_url == "redis://127.0.0.1:1/4"
@@ -45,23 +49,23 @@ def test_flasks_celery_dict_is_applied_with_a_warning_per_key():
         "TASKQ_TASK_IGNORE_RESULT: rename it to TASKQ_TASK_IGNORE_RESULT",
         "Celery setting CELERY['task_routes'] is applied as TASKQ_ROUTES: rename it to "
         "TASKQ_ROUTES",
-        "Celery setting CELERY['imports'] is applied as TASKQ_IMPORTS: rename it to "
-        "TASKQ_IMPORTS",
-        "Celery setting CELERY['include'] is applied as TASKQ_IMPORTS: rename it to "
-        "TASKQ_IMPORTS",
+        "Celery setting CELERY['imports'] is applied as TASKQ_IMPORTS: rename it to TASKQ_IMPORTS",
+        "Celery setting CELERY['include'] is applied as TASKQ_IMPORTS: rename it to TASKQ_IMPORTS",
     ]
 
 
 def test_upper_case_and_celery_3_names():
     schedule = {"nightly": {"task": "myapp.nightly", "schedule": crontab(minute=0, hour=3)}}
-    app, messages = init(CELERY_BROKER_URL="redis://127.0.0.1:1/5",
-                         CELERY_RESULT_BACKEND=None,
-                         CELERYBEAT_SCHEDULE=schedule,
-                         CELERY_TIMEZONE="Europe/Paris",
-                         CELERY_TASK_RESULT_EXPIRES=timedelta(hours=2),
-                         CELERYD_CONCURRENCY=3,
-                         CELERY_ALWAYS_EAGER=False,
-                         BROKER_URL="redis://127.0.0.1:1/6")
+    app, messages = init(
+        CELERY_BROKER_URL="redis://127.0.0.1:1/5",
+        CELERY_RESULT_BACKEND=None,
+        CELERYBEAT_SCHEDULE=schedule,
+        CELERY_TIMEZONE="Europe/Paris",
+        CELERY_TASK_RESULT_EXPIRES=timedelta(hours=2),
+        CELERYD_CONCURRENCY=3,
+        CELERY_ALWAYS_EAGER=False,
+        BROKER_URL="redis://127.0.0.1:1/6",
+    )
     config = app.extensions["taskq"].config
     assert config["TASKQ_BROKER_URL"] == "redis://127.0.0.1:1/6"  # the later key wins
     assert config["TASKQ_RESULT_BACKEND"] is None
@@ -71,33 +75,46 @@ def test_upper_case_and_celery_3_names():
     assert config["TASKQ_WORKER_CONCURRENCY"] == 3
     assert config["TASKQ_ALWAYS_EAGER"] is False
     named = [m.split(" is applied as ")[0].removeprefix("Celery setting ") for m in messages]
-    assert named == ["CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CELERYBEAT_SCHEDULE",
-                     "CELERY_TIMEZONE", "CELERY_TASK_RESULT_EXPIRES", "CELERYD_CONCURRENCY",
-                     "CELERY_ALWAYS_EAGER", "BROKER_URL"]
+    assert named == [
+        "CELERY_BROKER_URL",
+        "CELERY_RESULT_BACKEND",
+        "CELERYBEAT_SCHEDULE",
+        "CELERY_TIMEZONE",
+        "CELERY_TASK_RESULT_EXPIRES",
+        "CELERYD_CONCURRENCY",
+        "CELERY_ALWAYS_EAGER",
+        "BROKER_URL",
+    ]
 
 
 def test_lower_case_names_at_the_top_level():
-    app, messages = init(broker_url="redis://127.0.0.1:1/7", beat_schedule={},
-                         task_routes={"x": "y"})
+    app, messages = init(
+        broker_url="redis://127.0.0.1:1/7", beat_schedule={}, task_routes={"x": "y"}
+    )
     assert app.config["TASKQ_BROKER_URL"] == "redis://127.0.0.1:1/7"
     assert app.config["TASKQ_ROUTES"] == {"x": "y"}
     assert len(messages) == 3 and all(" is applied as TASKQ_" in m for m in messages)
 
 
 def test_a_taskq_key_wins_over_the_celery_one():
-    app, messages = init(TASKQ_BROKER_URL="redis://127.0.0.1:1/1",
-                         CELERY_BROKER_URL="redis://127.0.0.1:1/2")
+    app, messages = init(
+        TASKQ_BROKER_URL="redis://127.0.0.1:1/1", CELERY_BROKER_URL="redis://127.0.0.1:1/2"
+    )
     assert app.config["TASKQ_BROKER_URL"] == "redis://127.0.0.1:1/1"
     assert messages == ["Celery setting CELERY_BROKER_URL is ignored: TASKQ_BROKER_URL is set"]
 
 
 def test_unknown_celery_keys_are_listed_once_and_different_meanings_explained():
-    app, messages = init(CELERY={"task_track_started": True, "accept_content": ["json"],
-                                 "task_default_priority": 0},
-                         CELERY_SEND_EVENTS=True, worker_prefetch_multiplier=1,
-                         BROKER_TRANSPORT_OPTIONS={"visibility_timeout": 60},
-                         CELERY_SECURITY_KEY="k",
-                         result_serializer="json", SECRET_KEY="x", some_other="y")
+    app, messages = init(
+        CELERY={"task_track_started": True, "accept_content": ["json"], "task_default_priority": 0},
+        CELERY_SEND_EVENTS=True,
+        worker_prefetch_multiplier=1,
+        BROKER_TRANSPORT_OPTIONS={"visibility_timeout": 60},
+        CELERY_SECURITY_KEY="k",
+        result_serializer="json",
+        SECRET_KEY="x",
+        some_other="y",
+    )
     assert messages == [
         "Celery setting CELERY['task_default_priority'] is not applied: set "
         "TASKQ_TASK_DEFAULT_PRIORITY (9 runs first: use 9 - value)",

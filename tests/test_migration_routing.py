@@ -57,8 +57,7 @@ def test_a_tuple_of_a_dict_and_a_router_function():
 
 
 def test_a_list_of_dicts_is_tried_in_order():
-    tq, app = build([{"mail.welcome": {"queue": "first"}}, {"mail.*": "second",
-                                                             "shop.*": "shop"}])
+    tq, app = build([{"mail.welcome": {"queue": "first"}}, {"mail.*": "second", "shop.*": "shop"}])
     assert queue_of(tq, app, "mail.welcome", "ann") == ("first", 5)
     assert queue_of(tq, app, "shop.deliver", "x") == ("shop", 5)
 
@@ -72,8 +71,7 @@ def test_a_router_function_alone_sees_the_call_and_the_task():
 
     tq, app = build(router)
     assert queue_of(tq, app, "mail.welcome", "ann", countdown=5) == ("routed", 5)
-    assert calls == [("mail.welcome", ("ann",), {}, {"countdown": 5},
-                      tq.tasks["mail.welcome"])]
+    assert calls == [("mail.welcome", ("ann",), {}, {"countdown": 5}, tq.tasks["mail.welcome"])]
 
 
 def test_a_compiled_regular_expression_is_a_pattern():
@@ -91,18 +89,26 @@ def test_router_functions_also_route_delay(redis_url, r):
     assert "taskq:{urgent}:p9" in keys and "taskq:{mail}:p5" in keys, keys
 
 
-@pytest.mark.parametrize("routes, kind", [
-    ("mail", "str"), (42, "int"), ({"mail.*"}, "set"), ([{"a": "b"}, "x"], "str"),
-])
+@pytest.mark.parametrize(
+    "routes, kind",
+    [
+        ("mail", "str"),
+        (42, "int"),
+        ({"mail.*"}, "set"),
+        ([{"a": "b"}, "x"], "str"),
+    ],
+)
 def test_anything_else_fails_at_init_app_with_one_line(routes, kind):
     with pytest.raises(ValueError) as info:
         build(routes)
     text = str(info.value)
     assert "\n" not in text
     assert f"is a {kind}" in text
-    assert text.endswith("a dict of task name or glob -> queue or options, a router "
-                         "function (name, args, kwargs, options, task=None, **kw) -> "
-                         "dict | str | None, or a list/tuple of those")
+    assert text.endswith(
+        "a dict of task name or glob -> queue or options, a router "
+        "function (name, args, kwargs, options, task=None, **kw) -> "
+        "dict | str | None, or a list/tuple of those"
+    )
 
 
 def test_a_router_function_returning_something_else_fails_when_sending():

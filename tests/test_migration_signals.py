@@ -51,8 +51,9 @@ def test_every_receiver_form_runs(eager_app):
     finally:
         for receiver in receivers:
             signals.task_success.disconnect(receiver)
-    assert sorted(seen) == sorted((form, add, task_id, 3) for form in
-                                  ("documented", "keywords", "task_id first", "blinker"))
+    assert sorted(seen) == sorted(
+        (form, add, task_id, 3) for form in ("documented", "keywords", "task_id first", "blinker")
+    )
 
 
 def test_task_sent_calls_receivers_the_celery_way_too(redis_url):
@@ -91,7 +92,9 @@ def test_a_receiver_that_raises_is_logged_by_name(eager_app, caplog):
             assert add.delay(2, 2).get(timeout=1) == 4
     finally:
         signals.task_prerun.disconnect(broken_receiver)
-    name = ("tests.test_migration_signals.test_a_receiver_that_raises_is_logged_by_name."
-            "<locals>.broken_receiver")
+    name = (
+        "tests.test_migration_signals.test_a_receiver_that_raises_is_logged_by_name."
+        "<locals>.broken_receiver"
+    )
     assert f"Receiver {name} of signal task-prerun raised" in caplog.text
     assert "ValueError: bug in receiver" in caplog.text

@@ -92,8 +92,13 @@ print(shared_label())
 def test_a_direct_call_of_a_shared_task_pushes_the_context_of_the_only_app():
     """Item 2, shared tasks: the one app bound to any TaskQueue. Run in a fresh
     interpreter, where no app of another test is still bound."""
-    out = subprocess.run([sys.executable, "-c", SHARED_ONLY_APP], capture_output=True,
-                         text=True, timeout=60, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-c", SHARED_ONLY_APP],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "('mig.shared_label', 'only')"
 
@@ -158,8 +163,10 @@ def test_mock_patch_of_run_replaces_the_body_for_direct_calls_and_eager_runs():
         return ("real shared", x)
 
     app = make_app(tq)
-    with mock.patch.object(bound, "run", return_value="mocked") as run, \
-            mock.patch.object(shared_bound, "run", return_value="mocked shared") as srun:
+    with (
+        mock.patch.object(bound, "run", return_value="mocked") as run,
+        mock.patch.object(shared_bound, "run", return_value="mocked shared") as srun,
+    ):
         assert bound(1) == "mocked"
         with app.app_context():
             assert bound.delay(2).get(timeout=1) == "mocked"

@@ -28,8 +28,7 @@ def mig_app(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Flask:
         return create_app()
 
 
-def test_status_poll_with_task_async_result_of_a_lazily_imported_bound_task(
-        start_worker, mig_app):
+def test_status_poll_with_task_async_result_of_a_lazily_imported_bound_task(start_worker, mig_app):
     """Items 1, 3, 5, 8: the worker reads CELERY_BROKER_URL, imports the tasks module
     named by CELERY_IMPORTS, runs the bound task with ``self``, and the view polls
     ``long_task.AsyncResult(id)``."""
@@ -55,35 +54,48 @@ def test_an_unknown_task_is_dead_lettered_naming_taskq_imports(start_worker, mig
     broker = mig_app.extensions["taskq"].broker
     rows = wait_until(lambda: broker.dead_letters("default"), message="a dead letter")
     assert rows[0]["id"] == task_id
-    assert rows[0]["reason"] == ("task 'tests.apps.elsewhere.forgotten' is not registered "
-                                 "in this worker (is its module in TASKQ_IMPORTS?)")
+    assert rows[0]["reason"] == (
+        "task 'tests.apps.elsewhere.forgotten' is not registered "
+        "in this worker (is its module in TASKQ_IMPORTS?)"
+    )
 
 
 def test_a_module_in_taskq_imports_that_cannot_be_imported_stops_the_worker(redis_url):
     """Item 5: one line naming the module, exit status 1, for the worker and beat."""
-    env = {**os.environ, "TASKQ_BROKER_URL": redis_url,
-           "FLASK_TASKQ_IMPORTS": '["tests.apps.no_such_module"]'}
+    env = {
+        **os.environ,
+        "TASKQ_BROKER_URL": redis_url,
+        "FLASK_TASKQ_IMPORTS": '["tests.apps.no_such_module"]',
+    }
     for command in (["worker", "-P", "solo"], ["beat"]):
         proc = subprocess.run(
             [sys.executable, "-m", "flask", "--app", APP, "taskq", *command],
-            env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 1, proc.stderr
         errors = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
-        assert errors == ["Error: TASKQ_IMPORTS: cannot import 'tests.apps.no_such_module': "
-                          "No module named 'tests.apps.no_such_module'"], proc.stderr
+        assert errors == [
+            "Error: TASKQ_IMPORTS: cannot import 'tests.apps.no_such_module': "
+            "No module named 'tests.apps.no_such_module'"
+        ], proc.stderr
         assert "Traceback" not in proc.stderr
 
 
 def test_beat_imports_taskq_imports_and_sends_their_periodic_tasks(redis_url, r):
     """Item 5: a periodic task declared in a module that only TASKQ_IMPORTS names."""
     env = {**os.environ, "TASKQ_BROKER_URL": redis_url, "PYTHONUNBUFFERED": "1"}
-    beat = WorkerProcess([sys.executable, "-m", "flask", "--app", APP, "taskq", "beat",
-                          "-l", "info"], env)
+    beat = WorkerProcess(
+        [sys.executable, "-m", "flask", "--app", APP, "taskq", "beat", "-l", "info"], env
+    )
     try:
+
         def sent() -> bool:
             entries = r.xrange("taskq:{default}:p5")
-            return any("tests.apps.migration_tasks.pulse" in str(fields)
-                       for _, fields in entries)
+            return any("tests.apps.migration_tasks.pulse" in str(fields) for _, fields in entries)
 
         wait_until(sent, timeout=15, message="beat sending the pulse task")
     finally:
@@ -113,10 +125,11 @@ def test_celery_style_signal_receivers_run_in_the_worker(start_worker, mig_app, 
         assert result.get(timeout=15) == "normal:y"
     name = "tests.apps.migration_tasks.deliver"
     wait_until(lambda: r.llen("test:signals") >= 3, message="three signals recorded")
-    assert sorted(r.lrange("test:signals", 0, -1)) == sorted([
-        f"prerun {name} {result.id} ['normal', 'y']",
-        f"success {name} normal:y",
-        f"postrun {result.id} SUCCESS",
-    ])
-    worker.wait_for_log("Receiver tests.apps.migration_app.exploding of signal "
-                        "task-prerun raised")
+    assert sorted(r.lrange("test:signals", 0, -1)) == sorted(
+        [
+            f"prerun {name} {result.id} ['normal', 'y']",
+            f"success {name} normal:y",
+            f"postrun {result.id} SUCCESS",
+        ]
+    )
+    worker.wait_for_log("Receiver tests.apps.migration_app.exploding of signal task-prerun raised")

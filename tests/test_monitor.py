@@ -26,8 +26,9 @@ def test_heartbeat_describes_the_worker(app, start_worker, monitor, r):
     with app.app_context():
         mark.delay("slow", seconds=3)
         wait_until(lambda: r.hget("test:started", "slow"))
-    running = wait_until(lambda: monitor.processes()[0]["running"],
-                         message="the running task in the heartbeat")
+    running = wait_until(
+        lambda: monitor.processes()[0]["running"], message="the running task in the heartbeat"
+    )
     assert running[0]["task"] == "tests.apps.basic.mark"
     assert running[0]["args"] == "'slow', seconds=3"
 
@@ -60,8 +61,10 @@ def test_a_stopped_worker_disappears(start_worker, monitor):
 def test_paused_queue_is_not_fetched_until_resumed(app, start_worker, monitor, r):
     start_worker("-P", "solo")
     monitor.pause(["default"])
-    seen = wait_until(lambda: [p["heartbeat"] for p in monitor.processes()
-                               if p["paused"] == ["default"]], message="the pause noticed")
+    seen = wait_until(
+        lambda: [p["heartbeat"] for p in monitor.processes() if p["paused"] == ["default"]],
+        message="the pause noticed",
+    )
     # one heartbeat later (2 s) any fetch begun before the pause (1 s at most) is over
     wait_until(lambda: monitor.processes()[0]["heartbeat"] > seen[0])
     with app.app_context():

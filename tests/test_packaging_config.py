@@ -40,7 +40,8 @@ def test_version_is_the_installed_distributions():
     installed = importlib.metadata.version("flask-taskq")
     assert flask_taskq.__version__ == installed, (
         f"flask_taskq.__version__ is {flask_taskq.__version__} but the installed metadata says "
-        f"{installed}: reinstall (pip install -e .) after changing the version")
+        f"{installed}: reinstall (pip install -e .) after changing the version"
+    )
 
 
 @pytest.mark.skipif(tomllib is None, reason="tomllib is Python 3.11+")
@@ -48,7 +49,8 @@ def test_pyproject_reads_the_version_and_licence_from_one_place_each():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert project["project"]["dynamic"] == ["version"]
     assert project["tool"]["setuptools"]["dynamic"]["version"] == {
-        "attr": "flask_taskq.__version__"}
+        "attr": "flask_taskq.__version__"
+    }
     assert project["project"]["license"] == "BSD-3-Clause"
     assert project["project"]["license-files"] == ["LICENSE"]
     licence = (ROOT / "LICENSE").read_text()
@@ -60,8 +62,13 @@ def test_pyproject_reads_the_version_and_licence_from_one_place_each():
 
 def test_dashboard_footer_shows_the_version(redis_url):
     tq = TaskQueue()
-    app = make_app("pack-dash", TASKQ_BROKER_URL=redis_url, TASKQ_DASHBOARD=True,
-                   SECRET_KEY="test", TASKQ_DASHBOARD_AUTH=("u", "p"))
+    app = make_app(
+        "pack-dash",
+        TASKQ_BROKER_URL=redis_url,
+        TASKQ_DASHBOARD=True,
+        SECRET_KEY="test",
+        TASKQ_DASHBOARD_AUTH=("u", "p"),
+    )
     tq.init_app(app)
     auth = {"Authorization": "Basic " + base64.b64encode(b"u:p").decode()}
     page = app.test_client().get("/taskq/", headers=auth)
@@ -135,8 +142,9 @@ def test_close_closes_the_direct_connections_of_every_thread(redis_url, r):
         assert named() == 5
 
         broker.close()
-        wait_until(lambda: named() == 0, timeout=5,
-                   message=f"every connection named {name} to close")
+        wait_until(
+            lambda: named() == 0, timeout=5, message=f"every connection named {name} to close"
+        )
     finally:
         stop.set()
         for thread in threads:
@@ -145,4 +153,3 @@ def test_close_closes_the_direct_connections_of_every_thread(redis_url, r):
     broker.enqueue("pack", 5, b"{}")  # a closed broker's thread reconnects if used again
     assert r.xlen("taskq:{pack}:p5") == 5
     broker.close()
-

@@ -37,12 +37,14 @@ def _wait_for_result(client, task_id: str) -> dict:
 def test_tasks_run_inline_when_called() -> None:
     assert add(2, 3) == 5
     assert word_count("To be, or not to be") == {
-        "words": 6, "most_common": [("to", 2), ("be", 2), ("or", 1)],
+        "words": 6,
+        "most_common": [("to", 2), ("be", 2), ("or", 1)],
     }
 
 
 def test_create_app_reads_the_broker_from_the_environment(
-        monkeypatch: pytest.MonkeyPatch, redis_url: str) -> None:
+    monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
     monkeypatch.setenv("TASKQ_BROKER_URL", redis_url)
     assert create_app().config["TASKQ_BROKER_URL"] == redis_url
     monkeypatch.delenv("TASKQ_BROKER_URL")
@@ -58,12 +60,10 @@ def test_add_runs_on_a_real_worker(quickstart_app: Flask, start_worker) -> None:
     task_id = answer.json["task_id"]
 
     result = _wait_for_result(client, task_id)
-    assert result == {"state": "SUCCESS", "ready": True, "successful": True, "value": 5}, \
-        worker.log
+    assert result == {"state": "SUCCESS", "ready": True, "successful": True, "value": 5}, worker.log
 
 
-def test_form_input_and_word_count_on_a_real_worker(quickstart_app: Flask,
-                                                    start_worker) -> None:
+def test_form_input_and_word_count_on_a_real_worker(quickstart_app: Flask, start_worker) -> None:
     start_worker("-P", "solo", app=QUICKSTART)
     client = quickstart_app.test_client()
 
@@ -90,16 +90,18 @@ def test_a_failed_task_reports_its_error(quickstart_app: Flask, start_worker) ->
 def test_result_of_an_unknown_task_is_pending(quickstart_app: Flask) -> None:
     answer = quickstart_app.test_client().get(f"/result/{uuid.uuid4()}")
     assert answer.status_code == 200
-    assert answer.json == {"state": "PENDING", "ready": False, "successful": False,
-                           "value": None}
+    assert answer.json == {"state": "PENDING", "ready": False, "successful": False, "value": None}
 
 
-@pytest.mark.parametrize("payload", [
-    {"x": 2},
-    {"x": "two", "y": 3},
-    {"x": True, "y": 3},
-    {"x": [1], "y": 3},
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"x": 2},
+        {"x": "two", "y": 3},
+        {"x": True, "y": 3},
+        {"x": [1], "y": 3},
+    ],
+)
 def test_add_rejects_bad_input(quickstart_app: Flask, payload: dict) -> None:
     answer = quickstart_app.test_client().post("/add", json=payload)
     assert answer.status_code == 400
@@ -113,8 +115,12 @@ def test_word_count_requires_text(quickstart_app: Flask) -> None:
 
 def _run_demo(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "examples/quickstart/demo.py"], cwd=ROOT, env=env,
-        capture_output=True, text=True, timeout=120,
+        [sys.executable, "examples/quickstart/demo.py"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -144,4 +150,3 @@ def test_demo_fails_clearly_without_redis() -> None:
     done = _run_demo({**os.environ, "TASKQ_BROKER_URL": unused})
     assert done.returncode == 1
     assert done.stderr.strip() == f"demo failed: cannot reach Redis at TASKQ_BROKER_URL={unused}"
-

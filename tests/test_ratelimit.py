@@ -29,17 +29,20 @@ def bucket(name: str) -> str:
 
 
 # -- parse_rate ------------------------------------------------------------------------------
-@pytest.mark.parametrize(("text", "expected"), [
-    ("100/s", 100.0),
-    ("10/m", 10 / 60),
-    ("500/h", 500 / 3600),
-    ("20", 20.0),
-    ("2.5/s", 2.5),
-    (".5/s", 0.5),
-    (" 30 / M ", 0.5),
-    (20, 20.0),
-    (0.25, 0.25),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("100/s", 100.0),
+        ("10/m", 10 / 60),
+        ("500/h", 500 / 3600),
+        ("20", 20.0),
+        ("2.5/s", 2.5),
+        (".5/s", 0.5),
+        (" 30 / M ", 0.5),
+        (20, 20.0),
+        (0.25, 0.25),
+    ],
+)
 def test_parse_rate(text, expected):
     assert parse_rate(text) == pytest.approx(expected)
 
@@ -49,10 +52,25 @@ def test_parse_rate_unlimited(text):
     assert parse_rate(text) is None
 
 
-@pytest.mark.parametrize("text", [
-    "fast", "10/d", "10/sec", "10/min", "10/hour", "-1", "-5/s", "1e3", "/s", "10/", "10//s",
-    "inf", "nan", "10 per second",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "fast",
+        "10/d",
+        "10/sec",
+        "10/min",
+        "10/hour",
+        "-1",
+        "-5/s",
+        "1e3",
+        "/s",
+        "10/",
+        "10//s",
+        "inf",
+        "nan",
+        "10 per second",
+    ],
+)
 def test_parse_rate_rejects_bad_strings_naming_them(text):
     with pytest.raises(ValueError, match="invalid rate limit") as info:
         parse_rate(text)
@@ -65,10 +83,19 @@ def test_parse_rate_rejects_bad_values(value):
         parse_rate(value)
 
 
-@pytest.mark.parametrize(("rate", "text"), [
-    (20.0, "20/s"), (10 / 60, "10/m"), (500 / 3600, "500/h"), (0.5, "30/m"),
-    (2.5, "150/m"), (1 / 7, "8.57143/m"), (1e-4, "0.36/h"), (None, "off"),
-])
+@pytest.mark.parametrize(
+    ("rate", "text"),
+    [
+        (20.0, "20/s"),
+        (10 / 60, "10/m"),
+        (500 / 3600, "500/h"),
+        (0.5, "30/m"),
+        (2.5, "150/m"),
+        (1 / 7, "8.57143/m"),
+        (1e-4, "0.36/h"),
+        (None, "off"),
+    ],
+)
 def test_format_rate(rate, text):
     assert format_rate(rate) == text
 
@@ -163,12 +190,10 @@ def test_a_waiting_task_books_its_own_slot(limiter, r):
     # Without an id, a newcomer queues behind the booked slots.
     assert limiter.acquire("t", 10.0) > waits[2] - 0.05
 
-    wait_until(lambda: limiter.acquire("t", 10.0, task_id="a") == 0.0, timeout=2,
-               message="slot a")
+    wait_until(lambda: limiter.acquire("t", 10.0, task_id="a") == 0.0, timeout=2, message="slot a")
     assert r.hget(bucket("t"), "r:a") is None
     assert limiter.acquire("t", 10.0, task_id="c") > 0  # c's slot is later
-    wait_until(lambda: limiter.acquire("t", 10.0, task_id="c") == 0.0, timeout=2,
-               message="slot c")
+    wait_until(lambda: limiter.acquire("t", 10.0, task_id="c") == 0.0, timeout=2, message="slot c")
     # b's slot has passed too: granted without a new token.
     assert limiter.acquire("t", 10.0, task_id="b") == 0.0
 
@@ -192,14 +217,14 @@ def test_effective_rate_is_the_override_else_the_tasks_own(redis_url, r):
 
     assert cli.set_rate("t", "20/s") == 20.0
     assert r.hget("taskq:ratelimits", "t") == "20/s"
-    wait_until(lambda: worker.effective_rate("t", "5/s") == 20.0, timeout=2,
-               message="the override")
+    wait_until(lambda: worker.effective_rate("t", "5/s") == 20.0, timeout=2, message="the override")
     assert worker.effective_rate("t", None) == 20.0  # also for a task declared without one
 
     assert cli.set_rate("t", "off") is None
     assert r.hexists("taskq:ratelimits", "t") == 0
-    wait_until(lambda: worker.effective_rate("t", "5/s") == 5.0, timeout=2,
-               message="the override removed")
+    wait_until(
+        lambda: worker.effective_rate("t", "5/s") == 5.0, timeout=2, message="the override removed"
+    )
 
 
 @pytest.mark.parametrize("off", ["off", "none", "OFF", "0", "", None])
@@ -329,8 +354,9 @@ def test_cli_shows_the_declared_limit(redis_url, r):
     assert invoke(app).output == "mail.send  2/s  (declared: 10/s)\n"
     assert invoke(app, "mail.send").output == "mail.send: 2/s (set at runtime; declared 10/s)\n"
     result = invoke(app, "mail.send", "off")
-    assert result.output == ("Removed the runtime rate limit of mail.send: "
-                             "its declared 10/s applies again.\n")
+    assert result.output == (
+        "Removed the runtime rate limit of mail.send: its declared 10/s applies again.\n"
+    )
 
 
 def test_cli_with_redis_unreachable_is_one_line(app):
@@ -352,8 +378,9 @@ def test_cli_needs_a_redis_broker():
     assert result.output == "Error: rate limits need a Redis broker, not memory://\n"
 
 
-def test_limit_holds_across_two_workers_with_two_threads_each(redis_url, start_worker, r,
-                                                              monkeypatch):
+def test_limit_holds_across_two_workers_with_two_threads_each(
+    redis_url, start_worker, r, monkeypatch
+):
     """20 tasks at 5/s (burst 5) over 2 x 2 threads: the last starts >= 3 s after the
     first, and no second holds more than burst + rate starts."""
     from tests.apps import control
@@ -364,8 +391,7 @@ def test_limit_holds_across_two_workers_with_two_threads_each(redis_url, start_w
         start_worker("-P", "threads", "-c", "2", app="tests.apps.control:create_app")
     with capp.app_context():
         results = [control.limited.delay(f"t{i}") for i in range(20)]
-        assert sorted(res.get(timeout=30) for res in results) == sorted(
-            f"t{i}" for i in range(20))
+        assert sorted(res.get(timeout=30) for res in results) == sorted(f"t{i}" for i in range(20))
     starts = sorted(float(t) for t in r.hvals("ctl:limited_at"))
     assert len(starts) == 20
     assert starts[-1] - starts[0] >= 2.9
@@ -373,14 +399,14 @@ def test_limit_holds_across_two_workers_with_two_threads_each(redis_url, start_w
         assert sum(first <= s < first + 1.0 for s in starts) <= 10
 
 
-def test_runtime_override_applies_to_running_workers(redis_url, start_worker, r,
-                                                     monkeypatch):
+def test_runtime_override_applies_to_running_workers(redis_url, start_worker, r, monkeypatch):
     from tests.apps import control
 
     monkeypatch.setenv("TASKQ_BROKER_URL", redis_url)
     capp = control.create_app()
-    result = capp.test_cli_runner().invoke(args=["taskq", "rate-limit",
-                                                 "tests.apps.control.record", "2/s"])
+    result = capp.test_cli_runner().invoke(
+        args=["taskq", "rate-limit", "tests.apps.control.record", "2/s"]
+    )
     assert result.exit_code == 0, result.output
     start_worker("-P", "threads", "-c", "2", app="tests.apps.control:create_app")
     with capp.app_context():

@@ -145,8 +145,7 @@ def app_on_own_redis(own_redis, monkeypatch):
     return app
 
 
-def test_broker_down_raises_broker_connection_error_in_bounded_time(app_on_own_redis,
-                                                                    own_redis):
+def test_broker_down_raises_broker_connection_error_in_bounded_time(app_on_own_redis, own_redis):
     own_redis.stop()
     with app_on_own_redis.app_context():
         begin = time.monotonic()
@@ -212,5 +211,8 @@ def test_children_stop_when_their_supervisor_is_killed(app, start_worker):
         pids = {context_probe.delay().get(timeout=10)["pid"] for _ in range(10)}
     worker.proc.kill()  # SIGKILL the supervisor alone
     worker.proc.wait()
-    wait_until(lambda: not any(_alive(pid) for pid in pids), timeout=15,
-               message="orphaned children to exit")
+    wait_until(
+        lambda: not any(_alive(pid) for pid in pids),
+        timeout=15,
+        message="orphaned children to exit",
+    )

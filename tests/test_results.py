@@ -40,6 +40,7 @@ def api_app(redis_url):
 
 # -- values and exceptions -----------------------------------------------------------------------
 
+
 def test_get_returns_the_value(app, worker):
     with app.app_context():
         result = add.delay(2, 3)
@@ -80,12 +81,21 @@ def test_get_without_propagate_returns_the_exception(app, worker):
 
 def test_exception_type_unknown_here_becomes_task_error(app, r):
     assert "nowhere_to_be_found" not in sys.modules
-    r.set(result_key("t-unknown"), json.dumps({
-        "status": "FAILURE", "task": "remote.job", "date_done": time.time(),
-        "exc_type": "GoneError", "exc_module": "nowhere_to_be_found",
-        "exc_message": "it went away", "exc_args": ["it went away"],
-        "traceback": "Traceback (most recent call last):\n  ...\nGoneError: it went away\n",
-    }))
+    r.set(
+        result_key("t-unknown"),
+        json.dumps(
+            {
+                "status": "FAILURE",
+                "task": "remote.job",
+                "date_done": time.time(),
+                "exc_type": "GoneError",
+                "exc_module": "nowhere_to_be_found",
+                "exc_message": "it went away",
+                "exc_args": ["it went away"],
+                "traceback": "Traceback (most recent call last):\n  ...\nGoneError: it went away\n",
+            }
+        ),
+    )
     r.rpush(done_key("t-unknown"), "1")
 
     with app.app_context():
@@ -105,6 +115,7 @@ def test_exception_type_unknown_here_becomes_task_error(app, r):
 
 
 # -- waiting -------------------------------------------------------------------------------------
+
 
 def test_get_times_out_with_flask_taskq_timeout_error(app):
     with app.app_context():
@@ -145,8 +156,11 @@ def test_two_threads_waiting_on_one_result_both_wake(app, r, start_worker):
     threads = [threading.Thread(target=wait) for _ in range(2)]
     for t in threads:
         t.start()
-    wait_until(lambda: r.info("clients")["blocked_clients"] >= 2, 10,
-               message="both threads blocked on the result")
+    wait_until(
+        lambda: r.info("clients")["blocked_clients"] >= 2,
+        10,
+        message="both threads blocked on the result",
+    )
 
     start_worker("-P", "solo")
     for t in threads:
@@ -156,6 +170,7 @@ def test_two_threads_waiting_on_one_result_both_wake(app, r, start_worker):
 
 
 # -- states --------------------------------------------------------------------------------------
+
 
 def test_unknown_task_is_pending(app):
     with app.app_context():
@@ -194,6 +209,7 @@ def test_states_of_a_failed_task(app, worker):
 
 
 # -- storage ---------------------------------------------------------------------------------------
+
 
 def test_ignore_result_task_leaves_no_result(api_app, r):
     with api_app.app_context():

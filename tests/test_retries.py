@@ -43,8 +43,9 @@ def test_state_is_retry_with_the_last_exception_while_waiting(capp, start_worker
         assert res.get(timeout=15)["attempt"] == 2
 
 
-def test_exhausted_retries_raise_the_last_exception_and_dead_letter(capp, start_worker,
-                                                                    redis_url, r):
+def test_exhausted_retries_raise_the_last_exception_and_dead_letter(
+    capp, start_worker, redis_url, r
+):
     start_worker("-P", "solo", app=APP)
     with capp.app_context():
         res = hopeless.delay("h")
@@ -66,8 +67,11 @@ def test_autoretry_for_backs_off(capp, start_worker, r):
     times = [float(t) for t in r.lrange("ctl:times:a", 0, -1)]
     gaps = [b - a for a, b in itertools.pairwise(times)]
     # backoff 0.1 * 2**n: 0.1, 0.2, 0.4 s (a worker may promote up to a second late)
-    assert [round(g, 1) >= d for g, d in zip(gaps, (0.1, 0.2, 0.4), strict=True)] == \
-        [True, True, True]
+    assert [round(g, 1) >= d for g, d in zip(gaps, (0.1, 0.2, 0.4), strict=True)] == [
+        True,
+        True,
+        True,
+    ]
 
 
 def test_autoretry_gives_up_after_max_retries(capp, start_worker, r):

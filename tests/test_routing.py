@@ -10,8 +10,9 @@ from flask_taskq.routing import Router
 
 
 def test_exact_names_win_over_globs_and_globs_go_in_order():
-    router = Router({"mail.*": "mail", "mail.urgent": {"queue": "fast", "priority": 9},
-                     "*": "catchall"})
+    router = Router(
+        {"mail.*": "mail", "mail.urgent": {"queue": "fast", "priority": 9}, "*": "catchall"}
+    )
     assert router.route("mail.urgent") == {"queue": "fast", "priority": 9}
     assert router.route("mail.digest") == {"queue": "mail"}
     assert router.route("reports.daily") == {"queue": "catchall"}
@@ -27,9 +28,10 @@ def test_unknown_route_option_is_refused():
 def routed(redis_url):
     tq = TaskQueue()
     app = Flask("routed")
-    app.config.update(TASKQ_BROKER_URL=redis_url,
-                      TASKQ_ROUTES={"reports.*": "reports",
-                                    "mail.send": {"queue": "mail", "priority": 8}})
+    app.config.update(
+        TASKQ_BROKER_URL=redis_url,
+        TASKQ_ROUTES={"reports.*": "reports", "mail.send": {"queue": "mail", "priority": 8}},
+    )
 
     @tq.task(name="reports.daily", queue="declared")
     def daily():

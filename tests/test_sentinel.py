@@ -14,10 +14,15 @@ from tests.conftest import RedisServer, free_port, wait_until
 def sentinel(own_redis, tmp_path):
     port = free_port()
     conf = tmp_path / "sentinel.conf"
-    conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
-                    f"sentinel monitor themaster 127.0.0.1 {own_redis.port} 1\n")
-    proc = subprocess.Popen(["redis-server", str(conf), "--sentinel"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+        f"sentinel monitor themaster 127.0.0.1 {own_redis.port} 1\n"
+    )
+    proc = subprocess.Popen(
+        ["redis-server", str(conf), "--sentinel"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     probe = RedisServer(port).client()
 
     def knows_master():

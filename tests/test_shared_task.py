@@ -30,8 +30,9 @@ def tasks():
 
 
 def make_app(redis_url: str, label: str, **config) -> Flask:
-    app = create_app({"TASKQ_BROKER_URL": redis_url, "TASKQ_KEY_PREFIX": label,
-                      "LABEL": label, **config})
+    app = create_app(
+        {"TASKQ_BROKER_URL": redis_url, "TASKQ_KEY_PREFIX": label, "LABEL": label, **config}
+    )
     app.testing = True
     return app
 
@@ -50,6 +51,7 @@ def seen(r, count: int) -> dict[str, dict]:
 
 
 # -- defining ------------------------------------------------------------------------------
+
 
 def test_a_module_of_shared_tasks_needs_no_taskqueue(tasks):
     assert "TaskQueue" not in vars(tasks) and "tq" not in vars(tasks)
@@ -94,11 +96,24 @@ def test_bare_decorator_and_every_task_option():
     def bare():
         return "bare"
 
-    options = dict(queue="q", priority=7, max_retries=1, autoretry_for=(OSError,),
-                   retry_backoff=True, retry_backoff_max=60, retry_jitter=False,
-                   default_retry_delay=5, rate_limit="10/s", time_limit=60,
-                   soft_time_limit=50, ignore_result=True, expires=30, acks_late=True,
-                   unique=True, unique_for=120)
+    options = dict(
+        queue="q",
+        priority=7,
+        max_retries=1,
+        autoretry_for=(OSError,),
+        retry_backoff=True,
+        retry_backoff_max=60,
+        retry_jitter=False,
+        default_retry_delay=5,
+        rate_limit="10/s",
+        time_limit=60,
+        soft_time_limit=50,
+        ignore_result=True,
+        expires=30,
+        acks_late=True,
+        unique=True,
+        unique_for=120,
+    )
 
     @shared_task(name="shared.full", bind=True, **options)
     def full(self):
@@ -113,16 +128,19 @@ def test_bare_decorator_and_every_task_option():
 
 def test_bad_options_fail_where_the_task_is_defined():
     with pytest.raises(TypeError, match="retries"):
+
         @shared_task(retries=3)
         def misspelt():
             pass
 
     with pytest.raises(ValueError, match="invalid rate limit"):
+
         @shared_task(rate_limit="fast")
         def too_fast():
             pass
 
     with pytest.warns(UserWarning, match="acks_late=False is not supported"):
+
         @shared_task(acks_late=False)
         def early_ack():
             pass
@@ -141,6 +159,7 @@ def test_calling_a_bound_shared_task_inline_needs_no_app(tasks, r):
 
 
 # -- sending -------------------------------------------------------------------------------
+
 
 def test_delay_uses_the_taskqueue_of_the_current_app(tasks, redis_url, r):
     alpha = make_app(redis_url, "alpha", TASKQ_TASK_DEFAULT_PRIORITY=8)
@@ -172,8 +191,7 @@ def test_delay_outside_an_app_context_with_two_apps_bound_is_a_runtime_error(tas
 
 
 def test_send_task_by_name_uses_the_config_defaults(redis_url, r):
-    app = make_app(redis_url, "defaults", TASKQ_TASK_DEFAULT_PRIORITY=7,
-                   TASKQ_TASK_EXPIRES=60)
+    app = make_app(redis_url, "defaults", TASKQ_TASK_DEFAULT_PRIORITY=7, TASKQ_TASK_EXPIRES=60)
     tq = app.extensions["taskq"].taskqueue
 
     with app.app_context():
@@ -187,10 +205,12 @@ def test_send_task_by_name_uses_the_config_defaults(redis_url, r):
 
 # -- running -------------------------------------------------------------------------------
 
-def test_two_apps_each_run_the_shared_task_with_their_own_config(tasks, redis_url, r,
-                                                                   start_worker):
-    configs = {"alpha": {"TASKQ_TASK_DEFAULT_PRIORITY": 8, "TASKQ_TASK_MAX_RETRIES": 1},
-               "beta": {"TASKQ_TASK_DEFAULT_PRIORITY": 3, "TASKQ_TASK_IGNORE_RESULT": True}}
+
+def test_two_apps_each_run_the_shared_task_with_their_own_config(tasks, redis_url, r, start_worker):
+    configs = {
+        "alpha": {"TASKQ_TASK_DEFAULT_PRIORITY": 8, "TASKQ_TASK_MAX_RETRIES": 1},
+        "beta": {"TASKQ_TASK_DEFAULT_PRIORITY": 3, "TASKQ_TASK_IGNORE_RESULT": True},
+    }
     apps = {label: make_app(redis_url, label, **config) for label, config in configs.items()}
     for label, config in configs.items():
         start_worker("-P", "solo", app=APP, env=worker_env(label, **config))
@@ -207,20 +227,28 @@ def test_two_apps_each_run_the_shared_task_with_their_own_config(tasks, redis_ur
     assert (reports["alpha"]["label"], reports["beta"]["label"]) == ("alpha", "beta")
     assert (reports["alpha"]["priority"], reports["beta"]["priority"]) == (8, 3)
     assert (reports["alpha"]["max_retries"], reports["beta"]["max_retries"]) == (1, 3)
-    assert (reports["alpha"]["ignore_result"], reports["beta"]["ignore_result"]) == (False,
-                                                                                      True)
+    assert (reports["alpha"]["ignore_result"], reports["beta"]["ignore_result"]) == (False, True)
     with apps["beta"].app_context():
         assert results["beta"].state == "PENDING"  # beta keeps no results by default
 
 
-def test_worker_applies_the_config_defaults_and_a_tasks_own_options_win(tasks, redis_url, r,
-                                                                      start_worker):
-    config = {"TASKQ_TASK_IGNORE_RESULT": True, "TASKQ_TASK_ACKS_LATE": True,
-              "TASKQ_TASK_TIME_LIMIT": 30, "TASKQ_TASK_SOFT_TIME_LIMIT": 20,
-              "TASKQ_TASK_DEFAULT_RATE_LIMIT": "500/s", "TASKQ_TASK_DEFAULT_PRIORITY": 7,
-              "TASKQ_TASK_EXPIRES": 300, "TASKQ_TASK_MAX_RETRIES": 1,
-              "TASKQ_TASK_DEFAULT_RETRY_DELAY": 0, "TASKQ_TASK_RETRY_BACKOFF": False,
-              "TASKQ_TASK_RETRY_BACKOFF_MAX": 90, "TASKQ_TASK_RETRY_JITTER": True}
+def test_worker_applies_the_config_defaults_and_a_tasks_own_options_win(
+    tasks, redis_url, r, start_worker
+):
+    config = {
+        "TASKQ_TASK_IGNORE_RESULT": True,
+        "TASKQ_TASK_ACKS_LATE": True,
+        "TASKQ_TASK_TIME_LIMIT": 30,
+        "TASKQ_TASK_SOFT_TIME_LIMIT": 20,
+        "TASKQ_TASK_DEFAULT_RATE_LIMIT": "500/s",
+        "TASKQ_TASK_DEFAULT_PRIORITY": 7,
+        "TASKQ_TASK_EXPIRES": 300,
+        "TASKQ_TASK_MAX_RETRIES": 1,
+        "TASKQ_TASK_DEFAULT_RETRY_DELAY": 0,
+        "TASKQ_TASK_RETRY_BACKOFF": False,
+        "TASKQ_TASK_RETRY_BACKOFF_MAX": 90,
+        "TASKQ_TASK_RETRY_JITTER": True,
+    }
     app = make_app(redis_url, "conf", **config)
     worker = start_worker("-P", "solo", app=APP, env=worker_env("conf", **config))
 
@@ -239,15 +267,37 @@ def test_worker_applies_the_config_defaults_and_a_tasks_own_options_win(tasks, r
 
     reports = seen(r, 2)
     assert reports["default"] == {
-        "token": "default", "label": "conf", "ignore_result": True, "max_retries": 1,
-        "priority": 7, "acks_late": True, "time_limit": 30, "soft_time_limit": 20,
-        "rate_limit": "500/s", "default_retry_delay": 0, "retry_backoff": False,
-        "retry_backoff_max": 90, "retry_jitter": True, "expires": 300}
+        "token": "default",
+        "label": "conf",
+        "ignore_result": True,
+        "max_retries": 1,
+        "priority": 7,
+        "acks_late": True,
+        "time_limit": 30,
+        "soft_time_limit": 20,
+        "rate_limit": "500/s",
+        "default_retry_delay": 0,
+        "retry_backoff": False,
+        "retry_backoff_max": 90,
+        "retry_jitter": True,
+        "expires": 300,
+    }
     assert reports["own"] == {
-        "token": "own", "label": "conf", "ignore_result": False, "max_retries": 5,
-        "priority": 2, "acks_late": True, "time_limit": 50, "soft_time_limit": 40,
-        "rate_limit": "1000/s", "default_retry_delay": 7, "retry_backoff": 3,
-        "retry_backoff_max": 30, "retry_jitter": False, "expires": 600}
+        "token": "own",
+        "label": "conf",
+        "ignore_result": False,
+        "max_retries": 5,
+        "priority": 2,
+        "acks_late": True,
+        "time_limit": 50,
+        "soft_time_limit": 40,
+        "rate_limit": "1000/s",
+        "default_retry_delay": 7,
+        "retry_backoff": 3,
+        "retry_backoff_max": 30,
+        "retry_jitter": False,
+        "expires": 600,
+    }
     # TASKQ_TASK_MAX_RETRIES=1: one retry; flaky_own says max_retries=3.
     assert r.hgetall("test:runs") == {"flaky": "2", "flaky_own": "4"}
 
@@ -257,20 +307,30 @@ def test_one_taskqueue_serves_apps_with_different_defaults():
 
     @shared_task(bind=True)
     def shared_options(self):
-        return {"max_retries": self.max_retries, "ignore_result": self.ignore_result,
-                "priority": self.request.priority}
+        return {
+            "max_retries": self.max_retries,
+            "ignore_result": self.ignore_result,
+            "priority": self.request.priority,
+        }
 
     @tq.task(bind=True, max_retries=9)
     def own_options(self):
-        return {"max_retries": self.max_retries, "ignore_result": self.ignore_result,
-                "priority": self.request.priority}
+        return {
+            "max_retries": self.max_retries,
+            "ignore_result": self.ignore_result,
+            "priority": self.request.priority,
+        }
 
     apps = []
     for retries, priority in ((1, 8), (4, 2)):
         app = Flask(f"eager{retries}")
-        app.config.update(TASKQ_BROKER_URL=NO_REDIS, TASKQ_ALWAYS_EAGER=True,
-                          TASKQ_TASK_MAX_RETRIES=retries, TASKQ_TASK_DEFAULT_PRIORITY=priority,
-                          TASKQ_TASK_IGNORE_RESULT=True)
+        app.config.update(
+            TASKQ_BROKER_URL=NO_REDIS,
+            TASKQ_ALWAYS_EAGER=True,
+            TASKQ_TASK_MAX_RETRIES=retries,
+            TASKQ_TASK_DEFAULT_PRIORITY=priority,
+            TASKQ_TASK_IGNORE_RESULT=True,
+        )
         tq.init_app(app)
         apps.append(app)
 
@@ -279,10 +339,14 @@ def test_one_taskqueue_serves_apps_with_different_defaults():
         with app.app_context():
             answers.append((shared_options.delay().get(), own_options.delay().get()))
     assert answers == [
-        ({"max_retries": 1, "ignore_result": True, "priority": 8},
-         {"max_retries": 9, "ignore_result": True, "priority": 8}),
-        ({"max_retries": 4, "ignore_result": True, "priority": 2},
-         {"max_retries": 9, "ignore_result": True, "priority": 2}),
+        (
+            {"max_retries": 1, "ignore_result": True, "priority": 8},
+            {"max_retries": 9, "ignore_result": True, "priority": 8},
+        ),
+        (
+            {"max_retries": 4, "ignore_result": True, "priority": 2},
+            {"max_retries": 9, "ignore_result": True, "priority": 2},
+        ),
     ]
     assert own_options.max_retries == 9  # outside any app: its own option
     assert shared_options.max_retries == 3  # outside any app: the built-in default
@@ -290,15 +354,24 @@ def test_one_taskqueue_serves_apps_with_different_defaults():
 
 # -- configuration -------------------------------------------------------------------------
 
+
 def test_task_default_keys_are_known_settings():
     app = Flask("known")
-    app.config.update(TASKQ_BROKER_URL=NO_REDIS, TASKQ_TASK_IGNORE_RESULT=True,
-                      TASKQ_TASK_ACKS_LATE=True, TASKQ_TASK_TIME_LIMIT=10,
-                      TASKQ_TASK_SOFT_TIME_LIMIT=5, TASKQ_TASK_DEFAULT_RATE_LIMIT="1/s",
-                      TASKQ_TASK_DEFAULT_PRIORITY=0, TASKQ_TASK_EXPIRES=5,
-                      TASKQ_TASK_MAX_RETRIES=None, TASKQ_TASK_DEFAULT_RETRY_DELAY=1,
-                      TASKQ_TASK_RETRY_BACKOFF=2, TASKQ_TASK_RETRY_BACKOFF_MAX=10,
-                      TASKQ_TASK_RETRY_JITTER=False)
+    app.config.update(
+        TASKQ_BROKER_URL=NO_REDIS,
+        TASKQ_TASK_IGNORE_RESULT=True,
+        TASKQ_TASK_ACKS_LATE=True,
+        TASKQ_TASK_TIME_LIMIT=10,
+        TASKQ_TASK_SOFT_TIME_LIMIT=5,
+        TASKQ_TASK_DEFAULT_RATE_LIMIT="1/s",
+        TASKQ_TASK_DEFAULT_PRIORITY=0,
+        TASKQ_TASK_EXPIRES=5,
+        TASKQ_TASK_MAX_RETRIES=None,
+        TASKQ_TASK_DEFAULT_RETRY_DELAY=1,
+        TASKQ_TASK_RETRY_BACKOFF=2,
+        TASKQ_TASK_RETRY_BACKOFF_MAX=10,
+        TASKQ_TASK_RETRY_JITTER=False,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         TaskQueue(app)
@@ -311,11 +384,14 @@ def test_a_misspelt_task_default_key_warns_with_the_right_one():
         TaskQueue(app)
 
 
-@pytest.mark.parametrize(("key", "value", "match"), [
-    ("TASKQ_TASK_DEFAULT_RATE_LIMIT", "often", "TASKQ_TASK_DEFAULT_RATE_LIMIT: invalid"),
-    ("TASKQ_TASK_DEFAULT_PRIORITY", 10, "integer from 0 to 9"),
-    ("TASKQ_TASK_DEFAULT_PRIORITY", None, "integer from 0 to 9"),
-])
+@pytest.mark.parametrize(
+    ("key", "value", "match"),
+    [
+        ("TASKQ_TASK_DEFAULT_RATE_LIMIT", "often", "TASKQ_TASK_DEFAULT_RATE_LIMIT: invalid"),
+        ("TASKQ_TASK_DEFAULT_PRIORITY", 10, "integer from 0 to 9"),
+        ("TASKQ_TASK_DEFAULT_PRIORITY", None, "integer from 0 to 9"),
+    ],
+)
 def test_a_bad_task_default_fails_at_init_app(key, value, match):
     app = Flask("bad")
     app.config.update({"TASKQ_BROKER_URL": NO_REDIS, key: value})
@@ -349,6 +425,9 @@ def test_delay_many_uses_the_taskqueue_of_the_current_app(tasks, redis_url, r):
     with alpha.app_context():
         sent = tasks.add.delay_many([(1, 2), (3, 4)])
         sent += tasks.add.apply_many([((5,), {"y": 6})], queue="other")
-    ids = [Message.from_bytes(f["m"].encode(), JSONSerializer()).id
-           for key in ("alpha:{default}:p5", "alpha:{other}:p5") for _, f in r.xrange(key)]
+    ids = [
+        Message.from_bytes(f["m"].encode(), JSONSerializer()).id
+        for key in ("alpha:{default}:p5", "alpha:{other}:p5")
+        for _, f in r.xrange(key)
+    ]
     assert ids == [res.id for res in sent]

@@ -41,25 +41,24 @@ def dead_reasons(redis_url):
     return [f[b"reason"].decode() for _, f in raw.xrange("taskq:{default}:dead")]
 
 
-def test_unsigned_and_forged_messages_are_dead_lettered(signed_app, start_worker, r,
-                                                         redis_url):
+def test_unsigned_and_forged_messages_are_dead_lettered(signed_app, start_worker, r, redis_url):
     start_worker("-P", "solo", app=APP, env=KEY)
     plain = Message(id="unsigned", task="tests.apps.control.record", args=("u",))
     forged = Message(id="forged", task="tests.apps.control.record", args=("f",))
     raw = redis.Redis.from_url(redis_url)
     raw.xadd("taskq:{default}:p5", {"m": plain.to_bytes(get_serializer("json"))})
-    raw.xadd("taskq:{default}:p5", {"m": forged.to_bytes(
-        SignedSerializer(get_serializer("json"), "wrong key"))})
+    raw.xadd(
+        "taskq:{default}:p5",
+        {"m": forged.to_bytes(SignedSerializer(get_serializer("json"), "wrong key"))},
+    )
     wait_until(lambda: r.xlen("taskq:{default}:dead") == 2)
-    assert [reason.split(":")[0] for reason in dead_reasons(redis_url)] == \
-        ["bad signature"] * 2
+    assert [reason.split(":")[0] for reason in dead_reasons(redis_url)] == ["bad signature"] * 2
     with signed_app.app_context():  # signed messages still run, the worker went on
         assert record.delay("good").get(timeout=10) == "good"
     assert r.hget("ctl:runs", "u") is None and r.hget("ctl:runs", "f") is None
 
 
-def test_worker_without_the_key_refuses_signed_messages(signed_app, start_worker, r,
-                                                         redis_url):
+def test_worker_without_the_key_refuses_signed_messages(signed_app, start_worker, r, redis_url):
     start_worker("-P", "solo", app=APP, env={"TASKQ_SIGNING_KEY": ""})  # no key
     with signed_app.app_context():
         record.delay("x")

@@ -27,17 +27,21 @@ def ctx(api_app):
 
 def stream_messages(r, key: str) -> list[Message]:
     """The messages waiting in one priority stream, decoded."""
-    return [Message.from_bytes(fields["m"].encode(), JSONSerializer())
-            for _, fields in r.xrange(key)]
+    return [
+        Message.from_bytes(fields["m"].encode(), JSONSerializer()) for _, fields in r.xrange(key)
+    ]
 
 
 def delayed_messages(r, key: str) -> list[tuple[int, Message, float]]:
     """``(priority, message, due time)`` of the members of a delayed sorted set."""
-    return [(int(member[0]), Message.from_bytes(member[1:].encode(), JSONSerializer()), score)
-            for member, score in r.zrange(key, 0, -1, withscores=True)]
+    return [
+        (int(member[0]), Message.from_bytes(member[1:].encode(), JSONSerializer()), score)
+        for member, score in r.zrange(key, 0, -1, withscores=True)
+    ]
 
 
 # -- declaring ---------------------------------------------------------------------------------
+
 
 def test_bare_decorator_registers_a_task_named_after_module_and_function():
     assert isinstance(api.add, Task)
@@ -70,6 +74,7 @@ def test_unknown_task_option_is_a_type_error():
     tq = TaskQueue()
 
     with pytest.raises(TypeError, match="retries"):
+
         @tq.task(retries=3)
         def ping():
             return "pong"
@@ -84,6 +89,7 @@ def test_calling_a_task_runs_it_inline_without_a_queue(r):
 
 
 # -- delay ---------------------------------------------------------------------------------------
+
 
 def test_delay_puts_one_message_in_the_default_stream(ctx, r):
     before = time.time()
@@ -127,8 +133,9 @@ def test_task_queue_and_priority_options_choose_the_stream(ctx, r):
 
 
 def test_default_queue_setting_is_used(redis_url, r):
-    app = api.create_app({"TASKQ_BROKER_URL": redis_url, "TASKQ_DEFAULT_QUEUE": "jobs",
-                          "TASKQ_KEY_PREFIX": "myapp"})
+    app = api.create_app(
+        {"TASKQ_BROKER_URL": redis_url, "TASKQ_DEFAULT_QUEUE": "jobs", "TASKQ_KEY_PREFIX": "myapp"}
+    )
     with app.app_context():
         api.add.delay(1, 2)
 
@@ -137,9 +144,11 @@ def test_default_queue_setting_is_used(redis_url, r):
 
 # -- apply_async ---------------------------------------------------------------------------------
 
+
 def test_apply_async_carries_its_options(ctx, r):
-    result = api.add.apply_async((1,), {"y": 2}, queue="other", priority=9, task_id="x",
-                                 headers={"trace": "abc"})
+    result = api.add.apply_async(
+        (1,), {"y": 2}, queue="other", priority=9, task_id="x", headers={"trace": "abc"}
+    )
 
     assert result.id == "x"
     [message] = stream_messages(r, "taskq:{other}:p9")
@@ -153,8 +162,9 @@ def test_apply_async_carries_its_options(ctx, r):
 
 def test_countdown_sends_to_the_delayed_set_not_the_stream(ctx, r):
     before = time.time()
-    api.add.apply_async((1, 2), queue="other", priority=9, task_id="x",
-                        headers={"trace": "abc"}, countdown=30)
+    api.add.apply_async(
+        (1, 2), queue="other", priority=9, task_id="x", headers={"trace": "abc"}, countdown=30
+    )
     after = time.time()
 
     assert r.keys("taskq:*") == ["taskq:{other}:delayed"]
@@ -217,6 +227,7 @@ def test_priority_bounds_are_accepted(ctx, r, priority):
 
 # -- send_task -------------------------------------------------------------------------------------
 
+
 def test_send_task_sends_by_name_without_the_function(ctx, r):
     result = api.tq.send_task("some.name", args=[1, "two"], kwargs={"three": 3})
 
@@ -240,6 +251,7 @@ def test_send_task_accepts_apply_async_options(ctx, r):
 
 
 # -- refused at enqueue --------------------------------------------------------------------------
+
 
 def test_unencodable_positional_argument_is_named(ctx, r):
     with pytest.raises(TypeError, match=r"args\[1\]") as info:
@@ -277,6 +289,7 @@ def test_message_limit_is_configurable(redis_url, r):
 
 
 # -- signals --------------------------------------------------------------------------------------
+
 
 def test_task_sent_signal_fires_with_the_task_id(ctx):
     seen = []

@@ -113,8 +113,7 @@ def test_a_worker_on_two_queues_starves_neither(capp, start_worker, r):
         for _ in range(200):
             note.apply_async(("qb",), queue="qb")
     start_worker("-P", "solo", "-Q", "qa,qb", "--prefetch", "1", app=APP)
-    wait_until(lambda: r.llen("chaos:order") >= 100, timeout=60,
-               message="100 tasks to start")
+    wait_until(lambda: r.llen("chaos:order") >= 100, timeout=60, message="100 tasks to start")
     first_100 = r.lrange("chaos:order", 0, 99)
     assert first_100.count("qa") >= 30, first_100
     assert first_100.count("qb") >= 30, first_100
@@ -136,15 +135,24 @@ def test_higher_priority_runs_first_and_fifo_within_a_priority(capp, start_worke
 def test_a_task_that_kills_its_process_is_quarantined(capp, start_worker, r):
     """Each start kills the prefork child; the supervisor replaces it, the lease expires,
     the message is reclaimed, and after TASKQ_MAX_DELIVERIES starts it is dead-lettered."""
-    worker = start_worker("-P", "prefork", "-c", "1", app=APP,
-                          env={"TASKQ_VISIBILITY_TIMEOUT": "1", "TASKQ_MAX_DELIVERIES": "3"})
+    worker = start_worker(
+        "-P",
+        "prefork",
+        "-c",
+        "1",
+        app=APP,
+        env={"TASKQ_VISIBILITY_TIMEOUT": "1", "TASKQ_MAX_DELIVERIES": "3"},
+    )
     with capp.app_context():
         poison = suicide.delay("poison")
         bystanders = [stamp.delay(f"ok{i}") for i in range(5)]
         assert [res.get(timeout=30) for res in bystanders] == [f"ok{i}" for i in range(5)]
 
-    dead = wait_until(lambda: r.xrange("taskq:{default}:dead"), timeout=30,
-                      message="the poison task in the dead letters")
+    dead = wait_until(
+        lambda: r.xrange("taskq:{default}:dead"),
+        timeout=30,
+        message="the poison task in the dead letters",
+    )
     assert len(dead) == 1
     _, letter = dead[0]
     assert letter["id"] == poison.id

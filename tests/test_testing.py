@@ -20,6 +20,7 @@ pytest_plugins = ["pytester"]
 
 # -- InThreadWorker --------------------------------------------------------------------------
 
+
 def test_drain_returns_after_every_queued_task_ran(app, r):
     with app.app_context():
         sums = [add.delay(i, 1) for i in range(10)]
@@ -95,6 +96,7 @@ def test_stopped_worker_takes_no_more_tasks(app, r):
 
 # -- eager(app) ------------------------------------------------------------------------------
 
+
 def test_eager_runs_tasks_inline_inside_the_block(app, r):
     with eager(app), app.app_context():
         result = add.delay(2, 3)
@@ -127,6 +129,7 @@ def test_eager_is_undone_when_the_block_raises(app):
 
 # -- the pytest plugin -----------------------------------------------------------------------
 
+
 def test_plugin_is_registered_through_the_entry_point(pytestconfig):
     assert pytestconfig.pluginmanager.get_plugin("flask_taskq") is flask_taskq.testing
 
@@ -147,7 +150,8 @@ def test_taskq_eager_fixture_runs_tasks_inline(taskq_eager, r):
 
 
 def test_fixtures_work_in_a_users_project(pytester):
-    pytester.makeconftest(textwrap.dedent("""
+    pytester.makeconftest(
+        textwrap.dedent("""
         import pytest
         from flask import Flask
         from flask_taskq import TaskQueue
@@ -164,14 +168,17 @@ def test_fixtures_work_in_a_users_project(pytester):
             app.config["TASKQ_BROKER_URL"] = "redis://127.0.0.1:1/0"  # never used
             tq.init_app(app)
             return app
-    """))
-    pytester.makepyfile(textwrap.dedent("""
+    """)
+    )
+    pytester.makepyfile(
+        textwrap.dedent("""
         from conftest import square
 
         def test_square(taskq_eager):
             with taskq_eager.app_context():
                 assert square.delay(7).get() == 49
-    """))
+    """)
+    )
 
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
 

@@ -44,8 +44,9 @@ def progress_of(result: AsyncResult, step: int, total: int) -> bool:
     return result.state == "PROGRESS" and result.info == {"current": step, "total": total}
 
 
-@pytest.mark.parametrize("pool", [["-P", "solo"], ["-P", "prefork", "-c", "1"],
-                                  ["-P", "threads", "-c", "2"]])
+@pytest.mark.parametrize(
+    "pool", [["-P", "solo"], ["-P", "prefork", "-c", "1"], ["-P", "threads", "-c", "2"]]
+)
 def test_progress_is_visible_while_the_task_runs(tasks, app, r, start_worker, pool):
     start_worker(*pool, app=APP)
     gate = f"test:gate:{uuid.uuid4()}"
@@ -53,8 +54,11 @@ def test_progress_is_visible_while_the_task_runs(tasks, app, r, start_worker, po
     with app.app_context():
         result = tasks.progress.delay(3, gate)
         for step in (1, 2, 3):
-            wait_until(lambda step=step: progress_of(result, step, 3), timeout=20,
-                       message=f"PROGRESS {step}/3")
+            wait_until(
+                lambda step=step: progress_of(result, step, 3),
+                timeout=20,
+                message=f"PROGRESS {step}/3",
+            )
             assert result.result == {"current": step, "total": 3}
             assert not result.ready() and not result.successful()
             r.rpush(gate, "go")
@@ -68,8 +72,11 @@ def test_a_task_that_keeps_no_result_reports_no_state(tasks, app, r, start_worke
 
     with app.app_context():
         result = tasks.quiet_progress.delay("quiet")
-        wait_until(lambda: r.lrange("test:quiet", 0, -1) == ["quiet"], timeout=20,
-                   message="quiet_progress to run")
+        wait_until(
+            lambda: r.lrange("test:quiet", 0, -1) == ["quiet"],
+            timeout=20,
+            message="quiet_progress to run",
+        )
         assert result.state == "PENDING"
     assert r.keys("taskq:result:*") == []
 

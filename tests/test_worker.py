@@ -101,8 +101,10 @@ def test_worker_consumes_several_queues(app, start_worker, r):
 
 def dead_letters(redis_url):
     raw = redis.Redis.from_url(redis_url)
-    return [{k.decode(): v for k, v in fields.items()}
-            for _, fields in raw.xrange("taskq:{default}:dead")]
+    return [
+        {k.decode(): v for k, v in fields.items()}
+        for _, fields in raw.xrange("taskq:{default}:dead")
+    ]
 
 
 def test_undecodable_message_goes_to_dead_letters(app, start_worker, r, redis_url):
@@ -129,7 +131,8 @@ def test_unknown_task_goes_to_dead_letters_and_fails(app, start_worker, redis_ur
 def test_message_delivered_too_often_is_dead_lettered(app, start_worker, r, redis_url):
     """A message whose worker keeps dying is parked, not retried forever."""
     body = Message(id="poison", task="tests.apps.basic.add", args=(1, 2)).to_bytes(
-        get_serializer("json"))
+        get_serializer("json")
+    )
     r.xgroup_create("taskq:{default}:p5", "workers", id="0", mkstream=True)
     entry_id = r.xadd("taskq:{default}:p5", {"m": body})
     r.xreadgroup("workers", "dead-0", {"taskq:{default}:p5": ">"})
@@ -146,8 +149,21 @@ def test_message_delivered_too_often_is_dead_lettered(app, start_worker, r, redi
 def test_worker_with_unreachable_redis_says_so_in_one_line():
     env = {**os.environ, "TASKQ_BROKER_URL": "redis://127.0.0.1:1/0"}
     proc = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "tests.apps.basic:create_app", "taskq",
-         "worker", "-P", "solo"], env=env, cwd=ROOT, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "flask",
+            "--app",
+            "tests.apps.basic:create_app",
+            "taskq",
+            "worker",
+            "-P",
+            "solo",
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
         timeout=60,
     )
     assert proc.returncode != 0
@@ -158,8 +174,21 @@ def test_worker_with_unreachable_redis_says_so_in_one_line():
 def test_bad_flag_is_a_usage_error(redis_url):
     env = {**os.environ, "TASKQ_BROKER_URL": redis_url}
     proc = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "tests.apps.basic:create_app", "taskq",
-         "worker", "-P", "gevent"], env=env, cwd=ROOT, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "flask",
+            "--app",
+            "tests.apps.basic:create_app",
+            "taskq",
+            "worker",
+            "-P",
+            "gevent",
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
         timeout=60,
     )
     assert proc.returncode == 2
@@ -213,8 +242,9 @@ def test_finished_results_are_not_held_back_by_a_long_task(app, start_worker, r)
     start_worker("-P", "solo", "--prefetch", "64")
     wait_until(lambda: r.hget("test:started", "long"))
     with app.app_context():
-        wait_until(lambda: all(res.ready() for res in fast), timeout=3,
-                   message="results of the fast tasks")
+        wait_until(
+            lambda: all(res.ready() for res in fast), timeout=3, message="results of the fast tasks"
+        )
     assert r.hget("test:runs", "long") is None  # still running
 
 

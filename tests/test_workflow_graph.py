@@ -26,8 +26,7 @@ def capp(redis_url, monkeypatch):
     monkeypatch.setenv("TASKQ_BROKER_URL", redis_url)
     from tests.apps.canvas_app import create_app
 
-    app = create_app(TASKQ_DASHBOARD=True, SECRET_KEY="test", TASKQ_DASHBOARD_AUTH=("admin",
-                                                                                      "pw"))
+    app = create_app(TASKQ_DASHBOARD=True, SECRET_KEY="test", TASKQ_DASHBOARD_AUTH=("admin", "pw"))
     with app.app_context():
         yield app
 
@@ -52,10 +51,16 @@ def shape(node):
 def settled(state, workflow_id):
     """Wait until every task of the workflow has a final state (results are written in
     batches, so a step can finish before the one before it shows SUCCESS)."""
+
     def done():
         doc = wg.with_states(state, wg.load(state, workflow_id))
-        return doc if doc["state"] in ("SUCCESS", "FAILURE") and \
-            not {"PENDING", "STARTED"} & set(doc["counts"]) else None
+        return (
+            doc
+            if doc["state"] in ("SUCCESS", "FAILURE")
+            and not {"PENDING", "STARTED"} & set(doc["counts"])
+            else None
+        )
+
     return wait_until(done, timeout=15, message=f"workflow {workflow_id} settled")
 
 
@@ -65,18 +70,27 @@ def inspect(app, *args):
 
 # -- the recorded document -------------------------------------------------------------------
 def test_sending_a_chain_records_its_shape_once(capp, state, r):
-    res = chain(add.s(1, 2), group(double.s(), mul.s(10)), collect.s(), note.s(token="g")) \
-        .apply_async()
+    res = chain(
+        add.s(1, 2), group(double.s(), mul.s(10)), collect.s(), note.s(token="g")
+    ).apply_async()
     doc = json.loads(r.get(KEYS.workflow(res.id)))
     assert doc["id"] == res.id and doc["kind"] == "chain" and doc["size"] == 5
-    assert shape(doc["tree"]) == ("chain", ["add", ("chord", [("group", ["double", "mul"]),
-                                                              "collect"]), "note"])
+    assert shape(doc["tree"]) == (
+        "chain",
+        ["add", ("chord", [("group", ["double", "mul"]), "collect"]), "note"],
+    )
     collected, header, first = res.parent, res.parent.parent, res.parent.parent.parent
     ids = [first.id, header[0].id, header[1].id, collected.id, res.id]
     assert [n["id"] for n in doc["nodes"]] == ids
-    assert sorted(map(tuple, doc["edges"])) == sorted([
-        (first.id, header[0].id), (first.id, header[1].id), (header[0].id, collected.id),
-        (header[1].id, collected.id), (collected.id, res.id)])
+    assert sorted(map(tuple, doc["edges"])) == sorted(
+        [
+            (first.id, header[0].id),
+            (first.id, header[1].id),
+            (header[0].id, collected.id),
+            (header[1].id, collected.id),
+            (collected.id, res.id),
+        ]
+    )
     # every other id (tasks and the chord's group) points to the workflow
     for other in [*ids[:-1], header.id]:
         assert r.get(KEYS.workflow_of(other)) == res.id
@@ -134,8 +148,10 @@ def test_states_come_from_the_results(capp, state, worker):
     ok = chord([add.s(1, 1), add.s(2, 2)], tsum.s() | double.s()).delay()
     assert ok.get(timeout=15) == 12
     doc = settled(state, ok.id)
-    assert shape(doc["tree"]) == ("chord", [("group", ["add", "add"]),
-                                            ("chain", ["tsum", "double"])])
+    assert shape(doc["tree"]) == (
+        "chord",
+        [("group", ["add", "add"]), ("chain", ["tsum", "double"])],
+    )
     assert doc["state"] == "SUCCESS" and doc["counts"] == {"SUCCESS": 4}
 
 
@@ -175,8 +191,7 @@ def test_inspect_workflow_prints_an_indented_tree(capp, state, worker):
 def test_inspect_unknown_workflow_is_one_line_and_exit_1(capp):
     out = inspect(capp, "nope")
     assert out.exit_code == 1
-    assert out.output.strip().splitlines() == [
-        out.output.strip()]  # one line
+    assert out.output.strip().splitlines() == [out.output.strip()]  # one line
     assert "no workflow 'nope'" in out.output and "Traceback" not in out.output
 
 
@@ -217,8 +232,9 @@ def test_dashboard_draws_a_workflow_with_states(capp, state, worker):
     member = get(client, f"/taskq/workflows/{first.id}")
     assert member.status_code == 200 and "is part of this workflow" in member.text
     live = get(client, f"/taskq/api/workflows/{res.id}").get_json()
-    assert f'data-node="{res.parent[1].id}" data-state="FAILURE"' in \
-        live["regions"]["workflow_graph"]
+    assert (
+        f'data-node="{res.parent[1].id}" data-state="FAILURE"' in live["regions"]["workflow_graph"]
+    )
     assert get(client, "/taskq/workflows/nope").status_code == 404
     assert get(client, "/taskq/api/workflows/nope").status_code == 404
 
@@ -238,11 +254,11 @@ def test_task_page_link_snippet(capp, state):
 
     res = (add.s(1, 1) | double.s()).delay()
     with capp.test_request_context("/taskq/task/x"):
-        html = render_template("taskq_dashboard/_workflow_link.html",
-                               c={"task": {"id": res.parent.id}})
+        html = render_template(
+            "taskq_dashboard/_workflow_link.html", c={"task": {"id": res.parent.id}}
+        )
         assert f'href="/taskq/workflows/{res.id}"' in html
-        alone = render_template("taskq_dashboard/_workflow_link.html",
-                                c={"task": {"id": "alone"}})
+        alone = render_template("taskq_dashboard/_workflow_link.html", c={"task": {"id": "alone"}})
         assert "workflow" not in alone.replace("taskq_workflow_of", "")
 
 

@@ -40,9 +40,13 @@ if str(ROOT) not in sys.path:
 from bench.common import wait_for  # noqa: E402
 
 SYSTEMS = ("ours", "celery", "rq", "dramatiq", "huey")
-MODULES = {"ours": "bench.peers.taskq_app", "celery": "bench.peers.celery_app",
-           "rq": "bench.peers.rq_app", "dramatiq": "bench.peers.dramatiq_app",
-           "huey": "bench.peers.huey_app"}
+MODULES = {
+    "ours": "bench.peers.taskq_app",
+    "celery": "bench.peers.celery_app",
+    "rq": "bench.peers.rq_app",
+    "dramatiq": "bench.peers.dramatiq_app",
+    "huey": "bench.peers.huey_app",
+}
 
 
 def log(*parts: object) -> None:
@@ -53,19 +57,56 @@ def worker_argv(system: str, index: int, url: str) -> list[str]:
     """The command line of worker process ``index`` (one process, as documented)."""
     bindir = Path(sys.executable).parent
     if system == "ours":
-        return [sys.executable, "-m", "flask", "--app", "bench.peers.taskq_app:create_app",
-                "taskq", "worker", "-P", "solo"]
+        return [
+            sys.executable,
+            "-m",
+            "flask",
+            "--app",
+            "bench.peers.taskq_app:create_app",
+            "taskq",
+            "worker",
+            "-P",
+            "solo",
+        ]
     if system == "celery":
-        return [str(bindir / "celery"), "-A", "bench.peers.celery_app", "worker", "-P", "solo",
-                "-c", "1", "-l", "WARNING", "-n", f"bench{index}@%h"]
+        return [
+            str(bindir / "celery"),
+            "-A",
+            "bench.peers.celery_app",
+            "worker",
+            "-P",
+            "solo",
+            "-c",
+            "1",
+            "-l",
+            "WARNING",
+            "-n",
+            f"bench{index}@%h",
+        ]
     if system == "rq":
-        return [str(bindir / "rq"), "worker", "-w", "rq.worker.SimpleWorker", "--url", url,
-                "--logging_level", "WARNING", "default"]
+        return [
+            str(bindir / "rq"),
+            "worker",
+            "-w",
+            "rq.worker.SimpleWorker",
+            "--url",
+            url,
+            "--logging_level",
+            "WARNING",
+            "default",
+        ]
     if system == "dramatiq":
         return [str(bindir / "dramatiq"), "bench.peers.dramatiq_app", "-p", "1"]
     if system == "huey":
-        return [str(bindir / "huey_consumer"), "bench.peers.huey_app.huey", "-w", "1",
-                "-k", "thread", "-q"]
+        return [
+            str(bindir / "huey_consumer"),
+            "bench.peers.huey_app.huey",
+            "-w",
+            "1",
+            "-k",
+            "thread",
+            "-q",
+        ]
     raise ValueError(system)
 
 
@@ -74,15 +115,24 @@ class Workers:
 
     def __init__(self, system: str, procs: int, url: str, logdir: Path) -> None:
         self.procs, self.logs = [], []
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        }
         for i in range(procs):
             path = logdir / f"worker-{system}-{os.getpid()}-{i}.log"
             handle = path.open("wb")
             self.logs.append((path, handle))
-            self.procs.append(subprocess.Popen(
-                worker_argv(system, i, url), cwd=ROOT, env=env, stdout=handle,
-                stderr=subprocess.STDOUT, start_new_session=True))
+            self.procs.append(
+                subprocess.Popen(
+                    worker_argv(system, i, url),
+                    cwd=ROOT,
+                    env=env,
+                    stdout=handle,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
 
     def alive(self) -> bool:
         return all(p.poll() is None for p in self.procs)
@@ -177,6 +227,7 @@ def measure_drain(system: str, mod, r, url: str, args) -> dict:
     fill(mod, task, args.n)
     workers = Workers(system, args.procs, url, args.logdir)
     try:
+
         def done():
             if not workers.alive():
                 return "exited"
@@ -187,16 +238,23 @@ def measure_drain(system: str, mod, r, url: str, args) -> dict:
         if rows is None or rows == "exited":
             got = sum(row[0] for row in counting.read(r))
             why = "a worker exited" if rows == "exited" else f"timed out ({args.timeout:.0f}s)"
-            return {"value": None, "error": f"{why}; {got} of {args.target_total} ran",
-                    "log": workers.tail()}
+            return {
+                "value": None,
+                "error": f"{why}; {got} of {args.target_total} ran",
+                "log": workers.tail(),
+            }
         rss = workers.rss_kib()
         first = min(row[1] for row in rows if row[0])
         if args.target:  # scaling.py: one process, stop after run TARGET
             last, count = rows[0][3], args.target
         else:
             last, count = max(row[2] for row in rows), args.n
-        return {"value": count / (last - first), "unit": "/s", "rss_mib": rss / 1024,
-                "per_proc": [row[0] for row in rows]}
+        return {
+            "value": count / (last - first),
+            "unit": "/s",
+            "rss_mib": rss / 1024,
+            "per_proc": [row[0] for row in rows],
+        }
     finally:
         workers.stop()
 
@@ -208,10 +266,11 @@ def measure_latency(system: str, mod, r, url: str, args) -> dict:
     try:
         with mod.context():
             mod.send_one(mod.stamp, time.time())  # warm-up; also waits for the worker
-            if not wait_for(lambda: r.llen(counting.LATENCY_KEY) >= 1 or not workers.alive(),
-                            60.0) or not workers.alive():
-                return {"value": None, "error": "the warm-up task never ran",
-                        "log": workers.tail()}
+            if (
+                not wait_for(lambda: r.llen(counting.LATENCY_KEY) >= 1 or not workers.alive(), 60.0)
+                or not workers.alive()
+            ):
+                return {"value": None, "error": "the warm-up task never ran", "log": workers.tail()}
             time.sleep(0.2)
             r.delete(counting.LATENCY_KEY)
             count = int(args.rate * args.seconds)
@@ -223,11 +282,18 @@ def measure_latency(system: str, mod, r, url: str, args) -> dict:
                 mod.send_one(mod.stamp, time.time())
             sent_rate = count / (time.perf_counter() - start)
         if not wait_for(lambda: r.llen(counting.LATENCY_KEY) >= count, args.timeout, 0.02):
-            return {"value": None, "error": f"{r.llen(counting.LATENCY_KEY)}/{count} ran "
-                    f"within {args.timeout:.0f}s", "log": workers.tail()}
+            return {
+                "value": None,
+                "error": f"{r.llen(counting.LATENCY_KEY)}/{count} ran within {args.timeout:.0f}s",
+                "log": workers.tail(),
+            }
         samples = sorted(float(x) for x in r.lrange(counting.LATENCY_KEY, 0, -1))
-        return {"value": percentile(samples, 50), "p99": percentile(samples, 99),
-                "unit": "s", "sent_rate": sent_rate}
+        return {
+            "value": percentile(samples, 50),
+            "p99": percentile(samples, 99),
+            "unit": "s",
+            "sent_rate": sent_rate,
+        }
     finally:
         workers.stop()
 
@@ -251,10 +317,17 @@ def main() -> None:
     parser.add_argument("--results", action="store_true")
     parser.add_argument("--rate", type=float, default=100)
     parser.add_argument("--seconds", type=float, default=5)
-    parser.add_argument("--target", type=int, default=0,
-                        help="drain: stop after run TARGET (one process; scaling.py)")
-    parser.add_argument("--no-flush", action="store_true",
-                        help="drain: keep what is in Redis (scaling.py pre-fills)")
+    parser.add_argument(
+        "--target",
+        type=int,
+        default=0,
+        help="drain: stop after run TARGET (one process; scaling.py)",
+    )
+    parser.add_argument(
+        "--no-flush",
+        action="store_true",
+        help="drain: keep what is in Redis (scaling.py pre-fills)",
+    )
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--logdir", type=Path, default=Path("/tmp"))
     args = parser.parse_args()

@@ -62,7 +62,14 @@ def send_bulk(task, n: int) -> str:
     state = _app.extensions["taskq"]
     queue = state.default_queue
     state.broker.enqueue_many(
-        (queue, 5, Message(id=str(uuid.uuid4()), task=task.name, queue=queue,
-                           sent=time.time()).to_bytes(state.serializer), None)
-        for _ in range(n))
+        (
+            queue,
+            5,
+            Message(id=str(uuid.uuid4()), task=task.name, queue=queue, sent=time.time()).to_bytes(
+                state.serializer
+            ),
+            None,
+        )
+        for _ in range(n)
+    )
     return "fallback: broker.enqueue_many (no delay_many yet)"

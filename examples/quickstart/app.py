@@ -43,8 +43,7 @@ def word_count(text: str, top: int = 3) -> dict[str, Any]:
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the app; the broker is ``$TASKQ_BROKER_URL`` unless ``config`` sets it."""
     app = Flask(__name__)
-    app.config["TASKQ_BROKER_URL"] = os.environ.get("TASKQ_BROKER_URL",
-                                                    "redis://localhost:6379/0")
+    app.config["TASKQ_BROKER_URL"] = os.environ.get("TASKQ_BROKER_URL", "redis://localhost:6379/0")
     app.config.update(config or {})
     tq.init_app(app)
 
@@ -78,8 +77,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         value = result.result if ready else None
         if isinstance(value, BaseException):
             value = f"{type(value).__name__}: {value}"
-        return {"state": state, "ready": ready, "successful": state == SUCCESS,
-                "value": value}
+        return {"state": state, "ready": ready, "successful": state == SUCCESS, "value": value}
 
     return app
 
@@ -101,7 +99,6 @@ def _number(data: Mapping[str, Any], key: str) -> float:
                 value = float(value)
             except ValueError:
                 pass
-    if (isinstance(value, bool) or not isinstance(value, int | float)
-            or not math.isfinite(value)):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         abort(400, description=f"{key!r} must be a number")
     return value

@@ -39,13 +39,24 @@ class DemoError(Exception):
 class Process:
     """A subprocess whose output is collected by a thread (so its pipe never fills up)."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str] | None = None,
-                 show_log_on_failure: bool = True) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str] | None = None,
+        show_log_on_failure: bool = True,
+    ) -> None:
         self.name = name
         self.show_log_on_failure = show_log_on_failure
-        self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -87,8 +98,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(what: str, condition: Callable[[], Any], timeout: float,
-             interval: float = 0.02) -> Any:
+def wait_for(
+    what: str, condition: Callable[[], Any], timeout: float, interval: float = 0.02
+) -> Any:
     """Poll ``condition`` until it returns something truthy; DemoError after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -110,13 +122,28 @@ def redis_pings(url: str) -> bool:
 def start_redis() -> tuple[Process, int]:
     """A throwaway redis-server on a free loopback port, with persistence off."""
     if shutil.which("redis-server") is None:
-        raise DemoError("redis-server is not on PATH: install it (e.g. `apt install "
-                        "redis-server`) or set TASKQ_BROKER_URL to a Redis you can use")
+        raise DemoError(
+            "redis-server is not on PATH: install it (e.g. `apt install "
+            "redis-server`) or set TASKQ_BROKER_URL to a Redis you can use"
+        )
     port = free_port()
-    server = Process("redis-server", [
-        "redis-server", "--port", str(port), "--bind", "127.0.0.1",
-        "--save", "", "--appendonly", "no", "--loglevel", "warning",
-    ], show_log_on_failure=False)
+    server = Process(
+        "redis-server",
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--loglevel",
+            "warning",
+        ],
+        show_log_on_failure=False,
+    )
     url = f"redis://127.0.0.1:{port}/0"
 
     def up() -> bool:
@@ -130,14 +157,16 @@ def start_redis() -> tuple[Process, int]:
 def http(method: str, url: str, data: dict[str, Any] | None = None) -> tuple[int, Any]:
     """Send a JSON request; return the status code and the decoded JSON answer."""
     body = json.dumps(data).encode() if data is not None else None
-    req = urllib.request.Request(url, data=body, method=method,
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url, data=body, method=method, headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(req, timeout=5) as resp:
             return resp.status, json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as exc:
-        raise DemoError(f"{method} {url} answered {exc.code}: "
-                        f"{exc.read().decode(errors='replace')[:500]}") from None
+        raise DemoError(
+            f"{method} {url} answered {exc.code}: {exc.read().decode(errors='replace')[:500]}"
+        ) from None
 
 
 def server_up(base: str, server: Process) -> bool:
@@ -186,17 +215,21 @@ def run(processes: list[Process]) -> None:
         broker_url = f"redis://127.0.0.1:{redis_port}/0"
         print(f"started a throwaway redis-server on port {redis_port}")
 
-    env = {**os.environ, "TASKQ_BROKER_URL": broker_url, "PYTHONUNBUFFERED": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
-                                                       os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "TASKQ_BROKER_URL": broker_url,
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     flask = [sys.executable, "-m", "flask", "--app", APP]
 
     worker = Process("worker", [*flask, "taskq", "worker", "-P", "solo", "-l", "info"], env)
     processes.append(worker)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    web = Process("flask run", [*flask, "run", "--host", "127.0.0.1", "--port", str(port),
-                                "--no-reload"], env)
+    web = Process(
+        "flask run", [*flask, "run", "--host", "127.0.0.1", "--port", str(port), "--no-reload"], env
+    )
     processes.append(web)
 
     def worker_ready() -> bool:
@@ -232,8 +265,10 @@ def main() -> int:
         print(f"demo failed: {exc}", file=sys.stderr)
         for process in processes:
             if process.show_log_on_failure and process.tail():
-                print(f"--- last lines of the {process.name} log ---\n{process.tail()}",
-                      file=sys.stderr)
+                print(
+                    f"--- last lines of the {process.name} log ---\n{process.tail()}",
+                    file=sys.stderr,
+                )
         return 1
     except KeyboardInterrupt:
         print("demo interrupted", file=sys.stderr)

@@ -19,9 +19,13 @@ from ..states import READY_STATES
 class RedisBackend:
     """Result backend over Redis (``TASKQ_RESULT_BACKEND = "redis://..."``)."""
 
-    def __init__(self, url: str, key_prefix: str = "taskq",
-                 serializer: Serializer | None = None,
-                 client: redis.Redis | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        key_prefix: str = "taskq",
+        serializer: Serializer | None = None,
+        client: redis.Redis | None = None,
+    ) -> None:
         self.url = url
         self.keys = Keys(key_prefix)
         self.serializer = serializer or get_serializer("json")
@@ -52,8 +56,7 @@ class RedisBackend:
         pipe = self.client.pipeline(transaction=False)
         for task_id in task_ids:
             pipe.get(self.keys.result(task_id))
-        return [None if data is None else self.serializer.loads(data)
-                for data in pipe.execute()]
+        return [None if data is None else self.serializer.loads(data) for data in pipe.execute()]
 
     def wait(self, task_id: str, timeout: float | None) -> dict[str, Any] | None:
         """Block until the task is ready and return its state document; None once
@@ -73,7 +76,8 @@ class RedisBackend:
                 # A reply is not waited for longer than the time left, plus a little to
                 # let an answer that is on its way arrive.
                 data = self._direct.command(
-                    "GET", result, timeout=SOCKET_TIMEOUT if left is None else max(left, 0) + 0.25)
+                    "GET", result, timeout=SOCKET_TIMEOUT if left is None else max(left, 0) + 0.25
+                )
                 meta = None if data is None else self.serializer.loads(data)
                 if meta is not None and meta.get("status") in READY_STATES:
                     return meta
@@ -81,20 +85,28 @@ class RedisBackend:
                 if block <= 0:
                     return None
                 block = max(block, 0.01)
-                self._direct.command("BLMOVE", done, done, "RIGHT", "RIGHT", block,
-                                     timeout=SOCKET_TIMEOUT if left is None else block + 0.25)
+                self._direct.command(
+                    "BLMOVE",
+                    done,
+                    done,
+                    "RIGHT",
+                    "RIGHT",
+                    block,
+                    timeout=SOCKET_TIMEOUT if left is None else block + 0.25,
+                )
                 backoff = 0.05
             except redis.TimeoutError as exc:
                 if deadline is None:
                     raise BrokerConnectionError(
-                        f"Redis at the result backend did not answer: {exc}") from exc
+                        f"Redis at the result backend did not answer: {exc}"
+                    ) from exc
                 if time.monotonic() >= deadline:
                     return None
             except redis.ConnectionError as exc:
                 if deadline is None or time.monotonic() + backoff >= deadline:
                     raise BrokerConnectionError(
-                        f"cannot reach the result backend while waiting for task {task_id}: "
-                        f"{exc}") from exc
+                        f"cannot reach the result backend while waiting for task {task_id}: {exc}"
+                    ) from exc
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
 

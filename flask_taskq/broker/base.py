@@ -39,20 +39,34 @@ class Broker(Protocol):
     the client's connection error (worker side, which reconnects) when the store is gone.
     """
 
-    def enqueue(self, queue: str, priority: int, body: bytes,
-                eta: float | None = None, *, timeout: float | None = None) -> None:
+    def enqueue(
+        self,
+        queue: str,
+        priority: int,
+        body: bytes,
+        eta: float | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> None:
         """Make a message ready for workers of ``queue``, or at unix time ``eta``;
         ``timeout`` bounds the call (seconds) where the transport can block."""
 
-    def enqueue_many(self, items: Iterable[tuple[str, int, bytes, float | None]], *,
-                     timeout: float | None = None) -> None:
+    def enqueue_many(
+        self, items: Iterable[tuple[str, int, bytes, float | None]], *, timeout: float | None = None
+    ) -> None:
         """Enqueue several ``(queue, priority, body, eta)`` messages in one round trip."""
 
     def promote(self, queues: Sequence[str], limit: int = 1000) -> float | None:
         """Make delayed messages that are due ready; return the next due time, if any."""
 
-    def fetch(self, consumer: str, queues: Sequence[str], count: int,
-              timeout: float, then: Piggyback | None = None) -> list[Delivery]:
+    def fetch(
+        self,
+        consumer: str,
+        queues: Sequence[str],
+        count: int,
+        timeout: float,
+        then: Piggyback | None = None,
+    ) -> list[Delivery]:
         """Lease up to ``count`` ready messages to ``consumer``, waiting up to ``timeout``
         seconds for the first one. Higher priorities come first. ``then``'s commands
         run right after the messages are taken, in the same round trip."""
@@ -66,13 +80,23 @@ class Broker(Protocol):
     def renew(self, consumer: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
         """Extend the leases of held deliveries; return those no longer held."""
 
-    def reclaim(self, consumer: str, queues: Sequence[str], min_idle: float,
-                count: int) -> list[Delivery]:
+    def reclaim(
+        self, consumer: str, queues: Sequence[str], min_idle: float, count: int
+    ) -> list[Delivery]:
         """Lease to ``consumer`` the deliveries whose lease expired ``min_idle`` ago."""
 
-    def enqueue_unique(self, queue: str, priority: int, body: bytes, eta: float | None,
-                       key: str, task_id: str, ttl: int, *,
-                       timeout: float | None = None) -> str:
+    def enqueue_unique(
+        self,
+        queue: str,
+        priority: int,
+        body: bytes,
+        eta: float | None,
+        key: str,
+        task_id: str,
+        ttl: int,
+        *,
+        timeout: float | None = None,
+    ) -> str:
         """Enqueue unless a task holding ``key`` is waiting or running; atomically take
         the key for ``ttl`` seconds. Return the id of the task that holds the key."""
 
@@ -82,17 +106,24 @@ class Broker(Protocol):
     def release_unique(self, key: str, task_id: str) -> None:
         """Free ``key`` if ``task_id`` still holds it (the task finished)."""
 
-    def reschedule(self, consumer: str,
-                   items: Sequence[tuple[Delivery, bytes, float]]) -> None:
+    def reschedule(self, consumer: str, items: Sequence[tuple[Delivery, bytes, float]]) -> None:
         """Atomically replace each held delivery by a new message body due at a unix
         time (a retry): the new one is stored before the old one is acknowledged."""
 
-    def dead_letter(self, consumer: str, delivery: Delivery, reason: str, task: str,
-                    task_id: str, traceback: str = "") -> None:
+    def dead_letter(
+        self,
+        consumer: str,
+        delivery: Delivery,
+        reason: str,
+        task: str,
+        task_id: str,
+        traceback: str = "",
+    ) -> None:
         """Move a delivery to the dead-letter store with ``reason``, atomically."""
 
-    def dead_letters(self, queue: str, count: int = 100,
-                     before: str | None = None) -> list[dict[str, object]]:
+    def dead_letters(
+        self, queue: str, count: int = 100, before: str | None = None
+    ) -> list[dict[str, object]]:
         """The newest ``count`` dead letters of ``queue``, newest first (with ``before``,
         an entry id: those older than it). Each is a dict with ``entry_id``, ``body``
         (bytes), and the texts ``reason``, ``task``, ``id`` (task id), ``queue``, ``time``
@@ -107,8 +138,9 @@ class Broker(Protocol):
     def dead_letter_queues(self) -> list[str]:
         """The queues known to the broker that hold dead letters."""
 
-    def requeue_dead(self, queue: str, entry_ids: Sequence[str],
-                     serializer: Serializer | None = None) -> int:
+    def requeue_dead(
+        self, queue: str, entry_ids: Sequence[str], serializer: Serializer | None = None
+    ) -> int:
         """Atomically move dead letters back to ``queue`` as new messages (same body and
         task id, delivery count starting anew) at the priority ``serializer`` reads from
         each body (5 when unreadable); return how many moved. Unknown ids are skipped."""

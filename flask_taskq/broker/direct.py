@@ -74,8 +74,9 @@ class DirectCommands:
             _mark_sent(exc)
             raise
 
-    def pipeline(self, commands: Sequence[Sequence[Any]],
-                 timeout: float | None = None) -> list[Any]:
+    def pipeline(
+        self, commands: Sequence[Sequence[Any]], timeout: float | None = None
+    ) -> list[Any]:
         """Run several commands in one round trip; return their replies in order (a reply
         that is an error is returned as the ``ResponseError``, not raised). ``timeout``
         bounds the whole call."""
@@ -109,8 +110,11 @@ class DirectCommands:
             sock = getattr(conn, "_sock", None)
             if sock is not None:
                 sock.settimeout(max(deadline - time.monotonic(), 0.001))
-            packed = conn.pack_command(*commands[0]) if len(commands) == 1 \
+            packed = (
+                conn.pack_command(*commands[0])
+                if len(commands) == 1
                 else conn.pack_commands(commands)
+            )
             conn.send_packed_command(packed, check_health=False)
             sent = True
             if sock is not None:

@@ -40,12 +40,20 @@ class MemoryBroker:
         self._starts: dict[str, int] = {}
         self.dead: list[dict[str, object]] = []
 
-    def enqueue(self, queue: str, priority: int, body: bytes,
-                eta: float | None = None, *, timeout: float | None = None) -> None:
+    def enqueue(
+        self,
+        queue: str,
+        priority: int,
+        body: bytes,
+        eta: float | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> None:
         self.enqueue_many([(queue, priority, body, eta)])
 
-    def enqueue_many(self, items: Iterable[tuple[str, int, bytes, float | None]], *,
-                     timeout: float | None = None) -> None:
+    def enqueue_many(
+        self, items: Iterable[tuple[str, int, bytes, float | None]], *, timeout: float | None = None
+    ) -> None:
         with self._cond:
             for queue, priority, body, eta in items:
                 delivery = Delivery(queue, priority, str(next(self._ids)), body)
@@ -80,8 +88,9 @@ class MemoryBroker:
                     out.append(d)
         return out
 
-    def fetch(self, consumer: str, queues: Sequence[str], count: int,
-              timeout: float, then: Any = None) -> list[Delivery]:
+    def fetch(
+        self, consumer: str, queues: Sequence[str], count: int, timeout: float, then: Any = None
+    ) -> list[Delivery]:
         with self._cond:
             out = self._take(consumer, queues, count)
             if not out and timeout > 0:
@@ -113,8 +122,9 @@ class MemoryBroker:
                     self._leased[d.entry_id] = (consumer, d, now)
         return lost
 
-    def reclaim(self, consumer: str, queues: Sequence[str], min_idle: float,
-                count: int) -> list[Delivery]:
+    def reclaim(
+        self, consumer: str, queues: Sequence[str], min_idle: float, count: int
+    ) -> list[Delivery]:
         out = []
         now = time.monotonic()
         with self._cond:
@@ -127,9 +137,18 @@ class MemoryBroker:
                     out.append(d)
         return out
 
-    def enqueue_unique(self, queue: str, priority: int, body: bytes, eta: float | None,
-                       key: str, task_id: str, ttl: int, *,
-                       timeout: float | None = None) -> str:
+    def enqueue_unique(
+        self,
+        queue: str,
+        priority: int,
+        body: bytes,
+        eta: float | None,
+        key: str,
+        task_id: str,
+        ttl: int,
+        *,
+        timeout: float | None = None,
+    ) -> str:
         with self._cond:
             owner = self._unique.get(key)
             if owner is not None and owner[1] > time.monotonic():
@@ -148,33 +167,48 @@ class MemoryBroker:
             if self._unique.get(key, ("",))[0] == task_id:
                 del self._unique[key]
 
-    def reschedule(self, consumer: str,
-                   items: Sequence[tuple[Delivery, bytes, float]]) -> None:
+    def reschedule(self, consumer: str, items: Sequence[tuple[Delivery, bytes, float]]) -> None:
         with self._cond:
             for delivery, _, _ in items:
                 self._leased.pop(delivery.entry_id, None)
             self.enqueue_many([(d.queue, d.priority, body, due) for d, body, due in items])
 
-    def dead_letter(self, consumer: str, delivery: Delivery, reason: str, task: str,
-                    task_id: str, traceback: str = "") -> None:
+    def dead_letter(
+        self,
+        consumer: str,
+        delivery: Delivery,
+        reason: str,
+        task: str,
+        task_id: str,
+        traceback: str = "",
+    ) -> None:
         with self._cond:
             self._leased.pop(delivery.entry_id, None)
             now = time.time()
-            self.dead.append({"reason": reason, "task": task, "id": task_id,
-                              "queue": delivery.queue, "time": f"{now:.3f}",
-                              "body": delivery.body, "worker": consumer,
-                              "traceback": traceback,
-                              "entry_id": f"{int(now * 1000)}-{next(self._ids)}"})
+            self.dead.append(
+                {
+                    "reason": reason,
+                    "task": task,
+                    "id": task_id,
+                    "queue": delivery.queue,
+                    "time": f"{now:.3f}",
+                    "body": delivery.body,
+                    "worker": consumer,
+                    "traceback": traceback,
+                    "entry_id": f"{int(now * 1000)}-{next(self._ids)}",
+                }
+            )
 
-    def dead_letters(self, queue: str, count: int = 100,
-                     before: str | None = None) -> list[dict[str, object]]:
+    def dead_letters(
+        self, queue: str, count: int = 100, before: str | None = None
+    ) -> list[dict[str, object]]:
         """The newest ``count`` dead letters of ``queue`` (older than entry ``before``),
         newest first, shaped as :meth:`RedisBroker.dead_letters` returns them."""
         with self._cond:
             rows = [dict(e) for e in reversed(self.dead) if e["queue"] == queue]
         if before is not None:
             ids = [r["entry_id"] for r in rows]
-            rows = rows[ids.index(before) + 1:] if before in ids else []
+            rows = rows[ids.index(before) + 1 :] if before in ids else []
         return rows[:count]
 
     def dead_letter_get(self, queue: str, entry_id: str) -> dict[str, object] | None:
@@ -192,8 +226,9 @@ class MemoryBroker:
         with self._cond:
             return sorted({str(e["queue"]) for e in self.dead})
 
-    def requeue_dead(self, queue: str, entry_ids: Sequence[str],
-                     serializer: Serializer | None = None) -> int:
+    def requeue_dead(
+        self, queue: str, entry_ids: Sequence[str], serializer: Serializer | None = None
+    ) -> int:
         serializer = serializer or JSONSerializer()
         wanted = set(entry_ids)
         with self._cond:

@@ -75,8 +75,9 @@ def _sentinel_master(url: str) -> redis.Redis:
         nodes.append((host, int(port)))
     parts = [p for p in parsed.path.split("/") if p]
     if not parts:
-        raise ValueError(f"{url!r}: name the Sentinel service, e.g. "
-                         "redis+sentinel://host:26379/mymaster/0")
+        raise ValueError(
+            f"{url!r}: name the Sentinel service, e.g. redis+sentinel://host:26379/mymaster/0"
+        )
     db = int(parts[1]) if len(parts) > 1 else 0
     sentinel = Sentinel(nodes, socket_timeout=2.0, socket_connect_timeout=2.0)
     return sentinel.master_for(parts[0], db=db, password=password, **CLIENT_OPTIONS)
@@ -91,9 +92,13 @@ def load_script(client: redis.Redis, name: str) -> redis.commands.core.Script:
 class RedisBroker:
     """Broker over Redis Streams (Redis 6.2+)."""
 
-    def __init__(self, url: str, key_prefix: str = "taskq",
-                 client: redis.Redis | None = None,
-                 dead_letter_max_bytes: int = MAX_DEAD_LETTER_BYTES) -> None:
+    def __init__(
+        self,
+        url: str,
+        key_prefix: str = "taskq",
+        client: redis.Redis | None = None,
+        dead_letter_max_bytes: int = MAX_DEAD_LETTER_BYTES,
+    ) -> None:
         self.url = url
         #: Bytes a queue's dead-letter store may hold (``TASKQ_DEAD_LETTER_MAX_BYTES``).
         self.dead_letter_max_bytes = int(dead_letter_max_bytes)
@@ -101,9 +106,21 @@ class RedisBroker:
         self.client = client or connect(url)
         self._scripts = {
             name: load_script(self.client, name)
-            for name in ("fetch", "ensure_groups", "requeue", "renew", "reclaim",
-                         "dead_letter", "purge", "promote", "reschedule", "enqueue_unique",
-                         "release_unique", "note_start", "ack")
+            for name in (
+                "fetch",
+                "ensure_groups",
+                "requeue",
+                "renew",
+                "reclaim",
+                "dead_letter",
+                "purge",
+                "promote",
+                "reschedule",
+                "enqueue_unique",
+                "release_unique",
+                "note_start",
+                "ack",
+            )
         }
         self.direct = DirectCommands(self.client)
         self._stream_of: dict[str, tuple[str, int]] = {}
@@ -111,14 +128,22 @@ class RedisBroker:
         self._turn = 0
 
     # -- enqueue ------------------------------------------------------------------------
-    def _enqueue_command(self, queue: str, priority: int, body: bytes, eta: float | None,
-                         now: float) -> tuple[Any, ...]:
+    def _enqueue_command(
+        self, queue: str, priority: int, body: bytes, eta: float | None, now: float
+    ) -> tuple[Any, ...]:
         if eta is not None and eta > now:
             return ("ZADD", self.keys.delayed(queue), repr(eta), str(priority).encode() + body)
         return ("XADD", self.keys.stream(queue, priority), "*", "m", body)
 
-    def enqueue(self, queue: str, priority: int, body: bytes,
-                eta: float | None = None, *, timeout: float | None = None) -> None:
+    def enqueue(
+        self,
+        queue: str,
+        priority: int,
+        body: bytes,
+        eta: float | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> None:
         """Send one message; ``timeout`` bounds the call (seconds) whatever the socket
         timeout. A ``TimeoutError`` after the command was written leaves it unknown
         whether Redis ran it (:func:`~flask_taskq.broker.direct.maybe_sent`)."""
@@ -128,8 +153,9 @@ class RedisBroker:
         else:
             self.client.execute_command(*command)
 
-    def enqueue_many(self, items: Iterable[tuple[str, int, bytes, float | None]], *,
-                     timeout: float | None = None) -> None:
+    def enqueue_many(
+        self, items: Iterable[tuple[str, int, bytes, float | None]], *, timeout: float | None = None
+    ) -> None:
         """Send several messages in one round trip, bounded like :meth:`enqueue`."""
         now = time.time()
         commands = [self._enqueue_command(q, p, body, eta, now) for q, p, body, eta in items]
@@ -170,8 +196,9 @@ class RedisBroker:
         self._turn += 1
         return orders[self._turn % len(orders)]
 
-    def _delivery(self, stream: bytes | str, entry_id: bytes | str, body: bytes,
-                  deliveries: int = 1) -> Delivery:
+    def _delivery(
+        self, stream: bytes | str, entry_id: bytes | str, body: bytes, deliveries: int = 1
+    ) -> Delivery:
         stream = stream.decode() if isinstance(stream, bytes) else stream
         queue, priority = self._stream_of[stream]
         entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
@@ -183,8 +210,14 @@ class RedisBroker:
         self._scripts["ensure_groups"](keys=keys, args=[GROUP])
         self.client.sadd(self.keys.queues(), *queues)
 
-    def fetch(self, consumer: str, queues: Sequence[str], count: int,
-              timeout: float, then: Piggyback | None = None) -> list[Delivery]:
+    def fetch(
+        self,
+        consumer: str,
+        queues: Sequence[str],
+        count: int,
+        timeout: float,
+        then: Piggyback | None = None,
+    ) -> list[Delivery]:
         """Lease up to ``count`` ready messages; ``then``'s commands run right after the
         messages are taken, in the same round trip (see :class:`Piggyback`)."""
         keys = self._serving_order(queues)
@@ -203,8 +236,21 @@ class RedisBroker:
             return out
         block = max(1, int(min(timeout, MAX_BLOCK) * 1000))
         reply, sync = self._run_with(
-            ("XREADGROUP", "GROUP", GROUP, consumer, "COUNT", count, "BLOCK", block,
-             "STREAMS", *keys, *([">"] * len(keys))), then)
+            (
+                "XREADGROUP",
+                "GROUP",
+                GROUP,
+                consumer,
+                "COUNT",
+                count,
+                "BLOCK",
+                block,
+                "STREAMS",
+                *keys,
+                *([">"] * len(keys)),
+            ),
+            then,
+        )
         if isinstance(reply, redis.ResponseError):
             if "NOGROUP" in str(reply):  # Redis lost its data meanwhile
                 return []
@@ -237,12 +283,10 @@ class RedisBroker:
         _raise_first_error(replies)
         return replies
 
-    def _run_with(self, command: tuple[Any, ...], then: Piggyback | None
-                  ) -> tuple[Any, list[Any]]:
+    def _run_with(self, command: tuple[Any, ...], then: Piggyback | None) -> tuple[Any, list[Any]]:
         """Run ``command`` and then ``then``'s commands in one round trip; return the
         command's reply (an error is returned, not raised) and the others' replies."""
-        reply, *replies = self._send(
-            [command, *(then.sync_commands() if then is not None else ())])
+        reply, *replies = self._send([command, *(then.sync_commands() if then is not None else ())])
         _raise_first_error(replies)
         return reply, replies
 
@@ -264,8 +308,9 @@ class RedisBroker:
         _raise_first_error(replies)
         return replies
 
-    def _not_owned(self, what: str, consumer: str, groups: Sequence[list[Delivery]],
-                   replies: Sequence[Any]) -> list[Delivery]:
+    def _not_owned(
+        self, what: str, consumer: str, groups: Sequence[list[Delivery]], replies: Sequence[Any]
+    ) -> list[Delivery]:
         """The deliveries whose ids a script reported as skipped (not owned by
         ``consumer``); logged once per call."""
         skipped: list[Delivery] = []
@@ -277,7 +322,11 @@ class RedisBroker:
             logger.warning(
                 "Did not %s %d message(s) (%s): %s no longer holds them (its lease lapsed "
                 "and another worker took them over, or they were already finished)",
-                what, len(skipped), ", ".join(d.entry_id for d in skipped), consumer)
+                what,
+                len(skipped),
+                ", ".join(d.entry_id for d in skipped),
+                consumer,
+            )
         return skipped
 
     def ack(self, consumer: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
@@ -287,8 +336,9 @@ class RedisBroker:
             return []
         groups = list(self._by_stream(deliveries).items())
         replies = self._eval_each(
-            "ack", [(stream, [GROUP, consumer, *(d.entry_id for d in group)])
-                    for stream, group in groups])
+            "ack",
+            [(stream, [GROUP, consumer, *(d.entry_id for d in group)]) for stream, group in groups],
+        )
         return self._not_owned("acknowledge", consumer, [g for _, g in groups], replies)
 
     def requeue(self, consumer: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
@@ -321,45 +371,60 @@ class RedisBroker:
             lost += [d for d in group if d.entry_id in gone]
         return lost
 
-    def reclaim(self, consumer: str, queues: Sequence[str], min_idle: float,
-                count: int) -> list[Delivery]:
+    def reclaim(
+        self, consumer: str, queues: Sequence[str], min_idle: float, count: int
+    ) -> list[Delivery]:
         keys = self._serving_order(queues)
         flat = self._scripts["reclaim"](
             keys=keys, args=[GROUP, consumer, int(min_idle * 1000), count]
         )
-        return [self._delivery(*flat[i:i + 4]) for i in range(0, len(flat), 4)]
+        return [self._delivery(*flat[i : i + 4]) for i in range(0, len(flat), 4)]
 
-    def enqueue_unique(self, queue: str, priority: int, body: bytes, eta: float | None,
-                       key: str, task_id: str, ttl: int, *,
-                       timeout: float | None = None) -> str:
+    def enqueue_unique(
+        self,
+        queue: str,
+        priority: int,
+        body: bytes,
+        eta: float | None,
+        key: str,
+        task_id: str,
+        ttl: int,
+        *,
+        timeout: float | None = None,
+    ) -> str:
         """Enqueue unless another task holds ``key``; return the owner's task id.
         ``timeout`` bounds the call as in :meth:`enqueue`."""
         script = self._scripts["enqueue_unique"]
-        keys = [self.keys.unique(key), self.keys.stream(queue, priority),
-                self.keys.delayed(queue)]
+        keys = [self.keys.unique(key), self.keys.stream(queue, priority), self.keys.delayed(queue)]
         args = [task_id, ttl, body, f"{eta or 0:.6f}", f"{time.time():.6f}", priority]
         if timeout is None:
             owner = script(keys=keys, args=args)
         else:
             try:
-                owner = self.direct.command("EVALSHA", script.sha, len(keys), *keys, *args,
-                                            timeout=timeout)
+                owner = self.direct.command(
+                    "EVALSHA", script.sha, len(keys), *keys, *args, timeout=timeout
+                )
             except redis.exceptions.NoScriptError:
-                owner = self.direct.command("EVAL", script.script, len(keys), *keys, *args,
-                                            timeout=timeout)
+                owner = self.direct.command(
+                    "EVAL", script.script, len(keys), *keys, *args, timeout=timeout
+                )
         return owner.decode() if isinstance(owner, bytes) else owner
 
     def note_start(self, delivery: Delivery) -> int:
         """Count a start of a redelivered message; return its count of such starts."""
-        return int(self._scripts["note_start"](
-            keys=[self.keys.starts(delivery.queue, delivery.entry_id)], args=[86400]))
+        return int(
+            self._scripts["note_start"](
+                keys=[self.keys.starts(delivery.queue, delivery.entry_id)], args=[86400]
+            )
+        )
 
     def release_unique(self, key: str, task_id: str) -> None:
         """Free ``key`` if ``task_id`` still holds it."""
         self._scripts["release_unique"](keys=[self.keys.unique(key)], args=[task_id])
 
-    def reschedule(self, consumer: str,
-                   items: Sequence[tuple[Delivery, bytes, float]]) -> list[Delivery]:
+    def reschedule(
+        self, consumer: str, items: Sequence[tuple[Delivery, bytes, float]]
+    ) -> list[Delivery]:
         """Replace each held delivery that ``consumer`` still owns by its next attempt
         (``reschedule.lua``); return those it skipped (taken over by another worker)."""
         if not items:
@@ -368,30 +433,61 @@ class RedisBroker:
         now = f"{time.time():.6f}"
         for delivery, body, due in items:
             self._scripts["reschedule"](
-                keys=[self.keys.stream(delivery.queue, delivery.priority),
-                      self.keys.delayed(delivery.queue)],
-                args=[GROUP, delivery.entry_id, body, f"{due:.6f}", now, delivery.priority,
-                      consumer],
+                keys=[
+                    self.keys.stream(delivery.queue, delivery.priority),
+                    self.keys.delayed(delivery.queue),
+                ],
+                args=[
+                    GROUP,
+                    delivery.entry_id,
+                    body,
+                    f"{due:.6f}",
+                    now,
+                    delivery.priority,
+                    consumer,
+                ],
                 client=pipe,
             )
         replies = pipe.execute()
         groups = [[d] for d, _, _ in items]
-        skipped_ids = [[d.entry_id] if not done else [] for (d, _, _), done
-                       in zip(items, replies, strict=True)]
+        skipped_ids = [
+            [d.entry_id] if not done else [] for (d, _, _), done in zip(items, replies, strict=True)
+        ]
         return self._not_owned("reschedule", consumer, groups, skipped_ids)
 
-    def dead_letter(self, consumer: str, delivery: Delivery, reason: str, task: str,
-                    task_id: str, traceback: str = "") -> int:
+    def dead_letter(
+        self,
+        consumer: str,
+        delivery: Delivery,
+        reason: str,
+        task: str,
+        task_id: str,
+        traceback: str = "",
+    ) -> int:
         """Move a delivery ``consumer`` still owns to the dead-letter store (one that
         another worker took over is left to it), then trim the store's oldest entries
         beyond :data:`MAX_DEAD_LETTERS` entries or :attr:`dead_letter_max_bytes` bytes;
         return how many were trimmed."""
         moved, trimmed = self._scripts["dead_letter"](
-            keys=[self.keys.stream(delivery.queue, delivery.priority),
-                  self.keys.dead(delivery.queue), self.keys.dead_bytes(delivery.queue)],
-            args=[GROUP, delivery.entry_id, delivery.body, reason, task, task_id,
-                  delivery.queue, f"{time.time():.3f}", MAX_DEAD_LETTERS, consumer,
-                  traceback, self.dead_letter_max_bytes],
+            keys=[
+                self.keys.stream(delivery.queue, delivery.priority),
+                self.keys.dead(delivery.queue),
+                self.keys.dead_bytes(delivery.queue),
+            ],
+            args=[
+                GROUP,
+                delivery.entry_id,
+                delivery.body,
+                reason,
+                task,
+                task_id,
+                delivery.queue,
+                f"{time.time():.3f}",
+                MAX_DEAD_LETTERS,
+                consumer,
+                traceback,
+                self.dead_letter_max_bytes,
+            ],
         )
         if not moved:
             self._not_owned("dead-letter", consumer, [[delivery]], [[delivery.entry_id]])
@@ -471,8 +567,9 @@ class RedisBroker:
         row["entry_id"] = entry_id.decode()
         return row
 
-    def dead_letters(self, queue: str, count: int = 100,
-                     before: str | None = None) -> list[dict[str, object]]:
+    def dead_letters(
+        self, queue: str, count: int = 100, before: str | None = None
+    ) -> list[dict[str, object]]:
         """The newest ``count`` dead letters of ``queue``, newest first; with ``before``
         (an entry id), those older than it, to page through the store.
 
@@ -507,8 +604,9 @@ class RedisBroker:
             pipe.xlen(self.keys.dead(name))
         return [n for n, length in zip(names, pipe.execute(), strict=True) if length]
 
-    def requeue_dead(self, queue: str, entry_ids: Sequence[str],
-                     serializer: Serializer | None = None) -> int:
+    def requeue_dead(
+        self, queue: str, entry_ids: Sequence[str], serializer: Serializer | None = None
+    ) -> int:
         """Send dead letters of ``queue`` back to it and return how many moved.
 
         Each body goes unchanged, as a new message (so it keeps its task id and its
@@ -525,11 +623,12 @@ class RedisBroker:
         if script is None:
             script = self._scripts["requeue_dead"] = load_script(self.client, "requeue_dead")
         dead = self.keys.dead(queue)
-        keys = [dead] + [self.keys.stream(queue, p) for p in range(10)] + \
-            [self.keys.dead_bytes(queue)]
+        keys = (
+            [dead] + [self.keys.stream(queue, p) for p in range(10)] + [self.keys.dead_bytes(queue)]
+        )
         moved = 0
         for start in range(0, len(ids), self.REQUEUE_BATCH):
-            batch = ids[start:start + self.REQUEUE_BATCH]
+            batch = ids[start : start + self.REQUEUE_BATCH]
             pipe = self.client.pipeline(transaction=False)
             for entry_id in batch:
                 pipe.xrange(dead, entry_id, entry_id, count=1)
@@ -559,8 +658,7 @@ class RedisBroker:
         script = self._scripts.get("delete_dead")
         if script is None:
             script = self._scripts["delete_dead"] = load_script(self.client, "delete_dead")
-        return int(script(keys=[self.keys.dead(queue), self.keys.dead_bytes(queue)],
-                          args=ids))
+        return int(script(keys=[self.keys.dead(queue), self.keys.dead_bytes(queue)], args=ids))
 
     def purge(self, queue: str) -> int:
         keys = [self.keys.stream(queue, p) for p in PRIORITIES] + [self.keys.delayed(queue)]

@@ -15,8 +15,7 @@ from ..worker import setup_logging
 from .common import app_state, check_broker, taskq_cli
 from .imports import import_tasks
 
-LOG_LEVELS = click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
-                          case_sensitive=False)
+LOG_LEVELS = click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False)
 
 
 def make_beat(lease: float = DEFAULT_LEASE) -> Beat:
@@ -29,10 +28,14 @@ def make_beat(lease: float = DEFAULT_LEASE) -> Beat:
 
 @taskq_cli.command("beat")
 @click.option("-l", "--loglevel", default="WARNING", show_default=True, type=LOG_LEVELS)
-@click.option("--lease", type=click.FloatRange(min=0.5), default=DEFAULT_LEASE,
-              show_default=True,
-              help="Seconds a leading beat that stopped renewing keeps the lead: another "
-                   "beat takes over a crashed leader within this time.")
+@click.option(
+    "--lease",
+    type=click.FloatRange(min=0.5),
+    default=DEFAULT_LEASE,
+    show_default=True,
+    help="Seconds a leading beat that stopped renewing keeps the lead: another "
+    "beat takes over a crashed leader within this time.",
+)
 def beat_command(loglevel: str, lease: float) -> None:
     """Send periodic tasks when they are due.
 

@@ -34,28 +34,50 @@ PAGE = 500
 #: Bytes of an undecodable body that ``show`` prints.
 BODY_PREVIEW = 200
 
-ID_HELP = ("ID is a dead-letter entry id (the first column of `list`) or the task id of "
-           "the message.")
+ID_HELP = "ID is a dead-letter entry id (the first column of `list`) or the task id of the message."
 
-LIST_COLUMNS = {"entry_id": "ENTRY ID", "queue": "QUEUE", "task": "TASK",
-                "task_id": "TASK ID", "reason": "REASON", "time": "TIME"}
+LIST_COLUMNS = {
+    "entry_id": "ENTRY ID",
+    "queue": "QUEUE",
+    "task": "TASK",
+    "task_id": "TASK ID",
+    "reason": "REASON",
+    "time": "TIME",
+}
 
 #: Appended to a task name or id read from a body that was not verified.
 UNVERIFIED = " (unverified)"
 
-SHOW_LABELS = {"entry_id": "Entry ID", "queue": "Queue", "task": "Task", "task_id": "Task ID",
-               "reason": "Reason", "time": "Time", "worker": "Worker",
-               "priority": "Priority", "retries": "Retries", "eta": "ETA",
-               "expires": "Expires", "sent": "Sent", "args": "Args", "kwargs": "Kwargs",
-               "headers": "Headers", "decode_error": "Decode error", "body": "Body",
-               "traceback": "Traceback"}
+SHOW_LABELS = {
+    "entry_id": "Entry ID",
+    "queue": "Queue",
+    "task": "Task",
+    "task_id": "Task ID",
+    "reason": "Reason",
+    "time": "Time",
+    "worker": "Worker",
+    "priority": "Priority",
+    "retries": "Retries",
+    "eta": "ETA",
+    "expires": "Expires",
+    "sent": "Sent",
+    "args": "Args",
+    "kwargs": "Kwargs",
+    "headers": "Headers",
+    "decode_error": "Decode error",
+    "body": "Body",
+    "traceback": "Traceback",
+}
 
 queues_option = click.option(
-    "-Q", "--queues",
+    "-Q",
+    "--queues",
     help="Comma-separated queues (default: the app's queues and every queue that has "
-         "dead letters).")
-json_option = click.option("--json", "as_json", is_flag=True,
-                           help="Print one JSON document instead of text.")
+    "dead letters).",
+)
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON document instead of text."
+)
 
 
 @taskq_cli.group("dead-letter")
@@ -124,32 +146,40 @@ def _find(state: AppState, queues: list[str], ident: str) -> tuple[str, list[dic
             rows.append(row)
     if rows:
         return "entry", rows
-    rows = [row for queue in queues for row in _scan(state, queue)
-            if row["id"] == ident or (_claimed(row) or ("", ""))[1] == ident]
+    rows = [
+        row
+        for queue in queues
+        for row in _scan(state, queue)
+        if row["id"] == ident or (_claimed(row) or ("", ""))[1] == ident
+    ]
     rows.sort(key=_entry_order, reverse=True)
     return "task", rows
 
 
-def _find_one(state: AppState, queues: list[str], ident: str,
-              several_ok: bool) -> dict[str, object]:
+def _find_one(
+    state: AppState, queues: list[str], ident: str, several_ok: bool
+) -> dict[str, object]:
     kind, rows = _find(state, queues, ident)
     if not rows:
         raise click.ClickException(
-            f"no dead letter with entry id or task id {ident!r} in queue(s) "
-            f"{', '.join(queues)}")
+            f"no dead letter with entry id or task id {ident!r} in queue(s) {', '.join(queues)}"
+        )
     if len(rows) == 1:
         return rows[0]
     if kind == "entry":
         raise click.ClickException(
             f"entry id {ident!r} is in the dead letters of queues "
-            f"{', '.join(str(r['queue']) for r in rows)}: choose one with -Q")
+            f"{', '.join(str(r['queue']) for r in rows)}: choose one with -Q"
+        )
     where = ", ".join(f"{r['entry_id']} ({r['queue']})" for r in rows)
     if not several_ok:
         raise click.ClickException(
             f"task id {ident!r} has {len(rows)} dead letters ({where}): "
-            "give the entry id of the one to requeue")
-    click.echo(f"Task id {ident!r} has {len(rows)} dead letters ({where}); showing the "
-               "newest.", err=True)
+            "give the entry id of the one to requeue"
+        )
+    click.echo(
+        f"Task id {ident!r} has {len(rows)} dead letters ({where}); showing the newest.", err=True
+    )
     return rows[0]
 
 
@@ -170,14 +200,22 @@ def _identity(row: dict[str, object]) -> dict[str, object]:
     """``task``/``task_id`` as recorded, plus ``unverified_task``/``unverified_task_id``
     (None unless the record says ``?`` and the body claims a name and id)."""
     claimed = _claimed(row)
-    return {"task": row["task"], "task_id": row["id"],
-            "unverified_task": claimed[0] if claimed else None,
-            "unverified_task_id": claimed[1] if claimed else None}
+    return {
+        "task": row["task"],
+        "task_id": row["id"],
+        "unverified_task": claimed[0] if claimed else None,
+        "unverified_task_id": claimed[1] if claimed else None,
+    }
 
 
 def _list_row(row: dict[str, object]) -> dict[str, object]:
-    return {"entry_id": row["entry_id"], "queue": row["queue"], **_identity(row),
-            "reason": row["reason"], "time": iso_time(row["time"])}
+    return {
+        "entry_id": row["entry_id"],
+        "queue": row["queue"],
+        **_identity(row),
+        "reason": row["reason"],
+        "time": iso_time(row["time"]),
+    }
 
 
 def _shown(row: dict[str, object], key: str) -> str:
@@ -189,7 +227,7 @@ def _shown(row: dict[str, object], key: str) -> str:
 
 def _short(text: str, width: int) -> str:
     text = " ".join(text.split())
-    return text if len(text) <= width else text[:width - 3] + "..."
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _detail(state: AppState, row: dict[str, object]) -> dict[str, Any]:
@@ -197,19 +235,39 @@ def _detail(state: AppState, row: dict[str, object]) -> dict[str, Any]:
     body = row.get("body") or b""
     assert isinstance(body, bytes)
     out: dict[str, Any] = {
-        "entry_id": row["entry_id"], "queue": row["queue"], **_identity(row),
-        "reason": row["reason"], "time": iso_time(row["time"]), "worker": row["worker"],
+        "entry_id": row["entry_id"],
+        "queue": row["queue"],
+        **_identity(row),
+        "reason": row["reason"],
+        "time": iso_time(row["time"]),
+        "worker": row["worker"],
     }
     try:
         message = Message.from_bytes(body, state.serializer)
     except DecodeError as exc:
-        out.update(priority=None, retries=None, eta=None, expires=None, sent=None,
-                   args=None, kwargs=None, headers=None, decode_error=str(exc))
+        out.update(
+            priority=None,
+            retries=None,
+            eta=None,
+            expires=None,
+            sent=None,
+            args=None,
+            kwargs=None,
+            headers=None,
+            decode_error=str(exc),
+        )
     else:
-        out.update(priority=message.priority, retries=message.retries,
-                   eta=iso_time(message.eta), expires=iso_time(message.expires),
-                   sent=iso_time(message.sent or None), args=list(message.args),
-                   kwargs=message.kwargs, headers=message.headers, decode_error=None)
+        out.update(
+            priority=message.priority,
+            retries=message.retries,
+            eta=iso_time(message.eta),
+            expires=iso_time(message.expires),
+            sent=iso_time(message.sent or None),
+            args=list(message.args),
+            kwargs=message.kwargs,
+            headers=message.headers,
+            decode_error=None,
+        )
     out["body"] = body
     out["traceback"] = row["traceback"]
     return out
@@ -222,8 +280,14 @@ def _dumps(value: object, **kw: Any) -> str:
 # -- commands ------------------------------------------------------------------------------
 @dead_letter_group.command("list")
 @queues_option
-@click.option("-n", "--limit", type=click.IntRange(min=1), default=100, show_default=True,
-              help="Show the newest N dead letters.")
+@click.option(
+    "-n",
+    "--limit",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Show the newest N dead letters.",
+)
 @json_option
 def list_command(queues: str | None, limit: int, as_json: bool) -> None:
     """List dead letters, newest first.
@@ -247,17 +311,25 @@ def list_command(queues: str | None, limit: int, as_json: bool) -> None:
     if not table:
         click.echo("No dead letters.")
         return
-    cells = [[_short(_text(r[k] or ""), REASON_WIDTH) if k == "reason"
-              else _shown(r, k) if k in ("task", "task_id") else _text(r[k] or "")
-              for k in LIST_COLUMNS] for r in table]
-    widths = [max(len(h), *(len(c[i]) for c in cells))
-              for i, h in enumerate(LIST_COLUMNS.values())]
+    cells = [
+        [
+            _short(_text(r[k] or ""), REASON_WIDTH)
+            if k == "reason"
+            else _shown(r, k)
+            if k in ("task", "task_id")
+            else _text(r[k] or "")
+            for k in LIST_COLUMNS
+        ]
+        for r in table
+    ]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(LIST_COLUMNS.values())]
     for line in [list(LIST_COLUMNS.values()), *cells]:
         click.echo("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
     total = sum(state.broker.dead_letter_count(q) for q in names)
     if total > len(table):
-        click.echo(f"(the newest {len(table)} of {total} dead letters; see more with "
-                   "--limit)", err=True)
+        click.echo(
+            f"(the newest {len(table)} of {total} dead letters; see more with --limit)", err=True
+        )
 
 
 @dead_letter_group.command("show", epilog=ID_HELP)
@@ -271,8 +343,7 @@ def show_command(ident: str, queues: str | None, as_json: bool) -> None:
     can be decoded (otherwise its raw body). With --json the body is base64."""
     state = app_state()
     check_broker(state)
-    detail = _detail(state, _find_one(state, _dead_queues(state, queues), ident,
-                                      several_ok=True))
+    detail = _detail(state, _find_one(state, _dead_queues(state, queues), ident, several_ok=True))
     body: bytes = detail["body"]
     if as_json:
         detail["body"] = base64.b64encode(body).decode()
@@ -288,7 +359,8 @@ def show_command(ident: str, queues: str | None, as_json: bool) -> None:
             if decoded:
                 continue
             value = repr(body[:BODY_PREVIEW]) + (
-                f" ... ({len(body)} bytes)" if len(body) > BODY_PREVIEW else "")
+                f" ... ({len(body)} bytes)" if len(body) > BODY_PREVIEW else ""
+            )
         elif key in ("task", "task_id"):
             value = _shown(detail, key)
         elif value is None or (key in ("eta", "expires", "headers") and not value):
@@ -305,8 +377,7 @@ def show_command(ident: str, queues: str | None, as_json: bool) -> None:
 
 @dead_letter_group.command("requeue", epilog=ID_HELP)
 @click.argument("idents", metavar="[ID]...", nargs=-1)
-@click.option("--all", "everything", is_flag=True,
-              help="Requeue every dead letter of the queues.")
+@click.option("--all", "everything", is_flag=True, help="Requeue every dead letter of the queues.")
 @queues_option
 def requeue_command(idents: tuple[str, ...], everything: bool, queues: str | None) -> None:
     """Put dead letters back in their queue.
@@ -358,7 +429,8 @@ def purge_command(queues: str | None, yes: bool) -> None:
         click.echo("No dead letters.")
         return
     if not yes:
-        click.confirm(f"Delete {sum(counts.values())} dead letter(s) of "
-                      f"{', '.join(holding)}?", abort=True)
+        click.confirm(
+            f"Delete {sum(counts.values())} dead letter(s) of {', '.join(holding)}?", abort=True
+        )
     purged = sum(state.broker.purge_dead(q) for q in holding)
     click.echo(f"Purged {purged} dead letter(s) from {', '.join(holding)}.")

@@ -21,11 +21,18 @@ from .common import app_state, check_broker, queue_names, taskq_cli
 if TYPE_CHECKING:
     from ..extension import AppState
 
-json_option = click.option("--json", "as_json", is_flag=True,
-                           help="Print one JSON document instead of tables.")
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON document instead of tables."
+)
 
-PERIODIC_COLUMNS = {"name": "NAME", "task": "TASK", "schedule": "SCHEDULE",
-                    "catch_up": "CATCH UP", "last_run": "LAST RUN", "next_run": "NEXT RUN"}
+PERIODIC_COLUMNS = {
+    "name": "NAME",
+    "task": "TASK",
+    "schedule": "SCHEDULE",
+    "catch_up": "CATCH UP",
+    "last_run": "LAST RUN",
+    "next_run": "NEXT RUN",
+}
 DELAYED_COLUMNS = {"queue": "QUEUE", "delayed": "DELAYED", "next_due": "NEXT DUE"}
 
 
@@ -35,8 +42,7 @@ def inspect_group(ctx: click.Context) -> None:
     """Look at queues, tasks and beat as Redis holds them. Without a sub-command, print a
     summary."""
     if ctx.invoked_subcommand is None:
-        ctx.invoke(inspect_group.commands["summary"], as_json=False, watch=False,
-                   interval=2.0)
+        ctx.invoke(inspect_group.commands["summary"], as_json=False, watch=False, interval=2.0)
         ctx.invoke(scheduled_command)
 
 
@@ -44,7 +50,8 @@ def _redis_state() -> AppState:
     state = app_state()
     if getattr(state.broker, "client", None) is None:
         raise click.ClickException(
-            f"inspect reads Redis; TASKQ_BROKER_URL is {state.broker_url.split(':', 1)[0]}://")
+            f"inspect reads Redis; TASKQ_BROKER_URL is {state.broker_url.split(':', 1)[0]}://"
+        )
     check_broker(state)
     return state
 
@@ -53,8 +60,7 @@ def _time(value: float | None, tz: tzinfo, as_json: bool) -> str | None:
     if value is None:
         return None
     when = datetime.fromtimestamp(value, tz)
-    return when.isoformat(timespec="seconds") if as_json else \
-        when.strftime("%Y-%m-%d %H:%M:%S %Z")
+    return when.isoformat(timespec="seconds") if as_json else when.strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def _delayed(state: AppState) -> list[dict[str, Any]]:
@@ -71,16 +77,19 @@ def _delayed(state: AppState) -> list[dict[str, Any]]:
     replies = pipe.execute()
     rows = []
     for queue, count, first in zip(names, replies[::2], replies[1::2], strict=True):
-        rows.append({"queue": queue, "delayed": int(count),
-                     "next_due": first[0][1] if first else None})
+        rows.append(
+            {"queue": queue, "delayed": int(count), "next_due": first[0][1] if first else None}
+        )
     return rows
 
 
 def _table(columns: dict[str, str], rows: Sequence[dict[str, Any]]) -> list[str]:
     cells = [["-" if r[k] is None else str(r[k]) for k in columns] for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(columns.values())]
-    return ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
-            for line in [list(columns.values()), *cells]]
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+        for line in [list(columns.values()), *cells]
+    ]
 
 
 @inspect_group.command("scheduled")
@@ -95,20 +104,33 @@ def scheduled_command(as_json: bool = False) -> None:
         beat = read_schedule(app)
     except (TypeError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    periodic = [{**{k: e[k] for k in ("name", "task", "schedule", "catch_up")},
-                 "last_run": _time(e["last_run"], tz, as_json),
-                 "next_run": _time(e["next_run"], tz, as_json)} for e in beat["entries"]]
+    periodic = [
+        {
+            **{k: e[k] for k in ("name", "task", "schedule", "catch_up")},
+            "last_run": _time(e["last_run"], tz, as_json),
+            "next_run": _time(e["next_run"], tz, as_json),
+        }
+        for e in beat["entries"]
+    ]
     raw = _delayed(state)
     total = sum(row["delayed"] for row in raw)
-    first = min((row["next_due"] for row in raw if row["next_due"] is not None),
-                default=None)
+    first = min((row["next_due"] for row in raw if row["next_due"] is not None), default=None)
     delayed = [{**row, "next_due": _time(row["next_due"], tz, as_json)} for row in raw]
     if as_json:
-        click.echo(json.dumps({
-            "timezone": beat["timezone"], "beat_leader": beat["leader"],
-            "lease_expires_in": beat["lease_ttl"], "periodic": periodic,
-            "delayed": delayed, "delayed_total": total,
-            "delayed_next_due": _time(first, tz, as_json)}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "timezone": beat["timezone"],
+                    "beat_leader": beat["leader"],
+                    "lease_expires_in": beat["lease_ttl"],
+                    "periodic": periodic,
+                    "delayed": delayed,
+                    "delayed_total": total,
+                    "delayed_next_due": _time(first, tz, as_json),
+                },
+                indent=2,
+            )
+        )
         return
     if periodic:
         click.echo(f"Periodic tasks (times in {beat['timezone']}):")

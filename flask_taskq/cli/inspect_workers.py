@@ -16,10 +16,16 @@ from ..monitor import STAT_KINDS, Monitor
 from .common import queue_names
 from .inspect import _redis_state, _table, inspect_group, json_option
 
-watch_option = click.option("--watch", is_flag=True,
-                            help="Refresh every --interval seconds (Ctrl-C to leave).")
-interval_option = click.option("--interval", default=2.0, show_default=True,
-                               type=click.FloatRange(0.2), help="Seconds between refreshes.")
+watch_option = click.option(
+    "--watch", is_flag=True, help="Refresh every --interval seconds (Ctrl-C to leave)."
+)
+interval_option = click.option(
+    "--interval",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(0.2),
+    help="Seconds between refreshes.",
+)
 #: Recent failures ``inspect failed`` lists.
 RECENT_FAILURES = 50
 
@@ -38,8 +44,9 @@ def _columns(names: list[str]) -> dict[str, str]:
     return {n: n.upper().replace("_", " ") for n in names}
 
 
-def _emit(title: str, rows: list[dict[str, Any]], columns: list[str], as_json: bool,
-          empty: str, key: str) -> None:
+def _emit(
+    title: str, rows: list[dict[str, Any]], columns: list[str], as_json: bool, empty: str, key: str
+) -> None:
     if as_json:
         click.echo(json.dumps({key: rows}, indent=2, default=str))
         return
@@ -51,8 +58,7 @@ def _emit(title: str, rows: list[dict[str, Any]], columns: list[str], as_json: b
         click.echo(f"  {line}")
 
 
-def _run(render: Callable[[Any, bool], None], as_json: bool, watch: bool,
-         interval: float) -> None:
+def _run(render: Callable[[Any, bool], None], as_json: bool, watch: bool, interval: float) -> None:
     state = _redis_state()
     while True:
         if watch and not as_json:
@@ -66,96 +72,176 @@ def _run(render: Callable[[Any, bool], None], as_json: bool, watch: bool,
 # -- the sections ------------------------------------------------------------------------------
 def ping_rows(state: Any) -> list[dict[str, Any]]:
     now = time.time()
-    return [{"worker": p.get("worker"), "process": p.get("process"), "host": p.get("host"),
-             "pid": p.get("pid"), "pool": p.get("pool"), "queues": ",".join(p.get("queues", [])),
-             "up_s": round(now - p.get("started", now)),
-             "heartbeat_age_s": round(now - p.get("heartbeat", now), 1)}
-            for p in _monitor(state).processes()]
+    return [
+        {
+            "worker": p.get("worker"),
+            "process": p.get("process"),
+            "host": p.get("host"),
+            "pid": p.get("pid"),
+            "pool": p.get("pool"),
+            "queues": ",".join(p.get("queues", [])),
+            "up_s": round(now - p.get("started", now)),
+            "heartbeat_age_s": round(now - p.get("heartbeat", now), 1),
+        }
+        for p in _monitor(state).processes()
+    ]
 
 
 def render_ping(state: Any, as_json: bool) -> None:
     rows = ping_rows(state)
-    _emit(f"{len(rows)} worker process(es) alive:", rows,
-          ["worker", "process", "host", "pid", "pool", "queues", "up_s", "heartbeat_age_s"],
-          as_json, "No workers alive.", "workers")
+    _emit(
+        f"{len(rows)} worker process(es) alive:",
+        rows,
+        ["worker", "process", "host", "pid", "pool", "queues", "up_s", "heartbeat_age_s"],
+        as_json,
+        "No workers alive.",
+        "workers",
+    )
 
 
 def render_active(state: Any, as_json: bool) -> None:
     now = time.time()
-    rows = [{"process": p.get("process"), "task_id": t["id"], "task": t["task"],
-             "args": t.get("args", ""), "running_s": round(now - t.get("started", now), 1)}
-            for p in _monitor(state).processes() for t in p.get("running", [])]
-    _emit("Running tasks:", rows, ["process", "task_id", "task", "args", "running_s"],
-          as_json, _idle(state, "No task is running."), "active")
+    rows = [
+        {
+            "process": p.get("process"),
+            "task_id": t["id"],
+            "task": t["task"],
+            "args": t.get("args", ""),
+            "running_s": round(now - t.get("started", now), 1),
+        }
+        for p in _monitor(state).processes()
+        for t in p.get("running", [])
+    ]
+    _emit(
+        "Running tasks:",
+        rows,
+        ["process", "task_id", "task", "args", "running_s"],
+        as_json,
+        _idle(state, "No task is running."),
+        "active",
+    )
 
 
 def render_reserved(state: Any, as_json: bool) -> None:
-    rows = [{"process": p.get("process"), "prefetched": p.get("prefetched", 0)}
-            for p in _monitor(state).processes()]
-    _emit("Prefetched (leased, not started) per process:", rows, ["process", "prefetched"],
-          as_json, "No workers alive.", "reserved")
+    rows = [
+        {"process": p.get("process"), "prefetched": p.get("prefetched", 0)}
+        for p in _monitor(state).processes()
+    ]
+    _emit(
+        "Prefetched (leased, not started) per process:",
+        rows,
+        ["process", "prefetched"],
+        as_json,
+        "No workers alive.",
+        "reserved",
+    )
 
 
 def render_registered(state: Any, as_json: bool) -> None:
     rows = []
     for name, task in sorted(state.taskqueue.tasks.items()):
         opts = task.options
-        rows.append({"task": name, "queue": opts.get("queue") or "-",
-                     "rate_limit": opts.get("rate_limit"),
-                     "time_limit": opts.get("time_limit"),
-                     "max_retries": task.max_retries})
-    _emit("Tasks registered in this app:", rows,
-          ["task", "queue", "rate_limit", "time_limit", "max_retries"], as_json,
-          "No tasks registered.", "registered")
+        rows.append(
+            {
+                "task": name,
+                "queue": opts.get("queue") or "-",
+                "rate_limit": opts.get("rate_limit"),
+                "time_limit": opts.get("time_limit"),
+                "max_retries": task.max_retries,
+            }
+        )
+    _emit(
+        "Tasks registered in this app:",
+        rows,
+        ["task", "queue", "rate_limit", "time_limit", "max_retries"],
+        as_json,
+        "No tasks registered.",
+        "registered",
+    )
 
 
 def render_stats(state: Any, as_json: bool) -> None:
     monitor = _monitor(state)
     now = time.time()
-    procs = [{"process": p.get("process"), "processed": p.get("processed", 0),
-              "failed": p.get("failed", 0), "retried": p.get("retried", 0),
-              "rss_mb": round(p.get("rss", 0) / 2**20, 1),
-              "up_s": round(now - p.get("started", now))} for p in monitor.processes()]
+    procs = [
+        {
+            "process": p.get("process"),
+            "processed": p.get("processed", 0),
+            "failed": p.get("failed", 0),
+            "retried": p.get("retried", 0),
+            "rss_mb": round(p.get("rss", 0) / 2**20, 1),
+            "up_s": round(now - p.get("started", now)),
+        }
+        for p in monitor.processes()
+    ]
     per_task: dict[tuple[str, str], dict[str, Any]] = defaultdict(
-        lambda: {"processed": 0, "failed": 0, "retried": 0, "runtime_ms": 0.0})
+        lambda: {"processed": 0, "failed": 0, "retried": 0, "runtime_ms": 0.0}
+    )
     for (kind, queue, task), value in monitor.totals(60).items():
         if kind in STAT_KINDS:  # not the histogram buckets
             per_task[(task, queue)][kind] += value
     tasks = []
     for (task, queue), c in sorted(per_task.items()):
         runs = c["processed"] + c["failed"] + c["retried"]
-        tasks.append({"task": task, "queue": queue, "processed": c["processed"],
-                      "failed": c["failed"], "retried": c["retried"],
-                      "avg_runtime_ms": round(c["runtime_ms"] / runs, 3) if runs else None})
+        tasks.append(
+            {
+                "task": task,
+                "queue": queue,
+                "processed": c["processed"],
+                "failed": c["failed"],
+                "retried": c["retried"],
+                "avg_runtime_ms": round(c["runtime_ms"] / runs, 3) if runs else None,
+            }
+        )
     if as_json:
         click.echo(json.dumps({"processes": procs, "last_hour": tasks}, indent=2))
         return
-    _emit("Worker processes (since start):", procs,
-          ["process", "processed", "failed", "retried", "rss_mb", "up_s"], False,
-          "No workers alive.", "processes")
-    _emit("Last hour, per task:", tasks,
-          ["task", "queue", "processed", "failed", "retried", "avg_runtime_ms"], False,
-          "Last hour: no task finished.", "last_hour")
+    _emit(
+        "Worker processes (since start):",
+        procs,
+        ["process", "processed", "failed", "retried", "rss_mb", "up_s"],
+        False,
+        "No workers alive.",
+        "processes",
+    )
+    _emit(
+        "Last hour, per task:",
+        tasks,
+        ["task", "queue", "processed", "failed", "retried", "avg_runtime_ms"],
+        False,
+        "Last hour: no task finished.",
+        "last_hour",
+    )
 
 
 def queue_rows(state: Any) -> list[dict[str, Any]]:
     broker = state.broker
     names = queue_names(state, None)
-    known = sorted({q.decode() for q in broker.client.smembers(broker.keys.queues())}
-                   - set(names))
+    known = sorted({q.decode() for q in broker.client.smembers(broker.keys.queues())} - set(names))
     paused = _monitor(state).paused()
     rows = []
     for queue in names + known:
-        rows.append({"queue": queue, "waiting": broker.queue_length(queue),
-                     "delayed": broker.client.zcard(broker.keys.delayed(queue)),
-                     "dead": broker.client.xlen(broker.keys.dead(queue)),
-                     "paused": queue in paused})
+        rows.append(
+            {
+                "queue": queue,
+                "waiting": broker.queue_length(queue),
+                "delayed": broker.client.zcard(broker.keys.delayed(queue)),
+                "dead": broker.client.xlen(broker.keys.dead(queue)),
+                "paused": queue in paused,
+            }
+        )
     return rows
 
 
 def render_queues(state: Any, as_json: bool) -> None:
-    _emit("Queues:", queue_rows(state), ["queue", "waiting", "delayed", "dead", "paused"],
-          as_json, "No queues.", "queues")
+    _emit(
+        "Queues:",
+        queue_rows(state),
+        ["queue", "waiting", "delayed", "dead", "paused"],
+        as_json,
+        "No queues.",
+        "queues",
+    )
 
 
 def dead_letter_rows(state: Any) -> list[dict[str, Any]]:
@@ -163,9 +249,16 @@ def dead_letter_rows(state: Any) -> list[dict[str, Any]]:
     rows = []
     for queue in queue_names(state, None):
         for row in state.broker.dead_letters(queue, count=20):
-            rows.append({"entry_id": row["entry_id"], "queue": queue, "task": row["task"],
-                         "task_id": row["id"], "reason": str(row["reason"])[:60],
-                         "time": _iso(float(row["time"]) if row["time"] else None)})
+            rows.append(
+                {
+                    "entry_id": row["entry_id"],
+                    "queue": queue,
+                    "task": row["task"],
+                    "task_id": row["id"],
+                    "reason": str(row["reason"])[:60],
+                    "time": _iso(float(row["time"]) if row["time"] else None),
+                }
+            )
     rows.sort(key=lambda r: r["time"] or "", reverse=True)
     return rows
 
@@ -174,28 +267,45 @@ def recent_failure_rows(state: Any, limit: int = RECENT_FAILURES) -> list[dict[s
     """The newest tasks that failed without being dead-lettered, newest first."""
     from ..dashboard.data import recent_failures
 
-    return [{"task_id": f["id"], "task": f["task"], "queue": f["queue"],
-             "time": _iso(f.get("time")),
-             "exception": (f["exception"] or "(result not kept)")[:80],
-             "worker": f.get("worker"), "retryable": f["retryable"]}
-            for f in recent_failures(state, limit)]
+    return [
+        {
+            "task_id": f["id"],
+            "task": f["task"],
+            "queue": f["queue"],
+            "time": _iso(f.get("time")),
+            "exception": (f["exception"] or "(result not kept)")[:80],
+            "worker": f.get("worker"),
+            "retryable": f["retryable"],
+        }
+        for f in recent_failures(state, limit)
+    ]
 
 
 def render_failed(state: Any, as_json: bool) -> None:
     dead = dead_letter_rows(state)
     recent = recent_failure_rows(state)
     if as_json:  # "failed" (dead letters) came first; "recent_failures" was added
-        click.echo(json.dumps({"failed": dead, "recent_failures": recent}, indent=2,
-                              default=str))
+        click.echo(json.dumps({"failed": dead, "recent_failures": recent}, indent=2, default=str))
         return
     if not dead and not recent:
         click.echo("No failures.")
         return
-    _emit("Recent failures (no dead letter):", recent,
-          ["task_id", "task", "queue", "time", "exception"], False,
-          "Recent failures: none without a dead letter.", "recent_failures")
-    _emit("Dead letters:", dead, ["entry_id", "queue", "task", "task_id", "reason", "time"],
-          False, "Dead letters: none.", "failed")
+    _emit(
+        "Recent failures (no dead letter):",
+        recent,
+        ["task_id", "task", "queue", "time", "exception"],
+        False,
+        "Recent failures: none without a dead letter.",
+        "recent_failures",
+    )
+    _emit(
+        "Dead letters:",
+        dead,
+        ["entry_id", "queue", "task", "task_id", "reason", "time"],
+        False,
+        "Dead letters: none.",
+        "failed",
+    )
 
 
 def render_summary(state: Any, as_json: bool) -> None:
@@ -204,11 +314,22 @@ def render_summary(state: Any, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"workers": workers, "queues": queues}, indent=2))
         return
-    _emit(f"Workers: {len(workers)} process(es) alive", workers,
-          ["worker", "process", "pool", "queues", "up_s"], False, "Workers: none alive.",
-          "workers")
-    _emit("Queues:", queues, ["queue", "waiting", "delayed", "dead", "paused"], False,
-          "No queues.", "queues")
+    _emit(
+        f"Workers: {len(workers)} process(es) alive",
+        workers,
+        ["worker", "process", "pool", "queues", "up_s"],
+        False,
+        "Workers: none alive.",
+        "workers",
+    )
+    _emit(
+        "Queues:",
+        queues,
+        ["queue", "waiting", "delayed", "dead", "paused"],
+        False,
+        "No queues.",
+        "queues",
+    )
 
 
 def _idle(state: Any, text: str) -> str:
@@ -230,6 +351,10 @@ _command("reserved", render_reserved, "Messages each process leased but has not 
 _command("registered", render_registered, "Tasks registered in this app.")
 _command("stats", render_stats, "Counters per process and, for the last hour, per task.")
 _command("queues", render_queues, "Waiting, delayed and dead messages per queue.")
-_command("failed", render_failed, "Tasks that failed recently (without a dead letter) and "
-         "the newest dead letters of every queue.")
+_command(
+    "failed",
+    render_failed,
+    "Tasks that failed recently (without a dead letter) and "
+    "the newest dead letters of every queue.",
+)
 _command("summary", render_summary, "Workers and queues on one screen.")

@@ -23,7 +23,8 @@ def workflow_command(workflow_id: str, as_json: bool = False) -> None:
     if doc is None:
         raise click.ClickException(
             f"no workflow {workflow_id!r}: unknown id, not part of a chain, group or "
-            "chord, or its data expired with the results")
+            "chord, or its data expired with the results"
+        )
     doc = workflow_graph.with_states(state, doc)
     if as_json:
         click.echo(json.dumps(doc, indent=2))

@@ -27,8 +27,9 @@ def queues_group() -> None:
 def pause_command(queues: tuple[str, ...]) -> None:
     """Workers stop fetching from QUEUES (running tasks finish; nothing is lost)."""
     _monitor().pause(queues)
-    click.echo(f"Paused {', '.join(queues)}: workers stop fetching within "
-               f"{HEARTBEAT_INTERVAL + 1:.0f} s.")
+    click.echo(
+        f"Paused {', '.join(queues)}: workers stop fetching within {HEARTBEAT_INTERVAL + 1:.0f} s."
+    )
 
 
 @queues_group.command("resume")

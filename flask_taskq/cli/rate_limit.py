@@ -83,11 +83,11 @@ def rate_limit_command(task: str | None, rate: str | None) -> None:
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
         if new is not None:
-            click.echo(f"Rate limit of {task} set to {_describe(rate.strip())} "
-                       "for all workers.")
+            click.echo(f"Rate limit of {task} set to {_describe(rate.strip())} for all workers.")
         elif declared:
-            click.echo(f"Removed the runtime rate limit of {task}: "
-                       f"its declared {declared} applies again.")
+            click.echo(
+                f"Removed the runtime rate limit of {task}: its declared {declared} applies again."
+            )
         else:
             click.echo(f"Removed the runtime rate limit of {task}: it has no limit now.")
     if task not in state.taskqueue.tasks:

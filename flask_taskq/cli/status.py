@@ -41,8 +41,12 @@ def _running_on(state: Any, task_id: str) -> dict[str, Any] | None:
 def describe(state: Any, task_id: str) -> dict[str, Any]:
     """What is known about a task: its state document plus where it runs now."""
     meta = (state.backend.get(task_id) if state.backend is not None else None) or {}
-    doc: dict[str, Any] = {"id": task_id, "state": meta.get("status", states.PENDING),
-                           "task": meta.get("task"), "date_done": meta.get("date_done")}
+    doc: dict[str, Any] = {
+        "id": task_id,
+        "state": meta.get("status", states.PENDING),
+        "task": meta.get("task"),
+        "date_done": meta.get("date_done"),
+    }
     running = _running_on(state, task_id)
     if running:
         doc.update(running)
@@ -81,8 +85,13 @@ def _render(doc: dict[str, Any]) -> str:
 @click.argument("task_id")
 @click.option("--watch", is_flag=True, help="Refresh until the task is ready.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document.")
-@click.option("--interval", default=0.5, show_default=True, type=click.FloatRange(0.05),
-              help="Seconds between refreshes with --watch.")
+@click.option(
+    "--interval",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(0.05),
+    help="Seconds between refreshes with --watch.",
+)
 def status_command(task_id: str, watch: bool, as_json: bool, interval: float) -> None:
     """Show a task's state, worker, timings and progress."""
     state = app_state()

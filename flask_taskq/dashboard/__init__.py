@@ -29,5 +29,6 @@ def init_dashboard(app: Flask) -> None:
     check_setting(app.config.get("TASKQ_DASHBOARD_AUTH"))
     if blueprint.name in app.blueprints:
         return
-    app.register_blueprint(blueprint,
-                           url_prefix=url_prefix(app.config.get("TASKQ_DASHBOARD_URL_PREFIX")))
+    app.register_blueprint(
+        blueprint, url_prefix=url_prefix(app.config.get("TASKQ_DASHBOARD_URL_PREFIX"))
+    )

@@ -21,26 +21,36 @@ def check_setting(setting: Any) -> None:
     nor a pair of strings."""
     if setting is None or callable(setting):
         return
-    if (isinstance(setting, tuple | list) and len(setting) == 2
-            and all(isinstance(part, str) for part in setting)):
+    if (
+        isinstance(setting, tuple | list)
+        and len(setting) == 2
+        and all(isinstance(part, str) for part in setting)
+    ):
         return
-    raise TypeError("TASKQ_DASHBOARD_AUTH must be a callable f(request) -> bool or a "
-                    f"(username, password) pair of strings, not {type(setting).__name__}")
+    raise TypeError(
+        "TASKQ_DASHBOARD_AUTH must be a callable f(request) -> bool or a "
+        f"(username, password) pair of strings, not {type(setting).__name__}"
+    )
 
 
 def _same(given: str | None, expected: str) -> bool:
     return hmac.compare_digest((given or "").encode(), expected.encode())
 
 
-def refusal(setting: Callable[[Request], bool] | tuple[str, str] | None, request: Request,
-            debug: bool) -> Response | None:
+def refusal(
+    setting: Callable[[Request], bool] | tuple[str, str] | None, request: Request, debug: bool
+) -> Response | None:
     """The response that refuses ``request``, or None to serve it."""
     if setting is None:
         if debug:
             return None
-        return Response("The flask-taskq dashboard is disabled: set TASKQ_DASHBOARD_AUTH "
-                        "(a callable or a (username, password) pair), or run the app in "
-                        "debug mode.\n", 403, mimetype="text/plain")
+        return Response(
+            "The flask-taskq dashboard is disabled: set TASKQ_DASHBOARD_AUTH "
+            "(a callable or a (username, password) pair), or run the app in "
+            "debug mode.\n",
+            403,
+            mimetype="text/plain",
+        )
     if callable(setting):
         if setting(request):
             return None
@@ -53,5 +63,9 @@ def refusal(setting: Callable[[Request], bool] | tuple[str, str] | None, request
     password_ok = _same(auth.password if given else None, password)  # type: ignore[union-attr]
     if given and user_ok and password_ok:
         return None
-    return Response("Authentication required.\n", 401, mimetype="text/plain",
-                    headers={"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"'})
+    return Response(
+        "Authentication required.\n",
+        401,
+        mimetype="text/plain",
+        headers={"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"'},
+    )

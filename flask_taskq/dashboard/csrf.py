@@ -43,8 +43,14 @@ def set_cookie(response: Response) -> None:
     """Send the token made during this request, if any, as the cookie."""
     value = g.get(_NEW)
     if value is not None:
-        response.set_cookie(COOKIE, value, path=url_for("taskq_dashboard.overview"),
-                            secure=request.is_secure, httponly=True, samesite="Strict")
+        response.set_cookie(
+            COOKIE,
+            value,
+            path=url_for("taskq_dashboard.overview"),
+            secure=request.is_secure,
+            httponly=True,
+            samesite="Strict",
+        )
 
 
 def valid(req: Request) -> bool:

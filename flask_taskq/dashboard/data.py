@@ -78,9 +78,9 @@ def activity(mon: Monitor | None, minutes: int = CHART_MINUTES) -> dict[str, Any
     without runs). ``by_queue`` and ``by_task`` sum the span's counters.
     """
     rows = mon.stats(minutes) if mon is not None else []
-    series: dict[str, list[Any]] = {k: [] for k in ("minutes", "processed", "failed",
-                                                     "retried", "failure_rate",
-                                                     "runtime_ms")}
+    series: dict[str, list[Any]] = {
+        k: [] for k in ("minutes", "processed", "failed", "retried", "failure_rate", "runtime_ms")
+    }
     by_queue: dict[str, dict[str, float]] = {}
     by_task: dict[tuple[str, str], dict[str, float]] = {}
     for row in rows:
@@ -89,8 +89,10 @@ def activity(mon: Monitor | None, minutes: int = CHART_MINUTES) -> dict[str, Any
             if kind not in STAT_KINDS:  # the run-time histogram's buckets
                 continue
             minute[kind] = minute.get(kind, 0) + value
-            for bucket in (by_queue.setdefault(queue, _zero()),
-                           by_task.setdefault((queue, task), _zero())):
+            for bucket in (
+                by_queue.setdefault(queue, _zero()),
+                by_task.setdefault((queue, task), _zero()),
+            ):
                 bucket[kind] = bucket.get(kind, 0) + value
         finished = minute["processed"] + minute["failed"]
         runs = finished + minute["retried"]
@@ -98,14 +100,20 @@ def activity(mon: Monitor | None, minutes: int = CHART_MINUTES) -> dict[str, Any
         for kind in ("processed", "failed", "retried"):
             series[kind].append(minute[kind])
         series["failure_rate"].append(
-            round(100 * minute["failed"] / finished, 1) if finished else None)
+            round(100 * minute["failed"] / finished, 1) if finished else None
+        )
         series["runtime_ms"].append(round(minute["runtime_ms"] / runs, 1) if runs else None)
     totals = {k: sum(series[k]) for k in ("processed", "failed", "retried")}
     finished = totals["processed"] + totals["failed"]
     totals["failure_rate"] = round(100 * totals["failed"] / finished, 1) if finished else None
     tasks = [{"queue": q, "task": t, **_rates(c)} for (q, t), c in sorted(by_task.items())]
-    return {"series": series, "totals": totals, "minutes": minutes,
-            "by_queue": {q: _rates(c) for q, c in by_queue.items()}, "by_task": tasks}
+    return {
+        "series": series,
+        "totals": totals,
+        "minutes": minutes,
+        "by_queue": {q: _rates(c) for q, c in by_queue.items()},
+        "by_task": tasks,
+    }
 
 
 def _zero() -> dict[str, float]:
@@ -115,15 +123,19 @@ def _zero() -> dict[str, float]:
 def _rates(counts: dict[str, float]) -> dict[str, Any]:
     finished = counts["processed"] + counts["failed"]
     runs = finished + counts["retried"]
-    return {"processed": counts["processed"], "failed": counts["failed"],
-            "retried": counts["retried"],
-            "failure_rate": round(100 * counts["failed"] / finished, 1) if finished else None,
-            "runtime_ms": round(counts["runtime_ms"] / runs, 1) if runs else None}
+    return {
+        "processed": counts["processed"],
+        "failed": counts["failed"],
+        "retried": counts["retried"],
+        "failure_rate": round(100 * counts["failed"] / finished, 1) if finished else None,
+        "runtime_ms": round(counts["runtime_ms"] / runs, 1) if runs else None,
+    }
 
 
 # -- queues and workers ----------------------------------------------------------------------
-def queues(state: AppState, mon: Monitor | None, processes: list[dict[str, Any]],
-           stats: dict[str, Any]) -> list[dict[str, Any]]:
+def queues(
+    state: AppState, mon: Monitor | None, processes: list[dict[str, Any]], stats: dict[str, Any]
+) -> list[dict[str, Any]]:
     """One row per queue: waiting (``ready``), ``delayed`` and ``dead`` messages, whether
     it is ``paused``, the ``consumers`` (processes) fetching from it and its counters."""
     names = queue_names(state)
@@ -140,11 +152,17 @@ def queues(state: AppState, mon: Monitor | None, processes: list[dict[str, Any]]
     rows = []
     for name in names:
         consumers = sum(1 for p in processes if name in (p.get("queues") or ()))
-        rows.append({"name": name, "ready": state.broker.queue_length(name),
-                     "delayed": int(delayed.get(name, 0)),
-                     "dead": state.broker.dead_letter_count(name),
-                     "paused": name in paused, "consumers": consumers,
-                     **stats["by_queue"].get(name, empty)})
+        rows.append(
+            {
+                "name": name,
+                "ready": state.broker.queue_length(name),
+                "delayed": int(delayed.get(name, 0)),
+                "dead": state.broker.dead_letter_count(name),
+                "paused": name in paused,
+                "consumers": consumers,
+                **stats["by_queue"].get(name, empty),
+            }
+        )
     return rows
 
 
@@ -154,18 +172,37 @@ def workers(processes: list[dict[str, Any]], now: float | None = None) -> list[d
     grouped: dict[str, dict[str, Any]] = {}
     for proc in processes:
         name = str(proc.get("worker") or proc.get("process"))
-        w = grouped.setdefault(name, {
-            "name": name, "host": proc.get("host"), "pool": proc.get("pool"),
-            "processes": [], "concurrency": 0, "queues": [], "running": [],
-            "processed": 0, "failed": 0, "retried": 0, "rss": 0, "prefetched": 0,
-            "started": proc.get("started"), "heartbeat": proc.get("heartbeat"),
-            "paused": proc.get("paused") or []})
+        w = grouped.setdefault(
+            name,
+            {
+                "name": name,
+                "host": proc.get("host"),
+                "pool": proc.get("pool"),
+                "processes": [],
+                "concurrency": 0,
+                "queues": [],
+                "running": [],
+                "processed": 0,
+                "failed": 0,
+                "retried": 0,
+                "rss": 0,
+                "prefetched": 0,
+                "started": proc.get("started"),
+                "heartbeat": proc.get("heartbeat"),
+                "paused": proc.get("paused") or [],
+            },
+        )
         w["processes"].append(proc)
         w["concurrency"] += int(proc.get("concurrency") or 0)
         w["queues"] += [q for q in proc.get("queues") or () if q not in w["queues"]]
         for task in proc.get("running") or ():
-            w["running"].append({**task, "process": proc.get("process"),
-                                 "elapsed": max(0.0, now - float(task.get("started") or now))})
+            w["running"].append(
+                {
+                    **task,
+                    "process": proc.get("process"),
+                    "elapsed": max(0.0, now - float(task.get("started") or now)),
+                }
+            )
         for key in ("processed", "failed", "retried", "rss", "prefetched"):
             w[key] += int(proc.get(key) or 0)
         w["started"] = min(w["started"] or now, proc.get("started") or now)
@@ -185,8 +222,14 @@ def describe_dead(state: AppState, queue: str, row: dict[str, object]) -> dict[s
     """A dead letter with its message decoded: ``message`` (a :class:`Message`) and
     ``call`` (its arguments as text), or ``decode_error`` and ``unverified``: the
     ``{"task", "id"}`` its body claims (never trusted, only shown), or None."""
-    out: dict[str, Any] = {**row, "queue": queue, "message": None, "call": None,
-                           "decode_error": None, "unverified": None}
+    out: dict[str, Any] = {
+        **row,
+        "queue": queue,
+        "message": None,
+        "call": None,
+        "decode_error": None,
+        "unverified": None,
+    }
     body = row.get("body") or b""
     try:
         message = Message.from_bytes(body, state.serializer)  # type: ignore[arg-type]
@@ -205,12 +248,16 @@ def describe_dead(state: AppState, queue: str, row: dict[str, object]) -> dict[s
     return out
 
 
-def dead_letters(state: AppState, queue: str | None = None,
-                 limit: int = DEAD_LETTER_LIMIT) -> list[dict[str, Any]]:
+def dead_letters(
+    state: AppState, queue: str | None = None, limit: int = DEAD_LETTER_LIMIT
+) -> list[dict[str, Any]]:
     """The newest ``limit`` dead letters of ``queue`` (or of every queue), newest first."""
     names = [queue] if queue else state.broker.dead_letter_queues()
-    rows = [describe_dead(state, name, row)
-            for name in names for row in state.broker.dead_letters(name, limit)]
+    rows = [
+        describe_dead(state, name, row)
+        for name in names
+        for row in state.broker.dead_letters(name, limit)
+    ]
     rows.sort(key=lambda r: _entry_order(str(r["entry_id"])), reverse=True)
     return rows[:limit]
 
@@ -220,8 +267,9 @@ def dead_letter_counts(state: AppState) -> dict[str, int]:
     return {q: state.broker.dead_letter_count(q) for q in state.broker.dead_letter_queues()}
 
 
-def find_dead_letter(state: AppState, task_id: str, queue: str | None = None,
-                     entry_id: str | None = None) -> dict[str, Any] | None:
+def find_dead_letter(
+    state: AppState, task_id: str, queue: str | None = None, entry_id: str | None = None
+) -> dict[str, Any] | None:
     """The newest dead letter of ``task_id``: entry ``entry_id`` of ``queue`` when given
     (and it is this task's), else the newest among the last :data:`DEAD_LETTER_LIMIT` of
     each queue."""
@@ -277,10 +325,16 @@ def recent_failures(state: AppState, limit: int = 100) -> list[dict[str, Any]]:
                 pass
             else:
                 call = call_preview(message.args, message.kwargs)
-        rows.append({**record, "status": (doc or {}).get("status"),
-                     "exception": exception_line(doc),
-                     "traceback": (doc or {}).get("traceback"), "call": call,
-                     "retryable": record.get("body") is not None})
+        rows.append(
+            {
+                **record,
+                "status": (doc or {}).get("status"),
+                "exception": exception_line(doc),
+                "traceback": (doc or {}).get("traceback"),
+                "call": call,
+                "retryable": record.get("body") is not None,
+            }
+        )
     return rows
 
 
@@ -323,28 +377,41 @@ def progress(status: str, meta: Any) -> dict[str, Any] | None:
         current, total = None, None
     else:
         return None
-    return {"percent": round(max(0.0, min(100.0, float(percent))), 1), "current": current,
-            "total": total}
+    return {
+        "percent": round(max(0.0, min(100.0, float(percent))), 1),
+        "current": current,
+        "total": total,
+    }
 
 
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def running_task(processes: list[dict[str, Any]], task_id: str,
-                 now: float | None = None) -> dict[str, Any] | None:
+def running_task(
+    processes: list[dict[str, Any]], task_id: str, now: float | None = None
+) -> dict[str, Any] | None:
     """Where ``task_id`` runs now according to the heartbeats, or None."""
     now = time.time() if now is None else now
     for proc in processes:
         for task in proc.get("running") or ():
             if task.get("id") == task_id:
-                return {**task, "worker": proc.get("worker"), "process": proc.get("process"),
-                        "elapsed": max(0.0, now - float(task.get("started") or now))}
+                return {
+                    **task,
+                    "worker": proc.get("worker"),
+                    "process": proc.get("process"),
+                    "elapsed": max(0.0, now - float(task.get("started") or now)),
+                }
     return None
 
 
-def task(state: AppState, task_id: str, processes: list[dict[str, Any]],
-         dead_queue: str | None = None, dead_entry: str | None = None) -> dict[str, Any]:
+def task(
+    state: AppState,
+    task_id: str,
+    processes: list[dict[str, Any]],
+    dead_queue: str | None = None,
+    dead_entry: str | None = None,
+) -> dict[str, Any]:
     """Everything known about one task: its state document, where it runs, its dead
     letter and message, its progress and whether it can be retried from here."""
     doc = state.backend.get(task_id) if state.backend is not None else None
@@ -361,33 +428,46 @@ def task(state: AppState, task_id: str, processes: list[dict[str, Any]],
         except DecodeError:
             pass
     if dead is not None:
-        retry = {"possible": True, "how": "requeue",
-                 "reason": f"requeues dead letter {dead['entry_id']} of queue "
-                           f"{dead['queue']!r}"}
+        retry = {
+            "possible": True,
+            "how": "requeue",
+            "reason": f"requeues dead letter {dead['entry_id']} of queue {dead['queue']!r}",
+        }
     elif failure is not None and failure.get("body") is not None:
-        retry = {"possible": True, "how": "resend",
-                 "reason": f"sends its message, kept with the recent failures, again to "
-                           f"queue {failure['queue']!r}"}
+        retry = {
+            "possible": True,
+            "how": "resend",
+            "reason": f"sends its message, kept with the recent failures, again to "
+            f"queue {failure['queue']!r}",
+        }
     elif status == states.FAILURE:
-        retry = {"possible": False, "how": None,
-                 "reason": "its arguments are not known here: neither a dead letter nor "
-                           "the recent failures keep its message"}
+        retry = {
+            "possible": False,
+            "how": None,
+            "reason": "its arguments are not known here: neither a dead letter nor "
+            "the recent failures keep its message",
+        }
     else:
-        retry = {"possible": False, "how": None,
-                 "reason": "only failed tasks with a dead letter can be retried"}
+        retry = {
+            "possible": False,
+            "how": None,
+            "reason": "only failed tasks with a dead letter can be retried",
+        }
     failed = status in (states.FAILURE, states.RETRY) and "exc_type" in (doc or {})
     exc_type = (doc or {}).get("exc_type")
     if (doc or {}).get("exc_module") not in (None, "builtins"):
         exc_type = f"{doc['exc_module']}.{exc_type}"  # type: ignore[index]
     return {
         "id": task_id,
-        "known": doc is not None or running is not None or dead is not None
-        or failure is not None,
+        "known": doc is not None or running is not None or dead is not None or failure is not None,
         "results_enabled": state.backend is not None,
         "status": status,
         "ready": status in states.READY_STATES,
-        "name": (doc or {}).get("task") or (running or {}).get("task")
-        or (dead or {}).get("task") or (failure or {}).get("task") or None,
+        "name": (doc or {}).get("task")
+        or (running or {}).get("task")
+        or (dead or {}).get("task")
+        or (failure or {}).get("task")
+        or None,
         "result": None if failed or meta is None else preview(meta),
         "exception": f"{exc_type}: {doc.get('exc_message')}" if failed and doc else None,
         "traceback": (doc or {}).get("traceback") or (dead or {}).get("traceback") or None,
@@ -400,8 +480,9 @@ def task(state: AppState, task_id: str, processes: list[dict[str, Any]],
         "message": message,
         "args": preview(list(message.args)) if message else None,
         "kwargs": preview(message.kwargs) if message else None,
-        "call": call_preview(message.args, message.kwargs) if message else
-        (running or {}).get("args"),
+        "call": call_preview(message.args, message.kwargs)
+        if message
+        else (running or {}).get("args"),
         "retry": retry,
     }
 

@@ -44,8 +44,9 @@ from . import auth, csrf, data
 if TYPE_CHECKING:
     from ..extension import AppState
 
-blueprint = Blueprint("taskq_dashboard", __name__, template_folder="templates",
-                      static_folder="static")
+blueprint = Blueprint(
+    "taskq_dashboard", __name__, template_folder="templates", static_folder="static"
+)
 
 #: Milliseconds between two polls of a page's live regions.
 POLL_INTERVAL_MS = 3000
@@ -54,8 +55,8 @@ REGIONS_TEMPLATE = "taskq_dashboard/_regions.html"
 RECENT_FAILURES = 100
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
-                               "style-src 'self'; script-src 'self'; object-src 'none'; "
-                               "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "style-src 'self'; script-src 'self'; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
@@ -75,8 +76,11 @@ def guard() -> Response | None:
     if refused is not None:
         return refused
     if request.method in csrf.UNSAFE_METHODS and not csrf.valid(request):
-        return Response("The CSRF token is missing or invalid: reload the page and try "
-                        "again.\n", 400, mimetype="text/plain")
+        return Response(
+            "The CSRF token is missing or invalid: reload the page and try again.\n",
+            400,
+            mimetype="text/plain",
+        )
     return None
 
 
@@ -119,11 +123,18 @@ def _send_notices(response: Response) -> None:
     notices = g.get("taskq_notices")
     if notices:
         value = base64.urlsafe_b64encode(json.dumps(notices).encode()).decode()
-        response.set_cookie(NOTICE_COOKIE, value, path=path, secure=request.is_secure,
-                            httponly=True, samesite="Strict")
+        response.set_cookie(
+            NOTICE_COOKIE,
+            value,
+            path=path,
+            secure=request.is_secure,
+            httponly=True,
+            samesite="Strict",
+        )
     elif g.get("taskq_notices_shown"):
-        response.delete_cookie(NOTICE_COOKIE, path=path, secure=request.is_secure,
-                               httponly=True, samesite="Strict")
+        response.delete_cookie(
+            NOTICE_COOKIE, path=path, secure=request.is_secure, httponly=True, samesite="Strict"
+        )
 
 
 @blueprint.app_template_global("taskq_notices")
@@ -138,8 +149,7 @@ def notices() -> list[tuple[str, str]]:
         except (binascii.Error, ValueError):
             pairs = []
         if isinstance(pairs, list):
-            shown += [(str(p[0]), str(p[1])) for p in pairs
-                      if isinstance(p, list) and len(p) == 2]
+            shown += [(str(p[0]), str(p[1])) for p in pairs if isinstance(p, list) and len(p) == 2]
     return shown
 
 
@@ -186,9 +196,14 @@ def format_bytes(value: int | None) -> str:
 
 # -- page contexts --------------------------------------------------------------------------
 def _base(**extra: Any) -> dict[str, Any]:
-    return {"csrf": csrf.token(), "now": time.time(), "version": __version__,
-            "unprotected": current_app.config.get("TASKQ_DASHBOARD_AUTH") is None,
-            "monitored": data.monitor(_state()) is not None, **extra}
+    return {
+        "csrf": csrf.token(),
+        "now": time.time(),
+        "version": __version__,
+        "unprotected": current_app.config.get("TASKQ_DASHBOARD_AUTH") is None,
+        "monitored": data.monitor(_state()) is not None,
+        **extra,
+    }
 
 
 def _processes() -> list[dict[str, Any]]:
@@ -203,11 +218,16 @@ def overview_context() -> dict[str, Any]:
     stats = data.activity(mon)
     queues = data.queues(state, mon, processes, stats)
     workers = data.workers(processes)
-    return _base(stats=stats, queues=queues, workers=workers, processes=processes,
-                 next=url_for(".overview"),
-                 waiting=sum(q["ready"] for q in queues),
-                 dead=sum(q["dead"] for q in queues),
-                 running=sum(len(w["running"]) for w in workers))
+    return _base(
+        stats=stats,
+        queues=queues,
+        workers=workers,
+        processes=processes,
+        next=url_for(".overview"),
+        waiting=sum(q["ready"] for q in queues),
+        dead=sum(q["dead"] for q in queues),
+        running=sum(len(w["running"]) for w in workers),
+    )
 
 
 def queues_context() -> dict[str, Any]:
@@ -215,8 +235,9 @@ def queues_context() -> dict[str, Any]:
     mon = data.monitor(state)
     processes = mon.processes() if mon is not None else []
     stats = data.activity(mon)
-    return _base(stats=stats, queues=data.queues(state, mon, processes, stats),
-                 next=url_for(".queues"))
+    return _base(
+        stats=stats, queues=data.queues(state, mon, processes, stats), next=url_for(".queues")
+    )
 
 
 def workers_context() -> dict[str, Any]:
@@ -231,10 +252,15 @@ def failures_context() -> dict[str, Any]:
     recent = data.recent_failures(state, RECENT_FAILURES)
     if queue:
         recent = [f for f in recent if f.get("queue") == queue]
-    return _base(stats=stats, failing=failing, queue=queue, recent=recent,
-                 dead_letters=data.dead_letters(state, queue),
-                 dead_counts=data.dead_letter_counts(state),
-                 next=url_for(".failures", queue=queue))
+    return _base(
+        stats=stats,
+        failing=failing,
+        queue=queue,
+        recent=recent,
+        dead_letters=data.dead_letters(state, queue),
+        dead_counts=data.dead_letter_counts(state),
+        next=url_for(".failures", queue=queue),
+    )
 
 
 def periodic_context() -> dict[str, Any]:
@@ -250,30 +276,43 @@ def task_context(task_id: str) -> dict[str, Any]:
 
 #: page -> (template, context function, live regions: macro names of _regions.html)
 PAGES: dict[str, tuple[str, Callable[[], dict[str, Any]], tuple[str, ...]]] = {
-    "overview": ("overview.html", overview_context, ("summary", "queue_table",
-                                                      "worker_table")),
+    "overview": ("overview.html", overview_context, ("summary", "queue_table", "worker_table")),
     "queues": ("queues.html", queues_context, ("queue_table",)),
     "workers": ("workers.html", workers_context, ("worker_details",)),
-    "failures": ("failures.html", failures_context, ("failing_tasks", "recent_failures",
-                                                      "dead_letter_table")),
+    "failures": (
+        "failures.html",
+        failures_context,
+        ("failing_tasks", "recent_failures", "dead_letter_table"),
+    ),
     "periodic": ("periodic.html", periodic_context, ("periodic_table",)),
 }
 
 
 def _live(page: str, context: dict[str, Any], regions: tuple[str, ...]) -> dict[str, Any]:
     """What the page script polls: the regions re-rendered and the chart series."""
-    rendered = {name: str(get_template_attribute(REGIONS_TEMPLATE, name)(context))
-                for name in regions}
+    rendered = {
+        name: str(get_template_attribute(REGIONS_TEMPLATE, name)(context)) for name in regions
+    }
     stats = context.get("stats")
-    return {"page": page, "time": context["now"], "regions": rendered,
-            "charts": stats["series"] if stats else None}
+    return {
+        "page": page,
+        "time": context["now"],
+        "regions": rendered,
+        "charts": stats["series"] if stats else None,
+    }
 
 
-def _page(page: str, api_url: str, context: dict[str, Any], template: str,
-          regions: tuple[str, ...]) -> str:
-    return render_template(f"taskq_dashboard/{template}", c=context, page=page,
-                           live_url=api_url, poll_ms=POLL_INTERVAL_MS,
-                           initial=_live(page, context, regions))
+def _page(
+    page: str, api_url: str, context: dict[str, Any], template: str, regions: tuple[str, ...]
+) -> str:
+    return render_template(
+        f"taskq_dashboard/{template}",
+        c=context,
+        page=page,
+        live_url=api_url,
+        poll_ms=POLL_INTERVAL_MS,
+        initial=_live(page, context, regions),
+    )
 
 
 # -- pages ----------------------------------------------------------------------------------
@@ -358,8 +397,12 @@ TASK_REGIONS = ("task_panel",)
 def task(task_id: str) -> str:
     """One task: state, arguments, result or traceback, timings, progress, retry."""
     context = task_context(task_id)
-    api_url = url_for(".task_api", task_id=task_id, queue=request.args.get("queue"),
-                      entry=request.args.get("entry"))
+    api_url = url_for(
+        ".task_api",
+        task_id=task_id,
+        queue=request.args.get("queue"),
+        entry=request.args.get("entry"),
+    )
     return _page("task", api_url, context, "task.html", TASK_REGIONS)
 
 
@@ -380,8 +423,12 @@ def _back(default: str) -> Response:
     """Redirect to the form's ``next`` if it is a dashboard page, else to ``default``."""
     target = request.form.get("next") or ""
     parts = urlsplit(target)
-    if (parts.scheme or parts.netloc or target.startswith(("//", "/\\"))
-            or not target.startswith(url_for(".overview"))):
+    if (
+        parts.scheme
+        or parts.netloc
+        or target.startswith(("//", "/\\"))
+        or not target.startswith(url_for(".overview"))
+    ):
         target = default
     return redirect(target, 303)
 
@@ -401,8 +448,7 @@ def requeue_dead() -> Response:
     if moved:
         flash(f"Requeued dead letter {entry} to queue {queue!r}.", "ok")
     else:
-        flash(f"No dead letter {entry} in queue {queue!r} (already requeued or deleted?).",
-              "error")
+        flash(f"No dead letter {entry} in queue {queue!r} (already requeued or deleted?).", "error")
     return _back(url_for(".failures"))
 
 
@@ -447,25 +493,26 @@ def retry_task() -> Response:
     back to the form's ``next`` page if given, else to the task's page."""
     task_id = _field("task_id")
     state = _state()
-    dead = data.find_dead_letter(state, task_id, request.form.get("queue") or None,
-                                 request.form.get("entry_id") or None)
+    dead = data.find_dead_letter(
+        state, task_id, request.form.get("queue") or None, request.form.get("entry_id") or None
+    )
     page = url_for(".task", task_id=task_id)
     if dead is None:
         queue = data.retry_failure(state, task_id)
         if queue is None:
-            flash(f"Task {task_id} cannot be retried from here: neither a dead letter nor "
-                  "the recent failures hold its message (its arguments are not known).",
-                  "error")
+            flash(
+                f"Task {task_id} cannot be retried from here: neither a dead letter nor "
+                "the recent failures hold its message (its arguments are not known).",
+                "error",
+            )
         else:
             flash(f"Retrying task {task_id}: its message is back in queue {queue!r}.", "ok")
         return _back(page)
     moved = data.requeue_dead(state, str(dead["queue"]), [str(dead["entry_id"])])
     if moved:
-        flash(f"Retrying task {task_id}: its message is back in queue {dead['queue']!r}.",
-              "ok")
+        flash(f"Retrying task {task_id}: its message is back in queue {dead['queue']!r}.", "ok")
     else:
-        flash(f"The dead letter of task {task_id} was requeued or deleted meanwhile.",
-              "error")
+        flash(f"The dead letter of task {task_id} was requeued or deleted meanwhile.", "error")
     return redirect(page, 303)
 
 
@@ -478,8 +525,7 @@ def pause_queue() -> Response:
         flash("Pausing a queue needs a Redis broker.", "error")
     else:
         mon.pause([queue])
-        flash(f"Paused queue {queue!r}: workers stop fetching from it within seconds.",
-              "ok")
+        flash(f"Paused queue {queue!r}: workers stop fetching from it within seconds.", "ok")
     return _back(url_for(".queues"))
 
 

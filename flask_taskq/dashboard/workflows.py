@@ -42,16 +42,23 @@ def _trim(node: dict[str, Any]) -> dict[str, Any]:
         shown = children[:GROUP_SHOWN]
         for child in children[GROUP_SHOWN:]:
             hidden[child["state"]] = hidden.get(child["state"], 0) + 1
-    return {**node, "children": [_trim(c) for c in shown],
-            "hidden": sorted(hidden.items()), "hidden_total": sum(hidden.values())}
+    return {
+        **node,
+        "children": [_trim(c) for c in shown],
+        "hidden": sorted(hidden.items()),
+        "hidden_total": sum(hidden.values()),
+    }
 
 
 def list_context() -> dict[str, Any]:
     """The recent workflows, newest first."""
     from .views import _base
 
-    return _base(workflows=workflow_graph.recent(_state(), LIST_LIMIT),
-                 limit=LIST_LIMIT, recent_limit=workflow_graph.RECENT_LIMIT)
+    return _base(
+        workflows=workflow_graph.recent(_state(), LIST_LIMIT),
+        limit=LIST_LIMIT,
+        recent_limit=workflow_graph.RECENT_LIMIT,
+    )
 
 
 def graph_context(workflow_id: str) -> dict[str, Any] | None:
@@ -73,24 +80,28 @@ def workflow_of(task_id: str) -> str | None:
 
 def live(page: str, context: dict[str, Any], regions: tuple[str, ...]) -> dict[str, Any]:
     """What ``dashboard.js`` polls: the page's regions re-rendered."""
-    rendered = {name: str(get_template_attribute(REGIONS_TEMPLATE, name)(context))
-                for name in regions}
+    rendered = {
+        name: str(get_template_attribute(REGIONS_TEMPLATE, name)(context)) for name in regions
+    }
     return {"page": page, "time": context["now"], "regions": rendered, "charts": None}
 
 
-def _render(template: str, context: dict[str, Any], api_url: str,
-            regions: tuple[str, ...]) -> str:
+def _render(template: str, context: dict[str, Any], api_url: str, regions: tuple[str, ...]) -> str:
     from .views import POLL_INTERVAL_MS
 
-    return render_template(f"taskq_dashboard/{template}", c=context, page="workflows",
-                           live_url=api_url, poll_ms=POLL_INTERVAL_MS,
-                           initial=live("workflows", context, regions))
+    return render_template(
+        f"taskq_dashboard/{template}",
+        c=context,
+        page="workflows",
+        live_url=api_url,
+        poll_ms=POLL_INTERVAL_MS,
+        initial=live("workflows", context, regions),
+    )
 
 
 def list_page() -> str:
     """``/workflows``: the recent workflows."""
-    return _render("workflows.html", list_context(), url_for(".workflows_api"),
-                   LIST_REGIONS)
+    return _render("workflows.html", list_context(), url_for(".workflows_api"), LIST_REGIONS)
 
 
 def graph_page(workflow_id: str) -> str | tuple[str, int]:
@@ -99,11 +110,16 @@ def graph_page(workflow_id: str) -> str | tuple[str, int]:
     if context is None:
         from .views import _base
 
-        return render_template("taskq_dashboard/workflow.html", c=_base(workflow=None,
-                               asked=workflow_id), page="workflows", live_url=None,
-                               initial=None), 404
-    return _render("workflow.html", context, url_for(".workflow_api",
-                   workflow_id=workflow_id), GRAPH_REGIONS)
+        return render_template(
+            "taskq_dashboard/workflow.html",
+            c=_base(workflow=None, asked=workflow_id),
+            page="workflows",
+            live_url=None,
+            initial=None,
+        ), 404
+    return _render(
+        "workflow.html", context, url_for(".workflow_api", workflow_id=workflow_id), GRAPH_REGIONS
+    )
 
 
 def list_api() -> dict[str, Any]:
@@ -115,6 +131,5 @@ def graph_api(workflow_id: str) -> dict[str, Any] | Response:
     """The live region of ``/workflows/<id>``."""
     context = graph_context(workflow_id)
     if context is None:
-        return Response('{"error": "unknown workflow"}\n', 404,
-                        mimetype="application/json")
+        return Response('{"error": "unknown workflow"}\n', 404, mimetype="application/json")
     return live("workflows", context, GRAPH_REGIONS)

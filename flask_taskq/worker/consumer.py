@@ -69,8 +69,14 @@ class Outage:
             first, self.since = self.since is None, self.since or time.monotonic()
         if first:
             trouble = "unreachable" if isinstance(exc, CONNECTION_ERRORS) else "refused"
-            logger.warning("Redis %s: could not %s (%s: %s); %s", trouble, self.what,
-                           type(exc).__name__, exc, then)
+            logger.warning(
+                "Redis %s: could not %s (%s: %s); %s",
+                trouble,
+                self.what,
+                type(exc).__name__,
+                exc,
+                then,
+            )
 
     def ok(self) -> None:
         """Note a success; log it if it ends an outage."""
@@ -79,15 +85,24 @@ class Outage:
         with self._lock:
             since, self.since = self.since, None
         if since is not None:
-            logger.warning("Redis answers again: could %s after %.1fs", self.what,
-                           time.monotonic() - since)
+            logger.warning(
+                "Redis answers again: could %s after %.1fs", self.what, time.monotonic() - since
+            )
 
 
 class Consumer:
     """Leases, buffers, acknowledges. Thread-safe: several executor threads may share it."""
 
-    def __init__(self, state: AppState, broker: Broker, backend: ResultBackend | None,
-                 name: str, queues: Sequence[str], prefetch: int, threads: int = 1) -> None:
+    def __init__(
+        self,
+        state: AppState,
+        broker: Broker,
+        backend: ResultBackend | None,
+        name: str,
+        queues: Sequence[str],
+        prefetch: int,
+        threads: int = 1,
+    ) -> None:
         config = state.config
         self.state = state
         self.broker = broker
@@ -120,8 +135,7 @@ class Consumer:
         self._held: dict[tuple[str, int, str], Delivery] = {}
         # finished deliveries awaiting their batch: (delivery, task id, result document,
         # ready?, next attempt (body, due) or None)
-        self._done: list[tuple[Delivery, str, bytes | None, bool,
-                               tuple[bytes, float] | None]] = []
+        self._done: list[tuple[Delivery, str, bytes | None, bool, tuple[bytes, float] | None]] = []
         self._done_since = 0.0
         self._lock = threading.Lock()
         self._fetch_lock = threading.Lock()
@@ -164,8 +178,7 @@ class Consumer:
                     self.stopping.wait(backoff)
                     backoff = min(backoff * 2, MAX_BACKOFF)
                 except Exception:  # a bug or a malformed reply must not end the thread
-                    logger.exception("Unexpected error while fetching; retrying in %.1fs",
-                                     backoff)
+                    logger.exception("Unexpected error while fetching; retrying in %.1fs", backoff)
                     self.stopping.wait(backoff)
                     backoff = min(backoff * 2, MAX_BACKOFF)
         return None
@@ -179,8 +192,11 @@ class Consumer:
         completed, deferred, dead-lettered or requeued)."""
         key = self._key(delivery)
         with self._lock:
-            return (key in self._held and key not in self._settling
-                    and all(d is not delivery for d, *_ in self._done))
+            return (
+                key in self._held
+                and key not in self._settling
+                and all(d is not delivery for d, *_ in self._done)
+            )
 
     def forget(self, delivery: Delivery) -> None:
         """Stop renewing ``delivery``'s lease without settling it: once the lease expires
@@ -191,9 +207,16 @@ class Consumer:
             if self._held.pop(self._key(delivery), None) is not None:
                 self._abandoned.append(delivery)
 
-    def complete(self, delivery: Delivery, task_id: str, status: str, data: bytes | None,
-                 runtime: float, retry: tuple[bytes, float] | None = None,
-                 task_name: str = "") -> None:
+    def complete(
+        self,
+        delivery: Delivery,
+        task_id: str,
+        status: str,
+        data: bytes | None,
+        runtime: float,
+        retry: tuple[bytes, float] | None = None,
+        task_name: str = "",
+    ) -> None:
         """Record that ``delivery`` finished; its ack (or, with ``retry``, its replacement
         by the next attempt) and its result go out in a batch. With ``task_name`` it is
         also counted for the heartbeat (as :meth:`count` does)."""
@@ -208,15 +231,18 @@ class Consumer:
                 self.counters[("runtime_ms", delivery.queue, task_name)] += runtime * 1000
                 self.counters[(runtime_bucket(runtime), delivery.queue, task_name)] += 1
                 if status == states.FAILURE and self.monitor is not None:
-                    self.counters[failure_key(delivery.queue, task_name, task_id,
-                                              delivery.body)] = time.time()
+                    self.counters[
+                        failure_key(delivery.queue, task_name, task_id, delivery.body)
+                    ] = time.time()
             if not self._done:
                 self._done_since = now
-            self._done.append((delivery, task_id, data, status in states.READY_STATES,
-                               retry))
-            due = (len(self._done) >= MAX_ACK_BATCH or not self._buffer
-                   or now - self._done_since >= MAX_ACK_DELAY
-                   or (self._avg_runtime or 0.0) > MAX_ACK_DELAY / 10)
+            self._done.append((delivery, task_id, data, status in states.READY_STATES, retry))
+            due = (
+                len(self._done) >= MAX_ACK_BATCH
+                or not self._buffer
+                or now - self._done_since >= MAX_ACK_DELAY
+                or (self._avg_runtime or 0.0) > MAX_ACK_DELAY / 10
+            )
             first_deferred = not due and len(self._done) == 1
         if due and now < self._next_flush:  # Redis failed lately: the keeper retries
             self._wake.set()
@@ -230,8 +256,7 @@ class Consumer:
         slow task at once and forgets it gradually, so that slow work is never hoarded
         on the strength of earlier fast tasks."""
         avg = self._avg_runtime
-        self._avg_runtime = runtime if avg is None else max(runtime,
-                                                              0.8 * avg + 0.2 * runtime)
+        self._avg_runtime = runtime if avg is None else max(runtime, 0.8 * avg + 0.2 * runtime)
 
     def is_poison(self, delivery: Delivery, message: Message) -> bool:
         """Before running a redelivered message: count the start in Redis and, if it has
@@ -249,12 +274,19 @@ class Consumer:
         exc = WorkerLostError(
             f"started {starts} times without finishing (TASKQ_MAX_DELIVERIES="
             f"{self.max_deliveries}), delivered {delivery.deliveries} times; its worker "
-            "probably crashed while running it")
+            "probably crashed while running it"
+        )
         task = self.tasks.get(message.task)
         data = None
         if task is not None and not task.options_for(self.state)["ignore_result"]:
-            data = self.serializer.dumps({"status": states.FAILURE, "task": message.task,
-                                          "date_done": time.time(), **exception_meta(exc)})
+            data = self.serializer.dumps(
+                {
+                    "status": states.FAILURE,
+                    "task": message.task,
+                    "date_done": time.time(),
+                    **exception_meta(exc),
+                }
+            )
         self.dead_letter(delivery, str(exc), message.task, message.id, data)
         self.release_unique(message)
         return True
@@ -278,14 +310,30 @@ class Consumer:
             counters, self.counters = self.counters, Counter()
             prefetched = len(self._buffer)
             totals = dict(self.totals)
-        running = [{"id": e.message.id, "task": e.message.task,
-                    "args": _preview(e.message.args, e.message.kwargs),
-                    "started": time.time() - (time.monotonic() - e.started)}
-                   for e in self.guard.snapshot()]
-        info = {**self.identity, "process": self.name, "queues": self.queues,
-                "started": self.started, "heartbeat": time.time(), "running": running,
-                "prefetched": prefetched, "rss": rss_bytes(), "processed": 0, "failed": 0,
-                "retried": 0, "paused": sorted(self.paused), **totals}
+        running = [
+            {
+                "id": e.message.id,
+                "task": e.message.task,
+                "args": _preview(e.message.args, e.message.kwargs),
+                "started": time.time() - (time.monotonic() - e.started),
+            }
+            for e in self.guard.snapshot()
+        ]
+        info = {
+            **self.identity,
+            "process": self.name,
+            "queues": self.queues,
+            "started": self.started,
+            "heartbeat": time.time(),
+            "running": running,
+            "prefetched": prefetched,
+            "rss": rss_bytes(),
+            "processed": 0,
+            "failed": 0,
+            "retried": 0,
+            "paused": sorted(self.paused),
+            **totals,
+        }
         try:
             self.paused = self.monitor.beat(self.name, info, counters)
         except BaseException:
@@ -302,31 +350,48 @@ class Consumer:
             self._done.append((delivery, "", None, False, (delivery.body, due)))
         self._wake.set()
 
-    def dead_letter(self, delivery: Delivery, reason: str, task: str, task_id: str,
-                    data: bytes | None = None, traceback: str = "") -> None:
+    def dead_letter(
+        self,
+        delivery: Delivery,
+        reason: str,
+        task: str,
+        task_id: str,
+        data: bytes | None = None,
+        traceback: str = "",
+    ) -> None:
         """Move a message that cannot be run to the dead-letter store."""
         logger.error("Dead-lettering message %s of task %s: %s", task_id, task, reason)
         if signals.task_rejected.receivers:
-            signals.send_safely(signals.task_rejected, task, task_id=task_id, reason=reason,
-                                       queue=delivery.queue)
-        trimmed = self._settle(delivery, f"dead-letter message {task_id}", lambda: (
-            self.broker.dead_letter(self.name, delivery, reason, task, task_id, traceback)))
+            signals.send_safely(
+                signals.task_rejected, task, task_id=task_id, reason=reason, queue=delivery.queue
+            )
+        trimmed = self._settle(
+            delivery,
+            f"dead-letter message {task_id}",
+            lambda: self.broker.dead_letter(self.name, delivery, reason, task, task_id, traceback),
+        )
         if isinstance(trimmed, int) and trimmed:
-            logger.warning("Trimmed the %d oldest dead letter(s) of queue %s: its dead-letter "
-                           "store was over TASKQ_DEAD_LETTER_MAX_BYTES (or 100,000 entries)",
-                           trimmed, delivery.queue)
+            logger.warning(
+                "Trimmed the %d oldest dead letter(s) of queue %s: its dead-letter "
+                "store was over TASKQ_DEAD_LETTER_MAX_BYTES (or 100,000 entries)",
+                trimmed,
+                delivery.queue,
+            )
             with self._lock:
                 self.counters[("dead_letters_trimmed", delivery.queue, "")] += trimmed
                 self.totals["dead_letters_trimmed"] += trimmed
         if data is not None and self.backend is not None:  # last: it wakes waiters
             backend = self.backend
-            self._persist(f"store the result of {task_id}", lambda: backend.store_many(
-                [(task_id, data, True)], self.result_ttl))
+            self._persist(
+                f"store the result of {task_id}",
+                lambda: backend.store_many([(task_id, data, True)], self.result_ttl),
+            )
 
     def requeue(self, delivery: Delivery) -> None:
         """Put one held message back in its queue as it is."""
-        self._settle(delivery, "requeue a message", lambda: self.broker.requeue(
-            self.name, [delivery]))
+        self._settle(
+            delivery, "requeue a message", lambda: self.broker.requeue(self.name, [delivery])
+        )
 
     def _settle(self, delivery: Delivery, what: str, action: Callable[[], object]) -> object:
         """Run ``action``, which removes ``delivery`` from this consumer's leases in Redis
@@ -373,8 +438,9 @@ class Consumer:
         if not batch:
             return False
         try:
-            results = [(task_id, data, ready) for _, task_id, data, ready, _ in batch
-                       if data is not None]
+            results = [
+                (task_id, data, ready) for _, task_id, data, ready, _ in batch if data is not None
+            ]
             if results and self.backend is not None:
                 self.backend.store_many(results, self.result_ttl)
             retries = [(d, *retry) for d, _, _, _, retry in batch if retry is not None]
@@ -428,8 +494,7 @@ class Consumer:
         piggyback = self.revocations if self.revocations.client is not None else None
         if piggyback is None:
             self.revocations.sync()
-        queues = [q for q in self.queues if q not in self.paused] if self.paused \
-            else self.queues
+        queues = [q for q in self.queues if q not in self.paused] if self.paused else self.queues
         if not queues:  # every queue paused: wait for a resume (or a stop)
             self.stopping.wait(0.2)
             return
@@ -441,18 +506,20 @@ class Consumer:
         deliveries: list[Delivery] = []
         if now >= self._next_reclaim:
             self._next_reclaim = now + self.visibility_timeout / 6
-            deliveries = self.broker.reclaim(self.name, queues,
-                                             self.visibility_timeout * 2 / 3,
-                                             self._batch_size())
+            deliveries = self.broker.reclaim(
+                self.name, queues, self.visibility_timeout * 2 / 3, self._batch_size()
+            )
             if deliveries:
-                logger.warning("Took over %d task(s) whose worker stopped renewing them",
-                               len(deliveries))
+                logger.warning(
+                    "Took over %d task(s) whose worker stopped renewing them", len(deliveries)
+                )
                 self.revocations.sync(force=True)
         if not deliveries:
             timeout = max(0.0, min(1.0, self._next_promote - now, self._next_reclaim - now))
             # the revocations made until the messages were taken come with them
-            deliveries = self.broker.fetch(self.name, queues, self._batch_size(), timeout,
-                                           then=piggyback)
+            deliveries = self.broker.fetch(
+                self.name, queues, self._batch_size(), timeout, then=piggyback
+            )
         self._accept(deliveries)
         if self.stopping.is_set():
             self.return_buffered()
@@ -466,8 +533,11 @@ class Consumer:
                 # Task name and id stay "?": nothing in an unverified body is trusted, and
                 # no result is written for it (its claimed id may be another task's).
                 self._hold([delivery])
-                reason = str(exc) if isinstance(exc, DecodeError) \
+                reason = (
+                    str(exc)
+                    if isinstance(exc, DecodeError)
                     else f"undecodable message ({type(exc).__name__}: {exc})"
+                )
                 self.dead_letter(delivery, unverified_reason(reason, delivery.body), "?", "?")
                 continue
             self._hold([delivery])
@@ -475,8 +545,9 @@ class Consumer:
         replay.forget_redelivered(self, ready)
         with self._lock:
             for delivery, message in ready:
-                heapq.heappush(self._buffer,
-                               (-delivery.priority, next(self._seq), delivery, message))
+                heapq.heappush(
+                    self._buffer, (-delivery.priority, next(self._seq), delivery, message)
+                )
 
     # -- leases ----------------------------------------------------------------------------
     def _key(self, d: Delivery) -> tuple[str, int, str]:
@@ -527,8 +598,11 @@ class Consumer:
                     returned = True
                     self.return_buffered_quietly()
                 now = time.monotonic()
-                if self._done and now - self._done_since >= MAX_ACK_DELAY \
-                        and now >= self._next_flush:
+                if (
+                    self._done
+                    and now - self._done_since >= MAX_ACK_DELAY
+                    and now >= self._next_flush
+                ):
                     self.flush_quietly()
                 if now >= next_sync:
                     next_sync = now + 1.0
@@ -566,11 +640,15 @@ class Consumer:
             if self.revocations.terminating(entry.message.id):
                 logger.warning("Terminating task %s (revoked)", entry.message.id)
                 self.guard.interrupt(entry, TaskTerminated)
-            elif (self.hard_limits and entry.hard_deadline is not None
-                  and now >= entry.hard_deadline):
+            elif (
+                self.hard_limits and entry.hard_deadline is not None and now >= entry.hard_deadline
+            ):
                 self._kill_over_time(entry)
-            elif (entry.soft_deadline is not None and now >= entry.soft_deadline
-                  and not self.guard.uses_signals(entry)):
+            elif (
+                entry.soft_deadline is not None
+                and now >= entry.soft_deadline
+                and not self.guard.uses_signals(entry)
+            ):
                 self.guard.interrupt(entry, SoftTimeLimitExceeded)
 
     def _kill_over_time(self, entry: Running) -> None:
@@ -580,25 +658,38 @@ class Consumer:
         task = self.tasks.get(message.task)
         opts = task.options_for(self.state) if task else {}
         limit = opts.get("time_limit")
-        exc = TimeLimitExceeded(f"task ran past its time_limit of {limit}s and its "
-                                "process was killed")
+        exc = TimeLimitExceeded(
+            f"task ran past its time_limit of {limit}s and its process was killed"
+        )
         retry = None
         retries_wanted = task is not None and isinstance(exc, task.autoretry_for)
         max_retries = opts.get("max_retries")
         if retries_wanted and (max_retries is None or message.retries < max_retries):
             due = time.time() + retry_countdown(opts, message.retries)
-            retry = (message.replace(retries=message.retries + 1, eta=due).to_bytes(
-                self.serializer), due)
+            retry = (
+                message.replace(retries=message.retries + 1, eta=due).to_bytes(self.serializer),
+                due,
+            )
         status = states.RETRY if retry else states.FAILURE
         meta = exception_meta(exc)
-        doc = self.serializer.dumps({"status": status, "task": message.task,
-                                     "date_done": time.time(), **meta})
-        logger.error("Task %s[%s] exceeded its time limit (%ss): killing its process",
-                     message.task, message.id, limit)
+        doc = self.serializer.dumps(
+            {"status": status, "task": message.task, "date_done": time.time(), **meta}
+        )
+        logger.error(
+            "Task %s[%s] exceeded its time limit (%ss): killing its process",
+            message.task,
+            message.id,
+            limit,
+        )
         if retries_wanted and retry is None:
-            self.dead_letter(delivery, f"retries exhausted after {message.retries} "
-                             f"(max_retries={max_retries}): {exc}", message.task,
-                             message.id, doc, meta["traceback"])
+            self.dead_letter(
+                delivery,
+                f"retries exhausted after {message.retries} (max_retries={max_retries}): {exc}",
+                message.task,
+                message.id,
+                doc,
+                meta["traceback"],
+            )
         else:
             self.complete(delivery, message.id, status, doc, 0.0, retry)
         self.flush()
@@ -613,8 +704,9 @@ class Consumer:
             try:
                 self.broker.release_unique(key, message.id)
             except REDIS_ERRORS:
-                logger.warning("Could not free the unique key of %s; it expires by itself",
-                               message.id)
+                logger.warning(
+                    "Could not free the unique key of %s; it expires by itself", message.id
+                )
 
     def renew(self) -> None:
         """Extend the leases of every held message; forget the ones lost meanwhile."""
@@ -623,11 +715,13 @@ class Consumer:
         lost = self.broker.renew(self.name, held)
         if lost:  # not those settled meanwhile (acked, requeued...): they are not lost
             with self._lock:
-                lost = [d for d in lost if self._key(d) in self._held
-                        and self._key(d) not in self._settling]
+                lost = [
+                    d
+                    for d in lost
+                    if self._key(d) in self._held and self._key(d) not in self._settling
+                ]
         if lost:
-            logger.warning("Lost the lease of %d task(s); another worker may run them",
-                           len(lost))
+            logger.warning("Lost the lease of %d task(s); another worker may run them", len(lost))
             gone = {id(d) for d in lost}
             with self._lock:
                 self._buffer = [e for e in self._buffer if id(e[2]) not in gone]
@@ -639,7 +733,6 @@ class Consumer:
         """Stop fetching; the keeper thread returns unstarted messages at once."""
         self.stopping.set()
         self._wake.set()
-
 
     def return_buffered(self) -> None:
         """Give every unstarted message back to the broker."""
@@ -668,8 +761,11 @@ class Consumer:
         try:
             self.return_buffered()
         except REDIS_ERRORS as exc:
-            logger.warning("Could not return unstarted tasks (%s); they will be delivered "
-                           "again after the visibility timeout", exc)
+            logger.warning(
+                "Could not return unstarted tasks (%s); they will be delivered "
+                "again after the visibility timeout",
+                exc,
+            )
 
     def close(self) -> None:
         """Final flush and return; call after every executor thread has finished."""
@@ -693,14 +789,17 @@ class Consumer:
         except REDIS_ERRORS:
             pass
         except redis.RedisError as exc:
-            logger.warning("Could not remove consumer %s from the group (%s)", self.name,
-                           exc)
+            logger.warning("Could not remove consumer %s from the group (%s)", self.name, exc)
 
 
-_KIND = {states.SUCCESS: "processed", states.FAILURE: "failed", states.RETRY: "retried",
-         states.REVOKED: "processed"}
+_KIND = {
+    states.SUCCESS: "processed",
+    states.FAILURE: "failed",
+    states.RETRY: "retried",
+    states.REVOKED: "processed",
+}
 
 
 def _preview(args: tuple[object, ...], kwargs: dict[str, object], limit: int = 100) -> str:
     text = ", ".join([*(repr(a) for a in args), *(f"{k}={v!r}" for k, v in kwargs.items())])
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"

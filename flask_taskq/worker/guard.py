@@ -59,15 +59,25 @@ class Guard:
 
         return handler
 
-    def begin(self, message: Message, delivery: Delivery, soft_limit: float | None,
-              hard_limit: float | None) -> None:
+    def begin(
+        self,
+        message: Message,
+        delivery: Delivery,
+        soft_limit: float | None,
+        hard_limit: float | None,
+    ) -> None:
         """Note that this thread starts ``message``."""
         now = time.monotonic()
         tid = threading.get_ident()
         if soft_limit or hard_limit:
-            entry = Running(message, delivery, tid, now,
-                            now + soft_limit if soft_limit else None,
-                            now + hard_limit if hard_limit else None)
+            entry = Running(
+                message,
+                delivery,
+                tid,
+                now,
+                now + soft_limit if soft_limit else None,
+                now + hard_limit if hard_limit else None,
+            )
             if soft_limit and tid == self._main and self._signals_ready:
                 signal.setitimer(signal.ITIMER_REAL, soft_limit)
                 self._alarm = True
@@ -94,8 +104,9 @@ class Guard:
             signum = signal.SIGUSR1 if exc_type is TaskTerminated else signal.SIGALRM
             signal.pthread_kill(entry.thread_id, signum)
         else:
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(entry.thread_id),
-                                                       ctypes.py_object(exc_type))
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(entry.thread_id), ctypes.py_object(exc_type)
+            )
 
     def uses_signals(self, entry: Running) -> bool:
         """True if ``entry``'s soft limit is an itimer signal (main thread)."""
@@ -113,4 +124,3 @@ class Guard:
             if hard and e.hard_deadline is not None:
                 times.append(e.hard_deadline)
         return min(times) if times else None
-

@@ -47,8 +47,7 @@ class ReplayGuard:
     def __init__(self, consumer: Consumer) -> None:
         self.client = getattr(consumer.broker, "client", None)
         self.keys = consumer.broker.keys if self.client is not None else None
-        self.enabled = (self.client is not None
-                        and isinstance(consumer.serializer, SignedSerializer))
+        self.enabled = self.client is not None and isinstance(consumer.serializer, SignedSerializer)
         self.window = int(consumer.result_ttl or DEFAULT_WINDOW)
         self._check: Any = None
         self._forget: Any = None
@@ -63,9 +62,15 @@ class ReplayGuard:
     def check(self, delivery: Delivery, message: Message) -> str | None:
         """Record this start; return why it is a replay, or None when it may run."""
         assert self.keys is not None
-        why = self._check(keys=[self.keys.seen(message.id), self.keys.done(message.id)],
-                          args=[message.retries, self._where(delivery), self.window,
-                                1 if delivery.deliveries <= 1 else 0])
+        why = self._check(
+            keys=[self.keys.seen(message.id), self.keys.done(message.id)],
+            args=[
+                message.retries,
+                self._where(delivery),
+                self.window,
+                1 if delivery.deliveries <= 1 else 0,
+            ],
+        )
         if why is None:
             return None
         return why.decode(errors="replace") if isinstance(why, bytes) else str(why)
@@ -77,8 +82,11 @@ class ReplayGuard:
         assert self.keys is not None and self.client is not None
         pipe = self.client.pipeline(transaction=False)
         for delivery, message in deliveries:
-            self._forget(keys=[self.keys.seen(message.id)],
-                         args=[message.retries, self._where(delivery)], client=pipe)
+            self._forget(
+                keys=[self.keys.seen(message.id)],
+                args=[message.retries, self._where(delivery)],
+                client=pipe,
+            )
         pipe.execute()
 
 
@@ -100,13 +108,16 @@ def refused(consumer: Consumer, delivery: Delivery, message: Message) -> bool:
     try:
         why = guard.check(delivery, message)
     except (redis.RedisError, OSError) as exc:
-        logger.warning("Could not check task %s for a replay (%s); running it",
-                       message.id, exc)
+        logger.warning("Could not check task %s for a replay (%s); running it", message.id, exc)
         return False
     if why is None:
         return False
-    consumer.dead_letter(delivery, f"replayed: a copy of a signed message of task "
-                         f"{message.id} ({why}); not run", message.task, message.id)
+    consumer.dead_letter(
+        delivery,
+        f"replayed: a copy of a signed message of task {message.id} ({why}); not run",
+        message.task,
+        message.id,
+    )
     return True
 
 
@@ -127,8 +138,7 @@ def forget(consumer: Consumer, delivery: Delivery, message: Message) -> None:
         logger.error("Could not reset the replay check of task %s (%s)", message.id, exc)
 
 
-def forget_redelivered(consumer: Consumer,
-                       deliveries: Sequence[tuple[Delivery, Message]]) -> None:
+def forget_redelivered(consumer: Consumer, deliveries: Sequence[tuple[Delivery, Message]]) -> None:
     """On taking messages that were delivered before (they may have started on a worker
     that crashed): forget their starts, since this worker may hand them back under a new
     entry id (a rate-limit deferral, a return on stop). If it runs one, the start is
@@ -142,8 +152,9 @@ def forget_redelivered(consumer: Consumer,
     try:
         guard.forget(again)
     except (redis.RedisError, OSError) as exc:
-        logger.warning("Could not reset the replay check of %d redelivered task(s) (%s)",
-                       len(again), exc)
+        logger.warning(
+            "Could not reset the replay check of %d redelivered task(s) (%s)", len(again), exc
+        )
 
 
 def forget_task(broker: Any, task_ids: Sequence[str]) -> None:

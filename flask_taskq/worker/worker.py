@@ -54,22 +54,30 @@ def expand_name(template: str, index: int = 0, hostname: str | None = None) -> s
     main process, ``%%`` a percent sign. ``ValueError`` for any other ``%`` field."""
     host = hostname or socket.gethostname()
     name, _, domain = host.partition(".")
-    fields = {"h": host, "n": name, "d": domain, "i": str(index),
-              "I": f"-{index}" if index else "", "%": "%"}
+    fields = {
+        "h": host,
+        "n": name,
+        "d": domain,
+        "i": str(index),
+        "I": f"-{index}" if index else "",
+        "%": "%",
+    }
 
     def field(match: re.Match[str]) -> str:
         try:
             return fields[match.group(1)]
         except KeyError:
             what = f"unknown field %{match.group(1)}" if match.group(1) else "a lone %"
-            raise ValueError(f"{what} in worker name {template!r}; use %h, %n, %d, %i, %I "
-                             "or %% (a percent sign)") from None
+            raise ValueError(
+                f"{what} in worker name {template!r}; use %h, %n, %d, %i, %I or %% (a percent sign)"
+            ) from None
 
     return _NAME_FIELD.sub(field, template)
 
 
-def consumer_name(worker_name: str, slot: int | None = None, pid: int | None = None,
-                  token: str | None = None) -> str:
+def consumer_name(
+    worker_name: str, slot: int | None = None, pid: int | None = None, token: str | None = None
+) -> str:
     """The Redis consumer name of a process (this one unless ``pid``): the worker's
     (expanded) name, then for a prefork child its slot, then the pid and a random
     ``token``, so that it is unique per process even when workers share a name (``-n``)
@@ -91,9 +99,9 @@ def setup_logging(level: str | int = "WARNING") -> None:
     """Log to stderr with process id and the running task's name and id."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(TaskLogFilter())
-    handler.setFormatter(logging.Formatter(
-        "[%(asctime)s: %(levelname)s/%(process)d]%(task)s %(message)s"
-    ))
+    handler.setFormatter(
+        logging.Formatter("[%(asctime)s: %(levelname)s/%(process)d]%(task)s %(message)s")
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper() if isinstance(level, str) else level)
@@ -132,8 +140,11 @@ class Worker:
         self.pool = pool or config["TASKQ_WORKER_POOL"]
         if self.pool not in POOLS:
             raise ValueError(f"unknown pool {self.pool!r}; choose one of {', '.join(POOLS)}")
-        self.concurrency = 1 if self.pool == "solo" else int(
-            concurrency or config["TASKQ_WORKER_CONCURRENCY"] or os.cpu_count() or 1)
+        self.concurrency = (
+            1
+            if self.pool == "solo"
+            else int(concurrency or config["TASKQ_WORKER_CONCURRENCY"] or os.cpu_count() or 1)
+        )
         self.queues = list(queues or default_queues(self.state))
         #: ``-n`` as given (``%h`` etc. unexpanded): prefork children expand ``%i`` in it.
         self.name_template = name or f"{os.getpid()}@%h"
@@ -142,8 +153,11 @@ class Worker:
         self.name = expand_name(self.name_template)
         self.prefetch = int(prefetch or config["TASKQ_WORKER_PREFETCH"])
         self.max_tasks_per_child = max_tasks_per_child or config["TASKQ_MAX_TASKS_PER_CHILD"]
-        self.shutdown_timeout = float(shutdown_timeout if shutdown_timeout is not None
-                                      else config["TASKQ_WORKER_SHUTDOWN_TIMEOUT"])
+        self.shutdown_timeout = float(
+            shutdown_timeout
+            if shutdown_timeout is not None
+            else config["TASKQ_WORKER_SHUTDOWN_TIMEOUT"]
+        )
         self.install_signals = install_signals
         self.consumer: Consumer | None = None
         self._stopped = threading.Event()
@@ -154,8 +168,10 @@ class Worker:
 
     def describe(self) -> str:
         """One line saying what this worker runs."""
-        return (f"taskq worker {self.name}: pool={self.pool} concurrency={self.concurrency} "
-                f"queues={','.join(self.queues)} prefetch={self.prefetch}")
+        return (
+            f"taskq worker {self.name}: pool={self.pool} concurrency={self.concurrency} "
+            f"queues={','.join(self.queues)} prefetch={self.prefetch}"
+        )
 
     def run(self) -> int:
         """Run until stopped; return the process exit code (0 after a graceful stop)."""
@@ -171,18 +187,24 @@ class Worker:
             self.consumer.stop()
 
     # -- one consuming process -------------------------------------------------------------
-    def run_consumer(self, threads: int, consumer_name: str,
-                     max_tasks: int | None = None, child: bool = False) -> int:
+    def run_consumer(
+        self, threads: int, consumer_name: str, max_tasks: int | None = None, child: bool = False
+    ) -> int:
         """Consume in this process with ``threads`` executor threads (``child``: as a
         prefork child, which its supervisor stops)."""
         state = self.state
         broker = state.new_broker()
-        consumer = Consumer(state, broker, state.new_backend(), consumer_name, self.queues,
-                            self.prefetch, threads)
+        consumer = Consumer(
+            state, broker, state.new_backend(), consumer_name, self.queues, self.prefetch, threads
+        )
         self.consumer = consumer
-        consumer.identity = {"worker": self.name, "host": socket.gethostname(),
-                             "pid": os.getpid(), "pool": self.pool,
-                             "concurrency": threads if self.pool != "prefork" else 1}
+        consumer.identity = {
+            "worker": self.name,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "pool": self.pool,
+            "concurrency": threads if self.pool != "prefork" else 1,
+        }
         if self._stopped.is_set():
             return 0
         if child:
@@ -203,10 +225,15 @@ class Worker:
         if threads == 1:
             self._executor(consumer, executor, max_tasks, died)
         else:
-            pool = [threading.Thread(target=self._executor,
-                                     args=(consumer, executor, None, died),
-                                     name=f"taskq-executor-{i}", daemon=True)
-                    for i in range(threads)]
+            pool = [
+                threading.Thread(
+                    target=self._executor,
+                    args=(consumer, executor, None, died),
+                    name=f"taskq-executor-{i}",
+                    daemon=True,
+                )
+                for i in range(threads)
+            ]
             for t in pool:
                 t.start()
             for t in pool:
@@ -217,8 +244,13 @@ class Worker:
         signals.send_safely(signals.worker_shutdown, self)
         return 1 if died else 0
 
-    def _executor(self, consumer: Consumer, executor: Executor, max_tasks: int | None,
-                  died: list[BaseException]) -> None:
+    def _executor(
+        self,
+        consumer: Consumer,
+        executor: Executor,
+        max_tasks: int | None,
+        died: list[BaseException],
+    ) -> None:
         """One executor: :meth:`_loop` until stopped. If it ends by an exception anyway
         (``SystemExit`` from a task, a bug while settling a message), the whole worker
         stops: unstarted messages go back to the queue, the message it was running is
@@ -231,10 +263,14 @@ class Worker:
             item = consumer.current()
             if item is not None and consumer.unsettled(item[0]):
                 consumer.forget(item[0])
-            logger.critical("Executor thread %s died (%s: %s) handling message %s: stopping "
-                            "the worker", threading.current_thread().name,
-                            type(exc).__name__, exc, item[1].id if item else "-",
-                            exc_info=exc)
+            logger.critical(
+                "Executor thread %s died (%s: %s) handling message %s: stopping the worker",
+                threading.current_thread().name,
+                type(exc).__name__,
+                exc,
+                item[1].id if item else "-",
+                exc_info=exc,
+            )
             consumer.stop()
 
     def _ensure_groups(self, broker, consumer: Consumer) -> None:
@@ -261,8 +297,13 @@ class Worker:
         signal.signal(signal.SIGTERM, handle)
 
     @staticmethod
-    def _must_wait(consumer: Consumer, task: Task, options: dict[str, Any],
-                   delivery: Delivery, message: Message) -> bool:
+    def _must_wait(
+        consumer: Consumer,
+        task: Task,
+        options: dict[str, Any],
+        delivery: Delivery,
+        message: Message,
+    ) -> bool:
         """Take a rate-limit token, or hand the message back to Redis until one is free."""
         limiter = consumer.limiter
         assert limiter is not None
@@ -279,12 +320,18 @@ class Worker:
         return False
 
     def _warn_about_hard_limits(self) -> None:
-        limited = sorted(t.name for t in self.state.taskqueue.tasks.values()
-                         if t.options_for(self.state).get("time_limit"))
+        limited = sorted(
+            t.name
+            for t in self.state.taskqueue.tasks.values()
+            if t.options_for(self.state).get("time_limit")
+        )
         if limited:
-            logger.warning("time_limit is enforced only by the prefork pool; in the %s pool "
-                           "only soft_time_limit applies (tasks: %s)", self.pool,
-                           ", ".join(limited))
+            logger.warning(
+                "time_limit is enforced only by the prefork pool; in the %s pool "
+                "only soft_time_limit applies (tasks: %s)",
+                self.pool,
+                ", ".join(limited),
+            )
 
     def run_stop_hooks(self) -> None:
         """Call the :attr:`on_stop` callbacks once; errors are logged."""
@@ -299,8 +346,9 @@ class Worker:
         self.run_stop_hooks()
         consumer.stop()
         if not self._finished.wait(self.shutdown_timeout):
-            logger.error("Running tasks did not finish within %.0fs: exiting now",
-                         self.shutdown_timeout)
+            logger.error(
+                "Running tasks did not finish within %.0fs: exiting now", self.shutdown_timeout
+            )
             os._exit(1)
 
     def _loop(self, consumer: Consumer, executor: Executor, max_tasks: int | None) -> None:
@@ -324,37 +372,61 @@ class Worker:
         """Settle the message whose handling raised ``exc`` (see :meth:`_loop`)."""
         item = consumer.current()
         if item is None or not consumer.unsettled(item[0]):
-            logger.error("Unexpected error after message %s was settled",
-                         item[1].id if item else "-", exc_info=exc)
+            logger.error(
+                "Unexpected error after message %s was settled",
+                item[1].id if item else "-",
+                exc_info=exc,
+            )
             return
         delivery, message = item
         if isinstance(exc, REDIS_ERRORS):
-            logger.warning("Redis failed while handling message %s of task %s (%s: %s); "
-                           "handing it back to the queue", message.id, message.task,
-                           type(exc).__name__, exc)
+            logger.warning(
+                "Redis failed while handling message %s of task %s (%s: %s); "
+                "handing it back to the queue",
+                message.id,
+                message.task,
+                type(exc).__name__,
+                exc,
+            )
             try:
                 consumer.requeue(delivery)
             except REDIS_ERRORS:  # closing: its lease hands it to another worker
                 consumer.forget(delivery)
             return
-        logger.error("Unexpected error while handling message %s of task %s: "
-                     "dead-lettering it", message.id, message.task, exc_info=exc)
+        logger.error(
+            "Unexpected error while handling message %s of task %s: dead-lettering it",
+            message.id,
+            message.task,
+            exc_info=exc,
+        )
         data = None
         task = consumer.tasks.get(message.task)
         try:
-            if task is not None and consumer.backend is not None \
-                    and not task.options_for(self.state)["ignore_result"]:
-                data = consumer.serializer.dumps({
-                    "status": states.FAILURE, "task": message.task,
-                    "date_done": time.time(), **exception_meta(exc)})
+            if (
+                task is not None
+                and consumer.backend is not None
+                and not task.options_for(self.state)["ignore_result"]
+            ):
+                data = consumer.serializer.dumps(
+                    {
+                        "status": states.FAILURE,
+                        "task": message.task,
+                        "date_done": time.time(),
+                        **exception_meta(exc),
+                    }
+                )
         except Exception:
             data = None
-        consumer.dead_letter(delivery, f"unexpected error while handling it: "
-                             f"{type(exc).__name__}: {exc}", message.task, message.id,
-                             data, "".join(traceback.format_exception(exc)))
+        consumer.dead_letter(
+            delivery,
+            f"unexpected error while handling it: {type(exc).__name__}: {exc}",
+            message.task,
+            message.id,
+            data,
+            "".join(traceback.format_exception(exc)),
+        )
 
-    def _consume(self, consumer: Consumer, executor: Executor,
-                 max_tasks: int | None) -> None:
+    def _consume(self, consumer: Consumer, executor: Executor, max_tasks: int | None) -> None:
         done = 0
         guard = consumer.guard
         revoked = consumer.revocations.ids
@@ -367,48 +439,71 @@ class Worker:
             task = executor.tasks.get(message.task)
             options = task.options_for(self.state) if task is not None else {}
             if signals.task_received.receivers:
-                signals.send_safely(signals.task_received, task or message.task, task=task,
-                                           task_id=message.id, message=message,
-                                           delivery_count=delivery.deliveries)
+                signals.send_safely(
+                    signals.task_received,
+                    task or message.task,
+                    task=task,
+                    task_id=message.id,
+                    message=message,
+                    delivery_count=delivery.deliveries,
+                )
             if delivery.deliveries > 1:
                 try:
                     if consumer.is_poison(delivery, message):
                         continue
                 except REDIS_ERRORS:
                     pass  # cannot count this start: run it; the next delivery counts again
-            if task is not None and limiter is not None and \
-                    (options.get("rate_limit") or limiter._overrides) and \
-                    self._must_wait(consumer, task, options, delivery, message):
+            if (
+                task is not None
+                and limiter is not None
+                and (options.get("rate_limit") or limiter._overrides)
+                and self._must_wait(consumer, task, options, delivery, message)
+            ):
                 continue
             if replay.refused(consumer, delivery, message):
                 continue
-            guard.begin(message, delivery, options.get("soft_time_limit"),
-                        options.get("time_limit"))
+            guard.begin(
+                message, delivery, options.get("soft_time_limit"), options.get("time_limit")
+            )
             try:
-                outcome = executor.execute(message, delivery.deliveries,
-                                           revoked=revoked, options=options)
+                outcome = executor.execute(
+                    message, delivery.deliveries, revoked=revoked, options=options
+                )
             finally:
                 guard.end()
-            if message.headers and not WORKFLOW_HEADERS.isdisjoint(message.headers) and \
-                    not after_task(self.state, message, outcome, consumer.stopping):
+            if (
+                message.headers
+                and not WORKFLOW_HEADERS.isdisjoint(message.headers)
+                and not after_task(self.state, message, outcome, consumer.stopping)
+            ):
                 continue  # a step is left undone: not acked, so it is delivered again
             try:
                 if outcome.dead_reason:
-                    consumer.count(message.queue, message.task, outcome.status,
-                                   outcome.runtime)
-                    consumer.dead_letter(delivery, outcome.dead_reason, message.task,
-                                         message.id, outcome.data, outcome.traceback)
+                    consumer.count(message.queue, message.task, outcome.status, outcome.runtime)
+                    consumer.dead_letter(
+                        delivery,
+                        outcome.dead_reason,
+                        message.task,
+                        message.id,
+                        outcome.data,
+                        outcome.traceback,
+                    )
                 elif outcome.requeue:
                     replay.forget(consumer, delivery, message)
                     consumer.requeue(delivery)
                 else:
-                    consumer.complete(delivery, message.id, outcome.status, outcome.data,
-                                      outcome.runtime, outcome.retry, message.task)
+                    consumer.complete(
+                        delivery,
+                        message.id,
+                        outcome.status,
+                        outcome.data,
+                        outcome.runtime,
+                        outcome.retry,
+                        message.task,
+                    )
             except CONNECTION_ERRORS as exc:
-                logger.warning("Could not record task %s (%s); it will run again",
-                               message.id, exc)
-            if message.headers and (outcome.dead_reason
-                                    or outcome.status in states.READY_STATES):
+                logger.warning("Could not record task %s (%s); it will run again", message.id, exc)
+            if message.headers and (outcome.dead_reason or outcome.status in states.READY_STATES):
                 consumer.release_unique(message)
             done += 1
             if max_tasks and done >= max_tasks:
@@ -423,16 +518,12 @@ class Worker:
                 logger.warning("Second signal: exiting now")
                 os._exit(1)
             signalled.append(signum)
-            logger.warning("Stopping: running tasks may finish within %.0fs",
-                           self.shutdown_timeout)
+            logger.warning("Stopping: running tasks may finish within %.0fs", self.shutdown_timeout)
             # Event.set() takes a lock the interrupted main thread may hold: use a thread.
-            threading.Thread(target=self._stop_then_give_up, args=(consumer,),
-                             daemon=True).start()
+            threading.Thread(target=self._stop_then_give_up, args=(consumer,), daemon=True).start()
 
         signal.signal(signal.SIGTERM, handle)
         signal.signal(signal.SIGINT, handle)
-
-
 
 
 class Supervisor:
@@ -481,8 +572,10 @@ class Supervisor:
                 self._respawn_due()
                 self._renew_leases()
                 if self.deadline is not None and time.monotonic() > self.deadline:
-                    logger.error("Children did not finish within %.0fs: killing them",
-                                 worker.shutdown_timeout)
+                    logger.error(
+                        "Children did not finish within %.0fs: killing them",
+                        worker.shutdown_timeout,
+                    )
                     self._kill_all()
                     self.deadline = None
                     exit_code = 1
@@ -514,8 +607,7 @@ class Supervisor:
         if self.stopping:  # handled meanwhile (it reached another thread) without this child
             _signal(pid, signal.SIGTERM)
 
-    def _child(self, slot: int, display: str, token: str, mask: set[signal.Signals]
-               ) -> None:
+    def _child(self, slot: int, display: str, token: str, mask: set[signal.Signals]) -> None:
         code = 1
         try:
             worker = self.worker
@@ -523,8 +615,10 @@ class Supervisor:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             # Until the consumer installs its own handler, a SIGTERM stops it before it
             # starts (or as soon as it has started).
-            signal.signal(signal.SIGTERM, lambda signum, frame: threading.Thread(
-                target=worker.stop, daemon=True).start())
+            signal.signal(
+                signal.SIGTERM,
+                lambda signum, frame: threading.Thread(target=worker.stop, daemon=True).start(),
+            )
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             self._forget_broker()
             _stop_with_parent(self.parent_pid)
@@ -557,8 +651,13 @@ class Supervisor:
             quick_crash = code != 0 and time.monotonic() - started < 1.0
             delay = self.RESPAWN_DELAY if quick_crash else 0.0
             if code != 0:
-                logger.error("Child %d (slot %d) exited with %s; starting a new one%s",
-                             pid, slot, code, f" in {delay:.0f}s" if delay else "")
+                logger.error(
+                    "Child %d (slot %d) exited with %s; starting a new one%s",
+                    pid,
+                    slot,
+                    code,
+                    f" in {delay:.0f}s" if delay else "",
+                )
             self.respawn[slot] = time.monotonic() + delay
 
     def _respawn_due(self) -> None:
@@ -607,17 +706,23 @@ class Supervisor:
         if self.broker is None or now < self._next_renew:
             return
         self._next_renew = now + self.renew_interval
-        names = [name for pid, name in self.consumers.items()
-                 if pid in self.children and not _is_stopped(pid)]
+        names = [
+            name
+            for pid, name in self.consumers.items()
+            if pid in self.children and not _is_stopped(pid)
+        ]
         if not names:
             return
         try:
             self.broker.renew_consumers(names, self.worker.queues)
         except Exception as exc:  # Redis away or refusing: the supervisor goes on
             if not self._renew_failing:
-                logger.warning("Supervisor could not renew its children's leases (%s); "
-                               "they still renew their own", exc,
-                               exc_info=not isinstance(exc, (redis.RedisError, OSError)))
+                logger.warning(
+                    "Supervisor could not renew its children's leases (%s); "
+                    "they still renew their own",
+                    exc,
+                    exc_info=not isinstance(exc, (redis.RedisError, OSError)),
+                )
             self._renew_failing = True
         else:
             if self._renew_failing:
@@ -632,8 +737,9 @@ class Supervisor:
         self.stopping = True
         threading.Thread(target=self.worker.run_stop_hooks, daemon=True).start()
         self.deadline = time.monotonic() + self.worker.shutdown_timeout
-        logger.warning("Stopping: running tasks may finish within %.0fs",
-                       self.worker.shutdown_timeout)
+        logger.warning(
+            "Stopping: running tasks may finish within %.0fs", self.worker.shutdown_timeout
+        )
         for pid in list(self.children):
             _signal(pid, signal.SIGTERM)
 
@@ -649,7 +755,7 @@ def _is_stopped(pid: int) -> bool:
             stat = f.read()
     except OSError:
         return False
-    return stat[stat.rfind(b")") + 2:][:1] in (b"T", b"t")
+    return stat[stat.rfind(b")") + 2 :][:1] in (b"T", b"t")
 
 
 def _stop_with_parent(parent_pid: int) -> None:

@@ -57,22 +57,30 @@ _scripts: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictio
 
 
 #: Errors that mean "Redis is away for now": the step is retried, not dropped.
-RETRYABLE = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOnlyError,
-             redis.exceptions.OutOfMemoryError, BrokerConnectionError, ConnectionError)
+RETRYABLE = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.OutOfMemoryError,
+    BrokerConnectionError,
+    ConnectionError,
+)
 #: Longest wait between two attempts of a step (seconds).
 MAX_BACKOFF = 2.0
 
 _T = TypeVar("_T")
 _stopping: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
-    "taskq_workflow_stopping", default=None)
+    "taskq_workflow_stopping", default=None
+)
 
 
 class StepPending(Exception):
     """A workflow step could not reach Redis before the worker stopped."""
 
 
-def after_task(state: AppState, message: Message, outcome: Outcome,
-               stopping: threading.Event | None = None) -> bool:
+def after_task(
+    state: AppState, message: Message, outcome: Outcome, stopping: threading.Event | None = None
+) -> bool:
     """Send what follows ``message`` now that its outcome is final.
 
     A step that meets an unreachable Redis is retried with backoff until it succeeds or
@@ -88,9 +96,12 @@ def after_task(state: AppState, message: Message, outcome: Outcome,
         elif outcome.status in (states.FAILURE, states.REVOKED) and not outcome.requeue:
             _failed(state, message, outcome)
     except StepPending as exc:
-        logger.error("Could not continue the workflow of task %s before stopping (%s): its "
-                     "message is not acknowledged and will be delivered again",
-                     message.id, exc)
+        logger.error(
+            "Could not continue the workflow of task %s before stopping (%s): its "
+            "message is not acknowledged and will be delivered again",
+            message.id,
+            exc,
+        )
         return False
     except Exception:
         logger.exception("Could not continue the workflow of task %s", message.id)
@@ -113,8 +124,11 @@ def _persist(what: str, call: Callable[..., _T], *args: Any) -> _T:
             if stopping is None or stopping.is_set():
                 raise StepPending(f"{what}: {exc}") from exc
             if not warned:
-                logger.warning("Could not continue the workflow yet (%s: %s); retrying "
-                               "until Redis is back", what, exc)
+                logger.warning(
+                    "Could not continue the workflow yet (%s: %s); retrying until Redis is back",
+                    what,
+                    exc,
+                )
                 warned = True
             stopping.wait(delay)
             delay = min(delay * 2, MAX_BACKOFF)
@@ -129,23 +143,43 @@ def _succeeded(state: AppState, message: Message, outcome: Outcome) -> None:
     if outcome.data is not None:
         value = state.serializer.loads(outcome.data).get("result")
     for data in message.headers.get(HEADER_LINK, ()):
-        _persist(f"sending the link of task {message.id}", send_next, data, (value,),
-                 state.app)
+        _persist(f"sending the link of task {message.id}", send_next, data, (value,), state.app)
     meta = message.headers.get(HEADER_CHORD)
     if meta:
-        _persist(f"chord {meta['id']}: recording task {message.id}", _chord_member_done,
-                 state, meta, value)
+        _persist(
+            f"chord {meta['id']}: recording task {message.id}",
+            _chord_member_done,
+            state,
+            meta,
+            value,
+        )
 
 
 def _failed(state: AppState, message: Message, outcome: Outcome) -> None:
     error = outcome.exception
-    doc = {"status": states.FAILURE, "date_done": time.time(),
-           **(exception_meta(error) if error is not None
-              else {"exc_type": "TaskRevokedError", "exc_module": "flask_taskq.exceptions",
-                    "exc_message": "revoked", "exc_args": ["revoked"], "traceback": ""})}
+    doc = {
+        "status": states.FAILURE,
+        "date_done": time.time(),
+        **(
+            exception_meta(error)
+            if error is not None
+            else {
+                "exc_type": "TaskRevokedError",
+                "exc_module": "flask_taskq.exceptions",
+                "exc_message": "revoked",
+                "exc_args": ["revoked"],
+                "traceback": "",
+            }
+        ),
+    }
     for data in message.headers.get(HEADER_LINK_ERROR, ()):
-        _persist(f"sending the link_error of task {message.id}", send_next, data,
-                 (message.id,), state.app)
+        _persist(
+            f"sending the link_error of task {message.id}",
+            send_next,
+            data,
+            (message.id,),
+            state.app,
+        )
     for data in message.headers.get(HEADER_LINK, ()):
         _fail_downstream(state, signature(data), doc, message)
     meta = message.headers.get(HEADER_CHORD)
@@ -154,8 +188,7 @@ def _failed(state: AppState, message: Message, outcome: Outcome) -> None:
         _chord_failed(state, meta, message, why)
 
 
-def _fail_downstream(state: AppState, sig: Any, doc: dict[str, Any],
-                     cause: Message) -> None:
+def _fail_downstream(state: AppState, sig: Any, doc: dict[str, Any], cause: Message) -> None:
     """Mark the tasks that will now never run FAILURE with the cause's exception, so that
     the result of a chain fails like the task that stopped it."""
     if isinstance(sig, chain | group):
@@ -169,8 +202,12 @@ def _fail_downstream(state: AppState, sig: Any, doc: dict[str, Any],
     assert isinstance(sig, Signature)
     if sig.id and state.backend is not None:
         data = state.serializer.dumps({**doc, "task": sig.name})
-        _persist(f"failing task {sig.id}", state.backend.store_many, [(sig.id, data, True)],
-                 state.result_expires)
+        _persist(
+            f"failing task {sig.id}",
+            state.backend.store_many,
+            [(sig.id, data, True)],
+            state.result_expires,
+        )
     meta = (sig.options.get("headers") or {}).get(HEADER_CHORD)
     if meta:
         _chord_failed(state, meta, cause, f"{doc['exc_type']}: {doc['exc_message']}")
@@ -192,14 +229,14 @@ def _client(state: AppState) -> Any:
     return client
 
 
-def _callback_message(state: AppState, callback: Signature,
-                      args: tuple[Any, ...]) -> Message:
+def _callback_message(state: AppState, callback: Signature, args: tuple[Any, ...]) -> Message:
     full_args, kwargs, opts = callback.call_options(args)
     link, link_error = opts.pop("link", None), opts.pop("link_error", None)
     if link is not None or link_error is not None:
         opts["headers"] = {**(opts.get("headers") or {}), **link_headers(link, link_error)}
-    _, message, _, _ = state.taskqueue.build_message(callback.name, full_args, kwargs,
-                                                     app=state.app, **opts)
+    _, message, _, _ = state.taskqueue.build_message(
+        callback.name, full_args, kwargs, app=state.app, **opts
+    )
     return message
 
 
@@ -209,9 +246,13 @@ def _fire(state: AppState, chord_id: str, message: Message, body: bytes) -> bool
     client = _client(state)
     ttl = state.result_expires or FIRED_TTL
     fired = _script(client, "chord_fire")(
-        keys=[keys.chord_fired(message.queue, chord_id),
-              keys.stream(message.queue, message.priority), keys.delayed(message.queue)],
-        args=[body, message.eta or 0, time.time(), message.priority, ttl])
+        keys=[
+            keys.chord_fired(message.queue, chord_id),
+            keys.stream(message.queue, message.priority),
+            keys.delayed(message.queue),
+        ],
+        args=[body, message.eta or 0, time.time(), message.priority, ttl],
+    )
     return bool(fired)
 
 
@@ -221,8 +262,8 @@ def _chord_member_done(state: AppState, meta: dict[str, Any], value: Any) -> Non
     size = int(meta["size"])
     reply = _script(client, "chord_member")(
         keys=[keys.chord_results(meta["id"])],
-        args=[meta["index"], state.serializer.dumps(value), size,
-              state.result_expires or 0])
+        args=[meta["index"], state.serializer.dumps(value), size, state.result_expires or 0],
+    )
     if isinstance(reply, int):
         return
     stored = dict(zip(reply[::2], reply[1::2], strict=True))
@@ -234,25 +275,34 @@ def _chord_member_done(state: AppState, meta: dict[str, Any], value: Any) -> Non
         logger.info("chord %s complete: sent %s[%s]", meta["id"], message.task, message.id)
 
 
-def _chord_failed(state: AppState, meta: dict[str, Any], member: Message,
-                  why: str) -> None:
+def _chord_failed(state: AppState, meta: dict[str, Any], member: Message, why: str) -> None:
     """Fail the chord once: its result becomes a ChordError naming ``member`` (the task
     that failed) and the callback's ``link_error`` signatures are sent."""
     callback = signature(meta["callback"])
     message = _callback_message(state, callback, ([],))
-    if not _persist(f"chord {meta['id']}: failing it", _fire, state, meta["id"], message,
-                    b""):
+    if not _persist(f"chord {meta['id']}: failing it", _fire, state, meta["id"], message, b""):
         return
-    exc = ChordError(f"chord {meta['id']} failed: member {meta['index']} failed: "
-                     f"task {member.task}[{member.id}] raised {why}")
+    exc = ChordError(
+        f"chord {meta['id']} failed: member {meta['index']} failed: "
+        f"task {member.task}[{member.id}] raised {why}"
+    )
     doc = {"status": states.FAILURE, "date_done": time.time(), **exception_meta(exc)}
     if state.backend is not None and callback.id:
         data = state.serializer.dumps({**doc, "task": callback.name})
-        _persist(f"chord {meta['id']}: storing its failure", state.backend.store_many,
-                 [(callback.id, data, True)], state.result_expires)
+        _persist(
+            f"chord {meta['id']}: storing its failure",
+            state.backend.store_many,
+            [(callback.id, data, True)],
+            state.result_expires,
+        )
     logger.error("%s", exc)
     for data in callback.options.get("link_error", ()):
-        _persist(f"chord {meta['id']}: sending its link_error", send_next, data,
-                 (callback.id,), state.app)
+        _persist(
+            f"chord {meta['id']}: sending its link_error",
+            send_next,
+            data,
+            (callback.id,),
+            state.app,
+        )
     for data in callback.options.get("link", ()):  # a chain after the chord never runs
         _fail_downstream(state, signature(data), doc, member)

@@ -39,8 +39,11 @@ def typename(value):
 @tq.task
 def app_info():
     """What the task sees of its application context."""
-    return {"has_context": has_app_context(), "app": current_app.name,
-            "marker": getattr(g, "marker", None)}
+    return {
+        "has_context": has_app_context(),
+        "app": current_app.name,
+        "marker": getattr(g, "marker", None),
+    }
 
 
 @tq.task
@@ -78,8 +81,7 @@ def urgent():
 
 def create_app(config: dict | None = None) -> Flask:
     app = Flask("api")
-    app.config["TASKQ_BROKER_URL"] = os.environ.get("TASKQ_BROKER_URL",
-                                                    "redis://127.0.0.1:1/0")
+    app.config["TASKQ_BROKER_URL"] = os.environ.get("TASKQ_BROKER_URL", "redis://127.0.0.1:1/0")
     app.config.update(config or {})
     tq.init_app(app)
     return app

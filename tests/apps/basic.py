@@ -63,8 +63,11 @@ def context_probe():
 
 @tq.task(bind=True)
 def whoami(self):
-    return {"id": self.request.id, "task": self.request.task,
-            "deliveries": self.request.delivery_count}
+    return {
+        "id": self.request.id,
+        "task": self.request.task,
+        "deliveries": self.request.delivery_count,
+    }
 
 
 def _record_signals(app: Flask) -> None:
@@ -76,6 +79,7 @@ def _record_signals(app: Flask) -> None:
     def recorder(name, detail):
         def receive(sender, **kw):
             client.rpush("test:signals", f"{name} {os.getpid()} {detail(sender, kw)}")
+
         getattr(signals, name).connect(receive, weak=False)
 
     recorder("task_received", lambda s, kw: f"{getattr(s, 'name', s)} {kw['task_id']}")
@@ -83,16 +87,16 @@ def _record_signals(app: Flask) -> None:
     recorder("task_prerun", lambda s, kw: f"{s.name} {kw['task_id']} {current_app.name}")
     recorder("task_postrun", lambda s, kw: f"{s.name} {kw['task_id']} {kw['state']}")
     recorder("task_success", lambda s, kw: f"{s.name} {kw['task_id']} {kw['result']!r}")
-    recorder("task_failure", lambda s, kw: f"{s.name} {kw['task_id']} "
-                                           f"{type(kw['exception']).__name__}")
+    recorder(
+        "task_failure", lambda s, kw: f"{s.name} {kw['task_id']} {type(kw['exception']).__name__}"
+    )
     recorder("worker_ready", lambda s, kw: type(s).__name__)
     recorder("worker_shutdown", lambda s, kw: type(s).__name__)
 
 
 def create_app() -> Flask:
     app = Flask("basic")
-    app.config["TASKQ_BROKER_URL"] = os.environ.get("TASKQ_BROKER_URL",
-                                                    "redis://127.0.0.1:1/0")
+    app.config["TASKQ_BROKER_URL"] = os.environ.get("TASKQ_BROKER_URL", "redis://127.0.0.1:1/0")
     for key in ("TASKQ_VISIBILITY_TIMEOUT", "TASKQ_WORKER_SHUTDOWN_TIMEOUT"):
         if key in os.environ:
             app.config[key] = float(os.environ[key])

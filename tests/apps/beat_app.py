@@ -37,8 +37,7 @@ def linger(seconds):
 
 def create_app() -> Flask:
     app = Flask("beat_app")
-    app.config["TASKQ_BROKER_URL"] = os.environ.get("TASKQ_BROKER_URL",
-                                                    "redis://127.0.0.1:1/0")
+    app.config["TASKQ_BROKER_URL"] = os.environ.get("TASKQ_BROKER_URL", "redis://127.0.0.1:1/0")
     app.config["TASKQ_BEAT_SCHEDULE"] = json.loads(os.environ.get("BEAT_TEST_SCHEDULE", "{}"))
     if "TASKQ_TIMEZONE" in os.environ:
         app.config["TASKQ_TIMEZONE"] = os.environ["TASKQ_TIMEZONE"]

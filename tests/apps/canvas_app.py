@@ -92,8 +92,7 @@ def slow_once(x, token, seconds):
 def create_app(**config) -> Flask:
     """The app; ``config`` overrides (the graph tests mount the dashboard so)."""
     app = Flask("canvas")
-    app.config["TASKQ_BROKER_URL"] = os.environ.get("TASKQ_BROKER_URL",
-                                                    "redis://127.0.0.1:1/0")
+    app.config["TASKQ_BROKER_URL"] = os.environ.get("TASKQ_BROKER_URL", "redis://127.0.0.1:1/0")
     if "TASKQ_VISIBILITY_TIMEOUT" in os.environ:
         app.config["TASKQ_VISIBILITY_TIMEOUT"] = float(os.environ["TASKQ_VISIBILITY_TIMEOUT"])
     app.config.update(config)

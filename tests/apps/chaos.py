@@ -71,8 +71,7 @@ def suicide(token):
 
 def create_app() -> Flask:
     app = Flask("chaos")
-    app.config["TASKQ_BROKER_URL"] = os.environ.get("TASKQ_BROKER_URL",
-                                                    "redis://127.0.0.1:1/0")
+    app.config["TASKQ_BROKER_URL"] = os.environ.get("TASKQ_BROKER_URL", "redis://127.0.0.1:1/0")
     app.config["TASKQ_ROUTES"] = ROUTES
     if "TASKQ_VISIBILITY_TIMEOUT" in os.environ:
         app.config["TASKQ_VISIBILITY_TIMEOUT"] = float(os.environ["TASKQ_VISIBILITY_TIMEOUT"])

@@ -31,14 +31,14 @@ def member(value, flag=None):
 def total(values, token="total"):
     """A chord callback: count the run in Redis (hash ``cf:callback_runs``), then sum."""
     redis.Redis.from_url(current_app.config["TASKQ_BROKER_URL"]).hincrby(
-        "cf:callback_runs", token, 1)
+        "cf:callback_runs", token, 1
+    )
     return sum(values)
 
 
 def create_app() -> Flask:
     app = Flask("client_faults")
-    app.config["TASKQ_BROKER_URL"] = os.environ.get("TASKQ_BROKER_URL",
-                                                    "redis://127.0.0.1:1/0")
+    app.config["TASKQ_BROKER_URL"] = os.environ.get("TASKQ_BROKER_URL", "redis://127.0.0.1:1/0")
     if "TASKQ_VISIBILITY_TIMEOUT" in os.environ:
         app.config["TASKQ_VISIBILITY_TIMEOUT"] = float(os.environ["TASKQ_VISIBILITY_TIMEOUT"])
     tq.init_app(app)

@@ -112,8 +112,7 @@ def hard_limited(token, seconds):
     return "finished"
 
 
-@tq.task(time_limit=1, autoretry_for=(TimeLimitExceeded,), max_retries=1,
-         default_retry_delay=0)
+@tq.task(time_limit=1, autoretry_for=(TimeLimitExceeded,), max_retries=1, default_retry_delay=0)
 def hard_then_quick(token):
     """Over its hard limit on the first attempt, quick on the retry."""
     if _attempt(token) == 1:
@@ -142,8 +141,7 @@ def unique_hard(token):
 
 def create_app() -> Flask:
     app = Flask("control")
-    app.config["TASKQ_BROKER_URL"] = os.environ.get("TASKQ_BROKER_URL",
-                                                    "redis://127.0.0.1:1/0")
+    app.config["TASKQ_BROKER_URL"] = os.environ.get("TASKQ_BROKER_URL", "redis://127.0.0.1:1/0")
     for key in ("TASKQ_VISIBILITY_TIMEOUT",):
         if key in os.environ:
             app.config[key] = float(os.environ[key])

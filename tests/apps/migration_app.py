@@ -27,8 +27,9 @@ from flask_taskq import TaskQueue, signals
 tq = TaskQueue()
 
 
-def route_by_argument(name: str, args: Any, kwargs: Any, options: Any, task: Any = None,
-                      **kw: Any) -> dict[str, Any] | None:
+def route_by_argument(
+    name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any
+) -> dict[str, Any] | None:
     """A Celery router function: urgent deliveries go to the queue ``urgent``."""
     if name.endswith(".deliver") and args and args[0] == "urgent":
         return {"queue": "urgent"}

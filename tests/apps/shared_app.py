@@ -29,8 +29,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from tests.apps import shared_tasks  # noqa: F401 - defines the tasks
 
     app = Flask(__name__)
-    app.config["TASKQ_BROKER_URL"] = os.environ.get("TASKQ_BROKER_URL",
-                                                    "redis://127.0.0.1:1/0")
+    app.config["TASKQ_BROKER_URL"] = os.environ.get("TASKQ_BROKER_URL", "redis://127.0.0.1:1/0")
     app.config.from_prefixed_env()
     app.config.update(config or {})
     TaskQueue(app)

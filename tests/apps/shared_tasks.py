@@ -27,8 +27,10 @@ def add(x, y):
 @shared_task
 def where():
     """Which app ran the task."""
-    return {"label": current_app.config.get("LABEL"),
-            "prefix": current_app.config["TASKQ_KEY_PREFIX"]}
+    return {
+        "label": current_app.config.get("LABEL"),
+        "prefix": current_app.config["TASKQ_KEY_PREFIX"],
+    }
 
 
 def _push_seen(task, token: str) -> dict:
@@ -39,9 +41,20 @@ def _push_seen(task, token: str) -> dict:
         "ignore_result": task.ignore_result,
         "max_retries": task.max_retries,
         "priority": task.request.priority,
-        **{key: task.options[key] for key in (
-            "acks_late", "time_limit", "soft_time_limit", "rate_limit", "default_retry_delay",
-            "retry_backoff", "retry_backoff_max", "retry_jitter", "expires")},
+        **{
+            key: task.options[key]
+            for key in (
+                "acks_late",
+                "time_limit",
+                "soft_time_limit",
+                "rate_limit",
+                "default_retry_delay",
+                "retry_backoff",
+                "retry_backoff_max",
+                "retry_jitter",
+                "expires",
+            )
+        },
     }
     _redis().rpush("test:seen", json.dumps(seen))
     return seen
@@ -53,9 +66,20 @@ def report(self, token):
     return _push_seen(self, token)
 
 
-@shared_task(bind=True, ignore_result=False, max_retries=5, time_limit=50,
-             soft_time_limit=40, rate_limit="1000/s", priority=2, default_retry_delay=7,
-             retry_backoff=3, retry_backoff_max=30, retry_jitter=False, expires=600)
+@shared_task(
+    bind=True,
+    ignore_result=False,
+    max_retries=5,
+    time_limit=50,
+    soft_time_limit=40,
+    rate_limit="1000/s",
+    priority=2,
+    default_retry_delay=7,
+    retry_backoff=3,
+    retry_backoff_max=30,
+    retry_jitter=False,
+    expires=600,
+)
 def report_own(self, token):
     """Report the options in effect: this task's own options throughout."""
     return _push_seen(self, token)

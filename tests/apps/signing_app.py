@@ -76,10 +76,12 @@ def fails_once(token):
 
 def create_app() -> Flask:
     app = Flask("signing")
-    app.config.update(TASKQ_BROKER_URL=os.environ.get("TASKQ_BROKER_URL",
-                                                      "redis://127.0.0.1:1/0"),
-                      TASKQ_DASHBOARD=True, SECRET_KEY="test secret",
-                      TASKQ_DASHBOARD_AUTH=(USER, PASSWORD))
+    app.config.update(
+        TASKQ_BROKER_URL=os.environ.get("TASKQ_BROKER_URL", "redis://127.0.0.1:1/0"),
+        TASKQ_DASHBOARD=True,
+        SECRET_KEY="test secret",
+        TASKQ_DASHBOARD_AUTH=(USER, PASSWORD),
+    )
     if "TASKQ_VISIBILITY_TIMEOUT" in os.environ:
         app.config["TASKQ_VISIBILITY_TIMEOUT"] = float(os.environ["TASKQ_VISIBILITY_TIMEOUT"])
     app.config["TASKQ_SIGNING_KEY"] = os.environ.get("TASKQ_SIGNING_KEY") or None

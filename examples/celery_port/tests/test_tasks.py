@@ -36,8 +36,7 @@ def test_process_reports_progress_then_succeeds(taskq_worker, client):
         if body["value"] and body["value"] not in seen:
             seen.append(body["value"])
         time.sleep(0.05)
-    assert body == {"ready": True, "successful": True,
-                    "value": {"current": 2, "total": 2}}
+    assert body == {"ready": True, "successful": True, "value": {"current": 2, "total": 2}}
     assert {"current": 1, "total": 2} in seen
 
 
