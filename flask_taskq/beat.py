@@ -29,8 +29,8 @@ import redis
 from flask import Flask
 
 from . import signals
-from .broker.redis import connect, load_script
 from .keys import Keys
+from .redis_common import connect, load_script
 from .schedules import Schedule, get_timezone, to_schedule
 
 if TYPE_CHECKING:

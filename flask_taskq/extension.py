@@ -29,6 +29,7 @@ from .revocation import Revocations
 from .routing import Router
 from .serializer import Serializer, get_serializer
 from .signing import SignedSerializer
+from .store import Store
 from .task import DEFAULT_UNIQUE_FOR, UNIQUE_HEADER, Task, unique_key
 
 #: How many messages :meth:`TaskQueue.send_many` sends per round trip.
@@ -77,6 +78,8 @@ class AppState:
         self.broker_url: str = config["TASKQ_BROKER_URL"]
         self.result_url: str | None = config["TASKQ_RESULT_BACKEND"]
         self.broker: Broker = self.new_broker()
+        #: Shared state beside the transport (see :mod:`flask_taskq.store`).
+        self.store: Store = self.broker.store()
         self.backend: ResultBackend | None = self.new_backend()
         self.revocations: Revocations = self.new_revocations(self.broker)
         self._memory_worker: Any = None

@@ -102,7 +102,7 @@ class Monitor:
             pipe.expire(key, STATS_TTL)
         if failures:
             if self._record_failures is None:
-                from .broker.redis import load_script
+                from .redis_common import load_script
 
                 self._record_failures = load_script(self.client, "record_failures")
             self._record_failures(

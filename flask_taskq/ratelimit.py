@@ -53,8 +53,8 @@ from typing import Any
 
 import redis
 
-from .broker.redis import load_script
 from .keys import Keys
+from .redis_common import load_script
 
 logger = logging.getLogger(__name__)
 

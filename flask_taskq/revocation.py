@@ -54,7 +54,7 @@ class Revocations:
         if not ids:
             return
         if self._script is None:
-            from .broker.redis import load_script
+            from .redis_common import load_script
 
             self._script = load_script(self.client, "revoke")
         keys = [self.keys.revoked()] + ([self.keys.terminate()] if terminate else [])

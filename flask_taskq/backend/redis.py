@@ -9,9 +9,9 @@ from typing import Any
 import redis
 
 from ..broker.direct import DirectCommands
-from ..broker.redis import MAX_BLOCK, SOCKET_TIMEOUT, connect, load_script
 from ..exceptions import BrokerConnectionError
 from ..keys import Keys
+from ..redis_common import MAX_BLOCK, SOCKET_TIMEOUT, connect, load_script
 from ..serializer import Serializer, get_serializer
 from ..states import READY_STATES
 

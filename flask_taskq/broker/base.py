@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ..serializer import Serializer
+    from ..store import Store
 
 
 @dataclass(slots=True)
@@ -161,6 +162,10 @@ class Broker(Protocol):
 
     def purge(self, queue: str) -> int:
         """Delete the ready messages of ``queue``; return how many."""
+
+    def store(self) -> Store:
+        """The store that lives beside this transport, on its connections where it can
+        share them (Redis); the memory broker returns the same store every time."""
 
     def close(self) -> None:
         """Release connections."""

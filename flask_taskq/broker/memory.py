@@ -13,13 +13,16 @@ import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..exceptions import DecodeError
 from ..keys import DEFAULT_PRIORITY, PRIORITIES
 from ..message import Message
 from ..serializer import JSONSerializer, Serializer
 from .base import Delivery
+
+if TYPE_CHECKING:
+    from ..store.memory import MemoryStore
 
 #: In a worker's queue list, "every queue" (the in-process worker of ``memory://``).
 ANY_QUEUE = "*"
@@ -39,6 +42,7 @@ class MemoryBroker:
         self._unique: dict[str, tuple[str, float]] = {}
         self._starts: dict[str, int] = {}
         self.dead: list[dict[str, object]] = []
+        self._store: MemoryStore | None = None
 
     def enqueue(
         self,
@@ -276,6 +280,14 @@ class MemoryBroker:
             for p in PRIORITIES:
                 self._ready.pop((queue, p), None)
             return n
+
+    def store(self) -> MemoryStore:
+        """The memory store of this broker, made once and shared by every caller."""
+        if self._store is None:
+            from ..store.memory import MemoryStore
+
+            self._store = MemoryStore()
+        return self._store
 
     def close(self) -> None:
         pass

@@ -15,78 +15,27 @@ import re
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from importlib import resources
-from typing import Any
-from urllib.parse import unquote, urlsplit
+from typing import TYPE_CHECKING, Any
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-from redis.sentinel import Sentinel
 
 from ..exceptions import DecodeError
 from ..keys import DEFAULT_PRIORITY, GROUP, PRIORITIES, Keys
 from ..message import Message
+from ..redis_common import MAX_BLOCK, connect, load_script
 from ..serializer import JSONSerializer, Serializer
 from .base import Delivery, Piggyback
 from .direct import DirectCommands
 
-#: Socket timeout for replies; longer than any blocking call we make.
-SOCKET_TIMEOUT = 10.0
-#: Longest single blocking wait (seconds); callers loop for longer waits.
-MAX_BLOCK = 5.0
+if TYPE_CHECKING:
+    from ..store.redis import RedisStore
+
 MAX_DEAD_LETTERS = 100_000
 #: Default of ``TASKQ_DEAD_LETTER_MAX_BYTES``: a dead-letter store larger than this (per
 #: queue) loses its oldest entries.
 MAX_DEAD_LETTER_BYTES = 256 * 1024 * 1024
 
 logger = logging.getLogger("flask_taskq.worker")
-
-
-CLIENT_OPTIONS: dict[str, Any] = {
-    "socket_timeout": SOCKET_TIMEOUT,
-    "socket_connect_timeout": 2.0,
-    "socket_keepalive": True,
-    "health_check_interval": 30,
-    "retry": Retry(NoBackoff(), 0),
-    "decode_responses": False,
-}
-
-
-def connect(url: str) -> redis.Redis:
-    """A client for ``url`` that fails fast: callers decide how to retry.
-
-    ``redis://``, ``rediss://`` and ``unix://`` as redis-py reads them, and
-    ``redis+sentinel://[:password@]host:port[,host:port...]/service[/db]`` for the master
-    that Sentinel names ``service`` (port 26379 when omitted).
-    """
-    if url.startswith("redis+sentinel://"):
-        return _sentinel_master(url)
-    return redis.Redis.from_url(url, **CLIENT_OPTIONS)
-
-
-def _sentinel_master(url: str) -> redis.Redis:
-    parsed = urlsplit(url)
-    password = unquote(parsed.password) if parsed.password else None
-    hosts = parsed.netloc.rsplit("@", 1)[-1]
-    nodes = []
-    for node in hosts.split(","):
-        host, _, port = node.rpartition(":") if ":" in node else (node, "", "26379")
-        nodes.append((host, int(port)))
-    parts = [p for p in parsed.path.split("/") if p]
-    if not parts:
-        raise ValueError(
-            f"{url!r}: name the Sentinel service, e.g. redis+sentinel://host:26379/mymaster/0"
-        )
-    db = int(parts[1]) if len(parts) > 1 else 0
-    sentinel = Sentinel(nodes, socket_timeout=2.0, socket_connect_timeout=2.0)
-    return sentinel.master_for(parts[0], db=db, password=password, **CLIENT_OPTIONS)
-
-
-def load_script(client: redis.Redis, name: str) -> redis.commands.core.Script:
-    """Register the Lua script ``lua/<name>.lua`` shipped next to this module."""
-    source = resources.files(__package__).joinpath("lua", f"{name}.lua").read_text()
-    return client.register_script(source)
 
 
 class RedisBroker:
@@ -663,6 +612,12 @@ class RedisBroker:
     def purge(self, queue: str) -> int:
         keys = [self.keys.stream(queue, p) for p in PRIORITIES] + [self.keys.delayed(queue)]
         return int(self._scripts["purge"](keys=keys, args=[GROUP]))
+
+    def store(self) -> RedisStore:
+        """The Redis store on this broker's client (see :meth:`Broker.store`)."""
+        from ..store.redis import RedisStore
+
+        return RedisStore(self.client, self.keys)
 
     def close(self) -> None:
         """Close every connection this broker opened: the client's pool and the direct

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from ..broker import Delivery
-from ..broker.redis import load_script
 from ..message import Message
+from ..redis_common import load_script
 from ..signing import SignedSerializer
 
 if TYPE_CHECKING:

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import redis
 
 from .. import states
-from ..broker.redis import load_script
 from ..canvas import (
     HEADER_CHORD,
     HEADER_LINK,
@@ -42,6 +41,7 @@ from ..canvas import (
 from ..exceptions import BrokerConnectionError
 from ..keys import Keys
 from ..message import Message
+from ..redis_common import load_script
 from ..result import exception_meta
 
 if TYPE_CHECKING:

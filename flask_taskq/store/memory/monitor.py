@@ -1,0 +1,12 @@
+"""The monitor concern of the in-process memory store."""
+
+from __future__ import annotations
+
+import threading
+
+
+class MemoryMonitorStore:
+    """:class:`~flask_taskq.store.monitor.MonitorStore` in this process's memory."""
+
+    def __init__(self, lock: threading.RLock) -> None:
+        self._lock = lock

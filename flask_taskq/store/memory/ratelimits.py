@@ -1,0 +1,12 @@
+"""The ratelimits concern of the in-process memory store."""
+
+from __future__ import annotations
+
+import threading
+
+
+class MemoryRateLimitStore:
+    """:class:`~flask_taskq.store.ratelimits.RateLimitStore` in this process's memory."""
+
+    def __init__(self, lock: threading.RLock) -> None:
+        self._lock = lock

@@ -1,0 +1,12 @@
+"""The workflows concern of the in-process memory store."""
+
+from __future__ import annotations
+
+import threading
+
+
+class MemoryWorkflowStore:
+    """:class:`~flask_taskq.store.workflows.WorkflowStore` in this process's memory."""
+
+    def __init__(self, lock: threading.RLock) -> None:
+        self._lock = lock

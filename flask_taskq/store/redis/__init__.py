@@ -1,0 +1,38 @@
+"""The Redis store: every concern in the broker's Redis, on the broker's connections."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...keys import Keys
+from ...redis_common import ERRORS
+from .beat import RedisBeatStore
+from .monitor import RedisMonitorStore
+from .ratelimits import RedisRateLimitStore
+from .replay import RedisReplayStore
+from .revocations import RedisRevocationStore
+from .workflows import RedisWorkflowStore
+
+
+class RedisStore:
+    """:class:`~flask_taskq.store.Store` over one Redis client (shared with the broker,
+    so that reads such as revocations can ride along with a fetch)."""
+
+    errors = ERRORS
+
+    def __init__(self, client: Any, keys: Keys) -> None:
+        self.client = client
+        self.keys = keys
+        self.monitor = RedisMonitorStore(client, keys)
+        self.rate_limits = RedisRateLimitStore(client, keys)
+        self.revocations = RedisRevocationStore(client, keys)
+        self.replay = RedisReplayStore(client, keys)
+        self.beat = RedisBeatStore(client, keys)
+        self.workflows = RedisWorkflowStore(client, keys)
+
+    def ping(self) -> None:
+        """Raise a Redis error when the server cannot be reached."""
+        self.client.ping()
+
+    def close(self) -> None:
+        """Nothing of its own to release: the connections are the broker's."""

@@ -1,0 +1,15 @@
+"""The monitor concern of the Redis store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...keys import Keys
+
+
+class RedisMonitorStore:
+    """:class:`~flask_taskq.store.monitor.MonitorStore` over Redis."""
+
+    def __init__(self, client: Any, keys: Keys) -> None:
+        self.client = client
+        self.keys = keys
