@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -219,3 +220,38 @@ def _ready_lines(args: tuple[str, ...]) -> int:
     if pool != "prefork":
         return 1
     return int(argv[argv.index("-c") + 1]) if "-c" in argv else (os.cpu_count() or 1)
+
+
+class Transport:
+    """One transport the feature tests run on (the ``transport`` fixture): ``memory://``,
+    where the app's own threads run tasks, or the test redis-server, where a real
+    ``flask taskq worker`` process does."""
+
+    def __init__(self, name: str, url: str, start: Callable[..., WorkerProcess] | None) -> None:
+        self.name = name
+        self.url = url
+        self._start = start
+
+    @property
+    def is_memory(self) -> bool:
+        return self.name == "memory"
+
+    def config(self, **extra: Any) -> dict[str, Any]:
+        """App config for this transport (results on the same store)."""
+        return {"TASKQ_BROKER_URL": self.url, "TASKQ_RESULT_BACKEND": self.url, **extra}
+
+    def worker(self, *args: str, app: str, env: dict[str, str] | None = None) -> None:
+        """Run a worker for ``app`` (a ``module:factory`` that reads ``TASKQ_BROKER_URL``
+        from the environment): a real process on Redis, nothing on ``memory://`` (the
+        app's in-process worker runs the tasks)."""
+        if self._start is not None:
+            self._start("-P", "threads", "-c", "4", *args, app=app, env=env)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def transport(request: pytest.FixtureRequest) -> Transport:
+    """Parametrizes a feature test over ``memory://`` and a real redis-server."""
+    if request.param == "memory":
+        return Transport("memory", "memory://", None)
+    url = request.getfixturevalue("redis_url")
+    return Transport("redis", url, request.getfixturevalue("start_worker"))
