@@ -47,7 +47,8 @@ def rebuild_exception(meta: dict[str, Any]) -> BaseException:
         except Exception:
             pass
         else:
-            exc.__notes__ = ["Traceback in the worker:\n" + (meta.get("traceback") or "")]
+            note = "Traceback in the worker:\n" + (meta.get("traceback") or "")
+            exc.__notes__ = [note]  # type: ignore[attr-defined,unused-ignore]
             return exc
     name = f"{meta.get('exc_module')}.{meta.get('exc_type')}"
     return TaskError(name, meta.get("exc_message", ""), meta.get("traceback"))
@@ -88,7 +89,8 @@ class AsyncResult:
     @property
     def state(self) -> str:
         """PENDING, STARTED, RETRY, SUCCESS, FAILURE, REVOKED or a custom state."""
-        return self._meta()["status"]
+        status: str = self._meta()["status"]
+        return status
 
     status = state
 

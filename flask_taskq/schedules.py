@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta, tzinfo
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, CroniterError, croniter
@@ -81,6 +81,7 @@ def get_timezone(value: str | tzinfo | None) -> tzinfo:
         ) from exc
 
 
+@runtime_checkable
 class Schedule(Protocol):
     """What beat needs of a schedule."""
 
@@ -258,11 +259,12 @@ class crontab:  # noqa: N801 - Celery's name
         which only hourly schedules run again."""
         return not self._every_hour and datetime.fromtimestamp(due, tz).fold == 1
 
-    def _iter(self, start: float, tz: tzinfo, backwards: bool = False):
+    def _iter(self, start: float, tz: tzinfo, backwards: bool = False) -> Iterator[float]:
         it = croniter(self.expression, datetime.fromtimestamp(start, tz), day_or=False)
         step = it.get_prev if backwards else it.get_next
         while True:
-            yield step(datetime).timestamp()
+            due: datetime = step(datetime)
+            yield due.timestamp()
 
     def next_due(self, after: float, tz: tzinfo) -> float:
         for due in self._iter(after, tz):
@@ -319,6 +321,6 @@ def to_schedule(value: Schedule | float | timedelta) -> Schedule:
     ``timedelta``, a :class:`crontab` or an :class:`Interval`."""
     if isinstance(value, int | float | timedelta) and not isinstance(value, bool):
         return Interval(value)
-    if all(hasattr(value, m) for m in ("next_due", "last_due", "describe", "fingerprint")):
+    if isinstance(value, Schedule):
         return value
     raise TypeError(f"a schedule is a number of seconds, a timedelta or a crontab, not {value!r}")

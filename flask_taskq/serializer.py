@@ -30,10 +30,8 @@ class JSONSerializer:
     def dumps(self, value: Any) -> bytes:
         return self._encoder.encode(value).encode()
 
-    def loads(self, data: bytes) -> Any:
-        if isinstance(data, bytes):
-            data = data.decode()
-        return self._decoder.decode(data)
+    def loads(self, data: bytes | str) -> Any:
+        return self._decoder.decode(data.decode() if isinstance(data, bytes) else data)
 
 
 class OrjsonSerializer:
@@ -69,7 +67,8 @@ class OrjsonSerializer:
 
 def _unencodable(value: Any) -> Any:
     # subclasses of the plain types (an IntEnum, a str subclass) encode as their base
-    for base in (str, int, float, list, dict):
+    plain: tuple[type[Any], ...] = (str, int, float, list, dict)
+    for base in plain:
         if isinstance(value, base):
             return base(value)
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
@@ -87,7 +86,8 @@ class MsgpackSerializer:
         self._unpackb = msgpack.unpackb
 
     def dumps(self, value: Any) -> bytes:
-        return self._packb(value, use_bin_type=True)
+        packed: bytes = self._packb(value, use_bin_type=True)
+        return packed
 
     def loads(self, data: bytes) -> Any:
         return self._unpackb(data, raw=False)
@@ -112,7 +112,7 @@ class PickleSerializer:
         return pickle.loads(data)
 
 
-SERIALIZERS = {
+SERIALIZERS: dict[str, type[Serializer]] = {
     "json": JSONSerializer,
     "orjson": OrjsonSerializer,
     "msgpack": MsgpackSerializer,

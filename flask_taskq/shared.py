@@ -44,7 +44,7 @@ class SharedTask(Task):
     def __repr__(self) -> str:
         return f"<SharedTask {self.name}>"
 
-    @property  # type: ignore[override]
+    @property
     def run(self) -> Callable[..., Any]:
         """What the task runs (see :attr:`Task.run`). Replacing it, as
         ``mock.patch("module.task.run")`` does, replaces it in every ``TaskQueue``'s copy

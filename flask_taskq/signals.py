@@ -30,7 +30,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from blinker import NamedSignal, Signal
+from blinker import NamedSignal
 
 
 class TaskqSignal(NamedSignal):
@@ -42,7 +42,7 @@ class TaskqSignal(NamedSignal):
         self,
         sender: Any | None = None,
         /,
-        *,  # type: ignore[override]
+        *,
         _async_wrapper: Any = None,
         **kwargs: Any,
     ) -> list[tuple[Callable[..., Any], Any]]:
@@ -74,7 +74,7 @@ _by_keyword: weakref.WeakKeyDictionary[Any, dict[str, bool]] = weakref.WeakKeyDi
 
 
 def call_receiver(
-    receiver: Callable[..., Any], signal: Signal, sender: Any, kwargs: dict[str, Any]
+    receiver: Callable[..., Any], signal: NamedSignal, sender: Any, kwargs: dict[str, Any]
 ) -> Any:
     """Call ``receiver`` as Celery does, ``receiver(sender=sender, **kwargs)``; a receiver
     whose signature needs the sender positionally (a first parameter with another name

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .canvas import Signature
     from .extension import AppState, TaskQueue
     from .result import AsyncResult
+    from .result import AsyncResult as Result
 
 #: Task options accepted by ``@tq.task(...)`` besides ``name`` and ``bind``.
 TASK_OPTIONS = frozenset(
@@ -101,7 +102,7 @@ def retry_countdown(options: dict[str, Any], retries: int) -> float:
     countdown = min(cap, factor * 2**retries)
     if options.get("retry_jitter", OPTION_DEFAULTS["retry_jitter"]):
         countdown = random.uniform(0, countdown)
-    return countdown
+    return float(countdown)
 
 
 _current_request: contextvars.ContextVar[Request | None] = contextvars.ContextVar(
@@ -174,7 +175,8 @@ class Task:
     @property
     def max_retries(self) -> int | None:
         """How many retries are allowed (``None``: no limit), from :attr:`options`."""
-        return self.options["max_retries"]
+        limit: int | None = self.options["max_retries"]
+        return limit
 
     def options_for(self, state: AppState | None) -> dict[str, Any]:
         """The task's own options over the ``TASKQ_TASK_*`` defaults of the app whose
@@ -188,16 +190,23 @@ class Task:
         self._last = (weakref.ref(state), options)
         return options
 
+    def _taskqueue(self) -> TaskQueue:
+        if self.taskqueue is None:
+            raise RuntimeError(f"task {self.name!r} belongs to no TaskQueue")
+        return self.taskqueue
+
     def _app_state(self) -> AppState | None:
         if has_app_context():
             app = current_app._get_current_object()  # type: ignore[attr-defined]
-            state = app.extensions.get("taskq")
+            state: AppState | None = app.extensions.get("taskq")
             if state is not None and (self.taskqueue is None or state.taskqueue is self.taskqueue):
                 return state
         if self.taskqueue is not None:
             apps = self.taskqueue._apps()
             if len(apps) == 1:
-                return apps[0].extensions.get("taskq")
+                found: AppState | None = apps[0].extensions.get("taskq")
+                return found
+        return None
         return None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -241,7 +250,7 @@ class Task:
         exc: BaseException | None = None,
         countdown: float | None = None,
         eta: datetime | float | None = None,
-        max_retries: int | type[Ellipsis] | None = ...,
+        max_retries: int | types.EllipsisType | None = ...,
     ) -> Retry:
         """Ask for this task to run again later (bound tasks): raises :class:`Retry`.
 
@@ -253,7 +262,7 @@ class Task:
         request = _current_request.get()
         if request is None:
             raise RuntimeError("retry() is for a task running in a worker (bind=True)")
-        limit = self.max_retries if max_retries is ... else max_retries
+        limit = self.max_retries if isinstance(max_retries, types.EllipsisType) else max_retries
         if limit is not None and request.retries >= limit:
             request.retries_exhausted = True
             if exc is not None:
@@ -324,7 +333,7 @@ class Task:
 
         return Signature(self.name, args, kwargs, immutable=True, task_obj=self)
 
-    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
+    def delay(self, *args: Any, **kwargs: Any) -> Result:
         """Send the task to a worker with these arguments."""
         if self.taskqueue is not None:
             result = self.taskqueue.send_plain(self, args, kwargs)
@@ -345,9 +354,9 @@ class Task:
         task_id: str | None = None,
         headers: dict[str, Any] | None = None,
         **options: Any,
-    ) -> AsyncResult:
+    ) -> Result:
         """Send the task with explicit options; see :meth:`TaskQueue.send_task`."""
-        return self.taskqueue.send_task(
+        return self._taskqueue().send_task(
             self.name,
             args,
             kwargs,
@@ -362,7 +371,7 @@ class Task:
             **options,
         )
 
-    def delay_many(self, calls: Iterable[Sequence[Any]], **options: Any) -> list[AsyncResult]:
+    def delay_many(self, calls: Iterable[Sequence[Any]], **options: Any) -> list[Result]:
         """Send one task per item of ``calls`` (each item: the positional arguments of one
         call) in few round trips; return the results in order::
 
@@ -372,18 +381,18 @@ class Task:
 
         .. versionadded:: 0.2
         """
-        return self.taskqueue.send_many(
+        return self._taskqueue().send_many(
             self.name, ((args, None) for args in calls), _task=self, **options
         )
 
     def apply_many(
         self, calls: Iterable[tuple[Sequence[Any] | None, dict[str, Any] | None]], **options: Any
-    ) -> list[AsyncResult]:
+    ) -> list[Result]:
         """Like :meth:`delay_many` with ``(args, kwargs)`` pairs.
 
         .. versionadded:: 0.2
         """
-        return self.taskqueue.send_many(self.name, calls, _task=self, **options)
+        return self._taskqueue().send_many(self.name, calls, _task=self, **options)
 
 
 def set_request(request: Request | None) -> contextvars.Token[Request | None]:

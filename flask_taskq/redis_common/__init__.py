@@ -69,10 +69,11 @@ def _sentinel_master(url: str) -> redis.Redis:
         )
     db = int(parts[1]) if len(parts) > 1 else 0
     sentinel = Sentinel(nodes, socket_timeout=2.0, socket_connect_timeout=2.0)
-    return sentinel.master_for(parts[0], db=db, password=password, **CLIENT_OPTIONS)
+    master: redis.Redis = sentinel.master_for(parts[0], db=db, password=password, **CLIENT_OPTIONS)
+    return master
 
 
 def load_script(client: redis.Redis, name: str) -> redis.commands.core.Script:
     """Register the Lua script ``lua/<name>.lua`` shipped in this package."""
-    source = resources.files(__package__).joinpath("lua", f"{name}.lua").read_text()
+    source = resources.files(__package__).joinpath("lua").joinpath(f"{name}.lua").read_text()
     return client.register_script(source)

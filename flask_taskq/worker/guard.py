@@ -13,7 +13,9 @@ import ctypes
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from types import FrameType
 
 from ..broker import Delivery
 from ..exceptions import SoftTimeLimitExceeded
@@ -52,8 +54,10 @@ class Guard:
         signal.signal(signal.SIGUSR1, self._raiser(TaskTerminated, "terminated by revoke"))
         self._signals_ready = True
 
-    def _raiser(self, exc_type: type[BaseException], text: str):
-        def handler(signum: int, frame: object) -> None:
+    def _raiser(
+        self, exc_type: type[BaseException], text: str
+    ) -> Callable[[int, FrameType | None], None]:
+        def handler(signum: int, frame: FrameType | None) -> None:
             if self._main in self.running:  # never outside a task
                 raise exc_type(text)
 
