@@ -14,7 +14,7 @@ task's outcome is final (``flask_taskq/worker/workflow.py``):
 - ``taskq_workflow``: the id of the workflow the task belongs to (informative only).
 
 Sending a chain, group or chord (:meth:`Canvas.apply_async`) first fixes every task id,
-records the workflow's shape in Redis (``flask_taskq/workflow_graph.py``), then sends.
+records the workflow's shape in the store (``flask_taskq/workflow_graph.py``), then sends.
 What the worker sends later (:func:`send_next`) is never recorded again. In eager mode
 the same workflow runs inline instead (:func:`_eager`).
 """
