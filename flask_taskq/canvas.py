@@ -474,9 +474,9 @@ class chord(Canvas):  # noqa: N801
     """``chord(header_group, callback)`` or ``group(...) | callback``: run the header's
     tasks in parallel, then the callback once with the list of their values.
 
-    The members count in Redis (``chord_member.lua``); the one that completes the set
-    sends the callback in the same script that marks the chord fired
-    (``chord_fire.lua``), so the callback is sent exactly once, also when members retry,
+    The members count in the store (``state.store.workflows``); the one that completes
+    the set fires the chord once (with Redis, the callback is sent in the same script that
+    marks the chord fired), so the callback is sent exactly once, also when members retry,
     are redelivered after a crash or finish at the same instant. If a member fails, the
     chord's result fails with :class:`ChordError` naming it and its ``link_error``
     signatures run once.
