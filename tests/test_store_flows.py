@@ -15,6 +15,7 @@ from flask_taskq import ChordError, chord, group, signals
 from flask_taskq import workflow_graph as wg
 from flask_taskq.beat import Beat
 from flask_taskq.result import AsyncResult
+from flask_taskq.store.workflows import Fired, Outgoing
 from tests.apps.flows_app import add, collect, create_app, fail, mul, stamp
 from tests.conftest import Transport, wait_until
 
@@ -69,6 +70,33 @@ def test_workflow_graph_is_recorded_and_loaded_with_states(flows):
     shown = wait_until(settled, timeout=10, message="every task SUCCESS")
     assert shown["state"] == "SUCCESS"
     assert [d["id"] for d in wg.recent(state)] == [res.id]
+
+
+def test_the_store_fires_a_chord_once_and_keeps_first_values(transport):
+    """Members recorded again keep their first value; of many concurrent fire calls one
+    fires (the Redis store sends the callback with it, the memory store leaves that to
+    the caller)."""
+    app = create_app(**transport.config())
+    flows = app.extensions["taskq"].store.workflows
+    assert flows.chord_member_done("c1", 0, b"a", 2, 60) is None
+    assert flows.chord_member_done("c1", 0, b"again", 2, 60) is None
+    assert flows.chord_member_done("c1", 1, b"b", 2, 60) == [b"a", b"b"]
+    assert flows.chord_member_done("c1", 1, b"late", 2, 60) == [b"a", b"b"]
+    callback = Outgoing("flows-none", 5, b"body")
+    barrier = threading.Barrier(8)
+    replies: list[Fired] = []
+
+    def fire() -> None:
+        barrier.wait()
+        replies.append(flows.fire_chord("c1", callback, 60))
+
+    threads = [threading.Thread(target=fire) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    expected = Fired.CLAIMED if transport.is_memory else Fired.SENT
+    assert sorted(r.value for r in replies) == sorted([expected.value] + ["before"] * 7)
 
 
 # -- beat -------------------------------------------------------------------------------------
