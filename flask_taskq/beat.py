@@ -1,13 +1,14 @@
 """Beat: sends periodic tasks when they are due, once per due time, however many beat
 processes run.
 
-Every beat competes for one leader lease in Redis (``SET NX PX``, renewed by its holder,
-released on a graceful stop); only the holder sends. Each send first claims its due time
-in ``beat_fire.lua``, which checks in the same step that the caller still holds the lease,
-that the due time is after the entry's last handled one, and sets the per-fire key
-(entry name + due time) with ``SET NX``. Entry state (when each entry was registered and
-its last due time) lives in Redis, so a beat that takes over carries on where the last
-one stopped. See ``docs/beat.rst``.
+Every beat competes for one leader lease in the store (``state.store.beat``: Redis, or
+this process's memory for ``memory://``), renewed by its holder and released on a graceful
+stop; only the holder sends. Each send first claims its due time
+(:meth:`~flask_taskq.store.beat.BeatStore.claim`), which checks in the same step that the
+caller still holds the lease, that the due time is after the entry's last handled one, and
+sets the per-fire key (entry name + due time) once. Entry state (when each entry was
+registered and its last due time) lives in the store, so a beat that takes over carries on
+where the last one stopped. See ``docs/beat.rst``.
 """
 
 from __future__ import annotations
@@ -25,13 +26,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
-import redis
 from flask import Flask
 
 from . import signals
-from .keys import Keys
-from .redis_common import connect, load_script
+from .exceptions import BrokerConnectionError
 from .schedules import Schedule, get_timezone, to_schedule
+from .store.beat import Claim, LeaseStatus, format_time
 
 if TYPE_CHECKING:
     from .extension import AppState
@@ -52,10 +52,10 @@ HANDOVER_POLL = 0.5
 FIRED_TTL = 3600
 #: With ``catch_up="none"``, a due time later than this (seconds) counts as missed.
 ON_TIME = 2.0
-#: A due time this close (seconds) counts as due: Redis keeps times to the microsecond, so
-#: a due time read back may be a hair later than the clock that reached it.
+#: A due time this close (seconds) counts as due: the store keeps times to the microsecond,
+#: so a due time read back may be a hair later than the clock that reached it.
 EARLY = 0.001
-#: Longest wait between attempts while Redis is unreachable (seconds).
+#: Longest wait between attempts while the store is unreachable (seconds).
 MAX_BACKOFF = 5.0
 #: Message header beat adds: ``{"entry": <entry name>, "due": <due unix time>}``.
 BEAT_HEADER = "taskq_beat"
@@ -64,7 +64,8 @@ _FIXED_OPTIONS = frozenset({"task_id", "eta", "app", "_task"})
 #: Keys of a ``TASKQ_BEAT_SCHEDULE`` entry.
 _ENTRY_KEYS = frozenset({"task", "schedule", "args", "kwargs", "options", "catch_up"})
 
-CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
+#: Errors of sending that mean "the broker is away for now", whatever the store.
+_SEND_ERRORS: tuple[type[BaseException], ...] = (BrokerConnectionError, ConnectionError, OSError)
 
 
 def _send_options() -> frozenset[str]:
@@ -77,7 +78,7 @@ def _send_options() -> frozenset[str]:
 
 def format_due(due: float) -> str:
     """A due time as it appears in keys and state: ``1700000000`` or ``1700000000.5``."""
-    return f"{due:.6f}".rstrip("0").rstrip(".")
+    return format_time(due)
 
 
 @dataclass(frozen=True)
@@ -146,8 +147,8 @@ class Entry:
             raise ValueError(f"{where}: {exc}") from None
 
     def next_run(self, since: float | None, last: float | None, now: float, tz: tzinfo) -> float:
-        """The next due time given the entry's state in Redis (counted from ``now`` when
-        beat has not registered the entry yet)."""
+        """The next due time given the entry's state in the store (counted from ``now``
+        when beat has not registered the entry yet)."""
         if since is None:
             return self.schedule.next_due(now, tz)
         return self.schedule.next_due(max(since, last if last is not None else since), tz)
@@ -158,9 +159,10 @@ class Beat:
     ``tq.periodic_task``/``tq.add_periodic_task``) when they are due.
 
     ``run()`` blocks until :meth:`stop`; :meth:`start` runs it in a thread. Any number of
-    beats may run: one leads at a time. ``lease`` is how long (seconds) a crashed leader
-    keeps the lead; ``clock`` gives the time used for schedules (``time.time``; tests
-    pass their own).
+    beats may run: one leads at a time. On ``memory://`` the lease and the entries live in
+    the app's process, so run the beat there (``Beat(app).start()``). ``lease`` is how
+    long (seconds) a crashed leader keeps the lead; ``clock`` gives the time used for
+    schedules (``time.time``; tests pass their own).
 
     .. versionadded:: 0.2
     """
@@ -178,8 +180,6 @@ class Beat:
             raise RuntimeError(
                 f"the app {app.name!r} has no TaskQueue: call tq.init_app(app) first"
             )
-        if state.is_memory:
-            raise ValueError("beat needs a Redis broker: TASKQ_BROKER_URL is memory://")
         if not lease > 0:
             raise ValueError(f"the lease must be a positive number of seconds, not {lease!r}")
         self.app = app
@@ -192,12 +192,9 @@ class Beat:
         #: What this beat writes into the lease: unique even for two beats of one name.
         self.token = f"{self.name}#{uuid.uuid4().hex[:8]}"
         self.clock = clock
-        self.keys = Keys(state.key_prefix)
-        self.client = connect(state.broker_url)
-        self._scripts = {
-            name: load_script(self.client, f"beat_{name}")
-            for name in ("lease", "release", "sync", "fire")
-        }
+        self.store = state.store.beat
+        #: Errors meaning the store or the broker is away for now: waited out.
+        self.errors: tuple[type[BaseException], ...] = (*state.store.errors, *_SEND_ERRORS)
         self.is_leader = False
         self._synced = False
         self._renew_at = 0.0  # time.monotonic() of the next lease renewal
@@ -214,14 +211,14 @@ class Beat:
 
     # -- running ---------------------------------------------------------------------------
     def run(self) -> None:
-        """Send due tasks until :meth:`stop`; then give up the lease. Redis outages are
-        logged and waited out."""
+        """Send due tasks until :meth:`stop`; then give up the lease. Store (Redis)
+        outages are logged and waited out."""
         logger.info("beat %s ready", self.name)
         backoff = 0.0
         while not self._stopped.is_set():
             try:
                 wait = self.step()
-            except CONNECTION_ERRORS as exc:
+            except self.errors as exc:
                 backoff = min(max(backoff * 2, 0.1), MAX_BACKOFF)
                 logger.warning("Redis unreachable (%s); retrying in %.1fs", exc, backoff)
                 self._renew_at = 0.0  # the lease may have gone meanwhile: check it first
@@ -276,11 +273,9 @@ class Beat:
 
     # -- the lease ---------------------------------------------------------------------
     def _hold_lease(self) -> float:
-        code, ttl = self._scripts["lease"](
-            keys=[self.keys.beat_lease()], args=[self.token, int(self.lease * 1000)]
-        )
-        if code:
-            if code == 2:
+        lease = self.store.hold_lease(self.token, self.lease)
+        if lease.status is not LeaseStatus.HELD:
+            if lease.status is LeaseStatus.TAKEN:
                 logger.info("beat %s leads now (took the lease)", self.name)
                 self._synced = False
             self.is_leader = True
@@ -288,8 +283,7 @@ class Beat:
             return 0.0
         if self.is_leader:
             self._lose()
-        ttl = int(ttl)
-        return min(HANDOVER_POLL, ttl / 1000 + 0.001) if ttl > 0 else HANDOVER_POLL
+        return min(HANDOVER_POLL, lease.ttl + 0.001) if lease.ttl > 0 else HANDOVER_POLL
 
     def _lose(self) -> None:
         logger.warning("beat %s lost the lease: another beat leads now", self.name)
@@ -300,8 +294,8 @@ class Beat:
         """Give up the lease if this beat holds it, so another beat leads at once
         (:meth:`run` does when stopped)."""
         try:
-            released = self._scripts["release"](keys=[self.keys.beat_lease()], args=[self.token])
-        except CONNECTION_ERRORS as exc:
+            released = self.store.release_lease(self.token)
+        except self.errors as exc:
             if self.is_leader:
                 logger.warning(
                     "Could not give up the lease (%s); it expires within %gs", exc, self.lease
@@ -313,19 +307,14 @@ class Beat:
 
     # -- entries -----------------------------------------------------------------------
     def _sync(self) -> None:
-        """Register the entries in Redis (new or changed ones count from now) and forget
-        entries no longer scheduled."""
-        known = {n.decode() for n in self.client.smembers(self.keys.beat_entries())}
-        removed = sorted(known - set(self.entries))
-        names = list(self.entries)
-        keys = [self.keys.beat_lease(), self.keys.beat_entries()]
-        keys += [self.keys.beat_entry(n) for n in names + removed]
-        args: list[Any] = [self.token, format_due(self.clock()), len(names)]
-        for name in names:
-            entry = self.entries[name]
-            args += [name, entry.schedule.fingerprint(self.tz), entry.task]
-        args += removed
-        if self._scripts["sync"](keys=keys, args=args) == -1:
+        """Register the entries in the store (new or changed ones count from now) and
+        forget entries no longer scheduled."""
+        current = [
+            (name, entry.schedule.fingerprint(self.tz), entry.task)
+            for name, entry in self.entries.items()
+        ]
+        removed = self.store.sync_entries(self.token, self.clock(), current)
+        if removed is None:
             self._lose()
             return
         self._synced = True
@@ -335,18 +324,15 @@ class Beat:
     def _send_due(self, sent: list[tuple[str, float]]) -> float | None:
         """Send every entry that is due; return the next due time of all entries."""
         names = list(self.entries)
-        pipe = self.client.pipeline(transaction=False)
-        for name in names:
-            pipe.hmget(self.keys.beat_entry(name), "since", "last")
-        rows = pipe.execute()
+        rows = self.store.entries(names)
         now = self.clock() + EARLY
         upcoming: list[float] = []
         with self.app.app_context():
-            for name, (since, last) in zip(names, rows, strict=True):
-                if since is None:  # Redis lost the registry (restarted without its data)
+            for name, row in zip(names, rows, strict=True):
+                if row.since is None:  # the store lost the registry (Redis restarted empty)
                     self._synced = False
                     return None
-                base = float(since) if last is None else max(float(since), float(last))
+                base = row.since if row.last is None else max(row.since, row.last)
                 following = self._send_entry(self.entries[name], base, now, sent)
                 if not self.is_leader or not self._synced or self._stopped.is_set():
                     return None
@@ -366,7 +352,7 @@ class Beat:
             while due <= now and self.is_leader and not self._stopped.is_set():
                 if time.monotonic() >= self._renew_at:
                     self._hold_lease()
-                claimed = self._claim(entry, due, "fire")
+                claimed = self._claim(entry, due, fire=True)
                 if claimed is False:
                     break
                 if claimed:
@@ -385,31 +371,23 @@ class Beat:
                 self._when(latest),
                 "sending one run" if send else "skipping them (catch_up 'none')",
             )
-        if self._claim(entry, latest, "fire" if send else "skip") and send:
+        if self._claim(entry, latest, fire=send) and send:
             sent.append((entry.name, latest))
             self._send(entry, latest)
         return schedule.next_due(latest, tz)
 
-    def _claim(self, entry: Entry, due: float, mode: str) -> bool | None:
-        """Claim ``due`` for ``entry`` (``mode`` ``"fire"``) or mark it handled
-        (``"skip"``): True when done, None when it was already handled, False when this
-        beat may not (it lost the lease, or the registry must be rebuilt)."""
-        text = format_due(due)
-        code = self._scripts["fire"](
-            keys=[
-                self.keys.beat_lease(),
-                self.keys.beat_entry(entry.name),
-                self.keys.beat_fired(entry.name, text),
-            ],
-            args=[self.token, text, FIRED_TTL, format_due(self.clock()), mode],
-        )
-        if code == -1:
+    def _claim(self, entry: Entry, due: float, fire: bool) -> bool | None:
+        """Claim ``due`` for ``entry`` (``fire``) or mark it handled (not ``fire``): True
+        when done, None when it was already handled, False when this beat may not (it
+        lost the lease, or the registry must be rebuilt)."""
+        claim = self.store.claim(self.token, entry.name, due, self.clock(), fire, FIRED_TTL)
+        if claim is Claim.NOT_LEADER:
             self._lose()
             return False
-        if code == -2:
+        if claim is Claim.UNKNOWN:
             self._synced = False
             return False
-        return True if code == 1 else None
+        return True if claim is Claim.DONE else None
 
     def _send(self, entry: Entry, due: float) -> None:
         options = dict(entry.options)
@@ -421,7 +399,7 @@ class Beat:
             result = self.taskqueue.send_task(
                 entry.task, entry.args, entry.kwargs, headers=headers, app=self.app, **options
             )
-        except CONNECTION_ERRORS as exc:
+        except self.errors as exc:
             logger.error(
                 "Could not send periodic entry %r due %s (%s): this run is lost",
                 entry.name,
@@ -459,20 +437,13 @@ def read_schedule(app: Flask, now: float | None = None) -> dict[str, Any]:
     state: AppState = app.extensions["taskq"]
     tz = get_timezone(state.config["TASKQ_TIMEZONE"])
     entries = state.taskqueue.periodic_entries(app)
-    keys = Keys(state.key_prefix)
-    client: redis.Redis = state.broker.client  # type: ignore[attr-defined]
-    pipe = client.pipeline(transaction=False)
-    pipe.get(keys.beat_lease())
-    pipe.pttl(keys.beat_lease())
-    for name in entries:
-        pipe.hmget(keys.beat_entry(name), "since", "last", "run_at", "schedule")
-    leader, ttl, *rows = pipe.execute()
+    leader, ttl = state.store.beat.leader()
+    rows = state.store.beat.entries(list(entries))
     now = time.time() if now is None else now
     out = []
-    for (name, entry), (since, last, run_at, fingerprint) in zip(
-        entries.items(), rows, strict=True
-    ):
-        if fingerprint is not None and fingerprint.decode() != entry.schedule.fingerprint(tz):
+    for (name, entry), row in zip(entries.items(), rows, strict=True):
+        since, last = row.since, row.last
+        if row.schedule is not None and row.schedule != entry.schedule.fingerprint(tz):
             since = last = None  # changed since a beat registered it: counts anew
         out.append(
             {
@@ -480,18 +451,13 @@ def read_schedule(app: Flask, now: float | None = None) -> dict[str, Any]:
                 "task": entry.task,
                 "schedule": entry.schedule.describe(),
                 "catch_up": entry.catch_up,
-                "last_run": float(run_at) if run_at is not None else None,
-                "next_run": entry.next_run(
-                    float(since) if since is not None else None,
-                    float(last) if last is not None else None,
-                    now,
-                    tz,
-                ),
+                "last_run": row.run_at,
+                "next_run": entry.next_run(since, last, now, tz),
             }
         )
     return {
         "timezone": str(tz),
-        "leader": leader.decode() if leader else None,
-        "lease_ttl": ttl / 1000 if leader and ttl > 0 else None,
+        "leader": leader,
+        "lease_ttl": ttl,
         "entries": out,
     }

@@ -14,7 +14,7 @@ task's outcome is final (``flask_taskq/worker/workflow.py``):
 - ``taskq_workflow``: the id of the workflow the task belongs to (informative only).
 
 Sending a chain, group or chord (:meth:`Canvas.apply_async`) first fixes every task id,
-records the workflow's shape in Redis (``flask_taskq/workflow_graph.py``), then sends.
+records the workflow's shape in the store (``flask_taskq/workflow_graph.py``), then sends.
 What the worker sends later (:func:`send_next`) is never recorded again. In eager mode
 the same workflow runs inline instead (:func:`_eager`).
 """
@@ -474,9 +474,9 @@ class chord(Canvas):  # noqa: N801
     """``chord(header_group, callback)`` or ``group(...) | callback``: run the header's
     tasks in parallel, then the callback once with the list of their values.
 
-    The members count in Redis (``chord_member.lua``); the one that completes the set
-    sends the callback in the same script that marks the chord fired
-    (``chord_fire.lua``), so the callback is sent exactly once, also when members retry,
+    The members count in the store (``state.store.workflows``); the one that completes
+    the set fires the chord once (with Redis, the callback is sent in the same script that
+    marks the chord fired), so the callback is sent exactly once, also when members retry,
     are redelivered after a crash or finish at the same instant. If a member fails, the
     chord's result fails with :class:`ChordError` naming it and its ``link_error``
     signatures run once.

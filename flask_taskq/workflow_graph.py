@@ -1,8 +1,10 @@
-"""Workflow graph data: the shape of every chain, group and chord, kept in Redis so that
-``flask taskq inspect workflow`` and the dashboard can draw it with each task's state.
+"""Workflow graph data: the shape of every chain, group and chord, kept in the store
+(``state.store.workflows``) so that ``flask taskq inspect workflow`` and the dashboard can
+draw it with each task's state.
 
 When a workflow is sent (:meth:`flask_taskq.canvas.Canvas.apply_async`), :func:`record`
-writes, in one pipeline:
+writes, in one step (in Redis, one pipeline; ``memory://`` keeps the same in the app's
+process):
 
 - ``taskq:workflow:{<id>}``: a JSON document (:func:`document`) with the workflow's tree
   (``kind``, ``id``, ``children``; a task node has ``task``, its name), the flat list of
@@ -23,13 +25,11 @@ are read from the result backend when the graph is loaded (:func:`with_states`).
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import states
-from .keys import Keys
 
 if TYPE_CHECKING:
     from .canvas import Canvas
@@ -126,94 +126,63 @@ def document(
     }
 
 
-# -- Redis ----------------------------------------------------------------------------------
-def _redis(state: AppState) -> tuple[Any, Keys] | None:
-    """The Redis client holding results (else the broker's) and the key builder; None
-    when neither is Redis."""
-    for holder in (state.backend, state.broker):
-        client = getattr(holder, "client", None)
-        if client is not None:
-            return client, Keys(state.key_prefix)
-    return None
-
-
-def record(state: AppState, workflow_id: str, flow: Canvas) -> dict[str, Any] | None:
+# -- the store ------------------------------------------------------------------------------
+def record(state: AppState, workflow_id: str, flow: Canvas) -> dict[str, Any]:
     """Store the shape of ``flow`` (its ids fixed) under ``workflow_id``, index its other
-    ids and add it to the recent workflows, in one round trip. Returns the document, or
-    None when there is no Redis to store it in."""
-    where = _redis(state)
-    if where is None:
-        return None
-    client, keys = where
+    ids and add it to the recent workflows, in one round trip. Returns the document."""
     doc = document(workflow_id, describe(flow))
-    ttl = state.result_expires or None
-    pipe = client.pipeline(transaction=False)
-    pipe.set(keys.workflow(workflow_id), json.dumps(doc, separators=(",", ":")), ex=ttl)
-    for node_id in {n["id"] for n in iter_nodes(doc["tree"])} - {workflow_id}:
-        pipe.set(keys.workflow_of(node_id), workflow_id, ex=ttl)
-    pipe.zadd(keys.workflows(), {workflow_id: doc["created"]})
-    pipe.zremrangebyrank(keys.workflows(), 0, -RECENT_LIMIT - 1)
-    pipe.execute()
+    others = {n["id"] for n in iter_nodes(doc["tree"])} - {workflow_id}
+    state.store.workflows.save_graph(
+        workflow_id, doc, sorted(others), state.result_expires, RECENT_LIMIT
+    )
     return doc
 
 
 def workflow_id_of(state: AppState, any_id: str) -> str | None:
     """The id of the workflow that ``any_id`` (a workflow, task or group id) is part of,
     or None."""
-    where = _redis(state)
-    if where is None:
-        return None
-    client, keys = where
-    pipe = client.pipeline(transaction=False)
-    pipe.exists(keys.workflow(any_id))
-    pipe.get(keys.workflow_of(any_id))
-    exists, owner = pipe.execute()
-    if exists:
-        return any_id
-    return owner.decode() if isinstance(owner, bytes) else owner
+    return state.store.workflows.graph_id_of(any_id)
 
 
 def load(state: AppState, any_id: str) -> dict[str, Any] | None:
     """The stored document of the workflow that ``any_id`` (a workflow, task or group id)
     is part of, or None if it is unknown or expired."""
-    where = _redis(state)
-    if where is None:
-        return None
-    client, keys = where
-    data = client.get(keys.workflow(any_id))
-    if data is None:
-        owner = client.get(keys.workflow_of(any_id))
-        if owner is None:
-            return None
-        data = client.get(keys.workflow(owner.decode() if isinstance(owner, bytes) else owner))
-        if data is None:
-            return None
-    return json.loads(data)
+    return state.store.workflows.graph(any_id)
+
+
+def _read_one(backend: Any, task_id: str, away: tuple[type[BaseException], ...]) -> dict[str, Any]:
+    try:
+        meta: dict[str, Any] | None = backend.get(task_id)
+    except away:
+        raise
+    except Exception:  # a forged or unreadable result shows as unknown
+        meta = None
+    return meta or {"status": states.PENDING}
 
 
 def task_states(state: AppState, task_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """Each task's state document from the result backend (PENDING when it has none),
-    read in one round trip when results are in Redis."""
+    """Each task's state document from the result backend (PENDING when it has none or
+    it cannot be read), read in one round trip per 1,000 tasks when the backend reads
+    many at once (``get_many``)."""
     ids = list(dict.fromkeys(task_ids))
     backend = state.backend
     if backend is None:
         return {i: {"status": states.PENDING} for i in ids}
-    client, keys = getattr(backend, "client", None), getattr(backend, "keys", None)
-    if client is None or keys is None:
-        return {i: backend.get(i) or {"status": states.PENDING} for i in ids}
+    away: tuple[type[BaseException], ...] = (*state.store.errors, ConnectionError, OSError)
+    get_many = getattr(backend, "get_many", None)
+    if get_many is None:
+        return {i: _read_one(backend, i, away) for i in ids}
     found: dict[str, dict[str, Any]] = {}
     for start in range(0, len(ids), 1000):
         chunk = ids[start : start + 1000]
-        pipe = client.pipeline(transaction=False)
-        for task_id in chunk:
-            pipe.get(keys.result(task_id))
-        for task_id, data in zip(chunk, pipe.execute(), strict=True):
-            try:
-                found[task_id] = (
-                    state.serializer.loads(data) if data is not None else {"status": states.PENDING}
-                )
-            except Exception:  # a forged or unreadable result shows as unknown
-                found[task_id] = {"status": states.PENDING}
+        try:
+            metas = get_many(chunk)
+        except away:
+            raise
+        except Exception:  # one unreadable result: read them one by one
+            metas = [_read_one(backend, i, away) for i in chunk]
+        for task_id, meta in zip(chunk, metas, strict=True):
+            found[task_id] = meta or {"status": states.PENDING}
     return found
 
 
@@ -265,17 +234,9 @@ def _stated(doc: dict[str, Any], found: dict[str, dict[str, Any]]) -> dict[str, 
 def recent(state: AppState, limit: int = 50) -> list[dict[str, Any]]:
     """The most recent workflows still stored, newest first, each a document with its
     states (see :func:`with_states`)."""
-    where = _redis(state)
-    if where is None:
+    docs = state.store.workflows.recent_graphs(max(limit, 1))
+    if not docs:
         return []
-    client, keys = where
-    ids = [
-        i.decode() if isinstance(i, bytes) else i
-        for i in client.zrevrange(keys.workflows(), 0, max(limit, 1) - 1)
-    ]
-    if not ids:
-        return []
-    docs = [json.loads(d) for d in client.mget([keys.workflow(i) for i in ids]) if d is not None]
     found = task_states(state, (n["id"] for doc in docs for n in doc["nodes"]))
     return [_stated(doc, found) for doc in docs]
 

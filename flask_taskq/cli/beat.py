@@ -20,6 +20,11 @@ LOG_LEVELS = click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], cas
 
 def make_beat(lease: float = DEFAULT_LEASE) -> Beat:
     """A beat for the current app, or a one-line error (bad schedule, memory broker)."""
+    if app_state().is_memory:
+        raise click.ClickException(
+            "taskq beat needs a Redis broker: with memory:// tasks and beat's state live in "
+            "the app's process (start Beat(app) there)"
+        )
     try:
         return Beat(current_app._get_current_object(), lease=lease)  # type: ignore[attr-defined]
     except (TypeError, ValueError) as exc:

@@ -5,11 +5,17 @@ It runs before the message is acknowledged, so a worker that dies here runs the 
 this hook again on redelivery: chord bookkeeping is idempotent (and fires once), while
 ``link`` signatures may then be sent twice (at least once).
 
-Each step that writes to Redis (sending a link, recording a chord member, firing or failing
-a chord, storing a result) is retried with backoff while Redis is unreachable, until it
-succeeds or the worker stops; a step left undone then makes :func:`after_task` return
-False, and the worker does not acknowledge the message, so it is delivered again and the
-step is redone (SPEC §5.9). A step is never dropped because Redis was away.
+Chord state lives in the store (``state.store.workflows``): each member's value is recorded
+idempotently, and the store fires the chord once (the Redis store claims the fired marker
+and enqueues the callback in one Lua step; the memory store claims under its lock and the
+callback is then enqueued here).
+
+Each step that writes to the broker or the store (sending a link, recording a chord
+member, firing or failing a chord, storing a result) is retried with backoff while it is
+unreachable, until it succeeds or the worker stops; a step left undone then makes
+:func:`after_task` return False, and the worker does not acknowledge the message, so it is
+delivered again and the step is redone (SPEC §5.9). A step is never dropped because Redis
+was away.
 """
 
 from __future__ import annotations
@@ -18,11 +24,8 @@ import contextvars
 import logging
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
-
-import redis
 
 from .. import states
 from ..canvas import (
@@ -39,10 +42,9 @@ from ..canvas import (
     signature,
 )
 from ..exceptions import BrokerConnectionError
-from ..keys import Keys
 from ..message import Message
-from ..redis_common import load_script
 from ..result import exception_meta
+from ..store.workflows import Fired, Outgoing
 
 if TYPE_CHECKING:
     from ..extension import AppState
@@ -53,24 +55,18 @@ logger = logging.getLogger("flask_taskq.worker")
 #: How long a chord's "fired" marker is kept when results never expire (seconds).
 FIRED_TTL = 7 * 24 * 3600
 
-_scripts: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
-
-
-#: Errors that mean "Redis is away for now": the step is retried, not dropped.
-RETRYABLE = (
-    redis.ConnectionError,
-    redis.TimeoutError,
-    redis.exceptions.ReadOnlyError,
-    redis.exceptions.OutOfMemoryError,
-    BrokerConnectionError,
-    ConnectionError,
-)
+#: Errors that mean "the broker is away for now", whatever the store; with the store's
+#: own (``state.store.errors``), the step is retried, not dropped.
+RETRYABLE: tuple[type[BaseException], ...] = (BrokerConnectionError, ConnectionError)
 #: Longest wait between two attempts of a step (seconds).
 MAX_BACKOFF = 2.0
 
 _T = TypeVar("_T")
 _stopping: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
     "taskq_workflow_stopping", default=None
+)
+_retryable: contextvars.ContextVar[tuple[type[BaseException], ...]] = contextvars.ContextVar(
+    "taskq_workflow_retryable", default=RETRYABLE
 )
 
 
@@ -90,6 +86,7 @@ def after_task(
     raised (a bug in a step must not take the worker down); then it returns True.
     """
     token = _stopping.set(stopping)
+    errors = _retryable.set((*RETRYABLE, *state.store.errors))
     try:
         if outcome.status == states.SUCCESS:
             _succeeded(state, message, outcome)
@@ -106,21 +103,23 @@ def after_task(
     except Exception:
         logger.exception("Could not continue the workflow of task %s", message.id)
     finally:
+        _retryable.reset(errors)
         _stopping.reset(token)
     return True
 
 
 def _persist(what: str, call: Callable[..., _T], *args: Any) -> _T:
-    """``call(*args)``, retried with backoff while Redis is away; :class:`StepPending`
+    """``call(*args)``, retried with backoff while the store is away; :class:`StepPending`
     once the worker is stopping. Each step is idempotent or at-least-once, so running it
     again after an attempt whose reply was lost is safe."""
     stopping = _stopping.get()
+    retryable = _retryable.get()
     delay = 0.1
     warned = False
     while True:
         try:
             result = call(*args)
-        except RETRYABLE as exc:
+        except retryable as exc:
             if stopping is None or stopping.is_set():
                 raise StepPending(f"{what}: {exc}") from exc
             if not warned:
@@ -215,20 +214,6 @@ def _fail_downstream(state: AppState, sig: Any, doc: dict[str, Any], cause: Mess
         _fail_downstream(state, signature(data), doc, cause)
 
 
-def _script(client: Any, name: str) -> Any:
-    scripts = _scripts.setdefault(client, {})
-    if name not in scripts:
-        scripts[name] = load_script(client, name)
-    return scripts[name]
-
-
-def _client(state: AppState) -> Any:
-    client = getattr(state.broker, "client", None)
-    if client is None:
-        raise RuntimeError("chords need the Redis broker")
-    return client
-
-
 def _callback_message(state: AppState, callback: Signature, args: tuple[Any, ...]) -> Message:
     full_args, kwargs, opts = callback.call_options(args)
     link, link_error = opts.pop("link", None), opts.pop("link_error", None)
@@ -240,34 +225,30 @@ def _callback_message(state: AppState, callback: Signature, args: tuple[Any, ...
     return message
 
 
-def _fire(state: AppState, chord_id: str, message: Message, body: bytes) -> bool:
-    """Claim the chord's fired marker and, with ``body``, enqueue it in the same step."""
-    keys = Keys(state.key_prefix)
-    client = _client(state)
+def _fire(state: AppState, chord_id: str, message: Message, body: bytes | None) -> bool:
+    """Fire the chord once (see :meth:`~flask_taskq.store.workflows.WorkflowStore.fire_chord`):
+    with ``body``, the callback message is enqueued; without, the chord is only marked
+    fired (it failed). True for the one call that fired it."""
     ttl = state.result_expires or FIRED_TTL
-    fired = _script(client, "chord_fire")(
-        keys=[
-            keys.chord_fired(message.queue, chord_id),
-            keys.stream(message.queue, message.priority),
-            keys.delayed(message.queue),
-        ],
-        args=[body, message.eta or 0, time.time(), message.priority, ttl],
-    )
-    return bool(fired)
+    callback = Outgoing(message.queue, message.priority, body or b"", message.eta)
+    fired = state.store.workflows.fire_chord(chord_id, callback, ttl, send=body is not None)
+    if fired is Fired.CLAIMED and body is not None:
+        _persist(f"chord {chord_id}: sending its callback", state.enqueue, message, body)
+    return fired is not Fired.BEFORE
 
 
 def _chord_member_done(state: AppState, meta: dict[str, Any], value: Any) -> None:
-    keys = Keys(state.key_prefix)
-    client = _client(state)
     size = int(meta["size"])
-    reply = _script(client, "chord_member")(
-        keys=[keys.chord_results(meta["id"])],
-        args=[meta["index"], state.serializer.dumps(value), size, state.result_expires or 0],
+    stored = state.store.workflows.chord_member_done(
+        meta["id"],
+        int(meta["index"]),
+        state.serializer.dumps(value),
+        size,
+        state.result_expires or 0,
     )
-    if isinstance(reply, int):
+    if stored is None:
         return
-    stored = dict(zip(reply[::2], reply[1::2], strict=True))
-    values = [state.serializer.loads(stored[str(i).encode()]) for i in range(size)]
+    values = [state.serializer.loads(data) for data in stored]
     callback = signature(meta["callback"])
     message = _callback_message(state, callback, (values,))
     body = message.to_bytes(state.serializer, state.max_message_bytes)
@@ -280,7 +261,7 @@ def _chord_failed(state: AppState, meta: dict[str, Any], member: Message, why: s
     that failed) and the callback's ``link_error`` signatures are sent."""
     callback = signature(meta["callback"])
     message = _callback_message(state, callback, ([],))
-    if not _persist(f"chord {meta['id']}: failing it", _fire, state, meta["id"], message, b""):
+    if not _persist(f"chord {meta['id']}: failing it", _fire, state, meta["id"], message, None):
         return
     exc = ChordError(
         f"chord {meta['id']} failed: member {meta['index']} failed: "
