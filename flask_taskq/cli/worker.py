@@ -3,18 +3,63 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import click
 from flask import current_app
 
 from ..worker import POOLS, Worker, setup_logging
+from ..worker.queues import split_option
+from ..worker.worker import expand_logfile
 from .beat import make_beat
-from .common import app_state, check_broker, queue_names, taskq_cli
+from .common import app_state, check_broker, taskq_cli
 from .imports import import_tasks
 
 
+def _parse_autoscale(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[int, int] | None:
+    """``MAX,MIN`` (or ``MAX``, with MIN 0) as Celery reads it."""
+    if value is None:
+        return None
+    most, _, least = value.partition(",")
+    try:
+        parsed = int(most), int(least) if least.strip() else 0
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give MAX,MIN, two whole numbers") from None
+    if parsed[0] < 1 or not 0 <= parsed[1] <= parsed[0]:
+        raise click.BadParameter(f"{value!r}: give MAX,MIN with MAX >= 1 and 0 <= MIN <= MAX")
+    return parsed
+
+
+def _setup_logging(loglevel: str, logfile: str | None, name: str | None) -> None:
+    """Log to stderr or to ``--logfile`` (expanded); one line if it cannot be opened."""
+    if not logfile:
+        setup_logging(loglevel)
+        return
+    try:
+        path = expand_logfile(logfile, name)
+        if "%i" in logfile or "%I" in logfile:  # the children's files: same checks
+            child = expand_logfile(logfile, name, 1)
+            folder = os.path.dirname(child) or "."
+            if not os.path.isdir(folder):
+                raise FileNotFoundError(2, "No such file or directory", folder)
+        setup_logging(loglevel, path)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot open log file {exc.filename or logfile}: {exc.strerror or exc}"
+        ) from None
+
+
 @taskq_cli.command("worker")
-@click.option("-Q", "--queues", help="Comma-separated queues to consume (default: all known).")
+@click.option(
+    "-Q",
+    "--queues",
+    help="Comma-separated queues to consume; globs (mail.*) select every known queue "
+    "that matches (default: all known).",
+)
 @click.option(
     "-c",
     "--concurrency",
@@ -46,15 +91,47 @@ from .imports import import_tasks
     help="Replace a child process after this many tasks.",
 )
 @click.option(
+    "--max-memory-per-child",
+    type=click.IntRange(min=1),
+    metavar="KIB",
+    help="Prefork: replace a child after a task that leaves its RSS above this many KiB.",
+)
+@click.option(
+    "--autoscale",
+    callback=_parse_autoscale,
+    metavar="MAX,MIN",
+    help="Prefork: grow the pool up to MAX children while messages wait and every child "
+    "is busy; shrink to MIN when idle.",
+)
+@click.option(
+    "-f",
+    "--logfile",
+    metavar="PATH",
+    help="Append the log to this file instead of stderr; %n, %h, %d, %p, %i, %I expand "
+    "as in Celery (%I: a file per prefork child).",
+)
+@click.option(
     "--shutdown-timeout",
     type=click.FloatRange(min=0),
     help="Seconds running tasks get to finish after SIGTERM.",
 )
 @click.option(
+    "-B",
     "--beat",
     "with_beat",
     is_flag=True,
     help="Also send periodic tasks (beat, in a thread of the main process).",
+)
+@click.option(
+    "-E",
+    "--task-events",
+    "--without-gossip",
+    "--without-mingle",
+    "--without-heartbeat",
+    "celery_noop",
+    is_flag=True,
+    help="Accepted so that Celery command lines run; they change nothing (task events "
+    "and heartbeats are always on, there is no gossip or mingle).",
 )
 def worker_command(
     queues: str | None,
@@ -64,8 +141,12 @@ def worker_command(
     name: str | None,
     prefetch: int | None,
     max_tasks_per_child: int | None,
+    max_memory_per_child: int | None,
+    autoscale: tuple[int, int] | None,
+    logfile: str | None,
     shutdown_timeout: float | None,
     with_beat: bool,
+    celery_noop: bool,
 ) -> None:
     """Start a worker that runs this app's tasks."""
     state = app_state()
@@ -74,7 +155,7 @@ def worker_command(
             "TASKQ_BROKER_URL is memory://: tasks run inside the app process; "
             "use a redis:// URL to run a separate worker"
         )
-    setup_logging(loglevel)
+    _setup_logging(loglevel, logfile, name)
     if state.config["TASKQ_SERIALIZER"] == "pickle":
         logging.getLogger("flask_taskq.worker").warning(
             "TASKQ_SERIALIZER is pickle: anyone who can write to this Redis can run code "
@@ -82,17 +163,20 @@ def worker_command(
         )
     check_broker(state)
     import_tasks(state)
-    queue_list = queue_names(state, queues) if queues else None
+    queue_list = (split_option(queues) or None) if queues else None
     try:
         worker = Worker(
-            current_app._get_current_object(),
-            queues=queue_list,  # type: ignore[attr-defined]
+            current_app._get_current_object(),  # type: ignore[attr-defined]
+            queues=queue_list,
             concurrency=concurrency,
             pool=pool,
             name=name,
             prefetch=prefetch,
             max_tasks_per_child=max_tasks_per_child,
             shutdown_timeout=shutdown_timeout,
+            autoscale=autoscale,
+            max_memory_per_child=max_memory_per_child,
+            logfile=logfile,
         )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None

@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import logging
+import logging.handlers
+import mmap
 import os
 import re
 import secrets
@@ -29,11 +31,14 @@ from .. import signals, states
 from ..broker import Delivery
 from ..canvas import WORKFLOW_HEADERS
 from ..message import Message
+from ..monitor import Monitor, rss_bytes
 from ..result import exception_meta
 from ..task import _current_request
 from . import replay
+from .autoscale import Autoscaler
 from .consumer import CONNECTION_ERRORS, REDIS_ERRORS, Consumer
 from .execute import Executor
+from .queues import QueueSelection, is_glob, known_queues
 from .workflow import after_task
 
 if TYPE_CHECKING:
@@ -54,22 +59,45 @@ def expand_name(template: str, index: int = 0, hostname: str | None = None) -> s
     main process, ``%%`` a percent sign. ``ValueError`` for any other ``%`` field."""
     host = hostname or socket.gethostname()
     name, _, domain = host.partition(".")
-    fields = {
-        "h": host,
-        "n": name,
-        "d": domain,
-        "i": str(index),
-        "I": f"-{index}" if index else "",
-        "%": "%",
-    }
+    fields = {"h": host, "n": name, "d": domain, **_index_fields(index)}
+    return _expand(template, fields, "worker name", "%h, %n, %d, %i, %I or %%")
 
+
+def expand_logfile(
+    template: str, name_template: str | None = None, index: int = 0, hostname: str | None = None
+) -> str:
+    """Expand a ``--logfile`` template as Celery does: the fields of :func:`expand_name`,
+    except that when the worker name (``-n``, expanded) is ``name@host``, ``%n`` is
+    ``name`` and ``%h``/``%d`` are ``host`` and its domain; ``%p`` is the whole worker
+    name (the host name without ``-n``). ``%i``/``%I`` are the prefork child's index, so
+    ``%n%I.log`` gives each child its own file."""
+    host = hostname or socket.gethostname()
+    node = expand_name(name_template, 0, host) if name_template else host
+    nodename, at, nodehost = node.partition("@")
+    if not at:
+        nodename, nodehost = host.partition(".")[0], host
+    fields = {
+        "h": nodehost,
+        "n": nodename,
+        "d": nodehost.partition(".")[2],
+        "p": node,
+        **_index_fields(index),
+    }
+    return _expand(template, fields, "log file", "%h, %n, %d, %p, %i, %I or %%")
+
+
+def _index_fields(index: int) -> dict[str, str]:
+    return {"i": str(index), "I": f"-{index}" if index else "", "%": "%"}
+
+
+def _expand(template: str, fields: dict[str, str], what: str, allowed: str) -> str:
     def field(match: re.Match[str]) -> str:
         try:
             return fields[match.group(1)]
         except KeyError:
-            what = f"unknown field %{match.group(1)}" if match.group(1) else "a lone %"
+            found = f"unknown field %{match.group(1)}" if match.group(1) else "a lone %"
             raise ValueError(
-                f"{what} in worker name {template!r}; use %h, %n, %d, %i, %I or %% (a percent sign)"
+                f"{found} in {what} {template!r}; use {allowed} (a percent sign)"
             ) from None
 
     return _NAME_FIELD.sub(field, template)
@@ -95,9 +123,15 @@ class TaskLogFilter(logging.Filter):
         return True
 
 
-def setup_logging(level: str | int = "WARNING") -> None:
-    """Log to stderr with process id and the running task's name and id."""
-    handler = logging.StreamHandler(sys.stderr)
+def setup_logging(level: str | int = "WARNING", logfile: str | None = None) -> None:
+    """Log to stderr, or append to ``logfile``, with process id and the running task's
+    name and id. ``OSError`` when ``logfile`` cannot be opened. A log file moved away
+    (logrotate) is reopened at its path."""
+    handler: logging.Handler = (
+        logging.handlers.WatchedFileHandler(logfile, encoding="utf-8")
+        if logfile
+        else logging.StreamHandler(sys.stderr)
+    )
     handler.addFilter(TaskLogFilter())
     handler.setFormatter(
         logging.Formatter("[%(asctime)s: %(levelname)s/%(process)d]%(task)s %(message)s")
@@ -110,7 +144,7 @@ def setup_logging(level: str | int = "WARNING") -> None:
 def default_queues(state: AppState) -> list[str]:
     """The default queue plus every queue named in routes or task options."""
     queues = [state.default_queue]
-    named = state.router.queues()
+    named: list[str | None] = list(state.router.queues())
     named += [t.options_for(state).get("queue") for t in state.taskqueue.tasks.values()]
     for q in named:
         if q and q not in queues:
@@ -133,6 +167,9 @@ class Worker:
         shutdown_timeout: float | None = None,
         install_signals: bool = True,
         state: AppState | None = None,
+        autoscale: tuple[int, int] | None = None,
+        max_memory_per_child: int | None = None,
+        logfile: str | None = None,
     ) -> None:
         self.app = app
         self.state: AppState = state or app.extensions["taskq"]
@@ -145,7 +182,16 @@ class Worker:
             if self.pool == "solo"
             else int(concurrency or config["TASKQ_WORKER_CONCURRENCY"] or os.cpu_count() or 1)
         )
-        self.queues = list(queues or default_queues(self.state))
+        #: ``-Q`` when it has globs: each consuming process rechecks them
+        #: (:meth:`_watch_queues`), so it picks up queues that become known later.
+        self.selection: QueueSelection | None = None
+        if queues and any(is_glob(q) for q in queues):
+            self.selection = QueueSelection(queues)
+            self.queues = self.selection.resolve(known_queues(self.state, self.state.broker))
+            if not self.queues:
+                raise ValueError(self.selection.describe_empty())
+        else:
+            self.queues = list(queues or default_queues(self.state))
         #: ``-n`` as given (``%h`` etc. unexpanded): prefork children expand ``%i`` in it.
         self.name_template = name or f"{os.getpid()}@%h"
         #: The worker's display name (heartbeats, ``inspect``, the dashboard); the Redis
@@ -158,19 +204,57 @@ class Worker:
             if shutdown_timeout is not None
             else config["TASKQ_WORKER_SHUTDOWN_TIMEOUT"]
         )
+        #: ``(max, min)`` children of an autoscaling prefork pool (``--autoscale``).
+        self.autoscale = self._check_autoscale(autoscale)
+        if self.autoscale is not None:
+            self.concurrency = self.autoscale[0]
+        #: Prefork: replace a child whose RSS exceeds this many KiB after a task.
+        self.max_memory_per_child = max_memory_per_child
+        if max_memory_per_child is not None and max_memory_per_child < 1:
+            raise ValueError("--max-memory-per-child must be a positive number of KiB")
+        if max_memory_per_child and self.pool != "prefork":
+            logger.warning("--max-memory-per-child applies to the prefork pool only: ignored")
+        #: ``--logfile`` as given: a prefork child reopens it when it has ``%i``/``%I``.
+        self.logfile = logfile
         self.install_signals = install_signals
         self.consumer: Consumer | None = None
+        #: In a prefork child: the shared busy flags (one byte per slot) and its slot.
+        self._busy: mmap.mmap | None = None
+        self._slot = 0
+        #: In a prefork child: ``max_memory_per_child`` in bytes.
+        self._max_rss: int | None = None
         self._stopped = threading.Event()
         self._finished = threading.Event()
         #: Called (on a helper thread) when the first stop signal arrives, e.g. to stop
         #: an embedded beat at once rather than after the running tasks finish.
         self.on_stop: list[Callable[[], object]] = []
 
+    def _check_autoscale(self, autoscale: tuple[int, int] | None) -> tuple[int, int] | None:
+        if autoscale is None:
+            return None
+        most, least = autoscale
+        if most < 1 or least < 0 or least > most:
+            raise ValueError(
+                f"--autoscale {most},{least}: give MAX,MIN with MAX >= 1 and 0 <= MIN <= MAX"
+            )
+        if self.pool != "prefork":
+            logger.warning("--autoscale applies to the prefork pool only: ignored")
+            return None
+        return most, least
+
     def describe(self) -> str:
         """One line saying what this worker runs."""
+        concurrency = (
+            f"{self.autoscale[1]}..{self.autoscale[0]} (autoscale)"
+            if self.autoscale
+            else str(self.concurrency)
+        )
+        queues = ",".join(self.queues)
+        if self.selection is not None:
+            queues += f" (and new queues matching {','.join(self.selection.globs)})"
         return (
-            f"taskq worker {self.name}: pool={self.pool} concurrency={self.concurrency} "
-            f"queues={','.join(self.queues)} prefetch={self.prefetch}"
+            f"taskq worker {self.name}: pool={self.pool} concurrency={concurrency} "
+            f"queues={queues} prefetch={self.prefetch}"
         )
 
     def run(self) -> int:
@@ -219,6 +303,10 @@ class Worker:
         self._ensure_groups(broker, consumer)
         executor = Executor(state)
         consumer.start_keeper()
+        if self.selection is not None:
+            threading.Thread(
+                target=self._watch_queues, args=(consumer, broker), name="taskq-queues", daemon=True
+            ).start()
         signals.send_safely(signals.worker_ready, self)
         logger.info("%s ready", consumer_name)
         died: list[BaseException] = []
@@ -273,7 +361,7 @@ class Worker:
             )
             consumer.stop()
 
-    def _ensure_groups(self, broker, consumer: Consumer) -> None:
+    def _ensure_groups(self, broker: Any, consumer: Consumer) -> None:
         ensure = getattr(broker, "ensure_groups", None)
         backoff = 0.1
         while ensure is not None and not consumer.stopping.is_set():
@@ -284,6 +372,38 @@ class Worker:
                 logger.warning("Redis unreachable (%s); retrying in %.1fs", exc, backoff)
                 consumer.stopping.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
+
+    #: Seconds between two looks for new queues matching the globs of ``-Q``.
+    QUEUE_RECHECK = 5.0
+
+    def recheck_queues(self, broker: Any) -> list[str]:
+        """The queues the globs of ``-Q`` select now that :attr:`queues` lacks (consumer
+        groups created); they are added to :attr:`queues`. Empty without globs."""
+        if self.selection is None:
+            return []
+        found = self.selection.resolve(known_queues(self.state, broker))
+        new = [q for q in found if q not in self.queues]
+        if new:
+            ensure = getattr(broker, "ensure_groups", None)
+            if ensure is not None:
+                ensure(new)
+            self.queues = [*self.queues, *new]
+        return new
+
+    def _watch_queues(self, consumer: Consumer, broker: Any) -> None:
+        """Every :attr:`QUEUE_RECHECK` seconds, start consuming the new queues that the
+        globs of ``-Q`` match."""
+        while not consumer.stopping.wait(self.QUEUE_RECHECK):
+            try:
+                new = self.recheck_queues(broker)
+            except REDIS_ERRORS:
+                continue  # Redis away: the next look tries again
+            except Exception:
+                logger.exception("Could not look for new queues matching -Q")
+                continue
+            if new:
+                consumer.queues = list(self.queues)
+                logger.info("Consuming new queue(s) matching -Q: %s", ", ".join(new))
 
     def _install_child_signal_handlers(self, consumer: Consumer) -> None:
         # Ctrl-C reaches the whole process group: the supervisor alone decides. SIGTERM
@@ -431,6 +551,7 @@ class Worker:
         guard = consumer.guard
         revoked = consumer.revocations.ids
         limiter = consumer.limiter
+        busy, slot, max_rss = self._busy, self._slot, self._max_rss
         while True:
             item = consumer.next()
             if item is None:
@@ -465,12 +586,16 @@ class Worker:
             guard.begin(
                 message, delivery, options.get("soft_time_limit"), options.get("time_limit")
             )
+            if busy is not None:
+                busy[slot] = 1
             try:
                 outcome = executor.execute(
                     message, delivery.deliveries, revoked=revoked, options=options
                 )
             finally:
                 guard.end()
+                if busy is not None:
+                    busy[slot] = 0
             if (
                 message.headers
                 and not WORKFLOW_HEADERS.isdisjoint(message.headers)
@@ -509,9 +634,19 @@ class Worker:
             if max_tasks and done >= max_tasks:
                 consumer.stop()
                 return
+            if max_rss and rss_bytes() > max_rss:
+                logger.warning(
+                    "Child uses %d KiB, more than --max-memory-per-child %d KiB: "
+                    "replacing it after task %s",
+                    rss_bytes() // 1024,
+                    max_rss // 1024,
+                    message.id,
+                )
+                consumer.stop()
+                return
 
     def _install_signal_handlers(self, consumer: Consumer) -> None:
-        signalled = []
+        signalled: list[int] = []
 
         def handle(signum: int, frame: object) -> None:
             if signalled or consumer.stopping.is_set():
@@ -553,6 +688,15 @@ class Supervisor:
         self.renew_interval = float(worker.state.config["TASKQ_VISIBILITY_TIMEOUT"]) / 3
         self._next_renew = 0.0
         self._renew_failing = False
+        #: ``--autoscale``: the policy, one busy flag per slot that the children set
+        #: while they run a task (shared memory), and the children asked to leave.
+        self.autoscaler = (
+            Autoscaler(*worker.autoscale, time.monotonic()) if worker.autoscale else None
+        )
+        self.busy = mmap.mmap(-1, worker.concurrency) if self.autoscaler else None
+        self.retiring: set[int] = set()
+        self._next_scale = 0.0
+        self._next_queue_check = time.monotonic() + worker.QUEUE_RECHECK
 
     def run(self) -> int:
         """Fork the children and supervise them until they have all stopped; return the
@@ -561,16 +705,19 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         self.broker = self._new_broker()
-        for slot in range(worker.concurrency):
+        first = self.autoscaler.minimum if self.autoscaler else worker.concurrency
+        for slot in range(first):
             self._spawn(slot)
         self._next_renew = time.monotonic() + self.renew_interval
         exit_code = 0
         try:
-            while self.children or (self.respawn and not self.stopping):
+            while self.children or (not self.stopping and (self.respawn or self.autoscaler)):
                 time.sleep(self.TICK)
                 self._reap()
                 self._respawn_due()
                 self._renew_leases()
+                self._recheck_queues()
+                self._autoscale()
                 if self.deadline is not None and time.monotonic() > self.deadline:
                     logger.error(
                         "Children did not finish within %.0fs: killing them",
@@ -607,7 +754,7 @@ class Supervisor:
         if self.stopping:  # handled meanwhile (it reached another thread) without this child
             _signal(pid, signal.SIGTERM)
 
-    def _child(self, slot: int, display: str, token: str, mask: set[signal.Signals]) -> None:
+    def _child(self, slot: int, display: str, token: str, mask: set[int]) -> None:
         code = 1
         try:
             worker = self.worker
@@ -623,6 +770,10 @@ class Supervisor:
             self._forget_broker()
             _stop_with_parent(self.parent_pid)
             worker.name = display
+            worker._busy, worker._slot = self.busy, slot
+            if worker.max_memory_per_child:
+                worker._max_rss = worker.max_memory_per_child * 1024
+            self._own_logfile(slot)
             name = consumer_name(display, slot, os.getpid(), token)
             code = worker.run_consumer(1, name, worker.max_tasks_per_child, child=True)
         except BaseException:
@@ -645,6 +796,11 @@ class Supervisor:
             slot = self.children.pop(pid, None)
             self.consumers.pop(pid, None)
             started = self.started.pop(pid, time.monotonic())
+            if self.busy is not None and slot is not None:
+                self.busy[slot] = 0
+            if pid in self.retiring:
+                self.retiring.discard(pid)
+                continue
             if slot is None or self.stopping:
                 continue
             code = os.waitstatus_to_exitcode(status)
@@ -746,6 +902,75 @@ class Supervisor:
     def _kill_all(self) -> None:
         for pid in list(self.children):
             _signal(pid, signal.SIGKILL)
+
+    # -- --logfile, -Q globs and --autoscale -------------------------------------------------
+    def _own_logfile(self, slot: int) -> None:
+        """In a child: log to its own file when ``--logfile`` has ``%i`` or ``%I``."""
+        worker = self.worker
+        if not worker.logfile or not ("%i" in worker.logfile or "%I" in worker.logfile):
+            return
+        path = expand_logfile(worker.logfile, worker.name_template, slot + 1)
+        try:
+            setup_logging(logging.getLogger().level, path)
+        except OSError as exc:
+            logger.error("Cannot open log file %s (%s); logging here instead", path, exc)
+
+    def _recheck_queues(self) -> None:
+        """Every ``QUEUE_RECHECK`` seconds with globs in ``-Q``: add the new matching
+        queues, so that leases there are renewed and new children consume them (each
+        child looks for itself too)."""
+        now = time.monotonic()
+        if self.worker.selection is None or self.broker is None or now < self._next_queue_check:
+            return
+        self._next_queue_check = now + self.worker.QUEUE_RECHECK
+        try:
+            self.worker.recheck_queues(self.broker)
+        except Exception as exc:
+            logger.debug("Could not look for new queues matching -Q (%s)", exc)
+
+    def _autoscale(self) -> None:
+        """Start or stop children as :class:`~.autoscale.Autoscaler` decides."""
+        scaler, busy = self.autoscaler, self.busy
+        now = time.monotonic()
+        if scaler is None or busy is None or self.stopping or now < self._next_scale:
+            return
+        self._next_scale = now + scaler.INTERVAL
+        active = {pid: slot for pid, slot in self.children.items() if pid not in self.retiring}
+        live = len(active) + len(self.respawn)
+        running = sum(1 for slot in active.values() if busy[slot])
+        waiting = self._waiting()
+        change = scaler.decide(now, live, running, waiting)
+        if change > 0:
+            taken = set(self.children.values()) | set(self.respawn)
+            free = [s for s in range(self.worker.concurrency) if s not in taken][:change]
+            logger.info(
+                "Autoscale: %d -> %d children (%s messages waiting)",
+                live,
+                live + len(free),
+                waiting,
+            )
+            for slot in free:
+                self._spawn(slot)
+        elif change < 0:
+            idle = sorted((slot, pid) for pid, slot in active.items() if not busy[slot])
+            if idle:
+                slot, pid = idle[-1]
+                logger.info(
+                    "Autoscale: %d -> %d children (stopping idle slot %d)", live, live - 1, slot
+                )
+                self.retiring.add(pid)
+                _signal(pid, signal.SIGTERM)
+
+    def _waiting(self) -> int | None:
+        """Messages ready in the worker's unpaused queues (``None``: Redis did not say)."""
+        broker = self.broker
+        if broker is None:
+            return None
+        try:
+            paused = Monitor(broker.client, broker.keys).paused()
+            return sum(int(broker.queue_length(q)) for q in self.worker.queues if q not in paused)
+        except Exception:
+            return None
 
 
 def _is_stopped(pid: int) -> bool:
