@@ -187,26 +187,28 @@ def _runtime(totals: dict[StatKey, int]) -> Family:
     Runs counted by workers that predate the buckets (no bucket counter for that queue and
     task) show in the ``+Inf`` bucket only."""
     runs: Counter[tuple[str, str]] = Counter()
-    seconds: Counter[tuple[str, str]] = Counter()
+    seconds: dict[tuple[str, str], float] = {}
     buckets: dict[tuple[str, str], Counter[str]] = {}
     for (kind, queue, task), value in totals.items():
         if kind == "runtime_ms":
-            seconds[(queue, task)] += value / 1000
+            seconds[(queue, task)] = seconds.get((queue, task), 0.0) + value / 1000
         elif kind in BUCKET_LE:
             buckets.setdefault((queue, task), Counter())[kind] += value
         elif kind in ("processed", "failed", "retried"):
             runs[(queue, task)] += value
-    samples = []
-    for labels in sorted(runs | seconds | dict.fromkeys(buckets, 1)):
+    samples: list[tuple[Labels, Any]] = []
+    for labels in sorted({*runs, *seconds, *buckets}):
         per_bucket = buckets.get(labels)
+        spent = seconds.get(labels, 0.0)
         if per_bucket is None:
-            samples.append((labels, ([("+Inf", runs[labels])], runs[labels], seconds[labels])))
+            samples.append((labels, ([("+Inf", runs[labels])], runs[labels], spent)))
             continue
-        cumulative, total = [], 0
+        cumulative: list[tuple[str, int]] = []
+        total = 0
         for kind in BUCKET_KINDS:
             total += per_bucket[kind]
             cumulative.append((BUCKET_LE[kind], total))
-        samples.append((labels, (cumulative, total, seconds[labels])))
+        samples.append((labels, (cumulative, total, spent)))
     return Family(
         "taskq_task_runtime_seconds",
         "histogram",
@@ -305,7 +307,7 @@ def _render_with_client(families: list[Family]) -> bytes:
                 yield metric
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(Collector())  # type: ignore[arg-type]
+    registry.register(Collector())
     return generate_latest(registry)
 
 
