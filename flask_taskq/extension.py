@@ -22,7 +22,7 @@ from .broker.memory import ANY_QUEUE
 from .celery_compat import apply_celery_settings
 from .config import apply_defaults, task_defaults
 from .exceptions import BrokerConnectionError, NotRegistered
-from .keys import DEFAULT_PRIORITY, Keys
+from .keys import DEFAULT_PRIORITY
 from .message import Message, envelope, new_task_id
 from .result import AsyncResult
 from .revocation import Revocations
@@ -103,21 +103,16 @@ class AppState:
         )
 
     def new_revocations(self, broker: Broker) -> Revocations:
-        """Revocations read and written through ``broker``'s Redis connection."""
-        if self.is_memory:
-            if getattr(self, "revocations", None) is not None:
-                return self.revocations
-            return Revocations(None, Keys(self.key_prefix), self.result_expires)
-        return Revocations(
-            getattr(broker, "client", None), Keys(self.key_prefix), self.result_expires
-        )
+        """Revocations read and written through ``broker``'s store (on ``memory://`` one
+        copy shared by the app and its in-process workers)."""
+        if self.is_memory and getattr(self, "revocations", None) is not None:
+            return self.revocations
+        return Revocations(broker.store().revocations, self.result_expires)
 
     def requeue_dead(self, queue: str, entry_ids: list[str]) -> int:
         """Send dead letters of ``queue`` back to it, forgetting the result stored when
         they died (so ``get()`` waits for the new run) and where they started (so that a
         signed one is not taken for a replay); return how many moved."""
-        from .worker.replay import forget_task
-
         task_ids = []
         for entry_id in entry_ids:
             row = self.broker.dead_letter_get(queue, entry_id)
@@ -126,7 +121,7 @@ class AppState:
         if self.backend is not None:
             for task_id in task_ids:
                 self.backend.forget(task_id)
-        forget_task(self.broker, task_ids)
+        self.store.replay.forget(task_ids)
         return self.broker.requeue_dead(queue, entry_ids, serializer=self.serializer)
 
     def new_backend(self) -> ResultBackend | None:

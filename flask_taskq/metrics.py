@@ -1,4 +1,4 @@
-"""Metrics for Prometheus, read from what workers publish in Redis (``monitor.py``).
+"""Metrics for Prometheus, read from what workers publish in the store (``monitor.py``).
 
 :func:`exposition` returns the text exposition format: with the optional
 ``prometheus-client`` package (extra ``metrics``) it is rendered by that library, without it
@@ -31,7 +31,7 @@ from .monitor import BUCKET_KINDS, BUCKET_LE, STATS_TTL, Monitor
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: Where an app keeps its :class:`CounterTotals` (``app.extensions``).
 EXTENSION_KEY = "taskq.metrics"
-#: Minutes of per-minute counters Redis keeps, all read at each scrape.
+#: Minutes of per-minute counters the store keeps, all read at each scrape.
 WINDOW = STATS_TTL // 60
 
 Labels = tuple[str, ...]
@@ -91,23 +91,20 @@ def collect(app: Flask | None = None) -> list[Family]:
     state = resolve_state(app)
     client = getattr(state.broker, "client", None)
     keys = Keys(state.key_prefix)
-    monitor = Monitor(client, keys) if client is not None else None
+    monitor = Monitor(state.store.monitor)
     queues = default_queues(state)
     delayed: dict[str, int] = {}
-    paused: set[str] = set()
-    processes: list[dict[str, Any]] = []
-    totals: dict[StatKey, int] = {}
-    if monitor is not None and client is not None:
+    if client is not None:
         known = {q.decode() for q in client.smembers(keys.queues())}
         queues += sorted(known - set(queues))
         pipe = client.pipeline(transaction=False)
         for queue in queues:
             pipe.zcard(keys.delayed(queue))
         delayed = dict(zip(queues, pipe.execute(), strict=True))
-        paused = monitor.paused()
-        processes = monitor.processes()
-        counters = state.app.extensions.setdefault(EXTENSION_KEY, CounterTotals())
-        totals = counters.update(monitor.stats(WINDOW))
+    paused = monitor.paused()
+    processes = monitor.processes()
+    counters = state.app.extensions.setdefault(EXTENSION_KEY, CounterTotals())
+    totals: dict[StatKey, int] = counters.update(monitor.stats(WINDOW))
     queues += [q for q in state.broker.dead_letter_queues() if q not in queues]
     return [
         Family(
@@ -190,26 +187,28 @@ def _runtime(totals: dict[StatKey, int]) -> Family:
     Runs counted by workers that predate the buckets (no bucket counter for that queue and
     task) show in the ``+Inf`` bucket only."""
     runs: Counter[tuple[str, str]] = Counter()
-    seconds: Counter[tuple[str, str]] = Counter()
+    seconds: dict[tuple[str, str], float] = {}
     buckets: dict[tuple[str, str], Counter[str]] = {}
     for (kind, queue, task), value in totals.items():
         if kind == "runtime_ms":
-            seconds[(queue, task)] += value / 1000
+            seconds[(queue, task)] = seconds.get((queue, task), 0.0) + value / 1000
         elif kind in BUCKET_LE:
             buckets.setdefault((queue, task), Counter())[kind] += value
         elif kind in ("processed", "failed", "retried"):
             runs[(queue, task)] += value
-    samples = []
-    for labels in sorted(runs | seconds | dict.fromkeys(buckets, 1)):
+    samples: list[tuple[Labels, Any]] = []
+    for labels in sorted({*runs, *seconds, *buckets}):
         per_bucket = buckets.get(labels)
+        spent = seconds.get(labels, 0.0)
         if per_bucket is None:
-            samples.append((labels, ([("+Inf", runs[labels])], runs[labels], seconds[labels])))
+            samples.append((labels, ([("+Inf", runs[labels])], runs[labels], spent)))
             continue
-        cumulative, total = [], 0
+        cumulative: list[tuple[str, int]] = []
+        total = 0
         for kind in BUCKET_KINDS:
             total += per_bucket[kind]
             cumulative.append((BUCKET_LE[kind], total))
-        samples.append((labels, (cumulative, total, seconds[labels])))
+        samples.append((labels, (cumulative, total, spent)))
     return Family(
         "taskq_task_runtime_seconds",
         "histogram",
@@ -308,7 +307,7 @@ def _render_with_client(families: list[Family]) -> bytes:
                 yield metric
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(Collector())  # type: ignore[arg-type]
+    registry.register(Collector())
     return generate_latest(registry)
 
 

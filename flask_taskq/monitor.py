@@ -1,24 +1,21 @@
-"""What workers tell Redis about themselves, and how readers get it back.
+"""What workers tell the store about themselves, and how readers get it back.
 
 Each consuming process (a solo or threads worker, or one prefork child) publishes a
-heartbeat every ``HEARTBEAT_INTERVAL`` seconds: a JSON document under
-``taskq:worker:<process>`` that expires after ``3 * HEARTBEAT_INTERVAL``, so a dead worker
-disappears by itself, and its name in the sorted set ``taskq:workers``. With the same
-pipeline it adds its task counters to per-minute hashes ``taskq:stats:<minute>`` that
-expire after two hours (bounded in size whatever the load). Paused queues are the set
-``taskq:paused``.
+heartbeat every ``HEARTBEAT_INTERVAL`` seconds: a JSON document that expires after
+``3 * HEARTBEAT_INTERVAL``, so a dead worker disappears by itself. In the same step
+(one round trip on Redis) it adds its task counters to per-minute counters kept two
+hours (bounded in size whatever the load) and learns the paused queues. Where the store
+keeps them: :mod:`flask_taskq.store.monitor` and its Redis and memory implementations.
 
 Run times are counted twice: as a sum (``runtime_ms``) and, for the Prometheus histogram,
 one count per task in the bucket its run time falls in (kind ``rt_le_<bound>``, see
 :func:`runtime_bucket`). Tasks that fail without being dead-lettered are remembered in a
 capped index of recent failures (:meth:`Monitor.failures`), written by the same heartbeat
-pipeline: the worker only adds an entry to its counters (:func:`failure_key`).
+step: the worker only adds an entry to its counters (:func:`failure_key`).
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import time
 from bisect import bisect_left
@@ -26,12 +23,10 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-import redis
-
-from .keys import Keys
+from .store.monitor import STATS_TTL as STATS_TTL
+from .store.monitor import MonitorStore, StatKey
 
 HEARTBEAT_INTERVAL = 2.0
-STATS_TTL = 2 * 3600
 STAT_KINDS = ("processed", "failed", "retried", "runtime_ms")
 
 #: Upper bounds (seconds, inclusive) of the run-time histogram's buckets; a last bucket
@@ -73,76 +68,35 @@ def rss_bytes() -> int:
 
 
 class Monitor:
-    """Monitoring state in Redis, for workers (writing) and inspectors (reading)."""
+    """Monitoring state in the store, for workers (writing) and inspectors (reading)."""
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
-        self.client = client
-        self.keys = keys
-        self._record_failures: Any = None  # the Lua script, registered when first needed
+    def __init__(self, store: MonitorStore) -> None:
+        self.store = store
 
     # -- worker side -------------------------------------------------------------------------
     def beat(
         self, process: str, info: dict[str, Any], counters: Counter[tuple[str, ...]]
     ) -> set[str]:
         """Publish a heartbeat and counters; return the paused queues (one round trip)."""
-        now = time.time()
-        pipe = self.client.pipeline(transaction=False)
-        pipe.set(self.keys.worker(process), json.dumps(info), ex=int(3 * HEARTBEAT_INTERVAL))
-        pipe.zadd(self.keys.workers(), {process: now})
-        pipe.zremrangebyscore(self.keys.workers(), "-inf", now - 3600)
-        failures: list[str | float] = []
-        if counters:
-            key = self.keys.stats(int(now // 60))
-            for entry, value in counters.items():
-                if entry[0] == FAILURE:
-                    failures += self._failure_args(process, entry, value)
-                    continue
+        counts: dict[StatKey, int] = {}
+        failures: list[dict[str, Any]] = []
+        for entry, value in counters.items():
+            if entry[0] == FAILURE:
+                failures.append(_failure_record(process, entry, value))
+            else:
                 kind, queue, task = entry
-                pipe.hincrby(key, f"{kind}|{queue}|{task}", int(value))
-            pipe.expire(key, STATS_TTL)
-        if failures:
-            if self._record_failures is None:
-                from .redis_common import load_script
-
-                self._record_failures = load_script(self.client, "record_failures")
-            self._record_failures(
-                keys=[self.keys.failures(), self.keys.failure_records()],
-                args=[MAX_FAILURES, *failures],
-                client=pipe,
-            )
-        pipe.smembers(self.keys.paused())
-        return {q.decode() for q in pipe.execute()[-1]}
-
-    @staticmethod
-    def _failure_args(process: str, entry: tuple[Any, ...], when: float) -> list[str | float]:
-        _, queue, task, task_id, body = entry
-        record = {
-            "id": task_id,
-            "task": task,
-            "queue": queue,
-            "time": when,
-            "worker": process,
-            "body": None,
-        }
-        if len(body) <= MAX_FAILURE_BODY:
-            record["body"] = base64.b64encode(body).decode()
-        return [task_id, when, json.dumps(record)]
+                counts[(kind, queue, task)] = int(value)
+        ttl = 3 * HEARTBEAT_INTERVAL
+        return self.store.beat(process, info, ttl, counts, failures, MAX_FAILURES)
 
     def leave(self, process: str) -> None:
         """Remove a stopping process's heartbeat at once."""
-        pipe = self.client.pipeline(transaction=False)
-        pipe.delete(self.keys.worker(process))
-        pipe.zrem(self.keys.workers(), process)
-        pipe.execute()
+        self.store.leave(process)
 
     # -- reader side -------------------------------------------------------------------------
     def processes(self) -> list[dict[str, Any]]:
         """Heartbeats of the consuming processes alive now, oldest start first."""
-        names = [n.decode() for n in self.client.zrange(self.keys.workers(), 0, -1)]
-        if not names:
-            return []
-        docs = self.client.mget([self.keys.worker(n) for n in names])
-        alive = [json.loads(d) for d in docs if d is not None]
+        alive = self.store.processes()
         return sorted(alive, key=lambda d: (d.get("worker", ""), d.get("started", 0)))
 
     def stats(self, minutes: int = 60) -> list[dict[str, Any]]:
@@ -150,17 +104,8 @@ class Monitor:
         ``{"minute": <unix minute start>, "counts": {(kind, queue, task): value}}``."""
         now_minute = int(time.time() // 60)
         span = range(now_minute - minutes + 1, now_minute + 1)
-        pipe = self.client.pipeline(transaction=False)
-        for m in span:
-            pipe.hgetall(self.keys.stats(m))
-        rows = []
-        for m, raw in zip(span, pipe.execute(), strict=True):
-            counts = {}
-            for field, value in raw.items():
-                kind, queue, task = field.decode().split("|", 2)
-                counts[(kind, queue, task)] = int(value)
-            rows.append({"minute": m * 60, "counts": counts})
-        return rows
+        rows = self.store.stats(span)
+        return [{"minute": m * 60, "counts": c} for m, c in zip(span, rows, strict=True)]
 
     def totals(self, minutes: int = 60) -> dict[tuple[str, str, str], int]:
         """Counters summed over the last ``minutes`` minutes."""
@@ -175,46 +120,41 @@ class Monitor:
         message (bytes) or None when it was too large to keep."""
         if limit <= 0:
             return []
-        ids = [i.decode() for i in self.client.zrevrange(self.keys.failures(), 0, limit - 1)]
-        if not ids:
-            return []
-        raw = self.client.hmget(self.keys.failure_records(), ids)
-        return [_decode_failure(doc) for doc in raw if doc is not None]
+        return self.store.failures(limit)
 
     def failure(self, task_id: str) -> dict[str, Any] | None:
         """The recent failure of ``task_id``, or None."""
-        doc = self.client.hget(self.keys.failure_records(), task_id)
-        return None if doc is None else _decode_failure(doc)
+        return self.store.failure(task_id)
 
     def failure_count(self) -> int:
         """How many recent failures are kept (at most :data:`MAX_FAILURES`)."""
-        return int(self.client.zcard(self.keys.failures()))
+        return self.store.failure_count()
 
     def take_failure(self, task_id: str) -> dict[str, Any] | None:
         """Remove ``task_id`` from the recent failures and return what was kept of it;
         None if it is not there (so two concurrent callers never both get it)."""
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hget(self.keys.failure_records(), task_id)
-        pipe.hdel(self.keys.failure_records(), task_id)
-        pipe.zrem(self.keys.failures(), task_id)
-        doc, deleted, _ = pipe.execute()
-        return _decode_failure(doc) if doc is not None and deleted else None
+        return self.store.take_failure(task_id)
 
     def paused(self) -> set[str]:
         """Queues workers do not fetch from."""
-        return {q.decode() for q in self.client.smembers(self.keys.paused())}
+        return self.store.paused()
 
     def pause(self, queues: Iterable[str]) -> None:
         """Stop workers fetching from ``queues`` (within a heartbeat interval)."""
-        self.client.sadd(self.keys.paused(), *queues)
+        self.store.pause(queues)
 
     def resume(self, queues: Iterable[str]) -> None:
         """Let workers fetch from ``queues`` again."""
-        self.client.srem(self.keys.paused(), *queues)
+        self.store.resume(queues)
 
 
-def _decode_failure(doc: bytes | str) -> dict[str, Any]:
-    record = json.loads(doc)
-    if record.get("body") is not None:
-        record["body"] = base64.b64decode(record["body"])
-    return record
+def _failure_record(process: str, entry: tuple[Any, ...], when: float) -> dict[str, Any]:
+    _, queue, task, task_id, body = entry
+    return {
+        "id": task_id,
+        "task": task,
+        "queue": queue,
+        "time": when,
+        "worker": process,
+        "body": body if len(body) <= MAX_FAILURE_BODY else None,
+    }

@@ -1,28 +1,29 @@
 """Rate limits that hold across all workers together (SPEC section 5.7).
 
 A task declared with ``rate_limit="100/s"`` (or ``"10/m"``, ``"500/h"``, or a plain
-number meaning per second) has one token bucket in Redis, ``taskq:ratelimit:{<task>}``,
-that every worker draws from. The bucket holds one second's worth of tokens (at least
-one) and refills continuously; ``rate_limit.lua`` refills and takes a token in one
-script call, reading the time from Redis (``TIME``) so that all workers share one clock.
+number meaning per second) has one token bucket in the store that every worker draws
+from. The bucket holds one second's worth of tokens (at least one) and refills
+continuously; the store refills and takes a token in one step (on Redis one script call,
+``rate_limit.lua``, reading the time from Redis so that all workers share one clock; see
+:mod:`flask_taskq.store.ratelimits`).
 Over any window of ``T`` seconds a task therefore starts at most ``burst + rate * T``
 times, whatever the number of workers. An idle bucket expires by itself.
 
-``flask taskq rate-limit TASK 20/s`` stores a runtime override in the hash
-``taskq:ratelimits`` (task -> rate); every :class:`RateLimiter` reads that hash at most
-once per ``refresh_interval`` (one ``HGETALL``), so a change reaches all workers within
+``flask taskq rate-limit TASK 20/s`` stores a runtime override (task -> rate) in the
+store; every :class:`RateLimiter` reads the overrides at most once per
+``refresh_interval`` (one ``HGETALL`` on Redis), so a change reaches all workers within
 about a second. ``flask taskq rate-limit TASK off`` removes it again.
 
 How the worker uses it
 ----------------------
-One limiter per worker process (it holds a Redis client and a small cache; it is safe to
-share between threads). Before running a task::
+One limiter per worker process (it holds the store's rate-limit concern and a small
+cache; it is safe to share between threads). Before running a task::
 
     rate = limiter.effective_rate(task.name, task.options.get("rate_limit"))
     if rate is not None:
         wait = limiter.acquire(task.name, rate, task_id=message.id)
         if wait > 0:
-            # No token now: hand the same message back to Redis to run ``wait`` seconds
+            # No token now: hand the same message back to the broker to run ``wait`` seconds
             # later, atomically (ack + ZADD to the delayed set, reschedule.lua), and go
             # on with other tasks.
             broker.reschedule(consumer, [(delivery, delivery.body, time.time() + wait)])
@@ -51,10 +52,7 @@ import threading
 import time
 from typing import Any
 
-import redis
-
-from .keys import Keys
-from .redis_common import load_script
+from .store.ratelimits import Bucket, RateLimitStore
 
 logger = logging.getLogger(__name__)
 
@@ -118,26 +116,26 @@ def burst_for(rate: float) -> float:
     return max(1.0, rate)
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 _MISSING = object()
 
 
 class RateLimiter:
-    """Token buckets in Redis shared by every worker, and the runtime overrides.
+    """Token buckets in the store shared by every worker, and the runtime overrides.
 
-    ``client`` is a redis-py client (either ``decode_responses`` setting); ``keys`` the
-    app's :class:`~flask_taskq.keys.Keys`. Overrides are read at most once per
-    ``refresh_interval`` seconds.
+    ``store`` is the store's rate-limit concern (``Store.rate_limits``); ``errors`` the
+    store's errors (``Store.errors``), on which the last overrides read are kept.
+    Overrides are read at most once per ``refresh_interval`` seconds.
     """
 
-    def __init__(self, client: redis.Redis, keys: Keys, refresh_interval: float = 1.0) -> None:
-        self.client = client
-        self.keys = keys
+    def __init__(
+        self,
+        store: RateLimitStore,
+        refresh_interval: float = 1.0,
+        errors: tuple[type[BaseException], ...] = (),
+    ) -> None:
+        self.store = store
+        self.errors = errors
         self.refresh_interval = refresh_interval
-        self._script = load_script(client, "rate_limit")
         self._overrides: dict[str, float] = {}
         self._loaded_at = -math.inf
         self._defaults: dict[Any, float | None] = {}
@@ -147,7 +145,7 @@ class RateLimiter:
 
     # -- the hot path ----------------------------------------------------------------------
     def acquire(self, task_name: str, rate: float, task_id: str | None = None) -> float:
-        """Take a token for ``task_name`` at ``rate`` tokens per second (one script call).
+        """Take a token for ``task_name`` at ``rate`` tokens per second (one store call).
 
         Returns 0.0 when a token was taken (run the task now), else the seconds until
         one may be had. With ``task_id``, a refusal books the next free token for that
@@ -156,18 +154,19 @@ class RateLimiter:
         """
         if not rate > 0 or not math.isfinite(rate):
             raise ValueError(f"rate must be a positive number of tokens per second, not {rate!r}")
-        wait_ms = self._script(
-            keys=[self.keys.rate_bucket(task_name)],
-            args=[repr(float(rate)), repr(burst_for(rate)), task_id or ""],
-        )
-        return int(wait_ms) / 1000.0
+        return self.store.acquire(task_name, float(rate), burst_for(rate), task_id)
+
+    def bucket(self, task_name: str) -> Bucket | None:
+        """``task_name``'s token bucket as last touched (``tokens``, ``updated``), or None
+        when it has none (never used, or idle long enough to be full)."""
+        return self.store.bucket(task_name)
 
     def effective_rate(self, task_name: str, default: str | float | None = None) -> float | None:
         """The rate (tokens per second) that applies to ``task_name`` now, or None.
 
         A runtime override (``flask taskq rate-limit``) wins over ``default``, the task's
         own ``rate_limit``. Overrides come from a cache refreshed at most once per
-        ``refresh_interval``; while Redis cannot be read the last values are kept.
+        ``refresh_interval``; while the store cannot be read the last values are kept.
         An invalid ``default`` raises :class:`ValueError`.
         """
         if time.monotonic() - self._loaded_at >= self.refresh_interval:
@@ -195,17 +194,16 @@ class RateLimiter:
         rate = None if text.lower() in OFF_WORDS else parse_rate(text)
         with self._lock:
             if rate is None:
-                self.client.hdel(self.keys.rate_limits(), task_name)
+                self.store.remove_override(task_name)
                 self._overrides.pop(task_name, None)
             else:
-                self.client.hset(self.keys.rate_limits(), task_name, text)
+                self.store.set_override(task_name, text)
                 self._overrides[task_name] = rate
         return rate
 
     def overrides(self) -> dict[str, str]:
-        """The runtime overrides as stored, read now from Redis: task name -> rate text."""
-        raw = self.client.hgetall(self.keys.rate_limits())
-        texts = {_text(k): _text(v) for k, v in raw.items()}
+        """The runtime overrides as stored, read now: task name -> rate text."""
+        texts = self.store.overrides()
         self._store(texts)
         return texts
 
@@ -222,7 +220,7 @@ class RateLimiter:
     def _refresh(self) -> None:
         try:
             self.overrides()
-        except redis.RedisError as exc:
+        except self.errors as exc:
             log = logger.debug if self._failing else logger.warning
             log("Could not read runtime rate limits (%s); keeping the last ones", exc)
             self._failing = True

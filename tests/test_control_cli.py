@@ -8,6 +8,7 @@ import pytest
 
 from flask_taskq.keys import Keys
 from flask_taskq.monitor import Monitor
+from flask_taskq.store.redis.monitor import RedisMonitorStore
 from tests.apps.basic import add, mark
 from tests.conftest import wait_until
 
@@ -17,7 +18,7 @@ def cli(app, *args):
 
 
 def test_pause_and_resume_a_queue(app, start_worker, redis_server):
-    monitor = Monitor(redis_server.client(), Keys("taskq"))
+    monitor = Monitor(RedisMonitorStore(redis_server.client(), Keys("taskq")))
     start_worker("-P", "solo")
     result = cli(app, "queues", "pause", "default")
     assert result.exit_code == 0 and "Paused default" in result.output

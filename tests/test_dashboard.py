@@ -16,7 +16,6 @@ from flask import Flask, current_app
 
 from flask_taskq import TaskQueue
 from flask_taskq.dashboard import data
-from flask_taskq.keys import Keys
 from flask_taskq.monitor import Monitor
 from tests.conftest import wait_until
 
@@ -256,7 +255,7 @@ def test_overview_shows_a_running_worker_queues_and_charts(dash, client, start_w
         with pytest.raises(ValueError):
             boom.delay("bad").get(timeout=10)
         report.delay(1)  # no worker consumes "reports": it waits
-    mon = Monitor(dash.extensions["taskq"].broker.client, Keys("taskq"))
+    mon = Monitor(dash.extensions["taskq"].store.monitor)
     wait_until(
         lambda: mon.totals(5).get(("failed", "default", boom.name)),
         message="the counters published",
@@ -472,7 +471,7 @@ def test_delete_requeue_all_and_purge(dash, client):
 
 
 def test_pause_and_resume_a_queue(dash, client):
-    mon = Monitor(dash.extensions["taskq"].broker.client, Keys("taskq"))
+    mon = Monitor(dash.extensions["taskq"].store.monitor)
     post(client, "/taskq/queues/pause", {"queue": "reports"}, page="/taskq/queues")
     assert mon.paused() == {"reports"}
     assert "paused" in get(client, "/taskq/queues").text
@@ -519,4 +518,5 @@ def test_memory_broker_pages_render(monkeypatch):
         "/taskq/metrics",
     ):
         assert get(client, path).status_code == 200, path
-    assert "The broker is not Redis" in get(client, "/taskq/").text
+    # the memory store monitors the app's in-process workers: no "not Redis" banner
+    assert "The broker is not Redis" not in get(client, "/taskq/").text

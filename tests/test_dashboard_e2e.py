@@ -16,7 +16,6 @@ import threading
 import pytest
 from werkzeug.serving import make_server
 
-from flask_taskq.keys import Keys
 from flask_taskq.monitor import Monitor
 from tests.conftest import free_port, wait_until
 from tests.test_dashboard import add, boom, create_app, fragile
@@ -140,7 +139,7 @@ def test_overview_worker_chart_and_retry_in_a_browser(served, browser, start_wor
     browser.find_element(By.CSS_SELECTOR, 'tr[data-queue="default"] form button').click()
     browser.switch_to.alert.accept()
     wait_until(found('tr[data-queue="default"] .tag.warn'), timeout=5, message="paused")
-    mon = Monitor(state.broker.client, Keys("taskq"))
+    mon = Monitor(state.store.monitor)
     seen = wait_until(
         lambda: [p["heartbeat"] for p in mon.processes() if p["paused"] == ["default"]],
         message="the pause noticed",

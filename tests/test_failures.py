@@ -22,7 +22,7 @@ def dash(redis_url):
 
 @pytest.fixture
 def mon(dash):
-    return Monitor(dash.extensions["taskq"].broker.client, Keys("taskq"))
+    return Monitor(dash.extensions["taskq"].store.monitor)
 
 
 def failed_json(app):
@@ -76,7 +76,7 @@ def test_the_index_keeps_the_newest(mon, monkeypatch):
         mon.beat("p1", {"worker": "w"}, counters)  # type: ignore[arg-type]
     assert [f["id"] for f in mon.failures()] == ["id5", "id4", "id3"]
     assert mon.failure_count() == 3
-    assert mon.client.hlen(mon.keys.failure_records()) == 3
+    assert mon.store.client.hlen(Keys("taskq").failure_records()) == 3
     assert mon.failure("id0") is None and mon.failure("id4")["time"] == 1004.0
     assert [f["id"] for f in mon.failures(limit=1)] == ["id5"]
 

@@ -143,10 +143,12 @@ def test_revocation_scores_never_go_back(redis_url, r):
     behind, a score from an earlier version) is still topped by the next revocation."""
     from flask_taskq.keys import Keys
     from flask_taskq.revocation import Revocations
+    from flask_taskq.store.redis.revocations import RedisRevocationStore
 
     future = r.time()[0] + 3600.0
     r.zadd("taskq:revoked", {"from-the-future": future})
-    Revocations(redis.Redis.from_url(redis_url), Keys(), 86400).revoke(["next"])
+    store = RedisRevocationStore(redis.Redis.from_url(redis_url), Keys())
+    Revocations(store, 86400).revoke(["next"])
     assert r.zscore("taskq:revoked", "next") > future
 
 

@@ -176,14 +176,13 @@ def test_dashboard_works_without_secret_key(redis_url):
     cookie, it is refused."""
     import re
 
-    from flask_taskq.keys import Keys
     from flask_taskq.monitor import Monitor
     from tests.test_dashboard import AUTH
     from tests.test_dashboard import create_app as dashboard_app
 
     app = dashboard_app(TASKQ_BROKER_URL=redis_url, SECRET_KEY=None)
     assert not app.secret_key
-    mon = Monitor(app.extensions["taskq"].broker.client, Keys("taskq"))
+    mon = Monitor(app.extensions["taskq"].store.monitor)
     client = app.test_client()
     for page in ("/taskq/", "/taskq/queues"):
         assert client.get(page, headers=AUTH).status_code == 200

@@ -19,6 +19,7 @@ import pytest
 from flask_taskq.broker.redis import RedisBroker
 from flask_taskq.keys import GROUP, Keys
 from flask_taskq.monitor import Monitor
+from flask_taskq.store.redis.monitor import RedisMonitorStore
 from flask_taskq.worker.worker import expand_name
 from tests.apps.prefork_faults import hold_gil, slow
 from tests.conftest import wait_until
@@ -38,7 +39,7 @@ def pf_app(redis_url: str, monkeypatch: pytest.MonkeyPatch):
 
 @pytest.fixture
 def monitor(redis_server) -> Monitor:
-    return Monitor(redis_server.client(), Keys("taskq"))
+    return Monitor(RedisMonitorStore(redis_server.client(), Keys("taskq")))
 
 
 def started(r, token: str) -> int:

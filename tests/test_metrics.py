@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from flask_taskq import metrics
-from flask_taskq.keys import Keys
 from flask_taskq.metrics import CounterTotals, Family, exposition, render_text
 from flask_taskq.monitor import Monitor, runtime_bucket
 from tests.conftest import wait_until
@@ -41,7 +40,7 @@ def ran(dash, start_worker):
         with pytest.raises(ValueError):
             boom.delay("no").get(timeout=10)
         report.delay(7)
-    mon = Monitor(dash.extensions["taskq"].broker.client, Keys("taskq"))
+    mon = Monitor(dash.extensions["taskq"].store.monitor)
     wait_until(
         lambda: mon.totals(5).get(("failed", "default", boom.name)),
         message="the counters published",
@@ -82,7 +81,7 @@ def test_runtime_histogram_buckets(dash, start_worker, use_client):
     with dash.app_context():
         for res in [nap.delay(s) for s in lengths]:
             res.get(timeout=10)
-    mon = Monitor(dash.extensions["taskq"].broker.client, Keys("taskq"))
+    mon = Monitor(dash.extensions["taskq"].store.monitor)
     wait_until(
         lambda: mon.totals(5).get(("processed", "default", nap.name)) == 5,
         message="the five naps published",

@@ -8,13 +8,14 @@ import pytest
 
 from flask_taskq.keys import Keys
 from flask_taskq.monitor import Monitor
+from flask_taskq.store.redis.monitor import RedisMonitorStore
 from tests.apps.basic import add, mark
 from tests.conftest import wait_until
 
 
 @pytest.fixture
 def monitor(redis_server, redis_url):
-    return Monitor(redis_server.client(), Keys("taskq"))
+    return Monitor(RedisMonitorStore(redis_server.client(), Keys("taskq")))
 
 
 def test_heartbeat_describes_the_worker(app, start_worker, monitor, r):

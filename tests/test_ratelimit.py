@@ -14,14 +14,20 @@ from flask import Flask
 from flask_taskq import TaskQueue
 from flask_taskq.keys import Keys
 from flask_taskq.ratelimit import RateLimiter, burst_for, format_rate, parse_rate
+from flask_taskq.redis_common import ERRORS
+from flask_taskq.store.redis.ratelimits import RedisRateLimitStore
 from tests.conftest import wait_until
 
 ADD = "tests.apps.basic.add"
 
 
+def _limiter(client: redis.Redis, keys: Keys, refresh_interval: float = 1.0) -> RateLimiter:
+    return RateLimiter(RedisRateLimitStore(client, keys), refresh_interval, errors=ERRORS)
+
+
 @pytest.fixture
 def limiter(redis_url: str) -> RateLimiter:
-    return RateLimiter(redis.Redis.from_url(redis_url), Keys())
+    return _limiter(redis.Redis.from_url(redis_url), Keys())
 
 
 def bucket(name: str) -> str:
@@ -139,15 +145,15 @@ def test_acquire_rejects_a_rate_that_is_not_positive(limiter):
 
 
 def test_two_workers_share_one_bucket(redis_url):
-    first = RateLimiter(redis.Redis.from_url(redis_url), Keys())
-    second = RateLimiter(redis.Redis.from_url(redis_url, decode_responses=True), Keys())
+    first = _limiter(redis.Redis.from_url(redis_url), Keys())
+    second = _limiter(redis.Redis.from_url(redis_url, decode_responses=True), Keys())
     assert [first.acquire("shared", 3.0) for _ in range(3)] == [0.0] * 3
     assert second.acquire("shared", 3.0) > 0
 
 
 def test_grants_over_a_window_are_bounded_by_the_rate_whatever_the_workers(redis_url):
     rate, window = 20.0, 1.0
-    limiters = [RateLimiter(redis.Redis.from_url(redis_url), Keys()) for _ in range(4)]
+    limiters = [_limiter(redis.Redis.from_url(redis_url), Keys()) for _ in range(4)]
     grants = [0] * len(limiters)
     calls = [0] * len(limiters)
     start = time.monotonic()
@@ -209,8 +215,8 @@ def test_booked_slots_spread_a_backlog_at_the_rate(limiter):
 
 # -- overrides ---------------------------------------------------------------------------
 def test_effective_rate_is_the_override_else_the_tasks_own(redis_url, r):
-    worker = RateLimiter(redis.Redis.from_url(redis_url), Keys(), refresh_interval=0.05)
-    cli = RateLimiter(redis.Redis.from_url(redis_url), Keys())
+    worker = _limiter(redis.Redis.from_url(redis_url), Keys(), refresh_interval=0.05)
+    cli = _limiter(redis.Redis.from_url(redis_url), Keys())
     assert worker.effective_rate("t", "5/s") == 5.0
     assert worker.effective_rate("t", None) is None
     assert worker.effective_rate("u", 2) == 2.0
@@ -249,7 +255,7 @@ def test_overrides_are_read_once_per_refresh_interval(redis_url, r):
     reads = []
     real_hgetall = client.hgetall
     client.hgetall = lambda key: reads.append(key) or real_hgetall(key)
-    worker = RateLimiter(client, Keys(), refresh_interval=60)
+    worker = _limiter(client, Keys(), refresh_interval=60)
     for _ in range(1000):
         assert worker.effective_rate("t", None) is None
     assert reads == ["taskq:ratelimits"]
@@ -268,9 +274,9 @@ def test_a_bad_override_in_redis_is_ignored(limiter, r, caplog):
 
 def test_overrides_keep_their_last_value_while_redis_is_away(redis_url):
     client = redis.Redis.from_url(redis_url)
-    limiter = RateLimiter(client, Keys(), refresh_interval=0)
+    limiter = _limiter(client, Keys(), refresh_interval=0)
     limiter.set_rate("t", "7/s")
-    limiter.client = redis.Redis(port=1, socket_connect_timeout=0.2)
+    limiter.store = RedisRateLimitStore(redis.Redis(port=1, socket_connect_timeout=0.2), Keys())
     assert limiter.effective_rate("t", "5/s") == 7.0
 
 
@@ -280,7 +286,7 @@ def test_a_bad_declared_rate_raises(limiter):
 
 
 def test_key_prefix_is_honoured(redis_url, r):
-    limiter = RateLimiter(redis.Redis.from_url(redis_url), Keys("other"))
+    limiter = _limiter(redis.Redis.from_url(redis_url), Keys("other"))
     limiter.set_rate("t", "1/s")
     limiter.acquire("t", 1.0)
     assert r.hget("other:ratelimits", "t") == "1/s"
@@ -369,13 +375,13 @@ def test_cli_with_redis_unreachable_is_one_line(app):
     assert len(result.output.strip().splitlines()) == 1
 
 
-def test_cli_needs_a_redis_broker():
+def test_cli_on_memory_sets_the_limit_in_this_process():
     app = Flask("memory")
     app.config["TASKQ_BROKER_URL"] = "memory://"
     TaskQueue(app)
     result = invoke(app, ADD, "5/s")
-    assert result.exit_code == 1
-    assert result.output == "Error: rate limits need a Redis broker, not memory://\n"
+    assert result.exit_code == 0, result.output
+    assert app.extensions["taskq"].store.rate_limits.overrides() == {ADD: "5/s"}
 
 
 def test_limit_holds_across_two_workers_with_two_threads_each(

@@ -31,7 +31,7 @@ RECENT_FAILURES = 50
 
 
 def _monitor(state: Any) -> Monitor:
-    return Monitor(state.broker.client, state.broker.keys)
+    return Monitor(state.store.monitor)
 
 
 def _iso(ts: float | None) -> str | None:

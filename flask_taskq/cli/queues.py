@@ -11,10 +11,7 @@ from .common import app_state, check_broker, taskq_cli
 def _monitor() -> Monitor:
     state = app_state()
     check_broker(state)
-    client = getattr(state.broker, "client", None)
-    if client is None:
-        raise click.ClickException("queues can be paused only on a Redis broker")
-    return Monitor(client, state.broker.keys)
+    return Monitor(state.store.monitor)
 
 
 @taskq_cli.group("queues")

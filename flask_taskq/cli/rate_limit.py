@@ -47,13 +47,8 @@ def rate_limit_command(task: str | None, rate: str | None) -> None:
     about a second.
     """
     state = app_state()
-    client = getattr(state.broker, "client", None)
-    if client is None:
-        raise click.ClickException(
-            f"rate limits need a Redis broker, not {state.broker_url.split(':', 1)[0]}://"
-        )
     check_broker(state)
-    limiter = RateLimiter(client, state.broker.keys)
+    limiter = RateLimiter(state.store.rate_limits, errors=state.store.errors)
 
     if task is None:
         overrides = limiter.overrides()

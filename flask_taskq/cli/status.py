@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from .. import states
+from ..monitor import Monitor
 from .common import app_state, check_broker, taskq_cli
 
 
@@ -26,12 +27,7 @@ def _bar(current: float, total: float, width: int = 30) -> str:
 
 
 def _running_on(state: Any, task_id: str) -> dict[str, Any] | None:
-    client = getattr(state.broker, "client", None)
-    if client is None:
-        return None
-    from ..monitor import Monitor
-
-    for proc in Monitor(client, state.broker.keys).processes():
+    for proc in Monitor(state.store.monitor).processes():
         for task in proc.get("running", []):
             if task["id"] == task_id:
                 return {"worker": proc.get("process"), "started": task.get("started")}

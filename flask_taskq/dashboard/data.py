@@ -17,7 +17,6 @@ from ..message import Message
 from ..monitor import STAT_KINDS, Monitor
 from ..signing import peek
 from ..worker import default_queues
-from ..worker.replay import forget_task
 
 if TYPE_CHECKING:
     from ..extension import AppState
@@ -33,9 +32,8 @@ PAGE = 500
 
 
 def monitor(state: AppState) -> Monitor | None:
-    """The heartbeat and counter reader, or None for a broker without Redis."""
-    client = getattr(state.broker, "client", None)
-    return Monitor(client, Keys(state.key_prefix)) if client is not None else None
+    """The heartbeat and counter reader (the store has one on every broker)."""
+    return Monitor(state.store.monitor)
 
 
 def _client(state: AppState) -> Any:
@@ -358,7 +356,7 @@ def retry_failure(state: AppState, task_id: str) -> str | None:
         priority = DEFAULT_PRIORITY
     if state.backend is not None:
         state.backend.forget(task_id)
-    forget_task(state.broker, [task_id])  # not a replay
+    state.store.replay.forget([task_id])  # not a replay
     state.broker.enqueue(record["queue"], priority, body)
     return str(record["queue"])
 

@@ -122,9 +122,9 @@ class Consumer:
         self.guard = Guard()
         self.revocations = state.new_revocations(broker)
         self.hard_limits = False  # kill the process on time_limit (prefork children)
-        client = getattr(broker, "client", None)
-        self.limiter = RateLimiter(client, broker.keys) if client is not None else None
-        self.monitor = Monitor(client, broker.keys) if client is not None else None
+        self.store = broker.store()
+        self.limiter = RateLimiter(self.store.rate_limits, errors=self.store.errors)
+        self.monitor = Monitor(self.store.monitor)
         self.identity: dict[str, object] = {}  # what the heartbeat says about the worker
         self.counters: Counter[tuple[str, str, str]] = Counter()
         self.totals: Counter[str] = Counter()
@@ -491,7 +491,7 @@ class Consumer:
         return max(1, min(self.prefetch, per_thread * self.threads))
 
     def _refill(self) -> None:
-        piggyback = self.revocations if self.revocations.client is not None else None
+        piggyback = self.revocations.piggyback
         if piggyback is None:
             self.revocations.sync()
         queues = [q for q in self.queues if q not in self.paused] if self.paused else self.queues

@@ -2,11 +2,12 @@
 
 A signature proves who made a body, not that it is sent once: anyone who can XADD to a
 stream could add a captured signed body again. With signing on, just before a message
-runs, the worker records where its attempt started (``keys.seen``: task id -> ``<attempt>
-<stream> <entry id>``, for TASKQ_RESULT_EXPIRES) in one script call (``seen.lua``):
+runs, the worker records where its attempt started (task id -> attempt and delivery, kept
+for TASKQ_RESULT_EXPIRES) in the store, in one step (on Redis one script call, ``seen.lua``;
+see :mod:`flask_taskq.store.replay`):
 
 - no record: the attempt starts here (recorded), unless it is a first delivery of a task
-  that already has a final result, which is a replay;
+  that already has a final result (where the store sees results), which is a replay;
 - the same attempt from the same stream entry: a redelivery after a crash, it runs again
   (at least once);
 - the same attempt from another entry, or an earlier attempt: a replay. It is
@@ -16,21 +17,20 @@ The worker's own re-adds of a started message under a new entry id forget the re
 first: ``Reject(requeue=True)`` (:func:`forget`) and the re-add of a message taken over
 from a crashed worker (:func:`forget_redelivered`, which covers a rate-limit deferral or
 a return on stop after a takeover). Retries carry attempt + 1. Operators' requeues
-(dead letters, the dashboard's retry) call :func:`forget_task`. See docs/task-control.rst.
+(dead letters, the dashboard's retry) forget the task's starts
+(``ReplayStore.forget``). See docs/task-control.rst.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
-
-import redis
+from typing import TYPE_CHECKING
 
 from ..broker import Delivery
 from ..message import Message
-from ..redis_common import load_script
 from ..signing import SignedSerializer
+from ..store.replay import ReplayStore, Start
 
 if TYPE_CHECKING:
     from .consumer import Consumer
@@ -41,73 +41,61 @@ logger = logging.getLogger("flask_taskq.worker")
 DEFAULT_WINDOW = 86400
 
 
+def _start(delivery: Delivery, message: Message) -> Start:
+    return Start(message.id, message.retries, delivery.queue, delivery.priority, delivery.entry_id)
+
+
 class ReplayGuard:
-    """The replay check of one consumer (one per worker process)."""
+    """The replay check of one consumer (one per worker process): on with signing only."""
 
-    def __init__(self, consumer: Consumer) -> None:
-        self.client = getattr(consumer.broker, "client", None)
-        self.keys = consumer.broker.keys if self.client is not None else None
-        self.enabled = self.client is not None and isinstance(consumer.serializer, SignedSerializer)
-        self.window = int(consumer.result_ttl or DEFAULT_WINDOW)
-        self._check: Any = None
-        self._forget: Any = None
-        if self.enabled:
-            self._check = load_script(self.client, "seen")
-            self._forget = load_script(self.client, "seen_forget")
-
-    def _where(self, delivery: Delivery) -> str:
-        assert self.keys is not None
-        return f"{self.keys.stream(delivery.queue, delivery.priority)} {delivery.entry_id}"
+    def __init__(
+        self,
+        store: ReplayStore,
+        enabled: bool,
+        window: int,
+        errors: tuple[type[BaseException], ...] = (),
+    ) -> None:
+        self.store = store
+        self.enabled = enabled
+        self.window = window
+        #: The store's errors: on them a check lets the message run.
+        self.errors = errors
 
     def check(self, delivery: Delivery, message: Message) -> str | None:
         """Record this start; return why it is a replay, or None when it may run."""
-        assert self.keys is not None
-        why = self._check(
-            keys=[self.keys.seen(message.id), self.keys.done(message.id)],
-            args=[
-                message.retries,
-                self._where(delivery),
-                self.window,
-                1 if delivery.deliveries <= 1 else 0,
-            ],
-        )
-        if why is None:
-            return None
-        return why.decode(errors="replace") if isinstance(why, bytes) else str(why)
+        return self.store.start(_start(delivery, message), self.window, delivery.deliveries <= 1)
 
     def forget(self, deliveries: Sequence[tuple[Delivery, Message]]) -> None:
         """Forget the recorded starts of these deliveries (only where the record is theirs)."""
-        if not deliveries:
-            return
-        assert self.keys is not None and self.client is not None
-        pipe = self.client.pipeline(transaction=False)
-        for delivery, message in deliveries:
-            self._forget(
-                keys=[self.keys.seen(message.id)],
-                args=[message.retries, self._where(delivery)],
-                client=pipe,
-            )
-        pipe.execute()
+        if deliveries:
+            self.store.forget_starts([_start(d, m) for d, m in deliveries])
 
 
 def guard_of(consumer: Consumer) -> ReplayGuard:
     """The consumer's replay guard, made on first use."""
     guard = consumer.__dict__.get("_replay_guard")
     if guard is None:
-        guard = consumer.__dict__["_replay_guard"] = ReplayGuard(consumer)
+        store = consumer.store
+        guard = consumer.__dict__["_replay_guard"] = ReplayGuard(
+            store.replay,
+            isinstance(consumer.serializer, SignedSerializer),
+            int(consumer.result_ttl or DEFAULT_WINDOW),
+            store.errors,
+        )
     return guard
 
 
 def refused(consumer: Consumer, delivery: Delivery, message: Message) -> bool:
     """Called just before ``message`` runs: True if it is a replayed signed body, which
     is then dead-lettered (no result written) and must not run. With signing off: False
-    at no cost. When Redis cannot be asked, the message runs (as a poison check does)."""
+    at no cost. When the store cannot be asked, the message runs (as a poison check does)."""
     guard = guard_of(consumer)
     if not guard.enabled:
         return False
+    errors: tuple[type[BaseException], ...] = (*guard.errors, OSError)
     try:
         why = guard.check(delivery, message)
-    except (redis.RedisError, OSError) as exc:
+    except errors as exc:
         logger.warning("Could not check task %s for a replay (%s); running it", message.id, exc)
         return False
     if why is None:
@@ -134,7 +122,7 @@ def forget(consumer: Consumer, delivery: Delivery, message: Message) -> None:
         guard.forget([(delivery, message)])
     except CONNECTION_ERRORS:
         raise
-    except redis.RedisError as exc:  # e.g. READONLY: requeue anyway, it may be refused
+    except guard.errors as exc:  # e.g. READONLY: requeue anyway, it may be refused
         logger.error("Could not reset the replay check of task %s (%s)", message.id, exc)
 
 
@@ -149,17 +137,10 @@ def forget_redelivered(consumer: Consumer, deliveries: Sequence[tuple[Delivery, 
     again = [(d, m) for d, m in deliveries if d.deliveries > 1]
     if not again:
         return
+    errors: tuple[type[BaseException], ...] = (*guard.errors, OSError)
     try:
         guard.forget(again)
-    except (redis.RedisError, OSError) as exc:
+    except errors as exc:
         logger.warning(
             "Could not reset the replay check of %d redelivered task(s) (%s)", len(again), exc
         )
-
-
-def forget_task(broker: Any, task_ids: Sequence[str]) -> None:
-    """Forget every recorded start of ``task_ids`` (an operator sends their messages
-    again: a dead-letter requeue, the dashboard's retry). Redis brokers only."""
-    client = getattr(broker, "client", None)
-    if task_ids and client is not None:
-        client.delete(*[broker.keys.seen(task_id) for task_id in task_ids])
