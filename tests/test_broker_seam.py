@@ -5,6 +5,7 @@ statistics)."""
 from __future__ import annotations
 
 import time
+from unittest.mock import ANY
 
 from flask_taskq.backend.base import ResultBackend
 from flask_taskq.backend.memory import MemoryBackend
@@ -39,16 +40,19 @@ def test_memory_acks_only_what_the_consumer_holds() -> None:
     broker = MemoryBroker()
     broker.enqueue_many([("q", 5, b"a", None), ("q", 5, b"b", None), ("q", 5, b"c", None)])
     a, b, c = broker.fetch("one", ["q"], 3, 0)
-    assert broker.ack("two", [a]) == [a]  # not its lease: skipped, still held
-    assert broker.ack("one", [a]) == []
-    assert broker.ack("one", [a]) == [a]  # already finished
-    assert broker.requeue("two", [b]) == [b]
-    assert broker.reschedule("two", [(c, b"c2", time.time() + 60)]) == [c]
-    assert broker.reschedule("one", [(c, b"c2", time.time() + 60)]) == []
-    assert broker.dead_letter("two", b, "why", "t", "id") == 0
-    assert broker.dead_letter_count("q") == 0
+    # "two" took the leases over (as reclaim does after "one" stalled).
+    assert {d.entry_id for d in broker.reclaim("two", ["q"], 0, 3)} == {"1", "2", "3"}
+    assert broker.ack("one", [a]) == [a]  # not its lease any more: skipped, still held
+    assert broker.requeue("one", [b]) == [b]
+    assert broker.reschedule("one", [(c, b"c2", time.time() + 60)]) == [c]
     assert broker.dead_letter("one", b, "why", "t", "id") == 0
+    assert broker.dead_letter_count("q") == 0
+    assert broker.queue_stats(["q"])["q"].leased == 3
+    assert broker.ack("two", [a]) == []
+    assert broker.reschedule("two", [(c, b"c2", time.time() + 60)]) == []
+    assert broker.dead_letter("two", b, "why", "t", "id") == 0
     assert broker.dead_letter_count("q") == 1
+    assert broker.queue_stats(["q"])["q"] == QueueStats(delayed=1, dead=1, next_due=ANY)
 
 
 def test_memory_queue_stats_and_known_queues() -> None:

@@ -122,23 +122,26 @@ class MemoryBroker:
         with self._cond:
             self._known.update(q for q in queues if q != ANY_QUEUE)
 
-    def _release(self, consumer: str, delivery: Delivery) -> bool:
-        """Drop ``consumer``'s lease of ``delivery``; False if it does not hold it."""
+    def _taken_over(self, consumer: str, delivery: Delivery) -> bool:
+        """True if another consumer holds ``delivery`` now (it reclaimed the lease);
+        else drop ``consumer``'s lease of it, if any."""
         held = self._leased.get(delivery.entry_id)
-        if held is None or held[0] != consumer:
-            return False
-        del self._leased[delivery.entry_id]
-        return True
+        if held is not None and held[0] != consumer:
+            return True
+        self._leased.pop(delivery.entry_id, None)
+        return False
 
     def ack(self, consumer: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
         with self._cond:
-            return [d for d in deliveries if not self._release(consumer, d)]
+            return [d for d in deliveries if self._taken_over(consumer, d)]
 
     def requeue(self, consumer: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
         skipped: list[Delivery] = []
         with self._cond:
             for d in deliveries:
-                if self._release(consumer, d):
+                held = self._leased.get(d.entry_id)
+                if held is not None and held[0] == consumer:
+                    del self._leased[d.entry_id]
                     self._ready[(d.queue, d.priority)].append(d)
                 else:
                     skipped.append(d)
@@ -206,7 +209,7 @@ class MemoryBroker:
         self, consumer: str, items: Sequence[tuple[Delivery, bytes, float]]
     ) -> list[Delivery]:
         with self._cond:
-            owned = [(d, body, due) for d, body, due in items if self._release(consumer, d)]
+            owned = [(d, body, due) for d, body, due in items if not self._taken_over(consumer, d)]
             self.enqueue_many([(d.queue, d.priority, body, due) for d, body, due in owned])
         kept = {id(d) for d, _, _ in owned}
         return [d for d, _, _ in items if id(d) not in kept]
@@ -222,7 +225,7 @@ class MemoryBroker:
     ) -> int:
         """Move the delivery to :attr:`dead` (kept whole: nothing is trimmed here)."""
         with self._cond:
-            if not self._release(consumer, delivery):
+            if self._taken_over(consumer, delivery):
                 return 0
             now = time.time()
             self.dead.append(

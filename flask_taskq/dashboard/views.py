@@ -104,7 +104,7 @@ def redis_down(exc: Exception) -> tuple[Any, int]:
     backend_errors = state.backend.errors if state.backend is not None else ()
     if not isinstance(exc, (*state.broker.errors, *state.store.errors, *backend_errors)):
         raise exc
-    message = f"Cannot reach Redis at {_redact(_state().broker_url)}: {exc}"
+    message = f"Cannot reach Redis at {_redact(state.broker_url)}: {exc}"
     if request.path.startswith(url_for(".overview") + "api/"):
         return jsonify(error=message), 503
     return render_template("taskq_dashboard/error.html", message=message, c=_base()), 503
