@@ -208,11 +208,14 @@ class MemoryBroker:
     def reschedule(
         self, consumer: str, items: Sequence[tuple[Delivery, bytes, float]]
     ) -> list[Delivery]:
+        skipped: list[Delivery] = []
         with self._cond:
-            owned = [(d, body, due) for d, body, due in items if not self._taken_over(consumer, d)]
-            self.enqueue_many([(d.queue, d.priority, body, due) for d, body, due in owned])
-        kept = {id(d) for d, _, _ in owned}
-        return [d for d, _, _ in items if id(d) not in kept]
+            for d, body, due in items:
+                if self._taken_over(consumer, d):
+                    skipped.append(d)
+                else:
+                    self.enqueue_many([(d.queue, d.priority, body, due)])
+        return skipped
 
     def dead_letter(
         self,
