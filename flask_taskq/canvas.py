@@ -36,6 +36,7 @@ from .result import AsyncResult
 if TYPE_CHECKING:
     from flask import Flask
 
+    from .backend import ResultBackend
     from .extension import AppState
     from .task import Task
 
@@ -994,31 +995,26 @@ class GroupResult:
     def save(self) -> GroupResult:
         """Store the member ids (for ``TASKQ_RESULT_EXPIRES``) so that
         :meth:`restore` can rebuild it from the id."""
-        client, keys = self._client(self._state)
+        backend = self._backend(self._state)
         data = self._state.serializer.dumps([r.id for r in self.results])
-        ttl = self._state.result_expires
-        client.set(keys.group_result(self.id), data, ex=ttl or None)
+        backend.save_group(self.id, data, self._state.result_expires)
         return self
 
     @classmethod
     def restore(cls, id: str, app: Flask | None = None) -> GroupResult | None:
         """The saved group ``id``, or None if it was not saved (or expired)."""
         state = _state(app)
-        client, keys = cls._client(state)
-        data = client.get(keys.group_result(id))
+        data = cls._backend(state).restore_group(id)
         if data is None:
             return None
         ids = state.serializer.loads(data)
         return cls(id, [AsyncResult(i, state=state) for i in ids], state=state)
 
     @staticmethod
-    def _client(state: AppState) -> tuple[Any, Any]:
-        from .keys import Keys
-
-        client = getattr(state.backend, "client", None)
-        if client is None:
-            raise RuntimeError("GroupResult.save()/restore() need the Redis result backend")
-        return client, Keys(state.key_prefix)
+    def _backend(state: AppState) -> ResultBackend:
+        if state.backend is None:
+            raise RuntimeError("GroupResult.save()/restore() need a result backend")
+        return state.backend
 
     @property
     def state(self) -> str:

@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any, overload
 
-import redis
 from flask import Flask, current_app, has_app_context
 
 from . import signals, states
@@ -183,8 +182,6 @@ class AppState:
         """``call(*args)``, retried with backoff for up to ``TASKQ_ENQUEUE_TIMEOUT`` seconds
         while the broker is unreachable, each attempt bounded by the time left; then
         :class:`BrokerConnectionError` naming ``task_ids``."""
-        from .broker.direct import maybe_sent
-
         timeout = float(self.config["TASKQ_ENQUEUE_TIMEOUT"])
         deadline = time.monotonic() + timeout
         delay = 0.05
@@ -194,13 +191,9 @@ class AppState:
             attempts += 1
             try:
                 return call(*args, timeout=max(deadline - time.monotonic(), 0.01))
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                sent = sent or maybe_sent(exc)
-                # A timeout after the command was written: Redis may run it yet, so
-                # sending it again could make a duplicate.
-                if time.monotonic() + delay > deadline or (
-                    maybe_sent(exc) and isinstance(exc, redis.TimeoutError)
-                ):
+            except self.broker.connection_errors as exc:
+                sent = sent or self.broker.maybe_sent(exc)
+                if time.monotonic() + delay > deadline or self.broker.resend_unsafe(exc):
                     raise _enqueue_error(
                         self.broker_url, attempts, timeout, exc, task_ids, sent
                     ) from exc

@@ -22,26 +22,18 @@ import pytest
 from flask import Flask
 
 from .backend.memory import MemoryBackend
+from .broker import Broker
 from .exceptions import TimeoutError as TaskTimeoutError
-from .keys import PRIORITIES
 from .worker import Worker
 
 
-def _unfinished(broker: Any, queue: str) -> int:
-    """Messages of ``queue`` waiting or leased and not yet acknowledged.
+def _unfinished(broker: Broker, queues: Sequence[str]) -> int:
+    """Messages of ``queues`` waiting or leased and not yet acknowledged.
 
-    ``queue_length`` alone misses a message between its fetch and the consumer taking
+    The ready count alone misses a message between its fetch and the consumer taking
     hold of it, and ``drain()`` then returned before that task ran.
     """
-    unfinished = getattr(broker, "unfinished", None)
-    if unfinished is not None:
-        return int(unfinished(queue))
-    # Redis: an acknowledged (or dead-lettered, or requeued) entry is deleted from its
-    # stream, so a stream's length is its waiting plus its leased messages.
-    pipe = broker.client.pipeline(transaction=False)
-    for p in PRIORITIES:
-        pipe.xlen(broker.keys.stream(queue, p))
-    return sum(pipe.execute())
+    return sum(stats.unfinished for stats in broker.queue_stats(queues).values())
 
 
 class InThreadWorker:
@@ -72,7 +64,7 @@ class InThreadWorker:
             if (
                 consumer is not None
                 and consumer.held == 0
-                and all(_unfinished(broker, q) == 0 for q in self.worker.queues)
+                and _unfinished(broker, self.worker.queues) == 0
             ):
                 return
             if time.monotonic() > deadline:

@@ -12,17 +12,29 @@ class ResultBackend(Protocol):
     ``ttl`` is the result's time to live in seconds (``0`` keeps it forever).
     """
 
+    #: Exceptions meaning the backend is unreachable or refuses for now.
+    errors: tuple[type[BaseException], ...]
+
     def store_many(self, items: Sequence[tuple[str, bytes, bool]], ttl: int) -> None:
         """Store ``(task_id, encoded meta, ready)`` triples in one round trip."""
 
     def get(self, task_id: str) -> dict[str, Any] | None:
         """The task's state document, or ``None`` if nothing is known (PENDING)."""
 
+    def get_many(self, task_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        """The state documents of ``task_ids`` (None where unknown), in one round trip."""
+
     def wait(self, task_id: str, timeout: float | None) -> dict[str, Any] | None:
         """Block until the task is in a ready state; ``None`` on timeout."""
 
     def forget(self, task_id: str) -> None:
         """Delete what is stored about the task."""
+
+    def save_group(self, group_id: str, data: bytes, ttl: int) -> None:
+        """Keep a saved group's encoded member ids for ``ttl`` seconds (``0``: forever)."""
+
+    def restore_group(self, group_id: str) -> bytes | None:
+        """What :meth:`save_group` kept for ``group_id``, or None (never saved, expired)."""
 
     def close(self) -> None:
         """Release connections."""

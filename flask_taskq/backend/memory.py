@@ -14,9 +14,12 @@ from ..states import READY_STATES
 class MemoryBackend:
     """In-process result backend. Results vanish with the process."""
 
+    errors: tuple[type[BaseException], ...] = ()
+
     def __init__(self, serializer: Serializer | None = None, **_: object) -> None:
         self.serializer = serializer or get_serializer("json")
         self._results: dict[str, tuple[bytes, float | None]] = {}
+        self._groups: dict[str, tuple[bytes, float | None]] = {}
         self._changed = threading.Condition()
 
     def store_many(self, items: Sequence[tuple[str, bytes, bool]], ttl: int) -> None:
@@ -36,6 +39,9 @@ class MemoryBackend:
             return None
         return self.serializer.loads(data)
 
+    def get_many(self, task_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        return [self.get(task_id) for task_id in task_ids]
+
     def wait(self, task_id: str, timeout: float | None) -> dict[str, Any] | None:
         def ready() -> bool:
             meta = self.get(task_id)
@@ -48,6 +54,18 @@ class MemoryBackend:
 
     def forget(self, task_id: str) -> None:
         self._results.pop(task_id, None)
+
+    def save_group(self, group_id: str, data: bytes, ttl: int) -> None:
+        with self._changed:
+            self._groups[group_id] = (data, time.monotonic() + ttl if ttl > 0 else None)
+
+    def restore_group(self, group_id: str) -> bytes | None:
+        with self._changed:
+            data, expires = self._groups.get(group_id, (None, None))
+            if expires is not None and expires < time.monotonic():
+                del self._groups[group_id]
+                return None
+            return data
 
     def close(self) -> None:
         pass

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import redis
 
 from ..broker.direct import DirectCommands
 from ..exceptions import BrokerConnectionError
 from ..keys import Keys
-from ..redis_common import MAX_BLOCK, SOCKET_TIMEOUT, connect, load_script
+from ..redis_common import ERRORS, MAX_BLOCK, SOCKET_TIMEOUT, connect, load_script
 from ..serializer import Serializer, get_serializer
 from ..states import READY_STATES
 
 
 class RedisBackend:
     """Result backend over Redis (``TASKQ_RESULT_BACKEND = "redis://..."``)."""
+
+    errors = ERRORS
 
     def __init__(
         self,
@@ -112,6 +114,12 @@ class RedisBackend:
 
     def forget(self, task_id: str) -> None:
         self.client.delete(self.keys.result(task_id), self.keys.done(task_id))
+
+    def save_group(self, group_id: str, data: bytes, ttl: int) -> None:
+        self.client.set(self.keys.group_result(group_id), data, ex=ttl or None)
+
+    def restore_group(self, group_id: str) -> bytes | None:
+        return cast("bytes | None", self.client.get(self.keys.group_result(group_id)))
 
     def close(self) -> None:
         self.client.close()

@@ -22,6 +22,22 @@ class Delivery:
     deliveries: int = 1  # how many times this message was handed out
 
 
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """What one queue holds, as :meth:`Broker.queue_stats` reads it."""
+
+    ready: int = 0  # waiting for a worker
+    leased: int = 0  # delivered and not yet acknowledged
+    delayed: int = 0  # waiting for their countdown or ETA
+    dead: int = 0  # dead letters
+    next_due: float | None = None  # unix time the first delayed message is due
+
+    @property
+    def unfinished(self) -> int:
+        """Messages sent and not yet finished (ready or leased)."""
+        return self.ready + self.leased
+
+
 class Piggyback(Protocol):
     """Reads that ride along with a fetch (the revocations made up to the moment the
     messages were taken), so that acting on what arrived costs no extra round trip."""
@@ -36,9 +52,29 @@ class Piggyback(Protocol):
 class Broker(Protocol):
     """What the worker and the API need from a broker.
 
-    Every method raises :class:`flask_taskq.BrokerConnectionError` (API side) or
-    the client's connection error (worker side, which reconnects) when the store is gone.
+    Every method raises :class:`flask_taskq.BrokerConnectionError` (API side) or one of
+    :attr:`connection_errors` (worker side, which reconnects) when the server is gone.
     """
+
+    #: Exceptions meaning the transport is unreachable or refuses for now (lost
+    #: connection, out of memory, read-only replica): a worker backs off and retries the
+    #: step, never dies of them. Empty for a transport that cannot fail so.
+    errors: tuple[type[BaseException], ...]
+    #: The part of :attr:`errors` meaning "cannot be reached": reconnecting may help.
+    connection_errors: tuple[type[BaseException], ...]
+
+    def maybe_sent(self, exc: BaseException) -> bool:
+        """True if ``exc`` (one of :attr:`connection_errors`, from an enqueue) came after
+        the message was handed to the server: it may be enqueued although the call
+        failed."""
+
+    def resend_unsafe(self, exc: BaseException) -> bool:
+        """True if an enqueue that failed with ``exc`` must not be tried again: the server
+        may still act on what it received (a timeout after the message was written), so
+        a second attempt could enqueue it twice."""
+
+    def ping(self) -> None:
+        """Raise one of :attr:`errors` when the server cannot be reached."""
 
     def enqueue(
         self,
@@ -72,11 +108,16 @@ class Broker(Protocol):
         seconds for the first one. Higher priorities come first. ``then``'s commands
         run right after the messages are taken, in the same round trip."""
 
-    def ack(self, consumer: str, deliveries: Sequence[Delivery]) -> None:
-        """Finish deliveries: the messages leave the broker."""
+    def ensure_groups(self, queues: Sequence[str]) -> None:
+        """Prepare ``queues`` for consuming (idempotent); they join :meth:`known_queues`."""
 
-    def requeue(self, consumer: str, deliveries: Sequence[Delivery]) -> None:
-        """Give unstarted deliveries back so any worker can take them at once."""
+    def ack(self, consumer: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        """Finish deliveries: the messages leave the broker. Return those skipped
+        because ``consumer`` no longer holds them (another worker took them over)."""
+
+    def requeue(self, consumer: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        """Give unstarted deliveries back so any worker can take them at once; return
+        those skipped because ``consumer`` no longer holds them."""
 
     def renew(self, consumer: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
         """Extend the leases of held deliveries; return those no longer held."""
@@ -107,9 +148,12 @@ class Broker(Protocol):
     def release_unique(self, key: str, task_id: str) -> None:
         """Free ``key`` if ``task_id`` still holds it (the task finished)."""
 
-    def reschedule(self, consumer: str, items: Sequence[tuple[Delivery, bytes, float]]) -> None:
+    def reschedule(
+        self, consumer: str, items: Sequence[tuple[Delivery, bytes, float]]
+    ) -> list[Delivery]:
         """Atomically replace each held delivery by a new message body due at a unix
-        time (a retry): the new one is stored before the old one is acknowledged."""
+        time (a retry): the new one is stored before the old one is acknowledged.
+        Return the deliveries skipped because ``consumer`` no longer holds them."""
 
     def dead_letter(
         self,
@@ -119,8 +163,10 @@ class Broker(Protocol):
         task: str,
         task_id: str,
         traceback: str = "",
-    ) -> None:
-        """Move a delivery to the dead-letter store with ``reason``, atomically."""
+    ) -> int:
+        """Move a delivery to the dead-letter store with ``reason``, atomically (one that
+        ``consumer`` no longer holds is left alone); return how many of the store's
+        oldest entries were dropped to keep it within its bounds."""
 
     def dead_letters(
         self, queue: str, count: int = 100, before: str | None = None
@@ -149,6 +195,10 @@ class Broker(Protocol):
     def purge_dead(self, queue: str) -> int:
         """Delete every dead letter of ``queue``; return how many."""
 
+    def delete_dead(self, queue: str, entry_ids: Sequence[str]) -> int:
+        """Delete the dead letters ``entry_ids`` of ``queue``; return how many were
+        deleted. Unknown ids are skipped."""
+
     def forget_consumer(self, consumer: str, queues: Sequence[str]) -> None:
         """Drop ``consumer`` (on graceful stop) from every stream where it holds nothing;
         never delete a message it (or another process of that name) still holds."""
@@ -160,12 +210,29 @@ class Broker(Protocol):
     def queue_length(self, queue: str) -> int:
         """Messages of ``queue`` not yet delivered to any worker."""
 
+    def known_queues(self) -> set[str]:
+        """The queues this broker knows of: those a worker consumed
+        (:meth:`ensure_groups`), and on a transport that tracks them cheaply, those sent
+        to."""
+
+    def queue_stats(self, queues: Sequence[str]) -> dict[str, QueueStats]:
+        """What each of ``queues`` holds (ready, leased, delayed and dead messages), read
+        in one round trip."""
+
     def purge(self, queue: str) -> int:
         """Delete the ready messages of ``queue``; return how many."""
 
     def store(self) -> Store:
         """The store that lives beside this transport, on its connections where it can
         share them (Redis); the memory broker returns the same store every time."""
+
+    def set_reply_timeout(self, seconds: float) -> None:
+        """Wait at most ``seconds`` for any later reply (a caller that must never hang
+        on a frozen server, such as the prefork supervisor)."""
+
+    def after_fork(self) -> None:
+        """In a forked child: drop the connections inherited from the parent without
+        closing them (the parent still uses them); later calls open new ones."""
 
     def close(self) -> None:
         """Release connections."""

@@ -19,7 +19,7 @@ from ..exceptions import DecodeError
 from ..keys import DEFAULT_PRIORITY, PRIORITIES
 from ..message import Message
 from ..serializer import JSONSerializer, Serializer
-from .base import Delivery
+from .base import Delivery, QueueStats
 
 if TYPE_CHECKING:
     from ..store.memory import MemoryStore
@@ -32,6 +32,9 @@ class MemoryBroker:
     """Broker whose queues are deques in this process."""
 
     url = "memory://"
+    #: Nothing here can be unreachable.
+    errors: tuple[type[BaseException], ...] = ()
+    connection_errors: tuple[type[BaseException], ...] = ()
 
     def __init__(self, **_: object) -> None:
         self._ready: dict[tuple[str, int], deque[Delivery]] = defaultdict(deque)
@@ -42,7 +45,19 @@ class MemoryBroker:
         self._unique: dict[str, tuple[str, float]] = {}
         self._starts: dict[str, int] = {}
         self.dead: list[dict[str, object]] = []
+        self._known: set[str] = set()
         self._store: MemoryStore | None = None
+
+    def maybe_sent(self, exc: BaseException) -> bool:
+        """Never: a message is either in the queue or not."""
+        return False
+
+    def resend_unsafe(self, exc: BaseException) -> bool:
+        """Never (see :meth:`maybe_sent`)."""
+        return False
+
+    def ping(self) -> None:
+        """Always reachable."""
 
     def enqueue(
         self,
@@ -60,6 +75,7 @@ class MemoryBroker:
     ) -> None:
         with self._cond:
             for queue, priority, body, eta in items:
+                self._known.add(queue)
                 delivery = Delivery(queue, priority, str(next(self._ids)), body)
                 if eta is not None and eta > time.time():
                     heapq.heappush(self._delayed, (eta, delivery.entry_id, delivery))
@@ -102,20 +118,38 @@ class MemoryBroker:
                 out = self._take(consumer, queues, count)
             return out
 
-    def ack(self, consumer: str, deliveries: Sequence[Delivery]) -> None:
+    def ensure_groups(self, queues: Sequence[str]) -> None:
         with self._cond:
-            for d in deliveries:
-                self._leased.pop(d.entry_id, None)
+            self._known.update(q for q in queues if q != ANY_QUEUE)
 
-    def requeue(self, consumer: str, deliveries: Sequence[Delivery]) -> None:
+    def _taken_over(self, consumer: str, delivery: Delivery) -> bool:
+        """True if another consumer holds ``delivery`` now (it reclaimed the lease);
+        else drop ``consumer``'s lease of it, if any."""
+        held = self._leased.get(delivery.entry_id)
+        if held is not None and held[0] != consumer:
+            return True
+        self._leased.pop(delivery.entry_id, None)
+        return False
+
+    def ack(self, consumer: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        with self._cond:
+            return [d for d in deliveries if self._taken_over(consumer, d)]
+
+    def requeue(self, consumer: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        skipped: list[Delivery] = []
         with self._cond:
             for d in deliveries:
-                if self._leased.pop(d.entry_id, None) is not None:
+                held = self._leased.get(d.entry_id)
+                if held is not None and held[0] == consumer:
+                    del self._leased[d.entry_id]
                     self._ready[(d.queue, d.priority)].append(d)
+                else:
+                    skipped.append(d)
             self._cond.notify_all()
+        return skipped
 
     def renew(self, consumer: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
-        lost = []
+        lost: list[Delivery] = []
         now = time.monotonic()
         with self._cond:
             for d in deliveries:
@@ -129,7 +163,7 @@ class MemoryBroker:
     def reclaim(
         self, consumer: str, queues: Sequence[str], min_idle: float, count: int
     ) -> list[Delivery]:
-        out = []
+        out: list[Delivery] = []
         now = time.monotonic()
         with self._cond:
             for entry_id, (_, d, renewed) in list(self._leased.items()):
@@ -171,11 +205,17 @@ class MemoryBroker:
             if self._unique.get(key, ("",))[0] == task_id:
                 del self._unique[key]
 
-    def reschedule(self, consumer: str, items: Sequence[tuple[Delivery, bytes, float]]) -> None:
+    def reschedule(
+        self, consumer: str, items: Sequence[tuple[Delivery, bytes, float]]
+    ) -> list[Delivery]:
+        skipped: list[Delivery] = []
         with self._cond:
-            for delivery, _, _ in items:
-                self._leased.pop(delivery.entry_id, None)
-            self.enqueue_many([(d.queue, d.priority, body, due) for d, body, due in items])
+            for d, body, due in items:
+                if self._taken_over(consumer, d):
+                    skipped.append(d)
+                else:
+                    self.enqueue_many([(d.queue, d.priority, body, due)])
+        return skipped
 
     def dead_letter(
         self,
@@ -185,9 +225,11 @@ class MemoryBroker:
         task: str,
         task_id: str,
         traceback: str = "",
-    ) -> None:
+    ) -> int:
+        """Move the delivery to :attr:`dead` (kept whole: nothing is trimmed here)."""
         with self._cond:
-            self._leased.pop(delivery.entry_id, None)
+            if self._taken_over(consumer, delivery):
+                return 0
             now = time.time()
             self.dead.append(
                 {
@@ -202,6 +244,7 @@ class MemoryBroker:
                     "entry_id": f"{int(now * 1000)}-{next(self._ids)}",
                 }
             )
+        return 0
 
     def dead_letters(
         self, queue: str, count: int = 100, before: str | None = None
@@ -259,6 +302,14 @@ class MemoryBroker:
             self.dead[:] = kept
         return purged
 
+    def delete_dead(self, queue: str, entry_ids: Sequence[str]) -> int:
+        wanted = set(entry_ids)
+        with self._cond:
+            kept = [e for e in self.dead if e["queue"] != queue or e["entry_id"] not in wanted]
+            deleted = len(self.dead) - len(kept)
+            self.dead[:] = kept
+        return deleted
+
     def forget_consumer(self, consumer: str, queues: Sequence[str]) -> None:
         pass
 
@@ -268,11 +319,24 @@ class MemoryBroker:
     def queue_length(self, queue: str) -> int:
         return sum(len(self._ready.get((queue, p), ())) for p in PRIORITIES)
 
-    def unfinished(self, queue: str) -> int:
-        """Messages of ``queue`` waiting or leased and not yet acknowledged."""
+    def known_queues(self) -> set[str]:
+        """Every queue a message was sent to or a worker consumed."""
         with self._cond:
-            leased = sum(1 for _, d, _ in self._leased.values() if d.queue == queue)
-            return self.queue_length(queue) + leased
+            return set(self._known)
+
+    def queue_stats(self, queues: Sequence[str]) -> dict[str, QueueStats]:
+        with self._cond:
+            stats = {}
+            for queue in queues:
+                due = [eta for eta, _, d in self._delayed if d.queue == queue]
+                stats[queue] = QueueStats(
+                    ready=self.queue_length(queue),
+                    leased=sum(1 for _, d, _ in self._leased.values() if d.queue == queue),
+                    delayed=len(due),
+                    dead=sum(1 for e in self.dead if e["queue"] == queue),
+                    next_due=min(due, default=None),
+                )
+            return stats
 
     def purge(self, queue: str) -> int:
         with self._cond:
@@ -288,6 +352,12 @@ class MemoryBroker:
 
             self._store = MemoryStore()
         return self._store
+
+    def set_reply_timeout(self, seconds: float) -> None:
+        """Nothing to bound: no call waits for a server."""
+
+    def after_fork(self) -> None:
+        """Nothing to drop: a forked child gets a copy of the queues, not a connection."""
 
     def close(self) -> None:
         pass

@@ -22,10 +22,10 @@ import redis
 from ..exceptions import DecodeError
 from ..keys import DEFAULT_PRIORITY, GROUP, PRIORITIES, Keys
 from ..message import Message
-from ..redis_common import MAX_BLOCK, connect, load_script
+from ..redis_common import CONNECTION_ERRORS, ERRORS, MAX_BLOCK, connect, load_script
 from ..serializer import JSONSerializer, Serializer
-from .base import Delivery, Piggyback
-from .direct import DirectCommands
+from .base import Delivery, Piggyback, QueueStats
+from .direct import DirectCommands, maybe_sent
 
 if TYPE_CHECKING:
     from ..store.redis import RedisStore
@@ -40,6 +40,9 @@ logger = logging.getLogger("flask_taskq.worker")
 
 class RedisBroker:
     """Broker over Redis Streams (Redis 6.2+)."""
+
+    errors = ERRORS
+    connection_errors = CONNECTION_ERRORS
 
     def __init__(
         self,
@@ -114,6 +117,19 @@ class RedisBroker:
             self._pipeline(commands)
         else:
             _raise_first_error(self.direct.pipeline(commands, timeout=timeout))
+
+    def maybe_sent(self, exc: BaseException) -> bool:
+        """True if ``exc`` came after the command was written (see
+        :func:`~flask_taskq.broker.direct.maybe_sent`)."""
+        return maybe_sent(exc)
+
+    def resend_unsafe(self, exc: BaseException) -> bool:
+        """True for a timeout after the command was written: Redis may run it yet."""
+        return maybe_sent(exc) and isinstance(exc, redis.TimeoutError)
+
+    def ping(self) -> None:
+        """Raise a Redis error when the server cannot be reached."""
+        self.client.ping()
 
     def promote(self, queues: Sequence[str], limit: int = 1000) -> float | None:
         """Move due delayed messages to their streams; return the next due time."""
@@ -488,6 +504,47 @@ class RedisBroker:
             total += max(0, length - leased)
         return total
 
+    def known_queues(self) -> set[str]:
+        """The queues a worker ever consumed (:meth:`ensure_groups` records them)."""
+        return {q.decode() for q in self.client.smembers(self.keys.queues())}
+
+    def queue_stats(self, queues: Sequence[str]) -> dict[str, QueueStats]:
+        """Ready, leased, delayed and dead messages of each of ``queues`` and when its
+        first delayed message is due, in one round trip."""
+        names = list(dict.fromkeys(queues))
+        if not names:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for queue in names:
+            for p in PRIORITIES:
+                stream = self.keys.stream(queue, p)
+                pipe.xlen(stream)
+                pipe.xpending(stream, GROUP)
+            pipe.zcard(self.keys.delayed(queue))
+            pipe.zrange(self.keys.delayed(queue), 0, 0, withscores=True)
+            pipe.xlen(self.keys.dead(queue))
+        replies = pipe.execute(raise_on_error=False)
+        _raise_first_error([r for r in replies if not _is_nogroup(r)])
+        per_queue = 2 * len(PRIORITIES) + 3
+        stats = {}
+        for i, queue in enumerate(names):
+            chunk = replies[i * per_queue : (i + 1) * per_queue]
+            ready = leased = 0
+            for length, pending in zip(chunk[:-3:2], chunk[1:-3:2], strict=True):
+                # Acked entries are deleted: a stream holds its ready and leased entries.
+                held = 0 if _is_nogroup(pending) else min(int(pending["pending"]), length)
+                ready += length - held
+                leased += held
+            delayed, first, dead = chunk[-3:]
+            stats[queue] = QueueStats(
+                ready=ready,
+                leased=leased,
+                delayed=int(delayed),
+                dead=int(dead),
+                next_due=float(first[0][1]) if first else None,
+            )
+        return stats
+
     # -- dead letters ---------------------------------------------------------------------
     #: Dead letters ``requeue_dead`` moves in one atomic script call.
     REQUEUE_BATCH = 500
@@ -613,6 +670,17 @@ class RedisBroker:
         keys = [self.keys.stream(queue, p) for p in PRIORITIES] + [self.keys.delayed(queue)]
         return int(self._scripts["purge"](keys=keys, args=[GROUP]))
 
+    def set_reply_timeout(self, seconds: float) -> None:
+        """Wait at most ``seconds`` for a reply on connections the pool opens from now."""
+        self.client.connection_pool.connection_kwargs["socket_timeout"] = seconds
+
+    def after_fork(self) -> None:
+        """Forget the parent's pooled connections (their sockets stay open for it)."""
+        try:
+            self.client.connection_pool.reset()
+        except Exception:  # a pool that cannot reset: its connections check the pid
+            pass
+
     def store(self) -> RedisStore:
         """The Redis store on this broker's client (see :meth:`Broker.store`)."""
         from ..store.redis import RedisStore
@@ -641,6 +709,11 @@ def _body_of(fields: Any) -> bytes:
             if fields[i] == b"m":
                 return fields[i + 1]
     return b""
+
+
+def _is_nogroup(reply: Any) -> bool:
+    """True for the error of XPENDING on a stream that has no consumer group yet."""
+    return isinstance(reply, redis.ResponseError) and "NOGROUP" in str(reply)
 
 
 def _raise_first_error(replies: Sequence[Any]) -> None:

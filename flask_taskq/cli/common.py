@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import click
-import redis
 from flask import current_app
 from flask.cli import AppGroup
 
@@ -24,13 +23,10 @@ def app_state() -> AppState:
 
 
 def check_broker(state: AppState) -> None:
-    """Fail with one line if Redis cannot be reached."""
-    client = getattr(state.broker, "client", None)
-    if client is None:
-        return
+    """Fail with one line if the broker's server cannot be reached."""
     try:
-        client.ping()
-    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        state.broker.ping()
+    except state.broker.errors as exc:
         from ..extension import _redact
 
         raise click.ClickException(

@@ -48,7 +48,7 @@ def inspect_group(ctx: click.Context) -> None:
 
 def _redis_state() -> AppState:
     state = app_state()
-    if getattr(state.broker, "client", None) is None:
+    if state.is_memory:  # this process's own queues: empty, nothing to show
         raise click.ClickException(
             f"inspect reads Redis; TASKQ_BROKER_URL is {state.broker_url.split(':', 1)[0]}://"
         )
@@ -65,22 +65,13 @@ def _time(value: float | None, tz: tzinfo, as_json: bool) -> str | None:
 
 def _delayed(state: AppState) -> list[dict[str, Any]]:
     """Per queue, how many delayed messages wait and when the first is due."""
-    client = state.broker.client  # type: ignore[attr-defined]
-    known = {q.decode() for q in client.smembers(state.broker.keys.queues())}  # type: ignore[attr-defined]
     names = queue_names(state, None)
-    names += sorted(known - set(names))
-    pipe = client.pipeline(transaction=False)
-    for queue in names:
-        key = state.broker.keys.delayed(queue)  # type: ignore[attr-defined]
-        pipe.zcard(key)
-        pipe.zrange(key, 0, 0, withscores=True)
-    replies = pipe.execute()
-    rows = []
-    for queue, count, first in zip(names, replies[::2], replies[1::2], strict=True):
-        rows.append(
-            {"queue": queue, "delayed": int(count), "next_due": first[0][1] if first else None}
-        )
-    return rows
+    names += sorted(state.broker.known_queues() - set(names))
+    stats = state.broker.queue_stats(names)
+    return [
+        {"queue": queue, "delayed": stats[queue].delayed, "next_due": stats[queue].next_due}
+        for queue in names
+    ]
 
 
 def _table(columns: dict[str, str], rows: Sequence[dict[str, Any]]) -> list[str]:

@@ -215,18 +215,18 @@ def render_stats(state: Any, as_json: bool) -> None:
 
 
 def queue_rows(state: Any) -> list[dict[str, Any]]:
-    broker = state.broker
     names = queue_names(state, None)
-    known = sorted({q.decode() for q in broker.client.smembers(broker.keys.queues())} - set(names))
+    names += sorted(state.broker.known_queues() - set(names))
+    stats = state.broker.queue_stats(names)
     paused = _monitor(state).paused()
     rows = []
-    for queue in names + known:
+    for queue in names:
         rows.append(
             {
                 "queue": queue,
-                "waiting": broker.queue_length(queue),
-                "delayed": broker.client.zcard(broker.keys.delayed(queue)),
-                "dead": broker.client.xlen(broker.keys.dead(queue)),
+                "waiting": stats[queue].ready,
+                "delayed": stats[queue].delayed,
+                "dead": stats[queue].dead,
                 "paused": queue in paused,
             }
         )

@@ -44,10 +44,7 @@ def queue_names(state: AppState) -> list[str]:
     """The app's queues, then every other queue a worker consumed or that holds dead
     letters."""
     names = default_queues(state)
-    known: set[str] = set(state.broker.dead_letter_queues())
-    client = _client(state)
-    if client is not None:
-        known |= {q.decode() for q in client.smembers(Keys(state.key_prefix).queues())}
+    known = set(state.broker.dead_letter_queues()) | state.broker.known_queues()
     return names + sorted(known - set(names))
 
 
@@ -137,14 +134,7 @@ def queues(
     """One row per queue: waiting (``ready``), ``delayed`` and ``dead`` messages, whether
     it is ``paused``, the ``consumers`` (processes) fetching from it and its counters."""
     names = queue_names(state)
-    delayed: dict[str, int] = {}
-    client = _client(state)
-    if client is not None:
-        keys = Keys(state.key_prefix)
-        pipe = client.pipeline(transaction=False)
-        for name in names:
-            pipe.zcard(keys.delayed(name))
-        delayed = dict(zip(names, pipe.execute(), strict=True))
+    counts = state.broker.queue_stats(names)
     paused = mon.paused() if mon is not None else set()
     empty = _rates(_zero())
     rows = []
@@ -153,9 +143,9 @@ def queues(
         rows.append(
             {
                 "name": name,
-                "ready": state.broker.queue_length(name),
-                "delayed": int(delayed.get(name, 0)),
-                "dead": state.broker.dead_letter_count(name),
+                "ready": counts[name].ready,
+                "delayed": counts[name].delayed,
+                "dead": counts[name].dead,
                 "paused": name in paused,
                 "consumers": consumers,
                 **stats["by_queue"].get(name, empty),
@@ -514,11 +504,5 @@ def requeue_all_dead(state: AppState, queue: str) -> int:
 
 
 def delete_dead(state: AppState, queue: str, entry_id: str) -> int:
-    """Delete one dead letter; return how many were deleted (0 or 1).
-
-    The broker interface has no single-entry delete: this uses the Redis broker's
-    ``delete_dead``, which also keeps the store's byte count (Redis brokers only).
-    """
-    if _client(state) is None:
-        raise NotImplementedError("deleting one dead letter needs a Redis broker")
-    return int(state.broker.delete_dead(queue, [entry_id]))  # type: ignore[attr-defined]
+    """Delete one dead letter; return how many were deleted (0 or 1)."""
+    return state.broker.delete_dead(queue, [entry_id])

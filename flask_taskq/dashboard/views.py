@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import flask
-import redis
 from flask import (
     Blueprint,
     Response,
@@ -38,6 +37,7 @@ from flask import (
 )
 
 from .. import __version__, metrics
+from ..broker import ERRORS as TRANSPORT_ERRORS
 from ..schedules import get_timezone
 from . import auth, csrf, data
 
@@ -95,14 +95,26 @@ def secure(response: Response) -> Response:
     return response
 
 
-@blueprint.errorhandler(redis.RedisError)
-def redis_down(exc: redis.RedisError) -> tuple[Any, int]:
+def redis_down(exc: Exception) -> tuple[Any, int]:
+    """A 503 page (or JSON error for the live updates) while the broker, its store or
+    the result backend is unreachable or refusing; any other error goes on as before."""
     from ..extension import _redact
 
-    message = f"Cannot reach Redis at {_redact(_state().broker_url)}: {exc}"
+    state = _state()
+    backend_errors = state.backend.errors if state.backend is not None else ()
+    if not isinstance(exc, (*state.broker.errors, *state.store.errors, *backend_errors)):
+        raise exc
+    message = f"Cannot reach Redis at {_redact(state.broker_url)}: {exc}"
     if request.path.startswith(url_for(".overview") + "api/"):
         return jsonify(error=message), 503
     return render_template("taskq_dashboard/error.html", message=message, c=_base()), 503
+
+
+# The classes any transport flask-taskq ships may raise; redis_down keeps those of this
+# app's transport and lets the others through.
+for _error in TRANSPORT_ERRORS:
+    if issubclass(_error, Exception):
+        blueprint.register_error_handler(_error, redis_down)
 
 
 # -- notices: flash() with a session, a cookie without ----------------------------------------
@@ -456,12 +468,7 @@ def requeue_dead() -> Response:
 def delete_dead() -> Response:
     """Delete one dead letter."""
     queue, entry = _field("queue"), _field("entry_id")
-    try:
-        deleted = data.delete_dead(_state(), queue, entry)
-    except NotImplementedError as exc:
-        flash(str(exc), "error")
-        return _back(url_for(".failures"))
-    if deleted:
+    if data.delete_dead(_state(), queue, entry):
         flash(f"Deleted dead letter {entry} of queue {queue!r}.", "ok")
     else:
         flash(f"No dead letter {entry} in queue {queue!r}.", "error")

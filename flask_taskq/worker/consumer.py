@@ -14,8 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-import redis
-
+from .. import broker as transport
 from .. import signals, states
 from ..backend import ResultBackend
 from ..broker import Broker, Delivery
@@ -39,11 +38,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("flask_taskq.worker")
 
-#: Redis errors that mean "connection lost": wait and reconnect, never crash.
-CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
-#: Every error that is Redis's fault (lost connection, OOM, READONLY, other error replies):
-#: the step is retried with backoff, the message is kept.
-REDIS_ERRORS = (redis.RedisError, *CONNECTION_ERRORS)
+#: Errors that mean "connection lost": wait and reconnect, never crash.
+CONNECTION_ERRORS = transport.CONNECTION_ERRORS
+#: Every error that is the transport's fault (lost connection, OOM, READONLY, other error
+#: replies): the step is retried with backoff, the message is kept.
+REDIS_ERRORS = transport.ERRORS
 #: Longest wait between two attempts at a step that Redis refused (seconds).
 MAX_BACKOFF = 5.0
 #: Aim for a fetched batch to hold about this much work (seconds), so that slow tasks are
@@ -786,9 +785,9 @@ class Consumer:
         nothing; Redis checks that, so what it still holds stays to be reclaimed."""
         try:
             self.broker.forget_consumer(self.name, self.queues)
-        except REDIS_ERRORS:
+        except CONNECTION_ERRORS:
             pass
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             logger.warning("Could not remove consumer %s from the group (%s)", self.name, exc)
 
 

@@ -24,7 +24,6 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import redis
 from flask import Flask
 
 from .. import signals, states
@@ -831,20 +830,14 @@ class Supervisor:
         broker = self.worker.state.new_broker()
         if not hasattr(broker, "renew_consumers"):
             return None
-        pool = getattr(getattr(broker, "client", None), "connection_pool", None)
-        if pool is not None:
-            pool.connection_kwargs["socket_timeout"] = self.SOCKET_TIMEOUT
+        broker.set_reply_timeout(self.SOCKET_TIMEOUT)
         return broker
 
     def _forget_broker(self) -> None:
         """In a child: drop the supervisor's connections without touching their sockets."""
         broker, self.broker = self.broker, None
-        pool = getattr(getattr(broker, "client", None), "connection_pool", None)
-        if pool is not None:
-            try:
-                pool.reset()  # after a fork: forgets the parent's connections
-            except Exception:
-                pass
+        if broker is not None:
+            broker.after_fork()
 
     def _close_broker(self) -> None:
         broker, self.broker = self.broker, None
@@ -877,7 +870,7 @@ class Supervisor:
                     "Supervisor could not renew its children's leases (%s); "
                     "they still renew their own",
                     exc,
-                    exc_info=not isinstance(exc, (redis.RedisError, OSError)),
+                    exc_info=not isinstance(exc, self.broker.errors),
                 )
             self._renew_failing = True
         else:
