@@ -24,7 +24,6 @@ from typing import Any
 
 from flask import Flask
 
-from .keys import Keys
 from .monitor import BUCKET_KINDS, BUCKET_LE, STATS_TTL, Monitor
 
 #: The content type of the text exposition format.
@@ -89,18 +88,10 @@ def collect(app: Flask | None = None) -> list[Family]:
     from .worker import default_queues
 
     state = resolve_state(app)
-    client = getattr(state.broker, "client", None)
-    keys = Keys(state.key_prefix)
     monitor = Monitor(state.store.monitor)
     queues = default_queues(state)
-    delayed: dict[str, int] = {}
-    if client is not None:
-        known = {q.decode() for q in client.smembers(keys.queues())}
-        queues += sorted(known - set(queues))
-        pipe = client.pipeline(transaction=False)
-        for queue in queues:
-            pipe.zcard(keys.delayed(queue))
-        delayed = dict(zip(queues, pipe.execute(), strict=True))
+    queues += sorted(state.broker.known_queues() - set(queues))
+    delayed = {name: stats.delayed for name, stats in state.broker.queue_stats(queues).items()}
     paused = monitor.paused()
     processes = monitor.processes()
     counters = state.app.extensions.setdefault(EXTENSION_KEY, CounterTotals())

@@ -693,10 +693,6 @@ class RedisBroker:
         self.direct.close()
         self.client.close()
 
-    def known_queues(self) -> list[str]:
-        """The queues workers have served (``keys.queues()``), sorted."""
-        return sorted(n.decode() for n in self.client.smembers(self.keys.queues()))
-
 
 def _body_of(fields: Any) -> bytes:
     """The message in a stream entry's fields: the value of the field named ``m``, or

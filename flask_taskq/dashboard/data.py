@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .. import states
 from ..beat import read_schedule
 from ..exceptions import DecodeError
-from ..keys import DEFAULT_PRIORITY, Keys
+from ..keys import DEFAULT_PRIORITY
 from ..message import Message
 from ..monitor import STAT_KINDS, Monitor
 from ..signing import peek
@@ -34,10 +34,6 @@ PAGE = 500
 def monitor(state: AppState) -> Monitor | None:
     """The heartbeat and counter reader (the store has one on every broker)."""
     return Monitor(state.store.monitor)
-
-
-def _client(state: AppState) -> Any:
-    return getattr(state.broker, "client", None)
 
 
 def queue_names(state: AppState) -> list[str]:
@@ -478,7 +474,7 @@ def task(
 # -- periodic tasks -------------------------------------------------------------------------
 def periodic(state: AppState) -> dict[str, Any] | None:
     """Beat's entries with last and next run, and the leader; None without Redis."""
-    if _client(state) is None:
+    if state.is_memory:
         return None
     return read_schedule(state.app)
 

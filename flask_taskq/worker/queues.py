@@ -62,7 +62,5 @@ def known_queues(state: AppState, broker: Any) -> list[str]:
     from .worker import default_queues
 
     known = dict.fromkeys(default_queues(state))
-    seen = getattr(broker, "known_queues", None)
-    if seen is not None:
-        known.update(dict.fromkeys(seen()))
+    known.update(dict.fromkeys(sorted(broker.known_queues())))
     return list(known)

@@ -960,7 +960,7 @@ class Supervisor:
         if broker is None:
             return None
         try:
-            paused = Monitor(broker.client, broker.keys).paused()
+            paused = Monitor(broker.store().monitor).paused()
             return sum(int(broker.queue_length(q)) for q in self.worker.queues if q not in paused)
         except Exception:
             return None
