@@ -361,13 +361,18 @@ class SQLBackend:
 
     def wait(self, task_id: str, timeout: float | None) -> dict[str, Any] | None:
         """Block until the task is ready and return its state document; None once
-        ``timeout`` seconds have passed. While the database is unreachable the wait
-        retries until ``timeout``, then raises :class:`BrokerConnectionError` (at once
-        without a ``timeout``)."""
+        ``timeout`` seconds have passed. A result that is ready already costs one read;
+        otherwise PostgreSQL (psycopg 3) wakes the wait with NOTIFY on a connection of
+        its own, other databases are polled with a backoff from 10 ms to 500 ms. While
+        the database is unreachable the wait retries until ``timeout``, then raises
+        :class:`BrokerConnectionError` (at once without a ``timeout``)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         backoff = 0.05
         while True:
             try:
+                meta = self.get(task_id)
+                if meta is not None and meta.get("status") in READY_STATES:
+                    return meta
                 if self.listens:
                     return self._listen(task_id, deadline)
                 return self._poll(task_id, deadline)
@@ -384,36 +389,36 @@ class SQLBackend:
     def _poll(self, task_id: str, deadline: float | None) -> dict[str, Any] | None:
         delay = POLL_FIRST
         while True:
-            meta = self.get(task_id)
-            if meta is not None and meta.get("status") in READY_STATES:
-                return meta
             left = self._left(deadline)
             if left is not None and left <= 0:
                 return None
             time.sleep(delay if left is None else min(delay, left))
             delay = min(delay * 2, POLL_MAX)
+            meta = self.get(task_id)
+            if meta is not None and meta.get("status") in READY_STATES:
+                return meta
 
     def _listen(self, task_id: str, deadline: float | None) -> dict[str, Any] | None:
-        name = channel(task_id)
+        # The connection leaves the pool (detach): a waiter never holds one of the pool's
+        # (the app's own with Flask-SQLAlchemy), and it is closed, LISTEN and all, after.
         with self._errors(), self.engine.connect() as conn:
-            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-            conn.exec_driver_sql(f'LISTEN "{name}"')
-            try:
-                driver: Any = conn.connection.driver_connection
-                while True:
-                    # read after LISTEN: a result written before it has sent its NOTIFY
-                    # already, one written after wakes the wait below
-                    meta = self._read(conn, task_id)
-                    if meta is not None and meta.get("status") in READY_STATES:
-                        return meta
-                    left = self._left(deadline)
-                    if left is not None and left <= 0:
-                        return None
-                    block = LISTEN_BLOCK if left is None else min(LISTEN_BLOCK, left)
-                    for _ in driver.notifies(timeout=max(block, 0.01), stop_after=1):
-                        pass
-            finally:
-                conn.exec_driver_sql("UNLISTEN *")
+            driver: Any = conn.connection.dbapi_connection  # psycopg's own (sync driver)
+            conn.connection.detach()
+            driver.autocommit = True
+            driver.execute(f'LISTEN "{channel(task_id)}"')
+            while True:
+                # read after LISTEN: a result written before it has sent its NOTIFY
+                # already, one written after wakes the wait below
+                meta = self._read(conn, task_id)
+                conn.rollback()
+                if meta is not None and meta.get("status") in READY_STATES:
+                    return meta
+                left = self._left(deadline)
+                if left is not None and left <= 0:
+                    return None
+                block = LISTEN_BLOCK if left is None else min(LISTEN_BLOCK, left)
+                for _ in driver.notifies(timeout=max(block, 0.01), stop_after=1):
+                    pass
 
     # -- deleting --------------------------------------------------------------------------
     def forget(self, task_id: str) -> None:
