@@ -5,6 +5,7 @@ reached skips its parameter with the reason shown by ``-ra``."""
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 import threading
@@ -20,9 +21,9 @@ sa = pytest.importorskip("sqlalchemy", reason="the [sql] extra is not installed"
 
 from flask import Flask  # noqa: E402
 
-from flask_taskq import AsyncResult, chord, group  # noqa: E402
+from flask_taskq import AsyncResult, GroupResult, chord, group  # noqa: E402
 from flask_taskq import TimeoutError as TaskTimeout  # noqa: E402
-from flask_taskq.backend import backend_from_url  # noqa: E402
+from flask_taskq.backend import ResultBackend, backend_from_url  # noqa: E402
 from flask_taskq.backend import sql as sqlmod  # noqa: E402
 from flask_taskq.backend.sql import SQLBackend, results_table  # noqa: E402
 from tests.apps.sql_app import SqlAppError, add, collect, create_app, fail  # noqa: E402
@@ -321,3 +322,34 @@ def test_without_the_extra_the_error_names_it(monkeypatch):
     monkeypatch.delitem(sys.modules, "flask_taskq.backend.sql")
     with pytest.raises(ImportError, match=r"pip install flask-taskq\[sql\]"):
         backend_from_url("postgresql://u@h/db")
+
+
+def test_the_dashboard_task_page_reads_the_sql_result(sql, redis_url):
+    app = create_app(
+        TASKQ_BROKER_URL=redis_url,
+        TASKQ_RESULT_BACKEND=sql.url,
+        TASKQ_DASHBOARD=True,
+        TASKQ_DASHBOARD_AUTH=("admin", "pw"),
+        SECRET_KEY="test secret",
+    )
+    sql.worker()
+    with app.app_context():
+        res = fail.delay("shown on the page")
+        with pytest.raises(SqlAppError):
+            res.get(timeout=20)
+    auth = {"Authorization": "Basic " + base64.b64encode(b"admin:pw").decode()}
+    page = app.test_client().get(f"/taskq/task/{res.id}", headers=auth).text
+    assert "FAILURE" in page and "shown on the page" in page and "Traceback" in page
+    app.extensions["taskq"].backend.close()
+
+
+@pytest.mark.skipif(
+    not hasattr(ResultBackend, "save_group"),
+    reason="GroupResult.save()/restore() reach the result backend once the Protocol has "
+    "save_group (issue 14 transport seam); the backend methods are tested above",
+)
+def test_group_result_save_and_restore(sql):
+    sql.worker()
+    saved = group(add.s(i, 1) for i in range(3)).delay().save()
+    restored = GroupResult.restore(saved.id)
+    assert restored is not None and restored.get(timeout=30) == [1, 2, 3]
