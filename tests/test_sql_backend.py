@@ -24,7 +24,6 @@ from flask import Flask  # noqa: E402
 from flask_taskq import AsyncResult, GroupResult, chord, group  # noqa: E402
 from flask_taskq import TimeoutError as TaskTimeout  # noqa: E402
 from flask_taskq.backend import ResultBackend, backend_from_url  # noqa: E402
-from flask_taskq.backend import sql as sqlmod  # noqa: E402
 from flask_taskq.backend.sql import SQLBackend, results_table  # noqa: E402
 from tests.apps.sql_app import SqlAppError, add, collect, create_app, fail  # noqa: E402
 from tests.conftest import WorkerProcess, wait_until  # noqa: E402
@@ -206,8 +205,8 @@ def test_a_batch_is_one_transaction_of_few_statements(sql):
     finally:
         sa.event.remove(engine, "before_cursor_execute", seen)
     assert sql.rows() == 1000
-    assert statements.count("INSERT") == 1000 // sqlmod.INSERT_CHUNK
-    assert len(statements) <= 1000 // sqlmod.INSERT_CHUNK + 1  # + the NOTIFY on PostgreSQL
+    # one executemany, which SQLAlchemy or the driver may split in pages; + NOTIFY on PG
+    assert 1 <= statements.count("INSERT") <= 2 and len(statements) <= 3
 
 
 def test_the_last_state_of_a_task_in_a_batch_wins_and_upserts(sql):

@@ -72,8 +72,6 @@ groups_table = sa.Table(
     sa.Column("expires_at", _TIME, nullable=True, index=True),
 )
 
-#: Rows written per INSERT statement (a batch may take several, in one transaction).
-INSERT_CHUNK = 500
 #: Ids read per SELECT of :meth:`SQLBackend.get_many`.
 READ_CHUNK = 500
 #: Seconds between two cleanups started by :meth:`SQLBackend.store_many`.
@@ -159,6 +157,7 @@ class SQLBackend:
         self._worker = f"{socket.gethostname()}:{self._pid}"
         self._lock = threading.Lock()
         self._next_cleanup = time.monotonic() + CLEANUP_INTERVAL
+        self._upserts: dict[str, sa.Insert] = {}
 
     @staticmethod
     def _create_engine(url: str) -> sa.Engine:
@@ -263,28 +262,37 @@ class SQLBackend:
             "date_done": _utc(doc.get("date_done")) if ready else None,
         }
 
-    def _upsert(self, table: sa.Table, rows: list[dict[str, Any]]) -> sa.Insert:
+    def _upsert(self, table: sa.Table) -> sa.Insert:
+        """The dialect's INSERT ... ON CONFLICT / ON DUPLICATE KEY UPDATE of ``table``,
+        built once: executed with a list of rows it is one executemany, compiled once."""
+        stmt = self._upserts.get(table.name)
+        if stmt is not None:
+            return stmt
         update = [c.name for c in table.columns if c.name not in ("id", "created_at")]
         name = self.dialect
         if name in ("mysql", "mariadb"):
-            my = mysql.insert(table).values(rows)
-            return my.on_duplicate_key_update({c: my.inserted[c] for c in update})
-        if name == "postgresql":
-            pg = postgresql.insert(table).values(rows)
-            return pg.on_conflict_do_update(
+            my = mysql.insert(table)
+            stmt = my.on_duplicate_key_update({c: my.inserted[c] for c in update})
+        elif name == "postgresql":
+            pg = postgresql.insert(table)
+            stmt = pg.on_conflict_do_update(
                 index_elements=["id"], set_={c: pg.excluded[c] for c in update}
             )
-        if name == "sqlite":
-            lite = sqlite.insert(table).values(rows)
-            return lite.on_conflict_do_update(
+        elif name == "sqlite":
+            lite = sqlite.insert(table)
+            stmt = lite.on_conflict_do_update(
                 index_elements=["id"], set_={c: lite.excluded[c] for c in update}
             )
-        raise NotImplementedError(f"no upsert for the {name} dialect")
+        else:
+            raise NotImplementedError(f"no upsert for the {name} dialect")
+        self._upserts[table.name] = stmt
+        return stmt
 
     def store_many(self, items: Sequence[tuple[str, bytes, bool]], ttl: int) -> None:
-        """Write ``(task_id, encoded meta, ready)`` triples in one transaction (an upsert
-        per 500 rows); on PostgreSQL the ready ones are NOTIFYed in it. At most once a
-        minute a bounded :meth:`cleanup` follows."""
+        """Write ``(task_id, encoded meta, ready)`` triples in one transaction: one
+        executemany of the upsert (the driver sends it as few multi-row statements) and,
+        on PostgreSQL, one NOTIFY statement for the ready ones. At most once a minute a
+        bounded :meth:`cleanup` follows."""
         if not items:
             return
         now = _utcnow()
@@ -299,8 +307,7 @@ class SQLBackend:
                 ready_ids.append(task_id)
         batch = list(rows.values())
         with self._errors(), self.engine.begin() as conn:
-            for start in range(0, len(batch), INSERT_CHUNK):
-                conn.execute(self._upsert(results_table, batch[start : start + INSERT_CHUNK]))
+            conn.execute(self._upsert(results_table), batch)
             if ready_ids and self.listens:
                 conn.execute(
                     sa.text(
@@ -462,7 +469,7 @@ class SQLBackend:
             "expires_at": expires if ttl > 0 else None,
         }
         with self._errors(), self.engine.begin() as conn:
-            conn.execute(self._upsert(groups_table, [row]))
+            conn.execute(self._upsert(groups_table), [row])
 
     def restore_group(self, group_id: str) -> bytes | None:
         """What :meth:`save_group` kept for ``group_id``, or None (never saved, expired)."""
