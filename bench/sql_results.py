@@ -18,7 +18,8 @@ drain until stored
     result was written, so this includes the last batch of result writes; the time is
     taken by polling the stream every 10 ms.
 
-The median over RUNS runs is printed for both stores and their ratio. It prints numbers
+The median (min-max) over RUNS runs is printed for both stores, and the ratio of
+the medians. It prints numbers
 only and checks nothing. ``BENCH_N`` and ``BENCH_RUNS`` override N and RUNS.
 """
 
@@ -174,9 +175,14 @@ def main() -> None:
                 print(f"{store:<10} n/a")
                 continue
             medians[store] = tuple(statistics.median(v[i] for v in values) for i in (0, 1))
+            shown = [
+                f"{medians[store][i]:>7,.0f} ({min(v[i] for v in values):,.0f}-"
+                f"{max(v[i] for v in values):,.0f}) /s"
+                for i in (0, 1)
+            ]
             print(
-                f"results in {store:<10}  drain {medians[store][0]:>8,.0f} /s   "
-                f"until stored {medians[store][1]:>8,.0f} /s   ({len(values)} run(s))"
+                f"results in {store:<10}  drain {shown[0]}   until stored {shown[1]}"
+                f"   ({len(values)} run(s))"
             )
         if len(medians) == 2:
             for i, what in ((0, "drain"), (1, "until stored")):
