@@ -181,8 +181,11 @@ def test_flask_sqlalchemy_engine_is_reused(sql, redis_url):
     backend = app.extensions["taskq"].backend
     with app.app_context():
         assert backend.engine is app.extensions["sqlalchemy"].engine
-        sql.start("-P", "threads", app=APP, env={"TASKQ_RESULT_BACKEND": "flask-sqlalchemy", **env})
-        assert add.delay(5, 6).get(timeout=20) == 11
+        # prefork: the children share the app's engine made before the fork
+        worker_env = {"TASKQ_RESULT_BACKEND": "flask-sqlalchemy", **env}
+        sql.start("-P", "prefork", "-c", "2", app=APP, env=worker_env)
+        results = add.delay_many((i, 5) for i in range(10))
+        assert [r.get(timeout=30) for r in results] == [i + 5 for i in range(10)]
 
 
 # -- the backend itself ------------------------------------------------------------------------
@@ -352,3 +355,17 @@ def test_group_result_save_and_restore(sql):
     saved = group(add.s(i, 1) for i in range(3)).delay().save()
     restored = GroupResult.restore(saved.id)
     assert restored is not None and restored.get(timeout=30) == [1, 2, 3]
+
+
+def test_a_worker_keeps_results_until_the_tables_exist(database_url, redis_url, start_worker):
+    """Writes that fail (here: no tables yet) are retried with backoff, logged once; the
+    result lands once ``db create`` ran."""
+    app = create_app(TASKQ_BROKER_URL=redis_url, TASKQ_RESULT_BACKEND=database_url)
+    worker = start_worker("-P", "threads", app=APP, env={"TASKQ_RESULT_BACKEND": database_url})
+    with app.app_context():
+        res = add.delay(20, 22)
+        worker.wait_for_log("flask taskq db create")
+        assert worker.proc.poll() is None
+        app.extensions["taskq"].backend.create_tables()
+        assert res.get(timeout=30) == 42
+    app.extensions["taskq"].backend.close()
