@@ -369,3 +369,11 @@ def test_a_worker_keeps_results_until_the_tables_exist(database_url, redis_url, 
         app.extensions["taskq"].backend.create_tables()
         assert res.get(timeout=30) == 42
     app.extensions["taskq"].backend.close()
+
+
+def test_task_ids_are_case_sensitive(sql):
+    b = sql.backend
+    b.store_many(
+        [("AbC", _doc("SUCCESS", result=1), True), ("abc", _doc("SUCCESS", result=2), True)], 60
+    )
+    assert [d["result"] for d in b.get_many(["AbC", "abc"])] == [1, 2]

@@ -45,13 +45,15 @@ metadata = sa.MetaData()
 _BLOB = sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
 _TEXT = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
 _TIME = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+# Task ids are case-sensitive, as Redis keys are (MySQL compares text without case).
+_ID = sa.String(155).with_variant(mysql.VARCHAR(155, collation="utf8mb4_bin"), "mysql", "mariadb")
 
 #: One row per task: its state document as the serializer encoded it (``meta``), plus
 #: columns for SQL queries. Times are naive UTC.
 results_table = sa.Table(
     "taskq_result",
     metadata,
-    sa.Column("id", sa.String(155), primary_key=True),
+    sa.Column("id", _ID, primary_key=True),
     sa.Column("name", sa.String(255), nullable=True),
     sa.Column("status", sa.String(50), nullable=False),
     sa.Column("meta", _BLOB, nullable=False),
@@ -60,16 +62,18 @@ results_table = sa.Table(
     sa.Column("created_at", _TIME, nullable=False),
     sa.Column("date_done", _TIME, nullable=True),
     sa.Column("expires_at", _TIME, nullable=True, index=True),
+    mysql_charset="utf8mb4",
 )
 
 #: One row per saved group (:meth:`GroupResult.save`): its encoded member ids.
 groups_table = sa.Table(
     "taskq_group",
     metadata,
-    sa.Column("id", sa.String(155), primary_key=True),
+    sa.Column("id", _ID, primary_key=True),
     sa.Column("meta", _BLOB, nullable=False),
     sa.Column("created_at", _TIME, nullable=False),
     sa.Column("expires_at", _TIME, nullable=True, index=True),
+    mysql_charset="utf8mb4",
 )
 
 #: Ids read per SELECT of :meth:`SQLBackend.get_many`.
@@ -83,7 +87,12 @@ POLL_FIRST, POLL_MAX = 0.01, 0.5
 #: Longest single LISTEN wait; the row is read again after each.
 LISTEN_BLOCK = 5.0
 #: Driver errors meaning the database cannot be reached now.
-_UNREACHABLE = (sa.exc.OperationalError, sa.exc.InterfaceError)
+_UNREACHABLE = (
+    sa.exc.OperationalError,
+    sa.exc.InterfaceError,
+    sa.exc.TimeoutError,  # no connection free in the pool in time
+    sa.exc.DisconnectionError,
+)
 
 
 def _utcnow() -> datetime:
@@ -211,7 +220,7 @@ class SQLBackend:
         except _UNREACHABLE as exc:
             if not self._has_tables():
                 raise BrokerConnectionError(self._missing()) from exc
-            reason = (str(exc.orig or exc).strip().splitlines() or ["?"])[0]
+            reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["?"])[0]
             raise BrokerConnectionError(
                 f"cannot reach the result database {self.describe()}: {reason}"
             ) from exc
