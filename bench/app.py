@@ -101,6 +101,8 @@ def create_app() -> Flask:
     app = Flask(__name__)
     if "TASKQ_BROKER_URL" in os.environ:
         app.config["TASKQ_BROKER_URL"] = os.environ["TASKQ_BROKER_URL"]
+    if "TASKQ_RESULT_BACKEND" in os.environ:  # bench/sql_results.py
+        app.config["TASKQ_RESULT_BACKEND"] = os.environ["TASKQ_RESULT_BACKEND"]
     app.config["TASKQ_KEY_PREFIX"] = PREFIX
     if "BENCH_BEAT_SCHEDULE" in os.environ:  # bench/beat_failover.py
         app.config["TASKQ_BEAT_SCHEDULE"] = json.loads(os.environ["BENCH_BEAT_SCHEDULE"])

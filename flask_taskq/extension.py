@@ -132,7 +132,7 @@ class AppState:
         if self.result_url.startswith("memory://") and getattr(self, "backend", None):
             return self.backend
         return backend_from_url(
-            self.result_url, key_prefix=self.key_prefix, serializer=self.serializer
+            self.result_url, key_prefix=self.key_prefix, serializer=self.serializer, app=self.app
         )
 
     def enqueue(self, message: Message, body: bytes, unique: tuple[str, int] | None = None) -> str:

@@ -2,6 +2,7 @@
 
 from . import (  # noqa: F401 - registers the commands
     beat,
+    db,
     dead_letter,
     inspect,
     inspect_workers,
