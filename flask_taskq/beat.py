@@ -466,10 +466,10 @@ class Beat:
                 self._when(latest),
                 "sending one run" if send else "skipping them (catch_up 'none')",
             )
-        task_id = new_task_id() if send else None
-        if self._claim(entry, latest, fire=send, task_id=task_id) and task_id:
+        run_id = new_task_id() if send else None
+        if self._claim(entry, latest, fire=send, task_id=run_id) and run_id:
             sent.append((entry.name, latest))
-            self._send(entry, latest, task_id)
+            self._send(entry, latest, run_id)
         return schedule.next_due(latest, tz)
 
     def _claim(

@@ -222,7 +222,7 @@ class PeriodicManager:
         (the state of that task's result, None when unknown) and ``next_run``; times are
         unix times (see ``read_schedule``)."""
         state = self._state(app)
-        rows = read_schedule(state.app)["entries"]
+        rows: list[dict[str, Any]] = read_schedule(state.app)["entries"]
         for row in rows:
             row["last_state"] = None
             if row["last_id"] and state.backend is not None:

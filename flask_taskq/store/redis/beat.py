@@ -85,14 +85,16 @@ class RedisBeatStore:
         task_id: str | None = None,
     ) -> Claim:
         text = format_time(due)
+        args: list[Any] = [token, text, fired_ttl, format_time(now), "fire" if fire else "skip"]
+        if task_id:
+            args.append(task_id)
         code = self._scripts["fire"](
             keys=[
                 self.keys.beat_lease(),
                 self.keys.beat_entry(name),
                 self.keys.beat_fired(name, text),
             ],
-            args=[token, text, fired_ttl, format_time(now), "fire" if fire else "skip"]
-            + ([task_id] if task_id else []),
+            args=args,
         )
         return _CLAIM[int(code)]
 
