@@ -8,12 +8,15 @@ stop; only the holder sends. Each send first claims its due time
 caller still holds the lease, that the due time is after the entry's last handled one, and
 sets the per-fire key (entry name + due time) once. Entry state (when each entry was
 registered and its last due time) lives in the store, so a beat that takes over carries on
-where the last one stopped. See ``docs/beat.rst``.
+where the last one stopped. Entries added at run time (:mod:`flask_taskq.periodic`) live
+in the store too; the leader polls their version counter every :data:`DYNAMIC_POLL`
+seconds and registers a change at once. See ``docs/beat.rst``.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import math
 import os
@@ -30,8 +33,9 @@ from flask import Flask
 
 from . import signals
 from .exceptions import BrokerConnectionError
-from .schedules import Schedule, get_timezone, to_schedule
-from .store.beat import Claim, LeaseStatus, format_time
+from .message import new_task_id
+from .schedules import Interval, Schedule, get_timezone, parse_cron, to_schedule
+from .store.beat import BeatStore, Claim, LeaseStatus, format_time
 
 if TYPE_CHECKING:
     from .extension import AppState
@@ -48,6 +52,12 @@ DEFAULT_LEASE = 5.0
 #: Longest a waiting beat sleeps between looks at the lease (a released lease is taken
 #: over within this time).
 HANDOVER_POLL = 0.5
+#: Longest a leader goes without looking whether run-time entries changed (seconds): one
+#: read of a counter, so a change made with ``flask taskq periodic`` is seen within it.
+DYNAMIC_POLL = 0.5
+#: The fingerprint prefix of a paused entry: pausing and resuming change the fingerprint,
+#: so a resumed entry counts its due times from when it was resumed.
+PAUSED = "paused "
 #: Seconds a per-fire key is kept.
 FIRED_TTL = 3600
 #: With ``catch_up="none"``, a due time later than this (seconds) counts as missed.
@@ -146,6 +156,56 @@ class Entry:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{where}: {exc}") from None
 
+    def to_spec(self, paused: bool = False) -> str:
+        """The entry as the JSON the store keeps of a run-time entry (see
+        :meth:`from_spec`); ``TypeError`` when its arguments or options are not JSON."""
+        schedule: dict[str, Any]
+        if isinstance(self.schedule, Interval):
+            schedule = {"every": self.schedule.seconds}
+        else:
+            schedule = {"cron": self.schedule.describe()}
+        spec = {
+            "task": self.task,
+            "schedule": schedule,
+            "args": list(self.args),
+            "kwargs": self.kwargs,
+            "options": self.options,
+            "catch_up": self.catch_up,
+            "paused": paused,
+        }
+        try:
+            return json.dumps(spec, sort_keys=True, allow_nan=False)
+        except ValueError as exc:
+            raise TypeError(f"periodic entry {self.name!r}: {exc}") from None
+
+    @classmethod
+    def from_spec(cls, name: str, text: str) -> tuple[Entry, bool]:
+        """A run-time entry and whether it is paused, from the store's JSON
+        (:meth:`to_spec`); ``ValueError`` for a spec that is not valid."""
+        try:
+            spec = json.loads(text)
+            schedule = spec["schedule"]
+            return cls(
+                name=name,
+                task=spec["task"],
+                schedule=(
+                    Interval(schedule["every"])
+                    if "every" in schedule
+                    else parse_cron(schedule["cron"])
+                ),
+                args=tuple(spec.get("args") or ()),
+                kwargs=dict(spec.get("kwargs") or {}),
+                options=dict(spec.get("options") or {}),
+                catch_up=spec.get("catch_up", "one"),
+            ), bool(spec.get("paused"))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"periodic entry {name!r} in the store is not valid: {exc}") from None
+
+    def fingerprint(self, tz: tzinfo, paused: bool = False) -> str:
+        """What the store registers the entry with: its schedule's fingerprint, marked
+        when paused."""
+        return (PAUSED if paused else "") + self.schedule.fingerprint(tz)
+
     def next_run(self, since: float | None, last: float | None, now: float, tz: tzinfo) -> float:
         """The next due time given the entry's state in the store (counted from ``now``
         when beat has not registered the entry yet)."""
@@ -186,7 +246,12 @@ class Beat:
         self.state = state
         self.taskqueue = state.taskqueue
         self.tz: tzinfo = get_timezone(state.config["TASKQ_TIMEZONE"])
-        self.entries: dict[str, Entry] = state.taskqueue.periodic_entries(app)
+        #: Entries of the app's code and ``TASKQ_BEAT_SCHEDULE`` (read-only at run time).
+        self.static: dict[str, Entry] = state.taskqueue.periodic_entries(app)
+        #: Every entry beat knows: the static ones and those added at run time.
+        self.entries: dict[str, Entry] = dict(self.static)
+        #: Run-time entries that are paused (registered, never sent).
+        self.paused: frozenset[str] = frozenset()
         self.lease = float(lease)
         self.name = name or f"{os.getpid()}@{socket.gethostname()}"
         #: What this beat writes into the lease: unique even for two beats of one name.
@@ -198,6 +263,9 @@ class Beat:
         self.is_leader = False
         self._synced = False
         self._renew_at = 0.0  # time.monotonic() of the next lease renewal
+        self._version: int | None = None  # of the run-time entries loaded
+        self._poll_at = 0.0  # time.monotonic() of the next look at that version
+        self._upcoming: float | None = None  # the next due time of all entries
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -257,10 +325,16 @@ class Beat:
                 return wait
         if not self._synced:
             self._sync()
+        elif time.monotonic() >= self._poll_at:
+            self._poll_at = time.monotonic() + DYNAMIC_POLL
+            if self.store.dynamic_version() != self._version:
+                self._sync()
+            elif self._upcoming is not None and self.clock() + EARLY < self._upcoming:
+                return self._wait(self._upcoming)  # a look at the version only: nothing due
         if not self.is_leader or not self._synced:
             return 0.0
         sent: list[tuple[str, float]] = []
-        upcoming = self._send_due(sent)
+        upcoming = self._upcoming = self._send_due(sent)
         if signals.beat_tick.receivers:
             try:
                 signals.beat_tick.send(self, sent=sent)
@@ -268,8 +342,12 @@ class Beat:
                 logger.exception("A beat_tick receiver raised")
         if not self.is_leader or not self._synced:
             return 0.0
+        return self._wait(upcoming)
+
+    def _wait(self, upcoming: float | None) -> float:
         until_due = upcoming - self.clock() if upcoming is not None else math.inf
-        return max(0.0, min(until_due, self._renew_at - time.monotonic()))
+        mono = time.monotonic()
+        return max(0.0, min(until_due, self._renew_at - mono, self._poll_at - mono))
 
     # -- the lease ---------------------------------------------------------------------
     def _hold_lease(self) -> float:
@@ -306,11 +384,27 @@ class Beat:
         self.is_leader = False
 
     # -- entries -----------------------------------------------------------------------
+    def _load_dynamic(self) -> None:
+        """Read the run-time entries from the store (those named as a static entry are
+        ignored: the static one wins)."""
+        before = self._version
+        self._version, self.entries, self.paused = dynamic_entries(self.store, self.static)
+        self._poll_at = time.monotonic() + DYNAMIC_POLL
+        if self._version != before:
+            logger.info(
+                "beat %s: %d run-time periodic entries (version %d)",
+                self.name,
+                len(self.entries) - len(self.static),
+                self._version,
+            )
+
     def _sync(self) -> None:
         """Register the entries in the store (new or changed ones count from now) and
         forget entries no longer scheduled."""
+        self._upcoming = None
+        self._load_dynamic()
         current = [
-            (name, entry.schedule.fingerprint(self.tz), entry.task)
+            (name, entry.fingerprint(self.tz, name in self.paused), entry.task)
             for name, entry in self.entries.items()
         ]
         removed = self.store.sync_entries(self.token, self.clock(), current)
@@ -323,7 +417,7 @@ class Beat:
 
     def _send_due(self, sent: list[tuple[str, float]]) -> float | None:
         """Send every entry that is due; return the next due time of all entries."""
-        names = list(self.entries)
+        names = [name for name in self.entries if name not in self.paused]
         rows = self.store.entries(names)
         now = self.clock() + EARLY
         upcoming: list[float] = []
@@ -352,12 +446,13 @@ class Beat:
             while due <= now and self.is_leader and not self._stopped.is_set():
                 if time.monotonic() >= self._renew_at:
                     self._hold_lease()
-                claimed = self._claim(entry, due, fire=True)
+                task_id = new_task_id()
+                claimed = self._claim(entry, due, fire=True, task_id=task_id)
                 if claimed is False:
                     break
                 if claimed:
                     sent.append((entry.name, due))
-                    self._send(entry, due)
+                    self._send(entry, due, task_id)
                 due = schedule.next_due(due, tz)
             return due
         latest = schedule.last_due(base, now, tz)
@@ -371,16 +466,21 @@ class Beat:
                 self._when(latest),
                 "sending one run" if send else "skipping them (catch_up 'none')",
             )
-        if self._claim(entry, latest, fire=send) and send:
+        run_id = new_task_id() if send else None
+        if self._claim(entry, latest, fire=send, task_id=run_id) and run_id:
             sent.append((entry.name, latest))
-            self._send(entry, latest)
+            self._send(entry, latest, run_id)
         return schedule.next_due(latest, tz)
 
-    def _claim(self, entry: Entry, due: float, fire: bool) -> bool | None:
+    def _claim(
+        self, entry: Entry, due: float, fire: bool, task_id: str | None = None
+    ) -> bool | None:
         """Claim ``due`` for ``entry`` (``fire``) or mark it handled (not ``fire``): True
         when done, None when it was already handled, False when this beat may not (it
         lost the lease, or the registry must be rebuilt)."""
-        claim = self.store.claim(self.token, entry.name, due, self.clock(), fire, FIRED_TTL)
+        claim = self.store.claim(
+            self.token, entry.name, due, self.clock(), fire, FIRED_TTL, task_id
+        )
         if claim is Claim.NOT_LEADER:
             self._lose()
             return False
@@ -389,7 +489,7 @@ class Beat:
             return False
         return True if claim is Claim.DONE else None
 
-    def _send(self, entry: Entry, due: float) -> None:
+    def _send(self, entry: Entry, due: float, task_id: str) -> None:
         options = dict(entry.options)
         headers = {
             **(options.pop("headers", None) or {}),
@@ -397,7 +497,13 @@ class Beat:
         }
         try:
             result = self.taskqueue.send_task(
-                entry.task, entry.args, entry.kwargs, headers=headers, app=self.app, **options
+                entry.task,
+                entry.args,
+                entry.kwargs,
+                headers=headers,
+                app=self.app,
+                task_id=task_id,
+                **options,
             )
         except self.errors as exc:
             logger.error(
@@ -429,21 +535,49 @@ class Beat:
         return datetime.fromtimestamp(due, self.tz).isoformat(timespec="milliseconds")
 
 
+def dynamic_entries(
+    store: BeatStore, static: Mapping[str, Entry]
+) -> tuple[int, dict[str, Entry], frozenset[str]]:
+    """The run-time entries' version, every entry (``static`` ones win on equal names)
+    and the names of the paused ones. A spec that is not valid is logged and skipped."""
+    version, specs = store.dynamic_entries()
+    entries, paused = dict(static), set()
+    for name, text in sorted(specs.items()):
+        if name in static:
+            logger.warning(
+                "Run-time periodic entry %r is ignored: a static entry has its name", name
+            )
+            continue
+        try:
+            entry, is_paused = Entry.from_spec(name, text)
+        except ValueError as exc:
+            logger.error("%s; skipping it", exc)
+            continue
+        entries[name] = entry
+        if is_paused:
+            paused.add(name)
+    return version, entries, frozenset(paused)
+
+
 def read_schedule(app: Flask, now: float | None = None) -> dict[str, Any]:
-    """What ``flask taskq inspect scheduled`` shows of beat: the leader (``leader``, the
-    holder's token or None; ``lease_ttl`` seconds), and per entry its ``name``, ``task``,
-    ``schedule``, ``catch_up``, ``last_run`` and ``next_run`` (unix times or None), in
+    """What ``flask taskq inspect scheduled``, ``flask taskq periodic list`` and the
+    dashboard show of beat: the leader (``leader``, the holder's token or None;
+    ``lease_ttl`` seconds), and per entry its ``name``, ``task``, ``schedule``,
+    ``catch_up``, ``last_run`` and ``next_run`` (unix times or None), ``last_id`` (the
+    task id of the last run), ``dynamic`` (added at run time) and ``paused``, in
     ``timezone``."""
     state: AppState = app.extensions["taskq"]
     tz = get_timezone(state.config["TASKQ_TIMEZONE"])
-    entries = state.taskqueue.periodic_entries(app)
+    static = state.taskqueue.periodic_entries(app)
+    _, entries, paused = dynamic_entries(state.store.beat, static)
     leader, ttl = state.store.beat.leader()
     rows = state.store.beat.entries(list(entries))
     now = time.time() if now is None else now
     out = []
     for (name, entry), row in zip(entries.items(), rows, strict=True):
         since, last = row.since, row.last
-        if row.schedule is not None and row.schedule != entry.schedule.fingerprint(tz):
+        is_paused = name in paused
+        if row.schedule is not None and row.schedule != entry.fingerprint(tz, is_paused):
             since = last = None  # changed since a beat registered it: counts anew
         out.append(
             {
@@ -452,7 +586,10 @@ def read_schedule(app: Flask, now: float | None = None) -> dict[str, Any]:
                 "schedule": entry.schedule.describe(),
                 "catch_up": entry.catch_up,
                 "last_run": row.run_at,
-                "next_run": entry.next_run(since, last, now, tz),
+                "last_id": row.run_id,
+                "next_run": None if is_paused else entry.next_run(since, last, now, tz),
+                "dynamic": name not in static,
+                "paused": is_paused,
             }
         )
     return {

@@ -23,6 +23,7 @@ from .config import apply_defaults, task_defaults
 from .exceptions import BrokerConnectionError, NotRegistered
 from .keys import DEFAULT_PRIORITY
 from .message import Message, envelope, new_task_id
+from .periodic import PeriodicManager
 from .result import AsyncResult
 from .revocation import Revocations
 from .routing import Router
@@ -332,7 +333,7 @@ class TaskQueue:
 
         self.tasks: dict[str, Task] = {}
         #: Periodic entries declared in code (``periodic_task``/``add_periodic_task``).
-        self.periodic: dict[str, Entry] = {}
+        self.declared_periodic: dict[str, Entry] = {}
         self._bound: weakref.WeakSet[Flask] = weakref.WeakSet()
         _instances.add(self)
         register_shared_tasks(self)
@@ -693,6 +694,15 @@ class TaskQueue:
         return AsyncResult(task_id, state=resolve_state(app, self))
 
     # -- periodic tasks (beat) ---------------------------------------------------------------
+    @property
+    def periodic(self) -> PeriodicManager:
+        """Periodic entries added, changed, paused and removed at run time
+        (:class:`~flask_taskq.periodic.PeriodicManager`).
+
+        .. versionadded:: 0.2
+        """
+        return PeriodicManager(self)
+
     def periodic_task(
         self,
         schedule: Any,
@@ -765,7 +775,7 @@ class TaskQueue:
             options=options,
             catch_up=catch_up,
         )
-        self.periodic[name] = entry
+        self.declared_periodic[name] = entry
         return entry
 
     def periodic_entries(self, app: Flask | None = None) -> dict[str, Entry]:
@@ -776,7 +786,7 @@ class TaskQueue:
         .. versionadded:: 0.2
         """
         config = resolve_state(app, self).config
-        entries = dict(self.periodic)
+        entries = dict(self.declared_periodic)
         for entry_name, spec in (config["TASKQ_BEAT_SCHEDULE"] or {}).items():
             entries[entry_name] = Entry.from_config(entry_name, spec)
         return entries

@@ -141,6 +141,15 @@ class Keys:
         expires after an hour."""
         return f"{self.prefix}:{{beat}}:fired:{name}:{due}"
 
+    def beat_dynamic(self) -> str:
+        """Hash: name -> JSON spec of each periodic entry added at run time
+        (``flask taskq periodic``, ``tq.periodic``)."""
+        return f"{self.prefix}:{{beat}}:dynamic"
+
+    def beat_dynamic_version(self) -> str:
+        """Counter raised by every change of :meth:`beat_dynamic`: beats poll it."""
+        return f"{self.prefix}:{{beat}}:dynamic:version"
+
     # -- workflows (docs/workflows.rst) ------------------------------------------------------
     def chord_results(self, chord_id: str) -> str:
         """Hash of a chord's finished members: index -> encoded return value; the chord

@@ -18,7 +18,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, CroniterError, croniter
 
-__all__ = ["Interval", "Schedule", "crontab", "get_timezone", "to_schedule"]
+__all__ = [
+    "Interval",
+    "Schedule",
+    "crontab",
+    "get_timezone",
+    "parse_cron",
+    "parse_interval",
+    "to_schedule",
+]
 
 _DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
@@ -324,3 +332,31 @@ def to_schedule(value: Schedule | float | timedelta) -> Schedule:
     if isinstance(value, Schedule):
         return value
     raise TypeError(f"a schedule is a number of seconds, a timedelta or a crontab, not {value!r}")
+
+
+_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"\A\s*(\d+(?:\.\d+)?|\.\d+)\s*([smhd]?)\s*\Z", re.IGNORECASE)
+
+
+def parse_interval(text: str) -> Interval:
+    """An :class:`Interval` from ``"30s"``, ``"5m"``, ``"1.5h"``, ``"1d"`` or ``"30"``
+    (seconds); ``ValueError`` otherwise."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(
+            f"bad interval {text!r}: use a number with s, m, h or d (e.g. '30s', '5m')"
+        )
+    return Interval(float(match[1]) * _UNITS[match[2].lower()])
+
+
+def parse_cron(text: str) -> crontab:
+    """A :class:`crontab` from five cron fields, ``"minute hour day-of-month month
+    day-of-week"`` (``"0 12 * * *"``); ``ValueError`` otherwise."""
+    fields = text.split()
+    if len(fields) != 5:
+        raise ValueError(
+            f"bad cron expression {text!r}: give five fields, "
+            "minute hour day-of-month month day-of-week (e.g. '0 12 * * *')"
+        )
+    minute, hour, day_of_month, month_of_year, day_of_week = fields
+    return crontab(minute, hour, day_of_week, day_of_month, month_of_year)

@@ -7,6 +7,7 @@ from . import (  # noqa: F401 - registers the commands
     inspect,
     inspect_workers,
     inspect_workflow,
+    periodic,
     purge,
     queues,
     rate_limit,

@@ -276,7 +276,11 @@ def failures_context() -> dict[str, Any]:
 
 
 def periodic_context() -> dict[str, Any]:
-    return _base(schedule=data.periodic(_state()), next=url_for(".periodic"))
+    state = _state()
+    schedule = data.periodic(state)
+    if schedule is not None:  # with each last run's state (tq.periodic.list)
+        schedule["entries"] = state.taskqueue.periodic.list(state.app)
+    return _base(schedule=schedule, next=url_for(".periodic"))
 
 
 def task_context(task_id: str) -> dict[str, Any]:
@@ -547,3 +551,76 @@ def resume_queue() -> Response:
         mon.resume([queue])
         flash(f"Resumed queue {queue!r}.", "ok")
     return _back(url_for(".queues"))
+
+
+# -- periodic entries changed at run time (flask_taskq.periodic) ------------------------------
+def _json_field(name: str, kind: type) -> Any:
+    text = (request.form.get(name) or "").strip()
+    if not text:
+        return None
+    value = json.loads(text)  # ValueError: reported by _periodic_action
+    if not isinstance(value, kind):
+        raise ValueError(f"{name}: give a JSON {'list' if kind is list else 'object'}")
+    return value
+
+
+def _periodic_action(done: Callable[[], str]) -> Response:
+    """Run a periodic action; its one-line error (bad input, unknown entry) is shown."""
+    try:
+        flash(done(), "ok")
+    except json.JSONDecodeError as exc:
+        flash(f"Not valid JSON: {exc}", "error")
+    except (TypeError, ValueError) as exc:
+        flash(str(exc), "error")
+    return _back(url_for(".periodic"))
+
+
+@blueprint.post("/periodic/add")
+def periodic_add() -> Response:
+    """Add a periodic entry (every or cron) from the periodic page's form."""
+    state = _state()
+
+    def add() -> str:
+        every = (request.form.get("every") or "").strip() or None
+        cron = (request.form.get("cron") or "").strip() or None
+        entry = state.taskqueue.periodic.add(
+            _field("name"),
+            _field("task"),
+            every=every,
+            cron=cron,
+            args=_json_field("args", list) or [],
+            kwargs=_json_field("kwargs", dict) or {},
+            queue=(request.form.get("queue") or "").strip() or None,
+            app=state.app,
+        )
+        return f"Added periodic entry {entry.name!r}: {entry.task} {entry.schedule.describe()}."
+
+    return _periodic_action(add)
+
+
+def _periodic_simple(action: str, message: str) -> Callable[[], Response]:
+    def view() -> Response:
+        name = _field("name")
+        state = _state()
+
+        def run() -> str:
+            outcome = getattr(state.taskqueue.periodic, action)(name, app=state.app)
+            task_id = getattr(outcome, "id", "")
+            return message.format(name=name, task_id=task_id)
+
+        return _periodic_action(run)
+
+    view.__name__ = f"periodic_{action}"
+    view.__doc__ = f"{action.capitalize()} a periodic entry (the periodic page's button)."
+    return view
+
+
+for _action, _message in (
+    ("pause", "Paused periodic entry {name!r}."),
+    ("resume", "Resumed periodic entry {name!r}: it counts from now."),
+    ("remove", "Removed periodic entry {name!r}."),
+    ("run", "Sent periodic entry {name!r} now: task {task_id}."),
+):
+    blueprint.add_url_rule(
+        f"/periodic/{_action}", view_func=_periodic_simple(_action, _message), methods=["POST"]
+    )

@@ -51,12 +51,14 @@ class Claim(enum.Enum):
 class EntryState:
     """What the store keeps of one periodic entry (all None until it is registered):
     ``since`` (due times count from then), ``last`` (last handled due time), ``run_at``
-    (when it last fired) and ``schedule`` (the fingerprint it was registered with)."""
+    (when it last fired), ``schedule`` (the fingerprint it was registered with) and
+    ``run_id`` (the task id of its last run, when known)."""
 
     since: float | None = None
     last: float | None = None
     run_at: float | None = None
     schedule: str | None = None
+    run_id: str | None = None
 
 
 class BeatStore(Protocol):
@@ -86,9 +88,33 @@ class BeatStore(Protocol):
         """The state of each of ``names``, in order."""
 
     def claim(
-        self, token: str, name: str, due: float, now: float, fire: bool, fired_ttl: int
+        self,
+        token: str,
+        name: str,
+        due: float,
+        now: float,
+        fire: bool,
+        fired_ttl: int,
+        task_id: str | None = None,
     ) -> Claim:
         """Handle due time ``due`` of entry ``name`` in one step, only if ``token`` holds
         the lease and ``due`` is after the entry's last handled one: with ``fire``, set
-        its per-fire key once (kept ``fired_ttl`` seconds) and note the run at ``now``;
-        without, only mark it handled (a skipped catch-up)."""
+        its per-fire key once (kept ``fired_ttl`` seconds) and note the run at ``now``
+        (and ``task_id``, the id the run is sent with); without, only mark it handled (a
+        skipped catch-up)."""
+
+    def note_run(self, name: str, now: float, task_id: str) -> bool:
+        """Note a run of entry ``name`` sent at ``now`` outside its schedule (run now)
+        as its last run, leaving its due times alone."""
+
+    # -- entries added at run time (flask_taskq.periodic) --------------------------------
+    def dynamic_version(self) -> int:
+        """The counter every change of the run-time entries raises (beats poll it)."""
+
+    def dynamic_entries(self) -> tuple[int, dict[str, str]]:
+        """The version and the run-time entries (name -> JSON spec), read together."""
+
+    def change_dynamic(self, mode: str, name: str, spec: str = "") -> bool:
+        """In one step, ``mode`` ``"add"`` stores ``spec`` for a new ``name``,
+        ``"replace"`` for an existing one, ``"remove"`` deletes it; each raises the
+        version. False (and nothing changed) when ``name`` exists (add) or does not."""

@@ -23,6 +23,8 @@ class MemoryBeatStore:
         self._entries: dict[str, EntryState] = {}
         self._fired: dict[tuple[str, float], float] = {}  # (name, due) -> monotonic expiry
         self._swept = time.monotonic()
+        self._dynamic: dict[str, str] = {}
+        self._version = 0
 
     def _holder(self) -> str | None:
         if self._lease is not None and self._lease[1] <= time.monotonic():
@@ -74,7 +76,14 @@ class MemoryBeatStore:
             return [self._entries.get(name) or EntryState() for name in names]
 
     def claim(
-        self, token: str, name: str, due: float, now: float, fire: bool, fired_ttl: int
+        self,
+        token: str,
+        name: str,
+        due: float,
+        now: float,
+        fire: bool,
+        fired_ttl: int,
+        task_id: str | None = None,
     ) -> Claim:
         with self._lock:
             if self._holder() != token:
@@ -90,7 +99,34 @@ class MemoryBeatStore:
                 self._swept = clock
             if fire and self._fired.get((name, due), 0.0) <= clock:
                 self._fired[(name, due)] = clock + fired_ttl
-                self._entries[name] = replace(state, last=due, run_at=now)
+                run_id = task_id or state.run_id
+                self._entries[name] = replace(state, last=due, run_at=now, run_id=run_id)
                 return Claim.DONE
             self._entries[name] = replace(state, last=due)
             return Claim.BEFORE if fire else Claim.DONE
+
+    def note_run(self, name: str, now: float, task_id: str) -> bool:
+        with self._lock:
+            state = self._entries.get(name) or EntryState()
+            self._entries[name] = replace(state, run_at=now, run_id=task_id)
+            return True
+
+    def dynamic_version(self) -> int:
+        with self._lock:
+            return self._version
+
+    def dynamic_entries(self) -> tuple[int, dict[str, str]]:
+        with self._lock:
+            return self._version, dict(self._dynamic)
+
+    def change_dynamic(self, mode: str, name: str, spec: str = "") -> bool:
+        with self._lock:
+            exists = name in self._dynamic
+            if exists == (mode == "add"):
+                return False
+            if mode == "remove":
+                del self._dynamic[name]
+            else:
+                self._dynamic[name] = spec
+            self._version += 1
+            return True

@@ -28,7 +28,7 @@ class RedisBeatStore:
     def __init__(self, client: Any, keys: Keys) -> None:
         self.client = client
         self.keys = keys
-        names = ("lease", "release", "sync", "fire")
+        names = ("lease", "release", "sync", "fire", "dynamic", "note_run")
         self._scripts = {name: load_script(client, f"beat_{name}") for name in names}
 
     def hold_lease(self, token: str, seconds: float) -> Lease:
@@ -68,22 +68,50 @@ class RedisBeatStore:
     def entries(self, names: Sequence[str]) -> list[EntryState]:
         pipe = self.client.pipeline(transaction=False)
         for name in names:
-            pipe.hmget(self.keys.beat_entry(name), "since", "last", "run_at", "schedule")
+            pipe.hmget(self.keys.beat_entry(name), "since", "last", "run_at", "schedule", "run_id")
         return [
-            EntryState(_float(since), _float(last), _float(run_at), _text(schedule))
-            for since, last, run_at, schedule in pipe.execute()
+            EntryState(_float(since), _float(last), _float(run_at), _text(schedule), _text(rid))
+            for since, last, run_at, schedule, rid in pipe.execute()
         ]
 
     def claim(
-        self, token: str, name: str, due: float, now: float, fire: bool, fired_ttl: int
+        self,
+        token: str,
+        name: str,
+        due: float,
+        now: float,
+        fire: bool,
+        fired_ttl: int,
+        task_id: str | None = None,
     ) -> Claim:
         text = format_time(due)
+        args: list[Any] = [token, text, fired_ttl, format_time(now), "fire" if fire else "skip"]
+        if task_id:
+            args.append(task_id)
         code = self._scripts["fire"](
             keys=[
                 self.keys.beat_lease(),
                 self.keys.beat_entry(name),
                 self.keys.beat_fired(name, text),
             ],
-            args=[token, text, fired_ttl, format_time(now), "fire" if fire else "skip"],
+            args=args,
         )
         return _CLAIM[int(code)]
+
+    def note_run(self, name: str, now: float, task_id: str) -> bool:
+        keys = [self.keys.beat_entry(name)]
+        return bool(self._scripts["note_run"](keys=keys, args=[format_time(now), task_id]))
+
+    def dynamic_version(self) -> int:
+        return int(self.client.get(self.keys.beat_dynamic_version()) or 0)
+
+    def dynamic_entries(self) -> tuple[int, dict[str, str]]:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.get(self.keys.beat_dynamic_version())
+        pipe.hgetall(self.keys.beat_dynamic())
+        version, specs = pipe.execute()
+        return int(version or 0), {str(_text(k)): str(_text(v)) for k, v in specs.items()}
+
+    def change_dynamic(self, mode: str, name: str, spec: str = "") -> bool:
+        keys = [self.keys.beat_dynamic(), self.keys.beat_dynamic_version()]
+        return bool(self._scripts["dynamic"](keys=keys, args=[mode, name, spec]))
