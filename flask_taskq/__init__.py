@@ -15,14 +15,14 @@ from .exceptions import (
     TimeoutError,
     WorkerLostError,
 )
-from .extension import AppState, TaskQueue
+from .extension import TaskQueue
 from .message import Message
 from .result import AsyncResult
 from .schedules import crontab
 from .shared import SharedTask, shared_task
+from .state import AppState
 from .task import Request, Task
-
-__version__ = "0.2.0"
+from .version import __version__
 
 __all__ = [
     "AppState",

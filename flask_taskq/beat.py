@@ -15,7 +15,6 @@ seconds and registers a change at once. See ``docs/beat.rst``.
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import math
@@ -33,12 +32,12 @@ from flask import Flask
 
 from . import signals
 from .exceptions import BrokerConnectionError
-from .message import new_task_id
+from .message import SEND_TASK_OPTIONS, new_task_id
 from .schedules import Interval, Schedule, get_timezone, parse_cron, to_schedule
 from .store.beat import BeatStore, Claim, LeaseStatus, format_time
 
 if TYPE_CHECKING:
-    from .extension import AppState
+    from .state import AppState
 
 logger = logging.getLogger("flask_taskq.beat")
 
@@ -80,10 +79,7 @@ _SEND_ERRORS: tuple[type[BaseException], ...] = (BrokerConnectionError, Connecti
 
 def _send_options() -> frozenset[str]:
     """The keyword options of ``TaskQueue.send_task`` an entry may pass on."""
-    from .extension import TaskQueue
-
-    params = inspect.signature(TaskQueue.send_task).parameters.values()
-    return frozenset(p.name for p in params if p.kind is p.KEYWORD_ONLY) - _FIXED_OPTIONS
+    return SEND_TASK_OPTIONS - _FIXED_OPTIONS
 
 
 def format_due(due: float) -> str:

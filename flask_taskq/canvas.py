@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from flask import Flask
 
     from .backend import ResultBackend
-    from .extension import AppState
+    from .state import AppState
     from .task import Task
 
 HEADER_LINK = "taskq_link"
@@ -89,7 +89,7 @@ def link_headers(link: Any, link_error: Any) -> dict[str, Any]:
 
 
 def _state(app: Flask | None) -> AppState:
-    from .extension import resolve_state
+    from .state import resolve_state
 
     return resolve_state(app)
 

@@ -19,6 +19,11 @@ from .exceptions import DecodeError, MessageTooLarge
 from .serializer import Serializer
 
 VERSION = 1
+#: The keyword options of ``TaskQueue.send_task`` (besides ``app``): what a caller may
+#: set on a message when sending it. Periodic entries are checked against it.
+SEND_TASK_OPTIONS = frozenset(
+    {"countdown", "eta", "expires", "queue", "priority", "task_id", "headers", "link", "link_error"}
+)
 
 
 def new_task_id() -> str:

@@ -84,7 +84,7 @@ class CounterTotals:
 
 def collect(app: Flask | None = None) -> list[Family]:
     """The metrics of ``app`` (default: as in :func:`~flask_taskq.extension.resolve_state`)."""
-    from .extension import resolve_state
+    from .state import resolve_state
     from .worker import default_queues
 
     state = resolve_state(app)

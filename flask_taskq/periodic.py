@@ -20,8 +20,9 @@ from .beat import BEAT_HEADER, Entry, dynamic_entries, read_schedule
 from .schedules import Schedule, parse_cron, parse_interval, to_schedule
 
 if TYPE_CHECKING:
-    from .extension import AppState, TaskQueue
+    from .extension import TaskQueue
     from .result import AsyncResult
+    from .state import AppState
 
 
 class PeriodicError(ValueError):
@@ -64,7 +65,7 @@ class PeriodicManager:
         self.taskqueue = taskqueue
 
     def _state(self, app: Flask | None) -> AppState:
-        from .extension import resolve_state
+        from .state import resolve_state
 
         return resolve_state(app, self.taskqueue)
 

@@ -13,7 +13,7 @@ from .exceptions import TimeoutError as TaskTimeoutError
 if TYPE_CHECKING:
     from flask import Flask
 
-    from .extension import AppState
+    from .state import AppState
 
 
 def exception_meta(exc: BaseException) -> dict[str, Any]:
@@ -62,7 +62,7 @@ class AsyncResult:
     """
 
     def __init__(self, id: str, app: Flask | None = None, *, state: AppState | None = None) -> None:
-        from .extension import resolve_state
+        from .state import resolve_state
 
         self.id = id
         self._state = state or resolve_state(app)

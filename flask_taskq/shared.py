@@ -15,7 +15,7 @@ import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, overload
 
-from .extension import _instances, resolve_state
+from .state import resolve_state, taskqueues
 from .task import Task
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ class SharedTask(Task):
 
     def _copies(self) -> list[Task]:
         """This task as registered in each existing TaskQueue."""
-        found = (taskqueue.tasks.get(self.name) for taskqueue in list(_instances))
+        found = (taskqueue.tasks.get(self.name) for taskqueue in list(taskqueues))
         return [task for task in found if task is not None and task.fn is self.fn]
 
     def register(self, taskqueue: TaskQueue) -> Task:
@@ -145,7 +145,7 @@ def _own_run(task: Task) -> Callable[..., Any]:
 def _define(task: SharedTask) -> SharedTask:
     """Keep ``task`` in the registry and register it in every existing TaskQueue."""
     _definitions[task.name] = task
-    for taskqueue in list(_instances):
+    for taskqueue in list(taskqueues):
         task.register(taskqueue)
     return task
 

@@ -25,9 +25,10 @@ from .ratelimit import parse_rate
 
 if TYPE_CHECKING:
     from .canvas import Signature
-    from .extension import AppState, TaskQueue
+    from .extension import TaskQueue
     from .result import AsyncResult
     from .result import AsyncResult as Result
+    from .state import AppState
 
 #: Task options accepted by ``@tq.task(...)`` besides ``name`` and ``bind``.
 TASK_OPTIONS = frozenset(
@@ -105,7 +106,9 @@ def retry_countdown(options: dict[str, Any], retries: int) -> float:
     return float(countdown)
 
 
-_current_request: contextvars.ContextVar[Request | None] = contextvars.ContextVar(
+#: The request of the task running in this context (None outside a task); the worker
+#: sets it around each run.
+current_request: contextvars.ContextVar[Request | None] = contextvars.ContextVar(
     "taskq_request", default=None
 )
 
@@ -155,7 +158,7 @@ class Task:
         self._no_app_options = {**OPTION_DEFAULTS, **options}
         self._last: tuple[weakref.ref[AppState], dict[str, Any]] | None = None
         #: What :meth:`TaskQueue.send_plain` settled for the last app state it sent for.
-        self._plain_plan: tuple[weakref.ref[AppState], Any] | None = None
+        self.send_plan: tuple[weakref.ref[AppState], Any] | None = None
         functools.update_wrapper(self, fn)
 
     def __repr__(self) -> str:
@@ -202,7 +205,7 @@ class Task:
             if state is not None and (self.taskqueue is None or state.taskqueue is self.taskqueue):
                 return state
         if self.taskqueue is not None:
-            apps = self.taskqueue._apps()
+            apps = self.taskqueue.bound_apps()
             if len(apps) == 1:
                 found: AppState | None = apps[0].extensions.get("taskq")
                 return found
@@ -223,24 +226,24 @@ class Task:
     def _only_app(self) -> Any:
         """The one Flask app bound to this task's TaskQueue (any TaskQueue when it has
         none), or None when there are none or several."""
-        from .extension import _instances
+        from .state import taskqueues
 
-        taskqueues = [self.taskqueue] if self.taskqueue is not None else list(_instances)
-        apps = [app for tq in taskqueues for app in tq._apps()]
+        candidates = [self.taskqueue] if self.taskqueue is not None else list(taskqueues)
+        apps = [app for tq in candidates for app in tq.bound_apps()]
         return apps[0] if len(apps) == 1 else None
 
     def AsyncResult(self, task_id: str) -> AsyncResult:  # noqa: N802
         """The result handle of ``task_id`` (Celery's ``task.AsyncResult(id)``), for the
         current app, else the single app bound to this task's ``TaskQueue``."""
-        from .extension import resolve_state
         from .result import AsyncResult
+        from .state import resolve_state
 
         return AsyncResult(task_id, state=resolve_state(None, self.taskqueue))
 
     @property
     def request(self) -> Request:
         """The request of the message being run in this thread (bound tasks)."""
-        request = _current_request.get()
+        request = current_request.get()
         if request is None:
             return Request(id="", task=self.name)
         return request
@@ -259,7 +262,7 @@ class Task:
         (``max_retries``; None means no limit) are used up, raises ``exc`` instead (or
         :class:`MaxRetriesExceededError` without one) and the failure is final.
         """
-        request = _current_request.get()
+        request = current_request.get()
         if request is None:
             raise RuntimeError("retry() is for a task running in a worker (bind=True)")
         limit = self.max_retries if isinstance(max_retries, types.EllipsisType) else max_retries
@@ -293,9 +296,9 @@ class Task:
 
         .. versionadded:: 0.2
         """
-        from .extension import resolve_state
+        from .state import resolve_state
 
-        request = _current_request.get()
+        request = current_request.get()
         if task_id is None:
             if request is None or not request.id:
                 return
@@ -397,12 +400,12 @@ class Task:
 
 def set_request(request: Request | None) -> contextvars.Token[Request | None]:
     """Make ``request`` the current one (worker side)."""
-    return _current_request.set(request)
+    return current_request.set(request)
 
 
 def reset_request(token: contextvars.Token[Request | None]) -> None:
     """Restore the request that was current before :func:`set_request`."""
-    _current_request.reset(token)
+    current_request.reset(token)
 
 
 def _unix(value: datetime) -> float:

@@ -32,8 +32,7 @@ from typing import TYPE_CHECKING, Any
 from . import states
 
 if TYPE_CHECKING:
-    from .canvas import Canvas
-    from .extension import AppState
+    from .state import AppState
 
 #: How many workflow ids ``taskq:workflows`` keeps (the most recent).
 RECENT_LIMIT = 200
@@ -44,20 +43,24 @@ RUNNING = states.STARTED
 
 
 # -- the document ---------------------------------------------------------------------------
-def describe(flow: Canvas) -> dict[str, Any]:
-    """The tree of ``flow`` (its ids fixed): ``{"kind", "id", "children"}`` for a chain,
-    group or chord (a chord's children are its header group and its callback), and
-    ``{"kind": "task", "id", "task"}`` for a task."""
-    from .canvas import Signature, chain, chord, group
+def describe(flow: Any) -> dict[str, Any]:
+    """The tree of ``flow``, a canvas object (its ids fixed): ``{"kind", "id",
+    "children"}`` for a chain, group or chord (a chord's children are its header group
+    and its callback), and ``{"kind": "task", "id", "task"}`` for a task.
 
-    if isinstance(flow, Signature):
+    It reads what every canvas object says of itself (``kind``, ``id``, ``name``,
+    ``tasks``, ``header``, ``body``), so this module does not import
+    :mod:`flask_taskq.canvas`, which records workflows through it."""
+    kind = flow.kind
+    if kind == "signature":
         return {"kind": "task", "id": flow.id, "task": flow.name}
-    if isinstance(flow, group):
+    if kind == "group":
         return {"kind": "group", "id": flow.id, "children": [describe(t) for t in flow.tasks]}
-    if isinstance(flow, chain):
+    if kind == "chain":
         children = [describe(t) for t in flow.tasks]
         return {"kind": "chain", "id": children[-1]["id"], "children": children}
-    assert isinstance(flow, chord)
+    if kind != "chord":
+        raise TypeError(f"not a canvas object: kind {kind!r}")
     header, body = describe(flow.header), describe(flow.body)
     return {"kind": "chord", "id": body["id"], "children": [header, body]}
 
@@ -127,7 +130,7 @@ def document(
 
 
 # -- the store ------------------------------------------------------------------------------
-def record(state: AppState, workflow_id: str, flow: Canvas) -> dict[str, Any]:
+def record(state: AppState, workflow_id: str, flow: Any) -> dict[str, Any]:
     """Store the shape of ``flow`` (its ids fixed) under ``workflow_id``, index its other
     ids and add it to the recent workflows, in one round trip. Returns the document."""
     doc = document(workflow_id, describe(flow))

@@ -171,8 +171,8 @@ def test_plain_delay_sends_what_apply_async_sends(redis_url, r, config):
             api.echo.apply_async((1, "two"), {"x": [3]}),
         ]
     assert isinstance(state.serializer, SignedSerializer) == ("TASKQ_SIGNING_KEY" in config)
-    assert api.perishable._plain_plan[1] is not None  # delay() took the short road
-    assert api.echo._plain_plan[1] is not None
+    assert api.perishable.send_plan[1] is not None  # delay() took the short road
+    assert api.echo.send_plan[1] is not None
     import redis as redis_py
 
     raw_client = redis_py.Redis.from_url(redis_url)

@@ -10,7 +10,8 @@ import weakref
 import pytest
 from flask import Flask
 
-from flask_taskq import AppState, AsyncResult, TaskQueue, extension
+from flask_taskq import AppState, AsyncResult, TaskQueue
+from flask_taskq import state as state_module
 from flask_taskq.message import Message
 from flask_taskq.serializer import JSONSerializer
 from flask_taskq.testing import InThreadWorker
@@ -218,7 +219,7 @@ def test_without_context_two_bound_apps_are_ambiguous(redis_url, r):
 
 def test_without_context_the_single_bound_app_is_used(redis_url, r, monkeypatch):
     # Only TaskQueues of this test count for the top-level AsyncResult(id).
-    monkeypatch.setattr(extension, "_instances", weakref.WeakSet())
+    monkeypatch.setattr(state_module, "taskqueues", weakref.WeakSet())
     tq = TaskQueue()
 
     @tq.task(name="ext.double")

@@ -49,7 +49,7 @@ def test_pyproject_reads_the_version_and_licence_from_one_place_each():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert project["project"]["dynamic"] == ["version"]
     assert project["tool"]["setuptools"]["dynamic"]["version"] == {
-        "attr": "flask_taskq.__version__"
+        "attr": "flask_taskq.version.__version__"
     }
     assert project["project"]["license"] == "BSD-3-Clause"
     assert project["project"]["license-files"] == ["LICENSE"]

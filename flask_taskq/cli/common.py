@@ -9,7 +9,7 @@ from flask import current_app
 from flask.cli import AppGroup
 
 if TYPE_CHECKING:
-    from ..extension import AppState
+    from ..state import AppState
 
 taskq_cli = AppGroup("taskq", help="Run and manage flask-taskq workers and queues.")
 
@@ -27,10 +27,10 @@ def check_broker(state: AppState) -> None:
     try:
         state.broker.ping()
     except state.broker.errors as exc:
-        from ..extension import _redact
+        from ..state import redact_url
 
         raise click.ClickException(
-            f"cannot reach Redis at {_redact(state.broker_url)}: {exc}"
+            f"cannot reach Redis at {redact_url(state.broker_url)}: {exc}"
         ) from None
 
 

@@ -25,7 +25,7 @@ from ..signing import peek
 from .common import app_state, check_broker, queue_names, taskq_cli
 
 if TYPE_CHECKING:
-    from ..extension import AppState
+    from ..state import AppState
 
 #: Characters of a reason shown in the ``list`` table (``--json`` and ``show`` give all).
 REASON_WIDTH = 50

@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..extension import import_task_modules
+from ..state import import_task_modules
 
 if TYPE_CHECKING:
-    from ..extension import AppState
+    from ..state import AppState
 
 
 def import_tasks(state: AppState) -> None:

@@ -19,7 +19,7 @@ from ..schedules import get_timezone
 from .common import app_state, check_broker, queue_names, taskq_cli
 
 if TYPE_CHECKING:
-    from ..extension import AppState
+    from ..state import AppState
 
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON document instead of tables."
@@ -46,12 +46,11 @@ def inspect_group(ctx: click.Context) -> None:
         ctx.invoke(scheduled_command)
 
 
-def _redis_state() -> AppState:
+def inspect_state() -> AppState:
+    """The current app's state, its broker reachable (else a one-line error). Inspect reads
+    through the transport and the store, so it works on every broker; on ``memory://`` it
+    shows this process's queues and in-process worker."""
     state = app_state()
-    if state.is_memory:  # this process's own queues: empty, nothing to show
-        raise click.ClickException(
-            f"inspect reads Redis; TASKQ_BROKER_URL is {state.broker_url.split(':', 1)[0]}://"
-        )
     check_broker(state)
     return state
 
@@ -74,7 +73,8 @@ def _delayed(state: AppState) -> list[dict[str, Any]]:
     ]
 
 
-def _table(columns: dict[str, str], rows: Sequence[dict[str, Any]]) -> list[str]:
+def text_table(columns: dict[str, str], rows: Sequence[dict[str, Any]]) -> list[str]:
+    """``rows`` as aligned text lines under ``columns``' headings (``-`` for None)."""
     cells = [["-" if r[k] is None else str(r[k]) for k in columns] for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(columns.values())]
     return [
@@ -88,7 +88,7 @@ def _table(columns: dict[str, str], rows: Sequence[dict[str, Any]]) -> list[str]
 def scheduled_command(as_json: bool = False) -> None:
     """Periodic entries (schedule, last and next run in TASKQ_TIMEZONE), the beat that
     leads, and the delayed tasks (countdown/ETA) of each queue."""
-    state = _redis_state()
+    state = inspect_state()
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     try:
         tz = get_timezone(state.config["TASKQ_TIMEZONE"])
@@ -125,7 +125,7 @@ def scheduled_command(as_json: bool = False) -> None:
         return
     if periodic:
         click.echo(f"Periodic tasks (times in {beat['timezone']}):")
-        for line in _table(PERIODIC_COLUMNS, periodic):
+        for line in text_table(PERIODIC_COLUMNS, periodic):
             click.echo(f"  {line}")
     else:
         click.echo("No periodic tasks.")
@@ -140,5 +140,5 @@ def scheduled_command(as_json: bool = False) -> None:
         click.echo("Delayed tasks: none.")
         return
     click.echo(f"Delayed tasks: {total} (next due {_time(first, tz, as_json)}):")
-    for line in _table(DELAYED_COLUMNS, waiting):
+    for line in text_table(DELAYED_COLUMNS, waiting):
         click.echo(f"  {line}")

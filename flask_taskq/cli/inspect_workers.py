@@ -12,9 +12,10 @@ from typing import Any
 
 import click
 
+from ..failures import recent_failures
 from ..monitor import STAT_KINDS, Monitor
 from .common import queue_names
-from .inspect import _redis_state, _table, inspect_group, json_option
+from .inspect import inspect_group, inspect_state, json_option, text_table
 
 watch_option = click.option(
     "--watch", is_flag=True, help="Refresh every --interval seconds (Ctrl-C to leave)."
@@ -54,12 +55,12 @@ def _emit(
         click.echo(empty)
         return
     click.echo(title)
-    for line in _table(_columns(columns), rows):
+    for line in text_table(_columns(columns), rows):
         click.echo(f"  {line}")
 
 
 def _run(render: Callable[[Any, bool], None], as_json: bool, watch: bool, interval: float) -> None:
-    state = _redis_state()
+    state = inspect_state()
     while True:
         if watch and not as_json:
             click.clear()
@@ -265,8 +266,6 @@ def dead_letter_rows(state: Any) -> list[dict[str, Any]]:
 
 def recent_failure_rows(state: Any, limit: int = RECENT_FAILURES) -> list[dict[str, Any]]:
     """The newest tasks that failed without being dead-lettered, newest first."""
-    from ..dashboard.data import recent_failures
-
     return [
         {
             "task_id": f["id"],

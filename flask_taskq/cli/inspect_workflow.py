@@ -8,7 +8,7 @@ import json
 import click
 
 from .. import workflow_graph
-from .inspect import _redis_state, inspect_group, json_option
+from .inspect import inspect_group, inspect_state, json_option
 
 
 @inspect_group.command("workflow")
@@ -18,7 +18,7 @@ def workflow_command(workflow_id: str, as_json: bool = False) -> None:
     """The chain, group or chord WORKFLOW_ID as an indented tree: one line per node with
     its task name (or kind), short id and state. WORKFLOW_ID is the id of the result its
     sender got back, or the id of any task or group in it."""
-    state = _redis_state()
+    state = inspect_state()
     doc = workflow_graph.load(state, workflow_id)
     if doc is None:
         raise click.ClickException(

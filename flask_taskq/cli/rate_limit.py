@@ -10,7 +10,7 @@ from ..ratelimit import RateLimiter, format_rate, parse_rate
 from .common import app_state, check_broker, taskq_cli
 
 if TYPE_CHECKING:
-    from ..extension import AppState
+    from ..state import AppState
 
 
 def _declared(state: AppState, task_name: str) -> str | None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .. import states
 from ..beat import read_schedule
 from ..exceptions import DecodeError
+from ..failures import call_preview
 from ..keys import DEFAULT_PRIORITY
 from ..message import Message
 from ..monitor import STAT_KINDS, Monitor
@@ -19,7 +20,7 @@ from ..signing import peek
 from ..worker import default_queues
 
 if TYPE_CHECKING:
-    from ..extension import AppState
+    from ..state import AppState
 
 #: Minutes the charts span.
 CHART_MINUTES = 60
@@ -51,12 +52,6 @@ def preview(value: Any, limit: int = PREVIEW) -> str:
     except (TypeError, ValueError):
         text = repr(value)
     return text if len(text) <= limit else text[:limit] + "\n... (cut)"
-
-
-def call_preview(args: Sequence[Any], kwargs: dict[str, Any], limit: int = 200) -> str:
-    """``args`` and ``kwargs`` as in a call: ``1, 'a', key=2``."""
-    text = ", ".join([repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()])
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 # -- counters and charts --------------------------------------------------------------------
@@ -267,61 +262,6 @@ def find_dead_letter(
 
 
 # -- recent failures (no dead letter) -------------------------------------------------------
-def exception_line(doc: dict[str, Any] | None) -> str | None:
-    """``ValueError: bad input`` from a result document holding an exception, else None."""
-    if not doc or "exc_type" not in doc:
-        return None
-    exc_type = doc["exc_type"]
-    if doc.get("exc_module") not in (None, "builtins"):
-        exc_type = f"{doc['exc_module']}.{exc_type}"
-    message = str(doc.get("exc_message") or "").strip().splitlines()
-    return f"{exc_type}: {message[0]}" if message else str(exc_type)
-
-
-def _results(state: AppState, task_ids: Sequence[str]) -> list[dict[str, Any] | None]:
-    backend = state.backend
-    if backend is None or not task_ids:
-        return [None] * len(task_ids)
-    get_many = getattr(backend, "get_many", None)
-    if get_many is not None:
-        return list(get_many(task_ids))
-    return [backend.get(task_id) for task_id in task_ids]
-
-
-def recent_failures(state: AppState, limit: int = 100) -> list[dict[str, Any]]:
-    """The newest ``limit`` tasks that failed without being dead-lettered, newest first
-    (:meth:`Monitor.failures`), each with its current ``status``, its ``exception`` as one
-    line and its ``traceback`` (from its result, when results are kept), its ``call``
-    (arguments as text) and whether it can be retried (``retryable``: its message was
-    kept)."""
-    mon = monitor(state)
-    if mon is None:
-        return []
-    records = mon.failures(limit)
-    docs = _results(state, [r["id"] for r in records])
-    rows = []
-    for record, doc in zip(records, docs, strict=True):
-        call = None
-        if record.get("body") is not None:
-            try:
-                message = Message.from_bytes(record["body"], state.serializer)
-            except DecodeError:
-                pass
-            else:
-                call = call_preview(message.args, message.kwargs)
-        rows.append(
-            {
-                **record,
-                "status": (doc or {}).get("status"),
-                "exception": exception_line(doc),
-                "traceback": (doc or {}).get("traceback"),
-                "call": call,
-                "retryable": record.get("body") is not None,
-            }
-        )
-    return rows
-
-
 def retry_failure(state: AppState, task_id: str) -> str | None:
     """Send the kept message of a recent failure again, unchanged (same task id),
     forgetting its old result, and drop it from the recent failures. Return the queue it

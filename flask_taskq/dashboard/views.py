@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -36,20 +35,19 @@ from flask import (
     url_for,
 )
 
-from .. import __version__, metrics
+from .. import failures, metrics
 from ..broker import ERRORS as TRANSPORT_ERRORS
 from ..schedules import get_timezone
 from . import auth, csrf, data
+from .context import POLL_INTERVAL_MS, base_context
 
 if TYPE_CHECKING:
-    from ..extension import AppState
+    from ..state import AppState
 
 blueprint = Blueprint(
     "taskq_dashboard", __name__, template_folder="templates", static_folder="static"
 )
 
-#: Milliseconds between two polls of a page's live regions.
-POLL_INTERVAL_MS = 3000
 REGIONS_TEMPLATE = "taskq_dashboard/_regions.html"
 #: Recent failures (tasks that failed without a dead letter) the failures page lists.
 RECENT_FAILURES = 100
@@ -98,16 +96,16 @@ def secure(response: Response) -> Response:
 def redis_down(exc: Exception) -> tuple[Any, int]:
     """A 503 page (or JSON error for the live updates) while the broker, its store or
     the result backend is unreachable or refusing; any other error goes on as before."""
-    from ..extension import _redact
+    from ..state import redact_url
 
     state = _state()
     backend_errors = state.backend.errors if state.backend is not None else ()
     if not isinstance(exc, (*state.broker.errors, *state.store.errors, *backend_errors)):
         raise exc
-    message = f"Cannot reach Redis at {_redact(state.broker_url)}: {exc}"
+    message = f"Cannot reach Redis at {redact_url(state.broker_url)}: {exc}"
     if request.path.startswith(url_for(".overview") + "api/"):
         return jsonify(error=message), 503
-    return render_template("taskq_dashboard/error.html", message=message, c=_base()), 503
+    return render_template("taskq_dashboard/error.html", message=message, c=base_context()), 503
 
 
 # The classes any transport flask-taskq ships may raise; redis_down keeps those of this
@@ -207,17 +205,6 @@ def format_bytes(value: int | None) -> str:
 
 
 # -- page contexts --------------------------------------------------------------------------
-def _base(**extra: Any) -> dict[str, Any]:
-    return {
-        "csrf": csrf.token(),
-        "now": time.time(),
-        "version": __version__,
-        "unprotected": current_app.config.get("TASKQ_DASHBOARD_AUTH") is None,
-        "monitored": data.monitor(_state()) is not None,
-        **extra,
-    }
-
-
 def _processes() -> list[dict[str, Any]]:
     mon = data.monitor(_state())
     return mon.processes() if mon is not None else []
@@ -230,7 +217,7 @@ def overview_context() -> dict[str, Any]:
     stats = data.activity(mon)
     queues = data.queues(state, mon, processes, stats)
     workers = data.workers(processes)
-    return _base(
+    return base_context(
         stats=stats,
         queues=queues,
         workers=workers,
@@ -247,13 +234,13 @@ def queues_context() -> dict[str, Any]:
     mon = data.monitor(state)
     processes = mon.processes() if mon is not None else []
     stats = data.activity(mon)
-    return _base(
+    return base_context(
         stats=stats, queues=data.queues(state, mon, processes, stats), next=url_for(".queues")
     )
 
 
 def workers_context() -> dict[str, Any]:
-    return _base(workers=data.workers(_processes()), next=url_for(".workers"))
+    return base_context(workers=data.workers(_processes()), next=url_for(".workers"))
 
 
 def failures_context() -> dict[str, Any]:
@@ -261,10 +248,10 @@ def failures_context() -> dict[str, Any]:
     queue = request.args.get("queue") or None
     stats = data.activity(data.monitor(state))
     failing = [t for t in stats["by_task"] if t["failed"]]
-    recent = data.recent_failures(state, RECENT_FAILURES)
+    recent = failures.recent_failures(state, RECENT_FAILURES)
     if queue:
         recent = [f for f in recent if f.get("queue") == queue]
-    return _base(
+    return base_context(
         stats=stats,
         failing=failing,
         queue=queue,
@@ -280,14 +267,14 @@ def periodic_context() -> dict[str, Any]:
     schedule = data.periodic(state)
     if schedule is not None:  # with each last run's state (tq.periodic.list)
         schedule["entries"] = state.taskqueue.periodic.list(state.app)
-    return _base(schedule=schedule, next=url_for(".periodic"))
+    return base_context(schedule=schedule, next=url_for(".periodic"))
 
 
 def task_context(task_id: str) -> dict[str, Any]:
     queue = request.args.get("queue") or None
     entry = request.args.get("entry") or None
     info = data.task(_state(), task_id, _processes(), queue, entry)
-    return _base(task=info, next=url_for(".task", task_id=task_id, queue=queue, entry=entry))
+    return base_context(task=info, next=url_for(".task", task_id=task_id, queue=queue, entry=entry))
 
 
 #: page -> (template, context function, live regions: macro names of _regions.html)

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 from flask import Response, current_app, get_template_attribute, render_template, url_for
 
 from .. import workflow_graph
+from .context import POLL_INTERVAL_MS, base_context
 
 if TYPE_CHECKING:
-    from ..extension import AppState
+    from ..state import AppState
 
 REGIONS_TEMPLATE = "taskq_dashboard/_workflow_regions.html"
 #: How many workflows the list shows.
@@ -52,9 +53,7 @@ def _trim(node: dict[str, Any]) -> dict[str, Any]:
 
 def list_context() -> dict[str, Any]:
     """The recent workflows, newest first."""
-    from .views import _base
-
-    return _base(
+    return base_context(
         workflows=workflow_graph.recent(_state(), LIST_LIMIT),
         limit=LIST_LIMIT,
         recent_limit=workflow_graph.RECENT_LIMIT,
@@ -64,13 +63,11 @@ def list_context() -> dict[str, Any]:
 def graph_context(workflow_id: str) -> dict[str, Any] | None:
     """One workflow with its states, or None if no workflow has this (or any task of it
     has this) id."""
-    from .views import _base
-
     doc = workflow_graph.load(_state(), workflow_id)
     if doc is None:
         return None
     doc = workflow_graph.with_states(_state(), doc)
-    return _base(workflow=doc, tree=_trim(doc["tree"]), asked=workflow_id)
+    return base_context(workflow=doc, tree=_trim(doc["tree"]), asked=workflow_id)
 
 
 def workflow_of(task_id: str) -> str | None:
@@ -87,8 +84,6 @@ def live(page: str, context: dict[str, Any], regions: tuple[str, ...]) -> dict[s
 
 
 def _render(template: str, context: dict[str, Any], api_url: str, regions: tuple[str, ...]) -> str:
-    from .views import POLL_INTERVAL_MS
-
     return render_template(
         f"taskq_dashboard/{template}",
         c=context,
@@ -108,11 +103,9 @@ def graph_page(workflow_id: str) -> str | tuple[str, int]:
     """``/workflows/<id>``: one workflow's graph (404 page when unknown)."""
     context = graph_context(workflow_id)
     if context is None:
-        from .views import _base
-
         return render_template(
             "taskq_dashboard/workflow.html",
-            c=_base(workflow=None, asked=workflow_id),
+            c=base_context(workflow=None, asked=workflow_id),
             page="workflows",
             live_url=None,
             initial=None,

@@ -34,7 +34,7 @@ from . import replay
 from .guard import Guard, Running, TaskTerminated
 
 if TYPE_CHECKING:
-    from ..extension import AppState
+    from ..state import AppState
 
 logger = logging.getLogger("flask_taskq.worker")
 

@@ -17,7 +17,7 @@ from ..task import Request, reset_request, retry_countdown, set_request
 from .guard import TaskTerminated
 
 if TYPE_CHECKING:
-    from ..extension import AppState
+    from ..state import AppState
 
 logger = logging.getLogger("flask_taskq.worker")
 

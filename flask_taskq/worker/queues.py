@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..extension import AppState
+    from ..state import AppState
 
 logger = logging.getLogger("flask_taskq.worker")
 

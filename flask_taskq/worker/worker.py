@@ -32,7 +32,7 @@ from ..canvas import WORKFLOW_HEADERS
 from ..message import Message
 from ..monitor import Monitor, rss_bytes
 from ..result import exception_meta
-from ..task import _current_request
+from ..task import current_request
 from . import replay
 from .autoscale import Autoscaler
 from .consumer import CONNECTION_ERRORS, REDIS_ERRORS, Consumer
@@ -41,7 +41,7 @@ from .queues import QueueSelection, is_glob, known_queues
 from .workflow import after_task
 
 if TYPE_CHECKING:
-    from ..extension import AppState
+    from ..state import AppState
     from ..task import Task
 
 logger = logging.getLogger("flask_taskq.worker")
@@ -117,7 +117,7 @@ class TaskLogFilter(logging.Filter):
     """Adds ``%(task)s`` (`` name[id]`` of the running task, or empty) to log records."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        request = _current_request.get()
+        request = current_request.get()
         record.task = f" {request.task}[{request.id}]" if request else ""
         return True
 
@@ -576,7 +576,7 @@ class Worker:
             if (
                 task is not None
                 and limiter is not None
-                and (options.get("rate_limit") or limiter._overrides)
+                and (options.get("rate_limit") or limiter.has_overrides)
                 and self._must_wait(consumer, task, options, delivery, message)
             ):
                 continue

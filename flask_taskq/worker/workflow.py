@@ -47,7 +47,7 @@ from ..result import exception_meta
 from ..store.workflows import Fired, Outgoing
 
 if TYPE_CHECKING:
-    from ..extension import AppState
+    from ..state import AppState
     from .execute import Outcome
 
 logger = logging.getLogger("flask_taskq.worker")

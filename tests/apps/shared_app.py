@@ -22,7 +22,7 @@ from typing import Any
 from flask import Flask
 
 from flask_taskq import SharedTask, TaskQueue, shared
-from flask_taskq.extension import _instances
+from flask_taskq.state import taskqueues
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -42,7 +42,7 @@ def isolated_shared_tasks(*modules: str) -> Iterator[list[ModuleType]]:
     every shared task defined meanwhile, in the registry and in the TaskQueues that
     existed before."""
     saved = dict(shared._definitions)
-    before = {taskqueue: dict(taskqueue.tasks) for taskqueue in list(_instances)}
+    before = {taskqueue: dict(taskqueue.tasks) for taskqueue in list(taskqueues)}
     loaded = [importlib.import_module(name) for name in modules]
     for module in loaded:
         for task in vars(module).values():
