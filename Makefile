@@ -12,9 +12,11 @@ $(STAMP): pyproject.toml flask_taskq/__init__.py
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# lint-imports checks the layers (pyproject.toml [tool.importlinter], docs/design.rst).
 test: $(STAMP)
 	$(BIN)/ruff check flask_taskq tests examples bench
 	$(BIN)/ruff format --check flask_taskq tests examples bench
+	$(BIN)/lint-imports --no-cache --no-logo
 	$(BIN)/python -m pytest tests
 	$(BIN)/python -m pytest examples/celery_port/tests
 
@@ -24,6 +26,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check flask_taskq tests examples bench
 	$(BIN)/ruff format --check flask_taskq tests examples bench
+	$(BIN)/lint-imports --no-cache --no-logo
 
 docs: $(STAMP)
 	$(BIN)/sphinx-build -q -W -b html docs docs/_build/html
