@@ -150,7 +150,6 @@ class TaskQueue:
     def task(
         self,
         fn: Callable[..., Any] | None = None,
-        /,
         *,
         name: str | None = None,
         bind: bool = False,
@@ -173,7 +172,7 @@ class TaskQueue:
     def send_task(
         self,
         name: str,
-        args: tuple[Any, ...] | list[Any] | None = None,
+        args: Sequence[Any] | None = None,
         kwargs: dict[str, Any] | None = None,
         *,
         countdown: float | None = None,
@@ -385,7 +384,7 @@ class TaskQueue:
     def build_message(
         self,
         name: str,
-        args: tuple[Any, ...] | list[Any] | None = None,
+        args: Sequence[Any] | None = None,
         kwargs: dict[str, Any] | None = None,
         *,
         countdown: float | None = None,

@@ -251,7 +251,7 @@ def resolve_state(app: Flask | None = None, taskqueue: TaskQueue | None = None) 
     if app is None and has_app_context():
         app = current_app._get_current_object()  # type: ignore[attr-defined]
     if app is not None:
-        state = app.extensions.get("taskq")
+        state: AppState | None = app.extensions.get("taskq")
         if state is None:
             raise RuntimeError(
                 f"the app {app.name!r} has no TaskQueue: call tq.init_app(app) first"
@@ -264,7 +264,8 @@ def resolve_state(app: Flask | None = None, taskqueue: TaskQueue | None = None) 
     candidates = [taskqueue] if taskqueue is not None else list(taskqueues)
     bound = [a for tq in candidates for a in tq.bound_apps()]
     if len(bound) == 1:
-        return bound[0].extensions["taskq"]
+        found: AppState = bound[0].extensions["taskq"]
+        return found
     raise RuntimeError(
         "no Flask app to send the task with: push an app context (with app.app_context(): "
         "...)" + ("" if not bound else f"; {len(bound)} apps are bound, so none is implied")

@@ -16,7 +16,7 @@ taskq_cli = AppGroup("taskq", help="Run and manage flask-taskq workers and queue
 
 def app_state() -> AppState:
     """The current app's flask-taskq state, or a one-line error."""
-    state = current_app.extensions.get("taskq")
+    state: AppState | None = current_app.extensions.get("taskq")
     if state is None:
         raise click.ClickException("this app has no TaskQueue (call tq.init_app(app))")
     return state

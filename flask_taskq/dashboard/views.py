@@ -16,7 +16,7 @@ import binascii
 import json
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 import flask
@@ -34,6 +34,7 @@ from flask import (
     request,
     url_for,
 )
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from .. import failures, metrics
 from ..broker import ERRORS as TRANSPORT_ERRORS
@@ -62,7 +63,8 @@ SECURITY_HEADERS = {
 
 
 def _state() -> AppState:
-    return current_app.extensions["taskq"]
+    state: AppState = current_app.extensions["taskq"]
+    return state
 
 
 # -- request guards -------------------------------------------------------------------------
@@ -150,7 +152,7 @@ def _send_notices(response: Response) -> None:
 @blueprint.app_template_global("taskq_notices")
 def notices() -> list[tuple[str, str]]:
     """The ``(category, message)`` notices left for this page by the last action."""
-    shown = list(get_flashed_messages(with_categories=True))
+    shown = list(cast("list[tuple[str, str]]", get_flashed_messages(with_categories=True)))
     raw = request.cookies.get(NOTICE_COOKIE)
     if raw:
         g.taskq_notices_shown = True
@@ -323,7 +325,8 @@ def _page_view(page: str) -> Callable[[], str]:
     template, context, regions = PAGES[page]
 
     def view() -> str:
-        api_url = url_for(".api", page=page, **request.args.to_dict())
+        args: dict[str, Any] = request.args.to_dict()
+        api_url = url_for(".api", page=page, **args)
         return _page(page, api_url, context(), template, regions)
 
     view.__name__ = page
@@ -385,7 +388,7 @@ def workflow_of(task_id: str) -> str | None:
 
 
 @blueprint.get("/task")
-def find_task() -> Response:
+def find_task() -> WerkzeugResponse:
     """The task search box: go to the page of the task id typed in."""
     task_id = (request.args.get("id") or "").strip()
     if not task_id:
@@ -422,7 +425,7 @@ def metrics_view() -> Response:
 
 
 # -- actions --------------------------------------------------------------------------------
-def _back(default: str) -> Response:
+def _back(default: str) -> WerkzeugResponse:
     """Redirect to the form's ``next`` if it is a dashboard page, else to ``default``."""
     target = request.form.get("next") or ""
     parts = urlsplit(target)
@@ -444,7 +447,7 @@ def _field(name: str) -> str:
 
 
 @blueprint.post("/dead-letters/requeue")
-def requeue_dead() -> Response:
+def requeue_dead() -> WerkzeugResponse:
     """Send one dead letter back to its queue."""
     queue, entry = _field("queue"), _field("entry_id")
     moved = data.requeue_dead(_state(), queue, [entry])
@@ -456,7 +459,7 @@ def requeue_dead() -> Response:
 
 
 @blueprint.post("/dead-letters/delete")
-def delete_dead() -> Response:
+def delete_dead() -> WerkzeugResponse:
     """Delete one dead letter."""
     queue, entry = _field("queue"), _field("entry_id")
     if data.delete_dead(_state(), queue, entry):
@@ -467,7 +470,7 @@ def delete_dead() -> Response:
 
 
 @blueprint.post("/dead-letters/requeue-all")
-def requeue_all_dead() -> Response:
+def requeue_all_dead() -> WerkzeugResponse:
     """Send every dead letter of a queue back to it."""
     queue = _field("queue")
     moved = data.requeue_all_dead(_state(), queue)
@@ -476,7 +479,7 @@ def requeue_all_dead() -> Response:
 
 
 @blueprint.post("/dead-letters/purge")
-def purge_dead() -> Response:
+def purge_dead() -> WerkzeugResponse:
     """Delete every dead letter of a queue."""
     queue = _field("queue")
     purged = _state().broker.purge_dead(queue)
@@ -485,7 +488,7 @@ def purge_dead() -> Response:
 
 
 @blueprint.post("/tasks/retry")
-def retry_task() -> Response:
+def retry_task() -> WerkzeugResponse:
     """Run a failed task again, its message unchanged: requeue its dead letter or, for a
     task that failed without one, send the message kept with the recent failures. Goes
     back to the form's ``next`` page if given, else to the task's page."""
@@ -515,7 +518,7 @@ def retry_task() -> Response:
 
 
 @blueprint.post("/queues/pause")
-def pause_queue() -> Response:
+def pause_queue() -> WerkzeugResponse:
     """Stop workers fetching from a queue."""
     queue = _field("queue")
     mon = data.monitor(_state())
@@ -528,7 +531,7 @@ def pause_queue() -> Response:
 
 
 @blueprint.post("/queues/resume")
-def resume_queue() -> Response:
+def resume_queue() -> WerkzeugResponse:
     """Let workers fetch from a queue again."""
     queue = _field("queue")
     mon = data.monitor(_state())
@@ -551,7 +554,7 @@ def _json_field(name: str, kind: type) -> Any:
     return value
 
 
-def _periodic_action(done: Callable[[], str]) -> Response:
+def _periodic_action(done: Callable[[], str]) -> WerkzeugResponse:
     """Run a periodic action; its one-line error (bad input, unknown entry) is shown."""
     try:
         flash(done(), "ok")
@@ -563,7 +566,7 @@ def _periodic_action(done: Callable[[], str]) -> Response:
 
 
 @blueprint.post("/periodic/add")
-def periodic_add() -> Response:
+def periodic_add() -> WerkzeugResponse:
     """Add a periodic entry (every or cron) from the periodic page's form."""
     state = _state()
 
@@ -585,8 +588,8 @@ def periodic_add() -> Response:
     return _periodic_action(add)
 
 
-def _periodic_simple(action: str, message: str) -> Callable[[], Response]:
-    def view() -> Response:
+def _periodic_simple(action: str, message: str) -> Callable[[], WerkzeugResponse]:
+    def view() -> WerkzeugResponse:
         name = _field("name")
         state = _state()
 

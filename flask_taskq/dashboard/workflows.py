@@ -28,7 +28,8 @@ GRAPH_REGIONS = ("workflow_graph",)
 
 
 def _state() -> AppState:
-    return current_app.extensions["taskq"]
+    state: AppState = current_app.extensions["taskq"]
+    return state
 
 
 def _trim(node: dict[str, Any]) -> dict[str, Any]:
