@@ -83,7 +83,7 @@ class CounterTotals:
 
 
 def collect(app: Flask | None = None) -> list[Family]:
-    """The metrics of ``app`` (default: as in :func:`~flask_taskq.extension.resolve_state`)."""
+    """The metrics of ``app`` (default: as in :func:`~flask_taskq.state.resolve_state`)."""
     from .state import resolve_state
     from .worker import default_queues
 
