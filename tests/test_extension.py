@@ -3,6 +3,7 @@ app ``.delay()`` and ``AsyncResult`` use (SPEC sections 2 and 3)."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import warnings
 import weakref
@@ -12,7 +13,7 @@ from flask import Flask
 
 from flask_taskq import AppState, AsyncResult, TaskQueue
 from flask_taskq import state as state_module
-from flask_taskq.message import Message
+from flask_taskq.message import SEND_TASK_OPTIONS, Message
 from flask_taskq.serializer import JSONSerializer
 from flask_taskq.testing import InThreadWorker
 
@@ -298,3 +299,11 @@ def test_timeout_error_is_the_builtin_kind():
 
     assert issubclass(flask_taskq.TimeoutError, builtins.TimeoutError)
     assert flask_taskq.TimeoutError is not builtins.TimeoutError
+
+
+def test_send_task_options_name_every_keyword_option_of_send_task():
+    # beat checks periodic entries against SEND_TASK_OPTIONS (it sits below extension and
+    # cannot read send_task's signature): the two must not drift apart.
+    params = inspect.signature(TaskQueue.send_task).parameters.values()
+    keywords = {p.name for p in params if p.kind is p.KEYWORD_ONLY}
+    assert keywords - {"app", "_task"} == SEND_TASK_OPTIONS
