@@ -52,7 +52,12 @@ def redact_url(url: str) -> str:
 
 
 class AppState:
-    """What ``TaskQueue`` keeps per Flask app, stored at ``app.extensions["taskq"]``."""
+    """What ``TaskQueue`` keeps per Flask app, stored at ``app.extensions["taskq"]``.
+
+    ``start_memory_worker`` (given by ``TaskQueue.init_app``) starts the in-process
+    worker of ``memory://`` on the first send; without it nothing in this process runs
+    what is sent there.
+    """
 
     def __init__(
         self,
