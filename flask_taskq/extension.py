@@ -728,7 +728,9 @@ class TaskQueue:
 
         .. versionadded:: 0.2
         """
-        return self.workflows.register(name, target, description=description)
+        done: WorkflowTemplate | Callable[[Callable[..., Any]], Callable[..., Any]]
+        done = self.workflows.register(name, target, description=description)
+        return done
 
     # -- periodic tasks (beat) ---------------------------------------------------------------
     @property

@@ -63,18 +63,21 @@ class WorkflowTemplate:
     def parameters(self) -> str:
         """The parameters as a Python signature (``(day, region='eu')``), or a note saying
         that arguments are prepended to the first task's."""
-        if self.is_factory:
-            return str(inspect.signature(self.target))
-        return "(*args, **kwargs) prepended to the first task's arguments"
+        target = self.target
+        if isinstance(target, Canvas):
+            return "(*args, **kwargs) given to the first task(s)"
+        try:  # annotations as the source wrote them, also under "from __future__ import"
+            return str(inspect.signature(target, eval_str=True))
+        except Exception:  # an annotation that does not evaluate: shown as written
+            return str(inspect.signature(target))
 
     def build(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> Canvas:
         """The canvas to send, with a factory called with ``args`` and ``kwargs``; raises
         :class:`TemplateError` when they do not fit its parameters."""
         kwargs = kwargs or {}
-        if not self.is_factory:
-            assert isinstance(self.target, Canvas)
-            return self.target.clone()
         factory = self.target
+        if isinstance(factory, Canvas):
+            return factory.clone()
         try:
             inspect.signature(factory).bind(*args, **kwargs)
         except TypeError as exc:
