@@ -395,3 +395,37 @@ def test_cli_workflow_retry(dash, worker, r):
     out = runner.invoke(args=["taskq", "workflow", "retry", "no-such-id"])
     assert out.exit_code == 1
     assert "no workflow 'no-such-id'" in out.output
+
+
+def test_cli_workflow_launch_and_revoke(dash, worker, r):
+    runner = dash.test_cli_runner()
+    out = runner.invoke(args=["taskq", "workflow", "launch", "add-chain", "--args", "[2]"])
+    assert out.exit_code == 0, out.output
+    with dash.app_context():
+        assert tq.AsyncResult(out.output.strip()).get(timeout=10) == 13
+
+    out = runner.invoke(args=["taskq", "workflow", "launch", "report", "--kwargs", "[1]"])
+    assert out.exit_code == 2 and "give a JSON object" in out.output
+    out = runner.invoke(args=["taskq", "workflow", "launch", "report", "--args", "[1"])
+    assert out.exit_code == 2 and "not valid JSON" in out.output
+    out = runner.invoke(args=["taskq", "workflow", "launch", "nope"])
+    assert out.exit_code == 1 and "unknown workflow template 'nope'" in out.output
+    out = runner.invoke(args=["taskq", "workflow", "launch", "report"])
+    assert out.exit_code == 1 and "missing a required argument: 'day'" in out.output
+
+    token_ = uuid.uuid4().hex
+    args = [
+        "taskq",
+        "workflow",
+        "launch",
+        "slow",
+        "--kwargs",
+        f'{{"seconds": 2, "token": "{token_}"}}',
+    ]
+    workflow_id = runner.invoke(args=args).output.strip()
+    wait_until(lambda: r.exists(f"test:started:{token_}"), message="the nap running")
+    out = runner.invoke(args=["taskq", "workflow", "revoke", workflow_id])
+    assert out.exit_code == 0, out.output
+    assert f"Revoked 3 task(s) of workflow {workflow_id}" in out.output
+    found = wait_until(lambda: finished(dash, workflow_id), timeout=15, message="the end")
+    assert found[1] == ("add", states.REVOKED)
