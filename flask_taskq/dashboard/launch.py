@@ -39,6 +39,15 @@ def _state() -> AppState:
     return state
 
 
+#: Longest args/kwargs text written to the log.
+LOGGED_ARGS = 300
+
+
+def _logged(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= LOGGED_ARGS else text[: LOGGED_ARGS - 1] + "…"
+
+
 def actor() -> str:
     """Who is acting, as far as the dashboard's auth tells: ``user 'x' from 1.2.3.4``."""
     auth = request.authorization
@@ -86,8 +95,8 @@ def _launch(kind: str, name: str, args: list[Any], kwargs: dict[str, Any]) -> Re
             actor(),
             name,
             result.id,
-            json.dumps(args),
-            json.dumps(kwargs),
+            _logged(args),
+            _logged(kwargs),
         )
         flash(f"Launched task {name} as {result.id}.", "ok")
         return redirect(url_for(".task", task_id=result.id), 303)
@@ -101,8 +110,8 @@ def _launch(kind: str, name: str, args: list[Any], kwargs: dict[str, Any]) -> Re
         actor(),
         name,
         workflow_id,
-        json.dumps(args),
-        json.dumps(kwargs),
+        _logged(args),
+        _logged(kwargs),
     )
     if workflow_graph.workflow_id_of(state, workflow_id) is None:  # a template of one task
         flash(f"Launched workflow template {name!r}: task {workflow_id}.", "ok")
