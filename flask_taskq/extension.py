@@ -30,6 +30,7 @@ from .periodic import PeriodicManager
 from .result import AsyncResult
 from .state import AppState, import_task_modules, register_taskqueue, resolve_state
 from .task import DEFAULT_UNIQUE_FOR, UNIQUE_HEADER, Task, unique_key
+from .workflow_templates import WorkflowTemplate, WorkflowTemplates
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -462,6 +463,44 @@ class TaskQueue:
     def AsyncResult(self, task_id: str, app: Flask | None = None) -> AsyncResult:  # noqa: N802
         """The result handle of ``task_id`` for ``app`` (default: as in :func:`resolve_state`)."""
         return AsyncResult(task_id, state=resolve_state(app, self))
+
+    # -- workflow templates (flask_taskq/workflow_templates.py) -------------------------------
+    @property
+    def workflows(self) -> WorkflowTemplates:
+        """The named workflow templates
+        (:class:`~flask_taskq.workflow_templates.WorkflowTemplates`):
+        ``tq.workflows.launch(name, args, kwargs)``; the dashboard's Launch page lists them.
+
+        .. versionadded:: 0.2
+        """
+        found = self.__dict__.get("_workflow_templates")
+        if found is None:
+            found = self.__dict__["_workflow_templates"] = WorkflowTemplates()
+        return found
+
+    @overload
+    def workflow(
+        self, name: str, target: None = None, *, description: str | None = None
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]: ...
+
+    @overload
+    def workflow(
+        self, name: str, target: Any, *, description: str | None = None
+    ) -> WorkflowTemplate: ...
+
+    def workflow(
+        self, name: str, target: Any = None, *, description: str | None = None
+    ) -> WorkflowTemplate | Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Declare the workflow template ``name``: ``tq.workflow("nightly", chain(...))``
+        (launch arguments go to its first task), or ``@tq.workflow("nightly")`` on a
+        function of the launch parameters that returns the canvas (see
+        :mod:`flask_taskq.workflow_templates`).
+
+        .. versionadded:: 0.2
+        """
+        done: WorkflowTemplate | Callable[[Callable[..., Any]], Callable[..., Any]]
+        done = self.workflows.register(name, target, description=description)
+        return done
 
     # -- periodic tasks (beat) ---------------------------------------------------------------
     @property

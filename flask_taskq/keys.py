@@ -171,6 +171,12 @@ class Keys:
         id of the result the sender got back. Expires with the results."""
         return f"{self.prefix}:workflow:{{{workflow_id}}}"
 
+    def workflow_canvas(self, workflow_id: str) -> str:
+        """String: the workflow as it was sent (its canvas, ids fixed, encoded by
+        ``TASKQ_SERIALIZER``), kept beside :meth:`workflow` so that its failed steps can be
+        run again; same hash tag, same expiry."""
+        return f"{self.prefix}:workflow:{{{workflow_id}}}:canvas"
+
     def workflow_of(self, task_id: str) -> str:
         """String holding the id of the workflow a task (or group) belongs to; expires
         with the results."""

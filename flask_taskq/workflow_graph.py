@@ -11,7 +11,10 @@ process):
   its task nodes and the edges along which values flow;
 - ``taskq:workflow-of:{<task or group id>}`` = ``<id>`` for every other id in it, so any
   of them finds the workflow;
-- ``<id>`` in the sorted set ``taskq:workflows`` (the most recent :data:`RECENT_LIMIT`).
+- ``<id>`` in the sorted set ``taskq:workflows`` (the most recent :data:`RECENT_LIMIT`);
+- ``taskq:workflow:{<id>}:canvas``: the workflow as sent (its signatures with their
+  arguments, encoded by ``TASKQ_SERIALIZER``), so that a failed workflow can be run
+  again from its failed steps (:mod:`flask_taskq.workflow_actions`).
 
 Every key but the sorted set expires with the results (``TASKQ_RESULT_EXPIRES``; kept
 when that is 0 or None). The workflow's id is the id of the result its sender got back:
@@ -136,9 +139,37 @@ def record(state: AppState, workflow_id: str, flow: Any) -> dict[str, Any]:
     doc = document(workflow_id, describe(flow))
     others = {n["id"] for n in iter_nodes(doc["tree"])} - {workflow_id}
     state.store.workflows.save_graph(
-        workflow_id, doc, sorted(others), state.result_expires, RECENT_LIMIT
+        workflow_id,
+        doc,
+        sorted(others),
+        state.result_expires,
+        RECENT_LIMIT,
+        canvas=encode_canvas(state, flow),
     )
     return doc
+
+
+def encode_canvas(state: AppState, flow: Canvas) -> bytes | None:
+    """``flow`` as sent (ids fixed, not yet linked), encoded by the app's serializer, for
+    re-running its failed steps later (``flask_taskq/workflow_actions.py``); None when
+    its arguments cannot be encoded (then the workflow cannot be retried)."""
+    try:
+        return state.serializer.dumps(flow.to_dict())
+    except Exception:  # the messages themselves will say what is wrong with the arguments
+        return None
+
+
+def load_canvas(state: AppState, workflow_id: str) -> dict[str, Any] | None:
+    """The canvas (plain data) the workflow ``workflow_id`` was sent as, or None when it
+    was not kept (sent by an older version, unencodable arguments, or expired)."""
+    data = state.store.workflows.graph_canvas(workflow_id)
+    if data is None:
+        return None
+    try:
+        value = state.serializer.loads(data)
+    except Exception:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def workflow_id_of(state: AppState, any_id: str) -> str | None:

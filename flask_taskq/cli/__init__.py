@@ -14,6 +14,7 @@ from . import (  # noqa: F401 - registers the commands
     revoke,
     status,
     worker,
+    workflow,
 )
 from .common import taskq_cli
 

@@ -1,6 +1,7 @@
 """Who may see the dashboard: ``TASKQ_DASHBOARD_AUTH``.
 
-A callable receives the request and returns whether to serve it; a ``(username,
+A callable receives the request and returns whether to serve it (a non-empty string
+counts as yes and names the user in the log of the dashboard's actions); a ``(username,
 password)`` pair asks for HTTP basic auth. Without either the dashboard answers 403,
 unless the app runs in debug mode.
 """
@@ -11,7 +12,7 @@ import hmac
 from collections.abc import Callable
 from typing import Any
 
-from flask import Request, Response
+from flask import Request, Response, g
 
 REALM = "flask-taskq dashboard"
 
@@ -52,7 +53,10 @@ def refusal(
             mimetype="text/plain",
         )
     if callable(setting):
-        if setting(request):
+        allowed = setting(request)
+        if allowed:
+            if isinstance(allowed, str):  # who it is: the actions' log names them
+                g.taskq_user = allowed
             return None
         return Response("Forbidden.\n", 403, mimetype="text/plain")
     username, password = setting

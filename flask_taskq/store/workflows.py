@@ -50,11 +50,19 @@ class WorkflowStore(Protocol):
         ``send=False`` only claims (the chord failed)."""
 
     def save_graph(
-        self, workflow_id: str, doc: dict[str, Any], ids: Iterable[str], ttl: int, keep: int
+        self,
+        workflow_id: str,
+        doc: dict[str, Any],
+        ids: Iterable[str],
+        ttl: int,
+        keep: int,
+        canvas: bytes | None = None,
     ) -> None:
         """Store the graph document ``doc`` of workflow ``workflow_id``, make each of
         ``ids`` find it, and add it to the most recent (``keep`` of them are kept), in one
-        step; everything but the recent list expires after ``ttl`` seconds (0 = never)."""
+        step; everything but the recent list expires after ``ttl`` seconds (0 = never).
+        ``canvas``: the workflow as sent (encoded), kept beside it for
+        :meth:`graph_canvas` (re-running its failed steps)."""
 
     def graph_id_of(self, any_id: str) -> str | None:
         """The id of the workflow ``any_id`` (a workflow, task or group id) is part of."""
@@ -64,3 +72,7 @@ class WorkflowStore(Protocol):
 
     def recent_graphs(self, limit: int) -> list[dict[str, Any]]:
         """The ``limit`` most recent graph documents still stored, newest first."""
+
+    def graph_canvas(self, workflow_id: str) -> bytes | None:
+        """The encoded canvas saved with the graph of ``workflow_id`` (its own id, not
+        any task's), or None."""

@@ -52,13 +52,14 @@ class MemoryWorkflowStore:
         self._fired: _Expiring[bool] = _Expiring()
         self._graphs: _Expiring[dict[str, Any]] = _Expiring()
         self._owners: _Expiring[str] = _Expiring()
+        self._canvases: _Expiring[bytes] = _Expiring()
         self._recent: dict[str, float] = {}  # workflow id -> created
         self._writes = 0
 
     def _wrote(self) -> None:
         self._writes += 1
         if self._writes % SWEEP_EVERY == 0:
-            for table in (self._members, self._fired, self._graphs, self._owners):
+            for table in (self._members, self._fired, self._graphs, self._owners, self._canvases):
                 table.sweep()
 
     def chord_member_done(
@@ -82,11 +83,19 @@ class MemoryWorkflowStore:
             return Fired.CLAIMED
 
     def save_graph(
-        self, workflow_id: str, doc: dict[str, Any], ids: Iterable[str], ttl: int, keep: int
+        self,
+        workflow_id: str,
+        doc: dict[str, Any],
+        ids: Iterable[str],
+        ttl: int,
+        keep: int,
+        canvas: bytes | None = None,
     ) -> None:
         expires = _expiry(ttl)
         with self._lock:
             self._graphs[workflow_id] = (copy.deepcopy(doc), expires)
+            if canvas is not None:
+                self._canvases[workflow_id] = (canvas, expires)
             for node_id in ids:
                 self._owners[node_id] = (workflow_id, expires)
             self._recent[workflow_id] = doc["created"]
@@ -114,3 +123,7 @@ class MemoryWorkflowStore:
             ids = sorted(self._recent, key=self._recent.__getitem__, reverse=True)[:limit]
             docs = [self._graphs.read(i) for i in ids]
             return [copy.deepcopy(d) for d in docs if d is not None]
+
+    def graph_canvas(self, workflow_id: str) -> bytes | None:
+        with self._lock:
+            return self._canvases.read(workflow_id)

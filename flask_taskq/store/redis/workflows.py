@@ -62,11 +62,19 @@ class RedisWorkflowStore:
         return Fired.SENT if send else Fired.CLAIMED
 
     def save_graph(
-        self, workflow_id: str, doc: dict[str, Any], ids: Iterable[str], ttl: int, keep: int
+        self,
+        workflow_id: str,
+        doc: dict[str, Any],
+        ids: Iterable[str],
+        ttl: int,
+        keep: int,
+        canvas: bytes | None = None,
     ) -> None:
         expiry = ttl or None
         pipe = self.client.pipeline(transaction=False)
         pipe.set(self.keys.workflow(workflow_id), json.dumps(doc, separators=(",", ":")), ex=expiry)
+        if canvas is not None:
+            pipe.set(self.keys.workflow_canvas(workflow_id), canvas, ex=expiry)
         for node_id in ids:
             pipe.set(self.keys.workflow_of(node_id), workflow_id, ex=expiry)
         pipe.zadd(self.keys.workflows(), {workflow_id: doc["created"]})
@@ -100,3 +108,9 @@ class RedisWorkflowStore:
             return []
         found = self.client.mget([self.keys.workflow(i) for i in ids])
         return [json.loads(d) for d in found if d is not None]
+
+    def graph_canvas(self, workflow_id: str) -> bytes | None:
+        data = self.client.get(self.keys.workflow_canvas(workflow_id))
+        if data is None:
+            return None
+        return data if isinstance(data, bytes) else str(data).encode()
