@@ -40,7 +40,7 @@ from .canvas import (
 )
 
 if TYPE_CHECKING:
-    from .extension import AppState
+    from .state import AppState
 
 __all__ = ["Retried", "WorkflowActionError", "retry", "revoke"]
 

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from . import states
 
 if TYPE_CHECKING:
+    from .canvas import Canvas
     from .state import AppState
 
 #: How many workflow ids ``taskq:workflows`` keeps (the most recent).

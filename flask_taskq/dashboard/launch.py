@@ -20,10 +20,11 @@ from werkzeug.wrappers import Response
 
 from .. import workflow_actions, workflow_graph
 from ..workflow_templates import TemplateError
-from .views import _base, blueprint, flash
+from .context import base_context
+from .views import blueprint, flash
 
 if TYPE_CHECKING:
-    from ..extension import AppState
+    from ..state import AppState
 
 logger = logging.getLogger("flask_taskq.dashboard")
 
@@ -125,7 +126,7 @@ def _form_context(error: str | None = None) -> dict[str, Any]:
     source = request.form if request.method == "POST" else request.args
     kind = source.get("kind") if source.get("kind") in KINDS else None
     templates = list(state.taskqueue.workflows)
-    return _base(
+    return base_context(
         templates=templates,
         tasks=sorted(state.taskqueue.tasks),
         kind=kind or ("template" if templates else "task"),
