@@ -17,6 +17,8 @@ from .backend import ResultBackend, backend_from_url
 from .backend.memory import MemoryBackend
 from .beat import Entry
 from .broker import Broker, broker_from_url
+from .broker.amqp import is_amqp_url
+from .broker.amqp import store_url as amqp_store_url
 from .broker.memory import ANY_QUEUE
 from .celery_compat import apply_celery_settings
 from .config import apply_defaults, task_defaults
@@ -96,10 +98,14 @@ class AppState:
             return self.broker
         if self.is_memory:
             return broker_from_url(self.broker_url, key_prefix=self.key_prefix)
+        options: dict[str, Any] = {}
+        if is_amqp_url(self.broker_url):  # RabbitMQ: shared state in a Redis store
+            options["store_url"] = amqp_store_url(self.config)
         return broker_from_url(
             self.broker_url,
             key_prefix=self.key_prefix,
             dead_letter_max_bytes=int(self.config["TASKQ_DEAD_LETTER_MAX_BYTES"]),
+            **options,
         )
 
     def new_revocations(self, broker: Broker) -> Revocations:

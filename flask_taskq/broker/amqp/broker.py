@@ -1,0 +1,716 @@
+"""The AMQP broker: RabbitMQ holds the ready messages, a Redis store the rest.
+
+One durable classic queue per flask-taskq queue, named ``<TASKQ_KEY_PREFIX>.<queue>``,
+declared with ``x-max-priority = 9``; messages are persistent and published with
+publisher confirms, so :meth:`AMQPBroker.enqueue` returns once RabbitMQ has them. A worker
+consumes with manual acks under ``basic.qos``; RabbitMQ itself hands the unacknowledged
+messages of a dead connection to another worker, so there are no leases to renew or
+reclaim here. Countdown/ETA and retries wait in the store's delayed set and are published
+when due. See docs/rabbitmq.rst.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+from ...keys import DEFAULT_PRIORITY, Keys
+from ...redis_common import CONNECTION_ERRORS as REDIS_CONNECTION_ERRORS
+from ...redis_common import ERRORS as REDIS_ERRORS
+from ..base import Delivery, Piggyback, QueueStats
+from ..direct import maybe_sent as redis_maybe_sent
+from ..redis import MAX_DEAD_LETTER_BYTES, RedisBroker
+from .errors import AMQPConnectionError, MissingExtraError
+
+try:
+    import pika
+    import pika.exceptions
+except ImportError:  # pragma: no cover - depends on the environment
+    raise MissingExtraError() from None
+
+from .link import Link
+from .side import RedisSide
+
+if TYPE_CHECKING:
+    from ...serializer import Serializer
+    from ...store import Store
+    from ...store.memory import MemoryStore
+
+logger = logging.getLogger("flask_taskq.worker")
+
+#: Highest priority a queue is declared with (``x-max-priority``): SPEC's 0-9.
+MAX_PRIORITY = 9
+#: Most messages RabbitMQ may push ahead of acknowledgement (``basic.qos`` maximum).
+MAX_QOS = 65535
+#: What needs a store, said once per process when there is none.
+NO_STORE = (
+    "flask-taskq: TASKQ_BROKER_URL is AMQP and there is no Redis store (set TASKQ_STORE_URL, "
+    "or a Redis TASKQ_RESULT_BACKEND): results, exact countdown/ETA and retry delays, "
+    "rate limits, revocations, unique tasks, chords and workflows, beat, worker "
+    "heartbeats (inspect, dashboard), poison-message counting and the dead-letter store "
+    "need one; plain tasks still run"
+)
+_said_no_store = False
+
+
+class AMQPBroker:
+    """Broker over RabbitMQ (AMQP 0-9-1, through pika), with shared state in Redis."""
+
+    errors: tuple[type[BaseException], ...] = (AMQPConnectionError, *REDIS_ERRORS)
+    connection_errors: tuple[type[BaseException], ...] = (
+        AMQPConnectionError,
+        *REDIS_CONNECTION_ERRORS,
+    )
+
+    def __init__(
+        self,
+        url: str,
+        key_prefix: str = "taskq",
+        store_url: str | None = None,
+        dead_letter_max_bytes: int = MAX_DEAD_LETTER_BYTES,
+        **_: object,
+    ) -> None:
+        self.url = url
+        self.keys = Keys(key_prefix)
+        self.prefix = key_prefix
+        self.parameters = pika.URLParameters(url)
+        self.side: RedisSide | None = (
+            RedisSide(store_url, self.keys, int(dead_letter_max_bytes)) if store_url else None
+        )
+        if self.side is None:
+            _say_no_store()
+        self._reply_timeout = 30.0
+        self._link: Link | None = None
+        self._link_lock = threading.Lock()
+        self._cond = threading.Condition()
+        # Owned by the I/O thread (read elsewhere under ``_cond``):
+        self._inbox: deque[Delivery] = deque()  # delivered, not yet fetched
+        self._handed: set[str] = set()  # fetched, not yet acked/nacked (entry ids)
+        self._consuming: dict[str, str] = {}  # queue -> consumer tag
+        self._declared: set[str] = set()
+        self._qos = 0
+        self._known: set[str] = set()
+        self._memory_store: MemoryStore | None = None
+
+    # -- names ----------------------------------------------------------------------------
+    def queue_name(self, queue: str) -> str:
+        """The RabbitMQ queue of flask-taskq queue ``queue``: ``<prefix>.<queue>``."""
+        return f"{self.prefix}.{queue}"
+
+    def wait_queue_name(self, queue: str) -> str:
+        """Where delayed messages of ``queue`` wait when there is no store."""
+        return f"{self.prefix}-wait.{queue}"
+
+    def dead_queue_name(self, queue: str) -> str:
+        """Where dead letters of ``queue`` go when there is no store."""
+        return f"{self.prefix}-dead.{queue}"
+
+    # -- the connection ---------------------------------------------------------------------
+    def _get_link(self) -> Link:
+        with self._link_lock:
+            if self._link is None:
+                self._link = Link(self.parameters, on_open=self._on_open, on_lost=self._on_lost)
+                self._link.reply_timeout = self._reply_timeout
+            return self._link
+
+    def _call(self, fn: Any, timeout: float | None = None) -> Any:
+        return self._get_link().call(fn, timeout)
+
+    def _on_open(self, channel: Any) -> None:
+        self._reset()
+
+    def _on_lost(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        with self._cond:
+            self._inbox.clear()
+            self._handed.clear()
+            self._consuming.clear()
+            self._declared.clear()
+            self._qos = 0
+            self._cond.notify_all()
+
+    def _generation(self) -> int:
+        link = self._link
+        return link.generation if link is not None else -1
+
+    def _declare(self, channel: Any, queue: str) -> str:
+        name = self.queue_name(queue)
+        if queue not in self._declared:
+            channel.queue_declare(
+                queue=name, durable=True, arguments={"x-max-priority": MAX_PRIORITY}
+            )
+            self._declared.add(queue)
+            self._known.add(queue)
+        return name
+
+    def _publish(
+        self,
+        channel: Any,
+        queue: str,
+        priority: int,
+        body: bytes,
+        *,
+        routing_key: str | None = None,
+        expiration: str | None = None,
+        headers: dict[str, Any] | None = None,
+    ) -> None:
+        """Publish one persistent message and wait for RabbitMQ's confirm (I/O thread)."""
+        name = routing_key or self._declare(channel, queue)
+        channel.basic_publish(
+            exchange="",
+            routing_key=name,
+            body=body,
+            properties=pika.BasicProperties(
+                delivery_mode=2,
+                priority=min(MAX_PRIORITY, max(0, int(priority))),
+                message_id=uuid.uuid4().hex,
+                expiration=expiration,
+                headers=headers,
+            ),
+            mandatory=True,
+        )
+
+    # -- enqueue ----------------------------------------------------------------------------
+    def maybe_sent(self, exc: BaseException) -> bool:
+        """True if RabbitMQ (or the store) may have the message although the call failed."""
+        if isinstance(exc, AMQPConnectionError):
+            return exc.maybe_sent
+        return redis_maybe_sent(exc)
+
+    def resend_unsafe(self, exc: BaseException) -> bool:
+        """Never: a second publish after an unconfirmed one may at worst duplicate the
+        message, which at-least-once delivery allows (tasks are idempotent)."""
+        return False
+
+    def ping(self) -> None:
+        """Raise :class:`AMQPConnectionError` (or a Redis error) when RabbitMQ (or the
+        store) cannot be reached."""
+        self._call(lambda channel: None)
+        if self.side is not None:
+            self.side.client.ping()
+
+    def enqueue(
+        self,
+        queue: str,
+        priority: int,
+        body: bytes,
+        eta: float | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> None:
+        """Publish one message (returns once RabbitMQ confirmed it), or keep it until
+        ``eta``."""
+        self.enqueue_many([(queue, priority, body, eta)], timeout=timeout)
+
+    def enqueue_many(
+        self, items: Iterable[tuple[str, int, bytes, float | None]], *, timeout: float | None = None
+    ) -> None:
+        """Publish several messages in one hand-over to the connection thread, each
+        confirmed; delayed ones go to the store (or the wait queue)."""
+        now = time.time()
+        ready: list[tuple[str, int, bytes]] = []
+        later: list[tuple[str, int, bytes, float]] = []
+        for queue, priority, body, eta in items:
+            if eta is not None and eta > now:
+                later.append((queue, priority, body, eta))
+            else:
+                ready.append((queue, priority, body))
+        if later:
+            self._delay(later, timeout)
+        if ready:
+
+            def publish(channel: Any) -> None:
+                for queue, priority, body in ready:
+                    self._publish(channel, queue, priority, body)
+
+            self._call(publish, timeout)
+
+    def _delay(self, items: Sequence[tuple[str, int, bytes, float]], timeout: float | None) -> None:
+        """Keep messages until they are due: in the store's delayed set, or without a
+        store in the queue's wait queue (per-message TTL, dead-lettered into the queue)."""
+        if self.side is not None:
+            self.side.delay(items)
+            return
+
+        def park(channel: Any) -> None:
+            now = time.time()
+            for queue, priority, body, due in items:
+                target = self._declare(channel, queue)
+                wait = self.wait_queue_name(queue)
+                channel.queue_declare(
+                    queue=wait,
+                    durable=True,
+                    arguments={
+                        "x-dead-letter-exchange": "",
+                        "x-dead-letter-routing-key": target,
+                    },
+                )
+                ms = max(0, int((due - now) * 1000))
+                self._publish(channel, queue, priority, body, routing_key=wait, expiration=str(ms))
+
+        self._call(park, timeout)
+
+    def promote(self, queues: Sequence[str], limit: int = 1000) -> float | None:
+        """Publish the store's due delayed messages of ``queues``; return the next due
+        time. Without a store RabbitMQ promotes them itself (wait queues)."""
+        if self.side is None or not queues:
+            return None
+        claimed, next_due = self.side.claim_due(list(queues), limit)
+        if claimed:
+
+            def publish(channel: Any) -> None:
+                for queue, member in claimed:
+                    priority = member[:1]
+                    p = int(priority) if priority.isdigit() else DEFAULT_PRIORITY
+                    self._publish(channel, queue, p, member[1:])
+
+            self._call(publish)
+            self.side.unclaim(claimed)
+        return next_due
+
+    # -- consume ----------------------------------------------------------------------------
+    def ensure_groups(self, queues: Sequence[str]) -> None:
+        """Declare ``queues`` (idempotent) and record them as known."""
+
+        def declare(channel: Any) -> None:
+            for queue in queues:
+                self._declare(channel, queue)
+
+        self._call(declare)
+        self._known.update(queues)
+        if self.side is not None:
+            self.side.add_queues(list(queues))
+
+    def _on_message(
+        self, queue: str, generation: int, channel: Any, method: Any, properties: Any, body: bytes
+    ) -> None:
+        message_id = properties.message_id or hashlib.sha1(body).hexdigest()
+        delivery = Delivery(
+            queue,
+            int(properties.priority or 0),
+            f"{generation}:{method.delivery_tag}:{message_id}",
+            body,
+            2 if method.redelivered else 1,
+        )
+        with self._cond:
+            self._inbox.append(delivery)
+            self._cond.notify_all()
+
+    def _prepare(self, channel: Any, queues: Sequence[str], count: int) -> None:
+        """Consume exactly ``queues`` with room for ``count`` more messages (I/O thread)."""
+        link = self._get_link()
+        for queue in [q for q in self._consuming if q not in queues]:
+            channel.basic_cancel(self._consuming.pop(queue))
+            with self._cond:
+                back = [d for d in self._inbox if d.queue == queue]
+                self._inbox = deque(d for d in self._inbox if d.queue != queue)
+            for d in back:
+                channel.basic_nack(delivery_tag=_tag(d), requeue=True)
+        with self._cond:
+            held = len(self._handed) + len(self._inbox)
+        wanted = min(MAX_QOS, held + max(1, count))
+        if wanted != self._qos:
+            channel.basic_qos(prefetch_count=wanted, global_qos=True)
+            self._qos = wanted
+        for queue in queues:
+            if queue not in self._consuming:
+                name = self._declare(channel, queue)
+                callback = functools.partial(self._on_message, queue, link.generation)
+                self._consuming[queue] = channel.basic_consume(
+                    queue=name, on_message_callback=callback, auto_ack=False
+                )
+
+    def _take(self, queues: Sequence[str], count: int) -> list[Delivery]:
+        """Up to ``count`` delivered messages of ``queues``, highest priority first
+        (under ``_cond``)."""
+        if not self._inbox:
+            return []
+        wanted = set(queues)
+        mine = sorted((d for d in self._inbox if d.queue in wanted), key=lambda d: -d.priority)[
+            :count
+        ]
+        if mine:
+            taken = {id(d) for d in mine}
+            self._inbox = deque(d for d in self._inbox if id(d) not in taken)
+            self._handed.update(d.entry_id for d in mine)
+        return mine
+
+    def fetch(
+        self,
+        consumer: str,
+        queues: Sequence[str],
+        count: int,
+        timeout: float,
+        then: Piggyback | None = None,
+    ) -> list[Delivery]:
+        """Take up to ``count`` messages RabbitMQ delivered, waiting up to ``timeout``
+        seconds for the first; ``basic.qos`` lets RabbitMQ push only as many as this
+        process holds plus ``count``."""
+        with self._cond:
+            out = self._take(queues, count)
+        if not out:
+            self._call(lambda channel: self._prepare(channel, list(queues), count))
+            deadline = time.monotonic() + max(0.0, timeout)
+            with self._cond:
+                while True:
+                    out = self._take(queues, count)
+                    left = deadline - time.monotonic()
+                    if out or left <= 0:
+                        break
+                    self._cond.wait(left)
+        if then is not None and self.side is not None:
+            then.apply_sync(self.side.run(then.sync_commands()))
+        return out
+
+    def _settle(self, deliveries: Sequence[Delivery], action: Any) -> list[Delivery]:
+        """Run ``action(channel, tag)`` on each delivery of the current connection, in
+        the I/O thread; return the others (their connection is gone: RabbitMQ has given
+        them to another consumer)."""
+        if not deliveries:
+            return []
+
+        def settle(channel: Any) -> list[Delivery]:
+            generation = self._get_link().generation
+            stale = []
+            for d in deliveries:
+                if _generation_of(d) != generation or d.entry_id not in self._handed:
+                    stale.append(d)
+                    continue
+                action(channel, _tag(d))
+                with self._cond:
+                    self._handed.discard(d.entry_id)
+            return stale
+
+        stale: list[Delivery] = self._call(settle)
+        return stale
+
+    def _skipped(self, what: str, consumer: str, stale: list[Delivery]) -> list[Delivery]:
+        if stale:
+            logger.warning(
+                "Did not %s %d message(s): the AMQP connection they came on was lost, so "
+                "RabbitMQ delivers them again (%s)",
+                what,
+                len(stale),
+                consumer,
+            )
+        return stale
+
+    def ack(self, consumer: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        """Acknowledge deliveries (they leave RabbitMQ); return those of a lost connection."""
+        stale = self._settle(deliveries, lambda ch, tag: ch.basic_ack(delivery_tag=tag))
+        return self._skipped("acknowledge", consumer, stale)
+
+    def requeue(self, consumer: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        """Give unstarted deliveries back (``basic.nack`` with requeue)."""
+        stale = self._settle(
+            deliveries, lambda ch, tag: ch.basic_nack(delivery_tag=tag, requeue=True)
+        )
+        return self._skipped("requeue", consumer, stale)
+
+    def renew(self, consumer: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        """Nothing to renew (a delivery lasts as long as its connection); return the
+        deliveries of a lost connection."""
+        generation = self._generation()
+        return [d for d in deliveries if _generation_of(d) != generation]
+
+    def reclaim(
+        self, consumer: str, queues: Sequence[str], min_idle: float, count: int
+    ) -> list[Delivery]:
+        """Nothing to reclaim: RabbitMQ redelivers a dead connection's messages itself."""
+        return []
+
+    def forget_consumer(self, consumer: str, queues: Sequence[str]) -> None:
+        """Nothing to forget: consumers end with their connection."""
+
+    def renew_consumers(self, consumers: Sequence[str], queues: Sequence[str]) -> int:
+        """Nothing to renew (see :meth:`renew`)."""
+        return 0
+
+    def reschedule(
+        self, consumer: str, items: Sequence[tuple[Delivery, bytes, float]]
+    ) -> list[Delivery]:
+        """Store each next attempt (due at a unix time), then acknowledge the delivery it
+        replaces; return the deliveries of a lost connection (left alone)."""
+        generation = self._generation()
+        live = [(d, body, due) for d, body, due in items if _generation_of(d) == generation]
+        stale = [d for d, _, _ in items if _generation_of(d) != generation]
+        if live:
+            now = time.time()
+            ready = [(d.queue, d.priority, body) for d, body, due in live if due <= now]
+            later = [(d.queue, d.priority, body, due) for d, body, due in live if due > now]
+            if later:
+                self._delay(later, None)
+            if ready:
+
+                def publish(channel: Any) -> None:
+                    for queue, priority, body in ready:
+                        self._publish(channel, queue, priority, body)
+
+                self._call(publish)
+            stale += self.ack(consumer, [d for d, _, _ in live])
+        return self._skipped("reschedule", consumer, stale)
+
+    def dead_letter(
+        self,
+        consumer: str,
+        delivery: Delivery,
+        reason: str,
+        task: str,
+        task_id: str,
+        traceback: str = "",
+    ) -> int:
+        """Store the delivery as a dead letter, then acknowledge it; return how many of
+        the store's oldest dead letters were trimmed. Without a store the dead letter
+        goes to the RabbitMQ queue ``<prefix>-dead.<queue>``."""
+        if _generation_of(delivery) != self._generation():
+            self._skipped("dead-letter", consumer, [delivery])
+            return 0
+        trimmed = 0
+        if self.side is not None:
+            trimmed = self.side.add_dead(
+                delivery.queue, delivery.body, reason, task, task_id, consumer, traceback
+            )
+        else:
+            headers = {"reason": reason, "task": task, "id": task_id, "worker": consumer}
+
+            def park(channel: Any) -> None:
+                name = self.dead_queue_name(delivery.queue)
+                channel.queue_declare(queue=name, durable=True)
+                self._publish(
+                    channel, delivery.queue, 0, delivery.body, routing_key=name, headers=headers
+                )
+
+            self._call(park)
+        self.ack(consumer, [delivery])
+        return trimmed
+
+    def note_start(self, delivery: Delivery) -> int:
+        """Count a start of a redelivered message in the store (without one: 1, so that
+        poison messages are not detected)."""
+        if self.side is None:
+            return 1
+        return self.side.note_start(delivery.queue, delivery.entry_id.split(":", 2)[2])
+
+    # -- unique tasks ------------------------------------------------------------------------
+    def enqueue_unique(
+        self,
+        queue: str,
+        priority: int,
+        body: bytes,
+        eta: float | None,
+        key: str,
+        task_id: str,
+        ttl: int,
+        *,
+        timeout: float | None = None,
+    ) -> str:
+        """Take the unique lock in the store, then publish; return the lock's owner."""
+        if self.side is None:
+            raise RuntimeError(
+                "unique tasks need a store beside RabbitMQ: set TASKQ_STORE_URL to a Redis URL"
+            )
+        owner = self.side.take_unique(key, task_id, ttl)
+        if owner is not None:
+            return owner
+        try:
+            self.enqueue(queue, priority, body, eta, timeout=timeout)
+        except BaseException:
+            try:
+                self.side.release_unique(key, task_id)
+            except Exception:
+                pass
+            raise
+        return task_id
+
+    def release_unique(self, key: str, task_id: str) -> None:
+        """Free ``key`` if ``task_id`` still holds it."""
+        if self.side is not None:
+            self.side.release_unique(key, task_id)
+
+    # -- dead letters (in the store) --------------------------------------------------------
+    def dead_letters(
+        self, queue: str, count: int = 100, before: str | None = None
+    ) -> list[dict[str, object]]:
+        """The newest dead letters of ``queue`` (as :meth:`RedisBroker.dead_letters`)."""
+        return self.side.dead.dead_letters(queue, count, before) if self.side else []
+
+    def dead_letter_get(self, queue: str, entry_id: str) -> dict[str, object] | None:
+        """One dead letter, or None."""
+        return self.side.dead.dead_letter_get(queue, entry_id) if self.side else None
+
+    def dead_letter_count(self, queue: str) -> int:
+        """How many dead letters ``queue`` holds in the store."""
+        return self.side.dead.dead_letter_count(queue) if self.side else 0
+
+    def dead_letter_queues(self) -> list[str]:
+        """The known queues that hold dead letters."""
+        return self.side.dead.dead_letter_queues() if self.side else []
+
+    def requeue_dead(
+        self, queue: str, entry_ids: Sequence[str], serializer: Serializer | None = None
+    ) -> int:
+        """Publish dead letters back to ``queue`` (confirmed), then delete them from the
+        store; return how many moved."""
+        if self.side is None:
+            return 0
+        from ...serializer import JSONSerializer
+
+        serializer = serializer or JSONSerializer()
+        rows = []
+        for entry_id in dict.fromkeys(entry_ids):
+            row = self.side.dead.dead_letter_get(queue, entry_id)
+            if row is not None:
+                body = row["body"]
+                assert isinstance(body, bytes)
+                rows.append((entry_id, body))
+        if not rows:
+            return 0
+
+        def publish(channel: Any) -> None:
+            for _, body in rows:
+                priority = RedisBroker.dead_letter_priority(body, serializer)
+                self._publish(channel, queue, priority, body)
+
+        self._call(publish)
+        return self.side.dead.delete_dead(queue, [entry_id for entry_id, _ in rows])
+
+    def purge_dead(self, queue: str) -> int:
+        """Delete every dead letter of ``queue``."""
+        return self.side.dead.purge_dead(queue) if self.side else 0
+
+    def delete_dead(self, queue: str, entry_ids: Sequence[str]) -> int:
+        """Delete some dead letters of ``queue``."""
+        return self.side.dead.delete_dead(queue, entry_ids) if self.side else 0
+
+    # -- inspection --------------------------------------------------------------------------
+    def _counts(self, queues: Sequence[str]) -> dict[str, int]:
+        """Ready messages of each queue (passive declares on a channel of their own, which
+        RabbitMQ closes for a queue that does not exist)."""
+
+        def count(channel: Any) -> dict[str, int]:
+            out: dict[str, int] = {}
+            spare = channel.connection.channel()
+            try:
+                for queue in queues:
+                    try:
+                        ok = spare.queue_declare(queue=self.queue_name(queue), passive=True)
+                        out[queue] = int(ok.method.message_count)
+                    except pika.exceptions.ChannelClosedByBroker:
+                        out[queue] = 0
+                        spare = channel.connection.channel()
+            finally:
+                if spare.is_open:
+                    spare.close()
+            return out
+
+        result: dict[str, int] = self._call(count)
+        return result
+
+    def queue_length(self, queue: str) -> int:
+        """Messages of ``queue`` ready in RabbitMQ."""
+        return self._counts([queue])[queue]
+
+    def known_queues(self) -> set[str]:
+        """The queues a worker consumed (recorded in the store) and those this process
+        declared."""
+        known = set(self._known)
+        if self.side is not None:
+            known |= self.side.known_queues()
+        return known
+
+    def queue_stats(self, queues: Sequence[str]) -> dict[str, QueueStats]:
+        """Ready messages from RabbitMQ; delayed and dead ones from the store. Leased
+        (delivered, unacknowledged) messages are not visible through AMQP: 0."""
+        names = list(dict.fromkeys(queues))
+        if not names:
+            return {}
+        ready = self._counts(names)
+        extra = self.side.delayed_stats(names) if self.side else [(0, None, 0)] * len(names)
+        return {
+            q: QueueStats(ready=ready[q], delayed=d, dead=dead, next_due=due)
+            for q, (d, due, dead) in zip(names, extra, strict=True)
+        }
+
+    def purge(self, queue: str) -> int:
+        """Delete the ready and delayed messages of ``queue``; return how many."""
+
+        def purge(channel: Any) -> int:
+            name = self._declare(channel, queue)
+            return int(channel.queue_purge(queue=name).method.message_count)
+
+        purged: int = self._call(purge)
+        if self.side is not None:
+            purged += self.side.purge_delayed(queue)
+        return purged
+
+    # -- the rest ------------------------------------------------------------------------------
+    def store(self) -> Store:
+        """The Redis store (``TASKQ_STORE_URL`` or a Redis result backend); without one
+        a memory store of this process, so that plain tasks still run."""
+        if self.side is not None:
+            from ...store.redis import RedisStore
+
+            return cast("Store", RedisStore(self.side.client, self.keys))
+        if self._memory_store is None:
+            from ...store.memory import MemoryStore
+
+            self._memory_store = MemoryStore()
+        return cast("Store", self._memory_store)
+
+    def set_reply_timeout(self, seconds: float) -> None:
+        """Wait at most ``seconds`` for RabbitMQ (and the store) from now on."""
+        self._reply_timeout = seconds
+        if self._link is not None:
+            self._link.reply_timeout = seconds
+        if self.side is not None:
+            self.side.client.connection_pool.connection_kwargs["socket_timeout"] = seconds
+
+    def after_fork(self) -> None:
+        """Forget the parent's connection (its I/O thread did not survive the fork) and
+        the store's pooled connections; later calls open new ones."""
+        self._link = None
+        self._link_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._inbox = deque()
+        self._handed = set()
+        self._consuming = {}
+        self._declared = set()
+        self._qos = 0
+        if self.side is not None:
+            try:
+                self.side.client.connection_pool.reset()
+            except Exception:
+                pass
+
+    def close(self) -> None:
+        """Close the AMQP connection (RabbitMQ requeues what was not acknowledged) and the
+        store's connections."""
+        link, self._link = self._link, None
+        if link is not None:
+            link.close()
+        if self.side is not None:
+            self.side.client.close()
+
+
+def _generation_of(delivery: Delivery) -> int:
+    return int(delivery.entry_id.split(":", 1)[0])
+
+
+def _tag(delivery: Delivery) -> int:
+    return int(delivery.entry_id.split(":", 2)[1])
+
+
+def _say_no_store() -> None:
+    global _said_no_store
+    if not _said_no_store:
+        _said_no_store = True
+        logging.getLogger("flask_taskq").warning(NO_STORE)
