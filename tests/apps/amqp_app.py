@@ -1,0 +1,68 @@
+"""The app of the RabbitMQ tests (``flask --app tests.apps.amqp_app``): TASKQ_BROKER_URL is
+an ``amqp://`` URL, the store is the Redis of ``TASKQ_STORE_URL``, where the tasks also
+record what they did (``amqp:*`` keys)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import redis
+from flask import Flask, current_app
+
+from flask_taskq import TaskQueue
+
+tq = TaskQueue()
+
+
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(current_app.config["TASKQ_STORE_URL"])
+
+
+@tq.task
+def add(x, y):
+    return x + y
+
+
+@tq.task
+def mark(token, seconds=0.0):
+    """Count a start and a finished run of ``token`` (hashes ``amqp:started`` and
+    ``amqp:runs``, list ``amqp:order``), sleeping ``seconds`` in between."""
+    r = _redis()
+    r.hincrby("amqp:started", token, 1)
+    r.rpush("amqp:order", token)
+    if seconds:
+        time.sleep(seconds)
+    r.hincrby("amqp:runs", token, 1)
+    return token
+
+
+@tq.task(bind=True, max_retries=5, default_retry_delay=0.2)
+def flaky(self, token, failures):
+    """Fail ``failures`` times, retrying through ``self.retry``, then succeed."""
+    attempt = _redis().hincrby("amqp:attempts", token, 1)
+    if attempt <= failures:
+        raise self.retry(exc=RuntimeError(f"attempt {attempt}"))
+    return {"attempt": attempt, "retries": self.request.retries}
+
+
+@tq.task
+def crash(token):
+    """Kill the process running it (a task that crashes its worker every time)."""
+    _redis().hincrby("amqp:crashes", token, 1)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def create_app() -> Flask:
+    app = Flask("amqp_app")
+    app.config["TASKQ_BROKER_URL"] = os.environ["TASKQ_BROKER_URL"]
+    app.config["TASKQ_STORE_URL"] = os.environ.get("TASKQ_STORE_URL")
+    for key in ("TASKQ_MAX_DELIVERIES", "TASKQ_WORKER_SHUTDOWN_TIMEOUT"):
+        if key in os.environ:
+            app.config[key] = int(os.environ[key])
+    if "TASKQ_KEY_PREFIX" in os.environ:
+        app.config["TASKQ_KEY_PREFIX"] = os.environ["TASKQ_KEY_PREFIX"]
+    app.config["TASKQ_ROUTES"] = {"tests.apps.amqp_app.add": {"queue": "math"}}
+    tq.init_app(app)
+    return app

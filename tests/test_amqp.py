@@ -1,0 +1,297 @@
+"""RabbitMQ as the broker: real RabbitMQ (a vhost of this module, created and deleted with
+``rabbitmqctl``), a real redis-server as the store, real ``flask taskq worker`` processes.
+Each test has its own TASKQ_KEY_PREFIX, hence its own RabbitMQ queues."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from tests.conftest import ROOT, wait_until
+
+APP = "tests.apps.amqp_app:create_app"
+RABBIT = ("127.0.0.1", 5672)
+
+
+def _rabbit_up() -> str | None:
+    """Why the RabbitMQ tests cannot run here, or None."""
+    if shutil.which("rabbitmqctl") is None:
+        return "rabbitmqctl not found"
+    try:
+        socket.create_connection(RABBIT, timeout=1).close()
+    except OSError as exc:
+        return f"RabbitMQ unreachable on {RABBIT[0]}:{RABBIT[1]} ({exc})"
+    try:
+        import pika  # noqa: F401
+    except ImportError:
+        return "pika is not installed (pip install 'flask-taskq[amqp]')"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_rabbit_up() is not None, reason=str(_rabbit_up()))
+
+
+def _ctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def vhost() -> Iterator[str]:
+    """A RabbitMQ vhost of this module, deleted afterwards (never ``/``)."""
+    name = f"taskq-test-{uuid.uuid4().hex[:8]}"
+    _ctl("add_vhost", name)
+    _ctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    yield name
+    _ctl("delete_vhost", name)
+
+
+@pytest.fixture
+def amqp_env(vhost: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Environment of the test's app and workers: broker, store and a prefix of its own."""
+    env = {
+        "TASKQ_BROKER_URL": f"amqp://guest:guest@{RABBIT[0]}:{RABBIT[1]}/{vhost}",
+        "TASKQ_STORE_URL": redis_url,
+        "TASKQ_KEY_PREFIX": f"t{uuid.uuid4().hex[:8]}",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+@pytest.fixture
+def aapp(amqp_env: dict[str, str]):
+    from tests.apps.amqp_app import create_app
+
+    app = create_app()
+    app.config["TASKQ_KEY_PREFIX"] = amqp_env["TASKQ_KEY_PREFIX"]
+    yield app
+    app.extensions["taskq"].broker.close()
+
+
+@pytest.fixture
+def start(start_worker, amqp_env):
+    def go(*args: str, env: dict[str, str] | None = None, **kw):
+        return start_worker(
+            *args,
+            app=APP,
+            broker_url=amqp_env["TASKQ_BROKER_URL"],
+            env={**amqp_env, **(env or {})},
+            **kw,
+        )
+
+    return go
+
+
+@pytest.fixture
+def store(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(redis_url, decode_responses=True)
+
+
+def _broker(app):
+    return app.extensions["taskq"].broker
+
+
+def test_round_trip_with_result(aapp, start, store):
+    from tests.apps.amqp_app import mark
+
+    start("-P", "threads", "-c", "2")
+    with aapp.app_context():
+        assert mark.delay("a").get(timeout=20) == "a"
+        results = [mark.delay(f"m{i}") for i in range(20)]
+        assert [r.get(timeout=20) for r in results] == [f"m{i}" for i in range(20)]
+    assert store.hget("amqp:runs", "a") == "1"
+
+
+def test_broker_is_the_amqp_one_and_results_live_in_the_store(aapp, amqp_env):
+    from flask_taskq.broker.amqp.broker import AMQPBroker
+
+    state = aapp.extensions["taskq"]
+    assert isinstance(state.broker, AMQPBroker)
+    assert state.broker.side is not None
+    assert aapp.config["TASKQ_RESULT_BACKEND"] == amqp_env["TASKQ_STORE_URL"]
+    assert state.broker.queue_name("default") == f"{amqp_env['TASKQ_KEY_PREFIX']}.default"
+
+
+def test_priorities_higher_first(aapp, start, store):
+    from tests.apps.amqp_app import mark
+
+    with aapp.app_context():
+        for p in (1, 5, 9, 0, 7):
+            mark.apply_async((f"p{p}",), priority=p)
+    start("-P", "solo", "--prefetch", "1")
+    wait_until(lambda: store.llen("amqp:order") == 5, timeout=20, message="five runs")
+    assert store.lrange("amqp:order", 0, -1) == ["p9", "p7", "p5", "p1", "p0"]
+
+
+def test_countdown_waits_in_the_store_then_runs_once(aapp, start, store):
+    from tests.apps.amqp_app import mark
+
+    with aapp.app_context():
+        res = mark.apply_async(("later",), countdown=1.5)
+        stats = _broker(aapp).queue_stats(["default"])["default"]
+        assert (stats.ready, stats.delayed) == (0, 1)
+        start("-P", "solo")
+        assert res.get(timeout=20) == "later"
+    assert store.hget("amqp:runs", "later") == "1"
+    assert _broker(aapp).queue_stats(["default"])["default"].delayed == 0
+
+
+def test_retries_go_through_the_store(aapp, start, store):
+    from tests.apps.amqp_app import flaky
+
+    start("-P", "solo")
+    with aapp.app_context():
+        assert flaky.delay("f", 2).get(timeout=20) == {"attempt": 3, "retries": 2}
+    assert store.hget("amqp:attempts", "f") == "3"
+
+
+def test_sigkilled_worker_message_is_redelivered_and_completed_once(aapp, start, store):
+    from tests.apps.amqp_app import mark
+
+    first = start("-P", "solo")
+    with aapp.app_context():
+        res = mark.delay("k", 2.0)
+        wait_until(lambda: store.hget("amqp:started", "k") == "1", timeout=20)
+        first.kill_group()
+        start("-P", "solo")
+        assert res.get(timeout=30) == "k"
+    assert store.hget("amqp:started", "k") == "2"
+    assert store.hget("amqp:runs", "k") == "1"
+
+
+def test_task_that_crashes_its_worker_goes_to_the_dead_letter_store(aapp, start, store):
+    from tests.apps.amqp_app import crash
+
+    start("-P", "prefork", "-c", "1", env={"TASKQ_MAX_DELIVERIES": "2"})
+    with aapp.app_context():
+        crash.delay("x")
+    broker = _broker(aapp)
+    wait_until(lambda: broker.dead_letter_count("default") == 1, timeout=40)
+    [row] = broker.dead_letters("default")
+    assert "started 2 times without finishing" in str(row["reason"])
+    assert store.hget("amqp:crashes", "x") == "2"
+    # the same CLI as on Redis reads it, and requeues it
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    out = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", APP, "taskq", "dead-letter", "list"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert str(row["entry_id"]) in out.stdout
+    assert broker.purge_dead("default") == 1
+
+
+def test_undecodable_message_is_dead_lettered(aapp, start, amqp_env):
+    import pika
+
+    broker = _broker(aapp)
+    broker.ensure_groups(["default"])
+    conn = pika.BlockingConnection(pika.URLParameters(amqp_env["TASKQ_BROKER_URL"]))
+    conn.channel().basic_publish("", broker.queue_name("default"), b"\x00not a message")
+    conn.close()
+    start("-P", "solo")
+    wait_until(lambda: broker.dead_letter_count("default") == 1, timeout=20)
+    [row] = broker.dead_letters("default")
+    assert row["body"] == b"\x00not a message"
+    assert row["task"] == "?"
+
+
+def test_prefetch_one_leaves_the_rest_in_rabbitmq(aapp, start, store):
+    from tests.apps.amqp_app import mark
+
+    with aapp.app_context():
+        for i in range(4):
+            mark.delay(f"s{i}", 1.0)
+    start("-P", "solo", "--prefetch", "1")
+    wait_until(lambda: store.hget("amqp:started", "s0") == "1", timeout=20)
+    # basic.qos 1: RabbitMQ keeps the other three for any worker
+    assert _broker(aapp).queue_length("default") == 3
+    wait_until(lambda: store.llen("amqp:order") == 4, timeout=30)
+
+
+def test_routes_and_dash_q(aapp, start, store):
+    from tests.apps.amqp_app import add, mark
+
+    start("-P", "solo", "-Q", "default")
+    broker = _broker(aapp)
+    with aapp.app_context():
+        res = add.delay(2, 3)  # routed to "math"
+        assert mark.delay("after").get(timeout=20) == "after"
+        assert broker.queue_length("math") == 1
+        start("-P", "solo", "-Q", "math")
+        assert res.get(timeout=20) == 5
+    assert broker.queue_length("math") == 0
+    assert {"default", "math"} <= broker.known_queues()
+
+
+def test_worker_reconnects_after_connections_are_closed(aapp, start, store, vhost):
+    from tests.apps.amqp_app import mark
+
+    start("-P", "solo")
+    with aapp.app_context():
+        assert mark.delay("before").get(timeout=20) == "before"
+        _ctl("close_all_connections", "test")
+        # the app's own connection was closed too: .delay() reconnects
+        results = [mark.delay(f"r{i}") for i in range(5)]
+        assert [r.get(timeout=40) for r in results] == [f"r{i}" for i in range(5)]
+
+
+def test_without_a_store_plain_tasks_run_and_the_missing_features_are_named(
+    start, amqp_env, monkeypatch
+):
+    monkeypatch.delenv("TASKQ_STORE_URL")
+    worker = start("-P", "solo", "-Q", "math", env={"TASKQ_STORE_URL": ""})
+    assert "no Redis store" in worker.log
+    from tests.apps.amqp_app import add, create_app
+
+    app = create_app()
+    broker = _broker(app)
+    assert broker.side is None
+    assert app.config["TASKQ_RESULT_BACKEND"] is None
+    with app.app_context():
+        add.delay(1, 2)
+    wait_until(lambda: broker.queue_length("math") == 0, timeout=20)
+    broker.close()
+
+
+def test_missing_extra_names_it():
+    code = (
+        "import sys; sys.modules['pika'] = None\n"
+        "from flask_taskq.broker import broker_from_url\n"
+        "broker_from_url('amqp://guest:guest@127.0.0.1/x')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode != 0
+    assert "pip install 'flask-taskq[amqp]'" in out.stderr.strip().splitlines()[-1]
+
+
+def test_sigterm_returns_unstarted_messages(aapp, start, store):
+    from tests.apps.amqp_app import mark
+
+    with aapp.app_context():
+        for i in range(3):
+            mark.delay(f"g{i}", 0.5)
+    worker = start("-P", "solo", "--prefetch", "3")
+    wait_until(lambda: store.hget("amqp:started", "g0") == "1", timeout=20)
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0
+    start("-P", "solo")
+    wait_until(lambda: store.llen("amqp:order") >= 3 and _runs(store) == 3, timeout=30)
+    assert all(v == "1" for v in store.hgetall("amqp:runs").values())
+
+
+def _runs(store: redis.Redis) -> int:
+    return len(store.hgetall("amqp:runs"))
