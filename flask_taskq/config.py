@@ -19,6 +19,9 @@ DEFAULTS: dict[str, Any] = {
     # The Redis store beside an AMQP broker (docs/rabbitmq.rst); defaults to a Redis
     # TASKQ_RESULT_BACKEND.
     "TASKQ_STORE_URL": None,
+    # RabbitMQ's consumer_timeout (seconds): tasks running longer than half of it are
+    # parked in the store (docs/rabbitmq.rst).
+    "TASKQ_AMQP_CONSUMER_TIMEOUT": 1800,
     "TASKQ_RESULT_EXPIRES": 86400,
     "TASKQ_DEFAULT_QUEUE": "default",
     "TASKQ_ROUTES": {},

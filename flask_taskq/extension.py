@@ -101,6 +101,8 @@ class AppState:
         options: dict[str, Any] = {}
         if is_amqp_url(self.broker_url):  # RabbitMQ: shared state in a Redis store
             options["store_url"] = amqp_store_url(self.config)
+            options["consumer_timeout"] = float(self.config["TASKQ_AMQP_CONSUMER_TIMEOUT"])
+            options["visibility_timeout"] = float(self.config["TASKQ_VISIBILITY_TIMEOUT"])
         return broker_from_url(
             self.broker_url,
             key_prefix=self.key_prefix,

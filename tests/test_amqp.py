@@ -293,5 +293,42 @@ def test_sigterm_returns_unstarted_messages(aapp, start, store):
     assert all(v == "1" for v in store.hgetall("amqp:runs").values())
 
 
+PARK = {"TASKQ_AMQP_CONSUMER_TIMEOUT": "2", "TASKQ_VISIBILITY_TIMEOUT": "1.5"}
+
+
+def _delayed(store: redis.Redis, amqp_env: dict[str, str]) -> int:
+    from flask_taskq.keys import Keys
+
+    return int(store.zcard(Keys(amqp_env["TASKQ_KEY_PREFIX"]).delayed("default")))
+
+
+def test_long_task_is_parked_before_consumer_timeout_and_runs_once(aapp, start, store, amqp_env):
+    from tests.apps.amqp_app import mark
+
+    worker = start("-P", "solo", env=PARK)  # parks what it held for 1 s
+    with aapp.app_context():
+        res = mark.delay("long", 4.0)
+        wait_until(lambda: _delayed(store, amqp_env) == 1, timeout=20, message="parked")
+        assert store.hget("amqp:runs", "long") is None
+        assert res.get(timeout=30) == "long"
+    assert store.hget("amqp:started", "long") == "1"
+    assert _delayed(store, amqp_env) == 0
+    assert "Parked 1 long-running task" in worker.log
+
+
+def test_parked_task_of_a_killed_worker_runs_again(aapp, start, store, amqp_env):
+    from tests.apps.amqp_app import mark
+
+    first = start("-P", "solo", env=PARK)
+    with aapp.app_context():
+        res = mark.delay("lost", 3.0)
+        wait_until(lambda: _delayed(store, amqp_env) == 1, timeout=20, message="parked")
+        first.kill_group()
+        start("-P", "solo", env=PARK)
+        assert res.get(timeout=40) == "lost"
+    assert store.hget("amqp:started", "lost") == "2"
+    wait_until(lambda: _delayed(store, amqp_env) == 0, timeout=10)
+
+
 def _runs(store: redis.Redis) -> int:
     return len(store.hgetall("amqp:runs"))

@@ -58,9 +58,14 @@ def create_app() -> Flask:
     app = Flask("amqp_app")
     app.config["TASKQ_BROKER_URL"] = os.environ["TASKQ_BROKER_URL"]
     app.config["TASKQ_STORE_URL"] = os.environ.get("TASKQ_STORE_URL")
-    for key in ("TASKQ_MAX_DELIVERIES", "TASKQ_WORKER_SHUTDOWN_TIMEOUT"):
+    for key in (
+        "TASKQ_MAX_DELIVERIES",
+        "TASKQ_WORKER_SHUTDOWN_TIMEOUT",
+        "TASKQ_AMQP_CONSUMER_TIMEOUT",
+        "TASKQ_VISIBILITY_TIMEOUT",
+    ):
         if key in os.environ:
-            app.config[key] = int(os.environ[key])
+            app.config[key] = float(os.environ[key])
     if "TASKQ_KEY_PREFIX" in os.environ:
         app.config["TASKQ_KEY_PREFIX"] = os.environ["TASKQ_KEY_PREFIX"]
     app.config["TASKQ_ROUTES"] = {"tests.apps.amqp_app.add": {"queue": "math"}}

@@ -75,6 +75,8 @@ class AMQPBroker:
         key_prefix: str = "taskq",
         store_url: str | None = None,
         dead_letter_max_bytes: int = MAX_DEAD_LETTER_BYTES,
+        consumer_timeout: float = 1800.0,
+        visibility_timeout: float = 30.0,
         **_: object,
     ) -> None:
         self.url = url
@@ -86,13 +88,21 @@ class AMQPBroker:
         )
         if self.side is None:
             _say_no_store()
+        #: A delivery held this long (seconds; half of RabbitMQ's ``consumer_timeout``,
+        #: ``TASKQ_AMQP_CONSUMER_TIMEOUT``) is parked in the store (see :meth:`renew`).
+        self.park_after = float(consumer_timeout) / 2
+        #: A parked task whose worker stops renewing it is published again this long
+        #: after the last renewal (``TASKQ_VISIBILITY_TIMEOUT``).
+        self.park_lease = float(visibility_timeout)
         self._reply_timeout = 30.0
         self._link: Link | None = None
         self._link_lock = threading.Lock()
         self._cond = threading.Condition()
         # Owned by the I/O thread (read elsewhere under ``_cond``):
         self._inbox: deque[Delivery] = deque()  # delivered, not yet fetched
-        self._handed: set[str] = set()  # fetched, not yet acked/nacked (entry ids)
+        self._handed: dict[str, float] = {}  # fetched, not yet settled: id -> when
+        # Long tasks parked in the store: entry id -> delayed-set member (survive reconnects).
+        self._parked: dict[str, bytes] = {}
         self._consuming: dict[str, str] = {}  # queue -> consumer tag
         self._declared: set[str] = set()
         self._qos = 0
@@ -341,7 +351,8 @@ class AMQPBroker:
         if mine:
             taken = {id(d) for d in mine}
             self._inbox = deque(d for d in self._inbox if id(d) not in taken)
-            self._handed.update(d.entry_id for d in mine)
+            now = time.monotonic()
+            self._handed.update((d.entry_id, now) for d in mine)
         return mine
 
     def fetch(
@@ -387,7 +398,7 @@ class AMQPBroker:
                     continue
                 action(channel, _tag(d))
                 with self._cond:
-                    self._handed.discard(d.entry_id)
+                    self._handed.pop(d.entry_id, None)
             return stale
 
         stale: list[Delivery] = self._call(settle)
@@ -404,23 +415,118 @@ class AMQPBroker:
             )
         return stale
 
+    def _split_parked(
+        self, deliveries: Sequence[Delivery]
+    ) -> tuple[list[tuple[Delivery, bytes]], list[Delivery]]:
+        """The parked deliveries (with their members) and the others."""
+        with self._cond:
+            parked = [
+                (d, self._parked[d.entry_id]) for d in deliveries if d.entry_id in self._parked
+            ]
+        if not parked:
+            return [], list(deliveries)
+        ids = {id(d) for d, _ in parked}
+        return parked, [d for d in deliveries if id(d) not in ids]
+
+    def _unpark(self, parked: Sequence[tuple[Delivery, bytes]]) -> list[Delivery]:
+        """Delete parked copies (their task finished); return the deliveries whose copy
+        was gone already (published again after its lease ran out)."""
+        if not parked or self.side is None:
+            return []
+        removed = self.side.remove([(d.queue, member) for d, member in parked])
+        with self._cond:
+            for d, _ in parked:
+                self._parked.pop(d.entry_id, None)
+        return [d for (d, _), ok in zip(parked, removed, strict=True) if not ok]
+
     def ack(self, consumer: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
-        """Acknowledge deliveries (they leave RabbitMQ); return those of a lost connection."""
-        stale = self._settle(deliveries, lambda ch, tag: ch.basic_ack(delivery_tag=tag))
+        """Acknowledge deliveries (they leave RabbitMQ, or a parked one the store);
+        return those no longer held (their connection was lost)."""
+        parked, rest = self._split_parked(deliveries)
+        stale = self._unpark(parked)
+        stale += self._settle(rest, lambda ch, tag: ch.basic_ack(delivery_tag=tag))
         return self._skipped("acknowledge", consumer, stale)
 
     def requeue(self, consumer: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
         """Give unstarted deliveries back (``basic.nack`` with requeue)."""
-        stale = self._settle(
-            deliveries, lambda ch, tag: ch.basic_nack(delivery_tag=tag, requeue=True)
-        )
+        parked, rest = self._split_parked(deliveries)
+        if parked and self.side is not None:  # due now: the next promote publishes them
+            due = time.time()
+            self.side.extend([(d.queue, m) for d, m in parked], due)
+            with self._cond:
+                for d, _ in parked:
+                    self._parked.pop(d.entry_id, None)
+        stale = self._settle(rest, lambda ch, tag: ch.basic_nack(delivery_tag=tag, requeue=True))
         return self._skipped("requeue", consumer, stale)
 
     def renew(self, consumer: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
-        """Nothing to renew (a delivery lasts as long as its connection); return the
-        deliveries of a lost connection."""
+        """A delivery lasts as long as its connection: return those of a lost one.
+
+        RabbitMQ closes the channel of a delivery unacknowledged for longer than its
+        ``consumer_timeout`` (and redelivers all of the channel's messages). So a delivery
+        held longer than :attr:`park_after` is *parked*: a copy goes to the store's
+        delayed set, due :attr:`park_lease` seconds from now, and the delivery is
+        acknowledged. Each renewal moves the copy's due time on; finishing the task
+        deletes it; if the worker dies, the copy becomes due and is published again.
+        """
         generation = self._generation()
-        return [d for d in deliveries if _generation_of(d) != generation]
+        with self._cond:
+            parked = {
+                d.entry_id: self._parked[d.entry_id]
+                for d in deliveries
+                if d.entry_id in self._parked
+            }
+            taken = dict(self._handed)
+        lost = [
+            d for d in deliveries if d.entry_id not in parked and _generation_of(d) != generation
+        ]
+        if self.side is None:
+            return lost
+        due = time.time() + self.park_lease
+        if parked:
+            held = [d for d in deliveries if d.entry_id in parked]
+            kept = self.side.extend([(d.queue, parked[d.entry_id]) for d in held], due)
+            for d, ok in zip(held, kept, strict=True):
+                if not ok:
+                    lost.append(d)
+                    with self._cond:
+                        self._parked.pop(d.entry_id, None)
+        now = time.monotonic()
+        old = [
+            d
+            for d in deliveries
+            if d.entry_id not in parked
+            and _generation_of(d) == generation
+            and now - taken.get(d.entry_id, now) >= self.park_after
+        ]
+        if old:
+            lost += self._park(consumer, old, due)
+        return lost
+
+    def _park(self, consumer: str, deliveries: list[Delivery], due: float) -> list[Delivery]:
+        """Park long-held deliveries (see :meth:`renew`); return those found lost."""
+        assert self.side is not None
+        members = {d.entry_id: str(d.priority).encode() + d.body for d in deliveries}
+        self.side.delay([(d.queue, d.priority, d.body, due) for d in deliveries])
+        with self._cond:
+            self._parked.update(members)
+        try:
+            stale = self._settle(deliveries, lambda ch, tag: ch.basic_ack(delivery_tag=tag))
+        except BaseException:
+            self._unpark([(d, members[d.entry_id]) for d in deliveries])
+            raise
+        gone = {id(d) for d in stale}
+        # acked meanwhile by the task's own finish, or lost with the connection: no copy
+        self._unpark([(d, members[d.entry_id]) for d in stale])
+        parked = [d for d in deliveries if id(d) not in gone]
+        if parked:
+            logger.info(
+                "Parked %d long-running task(s) in the store, before RabbitMQ's "
+                "consumer_timeout (%s)",
+                len(parked),
+                consumer,
+            )
+        return [d for d in stale if _generation_of(d) != self._generation()]
 
     def reclaim(
         self, consumer: str, queues: Sequence[str], min_idle: float, count: int
@@ -441,8 +547,16 @@ class AMQPBroker:
         """Store each next attempt (due at a unix time), then acknowledge the delivery it
         replaces; return the deliveries of a lost connection (left alone)."""
         generation = self._generation()
-        live = [(d, body, due) for d, body, due in items if _generation_of(d) == generation]
-        stale = [d for d, _, _ in items if _generation_of(d) != generation]
+        parked, _ = self._split_parked([d for d, _, _ in items])
+        parked_ids = {id(d) for d, _ in parked}
+        gone = {id(d) for d in self._unpark(parked)}
+        live = [
+            (d, body, due)
+            for d, body, due in items
+            if (id(d) in parked_ids and id(d) not in gone)
+            or (id(d) not in parked_ids and _generation_of(d) == generation)
+        ]
+        stale = [d for d, _, _ in items if id(d) not in {id(x) for x, _, _ in live}]
         if live:
             now = time.time()
             ready = [(d.queue, d.priority, body) for d, body, due in live if due <= now]
@@ -456,7 +570,8 @@ class AMQPBroker:
                         self._publish(channel, queue, priority, body)
 
                 self._call(publish)
-            stale += self.ack(consumer, [d for d, _, _ in live])
+            rest = [d for d, _, _ in live if id(d) not in parked_ids]
+            stale += self._settle(rest, lambda ch, tag: ch.basic_ack(delivery_tag=tag))
         return self._skipped("reschedule", consumer, stale)
 
     def dead_letter(
@@ -471,7 +586,8 @@ class AMQPBroker:
         """Store the delivery as a dead letter, then acknowledge it; return how many of
         the store's oldest dead letters were trimmed. Without a store the dead letter
         goes to the RabbitMQ queue ``<prefix>-dead.<queue>``."""
-        if _generation_of(delivery) != self._generation():
+        parked, _ = self._split_parked([delivery])
+        if not parked and _generation_of(delivery) != self._generation():
             self._skipped("dead-letter", consumer, [delivery])
             return 0
         trimmed = 0
@@ -681,7 +797,8 @@ class AMQPBroker:
         self._link_lock = threading.Lock()
         self._cond = threading.Condition()
         self._inbox = deque()
-        self._handed = set()
+        self._handed = {}
+        self._parked = {}
         self._consuming = {}
         self._declared = set()
         self._qos = 0

@@ -81,6 +81,22 @@ class RedisSide:
             pipe.zrem(self.keys.delayed(queue), member)
         pipe.execute()
 
+    def extend(self, items: Sequence[tuple[str, bytes]], due: float) -> list[bool]:
+        """Move the due time of delayed ``(queue, member)`` messages (parked long tasks)
+        to ``due``; False for those no longer there (published after their lease ran
+        out)."""
+        pipe = self.client.pipeline(transaction=False)
+        for queue, member in items:
+            pipe.zadd(self.keys.delayed(queue), {member: due}, xx=True, ch=True)
+        return [bool(n) for n in pipe.execute()]
+
+    def remove(self, items: Sequence[tuple[str, bytes]]) -> list[bool]:
+        """Delete delayed ``(queue, member)`` messages; False for those already gone."""
+        pipe = self.client.pipeline(transaction=False)
+        for queue, member in items:
+            pipe.zrem(self.keys.delayed(queue), member)
+        return [bool(n) for n in pipe.execute()]
+
     def delayed_stats(self, queues: Sequence[str]) -> list[tuple[int, float | None, int]]:
         """``(delayed count, first due time, dead letters)`` of each of ``queues``."""
         pipe = self.client.pipeline(transaction=False)
