@@ -332,3 +332,38 @@ def test_parked_task_of_a_killed_worker_runs_again(aapp, start, store, amqp_env)
 
 def _runs(store: redis.Redis) -> int:
     return len(store.hgetall("amqp:runs"))
+
+
+def test_amqp_broker_has_every_protocol_member():
+    from flask_taskq.broker import Broker
+    from flask_taskq.broker.amqp.broker import AMQPBroker
+    from tests.test_broker_seam import _members
+
+    missing = {n for n in _members(Broker) if not hasattr(AMQPBroker, n)}
+    assert not missing, sorted(missing)
+
+
+def test_delay_raises_broker_connection_error_when_rabbitmq_is_unreachable(amqp_env, monkeypatch):
+    from flask_taskq import BrokerConnectionError
+    from tests.apps.amqp_app import create_app, mark
+    from tests.conftest import free_port
+
+    monkeypatch.setenv("TASKQ_BROKER_URL", f"amqp://guest:guest@127.0.0.1:{free_port()}/")
+    app = create_app()
+    app.config["TASKQ_ENQUEUE_TIMEOUT"] = 1
+    with app.app_context(), pytest.raises(BrokerConnectionError):
+        mark.delay("never")
+    app.extensions["taskq"].broker.close()
+
+
+def test_two_thousand_tasks_over_two_workers_each_run_exactly_once(aapp, start, store):
+    from tests.apps.amqp_app import mark
+
+    with aapp.app_context():
+        mark.delay_many([(f"n{i}",) for i in range(2000)])
+    start("-P", "threads", "-c", "4")
+    start("-P", "threads", "-c", "4")
+    wait_until(lambda: store.hlen("amqp:runs") == 2000, timeout=120, message="2000 runs")
+    runs = store.hgetall("amqp:runs")
+    assert set(runs.values()) == {"1"}
+    assert store.llen("amqp:order") == 2000
