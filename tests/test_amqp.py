@@ -168,6 +168,23 @@ def test_sigkilled_worker_message_is_redelivered_and_completed_once(aapp, start,
     assert store.hget("amqp:runs", "k") == "1"
 
 
+def test_signed_message_of_a_sigkilled_worker_runs_again(aapp, start, store, monkeypatch):
+    from tests.apps.amqp_app import create_app, mark
+
+    monkeypatch.setenv("TASKQ_SIGNING_KEY", "k" * 32)
+    app = create_app()  # signs what it sends
+    first = start("-P", "solo", env={"TASKQ_SIGNING_KEY": "k" * 32})
+    with app.app_context():
+        res = mark.delay("signed", 2.0)
+        wait_until(lambda: store.hget("amqp:started", "signed") == "1", timeout=20)
+        first.kill_group()
+        start("-P", "solo", env={"TASKQ_SIGNING_KEY": "k" * 32})
+        assert res.get(timeout=30) == "signed"  # a redelivery, not a replay
+    assert store.hget("amqp:runs", "signed") == "1"
+    assert _broker(app).dead_letter_count("default") == 0
+    _broker(app).close()
+
+
 def test_task_that_crashes_its_worker_goes_to_the_dead_letter_store(aapp, start, store):
     from tests.apps.amqp_app import crash
 
@@ -367,3 +384,23 @@ def test_two_thousand_tasks_over_two_workers_each_run_exactly_once(aapp, start, 
     runs = store.hgetall("amqp:runs")
     assert set(runs.values()) == {"1"}
     assert store.llen("amqp:order") == 2000
+
+
+def test_chord_unique_revoke_and_inspect_work_through_the_store(aapp, start, store):
+    from flask_taskq.canvas import chord
+    from tests.apps.amqp_app import double, mark, once, tsum
+
+    with aapp.app_context():
+        first = once.delay("u")
+        assert once.delay("u").id == first.id  # waiting: the same task
+        revoked = mark.delay("revoked")
+        revoked.revoke()
+        worker = start("-P", "threads", "-c", "4")
+        assert first.get(timeout=20) == "u"
+        res = chord([double.s(i) for i in range(10)], tsum.s()).apply_async()
+        assert res.get(timeout=30) == 90, worker.log
+        wait_until(lambda: revoked.state == "REVOKED", timeout=20)
+    assert store.hget("amqp:runs", "revoked") is None
+    out = aapp.test_cli_runner().invoke(args=["taskq", "inspect", "queues"])
+    assert out.exit_code == 0, out.output
+    assert "default" in out.output

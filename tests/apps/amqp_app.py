@@ -48,6 +48,24 @@ def flaky(self, token, failures):
 
 
 @tq.task
+def double(x):
+    return 2 * x
+
+
+@tq.task
+def tsum(values):
+    return sum(values)
+
+
+@tq.task(unique=True, unique_for=60)
+def once(token, seconds=0.0):
+    """A unique task: one per argument list while waiting or running."""
+    if seconds:
+        time.sleep(seconds)
+    return token
+
+
+@tq.task
 def crash(token):
     """Kill the process running it (a task that crashes its worker every time)."""
     _redis().hincrby("amqp:crashes", token, 1)
@@ -68,6 +86,8 @@ def create_app() -> Flask:
             app.config[key] = float(os.environ[key])
     if "TASKQ_KEY_PREFIX" in os.environ:
         app.config["TASKQ_KEY_PREFIX"] = os.environ["TASKQ_KEY_PREFIX"]
+    if os.environ.get("TASKQ_SIGNING_KEY"):
+        app.config["TASKQ_SIGNING_KEY"] = os.environ["TASKQ_SIGNING_KEY"]
     app.config["TASKQ_ROUTES"] = {"tests.apps.amqp_app.add": {"queue": "math"}}
     tq.init_app(app)
     return app

@@ -19,6 +19,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from ...keys import DEFAULT_PRIORITY, Keys
@@ -58,6 +59,16 @@ NO_STORE = (
     "need one; plain tasks still run"
 )
 _said_no_store = False
+
+
+@dataclass(slots=True)
+class AMQPDelivery(Delivery):
+    """A delivery on one connection (``generation``) with its delivery tag. Its
+    ``entry_id`` is the message id, the same on every redelivery (as a stream entry id is
+    on Redis), so that the replay check of signed messages lets redeliveries run."""
+
+    generation: int = 0
+    tag: int = 0
 
 
 class AMQPBroker:
@@ -172,6 +183,7 @@ class AMQPBroker:
         routing_key: str | None = None,
         expiration: str | None = None,
         headers: dict[str, Any] | None = None,
+        message_id: str | None = None,
     ) -> None:
         """Publish one persistent message and wait for RabbitMQ's confirm (I/O thread)."""
         name = routing_key or self._declare(channel, queue)
@@ -182,7 +194,7 @@ class AMQPBroker:
             properties=pika.BasicProperties(
                 delivery_mode=2,
                 priority=min(MAX_PRIORITY, max(0, int(priority))),
-                message_id=uuid.uuid4().hex,
+                message_id=message_id or uuid.uuid4().hex,
                 expiration=expiration,
                 headers=headers,
             ),
@@ -279,9 +291,8 @@ class AMQPBroker:
 
             def publish(channel: Any) -> None:
                 for queue, member in claimed:
-                    priority = member[:1]
-                    p = int(priority) if priority.isdigit() else DEFAULT_PRIORITY
-                    self._publish(channel, queue, p, member[1:])
+                    priority, message_id, body = _unpack(member)
+                    self._publish(channel, queue, priority, body, message_id=message_id)
 
             self._call(publish)
             self.side.unclaim(claimed)
@@ -304,12 +315,14 @@ class AMQPBroker:
         self, queue: str, generation: int, channel: Any, method: Any, properties: Any, body: bytes
     ) -> None:
         message_id = properties.message_id or hashlib.sha1(body).hexdigest()
-        delivery = Delivery(
+        delivery = AMQPDelivery(
             queue,
             int(properties.priority or 0),
-            f"{generation}:{method.delivery_tag}:{message_id}",
+            str(message_id),
             body,
             2 if method.redelivered else 1,
+            generation,
+            int(method.delivery_tag),
         )
         with self._cond:
             self._inbox.append(delivery)
@@ -506,8 +519,8 @@ class AMQPBroker:
     def _park(self, consumer: str, deliveries: list[Delivery], due: float) -> list[Delivery]:
         """Park long-held deliveries (see :meth:`renew`); return those found lost."""
         assert self.side is not None
-        members = {d.entry_id: str(d.priority).encode() + d.body for d in deliveries}
-        self.side.delay([(d.queue, d.priority, d.body, due) for d in deliveries])
+        members = {d.entry_id: _pack(d) for d in deliveries}
+        self.side.put([(d.queue, members[d.entry_id], due) for d in deliveries])
         with self._cond:
             self._parked.update(members)
         try:
@@ -614,7 +627,7 @@ class AMQPBroker:
         poison messages are not detected)."""
         if self.side is None:
             return 1
-        return self.side.note_start(delivery.queue, delivery.entry_id.split(":", 2)[2])
+        return self.side.note_start(delivery.queue, delivery.entry_id)
 
     # -- unique tasks ------------------------------------------------------------------------
     def enqueue_unique(
@@ -774,8 +787,11 @@ class AMQPBroker:
         a memory store of this process, so that plain tasks still run."""
         if self.side is not None:
             from ...store.redis import RedisStore
+            from .workflows import DelayedCallbacks
 
-            return cast("Store", RedisStore(self.side.client, self.keys))
+            store = RedisStore(self.side.client, self.keys)
+            store.workflows = DelayedCallbacks(store.workflows)  # type: ignore[assignment]
+            return cast("Store", store)
         if self._memory_store is None:
             from ...store.memory import MemoryStore
 
@@ -819,11 +835,37 @@ class AMQPBroker:
 
 
 def _generation_of(delivery: Delivery) -> int:
-    return int(delivery.entry_id.split(":", 1)[0])
+    return delivery.generation if isinstance(delivery, AMQPDelivery) else -1
 
 
 def _tag(delivery: Delivery) -> int:
-    return int(delivery.entry_id.split(":", 2)[1])
+    return delivery.tag if isinstance(delivery, AMQPDelivery) else 0
+
+
+#: First byte of a parked delivery's member in the delayed set (others start with the
+#: priority digit): ``P<priority><message id>\n<body>``, so that it is published again
+#: under its own message id.
+PARKED = b"P"
+
+
+def _pack(delivery: Delivery) -> bytes:
+    return (
+        PARKED
+        + str(delivery.priority).encode()
+        + delivery.entry_id.encode()
+        + b"\n"
+        + delivery.body
+    )
+
+
+def _unpack(member: bytes) -> tuple[int, str | None, bytes]:
+    """Priority, message id (None: a new one) and body of a delayed-set member."""
+    message_id = None
+    if member[:1] == PARKED:
+        head, _, body = member[2:].partition(b"\n")
+        message_id, member = head.decode(), member[1:2] + body
+    digit = member[:1]
+    return (int(digit) if digit.isdigit() else DEFAULT_PRIORITY), message_id, member[1:]
 
 
 def _say_no_store() -> None:

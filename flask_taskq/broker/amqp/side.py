@@ -49,6 +49,13 @@ class RedisSide:
             pipe.zadd(self.keys.delayed(queue), {str(priority).encode() + body: due})
         pipe.execute()
 
+    def put(self, items: Iterable[tuple[str, bytes, float]]) -> None:
+        """Add ``(queue, member, due)`` entries to the delayed sets as they are."""
+        pipe = self.client.pipeline(transaction=False)
+        for queue, member, due in items:
+            pipe.zadd(self.keys.delayed(queue), {member: due})
+        pipe.execute()
+
     def claim_due(
         self, queues: Sequence[str], limit: int
     ) -> tuple[list[tuple[str, bytes]], float | None]:
