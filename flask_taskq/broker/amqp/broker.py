@@ -117,6 +117,7 @@ class AMQPBroker:
         self._consuming: dict[str, str] = {}  # queue -> consumer tag
         self._declared: set[str] = set()
         self._qos = 0
+        self._tx: Any = None  # the channel of batches, in transaction mode
         self._known: set[str] = set()
         self._memory_store: MemoryStore | None = None
 
@@ -157,6 +158,7 @@ class AMQPBroker:
             self._consuming.clear()
             self._declared.clear()
             self._qos = 0
+            self._tx = None
             self._cond.notify_all()
 
     def _generation(self) -> int:
@@ -248,13 +250,29 @@ class AMQPBroker:
                 ready.append((queue, priority, body))
         if later:
             self._delay(later, timeout)
-        if ready:
+        if len(ready) == 1:
+            queue, priority, body = ready[0]
+            self._call(lambda channel: self._publish(channel, queue, priority, body), timeout)
+        elif ready:
+            self._call(lambda channel: self._publish_batch(channel, ready), timeout)
 
-            def publish(channel: Any) -> None:
-                for queue, priority, body in ready:
-                    self._publish(channel, queue, priority, body)
-
-            self._call(publish, timeout)
+    def _publish_batch(self, channel: Any, items: Sequence[tuple[str, int, bytes]]) -> None:
+        """Publish several messages in one AMQP transaction (I/O thread): ``tx.commit``
+        returns once RabbitMQ has them all, one round trip for the batch where publisher
+        confirms in pika's blocking API wait for each message."""
+        if self._tx is None:
+            self._tx = channel.connection.channel()
+            self._tx.tx_select()
+        tx = self._tx
+        for queue, _, _ in items:
+            self._declare(channel, queue)
+        try:
+            for queue, priority, body in items:
+                self._publish(tx, queue, priority, body, routing_key=self.queue_name(queue))
+            tx.tx_commit()
+        except BaseException:
+            self._tx = None
+            raise
 
     def _delay(self, items: Sequence[tuple[str, int, bytes, float]], timeout: float | None) -> None:
         """Keep messages until they are due: in the store's delayed set, or without a
@@ -818,6 +836,7 @@ class AMQPBroker:
         self._consuming = {}
         self._declared = set()
         self._qos = 0
+        self._tx = None
         if self.side is not None:
             try:
                 self.side.client.connection_pool.reset()
