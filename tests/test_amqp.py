@@ -260,7 +260,7 @@ def test_worker_reconnects_after_connections_are_closed(aapp, start, store, vhos
     start("-P", "solo")
     with aapp.app_context():
         assert mark.delay("before").get(timeout=20) == "before"
-        _ctl("close_all_connections", "test")
+        _ctl("close_all_connections", "-p", vhost, "test")
         # the app's own connection was closed too: .delay() reconnects
         results = [mark.delay(f"r{i}") for i in range(5)]
         assert [r.get(timeout=40) for r in results] == [f"r{i}" for i in range(5)]
@@ -404,3 +404,34 @@ def test_chord_unique_revoke_and_inspect_work_through_the_store(aapp, start, sto
     out = aapp.test_cli_runner().invoke(args=["taskq", "inspect", "queues"])
     assert out.exit_code == 0, out.output
     assert "default" in out.output
+
+
+def test_confirmed_sends_survive_connections_killed_under_load(aapp, start, store, vhost):
+    import threading
+
+    from flask_taskq import BrokerConnectionError
+    from tests.apps.amqp_app import mark
+
+    start("-P", "threads", "-c", "4")
+    confirmed: list[str] = []
+    failed = 0
+    with aapp.app_context():
+        for _ in range(2):  # send all the while rabbitmqctl closes every connection
+            killer = threading.Thread(target=_ctl, args=("close_all_connections", "-p", vhost, "t"))
+            killer.start()
+            while killer.is_alive() or len(confirmed) % 100:
+                token = f"c{len(confirmed) + failed}"
+                try:
+                    mark.delay(token)
+                except BrokerConnectionError:
+                    failed += 1
+                    continue
+                confirmed.append(token)
+    assert len(confirmed) >= 200
+    link = _broker(aapp)._link
+    assert link is not None and link.generation >= 3  # both kills hit the sender
+    wait_until(
+        lambda: all(store.hget("amqp:runs", t) for t in confirmed),
+        timeout=60,
+        message="every confirmed task run",
+    )
