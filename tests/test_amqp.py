@@ -386,7 +386,8 @@ def test_two_thousand_tasks_over_two_workers_each_run_exactly_once(aapp, start, 
     assert store.llen("amqp:order") == 2000
 
 
-def test_chord_unique_revoke_and_inspect_work_through_the_store(aapp, start, store):
+@pytest.mark.parametrize("pool", ["threads", "prefork"])
+def test_chord_unique_revoke_and_inspect_work_through_the_store(aapp, start, store, pool):
     from flask_taskq.canvas import chord
     from tests.apps.amqp_app import double, mark, once, tsum
 
@@ -395,7 +396,7 @@ def test_chord_unique_revoke_and_inspect_work_through_the_store(aapp, start, sto
         assert once.delay("u").id == first.id  # waiting: the same task
         revoked = mark.delay("revoked")
         revoked.revoke()
-        worker = start("-P", "threads", "-c", "4")
+        worker = start("-P", pool, "-c", "2")
         assert first.get(timeout=20) == "u"
         res = chord([double.s(i) for i in range(10)], tsum.s()).apply_async()
         assert res.get(timeout=30) == 90, worker.log

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import os
 import threading
 import time
 import uuid
@@ -136,6 +137,9 @@ class AMQPBroker:
 
     # -- the connection ---------------------------------------------------------------------
     def _get_link(self) -> Link:
+        link = self._link
+        if link is not None and link.pid != os.getpid():  # forked: the I/O thread stayed
+            self.after_fork()
         with self._link_lock:
             if self._link is None:
                 self._link = Link(self.parameters, on_open=self._on_open, on_lost=self._on_lost)
