@@ -4,6 +4,7 @@ Each test has its own TASKQ_KEY_PREFIX, hence its own RabbitMQ queues."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -436,3 +437,36 @@ def test_confirmed_sends_survive_connections_killed_under_load(aapp, start, stor
         timeout=60,
         message="every confirmed task run",
     )
+
+
+def test_beat_sends_through_rabbitmq(start, store, amqp_env):
+    from tests.conftest import WorkerProcess
+
+    schedule = {"tick": {"task": "tests.apps.amqp_app.mark", "schedule": 0.5, "args": ["tick"]}}
+    start("-P", "solo")
+    env = {
+        **os.environ,
+        **amqp_env,
+        "PYTHONUNBUFFERED": "1",
+        "BEAT_TEST_SCHEDULE": json.dumps(schedule),
+    }
+    cmd = [sys.executable, "-m", "flask", "--app", APP, "taskq", "beat", "-l", "info"]
+    beat = WorkerProcess(cmd, env)
+    try:
+        beat.wait_for_log(" ready")
+        wait_until(lambda: int(store.hget("amqp:runs", "tick") or 0) >= 2, timeout=30)
+    finally:
+        beat.kill_group()
+
+
+def test_dashboard_and_dead_letter_pages_read_rabbitmq_and_the_store(aapp, start):
+    from tests.apps.amqp_app import mark
+
+    with aapp.app_context():
+        mark.delay("waiting")
+    aapp.debug = True  # the dashboard opens without TASKQ_DASHBOARD_AUTH in debug mode
+    client = aapp.test_client()
+    for page in ("overview", "queues", "workers", "failures", "periodic"):
+        response = client.get(f"/taskq/api/{page}")
+        assert response.status_code == 200, (page, response.data[:300])
+    assert b"default" in client.get("/taskq/api/queues").data

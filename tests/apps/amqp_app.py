@@ -4,6 +4,7 @@ record what they did (``amqp:*`` keys)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -88,6 +89,8 @@ def create_app() -> Flask:
         app.config["TASKQ_KEY_PREFIX"] = os.environ["TASKQ_KEY_PREFIX"]
     if os.environ.get("TASKQ_SIGNING_KEY"):
         app.config["TASKQ_SIGNING_KEY"] = os.environ["TASKQ_SIGNING_KEY"]
+    app.config["TASKQ_BEAT_SCHEDULE"] = json.loads(os.environ.get("BEAT_TEST_SCHEDULE", "{}"))
+    app.config["TASKQ_DASHBOARD"] = True
     app.config["TASKQ_ROUTES"] = {"tests.apps.amqp_app.add": {"queue": "math"}}
     tq.init_app(app)
     return app
