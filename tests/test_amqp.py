@@ -470,3 +470,30 @@ def test_dashboard_and_dead_letter_pages_read_rabbitmq_and_the_store(aapp, start
         response = client.get(f"/taskq/api/{page}")
         assert response.status_code == 200, (page, response.data[:300])
     assert b"default" in client.get("/taskq/api/queues").data
+
+
+def test_requeued_messages_go_to_other_consumers_at_once(aapp, amqp_env):
+    from flask_taskq.broker import broker_from_url
+
+    one = _broker(aapp)
+    other = broker_from_url(
+        amqp_env["TASKQ_BROKER_URL"],
+        key_prefix=amqp_env["TASKQ_KEY_PREFIX"],
+        store_url=amqp_env["TASKQ_STORE_URL"],
+    )
+    try:
+        one.enqueue_many([("default", 5, f"m{i}".encode(), None) for i in range(3)])
+        held = []
+        wait_until(
+            lambda: held.extend(one.fetch("one", ["default"], 3 - len(held), 0.5)) or len(held) == 3
+        )
+        assert one.requeue("one", held[1:]) == []
+        # "one" still runs held[0]; what it gave back is not pushed back to it
+        got = other.fetch("two", ["default"], 5, 5.0)
+        wait_until(lambda: got.extend(other.fetch("two", ["default"], 5, 0.2)) or len(got) == 2)
+        assert sorted(d.body for d in got) == sorted(d.body for d in held[1:])
+        assert all(d.deliveries == 2 for d in got)
+        assert one.ack("one", held[:1]) == [] and other.ack("two", got) == []
+        assert one.queue_length("default") == 0
+    finally:
+        other.close()

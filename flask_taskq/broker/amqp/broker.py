@@ -491,8 +491,26 @@ class AMQPBroker:
             with self._cond:
                 for d, _ in parked:
                     self._parked.pop(d.entry_id, None)
+        if rest:
+            # Stop consuming first (the next fetch subscribes again): else RabbitMQ would
+            # push the returned messages straight back into this process's inbox, where
+            # no other worker could take them (on a graceful stop, for its whole grace).
+            self._call(self._unsubscribe)
         stale = self._settle(rest, lambda ch, tag: ch.basic_nack(delivery_tag=tag, requeue=True))
         return self._skipped("requeue", consumer, stale)
+
+    def _unsubscribe(self, channel: Any) -> None:
+        """Cancel every consumer and give back what was delivered and not fetched (I/O
+        thread)."""
+        for tag in self._consuming.values():
+            channel.basic_cancel(tag)
+        self._consuming.clear()
+        with self._cond:
+            back, self._inbox = list(self._inbox), deque()
+        generation = self._get_link().generation
+        for d in back:
+            if _generation_of(d) == generation:
+                channel.basic_nack(delivery_tag=_tag(d), requeue=True)
 
     def renew(self, consumer: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
         """A delivery lasts as long as its connection: return those of a lost one.
