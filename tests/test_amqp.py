@@ -497,3 +497,24 @@ def test_requeued_messages_go_to_other_consumers_at_once(aapp, amqp_env):
         assert one.queue_length("default") == 0
     finally:
         other.close()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["queues", "pause", "default"],
+        ["inspect"],
+        ["purge", "--yes", "-Q", "default"],
+        ["inspect", "scheduled"],
+        ["dead-letter", "list"],
+        ["rate-limit", "tests.apps.amqp_app.mark", "10/s"],
+    ],
+)
+def test_cli_commands_work_on_rabbitmq(aapp, args):
+    from tests.apps.amqp_app import mark
+
+    with aapp.app_context():
+        mark.delay("x")
+        mark.apply_async(("y",), countdown=60)
+    out = aapp.test_cli_runner().invoke(args=["taskq", *args])
+    assert out.exit_code == 0, out.output
