@@ -334,6 +334,19 @@ def test_long_task_is_parked_before_consumer_timeout_and_runs_once(aapp, start, 
     assert "Parked 1 long-running task" in worker.log
 
 
+def test_parked_task_that_retries_is_replaced_by_its_next_attempt(aapp, start, store, amqp_env):
+    from tests.apps.amqp_app import slow_flaky
+
+    worker = start("-P", "solo", env=PARK)
+    with aapp.app_context():
+        res = slow_flaky.delay("sf", 3.0)
+        wait_until(lambda: _delayed(store, amqp_env) == 1, timeout=20, message="parked")
+        assert res.get(timeout=30) == 2
+    assert store.hget("amqp:attempts", "sf") == "2"
+    assert _delayed(store, amqp_env) == 0
+    assert "Parked 1 long-running task" in worker.log
+
+
 def test_parked_task_of_a_killed_worker_runs_again(aapp, start, store, amqp_env):
     from tests.apps.amqp_app import mark
 

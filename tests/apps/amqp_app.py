@@ -48,6 +48,16 @@ def flaky(self, token, failures):
     return {"attempt": attempt, "retries": self.request.retries}
 
 
+@tq.task(bind=True, max_retries=2, default_retry_delay=0.2)
+def slow_flaky(self, token, seconds):
+    """Sleep ``seconds`` and retry once, then succeed."""
+    attempt = _redis().hincrby("amqp:attempts", token, 1)
+    if attempt == 1:
+        time.sleep(seconds)
+        raise self.retry(exc=RuntimeError("slow first attempt"))
+    return attempt
+
+
 @tq.task
 def double(x):
     return 2 * x

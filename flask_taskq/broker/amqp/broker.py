@@ -602,12 +602,10 @@ class AMQPBroker:
         generation = self._generation()
         parked, _ = self._split_parked([d for d, _, _ in items])
         parked_ids = {id(d) for d, _ in parked}
-        gone = {id(d) for d in self._unpark(parked)}
         live = [
             (d, body, due)
             for d, body, due in items
-            if (id(d) in parked_ids and id(d) not in gone)
-            or (id(d) not in parked_ids and _generation_of(d) == generation)
+            if id(d) in parked_ids or _generation_of(d) == generation
         ]
         stale = [d for d, _, _ in items if id(d) not in {id(x) for x, _, _ in live}]
         if live:
@@ -623,6 +621,8 @@ class AMQPBroker:
                         self._publish(channel, queue, priority, body)
 
                 self._call(publish)
+            # the next attempts are stored: now the deliveries they replace may go
+            stale += self._unpark(parked)
             rest = [d for d, _, _ in live if id(d) not in parked_ids]
             stale += self._settle(rest, lambda ch, tag: ch.basic_ack(delivery_tag=tag))
         return self._skipped("reschedule", consumer, stale)
