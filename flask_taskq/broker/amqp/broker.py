@@ -28,7 +28,7 @@ from ...redis_common import CONNECTION_ERRORS as REDIS_CONNECTION_ERRORS
 from ...redis_common import ERRORS as REDIS_ERRORS
 from ..base import Delivery, Piggyback, QueueStats
 from ..direct import maybe_sent as redis_maybe_sent
-from ..redis import MAX_DEAD_LETTER_BYTES, RedisBroker
+from ..redis import MAX_DEAD_LETTER_BYTES
 from .errors import AMQPConnectionError, MissingExtraError
 
 try:
@@ -37,11 +37,11 @@ try:
 except ImportError:  # pragma: no cover - depends on the environment
     raise MissingExtraError() from None
 
+from .dead import DeadLetters
 from .link import Link
 from .side import RedisSide
 
 if TYPE_CHECKING:
-    from ...serializer import Serializer
     from ...store import Store
     from ...store.memory import MemoryStore
 
@@ -72,7 +72,7 @@ class AMQPDelivery(Delivery):
     tag: int = 0
 
 
-class AMQPBroker:
+class AMQPBroker(DeadLetters):
     """Broker over RabbitMQ (AMQP 0-9-1, through pika), with shared state in Redis."""
 
     errors: tuple[type[BaseException], ...] = (AMQPConnectionError, *REDIS_ERRORS)
@@ -704,61 +704,6 @@ class AMQPBroker:
         """Free ``key`` if ``task_id`` still holds it."""
         if self.side is not None:
             self.side.release_unique(key, task_id)
-
-    # -- dead letters (in the store) --------------------------------------------------------
-    def dead_letters(
-        self, queue: str, count: int = 100, before: str | None = None
-    ) -> list[dict[str, object]]:
-        """The newest dead letters of ``queue`` (as :meth:`RedisBroker.dead_letters`)."""
-        return self.side.dead.dead_letters(queue, count, before) if self.side else []
-
-    def dead_letter_get(self, queue: str, entry_id: str) -> dict[str, object] | None:
-        """One dead letter, or None."""
-        return self.side.dead.dead_letter_get(queue, entry_id) if self.side else None
-
-    def dead_letter_count(self, queue: str) -> int:
-        """How many dead letters ``queue`` holds in the store."""
-        return self.side.dead.dead_letter_count(queue) if self.side else 0
-
-    def dead_letter_queues(self) -> list[str]:
-        """The known queues that hold dead letters."""
-        return self.side.dead.dead_letter_queues() if self.side else []
-
-    def requeue_dead(
-        self, queue: str, entry_ids: Sequence[str], serializer: Serializer | None = None
-    ) -> int:
-        """Publish dead letters back to ``queue`` (confirmed), then delete them from the
-        store; return how many moved."""
-        if self.side is None:
-            return 0
-        from ...serializer import JSONSerializer
-
-        serializer = serializer or JSONSerializer()
-        rows = []
-        for entry_id in dict.fromkeys(entry_ids):
-            row = self.side.dead.dead_letter_get(queue, entry_id)
-            if row is not None:
-                body = row["body"]
-                assert isinstance(body, bytes)
-                rows.append((entry_id, body))
-        if not rows:
-            return 0
-
-        def publish(channel: Any) -> None:
-            for _, body in rows:
-                priority = RedisBroker.dead_letter_priority(body, serializer)
-                self._publish(channel, queue, priority, body)
-
-        self._call(publish)
-        return self.side.dead.delete_dead(queue, [entry_id for entry_id, _ in rows])
-
-    def purge_dead(self, queue: str) -> int:
-        """Delete every dead letter of ``queue``."""
-        return self.side.dead.purge_dead(queue) if self.side else 0
-
-    def delete_dead(self, queue: str, entry_ids: Sequence[str]) -> int:
-        """Delete some dead letters of ``queue``."""
-        return self.side.dead.delete_dead(queue, entry_ids) if self.side else 0
 
     # -- inspection --------------------------------------------------------------------------
     def _counts(self, queues: Sequence[str]) -> dict[str, int]:
