@@ -281,8 +281,36 @@ def test_without_a_store_plain_tasks_run_and_the_missing_features_are_named(
     assert app.config["TASKQ_RESULT_BACKEND"] is None
     with app.app_context():
         add.delay(1, 2)
-    wait_until(lambda: broker.queue_length("math") == 0, timeout=20)
+        add.apply_async((3, 4), countdown=1)  # waits in RabbitMQ: taskq-wait.math
+    assert _ready(broker, broker.wait_queue_name("math")) == 1
+    wait_until(
+        lambda: (
+            _ready(broker, broker.wait_queue_name("math")) == 0 and broker.queue_length("math") == 0
+        ),
+        timeout=20,
+        message="the delayed task moved into its queue and run",
+    )
+    # poison goes to the RabbitMQ queue taskq-dead.math
+    broker._call(lambda ch: ch.basic_publish("", broker.queue_name("math"), b"\x00junk"))
+    wait_until(lambda: _ready(broker, broker.dead_queue_name("math")) == 1, timeout=20)
     broker.close()
+
+
+def _ready(broker, name: str) -> int:
+    """Messages ready in the RabbitMQ queue ``name`` (0 when there is none)."""
+    import pika
+
+    def count(channel):
+        spare = channel.connection.channel()
+        try:
+            return spare.queue_declare(queue=name, passive=True).method.message_count
+        except pika.exceptions.ChannelClosedByBroker:
+            return 0
+        finally:
+            if spare.is_open:
+                spare.close()
+
+    return broker._call(count)
 
 
 def test_missing_extra_names_it():
