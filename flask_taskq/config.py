@@ -16,6 +16,12 @@ SAME_AS_BROKER = "same-as-broker"
 DEFAULTS: dict[str, Any] = {
     "TASKQ_BROKER_URL": "redis://localhost:6379/0",
     "TASKQ_RESULT_BACKEND": SAME_AS_BROKER,
+    # The Redis store beside an AMQP broker (docs/rabbitmq.rst); defaults to a Redis
+    # TASKQ_RESULT_BACKEND.
+    "TASKQ_STORE_URL": None,
+    # RabbitMQ's consumer_timeout (seconds): tasks running longer than half of it are
+    # parked in the store (docs/rabbitmq.rst).
+    "TASKQ_AMQP_CONSUMER_TIMEOUT": 1800,
     "TASKQ_RESULT_EXPIRES": 86400,
     "TASKQ_DEFAULT_QUEUE": "default",
     "TASKQ_ROUTES": {},
@@ -92,7 +98,10 @@ def apply_defaults(config: MutableMapping[str, Any]) -> None:
         if key not in config:
             config[key] = copy.deepcopy(value)
     if config["TASKQ_RESULT_BACKEND"] == SAME_AS_BROKER:
-        config["TASKQ_RESULT_BACKEND"] = config["TASKQ_BROKER_URL"]
+        broker = str(config["TASKQ_BROKER_URL"])
+        # RabbitMQ keeps no results: they go to the store beside it, if there is one.
+        amqp = broker.lower().startswith(("amqp://", "amqps://"))
+        config["TASKQ_RESULT_BACKEND"] = config["TASKQ_STORE_URL"] if amqp else broker
     for key in config:
         if key.startswith("TASKQ_") and key not in DEFAULTS:
             close = difflib.get_close_matches(key, DEFAULTS, n=1, cutoff=0.6)

@@ -22,6 +22,8 @@ from flask import Flask, current_app, has_app_context
 from .backend import ResultBackend, backend_from_url
 from .backend.memory import MemoryBackend
 from .broker import Broker, broker_from_url
+from .broker.amqp import is_amqp_url
+from .broker.amqp import store_url as amqp_store_url
 from .config import task_defaults
 from .exceptions import BrokerConnectionError
 from .message import Message
@@ -104,10 +106,16 @@ class AppState:
             return self.broker
         if self.is_memory:
             return broker_from_url(self.broker_url, key_prefix=self.key_prefix)
+        options: dict[str, Any] = {}
+        if is_amqp_url(self.broker_url):  # RabbitMQ: shared state in a Redis store
+            options["store_url"] = amqp_store_url(self.config)
+            options["consumer_timeout"] = float(self.config["TASKQ_AMQP_CONSUMER_TIMEOUT"])
+            options["visibility_timeout"] = float(self.config["TASKQ_VISIBILITY_TIMEOUT"])
         return broker_from_url(
             self.broker_url,
             key_prefix=self.key_prefix,
             dead_letter_max_bytes=int(self.config["TASKQ_DEAD_LETTER_MAX_BYTES"]),
+            **options,
         )
 
     def new_revocations(self, broker: Broker) -> Revocations:

@@ -11,7 +11,8 @@ from celery import Celery
 
 from bench.peers import counting
 
-app = Celery("bench", broker=counting.URL, backend=counting.URL)
+# bench/rabbitmq.py sets BENCH_AMQP_URL: RabbitMQ as the broker, results stay in Redis.
+app = Celery("bench", broker=counting.AMQP_URL or counting.URL, backend=counting.URL)
 app.conf.broker_connection_retry_on_startup = True
 
 

@@ -28,6 +28,8 @@ import time
 import redis
 
 URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+#: Set by bench/rabbitmq.py: the systems that can use RabbitMQ as their broker do.
+AMQP_URL = os.environ.get("BENCH_AMQP_URL", "")
 KEY = "bench:count"  # hash: <pid> -> "n first last target_time"
 GATE_KEY = "bench:gate"  # set of pids that reached their first run
 LATENCY_KEY = "bench:latency"

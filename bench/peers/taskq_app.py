@@ -37,6 +37,9 @@ def stamp(sent: float) -> None:
 def create_app() -> Flask:
     app = Flask(__name__)
     app.config["TASKQ_BROKER_URL"] = counting.URL
+    if counting.AMQP_URL:  # bench/rabbitmq.py: RabbitMQ broker, the Redis as the store
+        app.config["TASKQ_BROKER_URL"] = counting.AMQP_URL
+        app.config["TASKQ_STORE_URL"] = counting.URL
     tq.init_app(app)
     return app
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .amqp import is_amqp_url
 from .base import Broker, Delivery, QueueStats
 from .memory import MemoryBroker
 from .redis import RedisBroker
@@ -21,6 +22,10 @@ def broker_from_url(url: str, **options: object) -> Broker:
     """Build the broker for ``TASKQ_BROKER_URL``."""
     if url.startswith("memory://"):
         return MemoryBroker(**options)
+    if is_amqp_url(url):  # RabbitMQ: needs the amqp extra (pika)
+        from .amqp.broker import AMQPBroker
+
+        return AMQPBroker(url, **options)  # type: ignore[arg-type]
     return RedisBroker(url, **options)  # type: ignore[arg-type]
 
 

@@ -53,8 +53,9 @@ def create_app(**config: Any) -> Flask:
     """The app; ``config`` overrides the environment's."""
     app = Flask("flows")
     app.config["TASKQ_BROKER_URL"] = os.environ.get("TASKQ_BROKER_URL", "memory://")
-    if "TASKQ_RESULT_BACKEND" in os.environ:
-        app.config["TASKQ_RESULT_BACKEND"] = os.environ["TASKQ_RESULT_BACKEND"]
+    for key in ("TASKQ_RESULT_BACKEND", "TASKQ_STORE_URL", "TASKQ_KEY_PREFIX"):
+        if key in os.environ:  # the store and prefix: RabbitMQ (tests/test_amqp_seam.py)
+            app.config[key] = os.environ[key]
     app.config.update(config)
     tq.init_app(app)
     return app

@@ -55,6 +55,9 @@ def create_app(**config: Any) -> Flask:
     environment (a worker process)."""
     app = Flask("seam")
     app.config["TASKQ_BROKER_URL"] = os.environ.get("TASKQ_BROKER_URL", "memory://")
+    for key in ("TASKQ_STORE_URL", "TASKQ_KEY_PREFIX"):  # RabbitMQ (tests/test_amqp_seam.py)
+        if os.environ.get(key):
+            app.config[key] = os.environ[key]
     app.config.update(config)
     tq.init_app(app)
     return app
