@@ -31,7 +31,8 @@ class RedisBackend:
         self.url = url
         self.keys = Keys(key_prefix)
         self.serializer = serializer or get_serializer("json")
-        self.client = client or connect(url)
+        #: ``redis.Redis`` (or ``redis.RedisCluster``), handled as ``Any`` like the broker's.
+        self.client: Any = client or connect(url)
         self._store = load_script(self.client, "store_result")
         self._direct = DirectCommands(self.client)
 
@@ -80,7 +81,7 @@ class RedisBackend:
                 data = self._direct.command(
                     "GET", result, timeout=SOCKET_TIMEOUT if left is None else max(left, 0) + 0.25
                 )
-                meta = None if data is None else self.serializer.loads(data)
+                meta: dict[str, Any] | None = None if data is None else self.serializer.loads(data)
                 if meta is not None and meta.get("status") in READY_STATES:
                     return meta
                 block = MAX_BLOCK if left is None else min(MAX_BLOCK, left)

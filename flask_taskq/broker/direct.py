@@ -28,7 +28,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
-from redis.connection import AbstractConnection
+
+#: redis-py's connection class: its methods are not annotated, so it is handled as ``Any``.
+Connection = Any
 
 
 class DirectCommands:
@@ -43,10 +45,10 @@ class DirectCommands:
         self._pool = pool
         # Every connection opened, whatever its thread, for close(); weak, so that a
         # finished thread's connection goes with it.
-        self._opened: weakref.WeakSet[AbstractConnection] = weakref.WeakSet()
+        self._opened: weakref.WeakSet[Connection] = weakref.WeakSet()
         self._opened_lock = threading.Lock()
 
-    def _connection(self) -> AbstractConnection:
+    def _connection(self) -> Connection:
         local = self._local
         conn = getattr(local, "conn", None)
         if conn is None or local.pid != os.getpid():
@@ -156,7 +158,7 @@ def maybe_sent(exc: BaseException) -> bool:
     return bool(getattr(exc, _SENT_MARK, False))
 
 
-def _read_replies(conn: AbstractConnection, count: int) -> list[Any]:
+def _read_replies(conn: Connection, count: int) -> list[Any]:
     replies = []
     for _ in range(count):
         try:
@@ -166,7 +168,7 @@ def _read_replies(conn: AbstractConnection, count: int) -> list[Any]:
     return replies
 
 
-def _connect_within(conn: AbstractConnection, timeout: float) -> None:
+def _connect_within(conn: Connection, timeout: float) -> None:
     """Connect ``conn`` (and run redis-py's handshake) within ``timeout`` seconds."""
     saved = conn.socket_timeout, conn.socket_connect_timeout
     conn.socket_connect_timeout = min(saved[1] or timeout, timeout)
@@ -180,7 +182,7 @@ def _connect_within(conn: AbstractConnection, timeout: float) -> None:
     # after each bounded call.
 
 
-def _borrow(pool: Any) -> AbstractConnection:
+def _borrow(pool: Any) -> Connection:
     try:
         return pool.get_connection()
     except TypeError:  # redis-py before 5.3 wants a command name

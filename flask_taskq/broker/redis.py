@@ -55,7 +55,9 @@ class RedisBroker:
         #: Bytes a queue's dead-letter store may hold (``TASKQ_DEAD_LETTER_MAX_BYTES``).
         self.dead_letter_max_bytes = int(dead_letter_max_bytes)
         self.keys = Keys(key_prefix)
-        self.client = client or connect(url)
+        #: ``redis.Redis`` (or ``redis.RedisCluster``); redis-py's command methods are not
+        #: all annotated, so it is handled as ``Any``.
+        self.client: Any = client or connect(url)
         self._scripts = {
             name: load_script(self.client, name)
             for name in (
@@ -240,7 +242,8 @@ class RedisBroker:
         pipe = self.client.pipeline(transaction=False)
         for c in commands:
             pipe.execute_command(*c)
-        return pipe.execute(raise_on_error=False)
+        replies: list[Any] = pipe.execute(raise_on_error=False)
+        return replies
 
     def _pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """:meth:`_send` that raises the first error."""
@@ -361,7 +364,7 @@ class RedisBroker:
         ``timeout`` bounds the call as in :meth:`enqueue`."""
         script = self._scripts["enqueue_unique"]
         keys = [self.keys.unique(key), self.keys.stream(queue, priority), self.keys.delayed(queue)]
-        args = [task_id, ttl, body, f"{eta or 0:.6f}", f"{time.time():.6f}", priority]
+        args: list[Any] = [task_id, ttl, body, f"{eta or 0:.6f}", f"{time.time():.6f}", priority]
         if timeout is None:
             owner = script(keys=keys, args=args)
         else:
@@ -638,7 +641,7 @@ class RedisBroker:
             pipe = self.client.pipeline(transaction=False)
             for entry_id in batch:
                 pipe.xrange(dead, entry_id, entry_id, count=1)
-            args: list[object] = []
+            args: list[Any] = []
             for entry_id, found in zip(batch, pipe.execute(), strict=True):
                 if found:
                     body = found[0][1].get(b"body", b"")
@@ -699,11 +702,11 @@ def _body_of(fields: Any) -> bytes:
     ``b""`` when there is none (the consumer dead-letters it as undecodable). redis-py's
     pipeline gives a dict, a raw reply is ``[field, value, ...]``."""
     if isinstance(fields, dict):
-        return fields.get(b"m", b"")
+        return bytes(fields.get(b"m", b""))
     if fields:
         for i in range(0, len(fields) - 1, 2):
             if fields[i] == b"m":
-                return fields[i + 1]
+                return bytes(fields[i + 1])
     return b""
 
 
