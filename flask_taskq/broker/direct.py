@@ -36,17 +36,25 @@ Connection = Any
 class DirectCommands:
     """Send commands on a per-thread connection that bypasses the client's command layer."""
 
-    def __init__(self, client: redis.Redis) -> None:
-        pool = client.connection_pool
-        self.enabled = type(pool) is redis.ConnectionPool and getattr(pool, "cache", None) is None
-        self._connection_class = pool.connection_class
-        self._kwargs = dict(pool.connection_kwargs)
+    def __init__(self, client: Any) -> None:
+        self._client = client
         self._local = threading.local()
-        self._pool = pool
         # Every connection opened, whatever its thread, for close(); weak, so that a
         # finished thread's connection goes with it.
         self._opened: weakref.WeakSet[Connection] = weakref.WeakSet()
         self._opened_lock = threading.Lock()
+        #: A Redis Cluster client: commands go through it (it routes each to the node of
+        #: its slot and follows redirections); ``timeout=`` is then bounded by its socket
+        #: timeout. See docs/scaling.rst.
+        self.cluster = not hasattr(client, "connection_pool")
+        if self.cluster:
+            self.enabled = False
+            return
+        pool = client.connection_pool
+        self.enabled = type(pool) is redis.ConnectionPool and getattr(pool, "cache", None) is None
+        self._connection_class = pool.connection_class
+        self._kwargs = dict(pool.connection_kwargs)
+        self._pool = pool
 
     def _connection(self) -> Connection:
         local = self._local
@@ -60,6 +68,8 @@ class DirectCommands:
 
     def command(self, *args: Any, timeout: float | None = None) -> Any:
         """Run one command and return its raw reply; ``timeout`` bounds the whole call."""
+        if self.cluster:
+            return self._client.execute_command(*args)
         if timeout is not None:
             reply = self._bounded([args], timeout)[0]
             if isinstance(reply, redis.ResponseError):
@@ -82,6 +92,12 @@ class DirectCommands:
         """Run several commands in one round trip; return their replies in order (a reply
         that is an error is returned as the ``ResponseError``, not raised). ``timeout``
         bounds the whole call."""
+        if self.cluster:
+            pipe = self._client.pipeline(transaction=False)
+            for c in commands:
+                pipe.execute_command(*c)
+            replies: list[Any] = pipe.execute(raise_on_error=False)
+            return replies
         if timeout is not None:
             return self._bounded(commands, timeout)
         conn = self._connection()

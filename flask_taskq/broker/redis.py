@@ -22,7 +22,15 @@ import redis
 from ..exceptions import DecodeError
 from ..keys import DEFAULT_PRIORITY, GROUP, PRIORITIES, Keys
 from ..message import Message
-from ..redis_common import CONNECTION_ERRORS, ERRORS, MAX_BLOCK, connect, load_script
+from ..redis_common import (
+    CONNECTION_ERRORS,
+    ERRORS,
+    MAX_BLOCK,
+    connect,
+    is_cluster,
+    key_slot,
+    load_script,
+)
 from ..serializer import JSONSerializer, Serializer
 from .base import Delivery, Piggyback, QueueStats
 from .direct import DirectCommands, maybe_sent
@@ -77,6 +85,9 @@ class RedisBroker:
             )
         }
         self.direct = DirectCommands(self.client)
+        #: True on a Redis Cluster: scripts over several queues run once per hash slot.
+        self.cluster = is_cluster(self.client)
+        self._slot_groups: dict[tuple[str, ...], list[list[str]]] = {}
         self._stream_of: dict[str, tuple[str, int]] = {}
         self._orders: dict[tuple[str, ...], list[list[str]]] = {}
         self._turn = 0
@@ -171,10 +182,24 @@ class RedisBroker:
         entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
         return Delivery(queue, priority, entry_id, body, int(deliveries))
 
+    def _by_slot(self, keys: list[str]) -> list[list[str]]:
+        """``keys`` (stream keys in serving order) split into one list per hash slot, in
+        the order their slots first appear: on a Redis Cluster a script may only touch
+        keys of one slot. One list on a single Redis."""
+        if not self.cluster:
+            return [keys]
+        cached = self._slot_groups.get(tuple(keys))
+        if cached is None:
+            by_slot: dict[int, list[str]] = {}
+            for key in keys:
+                by_slot.setdefault(key_slot(key.encode()), []).append(key)
+            cached = self._slot_groups[tuple(keys)] = list(by_slot.values())
+        return cached
+
     def ensure_groups(self, queues: Sequence[str]) -> None:
         """Create the consumer group on every stream of ``queues`` (idempotent)."""
-        keys = self._serving_order(queues)
-        self._scripts["ensure_groups"](keys=keys, args=[GROUP])
+        for keys in self._by_slot(self._serving_order(queues)):
+            self._scripts["ensure_groups"](keys=keys, args=[GROUP])
         self.client.sadd(self.keys.queues(), *queues)
 
     def fetch(
@@ -188,6 +213,10 @@ class RedisBroker:
         """Lease up to ``count`` ready messages; ``then``'s commands run right after the
         messages are taken, in the same round trip (see :class:`Piggyback`)."""
         keys = self._serving_order(queues)
+        if self.cluster:
+            groups = self._by_slot(keys)
+            if len(groups) > 1:
+                return self._fetch_slots(consumer, groups, count, timeout, then)
         script = self._scripts["fetch"]
         evalsha = ("EVALSHA", script.sha, len(keys), *keys, GROUP, consumer, count)
         flat, sync = self._run_with(evalsha, then)
@@ -234,6 +263,67 @@ class RedisBroker:
         out.sort(key=lambda d: -d.priority)
         return out
 
+    def _fetch_slots(
+        self,
+        consumer: str,
+        groups: list[list[str]],
+        count: int,
+        timeout: float,
+        then: Piggyback | None,
+    ) -> list[Delivery]:
+        """:meth:`fetch` on a Redis Cluster over queues of several hash slots: one
+        ``fetch.lua`` per slot, in one pipeline (redis-py sends one batch per node), each
+        asked for an equal share of ``count`` (at least one, so a worker may lease up to
+        one message per slot more than ``count``); when none was ready, a blocking read on
+        the streams of one slot, a different slot each call (the worker's fetch timeout
+        is at most a second, so a message on another slot waits for the next turn)."""
+        script = self._scripts["fetch"]
+        share = max(1, -(-count // len(groups)))
+        commands = [("EVALSHA", script.sha, len(g), *g, GROUP, consumer, share) for g in groups]
+        replies = self._send(commands)
+        if any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
+            self.client.script_load(script.script)
+            replies = self._send(commands)
+        _raise_first_error(replies)
+        out = [
+            self._delivery(flat[i], flat[i + 1], flat[i + 2])
+            for flat in replies
+            for i in range(0, len(flat), 3)
+        ]
+        if not out and timeout > 0:
+            keys = groups[0]
+            block = max(1, int(min(timeout, MAX_BLOCK) * 1000))
+            reply = self._send(
+                [
+                    (
+                        "XREADGROUP",
+                        "GROUP",
+                        GROUP,
+                        consumer,
+                        "COUNT",
+                        count,
+                        "BLOCK",
+                        block,
+                        "STREAMS",
+                        *keys,
+                        *([">"] * len(keys)),
+                    )
+                ]
+            )[0]
+            if isinstance(reply, redis.ResponseError):
+                if "NOGROUP" not in str(reply):
+                    raise reply
+            elif reply:
+                if isinstance(reply, dict):
+                    reply = list(reply.items())
+                for stream, entries in reply:
+                    for entry_id, fields in entries:
+                        out.append(self._delivery(stream, entry_id, _body_of(fields)))
+        if then is not None:
+            then.apply_sync(self._pipeline(then.sync_commands()))
+        out.sort(key=lambda d: -d.priority)
+        return out
+
     def _send(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Run raw ``commands`` in one round trip (the direct connection when it can);
         errors come back as replies."""
@@ -253,7 +343,14 @@ class RedisBroker:
 
     def _run_with(self, command: tuple[Any, ...], then: Piggyback | None) -> tuple[Any, list[Any]]:
         """Run ``command`` and then ``then``'s commands in one round trip; return the
-        command's reply (an error is returned, not raised) and the others' replies."""
+        command's reply (an error is returned, not raised) and the others' replies. On a
+        Redis Cluster they may live on other nodes: then ``then``'s commands are sent
+        after ``command`` has replied, in a second round trip, so that they still see
+        everything done before the messages were taken."""
+        if self.cluster:
+            reply = self._send([command])[0]
+            sync = self._pipeline(then.sync_commands()) if then is not None else []
+            return reply, sync
         reply, *replies = self._send([command, *(then.sync_commands() if then is not None else ())])
         _raise_first_error(replies)
         return reply, replies
@@ -342,11 +439,15 @@ class RedisBroker:
     def reclaim(
         self, consumer: str, queues: Sequence[str], min_idle: float, count: int
     ) -> list[Delivery]:
-        keys = self._serving_order(queues)
-        flat = self._scripts["reclaim"](
-            keys=keys, args=[GROUP, consumer, int(min_idle * 1000), count]
-        )
-        return [self._delivery(*flat[i : i + 4]) for i in range(0, len(flat), 4)]
+        groups = self._by_slot(self._serving_order(queues))
+        share = max(1, -(-count // len(groups)))
+        out: list[Delivery] = []
+        for keys in groups:  # one per queue's hash slot on a Redis Cluster
+            flat = self._scripts["reclaim"](
+                keys=keys, args=[GROUP, consumer, int(min_idle * 1000), share]
+            )
+            out += [self._delivery(*flat[i : i + 4]) for i in range(0, len(flat), 4)]
+        return out
 
     def enqueue_unique(
         self,
@@ -362,6 +463,8 @@ class RedisBroker:
     ) -> str:
         """Enqueue unless another task holds ``key``; return the owner's task id.
         ``timeout`` bounds the call as in :meth:`enqueue`."""
+        if self.cluster:
+            return self._enqueue_unique_cluster(queue, priority, body, eta, key, task_id, ttl)
         script = self._scripts["enqueue_unique"]
         keys = [self.keys.unique(key), self.keys.stream(queue, priority), self.keys.delayed(queue)]
         args: list[Any] = [task_id, ttl, body, f"{eta or 0:.6f}", f"{time.time():.6f}", priority]
@@ -377,6 +480,36 @@ class RedisBroker:
                     "EVAL", script.script, len(keys), *keys, *args, timeout=timeout
                 )
         return owner.decode() if isinstance(owner, bytes) else owner
+
+    def _enqueue_unique_cluster(
+        self,
+        queue: str,
+        priority: int,
+        body: bytes,
+        eta: float | None,
+        key: str,
+        task_id: str,
+        ttl: int,
+    ) -> str:
+        """:meth:`enqueue_unique` on a Redis Cluster, where the lock and the queue live in
+        different slots: take the lock (``SET NX GET``), then send; a send that fails
+        gives the lock back. Not atomic: a producer that dies between the two steps
+        leaves the lock to expire after ``ttl`` seconds (as a lost task's lock does).
+        ``claim_unique.lua`` touches the lock alone."""
+        owner = self._lazy_script("claim_unique")(keys=[self.keys.unique(key)], args=[task_id, ttl])
+        if owner is not None:
+            return owner.decode() if isinstance(owner, bytes) else str(owner)
+        try:
+            self.client.execute_command(
+                *self._enqueue_command(queue, priority, body, eta, time.time())
+            )
+        except BaseException:
+            try:
+                self.release_unique(key, task_id)
+            except ERRORS:
+                pass  # the lock expires after ttl
+            raise
+        return task_id
 
     def note_start(self, delivery: Delivery) -> int:
         """Count a start of a redelivered message; return its count of such starts."""
