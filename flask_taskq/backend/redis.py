@@ -11,7 +11,14 @@ import redis
 from ..broker.direct import DirectCommands
 from ..exceptions import BrokerConnectionError
 from ..keys import Keys
-from ..redis_common import ERRORS, MAX_BLOCK, SOCKET_TIMEOUT, connect, load_script
+from ..redis_common import (
+    ERRORS,
+    MAX_BLOCK,
+    SOCKET_TIMEOUT,
+    connect,
+    load_script,
+    reload_scripts,
+)
 from ..serializer import Serializer, get_serializer
 from ..states import READY_STATES
 
@@ -46,7 +53,9 @@ class RedisBackend:
                 args=[data, ttl, 1 if ready else 0],
                 client=pipe,
             )
-        pipe.execute()
+        replies = pipe.execute(raise_on_error=False)
+        reload_scripts(self.client, [self._store], replies)
+        _raise_first(replies)
 
     def get(self, task_id: str) -> dict[str, Any] | None:
         data = self.client.get(self.keys.result(task_id))
@@ -124,3 +133,9 @@ class RedisBackend:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _raise_first(replies: Sequence[Any]) -> None:
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply

@@ -30,6 +30,7 @@ from ..redis_common import (
     is_cluster,
     key_slot,
     load_script,
+    reload_scripts,
 )
 from ..serializer import JSONSerializer, Serializer
 from .base import Delivery, Piggyback, QueueStats
@@ -151,7 +152,7 @@ class RedisBroker:
         for q in queues:
             keys = [self.keys.stream(q, p) for p in range(10)] + [self.keys.delayed(q)]
             self._scripts["promote"](keys=keys, args=[now, limit], client=pipe)
-        due = [float(x) for x in pipe.execute()]
+        due = [float(x) for x in self._execute(pipe)]
         waiting = [d for d in due if d >= 0]
         return min(waiting) if waiting else None
 
@@ -355,6 +356,17 @@ class RedisBroker:
         _raise_first_error(replies)
         return reply, replies
 
+    def _execute(self, pipe: Any, raise_on_error: bool = True) -> list[Any]:
+        """Run a pipeline of script calls; on a Redis Cluster, a master that lost its
+        scripts gets them all again (:func:`~flask_taskq.redis_common.reload_scripts`) and
+        the call fails once, for the caller to retry."""
+        replies: list[Any] = pipe.execute(raise_on_error=False)
+        if self.cluster:
+            reload_scripts(self.client, list(self._scripts.values()), replies)
+        if raise_on_error:
+            _raise_first_error(replies)
+        return replies
+
     def _by_stream(self, deliveries: Sequence[Delivery]) -> dict[str, list[Delivery]]:
         grouped: dict[str, list[Delivery]] = defaultdict(list)
         for d in deliveries:
@@ -431,7 +443,7 @@ class RedisBroker:
                 keys=[stream], args=[GROUP, consumer, *[d.entry_id for d in group]], client=pipe
             )
         lost: list[Delivery] = []
-        for (_, group), lost_ids in zip(groups, pipe.execute(), strict=True):
+        for (_, group), lost_ids in zip(groups, self._execute(pipe), strict=True):
             gone = {i.decode() for i in lost_ids}
             lost += [d for d in group if d.entry_id in gone]
         return lost
@@ -549,7 +561,7 @@ class RedisBroker:
                 ],
                 client=pipe,
             )
-        replies = pipe.execute()
+        replies = self._execute(pipe)
         groups = [[d] for d, _, _ in items]
         skipped_ids = [
             [d.entry_id] if not done else [] for (d, _, _), done in zip(items, replies, strict=True)
@@ -609,7 +621,7 @@ class RedisBroker:
         pipe = self.client.pipeline(transaction=False)
         for q in queues:
             script(keys=self.keys.streams(q), args=[GROUP, consumer], client=pipe)
-        pipe.execute(raise_on_error=False)
+        self._execute(pipe, raise_on_error=False)
 
     def renew_consumers(self, consumers: Sequence[str], queues: Sequence[str]) -> int:
         """Renew every lease that each of ``consumers`` holds in the streams of ``queues``
@@ -621,8 +633,7 @@ class RedisBroker:
         for consumer in consumers:
             for q in queues:
                 script(keys=self.keys.streams(q), args=[GROUP, consumer], client=pipe)
-        replies = pipe.execute(raise_on_error=False)
-        _raise_first_error(replies)
+        replies = self._execute(pipe)
         return sum(int(r) for r in replies)
 
     # -- inspection and maintenance -------------------------------------------------------

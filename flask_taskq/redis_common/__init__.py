@@ -153,10 +153,28 @@ def _sentinel_master(url: str) -> redis.Redis:
     return master
 
 
-def load_script(client: redis.Redis, name: str) -> redis.commands.core.Script:
-    """Register the Lua script ``lua/<name>.lua`` shipped in this package."""
+def load_script(client: Any, name: str) -> redis.commands.core.Script:
+    """Register the Lua script ``lua/<name>.lua`` shipped in this package.
+
+    On a Redis Cluster it is loaded into every master at once: redis-py's cluster
+    pipelines do not load scripts themselves (see :func:`reload_scripts`)."""
     source = resources.files(__package__).joinpath("lua").joinpath(f"{name}.lua").read_text()
-    return client.register_script(source)
+    script: redis.commands.core.Script = client.register_script(source)
+    if is_cluster(client):
+        client.script_load(source)
+    return script
+
+
+def reload_scripts(client: Any, scripts: Any, replies: Any) -> None:
+    """After a cluster pipeline: when a reply is ``NoScriptError`` (a master that lost its
+    script cache: a restart, a failover, a node added), load ``scripts`` into every
+    master again, then raise that error so that the caller retries as after any Redis
+    error."""
+    missing = [r for r in replies if isinstance(r, redis.exceptions.NoScriptError)]
+    if missing:
+        for script in scripts:
+            client.script_load(script.script)
+        raise missing[0]
 
 
 def key_slot(key: bytes) -> int:

@@ -1,0 +1,211 @@
+"""flask-taskq on a real Redis Cluster (3 masters + 3 replicas, ``tests/cluster_fixtures``):
+``redis+cluster://`` URLs, the one-line refusal of a ``redis://`` URL at a cluster node,
+round trips through real worker processes, queues on different nodes, a chord of 50 over
+two workers, and ``flask taskq inspect``.
+
+The feature tests of ``test_transport_both``, ``test_store_flows`` and ``test_store_state``
+run on the cluster too: ``test_cluster_features.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+from flask import Flask
+
+from flask_taskq import chord
+from flask_taskq.broker.redis import RedisBroker
+from flask_taskq.redis_common import ClusterURLRequired, connect, is_cluster
+from tests.apps.flows_app import add, collect, create_app
+from tests.cluster_fixtures import RedisClusterProcesses, cluster_url, redis_cluster  # noqa: F401
+from tests.conftest import ROOT, WorkerProcess
+
+APP = "tests.apps.flows_app:create_app"
+
+
+@pytest.fixture
+def cluster_worker(
+    cluster_url: str,  # noqa: F811
+    start_worker: Callable[..., WorkerProcess],
+) -> Callable[..., WorkerProcess]:
+    """Start a real ``flask taskq worker`` of the flows app on the cluster (broker and
+    results)."""
+
+    def start(*args: str) -> WorkerProcess:
+        env = {"TASKQ_BROKER_URL": cluster_url, "TASKQ_RESULT_BACKEND": cluster_url}
+        return start_worker("-P", "threads", "-c", "4", *args, app=APP, env=env)
+
+    return start
+
+
+@pytest.fixture
+def flows(cluster_url: str) -> Iterator[Flask]:  # noqa: F811
+    app = create_app(TASKQ_BROKER_URL=cluster_url, TASKQ_RESULT_BACKEND=cluster_url)
+    with app.app_context():
+        yield app
+
+
+def _queues_on_distinct_masters(url: str, count: int) -> list[str]:
+    """``count`` queue names whose keys live on ``count`` different masters."""
+    client = connect(url)
+    by_node: dict[str, str] = {}
+    for i in range(1000):
+        name = f"q{i}"
+        node = client.get_node_from_key(f"taskq:{{{name}}}:p5").name
+        by_node.setdefault(node, name)
+        if len(by_node) == count:
+            break
+    client.close()
+    assert len(by_node) == count, by_node
+    return list(by_node.values())
+
+
+# -- URLs -------------------------------------------------------------------------------------
+def test_a_cluster_url_gives_a_cluster_client(cluster_url: str) -> None:  # noqa: F811
+    client = connect(cluster_url)
+    try:
+        assert is_cluster(client)
+        assert client.ping()
+        assert len(client.get_primaries()) == 3
+    finally:
+        client.close()
+
+
+def test_one_startup_node_is_enough(redis_cluster: RedisClusterProcesses) -> None:  # noqa: F811
+    client = connect(f"redis+cluster://{redis_cluster.nodes[0].address}/")
+    try:
+        assert len(client.get_primaries()) == 3
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis+cluster:///", "redis+cluster://127.0.0.1:7000/3"],
+)
+def test_bad_cluster_urls_are_refused(url: str) -> None:
+    with pytest.raises(ValueError):
+        connect(url)
+
+
+def test_a_plain_url_at_a_cluster_node_fails_with_a_typed_error(
+    redis_cluster: RedisClusterProcesses,  # noqa: F811
+) -> None:
+    node = redis_cluster.nodes[0].address
+    broker = RedisBroker(f"redis://{node}/0")
+    try:
+        with pytest.raises(ClusterURLRequired) as caught:
+            broker.enqueue("default", 5, b"x")
+        message = str(caught.value)
+        assert f"redis+cluster://{node}/" in message
+        assert "\n" not in message
+    finally:
+        broker.close()
+
+
+def test_a_plain_url_at_a_cluster_node_fails_the_worker_with_one_line(
+    redis_cluster: RedisClusterProcesses,  # noqa: F811
+) -> None:
+    node = redis_cluster.nodes[0].address
+    env = {**os.environ, "TASKQ_BROKER_URL": f"redis://{node}/0"}
+    done = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", APP, "taskq", "worker", "-P", "solo"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert "redis+cluster://" in lines[0]
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+# -- tasks through real workers ------------------------------------------------------------------
+def test_round_trip_through_a_worker(
+    flows: Flask, cluster_worker: Callable[..., WorkerProcess]
+) -> None:
+    cluster_worker()
+    assert add.delay(2, 3).get(timeout=20) == 5
+
+
+def test_a_worker_serves_queues_on_every_master(
+    flows: Flask,
+    cluster_url: str,  # noqa: F811
+    cluster_worker: Callable[..., WorkerProcess],
+) -> None:
+    queues = _queues_on_distinct_masters(cluster_url, 3)
+    cluster_worker("-Q", ",".join(queues))
+    results = [add.apply_async((i, i), queue=queues[i % 3]) for i in range(30)]
+    assert [r.get(timeout=30) for r in results] == [2 * i for i in range(30)]
+
+
+def test_delayed_tasks_on_queues_of_every_master(
+    flows: Flask,
+    cluster_url: str,  # noqa: F811
+    cluster_worker: Callable[..., WorkerProcess],
+) -> None:
+    queues = _queues_on_distinct_masters(cluster_url, 3)
+    cluster_worker("-Q", ",".join(queues))
+    results = [add.apply_async((i, 1), queue=q, countdown=0.5) for i, q in enumerate(queues)]
+    assert [r.get(timeout=30) for r in results] == [1, 2, 3]
+
+
+def test_a_chord_of_50_over_two_workers(
+    flows: Flask, cluster_worker: Callable[..., WorkerProcess]
+) -> None:
+    first, second = cluster_worker(), cluster_worker()
+    res = chord([add.s(i, i) for i in range(50)], collect.s()).delay()
+    assert res.get(timeout=60) == [2 * i for i in range(50)]
+    assert first.proc.poll() is None and second.proc.poll() is None
+
+
+def test_inspect_reads_the_cluster(
+    flows: Flask,
+    cluster_url: str,  # noqa: F811
+    cluster_worker: Callable[..., WorkerProcess],
+) -> None:
+    cluster_worker()
+    assert add.delay(1, 1).get(timeout=20) == 2
+    add.apply_async((1, 2), countdown=3600)
+    env = {**os.environ, "TASKQ_BROKER_URL": cluster_url, "TASKQ_RESULT_BACKEND": cluster_url}
+    done = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", APP, "taskq", "inspect"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "default" in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_results_wait_without_polling(
+    flows: Flask,
+    cluster_url: str,  # noqa: F811
+    redis_cluster: RedisClusterProcesses,  # noqa: F811
+) -> None:
+    """``get()`` blocks on the task's done list: while no worker runs, a two-second wait
+    costs a couple of commands on the node of the task's slot, not a loop of reads."""
+    res = add.delay(1, 1)
+    client = connect(cluster_url)
+    node = client.get_node_from_key(f"taskq:result:{{{res.id}}}")
+    client.close()
+    plain = redis.Redis(host=node.host, port=node.port)
+    plain.config_resetstat()
+    with pytest.raises(Exception):  # noqa: B017 - flask_taskq.TimeoutError
+        res.get(timeout=2)
+    stats = plain.info("commandstats")
+    calls = sum(
+        v["calls"] for k, v in stats.items() if k.split("|")[0] in ("cmdstat_get", "cmdstat_blmove")
+    )
+    assert calls <= 6, stats
