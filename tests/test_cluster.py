@@ -23,7 +23,7 @@ from flask_taskq.broker.redis import RedisBroker
 from flask_taskq.redis_common import ClusterURLRequired, connect, is_cluster
 from tests.apps.flows_app import add, collect, create_app
 from tests.cluster_fixtures import RedisClusterProcesses, cluster_url, redis_cluster  # noqa: F401
-from tests.conftest import ROOT, WorkerProcess
+from tests.conftest import ROOT, WorkerProcess, wait_until
 
 APP = "tests.apps.flows_app:create_app"
 
@@ -209,3 +209,16 @@ def test_results_wait_without_polling(
         v["calls"] for k, v in stats.items() if k.split("|")[0] in ("cmdstat_get", "cmdstat_blmove")
     )
     assert calls <= 6, stats
+
+
+def test_the_monitor_lists_workers_and_recent_workflows(
+    flows: Flask, cluster_worker: Callable[..., WorkerProcess]
+) -> None:
+    """Reads over keys of several slots (heartbeats, workflow graphs) are split by slot."""
+    cluster_worker()
+    cluster_worker()
+    store = flows.extensions["taskq"].store
+    wait_until(lambda: len(store.monitor.processes()) >= 2, timeout=20, message="two heartbeats")
+    for n in (3, 4, 5):
+        assert chord([add.s(i, i) for i in range(n)], collect.s()).delay().get(timeout=30)
+    assert len(store.workflows.recent_graphs(10)) >= 3

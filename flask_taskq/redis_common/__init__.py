@@ -182,3 +182,11 @@ def key_slot(key: bytes) -> int:
     from redis.crc import key_slot as slot
 
     return int(slot(key))
+
+
+def mget(client: Any, keys: list[str]) -> list[Any]:
+    """``MGET`` of ``keys``; on a Redis Cluster split by hash slot (one ``MGET`` per slot,
+    not atomic across slots)."""
+    if is_cluster(client):
+        return list(client.mget_nonatomic(keys))
+    return list(client.mget(keys))

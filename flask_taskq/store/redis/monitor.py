@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ...keys import Keys
-from ...redis_common import load_script, reload_scripts
+from ...redis_common import load_script, mget, reload_scripts
 from ..monitor import PROCESS_LIST_TTL, STATS_TTL, StatKey
 
 
@@ -78,7 +78,7 @@ class RedisMonitorStore:
         names = [_text(n) for n in self.client.zrange(self.keys.workers(), 0, -1)]
         if not names:
             return []
-        docs = self.client.mget([self.keys.worker(n) for n in names])
+        docs = mget(self.client, [self.keys.worker(n) for n in names])
         return [json.loads(d) for d in docs if d is not None]
 
     def stats(self, minutes: Sequence[int]) -> list[dict[StatKey, int]]:
