@@ -136,6 +136,17 @@ def test_round_trip_through_a_worker(
     assert add.delay(2, 3).get(timeout=20) == 5
 
 
+def test_round_trip_through_a_prefork_worker(
+    flows: Flask,
+    cluster_url: str,  # noqa: F811
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    env = {"TASKQ_BROKER_URL": cluster_url, "TASKQ_RESULT_BACKEND": cluster_url}
+    start_worker("-P", "prefork", "-c", "2", app=APP, env=env)
+    results = [add.delay(i, 1) for i in range(10)]
+    assert [r.get(timeout=30) for r in results] == [i + 1 for i in range(10)]
+
+
 def test_a_worker_serves_queues_on_every_master(
     flows: Flask,
     cluster_url: str,  # noqa: F811

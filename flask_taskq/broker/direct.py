@@ -69,7 +69,11 @@ class DirectCommands:
     def command(self, *args: Any, timeout: float | None = None) -> Any:
         """Run one command and return its raw reply; ``timeout`` bounds the whole call."""
         if self.cluster:
-            return self._client.execute_command(*args)
+            try:
+                return self._client.execute_command(*args)
+            except BaseException as exc:
+                _mark_sent(exc)  # the cluster client does not say whether it was written
+                raise
         if timeout is not None:
             reply = self._bounded([args], timeout)[0]
             if isinstance(reply, redis.ResponseError):
@@ -96,7 +100,11 @@ class DirectCommands:
             pipe = self._client.pipeline(transaction=False)
             for c in commands:
                 pipe.execute_command(*c)
-            replies: list[Any] = pipe.execute(raise_on_error=False)
+            try:
+                replies: list[Any] = pipe.execute(raise_on_error=False)
+            except BaseException as exc:
+                _mark_sent(exc)
+                raise
             return replies
         if timeout is not None:
             return self._bounded(commands, timeout)

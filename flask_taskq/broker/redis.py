@@ -818,15 +818,33 @@ class RedisBroker:
         return int(self._scripts["purge"](keys=keys, args=[GROUP]))
 
     def set_reply_timeout(self, seconds: float) -> None:
-        """Wait at most ``seconds`` for a reply on connections the pool opens from now."""
+        """Wait at most ``seconds`` for a reply on connections the pool opens from now
+        (on a Redis Cluster, the pools of every node, and of nodes found later)."""
+        if self.cluster:
+            self.client.get_connection_kwargs()["socket_timeout"] = seconds
+            for node in self.client.get_nodes():
+                if node.redis_connection is not None:
+                    pool = node.redis_connection.connection_pool
+                    pool.connection_kwargs["socket_timeout"] = seconds
+            return
         self.client.connection_pool.connection_kwargs["socket_timeout"] = seconds
 
     def after_fork(self) -> None:
         """Forget the parent's pooled connections (their sockets stay open for it)."""
-        try:
-            self.client.connection_pool.reset()
-        except Exception:  # a pool that cannot reset: its connections check the pid
-            pass
+        pools = (
+            [
+                n.redis_connection.connection_pool
+                for n in self.client.get_nodes()
+                if n.redis_connection
+            ]
+            if self.cluster
+            else [self.client.connection_pool]
+        )
+        for pool in pools:
+            try:
+                pool.reset()
+            except Exception:  # a pool that cannot reset: its connections check the pid
+                pass
 
     def store(self) -> RedisStore:
         """The Redis store on this broker's client (see :meth:`Broker.store`)."""
