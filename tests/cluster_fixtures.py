@@ -63,6 +63,9 @@ class ClusterNode:
                 "nodes.conf",
                 "--cluster-node-timeout",
                 str(NODE_TIMEOUT_MS),
+                # A replica takes over however long its link was down: tests kill masters.
+                "--cluster-replica-validity-factor",
+                "0",
                 "--dir",
                 str(self.dir),
                 "--save",
@@ -121,7 +124,10 @@ class RedisClusterProcesses:
         wait_until(self.healthy, timeout=60, interval=0.1, message="cluster_state:ok on all nodes")
 
     def healthy(self) -> bool:
-        """True when every node says the cluster is ok and knows all nodes."""
+        """True when every node says the cluster is ok and knows all nodes, and each
+        master has an attached, synced replica."""
+        if any(node.proc is None for node in self.nodes):
+            return False
         for node in self.nodes:
             try:
                 info = node.client().cluster("info")
@@ -131,7 +137,17 @@ class RedisClusterProcesses:
                 return False
             if int(info.get("cluster_known_nodes", 0)) != len(self.nodes):
                 return False
-        return True
+        # Every master has its replica attached and in sync (a replica that never synced
+        # would not take over from its master).
+        synced = 0
+        for node in self.nodes:
+            try:
+                replication = node.client().info("replication")
+            except redis.RedisError:
+                return False
+            if replication.get("role") == "slave" and replication.get("master_link_status") == "up":
+                synced += 1
+        return synced == len(self.nodes) // 2
 
     def masters(self) -> list[ClusterNode]:
         """The nodes that are masters now."""
@@ -141,6 +157,16 @@ class RedisClusterProcesses:
             if role in (b"master", "master"):
                 out.append(node)
         return out
+
+    def master_of(self, key: str) -> ClusterNode:
+        """The node that is master of ``key``'s slot now."""
+        live = next(n for n in self.nodes if n.proc is not None)
+        slot = live.client().execute_command("CLUSTER KEYSLOT", key)
+        for start, end, master, *_ in live.client().execute_command("CLUSTER SLOTS"):
+            if start <= int(slot) <= end:
+                port = int(master[1])
+                return next(n for n in self.nodes if n.port == port)
+        raise LookupError(key)
 
     def flush(self) -> None:
         """Empty every master (replicas follow)."""
@@ -181,3 +207,18 @@ def cluster_url(redis_cluster: RedisClusterProcesses) -> str:
     wait_until(redis_cluster.healthy, timeout=30, interval=0.1, message="a healthy cluster")
     redis_cluster.flush()
     return redis_cluster.url
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[RedisClusterProcesses]:
+    """A cluster of this test alone (3 masters + 3 replicas), which it may break."""
+    for tool in ("redis-server", "redis-cli"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed: the Redis Cluster tests need it")
+    with tempfile.TemporaryDirectory(prefix="taskq-cluster-") as directory:
+        cluster = RedisClusterProcesses(Path(directory))
+        try:
+            cluster.start()
+            yield cluster
+        finally:
+            cluster.stop()
