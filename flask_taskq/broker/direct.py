@@ -171,9 +171,14 @@ class DirectCommands:
 _SENT_MARK = "taskq_maybe_sent"
 
 
-def _mark_sent(exc: BaseException) -> None:
+def mark_sent(exc: BaseException) -> None:
+    """Mark ``exc`` (a redis-py connection error or timeout) as raised after the command
+    was written (see :func:`maybe_sent`)."""
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
         setattr(exc, _SENT_MARK, True)
+
+
+_mark_sent = mark_sent
 
 
 def maybe_sent(exc: BaseException) -> bool:

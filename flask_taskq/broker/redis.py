@@ -34,7 +34,7 @@ from ..redis_common import (
 )
 from ..serializer import JSONSerializer, Serializer
 from .base import Delivery, Piggyback, QueueStats
-from .direct import DirectCommands, maybe_sent
+from .direct import DirectCommands, mark_sent, maybe_sent
 
 if TYPE_CHECKING:
     from ..store.redis import RedisStore
@@ -45,6 +45,22 @@ MAX_DEAD_LETTERS = 100_000
 MAX_DEAD_LETTER_BYTES = 256 * 1024 * 1024
 
 logger = logging.getLogger("flask_taskq.worker")
+
+#: Seconds a send waits for ``TASKQ_WAIT_REPLICAS`` replicas when no timeout bounds it.
+WAIT_REPLICAS_TIMEOUT = 5.0
+#: Replies of a cluster node that does not (or no longer) own a key's slot.
+_REDIRECTIONS = (
+    redis.exceptions.MovedError,
+    redis.exceptions.AskError,
+    redis.exceptions.TryAgainError,
+)
+
+
+class ReplicasNotReached(redis.TimeoutError):
+    """Fewer than ``TASKQ_WAIT_REPLICAS`` replicas acknowledged a sent message in time. It
+    was written to the master, so it may run; it may also be lost if the master fails
+    before a replica has it. A send fails with
+    :class:`~flask_taskq.BrokerConnectionError` (``maybe_sent`` true) on it."""
 
 
 class RedisBroker:
@@ -59,8 +75,12 @@ class RedisBroker:
         key_prefix: str = "taskq",
         client: redis.Redis | None = None,
         dead_letter_max_bytes: int = MAX_DEAD_LETTER_BYTES,
+        wait_replicas: int = 0,
     ) -> None:
         self.url = url
+        #: Replicas that must have each sent message before a send returns
+        #: (``TASKQ_WAIT_REPLICAS``; 0: do not wait).
+        self.wait_replicas = int(wait_replicas)
         #: Bytes a queue's dead-letter store may hold (``TASKQ_DEAD_LETTER_MAX_BYTES``).
         self.dead_letter_max_bytes = int(dead_letter_max_bytes)
         self.keys = Keys(key_prefix)
@@ -114,6 +134,9 @@ class RedisBroker:
         timeout. A ``TimeoutError`` after the command was written leaves it unknown
         whether Redis ran it (:func:`~flask_taskq.broker.direct.maybe_sent`)."""
         command = self._enqueue_command(queue, priority, body, eta, time.time())
+        if self.wait_replicas:
+            _raise_first_error(self._replicated([command], timeout))
+            return
         if self.direct.enabled or timeout is not None:
             self.direct.command(*command, timeout=timeout)
         else:
@@ -127,10 +150,80 @@ class RedisBroker:
         commands = [self._enqueue_command(q, p, body, eta, now) for q, p, body, eta in items]
         if not commands:
             return
-        if timeout is None:
+        if self.wait_replicas:
+            _raise_first_error(self._replicated(commands, timeout))
+        elif timeout is None:
             self._pipeline(commands)
         else:
             _raise_first_error(self.direct.pipeline(commands, timeout=timeout))
+
+    def _replicated(self, commands: Sequence[tuple[Any, ...]], timeout: float | None) -> list[Any]:
+        """Run write ``commands``, then ``WAIT`` for :attr:`wait_replicas` replicas on the
+        same connection (``WAIT`` counts the writes of its own connection), in one round
+        trip per node; return the commands' replies (errors as replies). Fewer replicas
+        within the time left (:data:`WAIT_REPLICAS_TIMEOUT` without ``timeout``) raise
+        :class:`ReplicasNotReached`: the messages were written to the master."""
+        left = WAIT_REPLICAS_TIMEOUT if timeout is None else timeout
+        # WAIT must answer before the socket's deadline: give it most of the time left.
+        wait_ms = max(1, int(left * 0.7 * 1000))
+        wait = ("WAIT", self.wait_replicas, wait_ms)
+        if self.cluster:
+            return self._replicated_cluster(commands, wait)
+        if timeout is not None:
+            replies = self.direct.pipeline([*commands, wait], timeout=timeout)
+        else:
+            replies = self._send([*commands, wait])
+        self._check_replicas(replies[-1])
+        return replies[:-1]
+
+    def _check_replicas(self, acked: Any) -> None:
+        if isinstance(acked, Exception):
+            raise acked
+        if int(acked) < self.wait_replicas:
+            exc = ReplicasNotReached(
+                f"WAIT: {int(acked)} of {self.wait_replicas} replica(s) acknowledged the "
+                "write in time (TASKQ_WAIT_REPLICAS)"
+            )
+            mark_sent(exc)
+            raise exc
+
+    def _replicated_cluster(
+        self, commands: Sequence[tuple[Any, ...]], wait: tuple[Any, ...]
+    ) -> list[Any]:
+        """:meth:`_replicated` on a Redis Cluster: the commands grouped by the node of
+        their key, each group and its ``WAIT`` sent to that node's own client. A slot that
+        moved meanwhile (``MOVED``/``ASK``) makes the cluster client reload its map and the
+        call fail with a connection error, for the caller to retry."""
+        by_node: dict[str, list[int]] = {}
+        nodes: dict[str, Any] = {}
+        for i, command in enumerate(commands):
+            node = self.client.get_node_from_key(command[1])
+            nodes[node.name] = node
+            by_node.setdefault(node.name, []).append(i)
+        replies: list[Any] = [None] * len(commands)
+        written = False
+        for name, indexes in by_node.items():
+            pipe = self.client.get_redis_connection(nodes[name]).pipeline(transaction=False)
+            for i in indexes:
+                pipe.execute_command(*commands[i])
+            pipe.execute_command(*wait)
+            try:
+                got = pipe.execute(raise_on_error=False)
+            except CONNECTION_ERRORS as exc:
+                mark_sent(exc)
+                raise
+            for i, reply in zip(indexes, got, strict=False):
+                replies[i] = reply
+            moved = [r for r in got[:-1] if isinstance(r, _REDIRECTIONS)]
+            written = written or len(moved) < len(indexes)
+            if moved:
+                self.client.execute_command("TYPE", commands[indexes[0]][1])  # reload the map
+                error = redis.ConnectionError(f"slot moved while sending: {moved[0]}")
+                if written:
+                    mark_sent(error)
+                raise error
+            self._check_replicas(got[-1])
+        return replies
 
     def maybe_sent(self, exc: BaseException) -> bool:
         """True if ``exc`` came after the command was written (see
@@ -480,7 +573,11 @@ class RedisBroker:
         script = self._scripts["enqueue_unique"]
         keys = [self.keys.unique(key), self.keys.stream(queue, priority), self.keys.delayed(queue)]
         args: list[Any] = [task_id, ttl, body, f"{eta or 0:.6f}", f"{time.time():.6f}", priority]
-        if timeout is None:
+        if self.wait_replicas:
+            owner = self._replicated([("EVAL", script.script, len(keys), *keys, *args)], timeout)[0]
+            if isinstance(owner, Exception):
+                raise owner
+        elif timeout is None:
             owner = script(keys=keys, args=args)
         else:
             try:
@@ -511,10 +608,12 @@ class RedisBroker:
         owner = self._lazy_script("claim_unique")(keys=[self.keys.unique(key)], args=[task_id, ttl])
         if owner is not None:
             return owner.decode() if isinstance(owner, bytes) else str(owner)
+        command = self._enqueue_command(queue, priority, body, eta, time.time())
         try:
-            self.client.execute_command(
-                *self._enqueue_command(queue, priority, body, eta, time.time())
-            )
+            if self.wait_replicas:
+                _raise_first_error(self._replicated([command], None))
+            else:
+                self.client.execute_command(*command)
         except BaseException:
             try:
                 self.release_unique(key, task_id)
