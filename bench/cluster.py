@@ -11,7 +11,8 @@ masters, and the busiest master alone). Prints a table; asserts nothing. The mac
 cores are shared by Redis, the workers and this script, so wall-clock rates are not the
 figure to scale from: the Redis CPU per task is (docs/scaling.rst).
 
-Not measured yet (issue 15): a sharded queue, ``TASKQ_WAIT_REPLICAS``.
+``.delay()`` with ``TASKQ_WAIT_REPLICAS=1`` is measured on the cluster only (the single
+server has no replica). Not measured yet (issue 15): a sharded queue (not built).
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ def _cpu(ports: list[int]) -> list[float]:
     return out
 
 
-def measure(url: str, ports: list[int], tasks: int, workers: int) -> dict[str, float]:
+def measure(
+    url: str, ports: list[int], tasks: int, workers: int, replicas: bool
+) -> dict[str, float]:
     os.environ["TASKQ_BROKER_URL"] = url
     from bench.cluster_app import create_app, noop
 
@@ -58,6 +61,16 @@ def measure(url: str, ports: list[int], tasks: int, workers: int) -> dict[str, f
         for _ in range(n // 100):
             noop.delay_many([()] * 100)
         out["bulk/s"] = n / (time.perf_counter() - start)
+        if replicas:
+            waiting = create_app(TASKQ_WAIT_REPLICAS=1)
+            with waiting.app_context():
+                start = time.perf_counter()
+                for _ in range(n):
+                    noop.delay()
+                out["delay/s, TASKQ_WAIT_REPLICAS=1"] = n / (time.perf_counter() - start)
+            waiting.extensions["taskq"].broker.close()
+        else:
+            out["delay/s, TASKQ_WAIT_REPLICAS=1"] = float("nan")
         state.broker.purge("default")
         for _ in range(tasks // 100):
             noop.delay_many([()] * 100)
@@ -106,9 +119,9 @@ def main() -> None:
         cluster.start()
         try:
             rows = {
-                "one Redis": measure(single.url, [single.port], args.tasks, args.workers),
+                "one Redis": measure(single.url, [single.port], args.tasks, args.workers, False),
                 "cluster, 3 masters": measure(
-                    cluster.url, [n.port for n in cluster.masters()], args.tasks, args.workers
+                    cluster.url, [n.port for n in cluster.masters()], args.tasks, args.workers, True
                 ),
             }
         finally:

@@ -17,9 +17,10 @@ def noop() -> None:
     """Do nothing."""
 
 
-def create_app() -> Flask:
+def create_app(**config: object) -> Flask:
     app = Flask("bench_cluster")
     app.config["TASKQ_BROKER_URL"] = os.environ["TASKQ_BROKER_URL"]
     app.config["TASKQ_RESULT_BACKEND"] = None
+    app.config.update(config)
     tq.init_app(app)
     return app
