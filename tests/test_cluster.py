@@ -233,3 +233,34 @@ def test_the_monitor_lists_workers_and_recent_workflows(
     for n in (3, 4, 5):
         assert chord([add.s(i, i) for i in range(n)], collect.s()).delay().get(timeout=30)
     assert len(store.workflows.recent_graphs(10)) >= 3
+
+
+def test_the_dashboard_pages_read_the_cluster(
+    cluster_url: str,  # noqa: F811
+    cluster_worker: Callable[..., WorkerProcess],
+) -> None:
+    from tests import test_dashboard
+
+    cluster_worker()
+    cluster_worker()
+    app = test_dashboard.create_app(TASKQ_BROKER_URL=cluster_url, TASKQ_RESULT_BACKEND=cluster_url)
+    with app.app_context():
+        assert chord([add.s(i, i) for i in range(3)], collect.s()).delay().get(timeout=30)
+    client = app.test_client()
+    wait_until(
+        lambda: len(app.extensions["taskq"].store.monitor.processes()) >= 2,
+        timeout=20,
+        message="two heartbeats",
+    )
+    for page in (
+        "/taskq/",
+        "/taskq/queues",
+        "/taskq/workers",
+        "/taskq/failures",
+        "/taskq/periodic",
+        "/taskq/workflows",
+        "/taskq/metrics",
+    ):
+        response = client.get(page, headers=test_dashboard.AUTH)
+        assert response.status_code == 200, (page, response.text[:500])
+    assert "default" in client.get("/taskq/queues", headers=test_dashboard.AUTH).text
