@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -264,3 +265,47 @@ def test_the_dashboard_pages_read_the_cluster(
         response = client.get(page, headers=test_dashboard.AUTH)
         assert response.status_code == 200, (page, response.text[:500])
     assert "default" in client.get("/taskq/queues", headers=test_dashboard.AUTH).text
+
+
+def test_dead_letters_and_maintenance_through_the_broker(cluster_url: str) -> None:  # noqa: F811
+    """Every broker call a worker or a command makes, on queues of several masters."""
+    queues = _queues_on_distinct_masters(cluster_url, 3)
+    broker = RedisBroker(cluster_url)
+    try:
+        broker.ensure_groups(queues)
+        for q in queues:
+            for p in (1, 9):
+                broker.enqueue(q, p, f'{{"q": "{q}", "p": {p}}}'.encode())
+            broker.enqueue(q, 5, b"later", eta=time.time() + 3600)
+        assert broker.known_queues() >= set(queues)
+        stats = broker.queue_stats(queues)
+        assert all(stats[q].ready == 2 and stats[q].delayed == 1 for q in queues)
+        got = broker.fetch("c1", queues, 6, 0)
+        assert len(got) == 6
+        assert broker.renew("c1", got) == []
+        assert broker.renew_consumers(["c1"], queues) >= 6
+        assert broker.requeue("c1", got[:3]) == []
+        assert broker.ack("c1", got[3:4]) == []
+        assert broker.reschedule("c1", [(got[4], got[4].body, time.time() - 1)]) == []
+        broker.promote(queues)
+        trimmed = broker.dead_letter("c1", got[5], "test", "t", "id-1")
+        assert trimmed == 0
+        dead_queue = got[5].queue
+        assert broker.dead_letter_queues() == [dead_queue]
+        [row] = broker.dead_letters(dead_queue)
+        assert broker.dead_letter_get(dead_queue, str(row["entry_id"])) is not None
+        assert broker.requeue_dead(dead_queue, [str(row["entry_id"])]) == 1
+        assert broker.dead_letter_count(dead_queue) == 0
+        again = broker.fetch("c2", queues, 10, 0)
+        assert len(again) == 5  # 3 requeued, 1 rescheduled and promoted, 1 dead and requeued
+        broker.dead_letter("c2", again[0], "test", "t", "id-2")
+        [row] = broker.dead_letters(again[0].queue)
+        assert broker.delete_dead(again[0].queue, [str(row["entry_id"])]) == 1
+        broker.dead_letter("c2", again[1], "test", "t", "id-3")
+        assert broker.purge_dead(again[1].queue) == 1
+        assert broker.reclaim("c3", queues, 0, 10)  # c2's leases, idle for 0 s
+        broker.forget_consumer("c1", queues)
+        assert sum(broker.purge(q) for q in queues) >= 3
+        assert all(broker.queue_length(q) == 0 for q in queues)
+    finally:
+        broker.close()
