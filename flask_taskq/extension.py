@@ -101,6 +101,7 @@ class AppState:
             key_prefix=self.key_prefix,
             dead_letter_max_bytes=int(self.config["TASKQ_DEAD_LETTER_MAX_BYTES"]),
             wait_replicas=int(self.config.get("TASKQ_WAIT_REPLICAS") or 0),
+            queue_shards=self.config.get("TASKQ_QUEUE_SHARDS") or {},
         )
 
     def new_revocations(self, broker: Broker) -> Revocations:

@@ -10,11 +10,12 @@ worker that took it over. See docs/data-model.rst.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -46,6 +47,9 @@ MAX_DEAD_LETTER_BYTES = 256 * 1024 * 1024
 
 logger = logging.getLogger("flask_taskq.worker")
 
+#: Separates a sharded queue's name from its shard number (``default~3``) and a delivery's
+#: entry id from the shard it came from.
+SHARD_SEP = "~"
 #: Seconds a send waits for ``TASKQ_WAIT_REPLICAS`` replicas when no timeout bounds it.
 WAIT_REPLICAS_TIMEOUT = 5.0
 #: Replies of a cluster node that does not (or no longer) own a key's slot.
@@ -76,11 +80,17 @@ class RedisBroker:
         client: redis.Redis | None = None,
         dead_letter_max_bytes: int = MAX_DEAD_LETTER_BYTES,
         wait_replicas: int = 0,
+        queue_shards: Mapping[str, int] | None = None,
     ) -> None:
         self.url = url
         #: Replicas that must have each sent message before a send returns
         #: (``TASKQ_WAIT_REPLICAS``; 0: do not wait).
         self.wait_replicas = int(wait_replicas)
+        #: Logical queue -> number of shards (``TASKQ_QUEUE_SHARDS``): a sharded queue is
+        #: several queues ``<queue>``, ``<queue>~1``, ... whose keys hash to different
+        #: slots; senders spread over them, workers consume them all.
+        self.queue_shards = {q: int(n) for q, n in (queue_shards or {}).items() if int(n) > 1}
+        self._next_shard = itertools.count()
         #: Bytes a queue's dead-letter store may hold (``TASKQ_DEAD_LETTER_MAX_BYTES``).
         self.dead_letter_max_bytes = int(dead_letter_max_bytes)
         self.keys = Keys(key_prefix)
@@ -109,14 +119,55 @@ class RedisBroker:
         #: True on a Redis Cluster: scripts over several queues run once per hash slot.
         self.cluster = is_cluster(self.client)
         self._slot_groups: dict[tuple[str, ...], list[list[str]]] = {}
-        self._stream_of: dict[str, tuple[str, int]] = {}
+        self._stream_of: dict[str, tuple[str, int, int]] = {}
         self._orders: dict[tuple[str, ...], list[list[str]]] = {}
         self._turn = 0
+
+    # -- shards -------------------------------------------------------------------------
+    def shard_names(self, queue: str) -> list[str]:
+        """The queues holding ``queue``'s messages: ``[queue]``, or for a sharded queue
+        ``[queue, "queue~1", ...]`` (each its own hash tag, so its own slot)."""
+        n = self.queue_shards.get(queue, 1)
+        return [queue] + [f"{queue}{SHARD_SEP}{k}" for k in range(1, n)]
+
+    def _physical(self, queues: Sequence[str]) -> list[str]:
+        if not self.queue_shards:
+            return list(queues)
+        return [name for q in queues for name in self.shard_names(q)]
+
+    def _pick(self, queue: str) -> str:
+        """The shard a new message of ``queue`` goes to (round robin; ``queue`` itself
+        when it is not sharded)."""
+        n = self.queue_shards.get(queue)
+        if n is None:
+            return queue
+        k = next(self._next_shard) % n
+        return queue if k == 0 else f"{queue}{SHARD_SEP}{k}"
+
+    @staticmethod
+    def _locate(delivery: Delivery) -> tuple[str, str]:
+        """The shard queue and the stream entry id of ``delivery`` (a delivery of shard
+        k > 0 carries ``~k`` after its entry id)."""
+        entry_id = delivery.entry_id
+        if SHARD_SEP in entry_id:
+            raw, shard = entry_id.rsplit(SHARD_SEP, 1)
+            return f"{delivery.queue}{SHARD_SEP}{shard}", raw
+        return delivery.queue, entry_id
+
+    def _split_ids(self, queue: str, entry_ids: Sequence[str]) -> dict[str, list[str]]:
+        """Dead-letter ids of ``queue`` (suffixed ``~k`` on shard k > 0) by shard queue."""
+        out: dict[str, list[str]] = {}
+        for entry_id in entry_ids:
+            raw, sep, shard = entry_id.partition(SHARD_SEP)
+            out.setdefault(f"{queue}{SHARD_SEP}{shard}" if sep else queue, []).append(raw)
+        return out
 
     # -- enqueue ------------------------------------------------------------------------
     def _enqueue_command(
         self, queue: str, priority: int, body: bytes, eta: float | None, now: float
     ) -> tuple[Any, ...]:
+        if self.queue_shards:
+            queue = self._pick(queue)
         if eta is not None and eta > now:
             return ("ZADD", self.keys.delayed(queue), repr(eta), str(priority).encode() + body)
         return ("XADD", self.keys.stream(queue, priority), "*", "m", body)
@@ -242,7 +293,7 @@ class RedisBroker:
         """Move due delayed messages to their streams; return the next due time."""
         pipe = self.client.pipeline(transaction=False)
         now = f"{time.time():.6f}"
-        for q in queues:
+        for q in self._physical(queues):
             keys = [self.keys.stream(q, p) for p in range(10)] + [self.keys.delayed(q)]
             self._scripts["promote"](keys=keys, args=[now, limit], client=pipe)
         due = [float(x) for x in self._execute(pipe)]
@@ -256,14 +307,16 @@ class RedisBroker:
         names = tuple(queues)
         orders = self._orders.get(names)
         if orders is None:
+            physical = tuple(self._physical(names))
             orders = []
-            for shift in range(len(names)):
-                rotated = names[shift:] + names[:shift]
+            for shift in range(len(physical)):
+                rotated = physical[shift:] + physical[:shift]
                 order = [self.keys.stream(q, p) for p in PRIORITIES for q in rotated]
                 orders.append(order)
             for q in names:
-                for p in PRIORITIES:
-                    self._stream_of[self.keys.stream(q, p)] = (q, p)
+                for shard, name in enumerate(self.shard_names(q)):
+                    for p in PRIORITIES:
+                        self._stream_of[self.keys.stream(name, p)] = (q, p, shard)
             self._orders[names] = orders
         self._turn += 1
         return orders[self._turn % len(orders)]
@@ -272,8 +325,10 @@ class RedisBroker:
         self, stream: bytes | str, entry_id: bytes | str, body: bytes, deliveries: int = 1
     ) -> Delivery:
         stream = stream.decode() if isinstance(stream, bytes) else stream
-        queue, priority = self._stream_of[stream]
+        queue, priority, shard = self._stream_of[stream]
         entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+        if shard:
+            entry_id = f"{entry_id}{SHARD_SEP}{shard}"
         return Delivery(queue, priority, entry_id, body, int(deliveries))
 
     def _by_slot(self, keys: list[str]) -> list[list[str]]:
@@ -463,7 +518,7 @@ class RedisBroker:
     def _by_stream(self, deliveries: Sequence[Delivery]) -> dict[str, list[Delivery]]:
         grouped: dict[str, list[Delivery]] = defaultdict(list)
         for d in deliveries:
-            grouped[self.keys.stream(d.queue, d.priority)].append(d)
+            grouped[self.keys.stream(self._locate(d)[0], d.priority)].append(d)
         return grouped
 
     def _eval_each(self, name: str, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
@@ -487,7 +542,7 @@ class RedisBroker:
         for group, ids in zip(groups, replies, strict=True):
             if ids:
                 gone = {i.decode() if isinstance(i, bytes) else i for i in ids}
-                skipped += [d for d in group if d.entry_id in gone]
+                skipped += [d for d in group if self._locate(d)[1] in gone]
         if skipped:
             logger.warning(
                 "Did not %s %d message(s) (%s): %s no longer holds them (its lease lapsed "
@@ -507,7 +562,10 @@ class RedisBroker:
         groups = list(self._by_stream(deliveries).items())
         replies = self._eval_each(
             "ack",
-            [(stream, [GROUP, consumer, *(d.entry_id for d in group)]) for stream, group in groups],
+            [
+                (stream, [GROUP, consumer, *(self._locate(d)[1] for d in group)])
+                for stream, group in groups
+            ],
         )
         return self._not_owned("acknowledge", consumer, [g for _, g in groups], replies)
 
@@ -521,7 +579,7 @@ class RedisBroker:
         for stream, group in groups:
             args: list[object] = [GROUP, consumer]
             for d in group:
-                args += [d.entry_id, d.body]
+                args += [self._locate(d)[1], d.body]
             calls.append((stream, args))
         replies = self._eval_each("requeue", calls)
         return self._not_owned("requeue", consumer, [g for _, g in groups], replies)
@@ -533,12 +591,14 @@ class RedisBroker:
         groups = list(self._by_stream(deliveries).items())
         for stream, group in groups:
             self._scripts["renew"](
-                keys=[stream], args=[GROUP, consumer, *[d.entry_id for d in group]], client=pipe
+                keys=[stream],
+                args=[GROUP, consumer, *[self._locate(d)[1] for d in group]],
+                client=pipe,
             )
         lost: list[Delivery] = []
         for (_, group), lost_ids in zip(groups, self._execute(pipe), strict=True):
             gone = {i.decode() for i in lost_ids}
-            lost += [d for d in group if d.entry_id in gone]
+            lost += [d for d in group if self._locate(d)[1] in gone]
         return lost
 
     def reclaim(
@@ -571,6 +631,7 @@ class RedisBroker:
         if self.cluster:
             return self._enqueue_unique_cluster(queue, priority, body, eta, key, task_id, ttl)
         script = self._scripts["enqueue_unique"]
+        queue = self._pick(queue)
         keys = [self.keys.unique(key), self.keys.stream(queue, priority), self.keys.delayed(queue)]
         args: list[Any] = [task_id, ttl, body, f"{eta or 0:.6f}", f"{time.time():.6f}", priority]
         if self.wait_replicas:
@@ -644,14 +705,12 @@ class RedisBroker:
         pipe = self.client.pipeline(transaction=False)
         now = f"{time.time():.6f}"
         for delivery, body, due in items:
+            shard, entry_id = self._locate(delivery)
             self._scripts["reschedule"](
-                keys=[
-                    self.keys.stream(delivery.queue, delivery.priority),
-                    self.keys.delayed(delivery.queue),
-                ],
+                keys=[self.keys.stream(shard, delivery.priority), self.keys.delayed(shard)],
                 args=[
                     GROUP,
-                    delivery.entry_id,
+                    entry_id,
                     body,
                     f"{due:.6f}",
                     now,
@@ -680,15 +739,16 @@ class RedisBroker:
         another worker took over is left to it), then trim the store's oldest entries
         beyond :data:`MAX_DEAD_LETTERS` entries or :attr:`dead_letter_max_bytes` bytes;
         return how many were trimmed."""
+        shard, entry_id = self._locate(delivery)
         moved, trimmed = self._scripts["dead_letter"](
             keys=[
-                self.keys.stream(delivery.queue, delivery.priority),
-                self.keys.dead(delivery.queue),
-                self.keys.dead_bytes(delivery.queue),
+                self.keys.stream(shard, delivery.priority),
+                self.keys.dead(shard),
+                self.keys.dead_bytes(shard),
             ],
             args=[
                 GROUP,
-                delivery.entry_id,
+                entry_id,
                 delivery.body,
                 reason,
                 task,
@@ -718,7 +778,7 @@ class RedisBroker:
         process of the same name holds, stays pending, for a worker to reclaim."""
         script = self._lazy_script("forget_consumer")
         pipe = self.client.pipeline(transaction=False)
-        for q in queues:
+        for q in self._physical(queues):
             script(keys=self.keys.streams(q), args=[GROUP, consumer], client=pipe)
         self._execute(pipe, raise_on_error=False)
 
@@ -730,7 +790,7 @@ class RedisBroker:
         script = self._lazy_script("renew_consumer")
         pipe = self.client.pipeline(transaction=False)
         for consumer in consumers:
-            for q in queues:
+            for q in self._physical(queues):
                 script(keys=self.keys.streams(q), args=[GROUP, consumer], client=pipe)
         replies = self._execute(pipe)
         return sum(int(r) for r in replies)
@@ -739,10 +799,11 @@ class RedisBroker:
     def queue_length(self, queue: str) -> int:
         # Acked entries are deleted, so a stream holds exactly its ready and leased entries.
         pipe = self.client.pipeline(transaction=False)
-        for p in PRIORITIES:
-            stream = self.keys.stream(queue, p)
-            pipe.xlen(stream)
-            pipe.xpending(stream, GROUP)
+        for name in self.shard_names(queue):
+            for p in PRIORITIES:
+                stream = self.keys.stream(name, p)
+                pipe.xlen(stream)
+                pipe.xpending(stream, GROUP)
         replies = pipe.execute(raise_on_error=False)
         total = 0
         for length, pending in zip(replies[::2], replies[1::2], strict=True):
@@ -756,8 +817,20 @@ class RedisBroker:
 
     def queue_stats(self, queues: Sequence[str]) -> dict[str, QueueStats]:
         """Ready, leased, delayed and dead messages of each of ``queues`` and when its
-        first delayed message is due, in one round trip."""
+        first delayed message is due, in one round trip; a sharded queue's figures are
+        the sums over its shards (:meth:`shard_stats` has each)."""
         names = list(dict.fromkeys(queues))
+        if not self.queue_shards:
+            return self._queue_stats(names)
+        per_shard = self._queue_stats(self._physical(names))
+        return {q: _sum_stats([per_shard[s] for s in self.shard_names(q)]) for q in names}
+
+    def shard_stats(self, queue: str) -> dict[str, QueueStats]:
+        """:meth:`queue_stats` of each shard of ``queue`` (``{queue: ...}`` alone when it is
+        not sharded)."""
+        return self._queue_stats(self.shard_names(queue))
+
+    def _queue_stats(self, names: list[str]) -> dict[str, QueueStats]:
         if not names:
             return {}
         pipe = self.client.pipeline(transaction=False)
@@ -829,32 +902,44 @@ class RedisBroker:
         delivered), ``reason``, ``task``, ``id`` (task id), ``queue``, ``time`` (unix time),
         ``worker``, ``traceback`` (text), plus ``entry_id`` (the stream entry id).
         """
-        if before is not None and not self.ENTRY_ID.match(before):
+        raw = before.partition(SHARD_SEP)[0] if before is not None else None
+        if raw is not None and not self.ENTRY_ID.match(raw):
             raise ValueError(f"not a dead-letter entry id: {before!r}")
-        top = f"({before}" if before is not None else "+"
-        entries = self.client.xrevrange(self.keys.dead(queue), max=top, min="-", count=count)
-        return [self._dead_row(entry_id, fields) for entry_id, fields in entries]
+        top = f"({raw}" if raw is not None else "+"
+        rows: list[dict[str, object]] = []
+        for shard, name in enumerate(self.shard_names(queue)):
+            entries = self.client.xrevrange(self.keys.dead(name), max=top, min="-", count=count)
+            for entry_id, fields in entries:
+                row = self._dead_row(entry_id, fields)
+                if shard:
+                    row["entry_id"] = f"{row['entry_id']}{SHARD_SEP}{shard}"
+                rows.append(row)
+        if len(self.shard_names(queue)) > 1:  # newest first over the shards
+            rows.sort(key=lambda r: _id_order(str(r["entry_id"])), reverse=True)
+        return rows[:count]
 
     def dead_letter_get(self, queue: str, entry_id: str) -> dict[str, object] | None:
         """The dead letter ``entry_id`` of ``queue`` (as in :meth:`dead_letters`), or None."""
-        if not self.ENTRY_ID.match(entry_id):
+        [(name, [raw])] = self._split_ids(queue, [entry_id]).items()
+        if not self.ENTRY_ID.match(raw) or name not in self.shard_names(queue):
             return None
-        entries = self.client.xrange(self.keys.dead(queue), entry_id, entry_id, count=1)
-        return self._dead_row(*entries[0]) if entries else None
+        entries = self.client.xrange(self.keys.dead(name), raw, raw, count=1)
+        if not entries:
+            return None
+        row = self._dead_row(*entries[0])
+        row["entry_id"] = entry_id
+        return row
 
     def dead_letter_count(self, queue: str) -> int:
         """How many dead letters ``queue`` holds."""
-        return int(self.client.xlen(self.keys.dead(queue)))
+        return sum(int(self.client.xlen(self.keys.dead(n))) for n in self.shard_names(queue))
 
     def dead_letter_queues(self) -> list[str]:
         """The known queues (those a worker ever consumed) that hold dead letters."""
         names = sorted(n.decode() for n in self.client.smembers(self.keys.queues()))
         if not names:
             return []
-        pipe = self.client.pipeline(transaction=False)
-        for name in names:
-            pipe.xlen(self.keys.dead(name))
-        return [n for n, length in zip(names, pipe.execute(), strict=True) if length]
+        return [n for n in names if self.dead_letter_count(n)]
 
     def requeue_dead(
         self, queue: str, entry_ids: Sequence[str], serializer: Serializer | None = None
@@ -867,7 +952,14 @@ class RedisBroker:
         dead-letter store in the same step (``requeue_dead.lua``, atomic per batch of
         :attr:`REQUEUE_BATCH`). Unknown or malformed ids are skipped.
         """
-        ids = [i for i in dict.fromkeys(entry_ids) if self.ENTRY_ID.match(i)]
+        moved = 0
+        for name, ids in self._split_ids(queue, list(dict.fromkeys(entry_ids))).items():
+            if name in self.shard_names(queue):
+                moved += self._requeue_dead(name, ids, serializer)
+        return moved
+
+    def _requeue_dead(self, queue: str, entry_ids: list[str], serializer: Serializer | None) -> int:
+        ids = [i for i in entry_ids if self.ENTRY_ID.match(i)]
         if not ids:
             return 0
         serializer = serializer or JSONSerializer()
@@ -895,26 +987,35 @@ class RedisBroker:
 
     def purge_dead(self, queue: str) -> int:
         """Delete every dead letter of ``queue``; return how many there were."""
-        pipe = self.client.pipeline(transaction=True)
-        pipe.xlen(self.keys.dead(queue))
-        pipe.delete(self.keys.dead(queue), self.keys.dead_bytes(queue))
-        length, _ = pipe.execute()
-        return int(length)
+        total = 0
+        for name in self.shard_names(queue):
+            pipe = self.client.pipeline(transaction=True)
+            pipe.xlen(self.keys.dead(name))
+            pipe.delete(self.keys.dead(name), self.keys.dead_bytes(name))
+            length, _ = pipe.execute()
+            total += int(length)
+        return total
 
     def delete_dead(self, queue: str, entry_ids: Sequence[str]) -> int:
         """Delete dead letters of ``queue`` (keeping the store's byte count right); return
         how many were deleted. Unknown or malformed ids are skipped."""
-        ids = [i for i in dict.fromkeys(entry_ids) if self.ENTRY_ID.match(i)]
-        if not ids:
-            return 0
         script = self._scripts.get("delete_dead")
         if script is None:
             script = self._scripts["delete_dead"] = load_script(self.client, "delete_dead")
-        return int(script(keys=[self.keys.dead(queue), self.keys.dead_bytes(queue)], args=ids))
+        deleted = 0
+        for name, raw in self._split_ids(queue, list(dict.fromkeys(entry_ids))).items():
+            ids = [i for i in raw if self.ENTRY_ID.match(i)]
+            if ids and name in self.shard_names(queue):
+                keys = [self.keys.dead(name), self.keys.dead_bytes(name)]
+                deleted += int(script(keys=keys, args=ids))
+        return deleted
 
     def purge(self, queue: str) -> int:
-        keys = [self.keys.stream(queue, p) for p in PRIORITIES] + [self.keys.delayed(queue)]
-        return int(self._scripts["purge"](keys=keys, args=[GROUP]))
+        total = 0
+        for name in self.shard_names(queue):
+            keys = [self.keys.stream(name, p) for p in PRIORITIES] + [self.keys.delayed(name)]
+            total += int(self._scripts["purge"](keys=keys, args=[GROUP]))
+        return total
 
     def set_reply_timeout(self, seconds: float) -> None:
         """Wait at most ``seconds`` for a reply on connections the pool opens from now
@@ -969,6 +1070,24 @@ def _body_of(fields: Any) -> bytes:
             if fields[i] == b"m":
                 return bytes(fields[i + 1])
     return b""
+
+
+def _sum_stats(parts: Sequence[QueueStats]) -> QueueStats:
+    """One queue's figures from those of its shards."""
+    dues = [p.next_due for p in parts if p.next_due is not None]
+    return QueueStats(
+        ready=sum(p.ready for p in parts),
+        leased=sum(p.leased for p in parts),
+        delayed=sum(p.delayed for p in parts),
+        dead=sum(p.dead for p in parts),
+        next_due=min(dues) if dues else None,
+    )
+
+
+def _id_order(entry_id: str) -> tuple[int, int]:
+    """Sort key of a stream entry id (``ms-seq``, maybe followed by ``~shard``)."""
+    ms, _, seq = entry_id.partition(SHARD_SEP)[0].partition("-")
+    return int(ms), int(seq or 0)
 
 
 def _is_nogroup(reply: Any) -> bool:
