@@ -12,12 +12,14 @@ cores are shared by Redis, the workers and this script, so wall-clock rates are 
 figure to scale from: the Redis CPU per task is (docs/scaling.rst).
 
 ``.delay()`` with ``TASKQ_WAIT_REPLICAS=1`` is measured on the cluster only (the single
-server has no replica). Not measured yet (issue 15): a sharded queue (not built).
+server has no replica). The third column sends to a queue of 6 shards
+(``TASKQ_QUEUE_SHARDS``), spread over the three masters.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -43,9 +45,10 @@ def _cpu(ports: list[int]) -> list[float]:
 
 
 def measure(
-    url: str, ports: list[int], tasks: int, workers: int, replicas: bool
+    url: str, ports: list[int], tasks: int, workers: int, replicas: bool, shards: int = 1
 ) -> dict[str, float]:
     os.environ["TASKQ_BROKER_URL"] = url
+    os.environ["BENCH_QUEUE_SHARDS"] = json.dumps({"default": shards} if shards > 1 else {})
     from bench.cluster_app import create_app, noop
 
     app = create_app()
@@ -71,7 +74,7 @@ def measure(
             waiting.extensions["taskq"].broker.close()
         else:
             out["delay/s, TASKQ_WAIT_REPLICAS=1"] = float("nan")
-        state.broker.purge("default")
+        state.broker.purge("default")  # every shard
         for _ in range(tasks // 100):
             noop.delay_many([()] * 100)
     env = {**os.environ, "TASKQ_BROKER_URL": url}
@@ -122,6 +125,14 @@ def main() -> None:
                 "one Redis": measure(single.url, [single.port], args.tasks, args.workers, False),
                 "cluster, 3 masters": measure(
                     cluster.url, [n.port for n in cluster.masters()], args.tasks, args.workers, True
+                ),
+                "cluster, queue of 6 shards": measure(
+                    cluster.url,
+                    [n.port for n in cluster.masters()],
+                    args.tasks,
+                    args.workers,
+                    True,
+                    shards=6,
                 ),
             }
         finally:

@@ -9,6 +9,8 @@ rate-limit bucket ``{<task>}``; the beat keys ``{beat}``; the recent failures
 ``stats``, ``paused`` and ``workflows`` have none, each command touching one of them. On
 a Redis Cluster, scripts over several queues run once per slot and a unique lock is taken
 on its own (``docs/scaling.rst``), so every script touches one slot.
+A sharded queue (``TASKQ_QUEUE_SHARDS``) is several queues ``<queue>``, ``<queue>~1``, ...,
+each with its own keys and tag.
 """
 
 from __future__ import annotations
