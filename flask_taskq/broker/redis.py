@@ -902,12 +902,14 @@ class RedisBroker:
         delivered), ``reason``, ``task``, ``id`` (task id), ``queue``, ``time`` (unix time),
         ``worker``, ``traceback`` (text), plus ``entry_id`` (the stream entry id).
         """
-        raw = before.partition(SHARD_SEP)[0] if before is not None else None
-        if raw is not None and not self.ENTRY_ID.match(raw):
+        raw, _, after = (before or "").partition(SHARD_SEP)
+        if before is not None and not (self.ENTRY_ID.match(raw) and after in ("", *_DIGITS)):
             raise ValueError(f"not a dead-letter entry id: {before!r}")
-        top = f"({raw}" if raw is not None else "+"
+        before_shard = int(after or 0)
         rows: list[dict[str, object]] = []
         for shard, name in enumerate(self.shard_names(queue)):
+            # Shards' ids can be equal (each stream numbers its own): ties order by shard.
+            top = "+" if before is None else raw if shard < before_shard else f"({raw}"
             entries = self.client.xrevrange(self.keys.dead(name), max=top, min="-", count=count)
             for entry_id, fields in entries:
                 row = self._dead_row(entry_id, fields)
@@ -1084,10 +1086,15 @@ def _sum_stats(parts: Sequence[QueueStats]) -> QueueStats:
     )
 
 
-def _id_order(entry_id: str) -> tuple[int, int]:
-    """Sort key of a stream entry id (``ms-seq``, maybe followed by ``~shard``)."""
-    ms, _, seq = entry_id.partition(SHARD_SEP)[0].partition("-")
-    return int(ms), int(seq or 0)
+def _id_order(entry_id: str) -> tuple[int, int, int]:
+    """Sort key of a dead letter's id (``ms-seq``, maybe followed by ``~shard``)."""
+    raw, _, shard = entry_id.partition(SHARD_SEP)
+    ms, _, seq = raw.partition("-")
+    return int(ms), int(seq or 0), int(shard or 0)
+
+
+#: Shard numbers as text, to check the ``~k`` of an entry id.
+_DIGITS = tuple(str(k) for k in range(1, 1000))
 
 
 def _is_nogroup(reply: Any) -> bool:
