@@ -6,8 +6,11 @@ start counters, chord-fired marks) carry ``{<queue>}``; a result and its done li
 ``{<task id>}``; chord results, a saved group and a workflow's keys their own id; a
 rate-limit bucket ``{<task>}``; the beat keys ``{beat}``; the recent failures
 ``{failures}``. ``queues``, ``ratelimits``, ``revoked``, ``unique``, the heartbeats,
-``stats``, ``paused`` and ``workflows`` have none. Redis Cluster is not supported yet: a
-fetch over several queues and ``enqueue_unique.lua`` touch keys of different slots.
+``stats``, ``paused`` and ``workflows`` have none, each command touching one of them. On
+a Redis Cluster, scripts over several queues run once per slot and a unique lock is taken
+on its own (``docs/scaling.rst``), so every script touches one slot.
+A sharded queue (``TASKQ_QUEUE_SHARDS``) is several queues ``<queue>``, ``<queue>~1``, ...,
+each with its own keys and tag.
 """
 
 from __future__ import annotations

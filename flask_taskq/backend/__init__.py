@@ -5,7 +5,9 @@ from __future__ import annotations
 from .base import ResultBackend
 
 #: URL schemes of the Redis result backend.
-REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", "redis+sentinel"})
+REDIS_SCHEMES = frozenset(
+    {"redis", "rediss", "unix", "redis+sentinel", "redis+cluster", "rediss+cluster"}
+)
 
 
 def backend_from_url(url: str, **options: object) -> ResultBackend:

@@ -37,7 +37,8 @@ class MemoryBackend:
         if expires is not None and expires < time.monotonic():
             self._results.pop(task_id, None)
             return None
-        return self.serializer.loads(data)
+        meta: dict[str, Any] = self.serializer.loads(data)
+        return meta
 
     def get_many(self, task_ids: Sequence[str]) -> list[dict[str, Any] | None]:
         return [self.get(task_id) for task_id in task_ids]

@@ -11,7 +11,14 @@ import redis
 from ..broker.direct import DirectCommands
 from ..exceptions import BrokerConnectionError
 from ..keys import Keys
-from ..redis_common import ERRORS, MAX_BLOCK, SOCKET_TIMEOUT, connect, load_script
+from ..redis_common import (
+    ERRORS,
+    MAX_BLOCK,
+    SOCKET_TIMEOUT,
+    connect,
+    load_script,
+    reload_scripts,
+)
 from ..serializer import Serializer, get_serializer
 from ..states import READY_STATES
 
@@ -31,7 +38,8 @@ class RedisBackend:
         self.url = url
         self.keys = Keys(key_prefix)
         self.serializer = serializer or get_serializer("json")
-        self.client = client or connect(url)
+        #: ``redis.Redis`` (or ``redis.RedisCluster``), handled as ``Any`` like the broker's.
+        self.client: Any = client or connect(url)
         self._store = load_script(self.client, "store_result")
         self._direct = DirectCommands(self.client)
 
@@ -45,7 +53,9 @@ class RedisBackend:
                 args=[data, ttl, 1 if ready else 0],
                 client=pipe,
             )
-        pipe.execute()
+        replies = pipe.execute(raise_on_error=False)
+        reload_scripts(self.client, [self._store], replies)
+        _raise_first(replies)
 
     def get(self, task_id: str) -> dict[str, Any] | None:
         data = self.client.get(self.keys.result(task_id))
@@ -80,7 +90,7 @@ class RedisBackend:
                 data = self._direct.command(
                     "GET", result, timeout=SOCKET_TIMEOUT if left is None else max(left, 0) + 0.25
                 )
-                meta = None if data is None else self.serializer.loads(data)
+                meta: dict[str, Any] | None = None if data is None else self.serializer.loads(data)
                 if meta is not None and meta.get("status") in READY_STATES:
                     return meta
                 block = MAX_BLOCK if left is None else min(MAX_BLOCK, left)
@@ -123,3 +133,9 @@ class RedisBackend:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _raise_first(replies: Sequence[Any]) -> None:
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply

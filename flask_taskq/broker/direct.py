@@ -28,25 +28,35 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
-from redis.connection import AbstractConnection
+
+#: redis-py's connection class: its methods are not annotated, so it is handled as ``Any``.
+Connection = Any
 
 
 class DirectCommands:
     """Send commands on a per-thread connection that bypasses the client's command layer."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._local = threading.local()
+        # Every connection opened, whatever its thread, for close(); weak, so that a
+        # finished thread's connection goes with it.
+        self._opened: weakref.WeakSet[Connection] = weakref.WeakSet()
+        self._opened_lock = threading.Lock()
+        #: A Redis Cluster client: commands go through it (it routes each to the node of
+        #: its slot and follows redirections); ``timeout=`` is then bounded by its socket
+        #: timeout. See docs/scaling.rst.
+        self.cluster = not hasattr(client, "connection_pool")
+        if self.cluster:
+            self.enabled = False
+            return
         pool = client.connection_pool
         self.enabled = type(pool) is redis.ConnectionPool and getattr(pool, "cache", None) is None
         self._connection_class = pool.connection_class
         self._kwargs = dict(pool.connection_kwargs)
-        self._local = threading.local()
         self._pool = pool
-        # Every connection opened, whatever its thread, for close(); weak, so that a
-        # finished thread's connection goes with it.
-        self._opened: weakref.WeakSet[AbstractConnection] = weakref.WeakSet()
-        self._opened_lock = threading.Lock()
 
-    def _connection(self) -> AbstractConnection:
+    def _connection(self) -> Connection:
         local = self._local
         conn = getattr(local, "conn", None)
         if conn is None or local.pid != os.getpid():
@@ -58,6 +68,12 @@ class DirectCommands:
 
     def command(self, *args: Any, timeout: float | None = None) -> Any:
         """Run one command and return its raw reply; ``timeout`` bounds the whole call."""
+        if self.cluster:
+            try:
+                return self._client.execute_command(*args)
+            except BaseException as exc:
+                _mark_sent(exc)  # the cluster client does not say whether it was written
+                raise
         if timeout is not None:
             reply = self._bounded([args], timeout)[0]
             if isinstance(reply, redis.ResponseError):
@@ -80,6 +96,16 @@ class DirectCommands:
         """Run several commands in one round trip; return their replies in order (a reply
         that is an error is returned as the ``ResponseError``, not raised). ``timeout``
         bounds the whole call."""
+        if self.cluster:
+            pipe = self._client.pipeline(transaction=False)
+            for c in commands:
+                pipe.execute_command(*c)
+            try:
+                replies: list[Any] = pipe.execute(raise_on_error=False)
+            except BaseException as exc:
+                _mark_sent(exc)
+                raise
+            return replies
         if timeout is not None:
             return self._bounded(commands, timeout)
         conn = self._connection()
@@ -145,9 +171,14 @@ class DirectCommands:
 _SENT_MARK = "taskq_maybe_sent"
 
 
-def _mark_sent(exc: BaseException) -> None:
+def mark_sent(exc: BaseException) -> None:
+    """Mark ``exc`` (a redis-py connection error or timeout) as raised after the command
+    was written (see :func:`maybe_sent`)."""
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
         setattr(exc, _SENT_MARK, True)
+
+
+_mark_sent = mark_sent
 
 
 def maybe_sent(exc: BaseException) -> bool:
@@ -156,7 +187,7 @@ def maybe_sent(exc: BaseException) -> bool:
     return bool(getattr(exc, _SENT_MARK, False))
 
 
-def _read_replies(conn: AbstractConnection, count: int) -> list[Any]:
+def _read_replies(conn: Connection, count: int) -> list[Any]:
     replies = []
     for _ in range(count):
         try:
@@ -166,7 +197,7 @@ def _read_replies(conn: AbstractConnection, count: int) -> list[Any]:
     return replies
 
 
-def _connect_within(conn: AbstractConnection, timeout: float) -> None:
+def _connect_within(conn: Connection, timeout: float) -> None:
     """Connect ``conn`` (and run redis-py's handshake) within ``timeout`` seconds."""
     saved = conn.socket_timeout, conn.socket_connect_timeout
     conn.socket_connect_timeout = min(saved[1] or timeout, timeout)
@@ -180,7 +211,7 @@ def _connect_within(conn: AbstractConnection, timeout: float) -> None:
     # after each bounded call.
 
 
-def _borrow(pool: Any) -> AbstractConnection:
+def _borrow(pool: Any) -> Connection:
     try:
         return pool.get_connection()
     except TypeError:  # redis-py before 5.3 wants a command name

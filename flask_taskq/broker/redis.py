@@ -10,11 +10,12 @@ worker that took it over. See docs/data-model.rst.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -22,10 +23,19 @@ import redis
 from ..exceptions import DecodeError
 from ..keys import DEFAULT_PRIORITY, GROUP, PRIORITIES, Keys
 from ..message import Message
-from ..redis_common import CONNECTION_ERRORS, ERRORS, MAX_BLOCK, connect, load_script
+from ..redis_common import (
+    CONNECTION_ERRORS,
+    ERRORS,
+    MAX_BLOCK,
+    connect,
+    is_cluster,
+    key_slot,
+    load_script,
+    reload_scripts,
+)
 from ..serializer import JSONSerializer, Serializer
 from .base import Delivery, Piggyback, QueueStats
-from .direct import DirectCommands, maybe_sent
+from .direct import DirectCommands, mark_sent, maybe_sent
 
 if TYPE_CHECKING:
     from ..store.redis import RedisStore
@@ -36,6 +46,25 @@ MAX_DEAD_LETTERS = 100_000
 MAX_DEAD_LETTER_BYTES = 256 * 1024 * 1024
 
 logger = logging.getLogger("flask_taskq.worker")
+
+#: Separates a sharded queue's name from its shard number (``default~3``) and a delivery's
+#: entry id from the shard it came from.
+SHARD_SEP = "~"
+#: Seconds a send waits for ``TASKQ_WAIT_REPLICAS`` replicas when no timeout bounds it.
+WAIT_REPLICAS_TIMEOUT = 5.0
+#: Replies of a cluster node that does not (or no longer) own a key's slot.
+_REDIRECTIONS = (
+    redis.exceptions.MovedError,
+    redis.exceptions.AskError,
+    redis.exceptions.TryAgainError,
+)
+
+
+class ReplicasNotReached(redis.TimeoutError):
+    """Fewer than ``TASKQ_WAIT_REPLICAS`` replicas acknowledged a sent message in time. It
+    was written to the master, so it may run; it may also be lost if the master fails
+    before a replica has it. A send fails with
+    :class:`~flask_taskq.BrokerConnectionError` (``maybe_sent`` true) on it."""
 
 
 class RedisBroker:
@@ -50,12 +79,24 @@ class RedisBroker:
         key_prefix: str = "taskq",
         client: redis.Redis | None = None,
         dead_letter_max_bytes: int = MAX_DEAD_LETTER_BYTES,
+        wait_replicas: int = 0,
+        queue_shards: Mapping[str, int] | None = None,
     ) -> None:
         self.url = url
+        #: Replicas that must have each sent message before a send returns
+        #: (``TASKQ_WAIT_REPLICAS``; 0: do not wait).
+        self.wait_replicas = int(wait_replicas)
+        #: Logical queue -> number of shards (``TASKQ_QUEUE_SHARDS``): a sharded queue is
+        #: several queues ``<queue>``, ``<queue>~1``, ... whose keys hash to different
+        #: slots; senders spread over them, workers consume them all.
+        self.queue_shards = {q: int(n) for q, n in (queue_shards or {}).items() if int(n) > 1}
+        self._next_shard = itertools.count()
         #: Bytes a queue's dead-letter store may hold (``TASKQ_DEAD_LETTER_MAX_BYTES``).
         self.dead_letter_max_bytes = int(dead_letter_max_bytes)
         self.keys = Keys(key_prefix)
-        self.client = client or connect(url)
+        #: ``redis.Redis`` (or ``redis.RedisCluster``); redis-py's command methods are not
+        #: all annotated, so it is handled as ``Any``.
+        self.client: Any = client or connect(url)
         self._scripts = {
             name: load_script(self.client, name)
             for name in (
@@ -75,14 +116,58 @@ class RedisBroker:
             )
         }
         self.direct = DirectCommands(self.client)
-        self._stream_of: dict[str, tuple[str, int]] = {}
+        #: True on a Redis Cluster: scripts over several queues run once per hash slot.
+        self.cluster = is_cluster(self.client)
+        self._slot_groups: dict[tuple[str, ...], list[list[str]]] = {}
+        self._stream_of: dict[str, tuple[str, int, int]] = {}
         self._orders: dict[tuple[str, ...], list[list[str]]] = {}
         self._turn = 0
+
+    # -- shards -------------------------------------------------------------------------
+    def shard_names(self, queue: str) -> list[str]:
+        """The queues holding ``queue``'s messages: ``[queue]``, or for a sharded queue
+        ``[queue, "queue~1", ...]`` (each its own hash tag, so its own slot)."""
+        n = self.queue_shards.get(queue, 1)
+        return [queue] + [f"{queue}{SHARD_SEP}{k}" for k in range(1, n)]
+
+    def _physical(self, queues: Sequence[str]) -> list[str]:
+        if not self.queue_shards:
+            return list(queues)
+        return [name for q in queues for name in self.shard_names(q)]
+
+    def _pick(self, queue: str) -> str:
+        """The shard a new message of ``queue`` goes to (round robin; ``queue`` itself
+        when it is not sharded)."""
+        n = self.queue_shards.get(queue)
+        if n is None:
+            return queue
+        k = next(self._next_shard) % n
+        return queue if k == 0 else f"{queue}{SHARD_SEP}{k}"
+
+    @staticmethod
+    def _locate(delivery: Delivery) -> tuple[str, str]:
+        """The shard queue and the stream entry id of ``delivery`` (a delivery of shard
+        k > 0 carries ``~k`` after its entry id)."""
+        entry_id = delivery.entry_id
+        if SHARD_SEP in entry_id:
+            raw, shard = entry_id.rsplit(SHARD_SEP, 1)
+            return f"{delivery.queue}{SHARD_SEP}{shard}", raw
+        return delivery.queue, entry_id
+
+    def _split_ids(self, queue: str, entry_ids: Sequence[str]) -> dict[str, list[str]]:
+        """Dead-letter ids of ``queue`` (suffixed ``~k`` on shard k > 0) by shard queue."""
+        out: dict[str, list[str]] = {}
+        for entry_id in entry_ids:
+            raw, sep, shard = entry_id.partition(SHARD_SEP)
+            out.setdefault(f"{queue}{SHARD_SEP}{shard}" if sep else queue, []).append(raw)
+        return out
 
     # -- enqueue ------------------------------------------------------------------------
     def _enqueue_command(
         self, queue: str, priority: int, body: bytes, eta: float | None, now: float
     ) -> tuple[Any, ...]:
+        if self.queue_shards:
+            queue = self._pick(queue)
         if eta is not None and eta > now:
             return ("ZADD", self.keys.delayed(queue), repr(eta), str(priority).encode() + body)
         return ("XADD", self.keys.stream(queue, priority), "*", "m", body)
@@ -100,6 +185,9 @@ class RedisBroker:
         timeout. A ``TimeoutError`` after the command was written leaves it unknown
         whether Redis ran it (:func:`~flask_taskq.broker.direct.maybe_sent`)."""
         command = self._enqueue_command(queue, priority, body, eta, time.time())
+        if self.wait_replicas:
+            _raise_first_error(self._replicated([command], timeout))
+            return
         if self.direct.enabled or timeout is not None:
             self.direct.command(*command, timeout=timeout)
         else:
@@ -113,10 +201,80 @@ class RedisBroker:
         commands = [self._enqueue_command(q, p, body, eta, now) for q, p, body, eta in items]
         if not commands:
             return
-        if timeout is None:
+        if self.wait_replicas:
+            _raise_first_error(self._replicated(commands, timeout))
+        elif timeout is None:
             self._pipeline(commands)
         else:
             _raise_first_error(self.direct.pipeline(commands, timeout=timeout))
+
+    def _replicated(self, commands: Sequence[tuple[Any, ...]], timeout: float | None) -> list[Any]:
+        """Run write ``commands``, then ``WAIT`` for :attr:`wait_replicas` replicas on the
+        same connection (``WAIT`` counts the writes of its own connection), in one round
+        trip per node; return the commands' replies (errors as replies). Fewer replicas
+        within the time left (:data:`WAIT_REPLICAS_TIMEOUT` without ``timeout``) raise
+        :class:`ReplicasNotReached`: the messages were written to the master."""
+        left = WAIT_REPLICAS_TIMEOUT if timeout is None else timeout
+        # WAIT must answer before the socket's deadline: give it most of the time left.
+        wait_ms = max(1, int(left * 0.7 * 1000))
+        wait = ("WAIT", self.wait_replicas, wait_ms)
+        if self.cluster:
+            return self._replicated_cluster(commands, wait)
+        if timeout is not None:
+            replies = self.direct.pipeline([*commands, wait], timeout=timeout)
+        else:
+            replies = self._send([*commands, wait])
+        self._check_replicas(replies[-1])
+        return replies[:-1]
+
+    def _check_replicas(self, acked: Any) -> None:
+        if isinstance(acked, Exception):
+            raise acked
+        if int(acked) < self.wait_replicas:
+            exc = ReplicasNotReached(
+                f"WAIT: {int(acked)} of {self.wait_replicas} replica(s) acknowledged the "
+                "write in time (TASKQ_WAIT_REPLICAS)"
+            )
+            mark_sent(exc)
+            raise exc
+
+    def _replicated_cluster(
+        self, commands: Sequence[tuple[Any, ...]], wait: tuple[Any, ...]
+    ) -> list[Any]:
+        """:meth:`_replicated` on a Redis Cluster: the commands grouped by the node of
+        their key, each group and its ``WAIT`` sent to that node's own client. A slot that
+        moved meanwhile (``MOVED``/``ASK``) makes the cluster client reload its map and the
+        call fail with a connection error, for the caller to retry."""
+        by_node: dict[str, list[int]] = {}
+        nodes: dict[str, Any] = {}
+        for i, command in enumerate(commands):
+            node = self.client.get_node_from_key(command[1])
+            nodes[node.name] = node
+            by_node.setdefault(node.name, []).append(i)
+        replies: list[Any] = [None] * len(commands)
+        written = False
+        for name, indexes in by_node.items():
+            pipe = self.client.get_redis_connection(nodes[name]).pipeline(transaction=False)
+            for i in indexes:
+                pipe.execute_command(*commands[i])
+            pipe.execute_command(*wait)
+            try:
+                got = pipe.execute(raise_on_error=False)
+            except CONNECTION_ERRORS as exc:
+                mark_sent(exc)
+                raise
+            for i, reply in zip(indexes, got, strict=False):
+                replies[i] = reply
+            moved = [r for r in got[:-1] if isinstance(r, _REDIRECTIONS)]
+            written = written or len(moved) < len(indexes)
+            if moved:
+                self.client.execute_command("TYPE", commands[indexes[0]][1])  # reload the map
+                error = redis.ConnectionError(f"slot moved while sending: {moved[0]}")
+                if written:
+                    mark_sent(error)
+                raise error
+            self._check_replicas(got[-1])
+        return replies
 
     def maybe_sent(self, exc: BaseException) -> bool:
         """True if ``exc`` came after the command was written (see
@@ -135,10 +293,10 @@ class RedisBroker:
         """Move due delayed messages to their streams; return the next due time."""
         pipe = self.client.pipeline(transaction=False)
         now = f"{time.time():.6f}"
-        for q in queues:
+        for q in self._physical(queues):
             keys = [self.keys.stream(q, p) for p in range(10)] + [self.keys.delayed(q)]
             self._scripts["promote"](keys=keys, args=[now, limit], client=pipe)
-        due = [float(x) for x in pipe.execute()]
+        due = [float(x) for x in self._execute(pipe)]
         waiting = [d for d in due if d >= 0]
         return min(waiting) if waiting else None
 
@@ -149,14 +307,16 @@ class RedisBroker:
         names = tuple(queues)
         orders = self._orders.get(names)
         if orders is None:
+            physical = tuple(self._physical(names))
             orders = []
-            for shift in range(len(names)):
-                rotated = names[shift:] + names[:shift]
+            for shift in range(len(physical)):
+                rotated = physical[shift:] + physical[:shift]
                 order = [self.keys.stream(q, p) for p in PRIORITIES for q in rotated]
                 orders.append(order)
             for q in names:
-                for p in PRIORITIES:
-                    self._stream_of[self.keys.stream(q, p)] = (q, p)
+                for shard, name in enumerate(self.shard_names(q)):
+                    for p in PRIORITIES:
+                        self._stream_of[self.keys.stream(name, p)] = (q, p, shard)
             self._orders[names] = orders
         self._turn += 1
         return orders[self._turn % len(orders)]
@@ -165,14 +325,30 @@ class RedisBroker:
         self, stream: bytes | str, entry_id: bytes | str, body: bytes, deliveries: int = 1
     ) -> Delivery:
         stream = stream.decode() if isinstance(stream, bytes) else stream
-        queue, priority = self._stream_of[stream]
+        queue, priority, shard = self._stream_of[stream]
         entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+        if shard:
+            entry_id = f"{entry_id}{SHARD_SEP}{shard}"
         return Delivery(queue, priority, entry_id, body, int(deliveries))
+
+    def _by_slot(self, keys: list[str]) -> list[list[str]]:
+        """``keys`` (stream keys in serving order) split into one list per hash slot, in
+        the order their slots first appear: on a Redis Cluster a script may only touch
+        keys of one slot. One list on a single Redis."""
+        if not self.cluster:
+            return [keys]
+        cached = self._slot_groups.get(tuple(keys))
+        if cached is None:
+            by_slot: dict[int, list[str]] = {}
+            for key in keys:
+                by_slot.setdefault(key_slot(key.encode()), []).append(key)
+            cached = self._slot_groups[tuple(keys)] = list(by_slot.values())
+        return cached
 
     def ensure_groups(self, queues: Sequence[str]) -> None:
         """Create the consumer group on every stream of ``queues`` (idempotent)."""
-        keys = self._serving_order(queues)
-        self._scripts["ensure_groups"](keys=keys, args=[GROUP])
+        for keys in self._by_slot(self._serving_order(queues)):
+            self._scripts["ensure_groups"](keys=keys, args=[GROUP])
         self.client.sadd(self.keys.queues(), *queues)
 
     def fetch(
@@ -186,6 +362,10 @@ class RedisBroker:
         """Lease up to ``count`` ready messages; ``then``'s commands run right after the
         messages are taken, in the same round trip (see :class:`Piggyback`)."""
         keys = self._serving_order(queues)
+        if self.cluster:
+            groups = self._by_slot(keys)
+            if len(groups) > 1:
+                return self._fetch_slots(consumer, groups, count, timeout, then)
         script = self._scripts["fetch"]
         evalsha = ("EVALSHA", script.sha, len(keys), *keys, GROUP, consumer, count)
         flat, sync = self._run_with(evalsha, then)
@@ -232,6 +412,67 @@ class RedisBroker:
         out.sort(key=lambda d: -d.priority)
         return out
 
+    def _fetch_slots(
+        self,
+        consumer: str,
+        groups: list[list[str]],
+        count: int,
+        timeout: float,
+        then: Piggyback | None,
+    ) -> list[Delivery]:
+        """:meth:`fetch` on a Redis Cluster over queues of several hash slots: one
+        ``fetch.lua`` per slot, in one pipeline (redis-py sends one batch per node), each
+        asked for an equal share of ``count`` (at least one, so a worker may lease up to
+        one message per slot more than ``count``); when none was ready, a blocking read on
+        the streams of one slot, a different slot each call (the worker's fetch timeout
+        is at most a second, so a message on another slot waits for the next turn)."""
+        script = self._scripts["fetch"]
+        share = max(1, -(-count // len(groups)))
+        commands = [("EVALSHA", script.sha, len(g), *g, GROUP, consumer, share) for g in groups]
+        replies = self._send(commands)
+        if any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
+            self.client.script_load(script.script)
+            replies = self._send(commands)
+        _raise_first_error(replies)
+        out = [
+            self._delivery(flat[i], flat[i + 1], flat[i + 2])
+            for flat in replies
+            for i in range(0, len(flat), 3)
+        ]
+        if not out and timeout > 0:
+            keys = groups[0]
+            block = max(1, int(min(timeout, MAX_BLOCK) * 1000))
+            reply = self._send(
+                [
+                    (
+                        "XREADGROUP",
+                        "GROUP",
+                        GROUP,
+                        consumer,
+                        "COUNT",
+                        count,
+                        "BLOCK",
+                        block,
+                        "STREAMS",
+                        *keys,
+                        *([">"] * len(keys)),
+                    )
+                ]
+            )[0]
+            if isinstance(reply, redis.ResponseError):
+                if "NOGROUP" not in str(reply):
+                    raise reply
+            elif reply:
+                if isinstance(reply, dict):
+                    reply = list(reply.items())
+                for stream, entries in reply:
+                    for entry_id, fields in entries:
+                        out.append(self._delivery(stream, entry_id, _body_of(fields)))
+        if then is not None:
+            then.apply_sync(self._pipeline(then.sync_commands()))
+        out.sort(key=lambda d: -d.priority)
+        return out
+
     def _send(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Run raw ``commands`` in one round trip (the direct connection when it can);
         errors come back as replies."""
@@ -240,7 +481,8 @@ class RedisBroker:
         pipe = self.client.pipeline(transaction=False)
         for c in commands:
             pipe.execute_command(*c)
-        return pipe.execute(raise_on_error=False)
+        replies: list[Any] = pipe.execute(raise_on_error=False)
+        return replies
 
     def _pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """:meth:`_send` that raises the first error."""
@@ -250,15 +492,33 @@ class RedisBroker:
 
     def _run_with(self, command: tuple[Any, ...], then: Piggyback | None) -> tuple[Any, list[Any]]:
         """Run ``command`` and then ``then``'s commands in one round trip; return the
-        command's reply (an error is returned, not raised) and the others' replies."""
+        command's reply (an error is returned, not raised) and the others' replies. On a
+        Redis Cluster they may live on other nodes: then ``then``'s commands are sent
+        after ``command`` has replied, in a second round trip, so that they still see
+        everything done before the messages were taken."""
+        if self.cluster:
+            reply = self._send([command])[0]
+            sync = self._pipeline(then.sync_commands()) if then is not None else []
+            return reply, sync
         reply, *replies = self._send([command, *(then.sync_commands() if then is not None else ())])
         _raise_first_error(replies)
         return reply, replies
 
+    def _execute(self, pipe: Any, raise_on_error: bool = True) -> list[Any]:
+        """Run a pipeline of script calls; on a Redis Cluster, a master that lost its
+        scripts gets them all again (:func:`~flask_taskq.redis_common.reload_scripts`) and
+        the call fails once, for the caller to retry."""
+        replies: list[Any] = pipe.execute(raise_on_error=False)
+        if self.cluster:
+            reload_scripts(self.client, list(self._scripts.values()), replies)
+        if raise_on_error:
+            _raise_first_error(replies)
+        return replies
+
     def _by_stream(self, deliveries: Sequence[Delivery]) -> dict[str, list[Delivery]]:
         grouped: dict[str, list[Delivery]] = defaultdict(list)
         for d in deliveries:
-            grouped[self.keys.stream(d.queue, d.priority)].append(d)
+            grouped[self.keys.stream(self._locate(d)[0], d.priority)].append(d)
         return grouped
 
     def _eval_each(self, name: str, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
@@ -282,7 +542,7 @@ class RedisBroker:
         for group, ids in zip(groups, replies, strict=True):
             if ids:
                 gone = {i.decode() if isinstance(i, bytes) else i for i in ids}
-                skipped += [d for d in group if d.entry_id in gone]
+                skipped += [d for d in group if self._locate(d)[1] in gone]
         if skipped:
             logger.warning(
                 "Did not %s %d message(s) (%s): %s no longer holds them (its lease lapsed "
@@ -302,7 +562,10 @@ class RedisBroker:
         groups = list(self._by_stream(deliveries).items())
         replies = self._eval_each(
             "ack",
-            [(stream, [GROUP, consumer, *(d.entry_id for d in group)]) for stream, group in groups],
+            [
+                (stream, [GROUP, consumer, *(self._locate(d)[1] for d in group)])
+                for stream, group in groups
+            ],
         )
         return self._not_owned("acknowledge", consumer, [g for _, g in groups], replies)
 
@@ -316,7 +579,7 @@ class RedisBroker:
         for stream, group in groups:
             args: list[object] = [GROUP, consumer]
             for d in group:
-                args += [d.entry_id, d.body]
+                args += [self._locate(d)[1], d.body]
             calls.append((stream, args))
         replies = self._eval_each("requeue", calls)
         return self._not_owned("requeue", consumer, [g for _, g in groups], replies)
@@ -328,22 +591,28 @@ class RedisBroker:
         groups = list(self._by_stream(deliveries).items())
         for stream, group in groups:
             self._scripts["renew"](
-                keys=[stream], args=[GROUP, consumer, *[d.entry_id for d in group]], client=pipe
+                keys=[stream],
+                args=[GROUP, consumer, *[self._locate(d)[1] for d in group]],
+                client=pipe,
             )
         lost: list[Delivery] = []
-        for (_, group), lost_ids in zip(groups, pipe.execute(), strict=True):
+        for (_, group), lost_ids in zip(groups, self._execute(pipe), strict=True):
             gone = {i.decode() for i in lost_ids}
-            lost += [d for d in group if d.entry_id in gone]
+            lost += [d for d in group if self._locate(d)[1] in gone]
         return lost
 
     def reclaim(
         self, consumer: str, queues: Sequence[str], min_idle: float, count: int
     ) -> list[Delivery]:
-        keys = self._serving_order(queues)
-        flat = self._scripts["reclaim"](
-            keys=keys, args=[GROUP, consumer, int(min_idle * 1000), count]
-        )
-        return [self._delivery(*flat[i : i + 4]) for i in range(0, len(flat), 4)]
+        groups = self._by_slot(self._serving_order(queues))
+        share = max(1, -(-count // len(groups)))
+        out: list[Delivery] = []
+        for keys in groups:  # one per queue's hash slot on a Redis Cluster
+            flat = self._scripts["reclaim"](
+                keys=keys, args=[GROUP, consumer, int(min_idle * 1000), share]
+            )
+            out += [self._delivery(*flat[i : i + 4]) for i in range(0, len(flat), 4)]
+        return out
 
     def enqueue_unique(
         self,
@@ -359,10 +628,17 @@ class RedisBroker:
     ) -> str:
         """Enqueue unless another task holds ``key``; return the owner's task id.
         ``timeout`` bounds the call as in :meth:`enqueue`."""
+        if self.cluster:
+            return self._enqueue_unique_cluster(queue, priority, body, eta, key, task_id, ttl)
         script = self._scripts["enqueue_unique"]
+        queue = self._pick(queue)
         keys = [self.keys.unique(key), self.keys.stream(queue, priority), self.keys.delayed(queue)]
-        args = [task_id, ttl, body, f"{eta or 0:.6f}", f"{time.time():.6f}", priority]
-        if timeout is None:
+        args: list[Any] = [task_id, ttl, body, f"{eta or 0:.6f}", f"{time.time():.6f}", priority]
+        if self.wait_replicas:
+            owner = self._replicated([("EVAL", script.script, len(keys), *keys, *args)], timeout)[0]
+            if isinstance(owner, Exception):
+                raise owner
+        elif timeout is None:
             owner = script(keys=keys, args=args)
         else:
             try:
@@ -374,6 +650,38 @@ class RedisBroker:
                     "EVAL", script.script, len(keys), *keys, *args, timeout=timeout
                 )
         return owner.decode() if isinstance(owner, bytes) else owner
+
+    def _enqueue_unique_cluster(
+        self,
+        queue: str,
+        priority: int,
+        body: bytes,
+        eta: float | None,
+        key: str,
+        task_id: str,
+        ttl: int,
+    ) -> str:
+        """:meth:`enqueue_unique` on a Redis Cluster, where the lock and the queue live in
+        different slots: take the lock (``SET NX GET``), then send; a send that fails
+        gives the lock back. Not atomic: a producer that dies between the two steps
+        leaves the lock to expire after ``ttl`` seconds (as a lost task's lock does).
+        ``claim_unique.lua`` touches the lock alone."""
+        owner = self._lazy_script("claim_unique")(keys=[self.keys.unique(key)], args=[task_id, ttl])
+        if owner is not None:
+            return owner.decode() if isinstance(owner, bytes) else str(owner)
+        command = self._enqueue_command(queue, priority, body, eta, time.time())
+        try:
+            if self.wait_replicas:
+                _raise_first_error(self._replicated([command], None))
+            else:
+                self.client.execute_command(*command)
+        except BaseException:
+            try:
+                self.release_unique(key, task_id)
+            except ERRORS:
+                pass  # the lock expires after ttl
+            raise
+        return task_id
 
     def note_start(self, delivery: Delivery) -> int:
         """Count a start of a redelivered message; return its count of such starts."""
@@ -397,14 +705,12 @@ class RedisBroker:
         pipe = self.client.pipeline(transaction=False)
         now = f"{time.time():.6f}"
         for delivery, body, due in items:
+            shard, entry_id = self._locate(delivery)
             self._scripts["reschedule"](
-                keys=[
-                    self.keys.stream(delivery.queue, delivery.priority),
-                    self.keys.delayed(delivery.queue),
-                ],
+                keys=[self.keys.stream(shard, delivery.priority), self.keys.delayed(shard)],
                 args=[
                     GROUP,
-                    delivery.entry_id,
+                    entry_id,
                     body,
                     f"{due:.6f}",
                     now,
@@ -413,7 +719,7 @@ class RedisBroker:
                 ],
                 client=pipe,
             )
-        replies = pipe.execute()
+        replies = self._execute(pipe)
         groups = [[d] for d, _, _ in items]
         skipped_ids = [
             [d.entry_id] if not done else [] for (d, _, _), done in zip(items, replies, strict=True)
@@ -433,15 +739,16 @@ class RedisBroker:
         another worker took over is left to it), then trim the store's oldest entries
         beyond :data:`MAX_DEAD_LETTERS` entries or :attr:`dead_letter_max_bytes` bytes;
         return how many were trimmed."""
+        shard, entry_id = self._locate(delivery)
         moved, trimmed = self._scripts["dead_letter"](
             keys=[
-                self.keys.stream(delivery.queue, delivery.priority),
-                self.keys.dead(delivery.queue),
-                self.keys.dead_bytes(delivery.queue),
+                self.keys.stream(shard, delivery.priority),
+                self.keys.dead(shard),
+                self.keys.dead_bytes(shard),
             ],
             args=[
                 GROUP,
-                delivery.entry_id,
+                entry_id,
                 delivery.body,
                 reason,
                 task,
@@ -471,9 +778,9 @@ class RedisBroker:
         process of the same name holds, stays pending, for a worker to reclaim."""
         script = self._lazy_script("forget_consumer")
         pipe = self.client.pipeline(transaction=False)
-        for q in queues:
+        for q in self._physical(queues):
             script(keys=self.keys.streams(q), args=[GROUP, consumer], client=pipe)
-        pipe.execute(raise_on_error=False)
+        self._execute(pipe, raise_on_error=False)
 
     def renew_consumers(self, consumers: Sequence[str], queues: Sequence[str]) -> int:
         """Renew every lease that each of ``consumers`` holds in the streams of ``queues``
@@ -483,20 +790,20 @@ class RedisBroker:
         script = self._lazy_script("renew_consumer")
         pipe = self.client.pipeline(transaction=False)
         for consumer in consumers:
-            for q in queues:
+            for q in self._physical(queues):
                 script(keys=self.keys.streams(q), args=[GROUP, consumer], client=pipe)
-        replies = pipe.execute(raise_on_error=False)
-        _raise_first_error(replies)
+        replies = self._execute(pipe)
         return sum(int(r) for r in replies)
 
     # -- inspection and maintenance -------------------------------------------------------
     def queue_length(self, queue: str) -> int:
         # Acked entries are deleted, so a stream holds exactly its ready and leased entries.
         pipe = self.client.pipeline(transaction=False)
-        for p in PRIORITIES:
-            stream = self.keys.stream(queue, p)
-            pipe.xlen(stream)
-            pipe.xpending(stream, GROUP)
+        for name in self.shard_names(queue):
+            for p in PRIORITIES:
+                stream = self.keys.stream(name, p)
+                pipe.xlen(stream)
+                pipe.xpending(stream, GROUP)
         replies = pipe.execute(raise_on_error=False)
         total = 0
         for length, pending in zip(replies[::2], replies[1::2], strict=True):
@@ -510,8 +817,20 @@ class RedisBroker:
 
     def queue_stats(self, queues: Sequence[str]) -> dict[str, QueueStats]:
         """Ready, leased, delayed and dead messages of each of ``queues`` and when its
-        first delayed message is due, in one round trip."""
+        first delayed message is due, in one round trip; a sharded queue's figures are
+        the sums over its shards (:meth:`shard_stats` has each)."""
         names = list(dict.fromkeys(queues))
+        if not self.queue_shards:
+            return self._queue_stats(names)
+        per_shard = self._queue_stats(self._physical(names))
+        return {q: _sum_stats([per_shard[s] for s in self.shard_names(q)]) for q in names}
+
+    def shard_stats(self, queue: str) -> dict[str, QueueStats]:
+        """:meth:`queue_stats` of each shard of ``queue`` (``{queue: ...}`` alone when it is
+        not sharded)."""
+        return self._queue_stats(self.shard_names(queue))
+
+    def _queue_stats(self, names: list[str]) -> dict[str, QueueStats]:
         if not names:
             return {}
         pipe = self.client.pipeline(transaction=False)
@@ -583,32 +902,46 @@ class RedisBroker:
         delivered), ``reason``, ``task``, ``id`` (task id), ``queue``, ``time`` (unix time),
         ``worker``, ``traceback`` (text), plus ``entry_id`` (the stream entry id).
         """
-        if before is not None and not self.ENTRY_ID.match(before):
+        raw, _, after = (before or "").partition(SHARD_SEP)
+        if before is not None and not (self.ENTRY_ID.match(raw) and after in ("", *_DIGITS)):
             raise ValueError(f"not a dead-letter entry id: {before!r}")
-        top = f"({before}" if before is not None else "+"
-        entries = self.client.xrevrange(self.keys.dead(queue), max=top, min="-", count=count)
-        return [self._dead_row(entry_id, fields) for entry_id, fields in entries]
+        before_shard = int(after or 0)
+        rows: list[dict[str, object]] = []
+        for shard, name in enumerate(self.shard_names(queue)):
+            # Shards' ids can be equal (each stream numbers its own): ties order by shard.
+            top = "+" if before is None else raw if shard < before_shard else f"({raw}"
+            entries = self.client.xrevrange(self.keys.dead(name), max=top, min="-", count=count)
+            for entry_id, fields in entries:
+                row = self._dead_row(entry_id, fields)
+                if shard:
+                    row["entry_id"] = f"{row['entry_id']}{SHARD_SEP}{shard}"
+                rows.append(row)
+        if len(self.shard_names(queue)) > 1:  # newest first over the shards
+            rows.sort(key=lambda r: _id_order(str(r["entry_id"])), reverse=True)
+        return rows[:count]
 
     def dead_letter_get(self, queue: str, entry_id: str) -> dict[str, object] | None:
         """The dead letter ``entry_id`` of ``queue`` (as in :meth:`dead_letters`), or None."""
-        if not self.ENTRY_ID.match(entry_id):
+        [(name, [raw])] = self._split_ids(queue, [entry_id]).items()
+        if not self.ENTRY_ID.match(raw) or name not in self.shard_names(queue):
             return None
-        entries = self.client.xrange(self.keys.dead(queue), entry_id, entry_id, count=1)
-        return self._dead_row(*entries[0]) if entries else None
+        entries = self.client.xrange(self.keys.dead(name), raw, raw, count=1)
+        if not entries:
+            return None
+        row = self._dead_row(*entries[0])
+        row["entry_id"] = entry_id
+        return row
 
     def dead_letter_count(self, queue: str) -> int:
         """How many dead letters ``queue`` holds."""
-        return int(self.client.xlen(self.keys.dead(queue)))
+        return sum(int(self.client.xlen(self.keys.dead(n))) for n in self.shard_names(queue))
 
     def dead_letter_queues(self) -> list[str]:
         """The known queues (those a worker ever consumed) that hold dead letters."""
         names = sorted(n.decode() for n in self.client.smembers(self.keys.queues()))
         if not names:
             return []
-        pipe = self.client.pipeline(transaction=False)
-        for name in names:
-            pipe.xlen(self.keys.dead(name))
-        return [n for n, length in zip(names, pipe.execute(), strict=True) if length]
+        return [n for n in names if self.dead_letter_count(n)]
 
     def requeue_dead(
         self, queue: str, entry_ids: Sequence[str], serializer: Serializer | None = None
@@ -621,7 +954,14 @@ class RedisBroker:
         dead-letter store in the same step (``requeue_dead.lua``, atomic per batch of
         :attr:`REQUEUE_BATCH`). Unknown or malformed ids are skipped.
         """
-        ids = [i for i in dict.fromkeys(entry_ids) if self.ENTRY_ID.match(i)]
+        moved = 0
+        for name, ids in self._split_ids(queue, list(dict.fromkeys(entry_ids))).items():
+            if name in self.shard_names(queue):
+                moved += self._requeue_dead(name, ids, serializer)
+        return moved
+
+    def _requeue_dead(self, queue: str, entry_ids: list[str], serializer: Serializer | None) -> int:
+        ids = [i for i in entry_ids if self.ENTRY_ID.match(i)]
         if not ids:
             return 0
         serializer = serializer or JSONSerializer()
@@ -638,7 +978,7 @@ class RedisBroker:
             pipe = self.client.pipeline(transaction=False)
             for entry_id in batch:
                 pipe.xrange(dead, entry_id, entry_id, count=1)
-            args: list[object] = []
+            args: list[Any] = []
             for entry_id, found in zip(batch, pipe.execute(), strict=True):
                 if found:
                     body = found[0][1].get(b"body", b"")
@@ -649,37 +989,64 @@ class RedisBroker:
 
     def purge_dead(self, queue: str) -> int:
         """Delete every dead letter of ``queue``; return how many there were."""
-        pipe = self.client.pipeline(transaction=True)
-        pipe.xlen(self.keys.dead(queue))
-        pipe.delete(self.keys.dead(queue), self.keys.dead_bytes(queue))
-        length, _ = pipe.execute()
-        return int(length)
+        total = 0
+        for name in self.shard_names(queue):
+            pipe = self.client.pipeline(transaction=True)
+            pipe.xlen(self.keys.dead(name))
+            pipe.delete(self.keys.dead(name), self.keys.dead_bytes(name))
+            length, _ = pipe.execute()
+            total += int(length)
+        return total
 
     def delete_dead(self, queue: str, entry_ids: Sequence[str]) -> int:
         """Delete dead letters of ``queue`` (keeping the store's byte count right); return
         how many were deleted. Unknown or malformed ids are skipped."""
-        ids = [i for i in dict.fromkeys(entry_ids) if self.ENTRY_ID.match(i)]
-        if not ids:
-            return 0
         script = self._scripts.get("delete_dead")
         if script is None:
             script = self._scripts["delete_dead"] = load_script(self.client, "delete_dead")
-        return int(script(keys=[self.keys.dead(queue), self.keys.dead_bytes(queue)], args=ids))
+        deleted = 0
+        for name, raw in self._split_ids(queue, list(dict.fromkeys(entry_ids))).items():
+            ids = [i for i in raw if self.ENTRY_ID.match(i)]
+            if ids and name in self.shard_names(queue):
+                keys = [self.keys.dead(name), self.keys.dead_bytes(name)]
+                deleted += int(script(keys=keys, args=ids))
+        return deleted
 
     def purge(self, queue: str) -> int:
-        keys = [self.keys.stream(queue, p) for p in PRIORITIES] + [self.keys.delayed(queue)]
-        return int(self._scripts["purge"](keys=keys, args=[GROUP]))
+        total = 0
+        for name in self.shard_names(queue):
+            keys = [self.keys.stream(name, p) for p in PRIORITIES] + [self.keys.delayed(name)]
+            total += int(self._scripts["purge"](keys=keys, args=[GROUP]))
+        return total
 
     def set_reply_timeout(self, seconds: float) -> None:
-        """Wait at most ``seconds`` for a reply on connections the pool opens from now."""
+        """Wait at most ``seconds`` for a reply on connections the pool opens from now
+        (on a Redis Cluster, the pools of every node, and of nodes found later)."""
+        if self.cluster:
+            self.client.get_connection_kwargs()["socket_timeout"] = seconds
+            for node in self.client.get_nodes():
+                if node.redis_connection is not None:
+                    pool = node.redis_connection.connection_pool
+                    pool.connection_kwargs["socket_timeout"] = seconds
+            return
         self.client.connection_pool.connection_kwargs["socket_timeout"] = seconds
 
     def after_fork(self) -> None:
         """Forget the parent's pooled connections (their sockets stay open for it)."""
-        try:
-            self.client.connection_pool.reset()
-        except Exception:  # a pool that cannot reset: its connections check the pid
-            pass
+        pools = (
+            [
+                n.redis_connection.connection_pool
+                for n in self.client.get_nodes()
+                if n.redis_connection
+            ]
+            if self.cluster
+            else [self.client.connection_pool]
+        )
+        for pool in pools:
+            try:
+                pool.reset()
+            except Exception:  # a pool that cannot reset: its connections check the pid
+                pass
 
     def store(self) -> RedisStore:
         """The Redis store on this broker's client (see :meth:`Broker.store`)."""
@@ -699,12 +1066,35 @@ def _body_of(fields: Any) -> bytes:
     ``b""`` when there is none (the consumer dead-letters it as undecodable). redis-py's
     pipeline gives a dict, a raw reply is ``[field, value, ...]``."""
     if isinstance(fields, dict):
-        return fields.get(b"m", b"")
+        return bytes(fields.get(b"m", b""))
     if fields:
         for i in range(0, len(fields) - 1, 2):
             if fields[i] == b"m":
-                return fields[i + 1]
+                return bytes(fields[i + 1])
     return b""
+
+
+def _sum_stats(parts: Sequence[QueueStats]) -> QueueStats:
+    """One queue's figures from those of its shards."""
+    dues = [p.next_due for p in parts if p.next_due is not None]
+    return QueueStats(
+        ready=sum(p.ready for p in parts),
+        leased=sum(p.leased for p in parts),
+        delayed=sum(p.delayed for p in parts),
+        dead=sum(p.dead for p in parts),
+        next_due=min(dues) if dues else None,
+    )
+
+
+def _id_order(entry_id: str) -> tuple[int, int, int]:
+    """Sort key of a dead letter's id (``ms-seq``, maybe followed by ``~shard``)."""
+    raw, _, shard = entry_id.partition(SHARD_SEP)
+    ms, _, seq = raw.partition("-")
+    return int(ms), int(seq or 0), int(shard or 0)
+
+
+#: Shard numbers as text, to check the ``~k`` of an entry id.
+_DIGITS = tuple(str(k) for k in range(1, 1000))
 
 
 def _is_nogroup(reply: Any) -> bool:

@@ -12,9 +12,13 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import redis
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.cluster import ClusterNode as _ClusterNode
+from redis.cluster import RedisCluster
 from redis.retry import Retry
 from redis.sentinel import Sentinel
+
+from ..exceptions import TaskQueueError
 
 #: Socket timeout for replies; longer than any blocking call we make.
 SOCKET_TIMEOUT = 10.0
@@ -42,16 +46,92 @@ CLIENT_OPTIONS: dict[str, Any] = {
 }
 
 
-def connect(url: str) -> redis.Redis:
+#: URL schemes of a Redis Cluster (``redis+cluster://host:port[,host:port...]/``).
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+#: Port of a cluster startup node named without one.
+CLUSTER_DEFAULT_PORT = 6379
+
+
+class ClusterURLRequired(TaskQueueError, redis.RedisError):
+    """A ``redis://`` (or ``rediss://``, ``unix://``) URL names a Redis Cluster node:
+    flask-taskq needs ``redis+cluster://`` for it. Raised when the first connection is
+    made, before any command runs, with a one-line message naming the URL to use."""
+
+
+def connect(url: str) -> Any:
     """A client for ``url`` that fails fast: callers decide how to retry.
 
-    ``redis://``, ``rediss://`` and ``unix://`` as redis-py reads them, and
-    ``redis+sentinel://[:password@]host:port[,host:port...]/service[/db]`` for the master
-    that Sentinel names ``service`` (port 26379 when omitted).
+    ``redis://``, ``rediss://`` and ``unix://`` as redis-py reads them (a
+    :class:`redis.Redis`); ``redis+sentinel://[:password@]host:port[,host:port...]/service[/db]``
+    for the master that Sentinel names ``service`` (port 26379 when omitted); and
+    ``redis+cluster://[[user]:password@]host:port[,host:port...]/`` (``rediss+cluster://``
+    with TLS) for a Redis or Valkey Cluster (a :class:`redis.cluster.RedisCluster`, which
+    follows MOVED and ASK redirections and topology changes by itself).
+
+    A plain URL that turns out to name a cluster node raises :class:`ClusterURLRequired`
+    at the first connection.
     """
-    if url.startswith("redis+sentinel://"):
+    scheme = url.partition("://")[0].lower()
+    if scheme == "redis+sentinel":
         return _sentinel_master(url)
-    return redis.Redis.from_url(url, **CLIENT_OPTIONS)
+    if scheme in CLUSTER_SCHEMES:
+        return _cluster(url)
+    return redis.Redis.from_url(url, **CLIENT_OPTIONS, redis_connect_func=_refuse_cluster_node)
+
+
+def is_cluster(client: object) -> bool:
+    """True for a Redis Cluster client (see :func:`connect`)."""
+    return isinstance(client, RedisCluster)
+
+
+def _refuse_cluster_node(conn: Any) -> None:
+    """redis-py's handshake, then one ``INFO cluster``: a node with ``cluster_enabled:1``
+    is refused with :class:`ClusterURLRequired` (once per connection, not per command)."""
+    conn.on_connect()
+    try:
+        conn.send_command("INFO", "cluster", check_health=False)
+        info = conn.read_response()
+    except redis.ResponseError:  # INFO not allowed (ACL) or not known: nothing to tell
+        return
+    if isinstance(info, bytes) and b"cluster_enabled:1" in info:
+        where = f"{conn.host}:{conn.port}" if hasattr(conn, "port") else "this server"
+        raise ClusterURLRequired(
+            f"Redis at {where} is a Redis Cluster node: use "
+            f"redis+cluster://{where}/ (or rediss+cluster://) instead of a redis:// URL"
+        )
+
+
+#: redis-py's ``ClusterNode`` (not annotated).
+ClusterNode: Any = _ClusterNode
+
+
+def _cluster(url: str) -> RedisCluster:
+    parsed = urlsplit(url)
+    username = unquote(parsed.username) if parsed.username else None
+    password = unquote(parsed.password) if parsed.password else None
+    hosts = parsed.netloc.rsplit("@", 1)[-1]
+    nodes = []
+    for node in filter(None, hosts.split(",")):
+        host, sep, port = node.rpartition(":")
+        if not sep:
+            host, port = node, str(CLUSTER_DEFAULT_PORT)
+        nodes.append(ClusterNode(host.strip("[]"), int(port)))
+    if not nodes:
+        raise ValueError(f"{url!r}: name at least one node, e.g. redis+cluster://host:7000/")
+    db = parsed.path.strip("/")
+    if db not in ("", "0"):
+        raise ValueError(f"{url!r}: a Redis Cluster has database 0 only")
+    options = {k: v for k, v in CLIENT_OPTIONS.items() if k != "retry"}
+    return RedisCluster(
+        startup_nodes=nodes,
+        username=username,
+        password=password,
+        ssl=parsed.scheme.lower() == "rediss+cluster",
+        # A few quick retries so that a command sent while a failover or a slot move is
+        # under way reaches the new owner once the client has refreshed its slot map.
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+        **options,
+    )
 
 
 def _sentinel_master(url: str) -> redis.Redis:
@@ -73,7 +153,40 @@ def _sentinel_master(url: str) -> redis.Redis:
     return master
 
 
-def load_script(client: redis.Redis, name: str) -> redis.commands.core.Script:
-    """Register the Lua script ``lua/<name>.lua`` shipped in this package."""
+def load_script(client: Any, name: str) -> redis.commands.core.Script:
+    """Register the Lua script ``lua/<name>.lua`` shipped in this package.
+
+    On a Redis Cluster it is loaded into every master at once: redis-py's cluster
+    pipelines do not load scripts themselves (see :func:`reload_scripts`)."""
     source = resources.files(__package__).joinpath("lua").joinpath(f"{name}.lua").read_text()
-    return client.register_script(source)
+    script: redis.commands.core.Script = client.register_script(source)
+    if is_cluster(client):
+        client.script_load(source)
+    return script
+
+
+def reload_scripts(client: Any, scripts: Any, replies: Any) -> None:
+    """After a cluster pipeline: when a reply is ``NoScriptError`` (a master that lost its
+    script cache: a restart, a failover, a node added), load ``scripts`` into every
+    master again, then raise that error so that the caller retries as after any Redis
+    error."""
+    missing = [r for r in replies if isinstance(r, redis.exceptions.NoScriptError)]
+    if missing:
+        for script in scripts:
+            client.script_load(script.script)
+        raise missing[0]
+
+
+def key_slot(key: bytes) -> int:
+    """The Redis Cluster hash slot of ``key`` (its ``{hash tag}`` when it has one)."""
+    from redis.crc import key_slot as slot
+
+    return int(slot(key))
+
+
+def mget(client: Any, keys: list[str]) -> list[Any]:
+    """``MGET`` of ``keys``; on a Redis Cluster split by hash slot (one ``MGET`` per slot,
+    not atomic across slots)."""
+    if is_cluster(client):
+        return list(client.mget_nonatomic(keys))
+    return list(client.mget(keys))

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import threading
 
+from ..beat import BeatStore
+from ..monitor import MonitorStore
+from ..ratelimits import RateLimitStore
+from ..replay import ReplayStore
+from ..revocations import RevocationStore
+from ..workflows import WorkflowStore
 from .beat import MemoryBeatStore
 from .monitor import MemoryMonitorStore
 from .ratelimits import MemoryRateLimitStore
@@ -20,12 +26,12 @@ class MemoryStore:
 
     def __init__(self) -> None:
         lock = threading.RLock()
-        self.monitor = MemoryMonitorStore(lock)
-        self.rate_limits = MemoryRateLimitStore(lock)
-        self.revocations = MemoryRevocationStore(lock)
-        self.replay = MemoryReplayStore(lock)
-        self.beat = MemoryBeatStore(lock)
-        self.workflows = MemoryWorkflowStore(lock)
+        self.monitor: MonitorStore = MemoryMonitorStore(lock)
+        self.rate_limits: RateLimitStore = MemoryRateLimitStore(lock)
+        self.revocations: RevocationStore = MemoryRevocationStore(lock)
+        self.replay: ReplayStore = MemoryReplayStore(lock)
+        self.beat: BeatStore = MemoryBeatStore(lock)
+        self.workflows: WorkflowStore = MemoryWorkflowStore(lock)
 
     def ping(self) -> None:
         """Always reachable."""

@@ -6,6 +6,12 @@ from typing import Any
 
 from ...keys import Keys
 from ...redis_common import ERRORS
+from ..beat import BeatStore
+from ..monitor import MonitorStore
+from ..ratelimits import RateLimitStore
+from ..replay import ReplayStore
+from ..revocations import RevocationStore
+from ..workflows import WorkflowStore
 from .beat import RedisBeatStore
 from .monitor import RedisMonitorStore
 from .ratelimits import RedisRateLimitStore
@@ -23,12 +29,12 @@ class RedisStore:
     def __init__(self, client: Any, keys: Keys) -> None:
         self.client = client
         self.keys = keys
-        self.monitor = RedisMonitorStore(client, keys)
-        self.rate_limits = RedisRateLimitStore(client, keys)
-        self.revocations = RedisRevocationStore(client, keys)
-        self.replay = RedisReplayStore(client, keys)
-        self.beat = RedisBeatStore(client, keys)
-        self.workflows = RedisWorkflowStore(client, keys)
+        self.monitor: MonitorStore = RedisMonitorStore(client, keys)
+        self.rate_limits: RateLimitStore = RedisRateLimitStore(client, keys)
+        self.revocations: RevocationStore = RedisRevocationStore(client, keys)
+        self.replay: ReplayStore = RedisReplayStore(client, keys)
+        self.beat: BeatStore = RedisBeatStore(client, keys)
+        self.workflows: WorkflowStore = RedisWorkflowStore(client, keys)
 
     def ping(self) -> None:
         """Raise a Redis error when the server cannot be reached."""

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ...keys import Keys
-from ...redis_common import load_script
+from ...redis_common import load_script, mget, reload_scripts
 from ..monitor import PROCESS_LIST_TTL, STATS_TTL, StatKey
 
 
@@ -58,7 +58,13 @@ class RedisMonitorStore:
                 keys=[self.keys.failures(), self.keys.failure_records()], args=args, client=pipe
             )
         pipe.smembers(self.keys.paused())
-        return {q.decode() if isinstance(q, bytes) else q for q in pipe.execute()[-1]}
+        replies = pipe.execute(raise_on_error=False)
+        if self._record_failures is not None:
+            reload_scripts(self.client, [self._record_failures], replies)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return {q.decode() if isinstance(q, bytes) else q for q in replies[-1]}
 
     def leave(self, process: str) -> None:
         """See :meth:`MonitorStore.leave`."""
@@ -72,7 +78,7 @@ class RedisMonitorStore:
         names = [_text(n) for n in self.client.zrange(self.keys.workers(), 0, -1)]
         if not names:
             return []
-        docs = self.client.mget([self.keys.worker(n) for n in names])
+        docs = mget(self.client, [self.keys.worker(n) for n in names])
         return [json.loads(d) for d in docs if d is not None]
 
     def stats(self, minutes: Sequence[int]) -> list[dict[StatKey, int]]:

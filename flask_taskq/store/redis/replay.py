@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...keys import Keys
-from ...redis_common import load_script
+from ...redis_common import load_script, reload_scripts
 from ..replay import Start
 
 
@@ -53,7 +53,11 @@ class RedisReplayStore:
                 args=[start.attempt, self._where(start)],
                 client=pipe,
             )
-        pipe.execute()
+        replies = pipe.execute(raise_on_error=False)
+        reload_scripts(self.client, [self._forget], replies)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
 
     def forget(self, task_ids: Sequence[str]) -> None:
         """See :meth:`ReplayStore.forget`."""

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ...keys import Keys
-from ...redis_common import load_script
+from ...redis_common import load_script, mget
 from ..workflows import Fired, Outgoing
 
 
@@ -106,7 +106,7 @@ class RedisWorkflowStore:
         ids = [_text(i) for i in self.client.zrevrange(self.keys.workflows(), 0, limit - 1)]
         if not ids:
             return []
-        found = self.client.mget([self.keys.workflow(i) for i in ids])
+        found = mget(self.client, [self.keys.workflow(i) for i in ids])
         return [json.loads(d) for d in found if d is not None]
 
     def graph_canvas(self, workflow_id: str) -> bytes | None:
