@@ -18,6 +18,7 @@ from .. import broker as transport
 from .. import signals, states
 from ..backend import ResultBackend
 from ..broker import Broker, Delivery
+from ..broker.memory import ANY_QUEUE
 from ..exceptions import (
     DecodeError,
     SoftTimeLimitExceeded,
@@ -29,7 +30,7 @@ from ..monitor import HEARTBEAT_INTERVAL, Monitor, failure_key, rss_bytes, runti
 from ..ratelimit import RateLimiter
 from ..result import exception_meta
 from ..signing import unverified_reason
-from ..task import UNIQUE_HEADER, retry_countdown
+from ..task import UNIQUE_HEADER, autoretry_at
 from . import replay
 from .guard import Guard, Running, TaskTerminated
 
@@ -493,7 +494,7 @@ class Consumer:
         piggyback = self.revocations.piggyback
         if piggyback is None:
             self.revocations.sync()
-        queues = [q for q in self.queues if q not in self.paused] if self.paused else self.queues
+        queues = self._unpaused() if self.paused else self.queues
         if not queues:  # every queue paused: wait for a resume (or a stop)
             self.stopping.wait(0.2)
             return
@@ -522,6 +523,14 @@ class Consumer:
         self._accept(deliveries)
         if self.stopping.is_set():
             self.return_buffered()
+
+    def _unpaused(self) -> list[str]:
+        """The queues to fetch from while some are paused. Consuming every queue
+        (``memory://``'s in-process worker, ``*``) means every known queue but those."""
+        paused = self.paused
+        if ANY_QUEUE in self.queues:
+            return sorted(self.broker.known_queues() - paused)
+        return [q for q in self.queues if q not in paused]
 
     def _accept(self, deliveries: list[Delivery]) -> None:
         ready: list[tuple[Delivery, Message]] = []
@@ -663,8 +672,8 @@ class Consumer:
         retry = None
         retries_wanted = task is not None and isinstance(exc, task.autoretry_for)
         max_retries = opts.get("max_retries")
-        if retries_wanted and (max_retries is None or message.retries < max_retries):
-            due = time.time() + retry_countdown(opts, message.retries)
+        due = autoretry_at(task, opts, message.retries, exc) if task is not None else None
+        if due is not None:
             retry = (
                 message.replace(retries=message.retries + 1, eta=due).to_bytes(self.serializer),
                 due,

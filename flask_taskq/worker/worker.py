@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask
 
 from .. import signals, states
+from ..broker.memory import ANY_QUEUE
 from ..monitor import Monitor, rss_bytes
 from ..result import exception_meta
 from ..task import _current_request
@@ -179,7 +180,12 @@ class Worker:
         #: ``-Q`` when it has globs: each consuming process rechecks them
         #: (:meth:`_watch_queues`), so it picks up queues that become known later.
         self.selection: QueueSelection | None = None
-        if queues and any(is_glob(q) for q in queues):
+        if queues and list(queues) == [ANY_QUEUE] and self.state.is_memory:
+            # memory://'s in-process worker: every queue at once, new ones included (a
+            # glob would pick new queues up only at its next recheck); paused ones are
+            # left out when fetching (Consumer._unpaused)
+            self.queues = [ANY_QUEUE]
+        elif queues and any(is_glob(q) for q in queues):
             self.selection = QueueSelection(queues)
             self.queues = self.selection.resolve(known_queues(self.state, self.state.broker))
             if not self.queues:
