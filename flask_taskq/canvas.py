@@ -94,18 +94,20 @@ def _state(app: Flask | None) -> AppState:
     return resolve_state(app)
 
 
-class Canvas(dict):
+class Canvas(dict[str, Any]):
     """What every canvas object shares: ``|``, ``delay``, ``to_dict`` and cloning."""
 
     kind = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data the serializer can encode; :func:`signature` rebuilds it."""
-        return _plain(self)
+        plain: dict[str, Any] = _plain(self)
+        return plain
 
     def clone(self) -> Canvas:
         """An independent copy (options and nested signatures included)."""
-        return signature(copy.deepcopy(self.to_dict()))
+        twin: Canvas = signature(copy.deepcopy(self.to_dict()))
+        return twin
 
     def delay(self, *args: Any, **kwargs: Any) -> Any:
         """Send it with extra arguments (see :meth:`apply_async`)."""
@@ -144,7 +146,7 @@ class Canvas(dict):
         kwargs: dict[str, Any] | None,
         app: Flask | None,
         options: dict[str, Any],
-    ) -> None:
+    ) -> object:
         """Send it without recording anything (the worker continues workflows so)."""
         raise NotImplementedError
 
@@ -153,7 +155,8 @@ class Canvas(dict):
         _assign_ids(self)
         return _result(self, state)
 
-    def __or__(self, other: Any) -> Canvas:
+    # ``|`` composes workflows (Celery's canvas API), it is not dict's merge
+    def __or__(self, other: Any) -> Canvas:  # type: ignore[override]
         if isinstance(self, group) and isinstance(other, Signature):
             return chord(self, other)
         return chain(self, other)
@@ -196,24 +199,29 @@ class Signature(Canvas):
     @property
     def name(self) -> str:
         """The task name."""
-        return self["task"]
+        value: str = self["task"]
+        return value
 
     @property
     def args(self) -> list[Any]:
-        return self["args"]
+        value: list[Any] = self["args"]
+        return value
 
     @property
     def kwargs(self) -> dict[str, Any]:
-        return self["kwargs"]
+        value: dict[str, Any] = self["kwargs"]
+        return value
 
     @property
     def options(self) -> dict[str, Any]:
-        return self["options"]
+        value: dict[str, Any] = self["options"]
+        return value
 
     @property
     def immutable(self) -> bool:
         """True when results of earlier tasks are not prepended to its arguments."""
-        return self["immutable"]
+        value: bool = self["immutable"]
+        return value
 
     @property
     def id(self) -> str | None:
@@ -287,9 +295,10 @@ class Signature(Canvas):
                     if v
                 },
             }
-        return self._taskqueue(app).send_task(
+        result: AsyncResult = self._taskqueue(app).send_task(
             self.name, full_args, full_kwargs, app=app, _task=self._task, **opts
         )
+        return result
 
     def _taskqueue(self, app: Flask | None) -> Any:
         if self._task is not None and self._task.taskqueue is not None:
@@ -330,7 +339,8 @@ class chain(Canvas):  # noqa: N801 - named like a function, as users call it
 
     @property
     def tasks(self) -> list[Canvas]:
-        return self["tasks"]
+        tasks: list[Canvas] = self["tasks"]
+        return tasks
 
     def __repr__(self) -> str:
         return " | ".join(repr(t) for t in self.tasks)
@@ -427,9 +437,10 @@ class group(Canvas):  # noqa: N801
 
     @property
     def tasks(self) -> list[Canvas]:
-        return self["tasks"]
+        tasks: list[Canvas] = self["tasks"]
+        return tasks
 
-    def __len__(self) -> int:  # type: ignore[override]
+    def __len__(self) -> int:
         return len(self.tasks)
 
     def __repr__(self) -> str:
@@ -438,7 +449,8 @@ class group(Canvas):  # noqa: N801
     @property
     def id(self) -> str | None:
         """The group's id (its :class:`GroupResult`'s), once fixed."""
-        return self["options"].get("task_id")
+        task_id: str | None = self["options"].get("task_id")
+        return task_id
 
     def apply_async(
         self,
@@ -449,7 +461,8 @@ class group(Canvas):  # noqa: N801
     ) -> GroupResult:
         """Send every member (``args`` prepended to each); returns a :class:`GroupResult`
         with the members' results in order (``task_id=`` sets its id)."""
-        return super().apply_async(args, kwargs, app, **options)
+        result: GroupResult = super().apply_async(args, kwargs, app, **options)
+        return result
 
     def _send(
         self,
@@ -496,7 +509,8 @@ class chord(Canvas):  # noqa: N801
 
     @property
     def header(self) -> group:
-        return self["header"]
+        header: group = self["header"]
+        return header
 
     @property
     def body(self) -> Any:
@@ -565,6 +579,7 @@ class chord(Canvas):  # noqa: N801
             head = _link_steps(body._steps(), [], [])
             assert isinstance(head, Signature)
             return head
+        assert isinstance(body, Signature)
         return body
 
 

@@ -12,7 +12,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from .. import broker as transport
 from .. import signals, states
@@ -126,7 +126,9 @@ class Consumer:
         self.limiter = RateLimiter(self.store.rate_limits, errors=self.store.errors)
         self.monitor = Monitor(self.store.monitor)
         self.identity: dict[str, object] = {}  # what the heartbeat says about the worker
-        self.counters: Counter[tuple[str, str, str]] = Counter()
+        #: What the next heartbeat publishes; run times in ms are floats (Counter adds
+        #: them as they are, though typeshed types its values as int).
+        self.counters: Counter[tuple[str, ...]] = Counter()
         self.totals: Counter[str] = Counter()
         self.paused: set[str] = set()
         self.started = time.time()
@@ -228,12 +230,12 @@ class Consumer:
                 if kind:
                     self.counters[(kind, delivery.queue, task_name)] += 1
                     self.totals[kind] += 1
-                self.counters[("runtime_ms", delivery.queue, task_name)] += runtime * 1000
+                self.counters[("runtime_ms", delivery.queue, task_name)] += _held(runtime * 1000)
                 self.counters[(runtime_bucket(runtime), delivery.queue, task_name)] += 1
                 if status == states.FAILURE and self.monitor is not None:
                     self.counters[
                         failure_key(delivery.queue, task_name, task_id, delivery.body)
-                    ] = time.time()
+                    ] = _held(time.time())
             if not self._done:
                 self._done_since = now
             self._done.append((delivery, task_id, data, status in states.READY_STATES, retry))
@@ -299,7 +301,7 @@ class Consumer:
             if kind:
                 counters[(kind, queue, task)] += 1
                 self.totals[kind] += 1
-            counters[("runtime_ms", queue, task)] += runtime * 1000
+            counters[("runtime_ms", queue, task)] += _held(runtime * 1000)
             counters[(runtime_bucket(runtime), queue, task)] += 1
 
     def heartbeat(self) -> None:
@@ -806,6 +808,12 @@ _KIND = {
     states.RETRY: "retried",
     states.REVOKED: "processed",
 }
+
+
+def _held(value: float) -> int:
+    """``value`` to hold in a Counter as it is (a float), typed as the int typeshed gives
+    Counter values: Counter adds and stores floats unchanged."""
+    return cast(int, value)
 
 
 def _preview(args: tuple[object, ...], kwargs: dict[str, object], limit: int = 100) -> str:
