@@ -134,6 +134,28 @@ def test_plans_keep_only_what_applies_and_what_is_defined():
     assert pipeline.plan(_ctx("other")) is not plan
 
 
+def test_plans_leave_out_hooks_for_headers_or_redeliveries_a_message_lacks():
+    from flask_taskq.broker import Delivery
+
+    log: list[str] = []
+
+    class ForHeaders(AfterOnly):
+        needs_headers = True
+
+    class ForRedelivered(AfterOnly):
+        needs_redelivery = True
+
+    headers, again = ForHeaders(log), ForRedelivered(log)
+    pipeline = _pipeline(log, headers, again)
+    plain = Context(Message(id="1", task="t"), Delivery("q", 5, "1", b""), None, {})
+    tagged = Context(Message(id="2", task="t", headers={"h": 1}), None, None, {})
+    redelivered = Context(Message(id="3", task="t"), Delivery("q", 5, "3", b"", 2), None, {})
+
+    assert pipeline.plan(plain).after == ()
+    assert pipeline.plan(tagged).after == (headers.after,)
+    assert pipeline.plan(redelivered).after == (again.after,)
+
+
 # -- the retry decision ---------------------------------------------------------------------
 def test_retry_at_counts_retries_against_the_limit():
     options = {"max_retries": 2, "default_retry_delay": 10, "retry_backoff": False}
@@ -196,3 +218,21 @@ def test_a_long_eager_chain_runs_without_deep_recursion(eager_app):
     res = chain([api.add.s(0, 0)] + [api.add.s(1) for _ in range(steps - 1)]).apply_async()
 
     assert res.get(timeout=1) == steps - 1
+
+
+def test_signal_hooks_join_the_plan_once_a_receiver_connects(eager_app):
+    from flask_taskq import signals
+
+    assert api.add.delay(1, 1).get() == 2  # planned, maybe without the signal hooks
+    seen: list[str] = []
+
+    def receiver(sender: Any, **kwargs: Any) -> None:
+        seen.append(kwargs["task_id"])
+
+    signals.task_prerun.connect(receiver)
+    try:
+        result = api.add.delay(2, 2)
+    finally:
+        signals.task_prerun.disconnect(receiver)
+    assert result.get() == 4
+    assert seen == [result.id]

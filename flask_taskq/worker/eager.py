@@ -34,6 +34,7 @@ class _Deferring(Hook):
     def __init__(self, inner: Hook, local: threading.local) -> None:
         self.inner = inner
         self.local = local
+        self.needs_headers = inner.needs_headers
 
     def after(self, ctx: Context, outcome: Outcome) -> bool:
         local = self.local

@@ -3,8 +3,9 @@
 Each concern (app context, signals, revocation, rate limits, retries, results, the next
 workflow step...) is a :class:`Hook` in a module of its own; :class:`Pipeline` runs them
 in order around the task's run. Per task, the pipeline keeps a :class:`Plan` of only the
-hook methods that apply to it (a hook says so in :meth:`Hook.applies`), so a hook that
-has nothing to do for a task costs it nothing.
+hook methods that apply to it (a hook says so in :meth:`Hook.applies`, and with
+:attr:`Hook.needs_headers` / :attr:`Hook.needs_redelivery` for the message's shape), so
+a hook that has nothing to do for a task costs it nothing.
 
 For one message:
 
@@ -23,6 +24,7 @@ For one message:
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -65,6 +67,13 @@ class Hook:
     """One concern of running a task. Override what applies; a method not overridden is
     never called."""
 
+    #: Only for messages with headers (workflow steps, unique keys): left out of the
+    #: plan of a message without any.
+    needs_headers = False
+    #: Only for messages delivered before (poison counting): left out of the plan of a
+    #: first delivery.
+    needs_redelivery = False
+
     def applies(self, task: Task | None, options: dict[str, Any]) -> bool:
         """Whether this hook has anything to do for ``task`` (asked once per task)."""
         return True
@@ -95,24 +104,62 @@ class Plan:
     after: tuple[Callable[[Context, Outcome], bool], ...]
 
 
+#: Every pipeline of this process, so that :func:`reset_plans` reaches them.
+_pipelines: weakref.WeakSet[Pipeline] = weakref.WeakSet()
+
+
+def reset_plans() -> None:
+    """Make every pipeline plan again: what a hook's :meth:`~Hook.applies` depends on
+    changed (e.g. a receiver was connected to a signal)."""
+    for pipeline in list(_pipelines):
+        pipeline.reset()
+
+
 class Pipeline:
     """Runs ``hooks`` in order around ``execute``."""
 
     def __init__(self, hooks: Sequence[Hook], execute: Callable[[Context], Outcome]) -> None:
         self.hooks = tuple(hooks)
         self.execute = execute
-        self._plans: dict[str, Plan] = {}
+        #: Plans by task name, one dict per message shape (:meth:`plan`).
+        self._plans: tuple[dict[str, Plan], ...] = ({}, {}, {}, {})
+        _pipelines.add(self)
+
+    def reset(self) -> None:
+        """Forget the plans made so far (thread-safe: one assignment)."""
+        self._plans = ({}, {}, {}, {})
 
     def plan(self, ctx: Context) -> Plan:
-        """The plan of ``ctx``'s task (made once per task name)."""
-        plan = self._plans.get(ctx.message.task)
+        """The plan of ``ctx``'s task for a message of its shape (with headers or not,
+        redelivered or not); made once per task name and shape."""
+        message, delivery = ctx.message, ctx.delivery
+        shape = (1 if message.headers else 0) | (
+            2 if delivery is not None and delivery.deliveries > 1 else 0
+        )
+        plans = self._plans[shape]
+        plan = plans.get(message.task)
         if plan is None:
-            plan = self._plans[ctx.message.task] = self.make_plan(ctx.task, ctx.options)
+            plan = plans[message.task] = self.make_plan(
+                ctx.task, ctx.options, bool(shape & 1), bool(shape & 2)
+            )
         return plan
 
-    def make_plan(self, task: Task | None, options: dict[str, Any]) -> Plan:
-        """Keep the hooks that apply to ``task`` and the methods they define."""
-        hooks = [h for h in self.hooks if h.applies(task, options)]
+    def make_plan(
+        self,
+        task: Task | None,
+        options: dict[str, Any],
+        headers: bool = True,
+        redelivered: bool = True,
+    ) -> Plan:
+        """Keep the hooks that apply to ``task`` (and to a message with ``headers``,
+        ``redelivered``) and the methods they define."""
+        hooks = [
+            h
+            for h in self.hooks
+            if (headers or not h.needs_headers)
+            and (redelivered or not h.needs_redelivery)
+            and h.applies(task, options)
+        ]
         around = [h for h in hooks if _overrides(h, "before") or _overrides(h, "finish")]
         return Plan(
             tuple(h.before for h in around),

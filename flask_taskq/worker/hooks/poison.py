@@ -11,6 +11,8 @@ from .base import Context, Hook
 class Poison(Hook):
     """Counts the start of a redelivered message; dead-letters a poison one."""
 
+    needs_redelivery = True
+
     def __init__(self, consumer: Consumer) -> None:
         self.consumer = consumer
 

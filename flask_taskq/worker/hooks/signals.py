@@ -1,17 +1,23 @@
 """Signals around a run: ``task_received`` when a worker takes a message, ``task_prerun``
 and ``task_postrun`` around the task (inside its app context). The outcome's own signals
 (``task_success``, ``task_failure``, ``task_retry``, ``task_revoked``) are sent where the
-outcome is decided (:mod:`..execute`)."""
+outcome is decided (:mod:`..execute`).
+
+These hooks are in a task's plan only while their signals have receivers: connecting a
+receiver makes every pipeline plan again (:func:`.base.reset_plans`)."""
 
 from __future__ import annotations
 
 from ... import signals, states
 from ..execute import Outcome
-from .base import Context, Hook
+from .base import Context, Hook, reset_plans
 
 
 class Received(Hook):
     """``task_received``, before anything else looks at the message (worker only)."""
+
+    def applies(self, task: object, options: object) -> bool:
+        return bool(signals.task_received.receivers)
 
     def before(self, ctx: Context) -> bool:
         if signals.task_received.receivers:
@@ -32,7 +38,9 @@ class RunSignals(Hook):
     revocation terminated it)."""
 
     def applies(self, task: object, options: object) -> bool:
-        return task is not None
+        return task is not None and bool(
+            signals.task_prerun.receivers or signals.task_postrun.receivers
+        )
 
     def before(self, ctx: Context) -> bool:
         if signals.task_prerun.receivers:
@@ -65,3 +73,11 @@ class RunSignals(Hook):
                 retval=ctx.error or ctx.retval,
                 state=outcome.status,
             )
+
+
+def _receivers_changed(signal: object, **kwargs: object) -> None:
+    reset_plans()
+
+
+for _signal in (signals.task_received, signals.task_prerun, signals.task_postrun):
+    _signal.receiver_connected.connect(_receivers_changed, weak=False)

@@ -12,6 +12,8 @@ from .base import Context, Hook
 class ReleaseUnique(Hook):
     """Frees the unique key of a finished task."""
 
+    needs_headers = True
+
     def __init__(self, consumer: Consumer) -> None:
         self.consumer = consumer
 

@@ -23,6 +23,8 @@ class Workflow(Hook):
     """Sends what follows a task of a workflow once its outcome is final. ``workflows``
     and ``enqueue`` replace the app's store and transport (eager mode)."""
 
+    needs_headers = True
+
     def __init__(
         self,
         state: AppState,
