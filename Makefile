@@ -17,6 +17,7 @@ test: $(STAMP)
 	$(BIN)/ruff check flask_taskq tests examples bench
 	$(BIN)/ruff format --check flask_taskq tests examples bench
 	$(BIN)/lint-imports --no-cache --no-logo
+	$(BIN)/mypy flask_taskq
 	$(BIN)/python -m pytest tests
 	$(BIN)/python -m pytest examples/celery_port/tests
 
@@ -27,6 +28,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check flask_taskq tests examples bench
 	$(BIN)/ruff format --check flask_taskq tests examples bench
 	$(BIN)/lint-imports --no-cache --no-logo
+	$(BIN)/mypy flask_taskq
 
 docs: $(STAMP)
 	$(BIN)/sphinx-build -q -W -b html docs docs/_build/html

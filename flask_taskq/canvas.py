@@ -16,12 +16,12 @@ task's outcome is final (``flask_taskq/worker/workflow.py``):
 Sending a chain, group or chord (:meth:`Canvas.apply_async`) first fixes every task id,
 records the workflow's shape in the store (``flask_taskq/workflow_graph.py``), then sends.
 What the worker sends later (:func:`send_next`) is never recorded again. In eager mode
-the same workflow runs inline instead (:func:`_eager`).
+nothing is recorded and the same worker hook runs each step inline
+(``flask_taskq/worker/eager.py``).
 """
 
 from __future__ import annotations
 
-import collections
 import copy
 import itertools
 import time
@@ -94,18 +94,20 @@ def _state(app: Flask | None) -> AppState:
     return resolve_state(app)
 
 
-class Canvas(dict):
+class Canvas(dict[str, Any]):
     """What every canvas object shares: ``|``, ``delay``, ``to_dict`` and cloning."""
 
     kind = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data the serializer can encode; :func:`signature` rebuilds it."""
-        return _plain(self)
+        plain: dict[str, Any] = _plain(self)
+        return plain
 
     def clone(self) -> Canvas:
         """An independent copy (options and nested signatures included)."""
-        return signature(copy.deepcopy(self.to_dict()))
+        twin: Canvas = signature(copy.deepcopy(self.to_dict()))
+        return twin
 
     def delay(self, *args: Any, **kwargs: Any) -> Any:
         """Send it with extra arguments (see :meth:`apply_async`)."""
@@ -120,15 +122,16 @@ class Canvas(dict):
     ) -> Any:
         """Send the workflow: fix every task id, record its shape (see
         :func:`flask_taskq.workflow_graph.record`) and send its first tasks; in eager mode
-        run it inline. ``args`` are prepended to the first task's (each member's for a
-        group or a chord's header). Returns the handle of its result."""
+        it runs inline (nothing recorded). ``args`` are prepended to the first task's
+        (each member's for a group or a chord's header). Returns the handle of its result."""
         state = _state(app)
         flow = _normalized(self)
         if "task_id" in options:
             _set_handle_id(flow, options.pop("task_id"))
         _assign_ids(flow)
-        if state.eager:
-            return _eager(flow, state, tuple(args), kwargs, options)
+        if state.eager:  # run inline by the eager runner; nothing recorded
+            flow._send(tuple(args), kwargs, app, options)
+            return _result(flow, state)
         from . import workflow_graph
 
         workflow_id = _handle_id(flow)
@@ -143,7 +146,7 @@ class Canvas(dict):
         kwargs: dict[str, Any] | None,
         app: Flask | None,
         options: dict[str, Any],
-    ) -> None:
+    ) -> object:
         """Send it without recording anything (the worker continues workflows so)."""
         raise NotImplementedError
 
@@ -152,7 +155,8 @@ class Canvas(dict):
         _assign_ids(self)
         return _result(self, state)
 
-    def __or__(self, other: Any) -> Canvas:
+    # ``|`` composes workflows (Celery's canvas API), it is not dict's merge
+    def __or__(self, other: Any) -> Canvas:  # type: ignore[override]
         if isinstance(self, group) and isinstance(other, Signature):
             return chord(self, other)
         return chain(self, other)
@@ -195,24 +199,29 @@ class Signature(Canvas):
     @property
     def name(self) -> str:
         """The task name."""
-        return self["task"]
+        value: str = self["task"]
+        return value
 
     @property
     def args(self) -> list[Any]:
-        return self["args"]
+        value: list[Any] = self["args"]
+        return value
 
     @property
     def kwargs(self) -> dict[str, Any]:
-        return self["kwargs"]
+        value: dict[str, Any] = self["kwargs"]
+        return value
 
     @property
     def options(self) -> dict[str, Any]:
-        return self["options"]
+        value: dict[str, Any] = self["options"]
+        return value
 
     @property
     def immutable(self) -> bool:
         """True when results of earlier tasks are not prepended to its arguments."""
-        return self["immutable"]
+        value: bool = self["immutable"]
+        return value
 
     @property
     def id(self) -> str | None:
@@ -264,17 +273,7 @@ class Signature(Canvas):
         app: Flask | None = None,
         **options: Any,
     ) -> AsyncResult:
-        """Send the task; ``args`` are prepended to its own unless it is immutable. In
-        eager mode a signature with links runs them inline too."""
-        if (
-            self.options.get("link")
-            or self.options.get("link_error")
-            or options.get("link")
-            or options.get("link_error")
-        ):
-            state = _state(app)
-            if state.eager:
-                return _eager(self.clone(), state, tuple(args), kwargs, options)
+        """Send the task; ``args`` are prepended to its own unless it is immutable."""
         return self._send(tuple(args), kwargs, app, options)
 
     def _send(
@@ -296,9 +295,10 @@ class Signature(Canvas):
                     if v
                 },
             }
-        return self._taskqueue(app).send_task(
+        result: AsyncResult = self._taskqueue(app).send_task(
             self.name, full_args, full_kwargs, app=app, _task=self._task, **opts
         )
+        return result
 
     def _taskqueue(self, app: Flask | None) -> Any:
         if self._task is not None and self._task.taskqueue is not None:
@@ -339,7 +339,8 @@ class chain(Canvas):  # noqa: N801 - named like a function, as users call it
 
     @property
     def tasks(self) -> list[Canvas]:
-        return self["tasks"]
+        tasks: list[Canvas] = self["tasks"]
+        return tasks
 
     def __repr__(self) -> str:
         return " | ".join(repr(t) for t in self.tasks)
@@ -436,9 +437,10 @@ class group(Canvas):  # noqa: N801
 
     @property
     def tasks(self) -> list[Canvas]:
-        return self["tasks"]
+        tasks: list[Canvas] = self["tasks"]
+        return tasks
 
-    def __len__(self) -> int:  # type: ignore[override]
+    def __len__(self) -> int:
         return len(self.tasks)
 
     def __repr__(self) -> str:
@@ -447,7 +449,8 @@ class group(Canvas):  # noqa: N801
     @property
     def id(self) -> str | None:
         """The group's id (its :class:`GroupResult`'s), once fixed."""
-        return self["options"].get("task_id")
+        task_id: str | None = self["options"].get("task_id")
+        return task_id
 
     def apply_async(
         self,
@@ -458,7 +461,8 @@ class group(Canvas):  # noqa: N801
     ) -> GroupResult:
         """Send every member (``args`` prepended to each); returns a :class:`GroupResult`
         with the members' results in order (``task_id=`` sets its id)."""
-        return super().apply_async(args, kwargs, app, **options)
+        result: GroupResult = super().apply_async(args, kwargs, app, **options)
+        return result
 
     def _send(
         self,
@@ -505,7 +509,8 @@ class chord(Canvas):  # noqa: N801
 
     @property
     def header(self) -> group:
-        return self["header"]
+        header: group = self["header"]
+        return header
 
     @property
     def body(self) -> Any:
@@ -574,6 +579,7 @@ class chord(Canvas):  # noqa: N801
             head = _link_steps(body._steps(), [], [])
             assert isinstance(head, Signature)
             return head
+        assert isinstance(body, Signature)
         return body
 
 
@@ -718,174 +724,6 @@ def _flat_chain_tasks(data: Any) -> list[Any] | None:
     if any(a == "group" and b == "signature" for a, b in itertools.pairwise(kinds)):
         return None
     return tasks
-
-
-# -- eager mode -----------------------------------------------------------------------------
-#: One piece of eager work: a canvas object with the arguments and options to send it with.
-_Work = tuple[Canvas, tuple[Any, ...], dict[str, Any] | None, dict[str, Any]]
-
-
-def _eager(
-    flow: Canvas,
-    state: AppState,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any] | None,
-    options: dict[str, Any],
-) -> Any:
-    """Run ``flow`` inline (``TASKQ_ALWAYS_EAGER``) with what a worker would do after
-    each task: links, chains, chords and their failures. Returns its result handle.
-
-    What follows a task is queued, not called, so a chain of any length runs without
-    deep recursion."""
-    _assign_ids(flow)
-    _eager_drain(state, [(flow, args, kwargs, options)])
-    return _result(flow, state)
-
-
-def _eager_drain(state: AppState, work: list[_Work]) -> None:
-    """Run ``work`` and all it leads to, depth first (what a task sends runs next)."""
-    todo = collections.deque(work)
-    while todo:
-        flow, args, kwargs, options = todo.popleft()
-        todo.extendleft(reversed(_eager_step(flow, state, args, kwargs, options)))
-
-
-def _eager_step(
-    flow: Canvas,
-    state: AppState,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any] | None,
-    options: dict[str, Any],
-) -> list[_Work]:
-    """Start ``flow``; returns what is to run next."""
-    options = dict(options)
-    link = _as_list(options.pop("link", None))
-    link_error = _as_list(options.pop("link_error", None))
-    if not isinstance(flow, chain):  # a chain's ids are fixed when it is sent
-        _assign_ids(flow)
-    if isinstance(flow, Signature):
-        for sig in link:
-            flow.link(sig)
-        for sig in link_error:
-            flow.link_error(sig)
-        return _eager_task(flow, state, args, kwargs, options)
-    if isinstance(flow, chain):
-        return [(_eager_link(flow._steps(), link, link_error), args, kwargs, options)]
-    if isinstance(flow, group):
-        return [
-            (t, args, kwargs, {**options, "link": link, "link_error": link_error})
-            for t in flow.tasks
-        ]
-    assert isinstance(flow, chord)
-    return _eager_chord(flow, state, args, kwargs, options, link, link_error)
-
-
-def _eager_link(steps: list[Canvas], link: list[Any], link_error: list[Any]) -> Canvas:
-    """:func:`_link_steps` for eager mode: the rest of the chain is linked as the object
-    it is (not copied into plain data), so each step costs the same however long the
-    chain."""
-    for step in steps:
-        for errback in link_error:
-            _on_error(step, errback)
-    for callback in link:
-        _on_success(steps[-1], callback)
-    first = steps[0]
-    if len(steps) > 1:
-        rest: Canvas = steps[1]
-        if len(steps) > 2:
-            rest = chain()
-            rest["tasks"] = steps[1:]
-        if isinstance(first, Signature):
-            first.options.setdefault("link", []).append(rest)
-        else:
-            _on_success(first, rest)
-    return first
-
-
-def _eager_task(
-    sig: Signature,
-    state: AppState,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any] | None,
-    options: dict[str, Any],
-) -> list[_Work]:
-    """Run one task inline; returns its links (or errbacks) to run next."""
-    full_args, full_kwargs, opts = sig.call_options(args, kwargs, **options)
-    links, errbacks = opts.pop("link", None) or [], opts.pop("link_error", None) or []
-    res = sig._taskqueue(state.app).send_task(
-        sig.name, full_args, full_kwargs, app=state.app, _task=sig._task, **opts
-    )
-    sig.options["task_id"] = res.id
-    assert state.backend is not None
-    meta = state.backend.get(res.id) or {"status": states.PENDING}
-    if meta["status"] == states.SUCCESS:
-        return [
-            (
-                data if isinstance(data, Canvas) else signature(data).clone(),
-                (meta.get("result"),),
-                None,
-                {},
-            )
-            for data in links
-        ]
-    if meta["status"] in (states.FAILURE, states.REVOKED):
-        for data in links:
-            _eager_fail(signature(data), state, {**meta, "status": states.FAILURE})
-        return [(signature(data).clone(), (res.id,), None, {}) for data in errbacks]
-    return []
-
-
-def _eager_chord(
-    flow: chord,
-    state: AppState,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any] | None,
-    options: dict[str, Any],
-    link: list[Any],
-    link_error: list[Any],
-) -> list[_Work]:
-    for sig in link:
-        flow.link(sig)
-    for sig in link_error:
-        flow.link_error(sig)
-    _eager_drain(state, [(member, args, kwargs, options) for member in flow.header.tasks])
-    assert state.backend is not None
-    values = []
-    head = flow._callback()
-    for index, result in enumerate(_result(flow.header, state)):
-        meta = state.backend.get(result.id) or {"status": states.PENDING}
-        if meta["status"] != states.SUCCESS:
-            from .result import exception_meta
-
-            exc = ChordError(
-                f"chord {flow.header.id} failed: member {index} failed: "
-                f"task {meta.get('task')}[{result.id}] raised "
-                f"{meta.get('exc_type')}: {meta.get('exc_message')}"
-            )
-            doc = {"status": states.FAILURE, "date_done": time.time(), **exception_meta(exc)}
-            _store(state, head, doc)
-            for data in head.options.get("link", ()):
-                _eager_fail(signature(data), state, doc)
-            return [
-                (signature(data).clone(), (head.id,), None, {})
-                for data in head.options.get("link_error", ())
-            ]
-        values.append(meta.get("result"))
-    return [(head, (values,), None, {})]
-
-
-def _eager_fail(flow: Any, state: AppState, doc: dict[str, Any]) -> None:
-    """Mark every task of ``flow`` (and what it links to) failed like ``doc``."""
-    for sig in iter_signatures(flow):
-        _store(state, sig, doc)
-        for data in sig.options.get("link", ()):
-            _eager_fail(signature(data), state, doc)
-
-
-def _store(state: AppState, sig: Signature, doc: dict[str, Any]) -> None:
-    if sig.id and state.backend is not None:
-        data = state.serializer.dumps({**doc, "task": sig.name})
-        state.backend.store_many([(sig.id, data, True)], state.result_expires)
 
 
 def signature(

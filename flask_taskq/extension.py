@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from flask import Flask
 
-from . import signals, states
+from . import signals
 from .beat import Entry
 from .broker.memory import ANY_QUEUE
 from .celery_compat import apply_celery_settings
@@ -200,26 +200,7 @@ class TaskQueue:
         if options:
             _reject_options(options)
         if link is not None or link_error is not None:
-            from .canvas import Signature, link_headers
-
-            if resolve_state(app, self).eager:  # run the links inline, as a worker would
-                sending = {
-                    "countdown": countdown,
-                    "eta": eta,
-                    "expires": expires,
-                    "queue": queue,
-                    "priority": priority,
-                    "task_id": task_id,
-                    "headers": headers,
-                }
-                sig = Signature(
-                    name,
-                    args or (),
-                    kwargs,
-                    {k: v for k, v in sending.items() if v is not None},
-                    task_obj=_task,
-                )
-                return sig.apply_async(link=link, link_error=link_error, app=app)
+            from .canvas import link_headers
 
             headers = {**(headers or {}), **link_headers(link, link_error)}
         state, message, task, topts = self.build_message(
@@ -443,21 +424,11 @@ class TaskQueue:
         return state, message, task, topts
 
     def _run_eager(self, state: AppState, message: Message, body: bytes) -> AsyncResult:
-        from .worker.execute import Executor
+        from .worker.eager import run_eager
 
         if message.task not in self.tasks:
             raise NotRegistered(f"task {message.task!r} is not registered")
-        executor = Executor(state)
-        outcome = executor.execute(Message.from_bytes(body, state.serializer), eager=True)
-        while outcome.retry is not None:  # eager retries run at once, as in Celery
-            outcome = executor.execute(
-                Message.from_bytes(outcome.retry[0], state.serializer), eager=True
-            )
-        assert state.backend is not None and outcome.data is not None
-        state.backend.store_many(
-            [(message.id, outcome.data, outcome.status in states.READY_STATES)],
-            state.result_expires,
-        )
+        run_eager(state, message, body)  # the worker's pipeline, inline
         return AsyncResult(message.id, state=state)
 
     def AsyncResult(self, task_id: str, app: Flask | None = None) -> AsyncResult:  # noqa: N802

@@ -106,6 +106,41 @@ def retry_countdown(options: dict[str, Any], retries: int) -> float:
     return float(countdown)
 
 
+def retry_at(
+    options: dict[str, Any],
+    retries: int,
+    max_retries: int | types.EllipsisType | None = ...,
+    countdown: float | None = None,
+) -> float | None:
+    """The retry decision, made here only: when attempt ``retries + 1`` runs (unix time),
+    or None when the retries allowed are used up. ``max_retries`` defaults to the
+    ``options``' (None: no limit); ``countdown`` defaults to :func:`retry_countdown`.
+
+    :meth:`Task.retry`, the worker's automatic retries (``autoretry_for``) and a
+    ``time_limit`` kill all ask it."""
+    limit = (
+        options.get("max_retries") if isinstance(max_retries, types.EllipsisType) else max_retries
+    )
+    if limit is not None and retries >= limit:
+        return None
+    return time.time() + (countdown if countdown is not None else retry_countdown(options, retries))
+
+
+def autoretry_at(
+    task: Task, options: dict[str, Any], retries: int, error: BaseException
+) -> float | None:
+    """When a task that raised ``error`` runs again: ``Retry`` (from :meth:`Task.retry`)
+    says when itself; an exception of ``autoretry_for`` asks :func:`retry_at`. None when
+    the failure is final."""
+    if isinstance(error, Retry):
+        if error.when is not None:
+            return error.when
+        return time.time() + retry_countdown(options, retries)
+    if not task.autoretry_for or not isinstance(error, task.autoretry_for):
+        return None
+    return retry_at(options, retries)
+
+
 #: The request of the task running in this context (None outside a task); the worker
 #: sets it around each run.
 current_request: contextvars.ContextVar[Request | None] = contextvars.ContextVar(
@@ -265,23 +300,16 @@ class Task:
         request = current_request.get()
         if request is None:
             raise RuntimeError("retry() is for a task running in a worker (bind=True)")
-        limit = self.max_retries if isinstance(max_retries, types.EllipsisType) else max_retries
-        if limit is not None and request.retries >= limit:
+        options = self.options
+        due = retry_at(options, request.retries, max_retries, countdown)
+        if due is None:
             request.retries_exhausted = True
             if exc is not None:
                 raise exc
             raise MaxRetriesExceededError(
                 f"task {self.name!r} {request.id} gave up after {request.retries} retries"
             )
-        if eta is not None:
-            when = eta if isinstance(eta, int | float) else _unix(eta)
-        else:
-            delay = (
-                countdown
-                if countdown is not None
-                else retry_countdown(self.options, request.retries)
-            )
-            when = time.time() + delay
+        when = due if eta is None else eta if isinstance(eta, int | float) else _unix(eta)
         raise Retry(f"retry in {when - time.time():.1f}s", exc=exc, when=when)
 
     def update_state(self, state: str, meta: Any = None, *, task_id: str | None = None) -> None:

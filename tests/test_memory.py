@@ -95,3 +95,28 @@ def test_memory_worker_runs_tasks_sent_to_any_queue():
     app = create_app({"TASKQ_BROKER_URL": "memory://"})
     with app.app_context():
         assert add.apply_async((2, 2), queue="elsewhere").get(timeout=5) == 4
+
+
+def test_memory_worker_honours_a_paused_queue(mem_app):
+    """The in-process worker consumes every queue (``*``): a paused one is left alone
+    until it is resumed."""
+    from flask_taskq.monitor import Monitor
+    from tests.conftest import wait_until
+
+    state = mem_app.extensions["taskq"]
+    monitor = Monitor(state.store.monitor)
+    assert api.add.delay(1, 1).get(timeout=5) == 2  # the worker is up
+    monitor.pause(["a-paused"])
+    wait_until(
+        lambda: [p for p in monitor.processes() if p["paused"] == ["a-paused"]],
+        message="the worker learns the pause",
+    )
+
+    held = api.add.apply_async((1, 2), queue="a-paused")
+    # sent after, to a queue that sorts after it: it runs, the paused one was not taken
+    assert api.add.apply_async((2, 2), queue="b-open").get(timeout=5) == 4
+    assert held.state == "PENDING"
+    assert state.broker.queue_length("a-paused") == 1
+
+    monitor.resume(["a-paused"])
+    assert held.get(timeout=10) == 3

@@ -12,12 +12,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from .. import broker as transport
 from .. import signals, states
 from ..backend import ResultBackend
 from ..broker import Broker, Delivery
+from ..broker.memory import ANY_QUEUE
 from ..exceptions import (
     DecodeError,
     SoftTimeLimitExceeded,
@@ -29,7 +30,7 @@ from ..monitor import HEARTBEAT_INTERVAL, Monitor, failure_key, rss_bytes, runti
 from ..ratelimit import RateLimiter
 from ..result import exception_meta
 from ..signing import unverified_reason
-from ..task import UNIQUE_HEADER, retry_countdown
+from ..task import UNIQUE_HEADER, autoretry_at
 from . import replay
 from .guard import Guard, Running, TaskTerminated
 
@@ -125,7 +126,9 @@ class Consumer:
         self.limiter = RateLimiter(self.store.rate_limits, errors=self.store.errors)
         self.monitor = Monitor(self.store.monitor)
         self.identity: dict[str, object] = {}  # what the heartbeat says about the worker
-        self.counters: Counter[tuple[str, str, str]] = Counter()
+        #: What the next heartbeat publishes; run times in ms are floats (Counter adds
+        #: them as they are, though typeshed types its values as int).
+        self.counters: Counter[tuple[str, ...]] = Counter()
         self.totals: Counter[str] = Counter()
         self.paused: set[str] = set()
         self.started = time.time()
@@ -227,12 +230,12 @@ class Consumer:
                 if kind:
                     self.counters[(kind, delivery.queue, task_name)] += 1
                     self.totals[kind] += 1
-                self.counters[("runtime_ms", delivery.queue, task_name)] += runtime * 1000
+                self.counters[("runtime_ms", delivery.queue, task_name)] += _held(runtime * 1000)
                 self.counters[(runtime_bucket(runtime), delivery.queue, task_name)] += 1
                 if status == states.FAILURE and self.monitor is not None:
                     self.counters[
                         failure_key(delivery.queue, task_name, task_id, delivery.body)
-                    ] = time.time()
+                    ] = _held(time.time())
             if not self._done:
                 self._done_since = now
             self._done.append((delivery, task_id, data, status in states.READY_STATES, retry))
@@ -298,7 +301,7 @@ class Consumer:
             if kind:
                 counters[(kind, queue, task)] += 1
                 self.totals[kind] += 1
-            counters[("runtime_ms", queue, task)] += runtime * 1000
+            counters[("runtime_ms", queue, task)] += _held(runtime * 1000)
             counters[(runtime_bucket(runtime), queue, task)] += 1
 
     def heartbeat(self) -> None:
@@ -493,7 +496,7 @@ class Consumer:
         piggyback = self.revocations.piggyback
         if piggyback is None:
             self.revocations.sync()
-        queues = [q for q in self.queues if q not in self.paused] if self.paused else self.queues
+        queues = self._unpaused() if self.paused else self.queues
         if not queues:  # every queue paused: wait for a resume (or a stop)
             self.stopping.wait(0.2)
             return
@@ -522,6 +525,14 @@ class Consumer:
         self._accept(deliveries)
         if self.stopping.is_set():
             self.return_buffered()
+
+    def _unpaused(self) -> list[str]:
+        """The queues to fetch from while some are paused. Consuming every queue
+        (``memory://``'s in-process worker, ``*``) means every known queue but those."""
+        paused = self.paused
+        if ANY_QUEUE in self.queues:
+            return sorted(self.broker.known_queues() - paused)
+        return [q for q in self.queues if q not in paused]
 
     def _accept(self, deliveries: list[Delivery]) -> None:
         ready: list[tuple[Delivery, Message]] = []
@@ -663,8 +674,8 @@ class Consumer:
         retry = None
         retries_wanted = task is not None and isinstance(exc, task.autoretry_for)
         max_retries = opts.get("max_retries")
-        if retries_wanted and (max_retries is None or message.retries < max_retries):
-            due = time.time() + retry_countdown(opts, message.retries)
+        due = autoretry_at(task, opts, message.retries, exc) if task is not None else None
+        if due is not None:
             retry = (
                 message.replace(retries=message.retries + 1, eta=due).to_bytes(self.serializer),
                 due,
@@ -797,6 +808,12 @@ _KIND = {
     states.RETRY: "retried",
     states.REVOKED: "processed",
 }
+
+
+def _held(value: float) -> int:
+    """``value`` to hold in a Counter as it is (a float), typed as the int typeshed gives
+    Counter values: Counter adds and stores floats unchanged."""
+    return cast(int, value)
 
 
 def _preview(args: tuple[object, ...], kwargs: dict[str, object], limit: int = 100) -> str:

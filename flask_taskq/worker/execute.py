@@ -1,11 +1,10 @@
-"""Running one message: the single execution path shared by workers, the memory broker
-and eager mode."""
+"""``execute()``: running one task and classifying its outcome, the core of the pipeline
+(:mod:`.hooks`) shared by workers, the memory broker and eager mode."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Container
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -13,11 +12,13 @@ from .. import signals, states
 from ..exceptions import NotRegistered, Reject, Retry
 from ..message import Message
 from ..result import exception_meta
-from ..task import Request, reset_request, retry_countdown, set_request
+from ..task import autoretry_at
 from .guard import TaskTerminated
 
 if TYPE_CHECKING:
     from ..state import AppState
+    from ..task import Task
+    from .hooks.base import Context
 
 logger = logging.getLogger("flask_taskq.worker")
 
@@ -41,7 +42,8 @@ class Outcome:
 
 
 class Executor:
-    """Runs messages inside a fresh application context of ``state.app``."""
+    """The core of the pipeline: runs a task and classifies what it did. What wraps the run
+    (app context, revocation, signals, results...) are hooks (:mod:`.hooks`)."""
 
     def __init__(self, state: AppState) -> None:
         self.state = state
@@ -49,6 +51,10 @@ class Executor:
         self.tasks = state.taskqueue.tasks
         self.dumps = state.serializer.dumps
         self.keep_results = state.backend is not None
+
+    def keeps(self, ctx: Context) -> bool:
+        """Whether the outcome of ``ctx`` gets a result document."""
+        return ctx.eager or (self.keep_results and not ctx.options["ignore_result"])
 
     def _document(
         self, message: Message, status: str, fields: dict[str, Any], keep: bool
@@ -78,101 +84,45 @@ class Executor:
                     }
                 )
 
-    def execute(
-        self,
-        message: Message,
-        delivery_count: int = 1,
-        eager: bool = False,
-        revoked: Container[str] = (),
-        options: dict[str, Any] | None = None,
-    ) -> Outcome:
-        """Run ``message`` and describe the outcome; never raises for task errors.
-        A message whose id is in ``revoked`` is not run. ``options`` are the task's
-        options for this app when the caller has them already."""
-        task = self.tasks.get(message.task)
+    def execute(self, ctx: Context) -> Outcome:
+        """Run ``ctx``'s task and describe the outcome; never raises for task errors."""
+        task, message = ctx.task, ctx.message
         if task is None:
-            exc = NotRegistered(
-                f"task {message.task!r} is not registered in this worker "
-                "(is its module in TASKQ_IMPORTS?)"
-            )
-            return Outcome(
-                states.FAILURE,
-                self._document(message, states.FAILURE, exception_meta(exc), self.keep_results),
-                exception=exc,
-                dead_reason=str(exc),
-            )
-        opts = options or task.options_for(self.state)
-        keep = eager or (self.keep_results and not opts["ignore_result"])
-        if message.expires is not None and time.time() > message.expires:
-            return self._revoked(
-                task, message, keep, f"expired at {message.expires:.3f}", expired=True
-            )
-        if message.id in revoked:
-            return self._revoked(task, message, keep, "revoked")
-        request = Request(
-            message.id,
-            message.task,
-            message.args,
-            message.kwargs,
-            message.retries,
-            message.queue,
-            message.priority,
-            message.eta,
-            message.headers,
-            delivery_count,
-            eager,
-        )
-        token = set_request(request)
-        ctx = self.app.app_context()
-        ctx.push()
-        error: BaseException | None = None
+            return self._not_registered(message)
+        keep = self.keeps(ctx)
         start = time.perf_counter()
         try:
-            if signals.task_prerun.receivers:
-                signals.send_safely(
-                    signals.task_prerun,
-                    task,
-                    task_id=message.id,
-                    task=task,
-                    args=message.args,
-                    kwargs=message.kwargs,
-                )
-            try:
-                retval = task.run(*message.args, **message.kwargs)  # bound when bind=True
-            except Exception as exc:
-                error = exc
-            except TaskTerminated:
-                return self._revoked(task, message, keep, "terminated", terminated=True)
-            runtime = time.perf_counter() - start
-            outcome = self._finish(
-                task, message, request, keep, runtime, error, None if error else retval
-            )
-            if signals.task_postrun.receivers:
-                signals.send_safely(
-                    signals.task_postrun,
-                    task,
-                    task_id=message.id,
-                    task=task,
-                    args=message.args,
-                    kwargs=message.kwargs,
-                    retval=error or retval,
-                    state=outcome.status,
-                )
-        finally:
-            ctx.pop(error)
-            reset_request(token)
-        return outcome
+            retval = task.run(*message.args, **message.kwargs)  # bound when bind=True
+        except Exception as exc:
+            ctx.error = exc
+            return self._finish(ctx, task, keep, time.perf_counter() - start, exc, None)
+        except TaskTerminated:
+            return self.revoked(ctx, "terminated", terminated=True)
+        ctx.retval = retval
+        return self._finish(ctx, task, keep, time.perf_counter() - start, None, retval)
+
+    def _not_registered(self, message: Message) -> Outcome:
+        exc = NotRegistered(
+            f"task {message.task!r} is not registered in this worker "
+            "(is its module in TASKQ_IMPORTS?)"
+        )
+        return Outcome(
+            states.FAILURE,
+            self._document(message, states.FAILURE, exception_meta(exc), self.keep_results),
+            exception=exc,
+            dead_reason=str(exc),
+        )
 
     def _finish(
         self,
-        task: Any,
-        message: Message,
-        request: Request,
+        ctx: Context,
+        task: Task,
         keep: bool,
         runtime: float,
         error: BaseException | None,
         retval: Any,
     ) -> Outcome:
+        message = ctx.message
         if error is None:
             try:
                 data = self._document(message, states.SUCCESS, {"result": retval}, keep)
@@ -182,6 +132,7 @@ class Executor:
                     f"{self.state.serializer.name} serializer: "
                     f"{type(exc).__name__}: {_short(exc)}"
                 )
+                ctx.error = error
             else:
                 if logger.isEnabledFor(logging.INFO):
                     logger.info("succeeded in %.6fs: %.200r", runtime, retval)
@@ -191,10 +142,12 @@ class Executor:
                     )
                 return Outcome(states.SUCCESS, data, runtime)
         if isinstance(error, Reject):
-            return self._reject(message, error, keep, runtime, request.is_eager)
-        retry_at = self._retry_at(task, request, error)
+            return self._reject(message, error, keep, runtime, ctx.eager)
+        request = ctx.request
+        retries = message.retries
+        retry_at = autoretry_at(task, ctx.options, retries, error)
         if retry_at is not None:
-            return self._retry(task, message, request, keep, runtime, error, retry_at)
+            return self._retry(ctx, task, keep, runtime, error, retry_at)
         meta = exception_meta(error)
         logger.error(
             "raised %s in %.6fs\n%s", type(error).__name__, runtime, meta["traceback"].rstrip()
@@ -211,10 +164,12 @@ class Executor:
                 traceback=meta["traceback"],
             )
         dead = None
-        if request.retries_exhausted:
+        if task.autoretry_for and isinstance(error, task.autoretry_for) and request is not None:
+            request.retries_exhausted = True  # autoretry_at found no retry left
+        if request is not None and request.retries_exhausted:
             dead = (
-                f"retries exhausted after {request.retries} "
-                f"(max_retries={task.options_for(self.state)['max_retries']}): "
+                f"retries exhausted after {retries} "
+                f"(max_retries={ctx.options['max_retries']}): "
                 f"{type(error).__name__}: {error}"
             )
         return Outcome(
@@ -225,53 +180,36 @@ class Executor:
             dead_reason=dead,
         )
 
-    def _revoked(
-        self,
-        task: Any,
-        message: Message,
-        keep: bool,
-        reason: str,
-        expired: bool = False,
-        terminated: bool = False,
+    def revoked(
+        self, ctx: Context, reason: str, expired: bool = False, terminated: bool = False
     ) -> Outcome:
+        """The outcome of a task that is not run (or stopped): revoked, expired or
+        terminated."""
         logger.warning("revoked: %s", reason)
+        task = ctx.task
         if signals.task_revoked.receivers:
             signals.send_safely(
                 signals.task_revoked,
                 task,
                 task=task,
-                task_id=message.id,
+                task_id=ctx.message.id,
                 reason=reason,
                 expired=expired,
                 terminated=terminated,
             )
-        doc = self._document(message, states.REVOKED, {"reason": reason}, keep)
+        doc = self._document(ctx.message, states.REVOKED, {"reason": reason}, self.keeps(ctx))
         return Outcome(states.REVOKED, doc)
-
-    def _retry_at(self, task: Any, request: Request, error: BaseException) -> float | None:
-        """When to run again, or None if this failure is final."""
-        if isinstance(error, Retry):
-            if error.when is not None:
-                return error.when
-            return time.time() + retry_countdown(task.options_for(self.state), request.retries)
-        if not task.autoretry_for or not isinstance(error, task.autoretry_for):
-            return None
-        opts = task.options_for(self.state)
-        if opts["max_retries"] is not None and request.retries >= opts["max_retries"]:
-            request.retries_exhausted = True
-            return None
-        return time.time() + retry_countdown(opts, request.retries)
 
     def _retry(
         self,
-        task: Any,
-        message: Message,
-        request: Request,
+        ctx: Context,
+        task: Task,
         keep: bool,
         runtime: float,
         error: BaseException,
         retry_at: float,
     ) -> Outcome:
+        message = ctx.message
         cause = error.exc if isinstance(error, Retry) and error.exc is not None else error
         body = message.replace(retries=message.retries + 1, eta=retry_at).to_bytes(
             self.state.serializer
@@ -291,7 +229,7 @@ class Executor:
                 task=task,
                 task_id=message.id,
                 reason=cause,
-                request=request,
+                request=ctx.request,
                 eta=retry_at,
             )
         doc = self._document(message, states.RETRY, exception_meta(cause), keep) if keep else None

@@ -27,22 +27,18 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask
 
 from .. import signals, states
-from ..broker import Delivery
-from ..canvas import WORKFLOW_HEADERS
-from ..message import Message
+from ..broker.memory import ANY_QUEUE
 from ..monitor import Monitor, rss_bytes
 from ..result import exception_meta
 from ..task import current_request
-from . import replay
 from .autoscale import Autoscaler
 from .consumer import CONNECTION_ERRORS, REDIS_ERRORS, Consumer
 from .execute import Executor
+from .hooks import Context, Pipeline, worker_pipeline
 from .queues import QueueSelection, is_glob, known_queues
-from .workflow import after_task
 
 if TYPE_CHECKING:
     from ..state import AppState
-    from ..task import Task
 
 logger = logging.getLogger("flask_taskq.worker")
 
@@ -184,7 +180,12 @@ class Worker:
         #: ``-Q`` when it has globs: each consuming process rechecks them
         #: (:meth:`_watch_queues`), so it picks up queues that become known later.
         self.selection: QueueSelection | None = None
-        if queues and any(is_glob(q) for q in queues):
+        if queues and list(queues) == [ANY_QUEUE] and self.state.is_memory:
+            # memory://'s in-process worker: every queue at once, new ones included (a
+            # glob would pick new queues up only at its next recheck); paused ones are
+            # left out when fetching (Consumer._unpaused)
+            self.queues = [ANY_QUEUE]
+        elif queues and any(is_glob(q) for q in queues):
             self.selection = QueueSelection(queues)
             self.queues = self.selection.resolve(known_queues(self.state, self.state.broker))
             if not self.queues:
@@ -300,7 +301,7 @@ class Worker:
         if not child:
             self._warn_about_hard_limits()
         self._ensure_groups(broker, consumer)
-        executor = Executor(state)
+        pipeline = worker_pipeline(state, consumer, Executor(state), self._busy, self._slot)
         consumer.start_keeper()
         if self.selection is not None:
             threading.Thread(
@@ -310,12 +311,12 @@ class Worker:
         logger.info("%s ready", consumer_name)
         died: list[BaseException] = []
         if threads == 1:
-            self._executor(consumer, executor, max_tasks, died)
+            self._executor(consumer, pipeline, max_tasks, died)
         else:
             pool = [
                 threading.Thread(
                     target=self._executor,
-                    args=(consumer, executor, None, died),
+                    args=(consumer, pipeline, None, died),
                     name=f"taskq-executor-{i}",
                     daemon=True,
                 )
@@ -334,7 +335,7 @@ class Worker:
     def _executor(
         self,
         consumer: Consumer,
-        executor: Executor,
+        pipeline: Pipeline,
         max_tasks: int | None,
         died: list[BaseException],
     ) -> None:
@@ -344,7 +345,7 @@ class Worker:
         left to its lease (taken over by another worker once it expires) and the process
         exits non-zero."""
         try:
-            self._loop(consumer, executor, max_tasks)
+            self._loop(consumer, pipeline, max_tasks)
         except BaseException as exc:
             died.append(exc)
             item = consumer.current()
@@ -415,29 +416,6 @@ class Worker:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, handle)
 
-    @staticmethod
-    def _must_wait(
-        consumer: Consumer,
-        task: Task,
-        options: dict[str, Any],
-        delivery: Delivery,
-        message: Message,
-    ) -> bool:
-        """Take a rate-limit token, or hand the message back to Redis until one is free."""
-        limiter = consumer.limiter
-        assert limiter is not None
-        try:
-            rate = limiter.effective_rate(task.name, options.get("rate_limit"))
-            if rate is None:
-                return False
-            wait = limiter.acquire(task.name, rate, task_id=message.id)
-        except REDIS_ERRORS:
-            wait = 1.0
-        if wait > 0:
-            consumer.defer(delivery, time.time() + wait)
-            return True
-        return False
-
     def _warn_about_hard_limits(self) -> None:
         limited = sorted(
             t.name
@@ -470,7 +448,7 @@ class Worker:
             )
             os._exit(1)
 
-    def _loop(self, consumer: Consumer, executor: Executor, max_tasks: int | None) -> None:
+    def _loop(self, consumer: Consumer, pipeline: Pipeline, max_tasks: int | None) -> None:
         """Run messages until stopped (or ``max_tasks`` ran). An unexpected error while
         handling one message is logged with its id and the message is settled: handed
         back to the queue when Redis failed, dead-lettered with the reason otherwise; then
@@ -478,7 +456,7 @@ class Worker:
         while True:
             taken = consumer.taken
             try:
-                self._consume(consumer, executor, max_tasks)
+                self._consume(consumer, pipeline, max_tasks)
                 return
             except Exception as exc:
                 self._fault(consumer, exc)
@@ -545,90 +523,19 @@ class Worker:
             "".join(traceback.format_exception(exc)),
         )
 
-    def _consume(self, consumer: Consumer, executor: Executor, max_tasks: int | None) -> None:
+    def _consume(self, consumer: Consumer, pipeline: Pipeline, max_tasks: int | None) -> None:
+        """Take messages and put each through the pipeline (:mod:`.hooks`)."""
         done = 0
-        guard = consumer.guard
-        revoked = consumer.revocations.ids
-        limiter = consumer.limiter
-        busy, slot, max_rss = self._busy, self._slot, self._max_rss
+        state, tasks, max_rss = self.state, self.state.taskqueue.tasks, self._max_rss
         while True:
             item = consumer.next()
             if item is None:
                 return
             delivery, message = item
-            task = executor.tasks.get(message.task)
-            options = task.options_for(self.state) if task is not None else {}
-            if signals.task_received.receivers:
-                signals.send_safely(
-                    signals.task_received,
-                    task or message.task,
-                    task=task,
-                    task_id=message.id,
-                    message=message,
-                    delivery_count=delivery.deliveries,
-                )
-            if delivery.deliveries > 1:
-                try:
-                    if consumer.is_poison(delivery, message):
-                        continue
-                except REDIS_ERRORS:
-                    pass  # cannot count this start: run it; the next delivery counts again
-            if (
-                task is not None
-                and limiter is not None
-                and (options.get("rate_limit") or limiter.has_overrides)
-                and self._must_wait(consumer, task, options, delivery, message)
-            ):
-                continue
-            if replay.refused(consumer, delivery, message):
-                continue
-            guard.begin(
-                message, delivery, options.get("soft_time_limit"), options.get("time_limit")
-            )
-            if busy is not None:
-                busy[slot] = 1
-            try:
-                outcome = executor.execute(
-                    message, delivery.deliveries, revoked=revoked, options=options
-                )
-            finally:
-                guard.end()
-                if busy is not None:
-                    busy[slot] = 0
-            if (
-                message.headers
-                and not WORKFLOW_HEADERS.isdisjoint(message.headers)
-                and not after_task(self.state, message, outcome, consumer.stopping)
-            ):
-                continue  # a step is left undone: not acked, so it is delivered again
-            try:
-                if outcome.dead_reason:
-                    consumer.count(message.queue, message.task, outcome.status, outcome.runtime)
-                    consumer.dead_letter(
-                        delivery,
-                        outcome.dead_reason,
-                        message.task,
-                        message.id,
-                        outcome.data,
-                        outcome.traceback,
-                    )
-                elif outcome.requeue:
-                    replay.forget(consumer, delivery, message)
-                    consumer.requeue(delivery)
-                else:
-                    consumer.complete(
-                        delivery,
-                        message.id,
-                        outcome.status,
-                        outcome.data,
-                        outcome.runtime,
-                        outcome.retry,
-                        message.task,
-                    )
-            except CONNECTION_ERRORS as exc:
-                logger.warning("Could not record task %s (%s); it will run again", message.id, exc)
-            if message.headers and (outcome.dead_reason or outcome.status in states.READY_STATES):
-                consumer.release_unique(message)
+            task = tasks.get(message.task)
+            options = task.options_for(state) if task is not None else {}
+            if not pipeline.process(Context(message, delivery, task, options)):
+                continue  # settled before running, or left for a redelivery
             done += 1
             if max_tasks and done >= max_tasks:
                 consumer.stop()

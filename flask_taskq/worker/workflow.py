@@ -44,7 +44,7 @@ from ..canvas import (
 from ..exceptions import BrokerConnectionError
 from ..message import Message
 from ..result import exception_meta
-from ..store.workflows import Fired, Outgoing
+from ..store.workflows import Fired, Outgoing, WorkflowStore
 
 if TYPE_CHECKING:
     from ..state import AppState
@@ -62,11 +62,18 @@ RETRYABLE: tuple[type[BaseException], ...] = (BrokerConnectionError, ConnectionE
 MAX_BACKOFF = 2.0
 
 _T = TypeVar("_T")
+#: Sends a message (``state.enqueue``'s shape).
+Enqueue = Callable[[Message, bytes], object]
 _stopping: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
     "taskq_workflow_stopping", default=None
 )
 _retryable: contextvars.ContextVar[tuple[type[BaseException], ...]] = contextvars.ContextVar(
     "taskq_workflow_retryable", default=RETRYABLE
+)
+#: Where chords are counted and callbacks sent instead of the app's store and transport
+#: (eager mode: a memory store and the eager runner).
+_target: contextvars.ContextVar[tuple[WorkflowStore | None, Enqueue | None]] = (
+    contextvars.ContextVar("taskq_workflow_target", default=(None, None))
 )
 
 
@@ -75,7 +82,12 @@ class StepPending(Exception):
 
 
 def after_task(
-    state: AppState, message: Message, outcome: Outcome, stopping: threading.Event | None = None
+    state: AppState,
+    message: Message,
+    outcome: Outcome,
+    stopping: threading.Event | None = None,
+    workflows: WorkflowStore | None = None,
+    enqueue: Enqueue | None = None,
 ) -> bool:
     """Send what follows ``message`` now that its outcome is final.
 
@@ -84,9 +96,11 @@ def after_task(
     first, or no ``stopping`` was given): the caller must not acknowledge the message, so
     that it is delivered again and the steps are redone. Other errors are logged, not
     raised (a bug in a step must not take the worker down); then it returns True.
+    ``workflows`` and ``enqueue`` replace the app's store and transport (eager mode).
     """
     token = _stopping.set(stopping)
-    errors = _retryable.set((*RETRYABLE, *state.store.errors))
+    target = _target.set((workflows, enqueue))
+    errors = _retryable.set((*RETRYABLE, *(state.store.errors if workflows is None else ())))
     try:
         if outcome.status == states.SUCCESS:
             _succeeded(state, message, outcome)
@@ -104,6 +118,7 @@ def after_task(
         logger.exception("Could not continue the workflow of task %s", message.id)
     finally:
         _retryable.reset(errors)
+        _target.reset(target)
         _stopping.reset(token)
     return True
 
@@ -231,15 +246,18 @@ def _fire(state: AppState, chord_id: str, message: Message, body: bytes | None) 
     fired (it failed). True for the one call that fired it."""
     ttl = state.result_expires or FIRED_TTL
     callback = Outgoing(message.queue, message.priority, body or b"", message.eta)
-    fired = state.store.workflows.fire_chord(chord_id, callback, ttl, send=body is not None)
+    workflows, enqueue = _target.get()
+    fired = (workflows or state.store.workflows).fire_chord(
+        chord_id, callback, ttl, send=body is not None
+    )
     if fired is Fired.CLAIMED and body is not None:
-        _persist(f"chord {chord_id}: sending its callback", state.enqueue, message, body)
+        _persist(f"chord {chord_id}: sending its callback", enqueue or state.enqueue, message, body)
     return fired is not Fired.BEFORE
 
 
 def _chord_member_done(state: AppState, meta: dict[str, Any], value: Any) -> None:
     size = int(meta["size"])
-    stored = state.store.workflows.chord_member_done(
+    stored = (_target.get()[0] or state.store.workflows).chord_member_done(
         meta["id"],
         int(meta["index"]),
         state.serializer.dumps(value),

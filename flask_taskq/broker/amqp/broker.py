@@ -775,7 +775,7 @@ class AMQPBroker(DeadLetters):
             from .workflows import DelayedCallbacks
 
             store = RedisStore(self.side.client, self.keys)
-            store.workflows = DelayedCallbacks(store.workflows)  # type: ignore[assignment]
+            store.workflows = DelayedCallbacks(store.workflows)
             return cast("Store", store)
         if self._memory_store is None:
             from ...store.memory import MemoryStore

@@ -1,0 +1,34 @@
+"""What runs where: the consumer's guard notes the running task (for time limits,
+``revoke(terminate=True)`` and the heartbeat) and, in an autoscaling prefork child, the
+slot's busy flag is raised while it runs."""
+
+from __future__ import annotations
+
+import mmap
+
+from ..guard import Guard
+from .base import Context, Hook
+
+
+class Running(Hook):
+    """Arms the soft/hard time limits and marks the slot busy; undoes both after."""
+
+    def __init__(self, guard: Guard, busy: mmap.mmap | None = None, slot: int = 0) -> None:
+        self.guard = guard
+        self.busy = busy
+        self.slot = slot
+
+    def before(self, ctx: Context) -> bool:
+        assert ctx.delivery is not None
+        options = ctx.options
+        self.guard.begin(
+            ctx.message, ctx.delivery, options.get("soft_time_limit"), options.get("time_limit")
+        )
+        if self.busy is not None:
+            self.busy[self.slot] = 1
+        return True
+
+    def finish(self, ctx: Context) -> None:
+        self.guard.end()
+        if self.busy is not None:
+            self.busy[self.slot] = 0

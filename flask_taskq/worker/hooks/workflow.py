@@ -1,0 +1,46 @@
+"""The next workflow step (links, chains, chords; see :mod:`..workflow`), before the
+message is settled: a step left undone (the store was away until the worker stopped)
+stops the pipeline, so the message is not acknowledged and is delivered again."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ...canvas import WORKFLOW_HEADERS
+from ..execute import Outcome
+from ..workflow import after_task
+from .base import Context, Hook
+
+if TYPE_CHECKING:
+    from ...message import Message
+    from ...state import AppState
+    from ...store.workflows import WorkflowStore
+
+
+class Workflow(Hook):
+    """Sends what follows a task of a workflow once its outcome is final. ``workflows``
+    and ``enqueue`` replace the app's store and transport (eager mode)."""
+
+    needs_headers = True
+
+    def __init__(
+        self,
+        state: AppState,
+        stopping: threading.Event | None,
+        workflows: WorkflowStore | None = None,
+        enqueue: Callable[[Message, bytes], object] | None = None,
+    ) -> None:
+        self.state = state
+        self.stopping = stopping
+        self.workflows = workflows
+        self.enqueue = enqueue
+
+    def after(self, ctx: Context, outcome: Outcome) -> bool:
+        headers = ctx.message.headers
+        if not headers or WORKFLOW_HEADERS.isdisjoint(headers):
+            return True
+        return after_task(
+            self.state, ctx.message, outcome, self.stopping, self.workflows, self.enqueue
+        )
