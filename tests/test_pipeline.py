@@ -236,3 +236,33 @@ def test_signal_hooks_join_the_plan_once_a_receiver_connects(eager_app):
         signals.task_prerun.disconnect(receiver)
     assert result.get() == 4
     assert seen == [result.id]
+
+
+def test_the_rate_limit_hook_joins_the_plan_when_an_override_appears():
+    from flask_taskq.broker import Delivery
+    from flask_taskq.ratelimit import RateLimiter
+    from flask_taskq.worker.consumer import Consumer
+    from flask_taskq.worker.execute import Executor
+    from flask_taskq.worker.hooks import worker_pipeline
+    from flask_taskq.worker.hooks.ratelimit import RateLimit
+
+    app = api.create_app({"TASKQ_BROKER_URL": "memory://"})
+    state = app.extensions["taskq"]
+    consumer = Consumer(state, state.broker, None, "c", ["default"], 1)
+    pipeline = worker_pipeline(state, consumer, Executor(state))
+    task = api.add
+    ctx = Context(
+        Message(id="1", task=task.name),
+        Delivery("default", 5, "1", b""),
+        task,
+        task.options_for(state),
+    )
+
+    def limited() -> bool:
+        return any(isinstance(b.__self__, RateLimit) for b in pipeline.plan(ctx).before)  # type: ignore[attr-defined]
+
+    consumer._sync()
+    assert not limited()  # no rate_limit, no override: nothing to check per message
+    RateLimiter(state.store.rate_limits).set_rate(task.name, "5/s")
+    consumer._sync()  # what the keeper does every second
+    assert limited()

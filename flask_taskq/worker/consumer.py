@@ -125,6 +125,9 @@ class Consumer:
         self.store = broker.store()
         self.limiter = RateLimiter(self.store.rate_limits, errors=self.store.errors)
         self.monitor = Monitor(self.store.monitor)
+        #: Called (keeper thread) when run-time rate limits appear or all go away; the
+        #: pipeline re-plans then (its rate-limit hook is left out while none apply).
+        self.on_overrides_changed: Callable[[], None] = _nothing
         self.identity: dict[str, object] = {}  # what the heartbeat says about the worker
         #: What the next heartbeat publishes; run times in ms are floats (Counter adds
         #: them as they are, though typeshed types its values as int).
@@ -640,7 +643,10 @@ class Consumer:
     def _sync(self) -> None:
         self.revocations.sync(force=True)
         if self.limiter is not None:
+            had = self.limiter.has_overrides
             self.limiter.reload()
+            if self.limiter.has_overrides != had:
+                self.on_overrides_changed()
 
     def _police(self, now: float) -> None:
         """Stop running tasks that were revoked with terminate or ran out of time."""
@@ -808,6 +814,10 @@ _KIND = {
     states.RETRY: "retried",
     states.REVOKED: "processed",
 }
+
+
+def _nothing() -> None:
+    pass
 
 
 def _held(value: float) -> int:

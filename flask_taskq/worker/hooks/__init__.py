@@ -70,7 +70,9 @@ def worker_pipeline(
         Settle(consumer),
         ReleaseUnique(consumer),
     ]
-    return Pipeline(hooks, executor.execute)
+    pipeline = Pipeline(hooks, executor.execute)
+    consumer.on_overrides_changed = pipeline.reset
+    return pipeline
 
 
 def eager_pipeline(

@@ -18,7 +18,13 @@ class RateLimit(Hook):
         self.limiter = consumer.limiter
 
     def applies(self, task: Any, options: dict[str, Any]) -> bool:
-        return task is not None and self.limiter is not None
+        """For a task with a ``rate_limit``, or any while run-time overrides exist (the
+        consumer re-plans when they appear)."""
+        return (
+            task is not None
+            and self.limiter is not None
+            and bool(options.get("rate_limit") or self.limiter.has_overrides)
+        )
 
     def before(self, ctx: Context) -> bool:
         limiter = self.limiter
