@@ -38,7 +38,7 @@ class RedisSide:
         )
         self._scripts = {
             name: load_script(self.client, name)
-            for name in ("amqp_claim_due", "amqp_dead_letter", "note_start", "release_unique")
+            for name in ("amqp_claim_due", "dead_letter", "note_start", "release_unique")
         }
 
     # -- delayed messages -------------------------------------------------------------------
@@ -139,25 +139,24 @@ class RedisSide:
     ) -> int:
         """Add a dead letter (trimming the store to its bounds); return how many of the
         oldest were trimmed."""
-        return int(
-            self._scripts["amqp_dead_letter"](
-                keys=[self.keys.dead(queue), self.keys.dead_bytes(queue)],
-                args=[
-                    "",
-                    "",
-                    body,
-                    reason,
-                    task,
-                    task_id,
-                    queue,
-                    f"{time.time():.3f}",
-                    MAX_DEAD_LETTERS,
-                    worker,
-                    traceback,
-                    self.dead_letter_max_bytes,
-                ],
-            )
+        _, trimmed = self._scripts["dead_letter"](
+            keys=[self.keys.dead(queue), self.keys.dead_bytes(queue)],
+            args=[
+                "",
+                "",
+                body,
+                reason,
+                task,
+                task_id,
+                queue,
+                f"{time.time():.3f}",
+                MAX_DEAD_LETTERS,
+                worker,
+                traceback,
+                self.dead_letter_max_bytes,
+            ],
         )
+        return int(trimmed)
 
     def note_start(self, queue: str, message_id: str) -> int:
         """Count a start of the redelivered message ``message_id``; return the count."""
