@@ -43,6 +43,24 @@ def wait_until(
         time.sleep(interval)
 
 
+def resend_until(send: Callable[[str | None], Any], deadline: float, pause: float = 0.1) -> Any:
+    """``send(task_id)`` (None the first time) while the broker fails over or moves slots:
+    a send that raised ``BrokerConnectionError`` is made again under the task id the error
+    names (so a message that may have been enqueued is not doubled), until ``deadline``
+    (``time.monotonic()``), as an app would (docs/reliability.rst)."""
+    from flask_taskq import BrokerConnectionError
+
+    task_id = None
+    while True:
+        try:
+            return send(task_id)
+        except BrokerConnectionError as exc:
+            task_id = exc.task_id
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+
+
 class RedisServer:
     """A private redis-server process on 127.0.0.1 (never the shared 6379)."""
 

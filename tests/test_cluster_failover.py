@@ -6,29 +6,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from flask_taskq import BrokerConnectionError
-from flask_taskq.result import AsyncResult
 from tests.apps.flows_app import add, create_app
 from tests.cluster_fixtures import RedisClusterProcesses, own_cluster  # noqa: F401
-from tests.conftest import WorkerProcess, wait_until
+from tests.conftest import WorkerProcess, resend_until, wait_until
 
 APP = "tests.apps.flows_app:create_app"
-
-
-def _send(i: int, deadline: float) -> AsyncResult:
-    """``add.delay(i, 0)``, resent with the same id while the cluster fails over (as an
-    app would: docs/reliability.rst)."""
-    task_id = None
-    while True:
-        try:
-            if task_id is None:
-                return add.delay(i, 0)
-            return add.apply_async((i, 0), task_id=task_id)
-        except BrokerConnectionError as exc:
-            task_id = exc.task_id
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 def test_work_goes_on_after_the_queue_master_is_killed(
@@ -51,7 +33,10 @@ def test_work_goes_on_after_the_queue_master_is_killed(
             message="the replica of the killed master to be promoted",
         )
         deadline = time.monotonic() + 30
-        after = [_send(i, deadline) for i in range(100, 300)]
+        after = [
+            resend_until(lambda tid, i=i: add.apply_async((i, 0), task_id=tid), deadline)
+            for i in range(100, 300)
+        ]
         assert [r.get(timeout=60) for r in after] == list(range(100, 300))
     for worker in workers:
         assert worker.proc.poll() is None, worker.log

@@ -7,11 +7,10 @@ import subprocess
 import time
 from collections.abc import Callable
 
-from flask_taskq import BrokerConnectionError
 from flask_taskq.result import AsyncResult
 from tests.apps.flows_app import add, create_app
 from tests.cluster_fixtures import RedisClusterProcesses, own_cluster  # noqa: F401
-from tests.conftest import WorkerProcess
+from tests.conftest import WorkerProcess, resend_until
 
 APP = "tests.apps.flows_app:create_app"
 MOVED_SLOTS = 1000
@@ -42,15 +41,9 @@ def _queue_in_first_slots(cluster: RedisClusterProcesses, first: int) -> str:
 
 
 def _send(i: int, queue: str, deadline: float) -> AsyncResult:
-    task_id = None
-    while True:
-        try:
-            return add.apply_async((i, 0), queue=queue, task_id=task_id)
-        except BrokerConnectionError as exc:
-            task_id = exc.task_id
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+    return resend_until(
+        lambda tid: add.apply_async((i, 0), queue=queue, task_id=tid), deadline, pause=0.05
+    )
 
 
 def test_resharding_under_load_loses_nothing(

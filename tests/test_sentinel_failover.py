@@ -12,10 +12,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from flask_taskq import BrokerConnectionError
-from flask_taskq.result import AsyncResult
 from tests.apps.flows_app import add, create_app
-from tests.conftest import RedisServer, WorkerProcess, free_port, wait_until
+from tests.conftest import RedisServer, WorkerProcess, free_port, resend_until, wait_until
 
 APP = "tests.apps.flows_app:create_app"
 SERVICE = "themaster"
@@ -129,18 +127,6 @@ def sentinels(tmp_path: Path) -> Iterator[SentinelSetup]:
         setup.stop()
 
 
-def _send(i: int, deadline: float) -> AsyncResult:
-    task_id = None
-    while True:
-        try:
-            return add.apply_async((i, 0), task_id=task_id)
-        except BrokerConnectionError as exc:
-            task_id = exc.task_id
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
 def test_work_goes_on_after_sentinel_promotes_the_replica(
     sentinels: SentinelSetup,
     redis_url: str,
@@ -162,7 +148,10 @@ def test_work_goes_on_after_sentinel_promotes_the_replica(
             message="Sentinel to promote the replica",
         )
         deadline = time.monotonic() + 30
-        after = [_send(i, deadline) for i in range(100, 300)]
+        after = [
+            resend_until(lambda tid, i=i: add.apply_async((i, 0), task_id=tid), deadline)
+            for i in range(100, 300)
+        ]
         assert [r.get(timeout=60) for r in after] == list(range(100, 300))
     for worker in workers:
         assert worker.proc.poll() is None, worker.log
