@@ -379,38 +379,28 @@ class RedisBroker:
             if then is not None:
                 then.apply_sync(sync)
             return out
-        block = max(1, int(min(timeout, MAX_BLOCK) * 1000))
-        reply, sync = self._run_with(
-            (
-                "XREADGROUP",
-                "GROUP",
-                GROUP,
-                consumer,
-                "COUNT",
-                count,
-                "BLOCK",
-                block,
-                "STREAMS",
-                *keys,
-                *([">"] * len(keys)),
-            ),
-            then,
-        )
+        reply, sync = self._run_with(_read_new(consumer, count, timeout, keys), then)
         if isinstance(reply, redis.ResponseError):
             if "NOGROUP" in str(reply):  # Redis lost its data meanwhile
                 return []
             raise reply
         if then is not None:
             then.apply_sync(sync)
-        if not reply:
-            return out
-        if isinstance(reply, dict):  # RESP3 through redis-py's pipeline
-            reply = list(reply.items())
-        for stream, entries in reply:
-            for entry_id, fields in entries:
-                out.append(self._delivery(stream, entry_id, _body_of(fields)))
+        out += self._read_deliveries(reply)
         out.sort(key=lambda d: -d.priority)
         return out
+
+    def _read_deliveries(self, reply: Any) -> list[Delivery]:
+        """The deliveries in the reply of :func:`_read_new` (None when nothing came)."""
+        if not reply:
+            return []
+        if isinstance(reply, dict):  # RESP3 through redis-py's pipeline
+            reply = list(reply.items())
+        return [
+            self._delivery(stream, entry_id, _body_of(fields))
+            for stream, entries in reply
+            for entry_id, fields in entries
+        ]
 
     def _fetch_slots(
         self,
@@ -440,34 +430,12 @@ class RedisBroker:
             for i in range(0, len(flat), 3)
         ]
         if not out and timeout > 0:
-            keys = groups[0]
-            block = max(1, int(min(timeout, MAX_BLOCK) * 1000))
-            reply = self._send(
-                [
-                    (
-                        "XREADGROUP",
-                        "GROUP",
-                        GROUP,
-                        consumer,
-                        "COUNT",
-                        count,
-                        "BLOCK",
-                        block,
-                        "STREAMS",
-                        *keys,
-                        *([">"] * len(keys)),
-                    )
-                ]
-            )[0]
+            reply = self._send([_read_new(consumer, count, timeout, groups[0])])[0]
             if isinstance(reply, redis.ResponseError):
                 if "NOGROUP" not in str(reply):
                     raise reply
-            elif reply:
-                if isinstance(reply, dict):
-                    reply = list(reply.items())
-                for stream, entries in reply:
-                    for entry_id, fields in entries:
-                        out.append(self._delivery(stream, entry_id, _body_of(fields)))
+            else:
+                out += self._read_deliveries(reply)
         if then is not None:
             then.apply_sync(self._pipeline(then.sync_commands()))
         out.sort(key=lambda d: -d.priority)
@@ -1059,6 +1027,25 @@ class RedisBroker:
         per-thread sockets."""
         self.direct.close()
         self.client.close()
+
+
+def _read_new(consumer: str, count: int, timeout: float, keys: Sequence[str]) -> tuple[Any, ...]:
+    """The blocking read of up to ``count`` new entries of ``keys`` for ``consumer``,
+    waiting at most ``timeout`` (capped at ``MAX_BLOCK``)."""
+    block = max(1, int(min(timeout, MAX_BLOCK) * 1000))
+    return (
+        "XREADGROUP",
+        "GROUP",
+        GROUP,
+        consumer,
+        "COUNT",
+        count,
+        "BLOCK",
+        block,
+        "STREAMS",
+        *keys,
+        *([">"] * len(keys)),
+    )
 
 
 def _body_of(fields: Any) -> bytes:
