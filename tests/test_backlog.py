@@ -22,6 +22,7 @@ from flask_taskq.metrics import exposition
 from tests.apps import backlog_app
 from tests.apps.backlog_app import PASSWORD, USER, add, create_app, hold
 from tests.conftest import Transport, WorkerProcess, wait_until
+from tests.test_amqp import _rabbit_up, amqp_env, vhost  # noqa: F401
 
 APP = "tests.apps.backlog_app:create_app"
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
@@ -142,3 +143,29 @@ def test_a_sharded_queue_shows_its_total_and_its_shards(
         assert cells is not None, s["shard"]
         numbers = re.findall(r'<td class="num">(\d+)</td>', cells.group(1))
         assert numbers == [str(s[c]) for c in EXPECTED]
+
+
+def test_on_rabbitmq_reserved_comes_from_the_heartbeats(
+    vhost: str,  # noqa: F811
+    amqp_env: dict[str, str],  # noqa: F811
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    """RabbitMQ pushes messages to a consumer up to its prefetch (they are unacked, so
+    reserved): the split between ready and reserved depends on it, the sum does not."""
+    if _rabbit_up() is not None:
+        pytest.skip(str(_rabbit_up()))
+    start_worker("-P", "threads", "-c", "4", app=APP, env=amqp_env)
+    app = create_app()
+    try:
+        fill(app)
+
+        def settled() -> dict[str, Any] | None:
+            row = inspect_json(app)["default"]
+            return row if row["backlog"] == 12 else None
+
+        row = wait_until(settled, timeout=30, message="a backlog of 12 (heartbeats)")
+        assert row["delayed"] == 3 and row["reserved"] >= 4 and row["ready"] + row["reserved"] == 9
+        samples = metric_samples(app)
+        assert samples[("taskq_queue_backlog", (("queue", "default"),))] == 12
+    finally:
+        app.extensions["taskq"].broker.close()

@@ -1,6 +1,7 @@
-"""An app for the backlog views (``inspect queues``, metrics, dashboard): a task that holds
-its worker thread, and a quick one. Broker, results and ``TASKQ_QUEUE_SHARDS`` (JSON) from
-the environment, so that worker processes get the test's values."""
+"""An app for the backlog views (``inspect queues``, metrics, dashboard) and the acks'
+``WAIT``: a task that holds its worker thread, and a quick one. Broker, results,
+``TASKQ_QUEUE_SHARDS`` (JSON) and ``TASKQ_WAIT_REPLICAS`` from the environment, so that
+worker processes get the test's values."""
 
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ def create_app(**config: Any) -> Flask:
     for key in ("TASKQ_RESULT_BACKEND", "TASKQ_STORE_URL", "TASKQ_KEY_PREFIX"):
         if key in os.environ:
             app.config[key] = os.environ[key]
+    app.config["TASKQ_WAIT_REPLICAS"] = int(os.environ.get("TASKQ_WAIT_REPLICAS", "0"))
     app.config.update(config)
     tq.init_app(app)
     return app
