@@ -21,6 +21,7 @@ from flask import Flask
 from flask_taskq.metrics import exposition
 from tests.apps import backlog_app
 from tests.apps.backlog_app import PASSWORD, USER, add, create_app, hold
+from tests.cluster_fixtures import cluster_url, redis_cluster  # noqa: F401
 from tests.conftest import Transport, WorkerProcess, wait_until
 from tests.test_amqp import _rabbit_up, amqp_env, vhost  # noqa: F401
 
@@ -109,13 +110,15 @@ def test_backlog_in_inspect_metrics_and_dashboard(transport: Transport) -> None:
     assert inspect_json(app)["default"]["shards"] == []
 
 
+@pytest.mark.parametrize("where", ["one Redis", "cluster"])
 def test_a_sharded_queue_shows_its_total_and_its_shards(
-    redis_url: str, start_worker: Callable[..., WorkerProcess]
+    request: pytest.FixtureRequest, where: str, start_worker: Callable[..., WorkerProcess]
 ) -> None:
+    url = request.getfixturevalue("redis_url" if where == "one Redis" else "cluster_url")
     shards = json.dumps({"default": 3})
-    env = {"TASKQ_RESULT_BACKEND": redis_url, "TASKQ_QUEUE_SHARDS": shards}
+    env = {"TASKQ_BROKER_URL": url, "TASKQ_RESULT_BACKEND": url, "TASKQ_QUEUE_SHARDS": shards}
     start_worker("-P", "threads", "-c", "4", app=APP, env=env)
-    app = create_app(TASKQ_BROKER_URL=redis_url, TASKQ_QUEUE_SHARDS={"default": 3})
+    app = create_app(TASKQ_BROKER_URL=url, TASKQ_QUEUE_SHARDS={"default": 3})
     fill(app)
     check_views(app)
     row = inspect_json(app)["default"]
