@@ -154,6 +154,7 @@ class Consumer:
         self._fetching = Outage("fetch messages")
         self._flushing = Outage("acknowledge finished tasks")
         self._renewing = Outage("renew leases")
+        self._renewed_at = time.monotonic()  # the last renewal that reached the broker
         self._beating = Outage("publish the heartbeat")
         self._syncing = Outage("sync revocations and rate limits")
         self._next_reclaim = 0.0
@@ -166,6 +167,8 @@ class Consumer:
         backoff = 0.1
         with self._fetch_lock:
             while not self.stopping.is_set():
+                if self._buffer and self._out_of_touch():
+                    self._drop_lapsed()
                 with self._lock:
                     if self._buffer:
                         _, _, delivery, message = heapq.heappop(self._buffer)
@@ -584,6 +587,7 @@ class Consumer:
     def start_keeper(self) -> None:
         """Start the thread that renews leases and returns the buffer on stop."""
         self._keeper = threading.Thread(target=self._keep, name="taskq-keeper", daemon=True)
+        self._renewed_at = time.monotonic()
         self._keeper.start()
 
     def _keep(self) -> None:
@@ -626,7 +630,7 @@ class Consumer:
                 self._police(now)
                 if now >= next_renew:
                     next_renew = now + interval
-                    self._keeper_step(self._renewing, self.renew)
+                    self._renew_step(now)
             except Exception:  # the keeper must outlive any surprise
                 logger.exception("Lease keeper error")
 
@@ -639,6 +643,40 @@ class Consumer:
             outage.failed(exc, "retrying")
         else:
             outage.ok()
+
+    def _renew_step(self, now: float) -> None:
+        try:
+            self.renew()
+        except REDIS_ERRORS as exc:
+            self._renewing.failed(exc, "retrying")
+            if self._out_of_touch():
+                self._drop_lapsed()
+        else:
+            self._renewing.ok()
+            self._renewed_at = now
+
+    def _out_of_touch(self) -> bool:
+        """Whether no lease renewal has reached the broker for longer than the visibility
+        timeout (a partition, a long outage): the leases have lapsed by now."""
+        return (
+            self._keeper is not None
+            and time.monotonic() - self._renewed_at > self.visibility_timeout
+        )
+
+    def _drop_lapsed(self) -> None:
+        """Give up the unstarted messages once their leases have lapsed: other workers
+        take them over, and running them here too would only run them twice."""
+        with self._lock:
+            entries, self._buffer = self._buffer, []
+        if entries:
+            logger.warning(
+                "No lease renewed for %.0fs (TASKQ_VISIBILITY_TIMEOUT is %gs): dropping %d "
+                "unstarted task(s) that other workers take over",
+                time.monotonic() - self._renewed_at,
+                self.visibility_timeout,
+                len(entries),
+            )
+            self._release([d for _, _, d, _ in entries])
 
     def _sync(self) -> None:
         self.revocations.sync(force=True)
