@@ -2,9 +2,9 @@
 on free loopback ports, made with ``redis-cli --cluster create``; started once per test
 session and torn down after it.
 
-Use it by importing the fixtures into a test module::
-
-    from tests.cluster_fixtures import cluster_url, redis_cluster  # noqa: F401
+tests/conftest.py registers this module as a plugin, so every test module can ask for
+``redis_cluster``, ``cluster_url`` or ``own_cluster`` and the whole session shares one
+cluster (a fixture imported into several modules would be one session cluster each).
 """
 
 from __future__ import annotations

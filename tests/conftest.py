@@ -18,6 +18,8 @@ import pytest
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
+# The Redis Cluster fixtures, one cluster per session for every module that asks.
+pytest_plugins = ["tests.cluster_fixtures"]
 
 
 def free_port() -> int:
