@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from tests import netns
-from tests.conftest import WorkerProcess, free_port, wait_until
+from tests.conftest import WorkerProcess, free_port, redis_argv, wait_until
 
 WHY_NOT = netns.unavailable()
 pytestmark = pytest.mark.skipif(WHY_NOT is not None, reason=WHY_NOT or "")
@@ -65,12 +65,7 @@ def test_a_partitioned_worker_loses_its_leases_and_carries_on_after_the_heal(
     redis_host, worker_host = network.host("redis"), network.host("worker")
     port = free_port()
     server = WorkerProcess(  # not a worker, but its output is kept the same way
-        redis_host.command(
-            [
-                *("redis-server", "--port", str(port), "--bind", redis_host.address),
-                *("--save", "", "--appendonly", "no", "--protected-mode", "no"),
-            ]
-        ),
+        redis_host.command(redis_argv(port, "--protected-mode", "no", bind=redis_host.address)),
         dict(os.environ),
     )
     processes.append(server)
