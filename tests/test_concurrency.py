@@ -238,6 +238,18 @@ def test_a_saturated_key_leaves_the_worker_free_for_other_tasks_and_inspect_show
     ]
     text = _inspect(redis_url)
     assert "tests.apps.concurrency_app.work" in text.stdout and "busy" in text.stdout
+    from tests.apps.concurrency_app import create_app
+
+    dashboard = create_app(
+        TASKQ_DASHBOARD=True, TASKQ_DASHBOARD_AUTH=lambda request: True
+    ).test_client()
+    page = dashboard.get("/taskq/concurrency")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert 'data-key="tests.apps.concurrency_app.work:busy"' in html
+    assert "<td>4</td>" in html  # waiting
+    live = dashboard.get("/taskq/api/concurrency").get_json()
+    assert "busy" in live["regions"]["concurrency_keys"]
     r.delete("test:block")
     wait_until(lambda: r.llen("test:done") == 6, 30, message="all six done")
     assert int(r.hget("test:max", "busy")) == 2
