@@ -313,3 +313,70 @@ def test_memory_transport_keeps_the_limit_in_process(monkeypatch):
         assert sorted(res.get(timeout=30) for res in results) == sorted(f"t{i}" for i in range(8))
     assert memory.max["m"] <= 2
     assert len(memory.started) == 8
+
+
+# -- RabbitMQ: the store is the Redis beside it -----------------------------------------
+RABBIT = ("127.0.0.1", 5672)
+
+
+def _no_rabbit() -> str | None:
+    import shutil
+    import socket
+
+    if shutil.which("rabbitmqctl") is None:
+        return "rabbitmqctl not found"
+    try:
+        socket.create_connection(RABBIT, timeout=1).close()
+        import pika  # noqa: F401
+    except (OSError, ImportError) as exc:
+        return f"RabbitMQ or pika unavailable ({exc})"
+    return None
+
+
+@pytest.fixture
+def amqp_env(redis_url: str) -> Iterator[dict[str, str]]:
+    import uuid
+
+    if _no_rabbit():
+        pytest.skip(str(_no_rabbit()))
+    vhost = f"taskq-test-{uuid.uuid4().hex[:8]}"
+
+    def ctl(*args: str) -> None:
+        subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+    ctl("add_vhost", vhost)
+    ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    yield {
+        "TASKQ_BROKER_URL": f"amqp://guest:guest@{RABBIT[0]}:{RABBIT[1]}/{vhost}",
+        "TASKQ_STORE_URL": redis_url,
+        "TASKQ_RESULT_BACKEND": redis_url,
+        "TEST_REDIS_URL": redis_url,
+    }
+    ctl("delete_vhost", vhost)
+
+
+def test_rabbitmq_workers_keep_the_limit_through_the_redis_store(
+    amqp_env, start_worker, r: redis.Redis, monkeypatch
+):
+    for name, value in amqp_env.items():
+        monkeypatch.setenv(name, value)
+    from tests.apps.concurrency_app import create_app, work
+
+    app = create_app()
+    for _ in range(2):
+        start_worker(
+            "-P",
+            "threads",
+            "-c",
+            "3",
+            app=APP,
+            env=amqp_env,
+            broker_url=amqp_env["TASKQ_BROKER_URL"],
+        )
+    with app.app_context():
+        for i in range(8):
+            work.delay("rabbit", f"t{i}", 0.2)
+    wait_until(lambda: r.llen("test:done") == 8, 60, message="8 tasks done")
+    assert int(r.hget("test:max", "rabbit")) <= 2
+    assert r.llen("test:started") == 8
+    app.extensions["taskq"].broker.close()

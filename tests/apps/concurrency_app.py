@@ -1,6 +1,7 @@
 """The app of the per-key concurrency tests (``tests/test_concurrency.py``), on Redis or
 ``memory://`` (``create_app`` reads ``TASKQ_BROKER_URL``, ``TASKQ_RESULT_BACKEND`` and
-``TASKQ_VISIBILITY_TIMEOUT`` from the environment, so a worker process can load it).
+``TASKQ_VISIBILITY_TIMEOUT``, and for RabbitMQ ``TASKQ_STORE_URL`` and
+``TASKQ_KEY_PREFIX``, from the environment, so a worker process can load it).
 
 Tasks record their runs in the test Redis (``TEST_REDIS_URL``): ``test:running`` (hash:
 key -> tasks of that key running now, raised and lowered atomically), ``test:max`` (hash:
@@ -119,6 +120,9 @@ def create_app(**config: Any) -> Flask:
     app.config["TASKQ_BROKER_URL"] = url
     app.config["TASKQ_RESULT_BACKEND"] = os.environ.get("TASKQ_RESULT_BACKEND", url)
     app.config["TASKQ_VISIBILITY_TIMEOUT"] = float(os.environ.get("TASKQ_VISIBILITY_TIMEOUT", 30))
+    for name in ("TASKQ_STORE_URL", "TASKQ_KEY_PREFIX"):  # the RabbitMQ test's
+        if os.environ.get(name):
+            app.config[name] = os.environ[name]
     app.config.update(config)
     tq.init_app(app)
     return app

@@ -18,10 +18,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ... import states
+from ...broker.memory import MemoryBroker
 from ...concurrency import Limit, limit_of
-from ...exceptions import ConcurrencyKeyError
+from ...exceptions import ConcurrencyKeyError, TaskQueueError
 from ...result import exception_meta
 from ...store.concurrency import ConcurrencyStore, Parked
+from ...store.memory import MemoryStore
 from ..consumer import REDIS_ERRORS, Consumer
 from ..execute import Executor, Outcome
 from .base import Context, Hook
@@ -139,20 +141,33 @@ class Concurrency(Hook):
         self.lease = consumer.visibility_timeout * LEASE_SHARE
         self.config: dict[str, Any] = dict(consumer.state.config["TASKQ_CONCURRENCY_LIMITS"])
         self.keeper = SlotKeeper(self.store, self.broker, self.lease, consumer.stopping)
-        self._limits: dict[str, Limit | ConcurrencyKeyError | None] = {}
+        self._limits: dict[str, Limit | TaskQueueError | None] = {}
+        #: Why limits cannot be kept here (a memory store beside a broker of several
+        #: processes: AMQP without a Redis store), or None.
+        self.refusal = (
+            None
+            if isinstance(consumer.broker, MemoryBroker)
+            or not isinstance(consumer.store, MemoryStore)
+            else TaskQueueError(
+                "concurrency limits need a store shared by every worker: set "
+                "TASKQ_STORE_URL (or a Redis TASKQ_RESULT_BACKEND) beside an AMQP broker"
+            )
+        )
         #: id of the context -> (key, task id) of each slot held by a running task
         self._holding: dict[int, tuple[str, str]] = {}
         if any(self._limit(t, t.options_for(consumer.state)) for t in consumer.tasks.values()):
             self.keeper.start()
 
-    def _limit(self, task: Task, options: dict[str, Any]) -> Limit | ConcurrencyKeyError | None:
+    def _limit(self, task: Task, options: dict[str, Any]) -> Limit | TaskQueueError | None:
         if task.name not in self._limits:
             try:
-                found: Limit | ConcurrencyKeyError | None = limit_of(
+                found: Limit | TaskQueueError | None = limit_of(
                     task.name, task.fn, task.bind, options, self.config
                 )
             except ConcurrencyKeyError as exc:  # a key from TASKQ_CONCURRENCY_LIMITS
                 found = exc
+            if found is not None and self.refusal is not None:
+                found = self.refusal
             self._limits[task.name] = found
         return self._limits[task.name]
 
@@ -169,9 +184,9 @@ class Concurrency(Hook):
         limit = self._limits[ctx.task.name]
         if limit is None:
             return True
+        if isinstance(limit, TaskQueueError):
+            return self._fail(ctx, limit)
         try:
-            if isinstance(limit, ConcurrencyKeyError):
-                raise limit
             key = limit.key_of(message.args, message.kwargs)
         except ConcurrencyKeyError as exc:
             return self._fail(ctx, exc)
@@ -222,7 +237,7 @@ class Concurrency(Hook):
                 exc,
             )
 
-    def _fail(self, ctx: Context, exc: ConcurrencyKeyError) -> bool:
+    def _fail(self, ctx: Context, exc: Exception) -> bool:
         """The task fails with ``exc`` without running (its result says why)."""
         logger.error("Task %s[%s] failed: %s", ctx.message.task, ctx.message.id, exc)
         data = None
