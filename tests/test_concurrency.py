@@ -380,3 +380,21 @@ def test_rabbitmq_workers_keep_the_limit_through_the_redis_store(
     assert int(r.hget("test:max", "rabbit")) <= 2
     assert r.llen("test:started") == 8
     app.extensions["taskq"].broker.close()
+
+
+def test_config_limit_overrides_the_task_s_own(monkeypatch):
+    monkeypatch.delenv("TEST_REDIS_URL", raising=False)
+    from tests.apps import concurrency_app
+    from tests.apps.concurrency_app import create_app, work
+
+    memory = concurrency_app.memory
+    memory.__init__()  # type: ignore[misc]
+    app = create_app(
+        TASKQ_BROKER_URL="memory://",
+        TASKQ_RESULT_BACKEND="memory://",
+        TASKQ_CONCURRENCY_LIMITS={work.name: 1},
+    )
+    with app.app_context():
+        results = [work.delay("solo", f"t{i}", 0.05) for i in range(6)]
+        assert sorted(res.get(timeout=30) for res in results) == sorted(f"t{i}" for i in range(6))
+    assert memory.max["solo"] == 1
