@@ -54,7 +54,7 @@ end
 
 local out = {}
 local free = limit - redis.call('ZCARD', holders)
-if granted ~= 1 and free > 0 then
+if free > 0 then
   local line = redis.call('ZRANGE', waiting, 0, free, 'WITHSCORES')
   for i = 1, #line, 2 do
     local w, score = line[i], tonumber(line[i + 1])
@@ -71,7 +71,7 @@ if granted ~= 1 and free > 0 then
       free = free - 1
     end
   end
-  if op == 'acquire' and free > 0 then
+  if op == 'acquire' and granted == 0 and free > 0 then
     granted = 1
   end
 end

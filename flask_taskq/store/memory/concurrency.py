@@ -49,7 +49,7 @@ class MemoryConcurrencyStore:
                     own = state.waiting.get(task_id)
             woken: list[Parked] = []
             free = state.limit - len(state.holders)
-            if not granted and free > 0:
+            if free > 0:
                 for w, score in sorted(state.waiting.items(), key=lambda i: (i[1], i[0])):
                     if free <= 0 or w == task_id or (own is not None and score > own):
                         break
@@ -59,7 +59,7 @@ class MemoryConcurrencyStore:
                         state.waking[w] = state.holders[w] = now + lease
                         woken.append(parked)
                         free -= 1
-                if op == "acquire" and free > 0:
+                if granted is False and free > 0:
                     granted = True
             if granted:
                 state.holders[task_id] = now + lease
