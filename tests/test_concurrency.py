@@ -202,6 +202,18 @@ def test_twenty_tasks_on_two_workers_never_exceed_the_limit_per_key(
     wait_until(lambda: not r.keys("taskq:concurrency:*"), 10, message="keys cleaned up")
 
 
+def test_prefork_children_keep_the_limit(capp, start_worker, env, r: redis.Redis):
+    from tests.apps.concurrency_app import work
+
+    start_worker("-P", "prefork", "-c", "3", app=APP, env=env)
+    with capp.app_context():
+        for i in range(8):
+            work.delay("fork", f"t{i}", 0.2)
+    wait_until(lambda: r.llen("test:done") == 8, 60, message="8 tasks done")
+    assert int(r.hget("test:max", "fork")) <= 2
+    assert r.llen("test:started") == 8
+
+
 def test_a_saturated_key_leaves_the_worker_free_for_other_tasks_and_inspect_shows_it(
     capp, start_worker, env, r: redis.Redis, redis_url: str
 ):
