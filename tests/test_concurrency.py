@@ -410,3 +410,24 @@ def test_config_limit_overrides_the_task_s_own(monkeypatch):
         results = [work.delay("solo", f"t{i}", 0.05) for i in range(6)]
         assert sorted(res.get(timeout=30) for res in results) == sorted(f"t{i}" for i in range(6))
     assert memory.max["solo"] == 1
+
+
+def test_rabbitmq_without_a_store_fails_limited_tasks_with_a_reason(
+    amqp_env, start_worker, monkeypatch
+):
+    env = {**amqp_env, "TASKQ_STORE_URL": "", "TASKQ_RESULT_BACKEND": ""}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    from tests.apps.concurrency_app import create_app, other, work
+
+    app = create_app()
+    worker = start_worker(
+        "-P", "threads", "-c", "2", app=APP, env=env, broker_url=amqp_env["TASKQ_BROKER_URL"]
+    )
+    with app.app_context():
+        work.delay("nostore", "t0")
+        other.delay("plain")
+    worker.wait_for_log("concurrency limits need a store shared by every worker")
+    worker.wait_for_log(": 'plain'")  # the plain task ran
+    assert worker.proc.poll() is None
+    app.extensions["taskq"].broker.close()

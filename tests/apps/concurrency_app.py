@@ -118,7 +118,7 @@ def create_app(**config: Any) -> Flask:
     app = Flask("concurrency_app")
     url = os.environ.get("TASKQ_BROKER_URL", "memory://")
     app.config["TASKQ_BROKER_URL"] = url
-    app.config["TASKQ_RESULT_BACKEND"] = os.environ.get("TASKQ_RESULT_BACKEND", url)
+    app.config["TASKQ_RESULT_BACKEND"] = os.environ.get("TASKQ_RESULT_BACKEND", url) or None
     app.config["TASKQ_VISIBILITY_TIMEOUT"] = float(os.environ.get("TASKQ_VISIBILITY_TIMEOUT", 30))
     for name in ("TASKQ_STORE_URL", "TASKQ_KEY_PREFIX"):  # the RabbitMQ test's
         if os.environ.get(name):
