@@ -431,3 +431,30 @@ def test_rabbitmq_without_a_store_fails_limited_tasks_with_a_reason(
     worker.wait_for_log(": 'plain'")  # the plain task ran
     assert worker.proc.poll() is None
     app.extensions["taskq"].broker.close()
+
+
+def test_revoked_tasks_take_no_slot_and_parked_ones_are_revoked_in_turn(
+    capp, start_worker, env, r: redis.Redis
+):
+    from tests.apps.concurrency_app import work
+
+    r.set("test:block", 1)
+    start_worker("-P", "threads", "-c", "4", app=APP, env=env)
+    keys = Keys().concurrency(f"{work.name}:rev")
+    with capp.app_context():
+        for i in range(2):
+            work.delay("rev", f"h{i}")
+        wait_until(lambda: r.llen("test:started") == 2, 20, message="two holders")
+        parked = work.delay("rev", "parked")
+        wait_until(lambda: r.zcard(keys[1]) == 1, 20, message="one parked")
+        parked.revoke()
+        early = work.AsyncResult("revoked-before-sent")
+        early.revoke()
+        work.apply_async(("rev", "early"), task_id="revoked-before-sent")
+        # revoked before it ran: REVOKED at once though the key is full, never parked
+        wait_until(lambda: early.state == "REVOKED", 20, message="early revoked")
+        assert r.zcard(keys[1]) == 1
+        r.delete("test:block")
+        wait_until(lambda: parked.state == "REVOKED", 20, message="parked one revoked")
+    wait_until(lambda: r.llen("test:done") == 2, 20, message="holders done")
+    assert b"parked" not in r.lrange("test:started", 0, -1)

@@ -140,6 +140,7 @@ class Concurrency(Hook):
         self.broker = consumer.broker
         self.lease = consumer.visibility_timeout * LEASE_SHARE
         self.config: dict[str, Any] = dict(consumer.state.config["TASKQ_CONCURRENCY_LIMITS"])
+        self.revoked = consumer.revocations.ids
         self.keeper = SlotKeeper(self.store, self.broker, self.lease, consumer.stopping)
         self._limits: dict[str, Limit | TaskQueueError | None] = {}
         #: Why limits cannot be kept here (a memory store beside a broker of several
@@ -186,6 +187,10 @@ class Concurrency(Hook):
             return True
         if isinstance(limit, TaskQueueError):
             return self._fail(ctx, limit)
+        if message.id in self.revoked or (
+            message.expires is not None and time.time() > message.expires
+        ):
+            return True  # it will not run (revocation hook): no slot needed
         try:
             key = limit.key_of(message.args, message.kwargs)
         except ConcurrencyKeyError as exc:
