@@ -46,8 +46,7 @@ def send_woken(broker: Broker, store: ConcurrencyStore, key: str, woken: list[Pa
     duplicate, never a loss)."""
     if not woken:
         return
-    for message in woken:
-        broker.enqueue(message.queue, message.priority, message.body)
+    broker.enqueue_many((m.queue, m.priority, m.body, None) for m in woken)
     store.woken(key, [m.task_id for m in woken])
 
 
