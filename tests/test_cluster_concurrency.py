@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import redis
 
-from tests.cluster_fixtures import cluster_url, redis_cluster  # noqa: F401
 from tests.conftest import wait_until
 
 APP = "tests.apps.concurrency_app:create_app"
 
 
 def test_limits_hold_on_a_cluster(
-    cluster_url: str,  # noqa: F811
+    cluster_url: str,
     redis_url: str,
     start_worker,
     monkeypatch,
