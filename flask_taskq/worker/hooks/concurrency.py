@@ -22,7 +22,7 @@ from ...broker.memory import MemoryBroker
 from ...concurrency import Limit, limit_of
 from ...exceptions import ConcurrencyKeyError, TaskQueueError
 from ...result import exception_meta
-from ...store.concurrency import ConcurrencyStore, Parked
+from ...store.concurrency import ConcurrencyStore, Parked, Slots
 from ...store.memory import MemoryStore
 from ..consumer import REDIS_ERRORS, Consumer
 from ..execute import Executor, Outcome
@@ -210,7 +210,7 @@ class Concurrency(Hook):
         self.consumer.acknowledge(delivery)  # parked: the store keeps it now
         return False
 
-    def _after_acquire(self, key: str, limit: Limit, slots: Any) -> None:
+    def _after_acquire(self, key: str, limit: Limit, slots: Slots) -> None:
         if slots.waiting or slots.holders >= limit.limit:
             self.store.note(key)
         send_woken(self.broker, self.store, key, slots.woken)
