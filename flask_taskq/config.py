@@ -8,6 +8,7 @@ import warnings
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
+from .concurrency import check_config as check_concurrency_limits
 from .ratelimit import parse_rate
 
 #: Marks TASKQ_RESULT_BACKEND as "same as the broker".
@@ -46,6 +47,8 @@ DEFAULTS: dict[str, Any] = {
     # Queues spread over several shards (queue -> number of shards), each its own Redis
     # Cluster slot; every process of the app needs the same value. docs/scaling.rst.
     "TASKQ_QUEUE_SHARDS": {},
+    # Per-key concurrency limits by task name, over the tasks' own (docs/concurrency.rst).
+    "TASKQ_CONCURRENCY_LIMITS": {},
     "TASKQ_SIGNING_KEY": None,
     "TASKQ_DASHBOARD": False,
     "TASKQ_DASHBOARD_URL_PREFIX": "/taskq",
@@ -127,6 +130,7 @@ def _check_task_defaults(config: Mapping[str, Any]) -> None:
         parse_rate(config["TASKQ_TASK_DEFAULT_RATE_LIMIT"])
     except ValueError as exc:
         raise ValueError(f"TASKQ_TASK_DEFAULT_RATE_LIMIT: {exc}") from None
+    check_concurrency_limits(config["TASKQ_CONCURRENCY_LIMITS"])
     priority = config["TASKQ_TASK_DEFAULT_PRIORITY"]
     if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 9:
         raise ValueError(

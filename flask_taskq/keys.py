@@ -189,3 +189,19 @@ class Keys:
         """Sorted set of the most recent workflow ids, scored by the time they were sent
         (capped; the dashboard lists it)."""
         return f"{self.prefix}:workflows"
+
+    # -- per-key concurrency limits (docs/concurrency.rst): hash tag {<task>:<key>} ----
+    def concurrency(self, key: str) -> list[str]:
+        """The five keys of concurrency key ``key`` (``<task>:<key value>``), in the order
+        ``concurrency.lua`` takes them: ``holders`` (sorted set: task id -> lease expiry
+        in ms), ``waiting`` (sorted set of parked task ids by arrival), ``waking`` (sorted
+        set: woken task id -> claim expiry), ``parked`` (hash: task id -> queue, priority
+        and body of a parked message), ``limit`` (string)."""
+        base = f"{self.prefix}:concurrency:{{{key}}}"
+        return [f"{base}:{part}" for part in ("holders", "waiting", "waking", "parked", "limit")]
+
+    def concurrency_keys(self) -> str:
+        """Sorted set of the concurrency keys seen at their limit (key -> how often), so
+        that workers find the ones to wake and ``inspect`` lists them; an idle key is
+        dropped."""
+        return f"{self.prefix}:concurrency-keys"

@@ -5,6 +5,7 @@ from . import (  # noqa: F401 - registers the commands
     db,
     dead_letter,
     inspect,
+    inspect_concurrency,
     inspect_workers,
     inspect_workflow,
     periodic,

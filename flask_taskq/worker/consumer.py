@@ -401,6 +401,13 @@ class Consumer:
             delivery, "requeue a message", lambda: self.broker.requeue(self.name, [delivery])
         )
 
+    def acknowledge(self, delivery: Delivery) -> None:
+        """Acknowledge an unstarted message now kept elsewhere (parked by a concurrency
+        limit, ``worker/hooks/concurrency.py``), at once."""
+        self._settle(
+            delivery, "acknowledge a message", lambda: self.broker.ack(self.name, [delivery])
+        )
+
     def _settle(self, delivery: Delivery, what: str, action: Callable[[], object]) -> object:
         """Run ``action``, which removes ``delivery`` from this consumer's leases in Redis
         (retried as :meth:`_persist` does), then stop renewing it; return what it returned."""

@@ -6,6 +6,7 @@ The worker's order (a message goes top to bottom)::
     before   signals.Received      task_received
              poison.Poison         dead-letter a message that keeps killing workers
              ratelimit.RateLimit   defer until a token is free
+             concurrency.Concurrency  take a slot of the call's key, or park it (finish: free)
              replay.ReplayGuard    refuse a replayed signed message (signing only)
              running.Running       time limits, terminate, busy flag (finish: disarm)
              revocation.Revocation revoked or expired: REVOKED, not run
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING
 from ..execute import Executor
 from .appcontext import AppContext
 from .base import Context, Hook, Pipeline, Plan
+from .concurrency import Concurrency
 from .poison import Poison
 from .ratelimit import RateLimit
 from .replay import ReplayGuard
@@ -61,6 +63,7 @@ def worker_pipeline(
         Received(),
         Poison(consumer),
         RateLimit(consumer),
+        Concurrency(consumer, executor),
         ReplayGuard(consumer),
         Running(consumer.guard, busy, slot),
         Revocation(executor, consumer.revocations.ids),
