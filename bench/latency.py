@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from bench import app as bench_app  # noqa: E402
 from bench import throughput  # noqa: E402
 from bench.common import start_redis  # noqa: E402
-from bench.delay_proxy import DelayProxy  # noqa: E402
+from tests.delay_proxy import DelayProxy  # noqa: E402
 
 
 def main() -> None:

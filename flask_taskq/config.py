@@ -34,7 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "TASKQ_KEY_PREFIX": "taskq",
     "TASKQ_WORKER_CONCURRENCY": None,
     "TASKQ_WORKER_POOL": "prefork",
-    "TASKQ_WORKER_PREFETCH": 64,
+    "TASKQ_WORKER_PREFETCH": None,  # automatic: 64, more on a slow link (docs/worker.rst)
     "TASKQ_MAX_TASKS_PER_CHILD": None,
     "TASKQ_WORKER_SHUTDOWN_TIMEOUT": 30,
     "TASKQ_MAX_MESSAGE_BYTES": 1024 * 1024,

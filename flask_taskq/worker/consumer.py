@@ -52,6 +52,14 @@ BATCH_WORK = 0.05
 #: Longest a finished task waits before its ack and result are written (seconds).
 MAX_ACK_DELAY = 0.01
 MAX_ACK_BATCH = 128
+#: A fetch round trip slower than this (seconds) means a slow link to the broker: the
+#: consumer then fetches ahead of its executors and leaves batches to the keeper thread,
+#: so that round trips overlap the work instead of adding to it.
+SLOW_LINK = 0.002
+#: Prefetch when TASKQ_WORKER_PREFETCH is not set: this many messages at most, and on a
+#: slow link up to SLOW_LINK_PREFETCH (still about BATCH_WORK of work plus two round trips).
+DEFAULT_PREFETCH = 64
+SLOW_LINK_PREFETCH = 1024
 
 
 class Outage:
@@ -100,7 +108,7 @@ class Consumer:
         backend: ResultBackend | None,
         name: str,
         queues: Sequence[str],
-        prefetch: int,
+        prefetch: int | None,
         threads: int = 1,
     ) -> None:
         config = state.config
@@ -109,7 +117,9 @@ class Consumer:
         self.backend = backend
         self.name = name
         self.queues = list(queues)
-        self.prefetch = max(1, prefetch)
+        #: The most messages leased ahead; None (TASKQ_WORKER_PREFETCH unset): automatic.
+        self.prefetch = max(1, prefetch or DEFAULT_PREFETCH)
+        self._auto_prefetch = not prefetch
         self.threads = threads
         self.visibility_timeout = float(config["TASKQ_VISIBILITY_TIMEOUT"])
         self.max_deliveries = int(config["TASKQ_MAX_DELIVERIES"])
@@ -144,6 +154,12 @@ class Consumer:
         self._done_since = 0.0
         self._lock = threading.Lock()
         self._fetch_lock = threading.Lock()
+        self._refill_lock = threading.Lock()  # one fetch at a time (executor or fetcher)
+        self._rtt = 0.0  # smoothed duration of fetches that found a full batch waiting
+        self.slow_link = False  # self._rtt > SLOW_LINK: fetch ahead, flush from the keeper
+        self._fetcher: threading.Thread | None = None
+        self._want_more = threading.Event()  # wakes the fetcher
+        self._arrived = threading.Event()  # the fetcher finished a fetch
         self._avg_runtime: float | None = None  # None until a task has been measured
         self._settling: set[tuple[str, int, str]] = set()  # being acked/moved in Redis
         self._abandoned: list[Delivery] = []  # left to lease expiry (see ``forget``)
@@ -174,11 +190,19 @@ class Consumer:
                         _, _, delivery, message = heapq.heappop(self._buffer)
                         self._local.current = (delivery, message)
                         self.taken += 1
+                        if self.slow_link and self._running_low():
+                            self._want_more.set()
                         return delivery, message
+                if self.slow_link and self._fetcher is not None:
+                    self._want_more.set()
+                    self._arrived.wait(0.05)
+                    self._arrived.clear()
+                    continue
                 try:
                     if time.monotonic() >= self._next_flush:
                         self.flush_quietly()
-                    self._refill()
+                    with self._refill_lock:
+                        self._refill()
                     backoff = 0.1
                     self._fetching.ok()
                 except REDIS_ERRORS as exc:  # also READONLY during a failover, OOM
@@ -252,8 +276,8 @@ class Consumer:
                 or (self._avg_runtime or 0.0) > MAX_ACK_DELAY / 10
             )
             first_deferred = not due and len(self._done) == 1
-        if due and now < self._next_flush:  # Redis failed lately: the keeper retries
-            self._wake.set()
+        if due and (now < self._next_flush or self.slow_link):
+            self._wake.set()  # Redis failed lately, or a round trip is dear: the keeper
         elif due:
             self.flush_quietly()
         elif first_deferred:
@@ -502,8 +526,62 @@ class Consumer:
         avg = self._avg_runtime
         if avg is None or avg >= BATCH_WORK:
             return max(1, min(self.prefetch, idle))
+        if self.slow_link:  # enough to work through two round trips as well
+            per_thread = max(1, int((BATCH_WORK + 2 * self._rtt) / max(avg, 1e-6)))
+            cap = SLOW_LINK_PREFETCH if self._auto_prefetch else self.prefetch
+            return max(1, min(cap, per_thread * self.threads))
         per_thread = max(1, int(BATCH_WORK / max(avg, 1e-6)))
         return max(1, min(self.prefetch, per_thread * self.threads))
+
+    def _running_low(self) -> bool:
+        """Whether the buffer holds less than about one round trip of work (lock held)."""
+        avg = self._avg_runtime or 0.0
+        return len(self._buffer) * avg < 1.5 * self._rtt * self.threads
+
+    def _note_fetch(self, seconds: float) -> None:
+        """Fold the duration of a fetch that found its batch waiting (a round trip and
+        the reading of the batch) into the link estimate."""
+        self._rtt = seconds if self._rtt == 0.0 else 0.8 * self._rtt + 0.2 * seconds
+        slow = self._rtt > SLOW_LINK
+        if slow and not self.slow_link:
+            logger.info(
+                "Fetches take %.1f ms: fetching ahead and acknowledging in the background",
+                self._rtt * 1000,
+            )
+            if self._fetcher is None:
+                self._fetcher = threading.Thread(
+                    target=self._fetch_ahead, name="taskq-fetcher", daemon=True
+                )
+                self._fetcher.start()
+        self.slow_link = slow
+
+    def _fetch_ahead(self) -> None:
+        # On a slow link: fetch whenever the buffer runs low, while executors work.
+        backoff = 0.1
+        while not self.stopping.is_set():
+            if not self._want_more.wait(0.5):
+                continue
+            self._want_more.clear()
+            try:
+                with self._refill_lock:
+                    self._refill()
+                backoff = 0.1
+                self._fetching.ok()
+            except REDIS_ERRORS as exc:
+                self._fetching.failed(exc)
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                self._want_more.set()
+            except Exception:  # a bug or a malformed reply must not end the thread
+                logger.exception("Unexpected error while fetching; retrying in %.1fs", backoff)
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                self._want_more.set()
+            finally:
+                self._arrived.set()
+            with self._lock:
+                if self.slow_link and self._running_low():
+                    self._want_more.set()
 
     def _refill(self) -> None:
         piggyback = self.revocations.piggyback
@@ -532,9 +610,11 @@ class Consumer:
         if not deliveries:
             timeout = max(0.0, min(1.0, self._next_promote - now, self._next_reclaim - now))
             # the revocations made until the messages were taken come with them
-            deliveries = self.broker.fetch(
-                self.name, queues, self._batch_size(), timeout, then=piggyback
-            )
+            size = self._batch_size()
+            started = time.perf_counter()
+            deliveries = self.broker.fetch(self.name, queues, size, timeout, then=piggyback)
+            if len(deliveries) >= size > 1:
+                self._note_fetch(time.perf_counter() - started)
         self._accept(deliveries)
         if self.stopping.is_set():
             self.return_buffered()

@@ -197,7 +197,8 @@ class Worker:
         #: The worker's display name (heartbeats, ``inspect``, the dashboard); the Redis
         #: consumer name of each process adds what makes it unique (:func:`consumer_name`).
         self.name = expand_name(self.name_template)
-        self.prefetch = int(prefetch or config["TASKQ_WORKER_PREFETCH"])
+        #: None: automatic (see ``Consumer``); the banner shows ``auto``.
+        self.prefetch: int | None = prefetch or config["TASKQ_WORKER_PREFETCH"] or None
         self.max_tasks_per_child = max_tasks_per_child or config["TASKQ_MAX_TASKS_PER_CHILD"]
         self.shutdown_timeout = float(
             shutdown_timeout
@@ -254,7 +255,7 @@ class Worker:
             queues += f" (and new queues matching {','.join(self.selection.globs)})"
         return (
             f"taskq worker {self.name}: pool={self.pool} concurrency={concurrency} "
-            f"queues={queues} prefetch={self.prefetch}"
+            f"queues={queues} prefetch={self.prefetch or 'auto'}"
         )
 
     def run(self) -> int:

@@ -1,4 +1,4 @@
-"""A TCP proxy that adds a fixed latency, for benchmarks over a slow network without
+"""A TCP proxy that adds a fixed latency, for tests and benchmarks over a slow link without
 ``tc netem`` (which needs the kernel's ``sch_netem``, missing on some machines).
 
 Every chunk read from one side is written to the other ``delay`` seconds after it
@@ -40,10 +40,19 @@ class DelayProxy:
         return int(self._server.sockets[0].getsockname()[1])
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._loop.call_soon_threadsafe(self._server.close)
+        """Close the listener and every connection, then the loop."""
+        asyncio.run_coroutine_threadsafe(self._shut(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        self._loop.close()
+
+    async def _shut(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -61,9 +70,13 @@ class DelayProxy:
         try:
             while chunk := await reader.read(65536):
                 queue.put_nowait((time.monotonic() + self.delay, chunk))
-        finally:
             queue.put_nowait((time.monotonic() + self.delay, b""))
             await sender
+        except OSError:
+            pass
+        finally:
+            sender.cancel()
+            writer.close()
 
     @staticmethod
     async def _send_late(
