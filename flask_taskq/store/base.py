@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from .beat import BeatStore
+from .events import EventStore
 from .monitor import MonitorStore
 from .ratelimits import RateLimitStore
 from .replay import ReplayStore
@@ -34,6 +35,7 @@ class Store(Protocol):
     replay: ReplayStore
     beat: BeatStore
     workflows: WorkflowStore
+    events: EventStore
 
     def ping(self) -> None:
         """Raise one of :attr:`errors` when the store cannot be reached."""

@@ -1,0 +1,56 @@
+"""Task events in a Redis stream: ``XADD ... MAXLEN ~`` to write, ``XREAD`` to read."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ...keys import Keys
+
+
+class RedisEventStore:
+    """The events stream of one key prefix (:meth:`~flask_taskq.keys.Keys.events`)."""
+
+    shared = True
+
+    def __init__(self, client: Any, keys: Keys) -> None:
+        self.client = client
+        self.key = keys.events()
+
+    def publish(self, events: Sequence[Mapping[str, str]], maxlen: int) -> None:
+        """Append ``events`` in one pipeline; the stream is trimmed approximately (whole
+        macro nodes), which is what makes trimming cheap."""
+        if not events:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for event in events:
+            pipe.xadd(self.key, dict(event), maxlen=maxlen, approximate=True)
+        pipe.execute()
+
+    def last_id(self) -> str:
+        """The newest event's id, ``"0-0"`` when the stream is empty or absent."""
+        rows = self.client.xrevrange(self.key, count=1)
+        return _text(rows[0][0]) if rows else "0-0"
+
+    def read(self, after: str, count: int, block: float) -> list[tuple[str, dict[str, str]]]:
+        """Events newer than ``after`` (``XREAD BLOCK``)."""
+        reply = self.client.xread({self.key: after}, count=count, block=max(1, int(block * 1000)))
+        if not reply:
+            return []
+        if isinstance(reply, dict):  # RESP3
+            entries = next(iter(reply.values()))
+            entries = entries[0] if entries and isinstance(entries[0], list) else entries
+        else:
+            entries = reply[0][1]
+        return [
+            (_text(entry_id), {_text(k): _text(v) for k, v in fields.items()})
+            for entry_id, fields in entries
+        ]
+
+    def length(self) -> int:
+        """``XLEN`` of the stream."""
+        return int(self.client.xlen(self.key))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
