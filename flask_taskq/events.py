@@ -61,8 +61,10 @@ class EventPublisher:
         _publishers.add(self)
 
     def _reset(self) -> None:
+        """Start afresh (also in a forked child: its own buffer, lock and thread)."""
         self._pid = os.getpid()
-        self._pending: list[dict[str, str]] = []
+        # (type, task id, task, queue, unix time, other fields)
+        self._pending: list[tuple[str, str, str, str, float, dict[str, Any]]] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -70,29 +72,36 @@ class EventPublisher:
 
     def emit(self, kind: str, task_id: str, task: str, queue: str, **fields: Any) -> None:
         """Publish one event (soon, in a batch); ``fields`` with a None value are left
-        out, the others are written as text."""
-        event = {
-            "type": kind,
-            "id": task_id,
-            "task": task,
-            "queue": queue,
-            "ts": f"{time.time():.6f}",
-            "hostname": self.hostname,
-        }
-        for name, value in fields.items():
-            if value is not None:
-                event[name] = value if isinstance(value, str) else str(value)
-        if self._pid != os.getpid():  # a forked child: its own buffer and thread
-            self._reset()
+        out, the others are written as text. Costs an append: the event is encoded by
+        the background thread."""
+        event = (kind, task_id, task, queue, time.time(), fields)
         with self._lock:
-            self._pending.append(event)
-            if len(self._pending) > MAX_PENDING:
-                del self._pending[0]
-                self.dropped += 1
+            pending = self._pending
+            pending.append(event)
+            if len(pending) > MAX_PENDING:
+                excess = len(pending) - MAX_PENDING + MAX_PENDING // 10
+                del pending[:excess]
+                self.dropped += excess
+            first = len(pending) == 1
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="taskq-events", daemon=True)
                 self._thread.start()
-        self._wake.set()
+        if first:
+            self._wake.set()
+
+    def _encode(
+        self, batch: list[tuple[str, str, str, str, float, dict[str, Any]]]
+    ) -> list[list[str]]:
+        hostname = self.hostname
+        rows = []
+        for kind, task_id, task, queue, ts, fields in batch:
+            row = ["type", kind, "id", task_id, "task", task, "queue", queue]
+            row += ("ts", f"{ts:.6f}", "hostname", hostname)
+            for name, value in fields.items():
+                if value is not None:
+                    row += (name, value if type(value) is str else str(value))
+            rows.append(row)
+        return rows
 
     def flush(self) -> bool:
         """Write what is buffered now; False (and the events kept) when the store
@@ -102,7 +111,7 @@ class EventPublisher:
         if not batch:
             return True
         try:
-            self.store.publish(batch, self.maxlen)
+            self.store.publish(self._encode(batch), self.maxlen)
         except Exception as exc:  # best-effort: keep them for the next attempt
             with self._lock:
                 self._pending[:0] = batch
@@ -121,11 +130,11 @@ class EventPublisher:
 
     def _run(self) -> None:
         while True:
-            self._wake.wait()
-            self._wake.clear()
+            if not self._pending:
+                self._wake.wait()
+                self._wake.clear()
             started = time.monotonic()
-            ok = self.flush()
-            pause = FLUSH_INTERVAL if ok else 1.0
+            pause = FLUSH_INTERVAL if self.flush() else 1.0
             time.sleep(max(0.0, pause - (time.monotonic() - started)))
 
 
@@ -160,8 +169,18 @@ def sent(state: AppState, task_id: str, task: str, queue: str, eta: float | None
     sender(state).emit("task-sent", task_id, task, queue, eta=eta)
 
 
+def _after_fork() -> None:
+    for pub in list(_publishers):
+        pub._reset()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
 @atexit.register
-def _flush_all() -> None:
+def flush_all() -> None:
+    """Write what every publisher of this process has buffered (at exit; a prefork
+    child, which leaves with ``os._exit``, calls it itself)."""
     for pub in list(_publishers):
         if pub._pid == os.getpid():
             pub.flush()

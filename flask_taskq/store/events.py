@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
 
 class EventStore(Protocol):
-    """A capped, append-only stream of events, each a flat ``field -> text`` mapping,
+    """A capped, append-only stream of events, each flat ``field -> text`` pairs,
     identified by increasing ids (Redis stream ids: ``<ms>-<seq>``)."""
 
     #: True when other processes can read the stream (Redis); False for a stream kept in
     #: this process (memory).
     shared: bool
 
-    def publish(self, events: Sequence[Mapping[str, str]], maxlen: int) -> None:
-        """Append ``events`` in one round trip, keeping about the last ``maxlen``."""
+    def publish(self, events: Sequence[Sequence[str]], maxlen: int) -> None:
+        """Append ``events`` (each ``[field, value, field, value, ...]``) in one round
+        trip, keeping about the last ``maxlen``."""
         ...
 
     def last_id(self) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 
 class MemoryEventStore:
@@ -19,14 +19,14 @@ class MemoryEventStore:
         self._last = (0, 0)
         self._changed = threading.Condition()
 
-    def publish(self, events: Sequence[Mapping[str, str]], maxlen: int) -> None:
+    def publish(self, events: Sequence[Sequence[str]], maxlen: int) -> None:
         """Append ``events``; keep the last ``maxlen``."""
         with self._changed:
             for event in events:
                 ms = int(time.time() * 1000)
                 last_ms, seq = self._last
                 self._last = (ms, 0) if ms > last_ms else (last_ms, seq + 1)
-                self._events.append((self._last, dict(event)))
+                self._events.append((self._last, dict(zip(event[::2], event[1::2], strict=True))))
             while len(self._events) > maxlen:
                 self._events.popleft()
             self._changed.notify_all()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Sequence
 from typing import Any
 
 from ...keys import Keys
+from ...redis_common import load_script
 
 
 class RedisEventStore:
@@ -16,16 +18,18 @@ class RedisEventStore:
     def __init__(self, client: Any, keys: Keys) -> None:
         self.client = client
         self.key = keys.events()
+        self._script: Any = None
 
-    def publish(self, events: Sequence[Mapping[str, str]], maxlen: int) -> None:
-        """Append ``events`` in one pipeline; the stream is trimmed approximately (whole
-        macro nodes), which is what makes trimming cheap."""
+    def publish(self, events: Sequence[Sequence[str]], maxlen: int) -> None:
+        """Append ``events`` (each ``[field, value, ...]``) with one call of
+        ``publish_events.lua``, which XADDs each with ``MAXLEN ~ maxlen`` (trimming
+        whole stream nodes, which keeps trimming cheap). One JSON argument for the batch
+        costs the client a fraction of what a pipeline of XADDs does to encode."""
         if not events:
             return
-        pipe = self.client.pipeline(transaction=False)
-        for event in events:
-            pipe.xadd(self.key, dict(event), maxlen=maxlen, approximate=True)
-        pipe.execute()
+        if self._script is None:
+            self._script = load_script(self.client, "publish_events")
+        self._script(keys=[self.key], args=[maxlen, json.dumps(events)])
 
     def last_id(self) -> str:
         """The newest event's id, ``"0-0"`` when the stream is empty or absent."""
