@@ -40,11 +40,20 @@ from bench.throughput import reset  # noqa: E402
 from flask_taskq import Message, events  # noqa: E402
 
 N = 10_000
-RUNS = 3
+RUNS = 4
 DRAIN_TIMEOUT = 120.0
 
 
-def drain(app, r: redis.Redis, url: str, task, with_events: bool) -> float | None:
+def redis_cpu(r: redis.Redis) -> float:
+    info = r.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def drain(
+    app, r: redis.Redis, url: str, task, with_events: bool
+) -> tuple[float, float, float] | None:
+    """Rate (tasks/s), the worker process's CPU seconds (start-up included, the same
+    with and without events) and redis-server's CPU seconds during the drain."""
     state = app.extensions["taskq"]
     queue = state.default_queue
     bodies = [
@@ -62,6 +71,8 @@ def drain(app, r: redis.Redis, url: str, task, with_events: bool) -> float | Non
     }
     cmd = [sys.executable, "-m", "flask", "--app", "bench.app:create_app", "taskq", "worker"]
     cmd += ["-P", "solo", *(["-E"] if with_events else [])]
+    server_before = redis_cpu(r)
+    worker_cpu = 0.0
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -81,11 +92,14 @@ def drain(app, r: redis.Redis, url: str, task, with_events: bool) -> float | Non
                 key = state.broker.keys.events()
                 wait_for(lambda: r.xlen(key) >= min(2 * N, 100_000) - 10, 10.0)
                 print(f"    ({r.xlen(key)} events in the stream)")
+            server_cpu = redis_cpu(r) - server_before
         finally:
             proc.terminate()
-            proc.wait(40)
+            _, _, usage = os.wait4(proc.pid, 0)
+            proc.returncode = 0
+            worker_cpu = usage.ru_utime + usage.ru_stime
             reset(r)
-    return N / (float(last) - float(first))
+    return N / (float(last) - float(first)), worker_cpu, server_cpu
 
 
 def enqueue(app, r: redis.Redis, with_events: bool) -> float:
@@ -106,9 +120,9 @@ def enqueue(app, r: redis.Redis, with_events: bool) -> float:
     return N / elapsed
 
 
-def report(label: str, off: list[float | None], on: list[float | None]) -> None:
-    offs = [v for v in off if v is not None]
-    ons = [v for v in on if v is not None]
+def report(label: str, off: list, on: list) -> None:
+    offs = [v if isinstance(v, float) else v[0] for v in off if v is not None]
+    ons = [v if isinstance(v, float) else v[0] for v in on if v is not None]
     if not offs or not ons:
         print(f"{label:<28} no figure")
         return
@@ -117,6 +131,17 @@ def report(label: str, off: list[float | None], on: list[float | None]) -> None:
         f"{label:<28} off {m_off:>9,.0f}/s ({min(offs):,.0f}-{max(offs):,.0f})   "
         f"on {m_on:>9,.0f}/s ({min(ons):,.0f}-{max(ons):,.0f})   on/off {m_on / m_off:.2f}"
     )
+    cpu_off = [v for v in off if v is not None and not isinstance(v, float)]
+    cpu_on = [v for v in on if v is not None and not isinstance(v, float)]
+    if cpu_off and cpu_on:
+        worker = statistics.median(v[1] for v in cpu_on) - statistics.median(v[1] for v in cpu_off)
+        server = statistics.median(v[2] for v in cpu_on) - statistics.median(v[2] for v in cpu_off)
+        print(
+            f"{'':<28} CPU added per task by events (medians): worker "
+            f"{worker / N * 1e6:+.1f} us, redis-server {server / N * 1e6:+.1f} us "
+            f"(worker off: {statistics.median(v[1] for v in cpu_off) / N * 1e6:.0f} us/task "
+            "incl. start-up)"
+        )
 
 
 def main() -> None:

@@ -216,3 +216,27 @@ def test_cli_one_line_errors(redis_url, broker, expected):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and expected in lines[0], err
     assert out == ""
+
+
+def test_memory_broker_keeps_events_in_process(monkeypatch):
+    """On memory:// the in-process worker's events and the sends' go to a stream of the
+    app's own process, readable with ``state.store.events.read``."""
+    monkeypatch.setenv("TASKQ_BROKER_URL", "memory://")
+    from flask_taskq import events
+    from tests.apps.events_app import create_app, ok
+
+    app = create_app()
+    state = app.extensions["taskq"]
+    with app.app_context():
+        result = ok.delay(5)
+        assert result.get(timeout=15) == 5
+    store = state.store.events
+    assert store.shared is False
+
+    def types():
+        events.sender(state).flush()
+        rows = store.read("0-0", 100, 0.1)
+        return _sent_first([f["type"] for _, f in rows if f["id"] == result.id])
+
+    wait_until(lambda: len(types()) == 3, 15, message="in-process events")
+    assert types() == ["task-sent", "task-started", "task-succeeded"]
