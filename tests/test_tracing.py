@@ -55,13 +55,14 @@ def _worker_spans(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+@pytest.mark.parametrize("pool", ["threads", "prefork"])
 def test_request_span_is_parent_of_worker_run_span(
-    spans, start_worker, redis_url, monkeypatch, tmp_path
+    spans, start_worker, redis_url, monkeypatch, tmp_path, pool
 ):
     spans_file = tmp_path / "worker-spans.jsonl"
     start_worker(
         "-P",
-        "threads",
+        pool,
         "-c",
         "2",
         app="tests.apps.otel_app:create_app",
@@ -216,3 +217,33 @@ def test_nothing_imported_without_opentelemetry():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_bulk_send_is_one_span_parent_of_each_run(spans, monkeypatch):
+    """``delay_many`` makes one send span; every message carries it, so each task's run
+    span (here on the in-process worker of ``memory://``) is its child."""
+    monkeypatch.setenv("TASKQ_BROKER_URL", "memory://")
+    from tests.apps.otel_app import create_app, traced
+
+    app = create_app()
+    tracer = trace.get_tracer("test")
+    with app.app_context(), tracer.start_as_current_span("batch job"):
+        results = traced.delay_many([i] for i in range(3))
+    with app.app_context():
+        assert [r.get(timeout=15) for r in results] == [0, 2, 4]
+
+    def runs():
+        found = [
+            s for s in spans.get_finished_spans() if s.name == "run tests.apps.otel_app.traced"
+        ]
+        return found if len(found) == 3 else None
+
+    found = wait_until(runs, 15, message="three run spans")
+    send_spans = _by_name(spans.get_finished_spans(), "send tests.apps.otel_app.traced")
+    assert len(send_spans) == 1
+    job = _by_name(spans.get_finished_spans(), "batch job")[0]
+    assert send_spans[0].parent.span_id == job.context.span_id
+    assert {s.parent.span_id for s in found} == {send_spans[0].context.span_id}
+    assert sorted(s.attributes["messaging.message.id"] for s in found) == sorted(
+        r.id for r in results
+    )
