@@ -240,3 +240,20 @@ def test_memory_broker_keeps_events_in_process(monkeypatch):
 
     wait_until(lambda: len(types()) == 3, 15, message="in-process events")
     assert types() == ["task-sent", "task-started", "task-succeeded"]
+
+
+def test_odd_text_does_not_block_the_stream(redis_url, monkeypatch, r):
+    """An event whose text holds a lone surrogate (an exception message decoded with
+    ``surrogateescape``) is written with it escaped, and the events after it too."""
+    monkeypatch.setenv("TASKQ_BROKER_URL", redis_url)
+    from flask_taskq import events
+    from tests.apps.events_app import create_app
+
+    app = create_app()
+    publisher = events.sender(app.extensions["taskq"])
+    publisher.emit("task-failed", "id-1", "t", "default", exception="bad \udc80 byte, ok ☃")
+    publisher.emit("task-failed", "id-2", "t", "default", exception="emoji 😀")
+    assert publisher.flush()
+    rows = {f["id"]: f for _, f in r.xrange("taskq:events")}
+    assert rows["id-1"]["exception"] == "bad \\udc80 byte, ok ☃"
+    assert rows["id-2"]["exception"] == "emoji 😀"

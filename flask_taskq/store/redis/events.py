@@ -29,7 +29,10 @@ class RedisEventStore:
             return
         if self._script is None:
             self._script = load_script(self.client, "publish_events")
-        self._script(keys=[self.key], args=[maxlen, json.dumps(events)])
+        blob = json.dumps(events)
+        if "\\ud" in blob:  # maybe a lone surrogate, which Redis's cjson refuses
+            blob = json.dumps([[_clean(v) for v in event] for event in events])
+        self._script(keys=[self.key], args=[maxlen, blob])
 
     def last_id(self) -> str:
         """The newest event's id, ``"0-0"`` when the stream is empty or absent."""
@@ -54,6 +57,11 @@ class RedisEventStore:
     def length(self) -> int:
         """``XLEN`` of the stream."""
         return int(self.client.xlen(self.key))
+
+
+def _clean(value: str) -> str:
+    """``value`` with any lone surrogate escaped as text (``\\udc80``)."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _text(value: bytes | str) -> str:
