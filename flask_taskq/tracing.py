@@ -9,7 +9,8 @@ spans.
 
 Without OpenTelemetry nothing here imports it or costs anything: :data:`ENABLED` is
 resolved once, at import, without importing the package, and every caller tests it
-before calling in.
+before calling in. Installed but with no tracer provider set, a send only asks whether
+one is set, and the worker leaves its tracing hook out.
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ def traced_send(send: F) -> F:
 
     @functools.wraps(send)
     def wrapper(self: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+        if not configured():
+            return send(self, name, *args, **kwargs)
         _, _, trace, tracer = _api()
         attributes = {
             "messaging.system": SYSTEM,

@@ -247,3 +247,37 @@ def test_bulk_send_is_one_span_parent_of_each_run(spans, monkeypatch):
     assert sorted(s.attributes["messaging.message.id"] for s in found) == sorted(
         r.id for r in results
     )
+
+
+_UNCONFIGURED = """
+from flask import Flask
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from flask_taskq import TaskQueue, tracing
+from flask_taskq.worker.hooks.tracing import Tracing
+tq = TaskQueue()
+app = Flask(__name__)
+app.config.update(TASKQ_BROKER_URL="memory://")
+tq.init_app(app)
+assert tracing.ENABLED and not tracing.configured()
+assert not Tracing().applies(None, {})
+with app.app_context(), trace.get_tracer("t").start_as_current_span("no-op"):
+    _, message, _, _ = tq.build_message("some.task")
+assert "traceparent" not in message.headers
+trace.set_tracer_provider(TracerProvider())
+assert tracing.configured() and Tracing().applies(None, {})
+with app.app_context(), trace.get_tracer("t").start_as_current_span("real"):
+    _, message, _, _ = tq.build_message("some.task")
+assert message.headers["traceparent"].startswith("00-"), message.headers
+print("ok")
+"""
+
+
+def test_installed_but_unconfigured_costs_no_span_and_no_header():
+    """OpenTelemetry installed, no tracer provider: no trace headers and no tracing hook
+    in the worker's plans; once a provider is set, both."""
+    out = subprocess.run(
+        [sys.executable, "-c", _UNCONFIGURED], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"

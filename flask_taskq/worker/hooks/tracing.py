@@ -1,6 +1,7 @@
 """OpenTelemetry: the task runs in a ``run <task>`` span whose parent is the span that
 sent it (the ``traceparent`` in the message's headers; see :mod:`flask_taskq.tracing`).
-In the pipeline only when ``opentelemetry-api`` is installed."""
+In the pipeline only when ``opentelemetry-api`` is installed, and planned for a task only
+once the app has set a tracer provider."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ class Tracing(Hook):
     def __init__(self) -> None:
         #: Spans in flight: id of the pipeline context -> (span, context token).
         self._spans: dict[int, tuple[Any, Any]] = {}
+
+    def applies(self, task: Any, options: dict[str, Any]) -> bool:
+        # Asked once per task: with no tracer provider set (yet), no cost per task.
+        return tracing.configured()
 
     def before(self, ctx: Context) -> bool:
         self._spans[id(ctx)] = tracing.start_run(ctx.message, ctx.eager)
