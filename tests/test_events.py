@@ -257,3 +257,26 @@ def test_odd_text_does_not_block_the_stream(redis_url, monkeypatch, r):
     rows = {f["id"]: f for _, f in r.xrange("taskq:events")}
     assert rows["id-1"]["exception"] == "bad \\udc80 byte, ok ☃"
     assert rows["id-2"]["exception"] == "emoji 😀"
+
+
+def test_chord_callback_is_sent_too(monkeypatch):
+    """The callback a chord's last member sends publishes task-sent like any send."""
+    monkeypatch.setenv("TASKQ_BROKER_URL", "memory://")
+    from flask_taskq import chord, events
+    from tests.apps.events_app import create_app, ok, total
+
+    app = create_app()
+    state = app.extensions["taskq"]
+    with app.app_context():
+        result = chord([ok.s(i) for i in range(3)], total.s()).delay()
+        assert result.get(timeout=15) == 3
+    store = state.store.events
+
+    def types():
+        events.sender(state).flush()
+        return _sent_first(
+            [f["type"] for _, f in store.read("0-0", 1000, 0.1) if f["id"] == result.id]
+        )
+
+    wait_until(lambda: len(types()) == 3, 15, message="the callback's events")
+    assert types() == ["task-sent", "task-started", "task-succeeded"]

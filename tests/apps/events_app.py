@@ -30,6 +30,11 @@ def doomed(token):
 
 
 @tq.task
+def total(values):
+    return sum(values)
+
+
+@tq.task
 def slow(seconds):
     time.sleep(seconds)
     return seconds
