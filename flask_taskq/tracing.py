@@ -15,6 +15,7 @@ one is set, and the worker leaves its tracing hook out.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import importlib.util
 from collections.abc import Callable
@@ -35,6 +36,11 @@ SYSTEM = "flask_taskq"
 TRACE_HEADERS = ("traceparent", "tracestate")
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: In a worker's thread, between a task's run and its next one: the OpenTelemetry context
+#: of the run span it finished, so that what the worker sends for that task afterwards
+#: (a chain's next step, callbacks) continues its trace (see :func:`settling`).
+_after_run: contextvars.ContextVar[Any] = contextvars.ContextVar("taskq_after_run", default=None)
 
 
 @functools.lru_cache(maxsize=1)
@@ -67,6 +73,9 @@ def traced_send(send: F) -> F:
         if not configured():
             return send(self, name, *args, **kwargs)
         _, _, trace, tracer = _api()
+        parent = None
+        if not trace.get_current_span().get_span_context().is_valid:
+            parent = _after_run.get()
         attributes = {
             "messaging.system": SYSTEM,
             "messaging.operation.type": "send",
@@ -74,7 +83,7 @@ def traced_send(send: F) -> F:
             "flask_taskq.task.name": name,
         }
         with tracer.start_as_current_span(
-            f"send {name}", kind=trace.SpanKind.PRODUCER, attributes=attributes
+            f"send {name}", context=parent, kind=trace.SpanKind.PRODUCER, attributes=attributes
         ):
             return send(self, name, *args, **kwargs)
 
@@ -103,19 +112,23 @@ def stamp(message: Message) -> Message:
     message's id and queue."""
     _, propagate, trace, _ = _api()
     span = trace.get_current_span()
+    parent = None
     if not span.get_span_context().is_valid:
-        return message
-    if span.is_recording():
+        parent = _after_run.get()
+        if parent is None:
+            return message
+    elif span.is_recording():
         span.set_attribute("messaging.message.id", message.id)
         span.set_attribute("messaging.destination.name", message.queue)
     headers = dict(message.headers)
-    propagate.inject(headers)
+    propagate.inject(headers, context=parent)
     return message.replace(headers=headers)
 
 
 def start_run(message: Message, eager: bool = False) -> tuple[Any, Any]:
     """Start the ``run <task>`` span of ``message`` (child of the context in its headers)
     and make it current; return ``(span, token)`` for :func:`leave` and :func:`end_run`."""
+    _after_run.set(None)
     context, propagate, trace, tracer = _api()
     headers = message.headers
     parent = propagate.extract(headers) if "traceparent" in headers else None
@@ -142,6 +155,14 @@ def leave(token: Any) -> None:
     """Make the span current before :func:`start_run` current again."""
     context, _, _, _ = _api()
     context.detach(token)
+
+
+def settling(span: Any) -> None:
+    """Until this thread's next run: sends made without a current span (the worker's, for
+    the task just run) are children of ``span``. Worker threads only: in eager mode the
+    sender's own span is still current."""
+    _, _, trace, _ = _api()
+    _after_run.set(trace.set_span_in_context(span))
 
 
 def end_run(span: Any, outcome: str, error: BaseException | None = None) -> None:

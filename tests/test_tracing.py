@@ -281,3 +281,36 @@ def test_installed_but_unconfigured_costs_no_span_and_no_header():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_chain_steps_continue_the_trace(spans, monkeypatch):
+    """A chain's next step, sent by the worker after the first step's run, is sent under
+    that run span, so the whole chain is one trace (in-process ``memory://`` worker)."""
+    monkeypatch.setenv("TASKQ_BROKER_URL", "memory://")
+    from flask_taskq import chain
+    from tests.apps.otel_app import create_app, traced
+
+    app = create_app()
+    with app.app_context(), trace.get_tracer("test").start_as_current_span("job"):
+        result = chain(traced.s(1), traced.s(), traced.s()).delay()
+    with app.app_context():
+        assert result.get(timeout=15) == 8
+
+    def runs():
+        found = [
+            s for s in spans.get_finished_spans() if s.name == "run tests.apps.otel_app.traced"
+        ]
+        return found if len(found) == 3 else None
+
+    found = wait_until(runs, 15, message="three run spans")
+    finished = spans.get_finished_spans()
+    job = _by_name(finished, "job")[0]
+    by_id = {s.context.span_id: s for s in finished}
+    assert {s.context.trace_id for s in found} == {job.context.trace_id}
+    # each run's parent is a send span; the first send's parent is the job, the next
+    # sends' parents are the previous runs
+    sends = [by_id[s.parent.span_id] for s in found]
+    assert all(s.name == "send tests.apps.otel_app.traced" for s in sends)
+    send_parents = sorted((s.parent.span_id for s in sends), key=lambda i: i != job.context.span_id)
+    assert send_parents[0] == job.context.span_id
+    assert set(send_parents[1:]) <= {s.context.span_id for s in found}

@@ -43,6 +43,8 @@ class Tracing(Hook):
                 status = states.FAILURE
             elif outcome.requeue:
                 status = "REQUEUED"
+            if not ctx.eager:  # what the worker sends next for it continues the trace
+                tracing.settling(entry[0])
             tracing.end_run(entry[0], status, outcome.exception)
         return True
 
