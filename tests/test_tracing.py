@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,21 +23,34 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
 
 from tests.conftest import ROOT, wait_until
 
-_exporter: InMemorySpanExporter | None = None
+_provider: TracerProvider | None = None
+_exporter = InMemorySpanExporter()
+
+
+def _install(provider: TracerProvider | None) -> None:
+    """Make ``provider`` the global tracer provider (None: none), as OpenTelemetry's own
+    test utilities do, so that the rest of the suite runs without one."""
+    from opentelemetry.util._once import Once
+
+    trace._TRACER_PROVIDER_SET_ONCE = Once()
+    trace._TRACER_PROVIDER = None
+    if provider is not None:
+        trace.set_tracer_provider(provider)
 
 
 @pytest.fixture
-def spans() -> InMemorySpanExporter:
-    """The SDK's in-memory exporter, the tracer provider of this test process (set once:
-    OpenTelemetry allows one per process), emptied for each test."""
-    global _exporter
-    if _exporter is None:
-        _exporter = InMemorySpanExporter()
-        provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(_exporter))
-        trace.set_tracer_provider(provider)
+def spans() -> Iterator[InMemorySpanExporter]:
+    """The SDK's in-memory exporter, behind the tracer provider of this test process
+    (the same provider each time: flask-taskq keeps the tracer it got), emptied for
+    each test; no provider is left set afterwards."""
+    global _provider
+    if _provider is None:
+        _provider = TracerProvider()
+        _provider.add_span_processor(SimpleSpanProcessor(_exporter))
+    _install(_provider)
     _exporter.clear()
-    return _exporter
+    yield _exporter
+    _install(None)
 
 
 def _hex(value: int) -> str:
