@@ -166,7 +166,7 @@ def sender(state: AppState) -> EventPublisher:
 
 def sent(state: AppState, task_id: str, task: str, queue: str, eta: float | None = None) -> None:
     """Publish ``task-sent`` (callers check :func:`enabled` first)."""
-    sender(state).emit("task-sent", task_id, task, queue, eta=eta)
+    sender(state).emit("task-sent", task_id, task, queue, eta=None if eta is None else f"{eta:.6f}")
 
 
 def _after_fork() -> None:
