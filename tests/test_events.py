@@ -281,3 +281,18 @@ def test_chord_callback_is_sent_too(monkeypatch):
 
     wait_until(lambda: len(types()) == 3, 15, message="the callback's events")
     assert types() == ["task-sent", "task-started", "task-succeeded"]
+
+
+def test_prefork_child_writes_its_events_before_it_is_replaced(events_app, start_worker, r):
+    """A prefork child leaves with ``os._exit`` (no atexit): it writes its buffered
+    events first, so a child replaced after each task loses none."""
+    from tests.apps.events_app import ok
+
+    start_worker("-P", "prefork", "-c", "1", "--max-tasks-per-child", "1", app=APP)
+    with events_app.app_context():
+        results = [ok.delay(i) for i in range(3)]
+        assert [res.get(timeout=30) for res in results] == [0, 1, 2]
+    for res in results:
+        wait_until(lambda res=res: "task-succeeded" in _of(r, res.id), 15, message="child's events")
+    hosts = {e["hostname"] for e in _events(r) if e["type"] == "task-succeeded"}
+    assert len(hosts) == 3  # three children, one task each
