@@ -50,6 +50,10 @@ DEFAULTS: dict[str, Any] = {
     # Per-key concurrency limits by task name, over the tasks' own (docs/concurrency.rst).
     "TASKQ_CONCURRENCY_LIMITS": {},
     "TASKQ_SIGNING_KEY": None,
+    # Task events to the capped stream <prefix>:events (``flask taskq worker -E`` turns
+    # them on for one worker). docs/observability.rst.
+    "TASKQ_EVENTS": False,
+    "TASKQ_EVENTS_MAXLEN": 100_000,
     "TASKQ_DASHBOARD": False,
     "TASKQ_DASHBOARD_URL_PREFIX": "/taskq",
     "TASKQ_DASHBOARD_AUTH": None,

@@ -6,9 +6,9 @@ start counters, chord-fired marks) carry ``{<queue>}``; a result and its done li
 ``{<task id>}``; chord results, a saved group and a workflow's keys their own id; a
 rate-limit bucket ``{<task>}``; the beat keys ``{beat}``; the recent failures
 ``{failures}``. ``queues``, ``ratelimits``, ``revoked``, ``unique``, the heartbeats,
-``stats``, ``paused`` and ``workflows`` have none, each command touching one of them. On
-a Redis Cluster, scripts over several queues run once per slot and a unique lock is taken
-on its own (``docs/scaling.rst``), so every script touches one slot.
+``stats``, ``paused``, ``events`` and ``workflows`` have none, each command touching one
+of them. On a Redis Cluster, scripts over several queues run once per slot and a unique
+lock is taken on its own (``docs/scaling.rst``), so every script touches one slot.
 A sharded queue (``TASKQ_QUEUE_SHARDS``) is several queues ``<queue>``, ``<queue>~1``, ...,
 each with its own keys and tag.
 """
@@ -103,6 +103,10 @@ class Keys:
     def workers(self) -> str:
         """Sorted set of consuming processes scored by their last heartbeat."""
         return f"{self.prefix}:workers"
+
+    def events(self) -> str:
+        """Stream of task events (``TASKQ_EVENTS``), capped at ``TASKQ_EVENTS_MAXLEN``."""
+        return f"{self.prefix}:events"
 
     def stats(self, minute: int) -> str:
         """Hash of per-minute counters ``<kind>|<queue>|<task>`` (processed, failed,

@@ -4,6 +4,7 @@ from . import (  # noqa: F401 - registers the commands
     beat,
     db,
     dead_letter,
+    events,
     inspect,
     inspect_concurrency,
     inspect_workers,

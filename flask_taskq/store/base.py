@@ -15,6 +15,7 @@ from typing import Protocol
 
 from .beat import BeatStore
 from .concurrency import ConcurrencyStore
+from .events import EventStore
 from .monitor import MonitorStore
 from .ratelimits import RateLimitStore
 from .replay import ReplayStore
@@ -36,6 +37,7 @@ class Store(Protocol):
     beat: BeatStore
     workflows: WorkflowStore
     concurrency: ConcurrencyStore
+    events: EventStore
 
     def ping(self) -> None:
         """Raise one of :attr:`errors` when the store cannot be reached."""

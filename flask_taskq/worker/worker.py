@@ -28,6 +28,7 @@ from flask import Flask
 
 from .. import signals, states
 from ..broker.memory import ANY_QUEUE
+from ..events import flush_all as flush_events
 from ..monitor import Monitor, rss_bytes
 from ..result import exception_meta
 from ..task import current_request
@@ -686,6 +687,7 @@ class Supervisor:
         except BaseException:
             traceback.print_exc()
         finally:
+            flush_events()  # os._exit skips atexit
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)

@@ -6,6 +6,7 @@ import threading
 
 from ..beat import BeatStore
 from ..concurrency import ConcurrencyStore
+from ..events import EventStore
 from ..monitor import MonitorStore
 from ..ratelimits import RateLimitStore
 from ..replay import ReplayStore
@@ -13,6 +14,7 @@ from ..revocations import RevocationStore
 from ..workflows import WorkflowStore
 from .beat import MemoryBeatStore
 from .concurrency import MemoryConcurrencyStore
+from .events import MemoryEventStore
 from .monitor import MemoryMonitorStore
 from .ratelimits import MemoryRateLimitStore
 from .replay import MemoryReplayStore
@@ -35,6 +37,7 @@ class MemoryStore:
         self.beat: BeatStore = MemoryBeatStore(lock)
         self.workflows: WorkflowStore = MemoryWorkflowStore(lock)
         self.concurrency: ConcurrencyStore = MemoryConcurrencyStore(lock)
+        self.events: EventStore = MemoryEventStore()
 
     def ping(self) -> None:
         """Always reachable."""
