@@ -3,6 +3,7 @@
 from .canvas import ChordError, GroupResult, Signature, chain, chord, group, signature
 from .exceptions import (
     BrokerConnectionError,
+    ConcurrencyKeyError,
     MaxRetriesExceededError,
     MessageTooLarge,
     NotRegistered,
@@ -29,6 +30,7 @@ __all__ = [
     "AsyncResult",
     "BrokerConnectionError",
     "ChordError",
+    "ConcurrencyKeyError",
     "GroupResult",
     "MaxRetriesExceededError",
     "Message",

@@ -35,6 +35,7 @@ CELERY_EQUIVALENTS: dict[str, str] = {
     "task_time_limit": "TASKQ_TASK_TIME_LIMIT",
     "task_soft_time_limit": "TASKQ_TASK_SOFT_TIME_LIMIT",
     "task_default_rate_limit": "TASKQ_TASK_DEFAULT_RATE_LIMIT",
+    "worker_send_task_events": "TASKQ_EVENTS",
 }
 
 #: Celery settings whose ``TASKQ_*`` counterpart means something else: not applied, and
@@ -82,7 +83,6 @@ CELERY_ONLY: frozenset[str] = frozenset(
         "task_annotations",
         "task_compression",
         "task_send_sent_event",
-        "worker_send_task_events",
         "worker_hijack_root_logger",
         "worker_redirect_stdouts",
         "worker_max_memory_per_child",

@@ -8,6 +8,7 @@ import warnings
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
+from .concurrency import check_config as check_concurrency_limits
 from .ratelimit import parse_rate
 
 #: Marks TASKQ_RESULT_BACKEND as "same as the broker".
@@ -33,7 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "TASKQ_KEY_PREFIX": "taskq",
     "TASKQ_WORKER_CONCURRENCY": None,
     "TASKQ_WORKER_POOL": "prefork",
-    "TASKQ_WORKER_PREFETCH": 64,
+    "TASKQ_WORKER_PREFETCH": None,  # automatic: 64, more on a slow link (docs/worker.rst)
     "TASKQ_MAX_TASKS_PER_CHILD": None,
     "TASKQ_WORKER_SHUTDOWN_TIMEOUT": 30,
     "TASKQ_MAX_MESSAGE_BYTES": 1024 * 1024,
@@ -47,7 +48,13 @@ DEFAULTS: dict[str, Any] = {
     # Queues spread over several shards (queue -> number of shards), each its own Redis
     # Cluster slot; every process of the app needs the same value. docs/scaling.rst.
     "TASKQ_QUEUE_SHARDS": {},
+    # Per-key concurrency limits by task name, over the tasks' own (docs/concurrency.rst).
+    "TASKQ_CONCURRENCY_LIMITS": {},
     "TASKQ_SIGNING_KEY": None,
+    # Task events to the capped stream <prefix>:events (``flask taskq worker -E`` turns
+    # them on for one worker). docs/observability.rst.
+    "TASKQ_EVENTS": False,
+    "TASKQ_EVENTS_MAXLEN": 100_000,
     "TASKQ_DASHBOARD": False,
     "TASKQ_DASHBOARD_URL_PREFIX": "/taskq",
     "TASKQ_DASHBOARD_AUTH": None,
@@ -128,6 +135,7 @@ def _check_task_defaults(config: Mapping[str, Any]) -> None:
         parse_rate(config["TASKQ_TASK_DEFAULT_RATE_LIMIT"])
     except ValueError as exc:
         raise ValueError(f"TASKQ_TASK_DEFAULT_RATE_LIMIT: {exc}") from None
+    check_concurrency_limits(config["TASKQ_CONCURRENCY_LIMITS"])
     priority = config["TASKQ_TASK_DEFAULT_PRIORITY"]
     if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 9:
         raise ValueError(

@@ -113,3 +113,8 @@ class TaskRevokedError(TaskQueueError):
 
 class DecodeError(TaskQueueError, ValueError):
     """A message body could not be decoded (it goes to the dead-letter store)."""
+
+
+class ConcurrencyKeyError(TaskQueueError, ValueError):
+    """A task's ``concurrency_key`` is unusable: it names no argument of the task, it
+    raised, or the call lacks the argument (the task then fails with this error)."""

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from flask import Flask
 
-from . import signals
+from . import events, signals, tracing
 from .beat import Entry
 from .broker.memory import ANY_QUEUE
 from .celery_compat import apply_celery_settings
@@ -170,6 +170,7 @@ class TaskQueue:
         return register(fn) if fn is not None else register
 
     # -- sending ---------------------------------------------------------------------------
+    @tracing.traced_send
     def send_task(
         self,
         name: str,
@@ -231,10 +232,13 @@ class TaskQueue:
                 return AsyncResult(owner, state=state)
         else:
             state.enqueue(message, body)
+        if state.config["TASKQ_EVENTS"]:
+            events.sent(state, message.id, name, message.queue, message.eta)
         if signals.task_sent.receivers:
             signals.task_sent.send(task or name, task=task, task_id=message.id, message=message)
         return AsyncResult(message.id, state=state)
 
+    @tracing.plain_send
     def send_plain(
         self, task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> AsyncResult | None:
@@ -278,6 +282,8 @@ class TaskQueue:
         if state.max_message_bytes is not None and len(body) > state.max_message_bytes:
             return None  # send_task raises MessageTooLarge
         state.retrying(state.broker.enqueue, queue, priority, body, None, task_ids=(task_id,))
+        if state.config["TASKQ_EVENTS"]:
+            events.sent(state, task_id, task.name, queue)
         return AsyncResult(task_id, state=state)
 
     @staticmethod
@@ -297,6 +303,7 @@ class TaskQueue:
             return None  # send_task raises it
         return queue, priority, expires
 
+    @tracing.traced_send
     def send_many(
         self,
         name: str,
@@ -346,6 +353,8 @@ class TaskQueue:
             state.enqueue_many(chunk)
             for message, _ in chunk:
                 results.append(AsyncResult(message.id, state=state))
+                if state.config["TASKQ_EVENTS"]:
+                    events.sent(state, message.id, name, message.queue, message.eta)
                 if signals.task_sent.receivers:
                     signals.task_sent.send(
                         task or name, task=task, task_id=message.id, message=message
@@ -421,6 +430,8 @@ class TaskQueue:
             headers=dict(headers or {}),
             sent=now,
         )
+        if tracing.ENABLED:
+            message = tracing.stamp(message)
         return state, message, task, topts
 
     def _run_eager(self, state: AppState, message: Message, body: bytes) -> AsyncResult:

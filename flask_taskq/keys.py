@@ -6,9 +6,9 @@ start counters, chord-fired marks) carry ``{<queue>}``; a result and its done li
 ``{<task id>}``; chord results, a saved group and a workflow's keys their own id; a
 rate-limit bucket ``{<task>}``; the beat keys ``{beat}``; the recent failures
 ``{failures}``. ``queues``, ``ratelimits``, ``revoked``, ``unique``, the heartbeats,
-``stats``, ``paused`` and ``workflows`` have none, each command touching one of them. On
-a Redis Cluster, scripts over several queues run once per slot and a unique lock is taken
-on its own (``docs/scaling.rst``), so every script touches one slot.
+``stats``, ``paused``, ``events`` and ``workflows`` have none, each command touching one
+of them. On a Redis Cluster, scripts over several queues run once per slot and a unique
+lock is taken on its own (``docs/scaling.rst``), so every script touches one slot.
 A sharded queue (``TASKQ_QUEUE_SHARDS``) is several queues ``<queue>``, ``<queue>~1``, ...,
 each with its own keys and tag.
 """
@@ -104,6 +104,10 @@ class Keys:
         """Sorted set of consuming processes scored by their last heartbeat."""
         return f"{self.prefix}:workers"
 
+    def events(self) -> str:
+        """Stream of task events (``TASKQ_EVENTS``), capped at ``TASKQ_EVENTS_MAXLEN``."""
+        return f"{self.prefix}:events"
+
     def stats(self, minute: int) -> str:
         """Hash of per-minute counters ``<kind>|<queue>|<task>`` (processed, failed,
         retried, runtime in ms); expires after two hours."""
@@ -189,3 +193,19 @@ class Keys:
         """Sorted set of the most recent workflow ids, scored by the time they were sent
         (capped; the dashboard lists it)."""
         return f"{self.prefix}:workflows"
+
+    # -- per-key concurrency limits (docs/concurrency.rst): hash tag {<task>:<key>} ----
+    def concurrency(self, key: str) -> list[str]:
+        """The five keys of concurrency key ``key`` (``<task>:<key value>``), in the order
+        ``concurrency.lua`` takes them: ``holders`` (sorted set: task id -> lease expiry
+        in ms), ``waiting`` (sorted set of parked task ids by arrival), ``waking`` (sorted
+        set: woken task id -> claim expiry), ``parked`` (hash: task id -> queue, priority
+        and body of a parked message), ``limit`` (string)."""
+        base = f"{self.prefix}:concurrency:{{{key}}}"
+        return [f"{base}:{part}" for part in ("holders", "waiting", "waking", "parked", "limit")]
+
+    def concurrency_keys(self) -> str:
+        """Sorted set of the concurrency keys seen at their limit (key -> how often), so
+        that workers find the ones to wake and ``inspect`` lists them; an idle key is
+        dropped."""
+        return f"{self.prefix}:concurrency-keys"

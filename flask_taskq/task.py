@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import current_app, has_app_context
 
+from .concurrency import check_options as check_concurrency
 from .config import ACKS_EARLY_UNSUPPORTED, DEFAULTS, task_defaults
 from .exceptions import MaxRetriesExceededError, Retry
 from .ratelimit import parse_rate
@@ -49,6 +50,8 @@ TASK_OPTIONS = frozenset(
         "acks_late",
         "unique",
         "unique_for",
+        "concurrency_key",
+        "concurrency_limit",
     }
 )
 
@@ -169,6 +172,7 @@ class Task:
             raise TypeError(f"unknown task option(s) for {name!r}: {', '.join(sorted(unknown))}")
         if options.get("rate_limit") is not None:
             parse_rate(options["rate_limit"])  # a bad limit fails here, not in the worker
+        check_concurrency(name, fn, bind, options)
         if options.get("acks_late") is False:
             warnings.warn(f"task {name!r}: {ACKS_EARLY_UNSUPPORTED}", UserWarning, stacklevel=3)
         if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):

@@ -2,9 +2,9 @@
 on free loopback ports, made with ``redis-cli --cluster create``; started once per test
 session and torn down after it.
 
-Use it by importing the fixtures into a test module::
-
-    from tests.cluster_fixtures import cluster_url, redis_cluster  # noqa: F401
+tests/conftest.py registers this module as a plugin, so every test module can ask for
+``redis_cluster``, ``cluster_url`` or ``own_cluster`` and the whole session shares one
+cluster (a fixture imported into several modules would be one session cluster each).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import wait_until
+from tests.conftest import redis_argv, wait_until
 
 #: Milliseconds a node may be unreachable before the cluster counts it as failed: short, so
 #: that a failover test does not wait long, and long enough for a loaded 2-core machine.
@@ -49,32 +49,14 @@ class ClusterNode:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--cluster-port",
-                str(self.bus_port),
-                "--bind",
-                "127.0.0.1",
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "nodes.conf",
-                "--cluster-node-timeout",
-                str(NODE_TIMEOUT_MS),
+            redis_argv(
+                self.port,
+                *("--cluster-port", str(self.bus_port), "--cluster-enabled", "yes"),
+                *("--cluster-config-file", "nodes.conf", "--dir", str(self.dir)),
+                *("--cluster-node-timeout", str(NODE_TIMEOUT_MS)),
                 # A replica takes over however long its link was down: tests kill masters.
-                "--cluster-replica-validity-factor",
-                "0",
-                "--dir",
-                str(self.dir),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--loglevel",
-                "warning",
-            ],
+                *("--cluster-replica-validity-factor", "0"),
+            ),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

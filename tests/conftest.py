@@ -18,6 +18,8 @@ import pytest
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
+# The Redis Cluster fixtures, one cluster per session for every module that asks.
+pytest_plugins = ["tests.cluster_fixtures"]
 
 
 def free_port() -> int:
@@ -61,6 +63,15 @@ def resend_until(send: Callable[[str | None], Any], deadline: float, pause: floa
             time.sleep(pause)
 
 
+def redis_argv(port: int, *options: str, bind: str = "127.0.0.1") -> list[str]:
+    """The command line of a test redis-server on ``port``: no persistence, quiet, then
+    ``options`` (a later option wins over an earlier one, ``--appendonly yes`` too)."""
+    return [
+        *("redis-server", "--port", str(port), "--bind", bind),
+        *("--save", "", "--appendonly", "no", "--loglevel", "warning", *options),
+    ]
+
+
 class RedisServer:
     """A private redis-server process on 127.0.0.1 (never the shared 6379)."""
 
@@ -71,19 +82,7 @@ class RedisServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--loglevel",
-                "warning",
-            ],
+            redis_argv(self.port),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

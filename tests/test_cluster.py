@@ -23,7 +23,7 @@ from flask_taskq import chord
 from flask_taskq.broker.redis import RedisBroker
 from flask_taskq.redis_common import ClusterURLRequired, connect, is_cluster
 from tests.apps.flows_app import add, collect, create_app
-from tests.cluster_fixtures import RedisClusterProcesses, cluster_url, redis_cluster  # noqa: F401
+from tests.cluster_fixtures import RedisClusterProcesses
 from tests.conftest import ROOT, WorkerProcess, wait_until
 
 APP = "tests.apps.flows_app:create_app"
@@ -31,7 +31,7 @@ APP = "tests.apps.flows_app:create_app"
 
 @pytest.fixture
 def cluster_worker(
-    cluster_url: str,  # noqa: F811
+    cluster_url: str,
     start_worker: Callable[..., WorkerProcess],
 ) -> Callable[..., WorkerProcess]:
     """Start a real ``flask taskq worker`` of the flows app on the cluster (broker and
@@ -45,7 +45,7 @@ def cluster_worker(
 
 
 @pytest.fixture
-def flows(cluster_url: str) -> Iterator[Flask]:  # noqa: F811
+def flows(cluster_url: str) -> Iterator[Flask]:
     app = create_app(TASKQ_BROKER_URL=cluster_url, TASKQ_RESULT_BACKEND=cluster_url)
     with app.app_context():
         yield app
@@ -67,7 +67,7 @@ def _queues_on_distinct_masters(url: str, count: int) -> list[str]:
 
 
 # -- URLs -------------------------------------------------------------------------------------
-def test_a_cluster_url_gives_a_cluster_client(cluster_url: str) -> None:  # noqa: F811
+def test_a_cluster_url_gives_a_cluster_client(cluster_url: str) -> None:
     client = connect(cluster_url)
     try:
         assert is_cluster(client)
@@ -77,7 +77,7 @@ def test_a_cluster_url_gives_a_cluster_client(cluster_url: str) -> None:  # noqa
         client.close()
 
 
-def test_one_startup_node_is_enough(redis_cluster: RedisClusterProcesses) -> None:  # noqa: F811
+def test_one_startup_node_is_enough(redis_cluster: RedisClusterProcesses) -> None:
     client = connect(f"redis+cluster://{redis_cluster.nodes[0].address}/")
     try:
         assert len(client.get_primaries()) == 3
@@ -95,7 +95,7 @@ def test_bad_cluster_urls_are_refused(url: str) -> None:
 
 
 def test_a_plain_url_at_a_cluster_node_fails_with_a_typed_error(
-    redis_cluster: RedisClusterProcesses,  # noqa: F811
+    redis_cluster: RedisClusterProcesses,
 ) -> None:
     node = redis_cluster.nodes[0].address
     broker = RedisBroker(f"redis://{node}/0")
@@ -110,7 +110,7 @@ def test_a_plain_url_at_a_cluster_node_fails_with_a_typed_error(
 
 
 def test_a_plain_url_at_a_cluster_node_fails_the_worker_with_one_line(
-    redis_cluster: RedisClusterProcesses,  # noqa: F811
+    redis_cluster: RedisClusterProcesses,
 ) -> None:
     node = redis_cluster.nodes[0].address
     env = {**os.environ, "TASKQ_BROKER_URL": f"redis://{node}/0"}
@@ -139,7 +139,7 @@ def test_round_trip_through_a_worker(
 
 def test_round_trip_through_a_prefork_worker(
     flows: Flask,
-    cluster_url: str,  # noqa: F811
+    cluster_url: str,
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
     env = {"TASKQ_BROKER_URL": cluster_url, "TASKQ_RESULT_BACKEND": cluster_url}
@@ -150,7 +150,7 @@ def test_round_trip_through_a_prefork_worker(
 
 def test_a_worker_serves_queues_on_every_master(
     flows: Flask,
-    cluster_url: str,  # noqa: F811
+    cluster_url: str,
     cluster_worker: Callable[..., WorkerProcess],
 ) -> None:
     queues = _queues_on_distinct_masters(cluster_url, 3)
@@ -161,7 +161,7 @@ def test_a_worker_serves_queues_on_every_master(
 
 def test_delayed_tasks_on_queues_of_every_master(
     flows: Flask,
-    cluster_url: str,  # noqa: F811
+    cluster_url: str,
     cluster_worker: Callable[..., WorkerProcess],
 ) -> None:
     queues = _queues_on_distinct_masters(cluster_url, 3)
@@ -181,7 +181,7 @@ def test_a_chord_of_50_over_two_workers(
 
 def test_inspect_reads_the_cluster(
     flows: Flask,
-    cluster_url: str,  # noqa: F811
+    cluster_url: str,
     cluster_worker: Callable[..., WorkerProcess],
 ) -> None:
     cluster_worker()
@@ -203,8 +203,8 @@ def test_inspect_reads_the_cluster(
 
 def test_results_wait_without_polling(
     flows: Flask,
-    cluster_url: str,  # noqa: F811
-    redis_cluster: RedisClusterProcesses,  # noqa: F811
+    cluster_url: str,
+    redis_cluster: RedisClusterProcesses,
 ) -> None:
     """``get()`` blocks on the task's done list: while no worker runs, a two-second wait
     costs a couple of commands on the node of the task's slot, not a loop of reads."""
@@ -237,7 +237,7 @@ def test_the_monitor_lists_workers_and_recent_workflows(
 
 
 def test_the_dashboard_pages_read_the_cluster(
-    cluster_url: str,  # noqa: F811
+    cluster_url: str,
     cluster_worker: Callable[..., WorkerProcess],
 ) -> None:
     from tests import test_dashboard
@@ -267,7 +267,7 @@ def test_the_dashboard_pages_read_the_cluster(
     assert "default" in client.get("/taskq/queues", headers=test_dashboard.AUTH).text
 
 
-def test_dead_letters_and_maintenance_through_the_broker(cluster_url: str) -> None:  # noqa: F811
+def test_dead_letters_and_maintenance_through_the_broker(cluster_url: str) -> None:
     """Every broker call a worker or a command makes, on queues of several masters."""
     queues = _queues_on_distinct_masters(cluster_url, 3)
     broker = RedisBroker(cluster_url)

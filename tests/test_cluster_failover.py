@@ -7,14 +7,14 @@ import time
 from collections.abc import Callable
 
 from tests.apps.flows_app import add, create_app
-from tests.cluster_fixtures import RedisClusterProcesses, own_cluster  # noqa: F401
+from tests.cluster_fixtures import RedisClusterProcesses
 from tests.conftest import WorkerProcess, resend_until, wait_until
 
 APP = "tests.apps.flows_app:create_app"
 
 
 def test_work_goes_on_after_the_queue_master_is_killed(
-    own_cluster: RedisClusterProcesses,  # noqa: F811
+    own_cluster: RedisClusterProcesses,
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
     url = own_cluster.url

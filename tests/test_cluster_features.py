@@ -19,7 +19,6 @@ from tests import test_store_flows as flows_tests
 from tests import test_store_state as state_tests
 from tests import test_transport_both as both_tests
 from tests.apps import seam_app
-from tests.cluster_fixtures import cluster_url, redis_cluster  # noqa: F401
 from tests.conftest import Transport, WorkerProcess
 
 
@@ -38,7 +37,7 @@ class ClusterTransport(Transport):
 
 @pytest.fixture
 def transport(
-    cluster_url: str,  # noqa: F811
+    cluster_url: str,
     start_worker: Callable[..., WorkerProcess],
 ) -> Transport:
     return ClusterTransport("redis", cluster_url, start_worker)
@@ -107,7 +106,7 @@ def state(transport: Transport) -> Flask:
 
 
 @pytest.fixture
-def store(cluster_url: str) -> Iterator[Any]:  # noqa: F811
+def store(cluster_url: str) -> Iterator[Any]:
     client = connect(cluster_url)
     yield RedisStore(client, Keys())
     client.close()

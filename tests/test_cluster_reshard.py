@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from flask_taskq.result import AsyncResult
 from tests.apps.flows_app import add, create_app
-from tests.cluster_fixtures import RedisClusterProcesses, own_cluster  # noqa: F401
+from tests.cluster_fixtures import RedisClusterProcesses
 from tests.conftest import WorkerProcess, resend_until
 
 APP = "tests.apps.flows_app:create_app"
@@ -47,7 +47,7 @@ def _send(i: int, queue: str, deadline: float) -> AsyncResult:
 
 
 def test_resharding_under_load_loses_nothing(
-    own_cluster: RedisClusterProcesses,  # noqa: F811
+    own_cluster: RedisClusterProcesses,
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
     masters = _node_ids(own_cluster)

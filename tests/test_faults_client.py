@@ -229,26 +229,12 @@ class PersistentRedis(RedisServer):
     def start(self) -> None:
         import subprocess
 
-        from tests.conftest import _pings, wait_until
+        from tests.conftest import _pings, redis_argv, wait_until
 
         self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                self.directory,
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--loglevel",
-                "warning",
-            ],
+            redis_argv(
+                self.port, "--dir", self.directory, "--appendonly", "yes", "--appendfsync", "always"
+            ),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

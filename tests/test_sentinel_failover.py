@@ -13,7 +13,14 @@ import pytest
 import redis
 
 from tests.apps.flows_app import add, create_app
-from tests.conftest import RedisServer, WorkerProcess, free_port, resend_until, wait_until
+from tests.conftest import (
+    RedisServer,
+    WorkerProcess,
+    free_port,
+    redis_argv,
+    resend_until,
+    wait_until,
+)
 
 APP = "tests.apps.flows_app:create_app"
 SERVICE = "themaster"
@@ -38,20 +45,7 @@ class SentinelSetup:
     def start(self) -> None:
         self.master.start()
         self.replica = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.replica_port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--replicaof",
-                "127.0.0.1",
-                str(self.master.port),
-            ],
+            redis_argv(self.replica_port, "--replicaof", "127.0.0.1", str(self.master.port)),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from flask_taskq.broker.redis import RedisBroker
 from flask_taskq.redis_common import connect
 from tests.apps.sharded_app import add, create_app, flaky
-from tests.cluster_fixtures import cluster_url, redis_cluster  # noqa: F401
 from tests.conftest import WorkerProcess
 
 APP = "tests.apps.sharded_app:create_app"
@@ -47,7 +46,7 @@ def _start_together(url: str, count: int) -> list[WorkerProcess]:
     return workers
 
 
-def test_the_shards_of_a_queue_live_on_every_master(cluster_url: str) -> None:  # noqa: F811
+def test_the_shards_of_a_queue_live_on_every_master(cluster_url: str) -> None:
     broker = RedisBroker(cluster_url, queue_shards=SHARDS)
     client = connect(cluster_url)
     try:
@@ -61,7 +60,7 @@ def test_the_shards_of_a_queue_live_on_every_master(cluster_url: str) -> None:  
 
 
 def test_3000_tasks_over_two_workers_each_done_once_every_shard_used(
-    cluster_url: str,  # noqa: F811
+    cluster_url: str,
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
     app = create_app(
@@ -92,7 +91,7 @@ def test_3000_tasks_over_two_workers_each_done_once_every_shard_used(
 
 
 def test_retries_with_countdown_land_on_shards(
-    cluster_url: str,  # noqa: F811
+    cluster_url: str,
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
     app = create_app(

@@ -14,12 +14,7 @@ import pytest
 from flask_taskq import BrokerConnectionError
 from flask_taskq.result import AsyncResult
 from tests.apps.flows_app import add, create_app
-from tests.cluster_fixtures import (  # noqa: F401
-    RedisClusterProcesses,
-    cluster_url,
-    own_cluster,
-    redis_cluster,
-)
+from tests.cluster_fixtures import RedisClusterProcesses
 from tests.conftest import WorkerProcess, wait_until
 
 APP = "tests.apps.flows_app:create_app"
@@ -38,7 +33,7 @@ def test_without_a_replica_the_send_fails_as_maybe_sent(redis_url: str) -> None:
 
 @pytest.mark.parametrize("bulk", [False, True])
 def test_on_a_cluster_sends_wait_for_the_replica(
-    cluster_url: str,  # noqa: F811
+    cluster_url: str,
     start_worker: Callable[..., WorkerProcess],
     bulk: bool,
 ) -> None:
@@ -56,7 +51,7 @@ def test_on_a_cluster_sends_wait_for_the_replica(
 
 
 def test_on_a_cluster_more_replicas_than_there_are_fail_the_send(
-    cluster_url: str,  # noqa: F811
+    cluster_url: str,
 ) -> None:
     app = create_app(TASKQ_BROKER_URL=cluster_url, TASKQ_WAIT_REPLICAS=2, TASKQ_ENQUEUE_TIMEOUT=0.3)
     with app.app_context():
@@ -66,7 +61,7 @@ def test_on_a_cluster_more_replicas_than_there_are_fail_the_send(
 
 
 def test_every_acknowledged_send_runs_after_the_master_is_killed(
-    own_cluster: RedisClusterProcesses,  # noqa: F811
+    own_cluster: RedisClusterProcesses,
     redis_url: str,
     start_worker: Callable[..., WorkerProcess],
 ) -> None:

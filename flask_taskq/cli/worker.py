@@ -124,14 +124,20 @@ def _setup_logging(loglevel: str, logfile: str | None, name: str | None) -> None
 )
 @click.option(
     "-E",
+    "--events",
     "--task-events",
+    "with_events",
+    is_flag=True,
+    help="Publish task events (TASKQ_EVENTS) from this worker, whatever the config says.",
+)
+@click.option(
     "--without-gossip",
     "--without-mingle",
     "--without-heartbeat",
     "celery_noop",
     is_flag=True,
-    help="Accepted so that Celery command lines run; they change nothing (task events "
-    "and heartbeats are always on, there is no gossip or mingle).",
+    help="Accepted so that Celery command lines run; they change nothing (heartbeats "
+    "are always on, there is no gossip or mingle).",
 )
 def worker_command(
     queues: str | None,
@@ -146,6 +152,7 @@ def worker_command(
     logfile: str | None,
     shutdown_timeout: float | None,
     with_beat: bool,
+    with_events: bool,
     celery_noop: bool,
 ) -> None:
     """Start a worker that runs this app's tasks."""
@@ -155,6 +162,8 @@ def worker_command(
             "TASKQ_BROKER_URL is memory://: tasks run inside the app process; "
             "use a redis:// URL to run a separate worker"
         )
+    if with_events:
+        state.config["TASKQ_EVENTS"] = True
     _setup_logging(loglevel, logfile, name)
     if state.config["TASKQ_SERIALIZER"] == "pickle":
         logging.getLogger("flask_taskq.worker").warning(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import launch  # noqa: F401 - registers the launch and workflow action routes
+from . import concurrency, launch  # noqa: F401 - register their routes
 from .auth import check_setting
 from .views import blueprint
 

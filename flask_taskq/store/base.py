@@ -14,6 +14,8 @@ from __future__ import annotations
 from typing import Protocol
 
 from .beat import BeatStore
+from .concurrency import ConcurrencyStore
+from .events import EventStore
 from .monitor import MonitorStore
 from .ratelimits import RateLimitStore
 from .replay import ReplayStore
@@ -34,6 +36,8 @@ class Store(Protocol):
     replay: ReplayStore
     beat: BeatStore
     workflows: WorkflowStore
+    concurrency: ConcurrencyStore
+    events: EventStore
 
     def ping(self) -> None:
         """Raise one of :attr:`errors` when the store cannot be reached."""

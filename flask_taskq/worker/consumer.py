@@ -52,6 +52,14 @@ BATCH_WORK = 0.05
 #: Longest a finished task waits before its ack and result are written (seconds).
 MAX_ACK_DELAY = 0.01
 MAX_ACK_BATCH = 128
+#: A fetch round trip slower than this (seconds) means a slow link to the broker: the
+#: consumer then fetches ahead of its executors and leaves batches to the keeper thread,
+#: so that round trips overlap the work instead of adding to it.
+SLOW_LINK = 0.002
+#: Prefetch when TASKQ_WORKER_PREFETCH is not set: this many messages at most, and on a
+#: slow link up to SLOW_LINK_PREFETCH (still about BATCH_WORK of work plus two round trips).
+DEFAULT_PREFETCH = 64
+SLOW_LINK_PREFETCH = 1024
 
 
 class Outage:
@@ -100,7 +108,7 @@ class Consumer:
         backend: ResultBackend | None,
         name: str,
         queues: Sequence[str],
-        prefetch: int,
+        prefetch: int | None,
         threads: int = 1,
     ) -> None:
         config = state.config
@@ -109,7 +117,9 @@ class Consumer:
         self.backend = backend
         self.name = name
         self.queues = list(queues)
-        self.prefetch = max(1, prefetch)
+        #: The most messages leased ahead; None (TASKQ_WORKER_PREFETCH unset): automatic.
+        self.prefetch = max(1, prefetch or DEFAULT_PREFETCH)
+        self._auto_prefetch = not prefetch
         self.threads = threads
         self.visibility_timeout = float(config["TASKQ_VISIBILITY_TIMEOUT"])
         self.max_deliveries = int(config["TASKQ_MAX_DELIVERIES"])
@@ -144,6 +154,12 @@ class Consumer:
         self._done_since = 0.0
         self._lock = threading.Lock()
         self._fetch_lock = threading.Lock()
+        self._refill_lock = threading.Lock()  # one fetch at a time (executor or fetcher)
+        self._rtt = 0.0  # smoothed duration of fetches that found a full batch waiting
+        self.slow_link = False  # self._rtt > SLOW_LINK: fetch ahead, flush from the keeper
+        self._fetcher: threading.Thread | None = None
+        self._want_more = threading.Event()  # wakes the fetcher
+        self._arrived = threading.Event()  # the fetcher finished a fetch
         self._avg_runtime: float | None = None  # None until a task has been measured
         self._settling: set[tuple[str, int, str]] = set()  # being acked/moved in Redis
         self._abandoned: list[Delivery] = []  # left to lease expiry (see ``forget``)
@@ -154,6 +170,7 @@ class Consumer:
         self._fetching = Outage("fetch messages")
         self._flushing = Outage("acknowledge finished tasks")
         self._renewing = Outage("renew leases")
+        self._renewed_at = time.monotonic()  # the last renewal that reached the broker
         self._beating = Outage("publish the heartbeat")
         self._syncing = Outage("sync revocations and rate limits")
         self._next_reclaim = 0.0
@@ -166,16 +183,26 @@ class Consumer:
         backoff = 0.1
         with self._fetch_lock:
             while not self.stopping.is_set():
+                if self._buffer and self._out_of_touch():
+                    self._drop_lapsed()
                 with self._lock:
                     if self._buffer:
                         _, _, delivery, message = heapq.heappop(self._buffer)
                         self._local.current = (delivery, message)
                         self.taken += 1
+                        if self.slow_link and self._running_low():
+                            self._want_more.set()
                         return delivery, message
+                if self.slow_link and self._fetcher is not None:
+                    self._want_more.set()
+                    self._arrived.wait(0.05)
+                    self._arrived.clear()
+                    continue
                 try:
                     if time.monotonic() >= self._next_flush:
                         self.flush_quietly()
-                    self._refill()
+                    with self._refill_lock:
+                        self._refill()
                     backoff = 0.1
                     self._fetching.ok()
                 except REDIS_ERRORS as exc:  # also READONLY during a failover, OOM
@@ -249,8 +276,8 @@ class Consumer:
                 or (self._avg_runtime or 0.0) > MAX_ACK_DELAY / 10
             )
             first_deferred = not due and len(self._done) == 1
-        if due and now < self._next_flush:  # Redis failed lately: the keeper retries
-            self._wake.set()
+        if due and (now < self._next_flush or self.slow_link):
+            self._wake.set()  # Redis failed lately, or a round trip is dear: the keeper
         elif due:
             self.flush_quietly()
         elif first_deferred:
@@ -403,6 +430,13 @@ class Consumer:
             delivery, "requeue a message", lambda: self.broker.requeue(self.name, [delivery])
         )
 
+    def acknowledge(self, delivery: Delivery) -> None:
+        """Acknowledge an unstarted message now kept elsewhere (parked by a concurrency
+        limit, ``worker/hooks/concurrency.py``), at once."""
+        self._settle(
+            delivery, "acknowledge a message", lambda: self.broker.ack(self.name, [delivery])
+        )
+
     def _settle(self, delivery: Delivery, what: str, action: Callable[[], object]) -> object:
         """Run ``action``, which removes ``delivery`` from this consumer's leases in Redis
         (retried as :meth:`_persist` does), then stop renewing it; return what it returned."""
@@ -497,8 +531,62 @@ class Consumer:
         avg = self._avg_runtime
         if avg is None or avg >= BATCH_WORK:
             return max(1, min(self.prefetch, idle))
+        if self.slow_link:  # enough to work through two round trips as well
+            per_thread = max(1, int((BATCH_WORK + 2 * self._rtt) / max(avg, 1e-6)))
+            cap = SLOW_LINK_PREFETCH if self._auto_prefetch else self.prefetch
+            return max(1, min(cap, per_thread * self.threads))
         per_thread = max(1, int(BATCH_WORK / max(avg, 1e-6)))
         return max(1, min(self.prefetch, per_thread * self.threads))
+
+    def _running_low(self) -> bool:
+        """Whether the buffer holds less than about one round trip of work (lock held)."""
+        avg = self._avg_runtime or 0.0
+        return len(self._buffer) * avg < 1.5 * self._rtt * self.threads
+
+    def _note_fetch(self, seconds: float) -> None:
+        """Fold the duration of a fetch that found its batch waiting (a round trip and
+        the reading of the batch) into the link estimate."""
+        self._rtt = seconds if self._rtt == 0.0 else 0.8 * self._rtt + 0.2 * seconds
+        slow = self._rtt > SLOW_LINK
+        if slow and not self.slow_link:
+            logger.info(
+                "Fetches take %.1f ms: fetching ahead and acknowledging in the background",
+                self._rtt * 1000,
+            )
+            if self._fetcher is None:
+                self._fetcher = threading.Thread(
+                    target=self._fetch_ahead, name="taskq-fetcher", daemon=True
+                )
+                self._fetcher.start()
+        self.slow_link = slow
+
+    def _fetch_ahead(self) -> None:
+        # On a slow link: fetch whenever the buffer runs low, while executors work.
+        backoff = 0.1
+        while not self.stopping.is_set():
+            if not self._want_more.wait(0.5):
+                continue
+            self._want_more.clear()
+            try:
+                with self._refill_lock:
+                    self._refill()
+                backoff = 0.1
+                self._fetching.ok()
+            except REDIS_ERRORS as exc:
+                self._fetching.failed(exc)
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                self._want_more.set()
+            except Exception:  # a bug or a malformed reply must not end the thread
+                logger.exception("Unexpected error while fetching; retrying in %.1fs", backoff)
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                self._want_more.set()
+            finally:
+                self._arrived.set()
+            with self._lock:
+                if self.slow_link and self._running_low():
+                    self._want_more.set()
 
     def _refill(self) -> None:
         piggyback = self.revocations.piggyback
@@ -527,9 +615,11 @@ class Consumer:
         if not deliveries:
             timeout = max(0.0, min(1.0, self._next_promote - now, self._next_reclaim - now))
             # the revocations made until the messages were taken come with them
-            deliveries = self.broker.fetch(
-                self.name, queues, self._batch_size(), timeout, then=piggyback
-            )
+            size = self._batch_size()
+            started = time.perf_counter()
+            deliveries = self.broker.fetch(self.name, queues, size, timeout, then=piggyback)
+            if len(deliveries) >= size > 1:
+                self._note_fetch(time.perf_counter() - started)
         self._accept(deliveries)
         if self.stopping.is_set():
             self.return_buffered()
@@ -589,6 +679,7 @@ class Consumer:
     def start_keeper(self) -> None:
         """Start the thread that renews leases and returns the buffer on stop."""
         self._keeper = threading.Thread(target=self._keep, name="taskq-keeper", daemon=True)
+        self._renewed_at = time.monotonic()
         self._keeper.start()
 
     def _keep(self) -> None:
@@ -631,7 +722,7 @@ class Consumer:
                 self._police(now)
                 if now >= next_renew:
                     next_renew = now + interval
-                    self._keeper_step(self._renewing, self.renew)
+                    self._renew_step(now)
             except Exception:  # the keeper must outlive any surprise
                 logger.exception("Lease keeper error")
 
@@ -644,6 +735,40 @@ class Consumer:
             outage.failed(exc, "retrying")
         else:
             outage.ok()
+
+    def _renew_step(self, now: float) -> None:
+        try:
+            self.renew()
+        except REDIS_ERRORS as exc:
+            self._renewing.failed(exc, "retrying")
+            if self._out_of_touch():
+                self._drop_lapsed()
+        else:
+            self._renewing.ok()
+            self._renewed_at = now
+
+    def _out_of_touch(self) -> bool:
+        """Whether no lease renewal has reached the broker for longer than the visibility
+        timeout (a partition, a long outage): the leases have lapsed by now."""
+        return (
+            self._keeper is not None
+            and time.monotonic() - self._renewed_at > self.visibility_timeout
+        )
+
+    def _drop_lapsed(self) -> None:
+        """Give up the unstarted messages once their leases have lapsed: other workers
+        take them over, and running them here too would only run them twice."""
+        with self._lock:
+            entries, self._buffer = self._buffer, []
+        if entries:
+            logger.warning(
+                "No lease renewed for %.0fs (TASKQ_VISIBILITY_TIMEOUT is %gs): dropping %d "
+                "unstarted task(s) that other workers take over",
+                time.monotonic() - self._renewed_at,
+                self.visibility_timeout,
+                len(entries),
+            )
+            self._release([d for _, _, d, _ in entries])
 
     def _sync(self) -> None:
         self.revocations.sync(force=True)

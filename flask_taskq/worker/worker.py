@@ -28,6 +28,7 @@ from flask import Flask
 
 from .. import signals, states
 from ..broker.memory import ANY_QUEUE
+from ..events import flush_all as flush_events
 from ..monitor import Monitor, rss_bytes
 from ..result import exception_meta
 from ..task import current_request
@@ -197,7 +198,8 @@ class Worker:
         #: The worker's display name (heartbeats, ``inspect``, the dashboard); the Redis
         #: consumer name of each process adds what makes it unique (:func:`consumer_name`).
         self.name = expand_name(self.name_template)
-        self.prefetch = int(prefetch or config["TASKQ_WORKER_PREFETCH"])
+        #: None: automatic (see ``Consumer``); the banner shows ``auto``.
+        self.prefetch: int | None = prefetch or config["TASKQ_WORKER_PREFETCH"] or None
         self.max_tasks_per_child = max_tasks_per_child or config["TASKQ_MAX_TASKS_PER_CHILD"]
         self.shutdown_timeout = float(
             shutdown_timeout
@@ -254,7 +256,7 @@ class Worker:
             queues += f" (and new queues matching {','.join(self.selection.globs)})"
         return (
             f"taskq worker {self.name}: pool={self.pool} concurrency={concurrency} "
-            f"queues={queues} prefetch={self.prefetch}"
+            f"queues={queues} prefetch={self.prefetch or 'auto'}"
         )
 
     def run(self) -> int:
@@ -685,6 +687,7 @@ class Supervisor:
         except BaseException:
             traceback.print_exc()
         finally:
+            flush_events()  # os._exit skips atexit
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .. import states
+from .. import events, states
 from ..canvas import (
     HEADER_CHORD,
     HEADER_LINK,
@@ -252,6 +252,8 @@ def _fire(state: AppState, chord_id: str, message: Message, body: bytes | None) 
     )
     if fired is Fired.CLAIMED and body is not None:
         _persist(f"chord {chord_id}: sending its callback", enqueue or state.enqueue, message, body)
+        if events.enabled(state):
+            events.sent(state, message.id, message.task, message.queue, message.eta)
     return fired is not Fired.BEFORE
 
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 import threading
 
 from ..beat import BeatStore
+from ..concurrency import ConcurrencyStore
+from ..events import EventStore
 from ..monitor import MonitorStore
 from ..ratelimits import RateLimitStore
 from ..replay import ReplayStore
 from ..revocations import RevocationStore
 from ..workflows import WorkflowStore
 from .beat import MemoryBeatStore
+from .concurrency import MemoryConcurrencyStore
+from .events import MemoryEventStore
 from .monitor import MemoryMonitorStore
 from .ratelimits import MemoryRateLimitStore
 from .replay import MemoryReplayStore
@@ -32,6 +36,8 @@ class MemoryStore:
         self.replay: ReplayStore = MemoryReplayStore(lock)
         self.beat: BeatStore = MemoryBeatStore(lock)
         self.workflows: WorkflowStore = MemoryWorkflowStore(lock)
+        self.concurrency: ConcurrencyStore = MemoryConcurrencyStore(lock)
+        self.events: EventStore = MemoryEventStore()
 
     def ping(self) -> None:
         """Always reachable."""

@@ -7,12 +7,16 @@ from typing import Any
 from ...keys import Keys
 from ...redis_common import ERRORS
 from ..beat import BeatStore
+from ..concurrency import ConcurrencyStore
+from ..events import EventStore
 from ..monitor import MonitorStore
 from ..ratelimits import RateLimitStore
 from ..replay import ReplayStore
 from ..revocations import RevocationStore
 from ..workflows import WorkflowStore
 from .beat import RedisBeatStore
+from .concurrency import RedisConcurrencyStore
+from .events import RedisEventStore
 from .monitor import RedisMonitorStore
 from .ratelimits import RedisRateLimitStore
 from .replay import RedisReplayStore
@@ -35,6 +39,8 @@ class RedisStore:
         self.replay: ReplayStore = RedisReplayStore(client, keys)
         self.beat: BeatStore = RedisBeatStore(client, keys)
         self.workflows: WorkflowStore = RedisWorkflowStore(client, keys)
+        self.concurrency: ConcurrencyStore = RedisConcurrencyStore(client, keys)
+        self.events: EventStore = RedisEventStore(client, keys)
 
     def ping(self) -> None:
         """Raise a Redis error when the server cannot be reached."""

@@ -6,18 +6,21 @@ The worker's order (a message goes top to bottom)::
     before   signals.Received      task_received
              poison.Poison         dead-letter a message that keeps killing workers
              ratelimit.RateLimit   defer until a token is free
+             concurrency.Concurrency  take a slot of the call's key, or park it (finish: free)
              replay.ReplayGuard    refuse a replayed signed message (signing only)
+             tracing.Tracing       OpenTelemetry run span (installed only; after: end)
              running.Running       time limits, terminate, busy flag (finish: disarm)
              revocation.Revocation revoked or expired: REVOKED, not run
              appcontext.AppContext app context and request (finish: pop)
              signals.RunSignals    task_prerun (finish: task_postrun)
+             events.Events         task-started (after: succeeded, failed...; -E only)
     execute  Executor.execute      run; classify (success, failure, retry, reject)
     after    workflow.Workflow     links, chains, chords (undone: not settled)
              results.Settle        result + ack / next attempt / dead letter / requeue
              unique.ReleaseUnique  free the unique key
 
-Eager mode keeps revocation (expiry), app context, run signals, workflow (on its own
-memory store, sending to the eager runner) and stores results with
+Eager mode keeps tracing, revocation (expiry), app context, run signals, workflow (on
+its own memory store, sending to the eager runner) and stores results with
 ``results.EagerResults``. A new feature is a new hook module, placed in this order.
 """
 
@@ -30,6 +33,8 @@ from typing import TYPE_CHECKING
 from ..execute import Executor
 from .appcontext import AppContext
 from .base import Context, Hook, Pipeline, Plan
+from .concurrency import Concurrency
+from .events import event_hooks
 from .poison import Poison
 from .ratelimit import RateLimit
 from .replay import ReplayGuard
@@ -37,6 +42,7 @@ from .results import EagerResults, Resubmit, Settle
 from .revocation import Revocation
 from .running import Running
 from .signals import Received, RunSignals
+from .tracing import tracing_hooks
 from .unique import ReleaseUnique
 from .workflow import Workflow
 
@@ -61,11 +67,14 @@ def worker_pipeline(
         Received(),
         Poison(consumer),
         RateLimit(consumer),
+        Concurrency(consumer, executor),
         ReplayGuard(consumer),
+        *tracing_hooks(),
         Running(consumer.guard, busy, slot),
         Revocation(executor, consumer.revocations.ids),
         AppContext(state.app),
         RunSignals(),
+        *event_hooks(state, consumer),
         Workflow(state, consumer.stopping),
         Settle(consumer),
         ReleaseUnique(consumer),
@@ -87,6 +96,7 @@ def eager_pipeline(
     lease, limit or acknowledge. ``deferring`` wraps the workflow hook so that what it
     sends runs after the task, not inside the hook."""
     hooks: list[Hook] = [
+        *tracing_hooks(),
         Revocation(executor),
         AppContext(state.app),
         RunSignals(),
