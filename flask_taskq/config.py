@@ -41,8 +41,9 @@ DEFAULTS: dict[str, Any] = {
     "TASKQ_MAX_DELIVERIES": 5,
     "TASKQ_DEAD_LETTER_MAX_BYTES": 256 * 1024 * 1024,
     "TASKQ_ENQUEUE_TIMEOUT": 5,
-    # Replicas that must hold a sent message before ``.delay()`` returns (Redis WAIT on the
-    # send's connection; 0: do not wait). docs/scaling.rst, "Failover".
+    # Replicas that must hold a sent message before ``.delay()`` returns, and a worker's
+    # acks before its ack batch is done (Redis WAIT on the same connection; 0: do not
+    # wait). docs/scaling.rst, "Failover".
     "TASKQ_WAIT_REPLICAS": 0,
     # Queues spread over several shards (queue -> number of shards), each its own Redis
     # Cluster slot; every process of the app needs the same value. docs/scaling.rst.

@@ -24,6 +24,7 @@ from typing import Any
 
 from flask import Flask
 
+from .backlog import Backlog, read_backlogs
 from .monitor import BUCKET_KINDS, BUCKET_LE, STATS_TTL, Monitor
 
 #: The content type of the text exposition format.
@@ -91,27 +92,22 @@ def collect(app: Flask | None = None) -> list[Family]:
     monitor = Monitor(state.store.monitor)
     queues = default_queues(state)
     queues += sorted(state.broker.known_queues() - set(queues))
-    delayed = {name: stats.delayed for name, stats in state.broker.queue_stats(queues).items()}
     paused = monitor.paused()
     processes = monitor.processes()
     counters = state.app.extensions.setdefault(EXTENSION_KEY, CounterTotals())
     totals: dict[StatKey, int] = counters.update(monitor.stats(WINDOW))
     queues += [q for q in state.broker.dead_letter_queues() if q not in queues]
+    backlogs = read_backlogs(state.broker, queues)
     return [
         Family(
             "taskq_queue_depth",
             "gauge",
-            "Messages waiting in the queue, ready to be fetched by a worker.",
+            "Messages waiting in the queue, ready to be fetched by a worker "
+            "(the same as taskq_queue_ready, kept for existing dashboards).",
             ("queue",),
-            [((q,), state.broker.queue_length(q)) for q in queues],
+            [((q,), backlogs[q].ready) for q in queues],
         ),
-        Family(
-            "taskq_queue_delayed",
-            "gauge",
-            "Messages of the queue waiting for their countdown or ETA.",
-            ("queue",),
-            [((q,), int(delayed.get(q, 0))) for q in queues],
-        ),
+        *_backlog_families(backlogs),
         Family(
             "taskq_queue_dead_letters",
             "gauge",
@@ -156,6 +152,44 @@ def collect(app: Flask | None = None) -> list[Family]:
         ),
         _running(processes),
     ]
+
+
+#: The backlog gauges: (count, help). ``taskq_queue_<count>`` per queue (a sharded queue's
+#: totals) and ``taskq_queue_shard_<count>`` per shard of a sharded queue.
+BACKLOG_GAUGES = (
+    ("ready", "Messages ready to be fetched by a worker."),
+    (
+        "reserved",
+        "Messages delivered to a worker and not yet acknowledged (prefetched or running).",
+    ),
+    ("delayed", "Messages waiting for their countdown, ETA or retry delay."),
+    ("backlog", "Messages sent and not finished: ready + reserved + delayed (scale on this)."),
+)
+
+
+def _backlog_families(backlogs: dict[str, Backlog]) -> list[Family]:
+    out = []
+    for count, text in BACKLOG_GAUGES:
+        out.append(
+            Family(
+                f"taskq_queue_{count}",
+                "gauge",
+                text,
+                ("queue",),
+                [((q,), getattr(b, count)) for q, b in backlogs.items()],
+            )
+        )
+    for count, text in BACKLOG_GAUGES:
+        out.append(
+            Family(
+                f"taskq_queue_shard_{count}",
+                "gauge",
+                f"Per shard of a sharded queue (TASKQ_QUEUE_SHARDS): {text[0].lower()}{text[1:]}",
+                ("queue", "shard"),
+                [((q, s.name), getattr(s, count)) for q, b in backlogs.items() for s in b.shards],
+            )
+        )
+    return out
 
 
 def _task_counters(totals: dict[StatKey, int]) -> list[Family]:

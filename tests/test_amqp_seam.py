@@ -3,8 +3,9 @@ beat tests of tests/test_store_flows.py, the same functions, run on RabbitMQ (wi
 test redis-server as the store) by a real worker process.
 
 ``test_queue_stats_and_known_queues`` is not among them: AMQP does not tell a client how
-many messages other consumers hold unacknowledged, so ``leased`` is 0 on RabbitMQ and a
-queue whose messages a worker holds counts no unfinished ones (docs/rabbitmq.rst)."""
+many messages other consumers hold unacknowledged, so ``leased`` comes from the workers'
+heartbeats on RabbitMQ and lags by up to a heartbeat interval, while that test reads it
+right after sending (docs/rabbitmq.rst; tests/test_backlog.py waits for it)."""
 
 from __future__ import annotations
 

@@ -87,14 +87,24 @@ def test_stats_count_finished_tasks(app, start_worker):
     assert as_json(app, "stats")["processes"][0]["processed"] == 12
 
 
-def test_queues_shows_waiting_delayed_and_dead(app, r):
+def test_queues_shows_ready_delayed_backlog_and_dead(app, r):
     with app.app_context():
         add.delay(1, 1)
         add.delay(2, 2)
         add.apply_async((3, 3), countdown=600)
     r.xadd("taskq:{default}:dead", {"reason": "test", "task": "x", "id": "y", "time": "1"})
     [row] = [q for q in as_json(app, "queues")["queues"] if q["queue"] == "default"]
-    assert row == {"queue": "default", "waiting": 2, "delayed": 1, "dead": 1, "paused": False}
+    assert row == {
+        "queue": "default",
+        "ready": 2,
+        "reserved": 0,
+        "delayed": 1,
+        "backlog": 3,
+        "dead": 1,
+        "shards": [],
+        "waiting": 2,
+        "paused": False,
+    }
 
 
 def test_registered_and_failed(app, start_worker):

@@ -52,6 +52,9 @@ logger = logging.getLogger("flask_taskq.worker")
 SHARD_SEP = "~"
 #: Seconds a send waits for ``TASKQ_WAIT_REPLICAS`` replicas when no timeout bounds it.
 WAIT_REPLICAS_TIMEOUT = 5.0
+#: Longest an ack batch waits for ``TASKQ_WAIT_REPLICAS`` replicas (seconds): a replica
+#: that is down slows each ack flush by this much, not more.
+ACK_WAIT_TIMEOUT = 1.0
 #: Replies of a cluster node that does not (or no longer) own a key's slot.
 _REDIRECTIONS = (
     redis.exceptions.MovedError,
@@ -122,6 +125,7 @@ class RedisBroker:
         self._stream_of: dict[str, tuple[str, int, int]] = {}
         self._orders: dict[tuple[str, ...], list[list[str]]] = {}
         self._turn = 0
+        self._acks_short = False  # the last ack WAIT saw fewer replicas than asked
 
     # -- shards -------------------------------------------------------------------------
     def shard_names(self, queue: str) -> list[str]:
@@ -528,14 +532,74 @@ class RedisBroker:
         if not deliveries:
             return []
         groups = list(self._by_stream(deliveries).items())
-        replies = self._eval_each(
-            "ack",
-            [
-                (stream, [GROUP, consumer, *(self._locate(d)[1] for d in group)])
-                for stream, group in groups
-            ],
-        )
+        calls = [
+            (stream, [GROUP, consumer, *(self._locate(d)[1] for d in group)])
+            for stream, group in groups
+        ]
+        if self.wait_replicas:
+            replies = self._acks_replicated(calls)
+        else:
+            replies = self._eval_each("ack", calls)
         return self._not_owned("acknowledge", consumer, [g for _, g in groups], replies)
+
+    def _acks_replicated(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        """``ack.lua`` for each call, then ``WAIT`` :attr:`wait_replicas` on the same
+        connection (one per node on a cluster), in one round trip: when it returns, the
+        acks and every write the master took before them (the batch's results and
+        retries, when they live on that Redis) are on the replicas. Fewer replicas within
+        :data:`ACK_WAIT_TIMEOUT` are logged once until WAIT succeeds again; the acks
+        stand (they are on the master)."""
+        script = self._scripts["ack"]
+        wait = ("WAIT", self.wait_replicas, int(ACK_WAIT_TIMEOUT * 1000))
+        by_node: dict[str, list[int]] = {"": list(range(len(calls)))}
+        if self.cluster:
+            by_node = {}
+            for i, (stream, _) in enumerate(calls):
+                by_node.setdefault(self.client.get_node_from_key(stream).name, []).append(i)
+        replies: list[Any] = [None] * len(calls)
+        acked = self.wait_replicas
+        for name, indexes in by_node.items():
+            commands = [("EVALSHA", script.sha, 1, calls[i][0], *calls[i][1]) for i in indexes]
+            got = self._send_to(name, [*commands, wait])
+            if any(isinstance(r, redis.exceptions.NoScriptError) for r in got):
+                self._send_to(name, [("SCRIPT", "LOAD", script.script)])
+                got = self._send_to(name, [*commands, wait])
+            if any(isinstance(r, _REDIRECTIONS) for r in got):
+                self.client.execute_command("TYPE", calls[indexes[0]][0])  # reload the map
+                raise redis.ConnectionError("slot moved while acknowledging: retried")
+            _raise_first_error(got)
+            for i, reply in zip(indexes, got, strict=False):
+                replies[i] = reply
+            acked = min(acked, int(got[-1]))
+        self._note_ack_replicas(acked)
+        return replies
+
+    def _send_to(self, node: str, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """:meth:`_send` on one connection to cluster node ``node`` ("": not a cluster)."""
+        if not node:
+            return self._send(commands)
+        client = self.client.get_redis_connection(self.client.get_node(node_name=node))
+        pipe = client.pipeline(transaction=False)
+        for c in commands:
+            pipe.execute_command(*c)
+        replies: list[Any] = pipe.execute(raise_on_error=False)
+        return replies
+
+    def _note_ack_replicas(self, acked: int) -> None:
+        short = acked < self.wait_replicas
+        if short and not self._acks_short:
+            logger.warning(
+                "WAIT after acks: %d of %d replica(s) acknowledged within %.1fs "
+                "(TASKQ_WAIT_REPLICAS); the acks stand on the master, and a failover "
+                "before the replicas catch up may run those tasks again. Said once until "
+                "the replicas answer.",
+                acked,
+                self.wait_replicas,
+                ACK_WAIT_TIMEOUT,
+            )
+        elif not short and self._acks_short:
+            logger.info("WAIT after acks: %d replica(s) acknowledge again", acked)
+        self._acks_short = short
 
     def requeue(self, consumer: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
         """Give back the deliveries ``consumer`` still owns as new entries; return those

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from ..backlog import read_backlogs
 from ..failures import recent_failures
 from ..monitor import STAT_KINDS, Monitor
 from .common import queue_names
@@ -216,29 +217,39 @@ def render_stats(state: Any, as_json: bool) -> None:
 
 
 def queue_rows(state: Any) -> list[dict[str, Any]]:
+    """Per queue: ``ready``, ``reserved``, ``delayed``, their sum ``backlog``, ``dead``,
+    ``paused`` and ``shards`` (see :mod:`flask_taskq.backlog`); ``waiting`` is ``ready``
+    under its former name."""
     names = queue_names(state, None)
     names += sorted(state.broker.known_queues() - set(names))
-    stats = state.broker.queue_stats(names)
+    backlogs = read_backlogs(state.broker, names)
     paused = _monitor(state).paused()
     rows = []
     for queue in names:
-        rows.append(
-            {
-                "queue": queue,
-                "waiting": stats[queue].ready,
-                "delayed": stats[queue].delayed,
-                "dead": stats[queue].dead,
-                "paused": queue in paused,
-            }
-        )
+        row = backlogs[queue].as_dict()
+        rows.append({**row, "waiting": row["ready"], "paused": queue in paused})
     return rows
 
 
+QUEUE_COLUMNS = ["queue", "ready", "reserved", "delayed", "backlog", "dead", "paused"]
+
+
+def _queue_lines(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The table's lines: each queue, then its shards (indented) when it is sharded."""
+    lines = []
+    for row in rows:
+        lines.append(row)
+        for shard in row["shards"]:
+            lines.append({**shard, "queue": f"  {shard['shard']}", "dead": None, "paused": None})
+    return lines
+
+
 def render_queues(state: Any, as_json: bool) -> None:
+    rows = queue_rows(state)
     _emit(
         "Queues:",
-        queue_rows(state),
-        ["queue", "waiting", "delayed", "dead", "paused"],
+        rows if as_json else _queue_lines(rows),
+        QUEUE_COLUMNS,
         as_json,
         "No queues.",
         "queues",
@@ -321,14 +332,7 @@ def render_summary(state: Any, as_json: bool) -> None:
         "Workers: none alive.",
         "workers",
     )
-    _emit(
-        "Queues:",
-        queues,
-        ["queue", "waiting", "delayed", "dead", "paused"],
-        False,
-        "No queues.",
-        "queues",
-    )
+    _emit("Queues:", _queue_lines(queues), QUEUE_COLUMNS, False, "No queues.", "queues")
 
 
 def _idle(state: Any, text: str) -> str:
@@ -349,7 +353,12 @@ _command("active", render_active, "Tasks running now, with their arguments.")
 _command("reserved", render_reserved, "Messages each process leased but has not started.")
 _command("registered", render_registered, "Tasks registered in this app.")
 _command("stats", render_stats, "Counters per process and, for the last hour, per task.")
-_command("queues", render_queues, "Waiting, delayed and dead messages per queue.")
+_command(
+    "queues",
+    render_queues,
+    "Ready, reserved (delivered, not acked), delayed messages and their sum (backlog) per "
+    "queue and shard, and dead letters.",
+)
 _command(
     "failed",
     render_failed,

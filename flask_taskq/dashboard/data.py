@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from .. import states
+from ..backlog import read_backlogs
 from ..beat import read_schedule
 from ..exceptions import DecodeError
 from ..failures import call_preview
@@ -122,10 +123,12 @@ def _rates(counts: dict[str, float]) -> dict[str, Any]:
 def queues(
     state: AppState, mon: Monitor | None, processes: list[dict[str, Any]], stats: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    """One row per queue: waiting (``ready``), ``delayed`` and ``dead`` messages, whether
-    it is ``paused``, the ``consumers`` (processes) fetching from it and its counters."""
+    """One row per queue: ``ready``, ``reserved``, ``delayed`` messages and their sum
+    ``backlog`` (with ``shards``, the same per shard of a sharded queue), ``dead``
+    messages, whether it is ``paused``, the ``consumers`` (processes) fetching from it and
+    its counters."""
     names = queue_names(state)
-    counts = state.broker.queue_stats(names)
+    counts = read_backlogs(state.broker, names)
     paused = mon.paused() if mon is not None else set()
     empty = _rates(_zero())
     rows = []
@@ -134,9 +137,7 @@ def queues(
         rows.append(
             {
                 "name": name,
-                "ready": counts[name].ready,
-                "delayed": counts[name].delayed,
-                "dead": counts[name].dead,
+                **counts[name].as_dict(),
                 "paused": name in paused,
                 "consumers": consumers,
                 **stats["by_queue"].get(name, empty),

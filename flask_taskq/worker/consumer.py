@@ -342,6 +342,10 @@ class Consumer:
             counters, self.counters = self.counters, Counter()
             prefetched = len(self._buffer)
             totals = dict(self.totals)
+            reserved = Counter(key[0] for key in self._held)  # per queue, for backlogs
+        unfetched = getattr(self.broker, "unfetched", None)  # AMQP: pushed, not fetched
+        if unfetched is not None:
+            reserved.update(unfetched())
         running = [
             {
                 "id": e.message.id,
@@ -359,6 +363,7 @@ class Consumer:
             "heartbeat": time.time(),
             "running": running,
             "prefetched": prefetched,
+            "reserved": dict(reserved),
             "rss": rss_bytes(),
             "processed": 0,
             "failed": 0,

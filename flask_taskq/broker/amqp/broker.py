@@ -743,16 +743,39 @@ class AMQPBroker(DeadLetters):
 
     def queue_stats(self, queues: Sequence[str]) -> dict[str, QueueStats]:
         """Ready messages from RabbitMQ; delayed and dead ones from the store. Leased
-        (delivered, unacknowledged) messages are not visible through AMQP: 0."""
+        (delivered, unacknowledged) messages are not counted by AMQP's ``queue.declare``:
+        they are the sum of what the live workers' heartbeats say they hold (``reserved``,
+        as old as a heartbeat interval); 0 without a store."""
         names = list(dict.fromkeys(queues))
         if not names:
             return {}
         ready = self._counts(names)
         extra = self.side.delayed_stats(names) if self.side else [(0, None, 0)] * len(names)
+        leased = self._reserved() if self.side else {}
         return {
-            q: QueueStats(ready=ready[q], delayed=d, dead=dead, next_due=due)
+            q: QueueStats(
+                ready=ready[q], leased=leased.get(q, 0), delayed=d, dead=dead, next_due=due
+            )
             for q, (d, due, dead) in zip(names, extra, strict=True)
         }
+
+    def _reserved(self) -> dict[str, int]:
+        """Per queue, the unacknowledged deliveries the live workers hold (heartbeats)."""
+        total: dict[str, int] = {}
+        for process in self.store().monitor.processes():
+            for queue, n in (process.get("reserved") or {}).items():
+                total[queue] = total.get(queue, 0) + int(n)
+        return total
+
+    def unfetched(self) -> dict[str, int]:
+        """Per queue, the deliveries RabbitMQ pushed to this process that no consumer
+        fetched yet (unacknowledged too: a worker's heartbeat adds them to what it
+        holds)."""
+        with self._cond:
+            out: dict[str, int] = {}
+            for d in self._inbox:
+                out[d.queue] = out.get(d.queue, 0) + 1
+            return out
 
     def purge(self, queue: str) -> int:
         """Delete the ready and delayed messages of ``queue``; return how many."""
