@@ -4,6 +4,7 @@ record what they did (``amqp:*`` keys)."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -73,6 +74,25 @@ def once(token, seconds=0.0):
     """A unique task: one per argument list while waiting or running."""
     if seconds:
         time.sleep(seconds)
+    return token
+
+
+@tq.task
+def park_then_hold_gil(token, seconds, hold):
+    """Count a start of ``token``, sleep ``seconds`` (long enough to be parked), then
+    sleep ``hold`` whole seconds inside one C call that keeps the GIL (``ctypes.PyDLL``
+    does not release it): the process's other threads stop meanwhile. Then record in
+    ``amqp:copies`` how many parked copies wait in the delayed set (1 if the copy of this
+    run was renewed meanwhile, 0 if it fell due and was published again)."""
+    from flask_taskq.keys import Keys
+
+    r = _redis()
+    r.hincrby("amqp:started", token, 1)
+    time.sleep(seconds)
+    ctypes.PyDLL(None).sleep(int(hold))
+    delayed = Keys(current_app.config["TASKQ_KEY_PREFIX"]).delayed("default")
+    r.hset("amqp:copies", token, r.zcard(delayed))
+    r.hincrby("amqp:runs", token, 1)
     return token
 
 

@@ -463,12 +463,13 @@ class AMQPBroker(DeadLetters):
         ids = {id(d) for d, _ in parked}
         return parked, [d for d in deliveries if id(d) not in ids]
 
-    def _unpark(self, parked: Sequence[tuple[Delivery, bytes]]) -> list[Delivery]:
+    def _unpark(self, consumer: str, parked: Sequence[tuple[Delivery, bytes]]) -> list[Delivery]:
         """Delete parked copies (their task finished); return the deliveries whose copy
         was gone already (published again after its lease ran out)."""
         if not parked or self.side is None:
             return []
         removed = self.side.remove([(d.queue, member) for d, member in parked])
+        self.side.forget_parked(consumer, [d.entry_id for d, _ in parked])
         with self._cond:
             for d, _ in parked:
                 self._parked.pop(d.entry_id, None)
@@ -478,7 +479,7 @@ class AMQPBroker(DeadLetters):
         """Acknowledge deliveries (they leave RabbitMQ, or a parked one the store);
         return those no longer held (their connection was lost)."""
         parked, rest = self._split_parked(deliveries)
-        stale = self._unpark(parked)
+        stale = self._unpark(consumer, parked)
         stale += self._settle(rest, lambda ch, tag: ch.basic_ack(delivery_tag=tag))
         return self._skipped("acknowledge", consumer, stale)
 
@@ -488,6 +489,7 @@ class AMQPBroker(DeadLetters):
         if parked and self.side is not None:  # due now: the next promote publishes them
             due = time.time()
             self.side.extend([(d.queue, m) for d, m in parked], due)
+            self.side.forget_parked(consumer, [d.entry_id for d, _ in parked])
             with self._cond:
                 for d, _ in parked:
                     self._parked.pop(d.entry_id, None)
@@ -560,17 +562,19 @@ class AMQPBroker(DeadLetters):
         """Park long-held deliveries (see :meth:`renew`); return those found lost."""
         assert self.side is not None
         members = {d.entry_id: _pack(d) for d in deliveries}
-        self.side.put([(d.queue, members[d.entry_id], due) for d in deliveries])
+        self.side.park(
+            consumer, [(d.queue, d.entry_id, members[d.entry_id], due) for d in deliveries]
+        )
         with self._cond:
             self._parked.update(members)
         try:
             stale = self._settle(deliveries, lambda ch, tag: ch.basic_ack(delivery_tag=tag))
         except BaseException:
-            self._unpark([(d, members[d.entry_id]) for d in deliveries])
+            self._unpark(consumer, [(d, members[d.entry_id]) for d in deliveries])
             raise
         gone = {id(d) for d in stale}
         # acked meanwhile by the task's own finish, or lost with the connection: no copy
-        self._unpark([(d, members[d.entry_id]) for d in stale])
+        self._unpark(consumer, [(d, members[d.entry_id]) for d in stale])
         parked = [d for d in deliveries if id(d) not in gone]
         if parked:
             logger.info(
@@ -591,8 +595,12 @@ class AMQPBroker(DeadLetters):
         """Nothing to forget: consumers end with their connection."""
 
     def renew_consumers(self, consumers: Sequence[str], queues: Sequence[str]) -> int:
-        """Nothing to renew (see :meth:`renew`)."""
-        return 0
+        """Renew the copies ``consumers`` parked in the store (see :meth:`renew`), as a
+        prefork supervisor does for its children: a child whose task holds the GIL cannot
+        renew its own. Deliveries not parked need no renewal. Return how many."""
+        if self.side is None or not consumers:
+            return 0
+        return self.side.renew_parked(list(consumers), time.time() + self.park_lease)
 
     def reschedule(
         self, consumer: str, items: Sequence[tuple[Delivery, bytes, float]]
@@ -622,7 +630,7 @@ class AMQPBroker(DeadLetters):
 
                 self._call(publish)
             # the next attempts are stored: now the deliveries they replace may go
-            stale += self._unpark(parked)
+            stale += self._unpark(consumer, parked)
             rest = [d for d, _, _ in live if id(d) not in parked_ids]
             stale += self._settle(rest, lambda ch, tag: ch.basic_ack(delivery_tag=tag))
         return self._skipped("reschedule", consumer, stale)
