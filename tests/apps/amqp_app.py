@@ -115,6 +115,8 @@ def create_app() -> Flask:
     ):
         if key in os.environ:
             app.config[key] = float(os.environ[key])
+    if "TASKQ_AMQP_QUEUE_TYPE" in os.environ:
+        app.config["TASKQ_AMQP_QUEUE_TYPE"] = os.environ["TASKQ_AMQP_QUEUE_TYPE"]
     if "TASKQ_KEY_PREFIX" in os.environ:
         app.config["TASKQ_KEY_PREFIX"] = os.environ["TASKQ_KEY_PREFIX"]
     if os.environ.get("TASKQ_SIGNING_KEY"):
