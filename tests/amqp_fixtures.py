@@ -4,6 +4,7 @@ with ``rabbitmqctl``, never ``/``), and the ``amqp`` member of the ``transport``
 
 from __future__ import annotations
 
+import gc
 import shutil
 import socket
 import subprocess
@@ -55,12 +56,18 @@ def amqp_vhost() -> Iterator[str]:
         ctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
         yield name
     finally:
+        _close_brokers_of(name)
         ctl("delete_vhost", name)
 
 
-def close_vhost_connections(vhost: str, reason: str = "test") -> None:
-    """Close every client connection of ``vhost`` (as a RabbitMQ restart would)."""
-    ctl("close_all_connections", "--vhost", vhost, reason)
+def _close_brokers_of(vhost: str) -> None:
+    """Close the AMQP brokers the test's apps left open on ``vhost``, so that their
+    connection threads do not go on reconnecting to a deleted vhost."""
+    from flask_taskq.broker.amqp.broker import AMQPBroker
+
+    for obj in gc.get_objects():
+        if isinstance(obj, AMQPBroker) and obj.url.endswith("/" + vhost):
+            obj.close()
 
 
 def make_transport(base: type, vhost: str, store_url: str, start: Callable[..., Any]) -> Any:
