@@ -1,12 +1,15 @@
 """flask-taskq and Celery, each on Redis and on RabbitMQ (issue 16). From the repo root:
 
     .venv/bin/python bench/rabbitmq.py [--n 2000] [--runs 1] [--no-write]
+        [--only drain] [--systems ours]
 
 Runs bench/peers/driver.py (the same measurements as bench/compare.py) for ``ours`` and
 ``celery`` twice: with the private Redis as the broker, and with RabbitMQ on
 127.0.0.1:5672 (guest/guest; a fresh vhost per measurement, created and deleted with
 ``rabbitmqctl``) as the broker and the Redis for the rest (our store, Celery's result
-backend). Writes the table to docs/performance.md between the rabbitmq marker comments.
+backend). flask-taskq on RabbitMQ is measured twice, with classic queues and with quorum
+queues (``TASKQ_AMQP_QUEUE_TYPE``), in the same run. Writes the table to
+docs/performance.md between the rabbitmq marker comments.
 """
 
 from __future__ import annotations
@@ -29,7 +32,10 @@ from bench.compare import DOC, ensure_peers_venv, log, replace_section, run_driv
 
 BEGIN, END = "<!-- rabbitmq:begin -->", "<!-- rabbitmq:end -->"
 SYSTEMS = ("ours", "celery")
-BROKERS = ("redis", "rabbitmq")
+BROKERS = ("redis", "rabbitmq", "rabbitmq-quorum")
+#: Who is measured on which broker (Celery has no quorum-queue priorities to compare).
+PAIRS = [("ours", "redis"), ("celery", "redis"), ("ours", "rabbitmq"), ("celery", "rabbitmq")]
+PAIRS.append(("ours", "rabbitmq-quorum"))
 AMQP = "amqp://guest:guest@127.0.0.1:5672/{vhost}"
 NOTE = """\
 Where flask-taskq on RabbitMQ is behind Celery on RabbitMQ, it is the guarantee: a
@@ -56,10 +62,16 @@ def measure(python: Path, system: str, broker: str, what: str, extra: list[str],
     try:
         _ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
         os.environ["BENCH_AMQP_URL"] = AMQP.format(vhost=vhost)
+        os.environ["BENCH_AMQP_QUEUE_TYPE"] = "quorum" if broker.endswith("quorum") else "classic"
         return run_driver(python, system, what, extra, url, 600)
     finally:
         os.environ.pop("BENCH_AMQP_URL", None)
+        os.environ.pop("BENCH_AMQP_QUEUE_TYPE", None)
         _ctl("delete_vhost", vhost)
+
+
+def _label(broker: str) -> str:
+    return "rabbitmq (quorum)" if broker == "rabbitmq-quorum" else broker
 
 
 def main() -> None:
@@ -69,8 +81,11 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--only", help="measure only the rows of this kind (e.g. drain)")
+    parser.add_argument("--systems", default="ours,celery", help="comma-separated")
     args = parser.parse_args()
-    peers, why = ensure_peers_venv()
+    wanted = set(args.systems.split(","))
+    peers, why = ensure_peers_venv() if "celery" in wanted else (None, "not asked for")
     pythons = {"ours": Path(sys.executable), "celery": peers}
     n = ["--n", str(args.n)]
     rows = [
@@ -87,7 +102,9 @@ def main() -> None:
             ",.2f",
         ),
     ]
-    columns = [(s, b) for b in BROKERS for s in SYSTEMS]
+    if args.only:
+        rows = [row for row in rows if row[1] == args.only]
+    columns = [(s, b) for b in BROKERS for s in SYSTEMS if (s, b) in PAIRS and s in wanted]
     server, url = start_redis()
     table: dict[tuple[str, str, str], list[float]] = {}
     notes: dict[tuple[str, str, str], str] = {}
@@ -110,7 +127,10 @@ def main() -> None:
     finally:
         server.kill()
         server.wait()
-    header = ["", *(f"{'flask-taskq' if s == 'ours' else 'Celery'} on {b}" for s, b in columns)]
+    header = [
+        "",
+        *(f"{'flask-taskq' if s == 'ours' else 'Celery'} on {_label(b)}" for s, b in columns),
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, _what, _extra, _key, _scale, fmt in rows:
         cells = [label]
@@ -128,8 +148,9 @@ def main() -> None:
             "",
             f"`bench/rabbitmq.py --n {args.n} --runs {args.runs}` on {platform.machine()}, "
             f"{os.cpu_count()} CPUs, Python {platform.python_version()}; RabbitMQ on the same "
-            "machine (classic durable queues, persistent messages; our enqueue waits for the "
-            "publisher confirm, Celery's for the write). Medians; a shared machine, so "
+            "machine (durable classic queues unless marked quorum, persistent messages; our "
+            "enqueue waits for the publisher confirm, Celery's for the write). Medians; a "
+            "shared machine, so "
             "compare columns of one run rather than runs.",
             "",
             *lines,

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask
 
 from . import signals
+from .broker.blame import server_of
 from .exceptions import BrokerConnectionError
 from .message import SEND_TASK_OPTIONS, new_task_id
 from .schedules import Interval, Schedule, get_timezone, parse_cron, to_schedule
@@ -284,7 +285,9 @@ class Beat:
                 wait = self.step()
             except self.errors as exc:
                 backoff = min(max(backoff * 2, 0.1), MAX_BACKOFF)
-                logger.warning("Redis unreachable (%s); retrying in %.1fs", exc, backoff)
+                logger.warning(
+                    "%s unreachable (%s); retrying in %.1fs", server_of(exc), exc, backoff
+                )
                 self._renew_at = 0.0  # the lease may have gone meanwhile: check it first
                 wait = backoff
             except Exception:

@@ -23,6 +23,8 @@ DEFAULTS: dict[str, Any] = {
     # RabbitMQ's consumer_timeout (seconds): tasks running longer than half of it are
     # parked in the store (docs/rabbitmq.rst).
     "TASKQ_AMQP_CONSUMER_TIMEOUT": 1800,
+    # "classic" (x-max-priority) or "quorum" (three priority bands) RabbitMQ queues.
+    "TASKQ_AMQP_QUEUE_TYPE": "classic",
     "TASKQ_RESULT_EXPIRES": 86400,
     "TASKQ_DEFAULT_QUEUE": "default",
     "TASKQ_ROUTES": {},

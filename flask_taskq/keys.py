@@ -42,6 +42,12 @@ class Keys:
         """Counter of how often a redelivered message was started (poison detection)."""
         return f"{self.prefix}:{{{queue}}}:starts:{entry_id}"
 
+    def parked(self, consumer: str) -> str:
+        """Hash of the long tasks a consumer parked in the delayed sets before RabbitMQ's
+        ``consumer_timeout`` (message id -> queue and member), so that a prefork
+        supervisor can renew them for its children."""
+        return f"{self.prefix}:parked:{consumer}"
+
     def queues(self) -> str:
         """Set of the names of the queues workers have served (each worker adds its
         queues when it starts; sending a message does not add to it)."""

@@ -111,6 +111,7 @@ class AppState:
             options["store_url"] = amqp_store_url(self.config)
             options["consumer_timeout"] = float(self.config["TASKQ_AMQP_CONSUMER_TIMEOUT"])
             options["visibility_timeout"] = float(self.config["TASKQ_VISIBILITY_TIMEOUT"])
+            options["queue_type"] = str(self.config["TASKQ_AMQP_QUEUE_TYPE"])
         else:  # Redis: single, Sentinel or Cluster
             options["wait_replicas"] = int(self.config.get("TASKQ_WAIT_REPLICAS") or 0)
             options["queue_shards"] = self.config.get("TASKQ_QUEUE_SHARDS") or {}

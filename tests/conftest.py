@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import redis
 
+from tests.amqp_fixtures import amqp_vhost  # noqa: F401 - a fixture of the transports
+
 ROOT = Path(__file__).resolve().parent.parent
 # The Redis Cluster fixtures, one cluster per session for every module that asks.
 pytest_plugins = ["tests.cluster_fixtures"]
@@ -247,6 +249,8 @@ class Transport:
     def __init__(self, name: str, url: str, start: Callable[..., WorkerProcess] | None) -> None:
         self.name = name
         self.url = url
+        #: Where shared state lives (on RabbitMQ: the test's redis-server).
+        self.store_url = url
         self._start = start
 
     @property
@@ -265,10 +269,19 @@ class Transport:
             self._start("-P", "threads", "-c", "4", *args, app=app, env=env)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "amqp"])
 def transport(request: pytest.FixtureRequest) -> Transport:
-    """Parametrizes a feature test over ``memory://`` and a real redis-server."""
+    """Parametrizes a feature test over ``memory://``, a real redis-server and a real
+    RabbitMQ (a vhost of the test's own, with the redis-server as the store)."""
     if request.param == "memory":
         return Transport("memory", "memory://", None)
     url = request.getfixturevalue("redis_url")
+    if request.param == "amqp":
+        from tests.amqp_fixtures import make_transport
+
+        vhost = request.getfixturevalue("amqp_vhost")  # deleted after the workers stop
+        transport: Transport = make_transport(
+            Transport, vhost, url, request.getfixturevalue("start_worker")
+        )
+        return transport
     return Transport("redis", url, request.getfixturevalue("start_worker"))

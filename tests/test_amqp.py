@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -17,32 +15,16 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from tests.amqp_fixtures import RABBIT, ctl, rabbit_problem
 from tests.conftest import ROOT, wait_until
 
 APP = "tests.apps.amqp_app:create_app"
-RABBIT = ("127.0.0.1", 5672)
 
-
-def _rabbit_up() -> str | None:
-    """Why the RabbitMQ tests cannot run here, or None."""
-    if shutil.which("rabbitmqctl") is None:
-        return "rabbitmqctl not found"
-    try:
-        socket.create_connection(RABBIT, timeout=1).close()
-    except OSError as exc:
-        return f"RabbitMQ unreachable on {RABBIT[0]}:{RABBIT[1]} ({exc})"
-    try:
-        import pika  # noqa: F401
-    except ImportError:
-        return "pika is not installed (pip install 'flask-taskq[amqp]')"
-    return None
-
-
-pytestmark = pytest.mark.skipif(_rabbit_up() is not None, reason=str(_rabbit_up()))
+pytestmark = pytest.mark.skipif(rabbit_problem() is not None, reason=str(rabbit_problem()))
 
 
 def _ctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+    ctl(*args)
 
 
 @pytest.fixture(scope="module")
@@ -258,13 +240,16 @@ def test_routes_and_dash_q(aapp, start, store):
 def test_worker_reconnects_after_connections_are_closed(aapp, start, store, vhost):
     from tests.apps.amqp_app import mark
 
-    start("-P", "solo")
+    worker = start("-P", "solo")
     with aapp.app_context():
         assert mark.delay("before").get(timeout=20) == "before"
         _ctl("close_all_connections", "-p", vhost, "test")
         # the app's own connection was closed too: .delay() reconnects
         results = [mark.delay(f"r{i}") for i in range(5)]
         assert [r.get(timeout=40) for r in results] == [f"r{i}" for i in range(5)]
+    # the outage lines name RabbitMQ, not the store
+    worker.wait_for_log("RabbitMQ answers again")
+    assert "Redis unreachable" not in worker.log and "Redis answers again" not in worker.log
 
 
 def test_without_a_store_plain_tasks_run_and_the_missing_features_are_named(
@@ -358,7 +343,8 @@ def test_long_task_is_parked_before_consumer_timeout_and_runs_once(aapp, start, 
         assert store.hget("amqp:runs", "long") is None
         assert res.get(timeout=30) == "long"
     assert store.hget("amqp:started", "long") == "1"
-    assert _delayed(store, amqp_env) == 0
+    # the result is stored before the batched acknowledgement deletes the copy
+    wait_until(lambda: _delayed(store, amqp_env) == 0, timeout=10, message="the copy deleted")
     assert "Parked 1 long-running task" in worker.log
 
 
@@ -371,7 +357,7 @@ def test_parked_task_that_retries_is_replaced_by_its_next_attempt(aapp, start, s
         wait_until(lambda: _delayed(store, amqp_env) == 1, timeout=20, message="parked")
         assert res.get(timeout=30) == 2
     assert store.hget("amqp:attempts", "sf") == "2"
-    assert _delayed(store, amqp_env) == 0
+    wait_until(lambda: _delayed(store, amqp_env) == 0, timeout=10, message="the copy deleted")
     assert "Parked 1 long-running task" in worker.log
 
 
@@ -387,6 +373,26 @@ def test_parked_task_of_a_killed_worker_runs_again(aapp, start, store, amqp_env)
         assert res.get(timeout=40) == "lost"
     assert store.hget("amqp:started", "lost") == "2"
     wait_until(lambda: _delayed(store, amqp_env) == 0, timeout=10)
+
+
+def test_prefork_supervisor_renews_the_parked_copy_of_a_child_holding_the_gil(
+    aapp, start, store, amqp_env
+):
+    from flask_taskq.keys import Keys
+    from tests.apps.amqp_app import park_then_hold_gil
+
+    worker = start("-P", "prefork", "-c", "1", env=PARK)
+    with aapp.app_context():
+        # parked after 1 s; then the child's threads stop for 4 s, over twice the lease
+        res = park_then_hold_gil.delay("gil", 1.5, 4)
+        wait_until(lambda: _delayed(store, amqp_env) == 1, timeout=20, message="parked")
+        # beside it, a worker that publishes and runs any parked copy that falls due
+        start("-P", "solo", env=PARK)
+        assert res.get(timeout=40) == "gil"
+    assert store.hget("amqp:copies", "gil") == "1", worker.log  # renewed all along
+    assert store.hget("amqp:started", "gil") == "1", worker.log
+    wait_until(lambda: _delayed(store, amqp_env) == 0, timeout=10, message="the copy deleted")
+    assert not store.keys(Keys(amqp_env["TASKQ_KEY_PREFIX"]).parked("*"))
 
 
 def _runs(store: redis.Redis) -> int:
@@ -415,9 +421,14 @@ def test_delay_raises_broker_connection_error_when_rabbitmq_is_unreachable(amqp_
     app.extensions["taskq"].broker.close()
 
 
-def test_two_thousand_tasks_over_two_workers_each_run_exactly_once(aapp, start, store):
-    from tests.apps.amqp_app import mark
+@pytest.mark.parametrize("queue_type", ["classic", "quorum"])
+def test_two_thousand_tasks_over_two_workers_each_run_exactly_once(
+    start, store, amqp_env, monkeypatch, queue_type
+):
+    from tests.apps.amqp_app import create_app, mark
 
+    monkeypatch.setenv("TASKQ_AMQP_QUEUE_TYPE", queue_type)
+    aapp = create_app()
     with aapp.app_context():
         mark.delay_many([(f"n{i}",) for i in range(2000)])
     start("-P", "threads", "-c", "4")
@@ -426,6 +437,104 @@ def test_two_thousand_tasks_over_two_workers_each_run_exactly_once(aapp, start, 
     runs = store.hgetall("amqp:runs")
     assert set(runs.values()) == {"1"}
     assert store.llen("amqp:order") == 2000
+    _broker(aapp).close()
+
+
+# -- quorum queues (TASKQ_AMQP_QUEUE_TYPE = "quorum") --------------------------------------
+QUORUM = {"TASKQ_AMQP_QUEUE_TYPE": "quorum"}
+
+
+@pytest.fixture
+def qapp(amqp_env, monkeypatch):
+    from tests.apps.amqp_app import create_app
+
+    monkeypatch.setenv("TASKQ_AMQP_QUEUE_TYPE", "quorum")
+    app = create_app()
+    yield app
+    _broker(app).close()
+
+
+def _queue_types(vhost: str, prefix: str) -> dict[str, str]:
+    rows = ctl("list_queues", "-p", vhost, "name", "type", "--no-table-headers").splitlines()
+    pairs = [row.split("\t") for row in rows if row.strip()]
+    return {name: kind for name, kind in pairs if name.startswith(prefix + ".")}
+
+
+@pytest.mark.parametrize("queue_type", ["classic", "quorum"])
+def test_a_high_priority_task_overtakes_a_low_priority_backlog(
+    start, store, amqp_env, monkeypatch, queue_type
+):
+    from tests.apps.amqp_app import create_app, mark
+
+    monkeypatch.setenv("TASKQ_AMQP_QUEUE_TYPE", queue_type)
+    app = create_app()
+    start("-P", "solo", "--prefetch", "1", env={"TASKQ_AMQP_QUEUE_TYPE": queue_type})
+    with app.app_context():
+        mark.apply_async(("block", 1.5), priority=5)
+        wait_until(lambda: store.hget("amqp:started", "block") == "1", timeout=20)
+        for i in range(20):
+            mark.apply_async((f"low{i}",), priority=0)
+        mark.apply_async(("high",), priority=9)
+    wait_until(lambda: store.llen("amqp:order") == 22, timeout=40, message="22 runs")
+    order = store.lrange("amqp:order", 0, -1)
+    assert order[:2] == ["block", "high"], order
+    assert order[2:] == [f"low{i}" for i in range(20)]  # one band: in the order sent
+    _broker(app).close()
+
+
+def test_quorum_queues_are_declared_in_three_priority_bands(qapp, amqp_env, vhost, start, store):
+    from tests.apps.amqp_app import mark
+
+    prefix = amqp_env["TASKQ_KEY_PREFIX"]
+    with qapp.app_context():
+        for p in (0, 5, 9):
+            mark.apply_async((f"q{p}",), priority=p)
+        assert _broker(qapp).queue_stats(["default"])["default"].ready == 3
+        assert _queue_types(vhost, prefix) == {
+            f"{prefix}.default": "quorum",
+            f"{prefix}.default#high": "quorum",
+            f"{prefix}.default#low": "quorum",
+        }
+        start("-P", "threads", "-c", "2", env=QUORUM)
+        wait_until(lambda: store.hlen("amqp:runs") == 3, timeout=20, message="three runs")
+        # countdown and retries go through the store, then into the bands
+        from tests.apps.amqp_app import flaky
+
+        assert mark.apply_async(("later",), countdown=1, priority=8).get(timeout=20) == "later"
+        assert flaky.delay("f", 1).get(timeout=20) == {"attempt": 2, "retries": 1}
+        mark.apply_async(("stays",), countdown=3600)
+    assert _broker(qapp).queue_stats(["default"])["default"].delayed == 1
+
+
+def test_quorum_message_of_a_sigkilled_worker_is_redelivered_and_completed_once(qapp, start, store):
+    from tests.apps.amqp_app import mark
+
+    first = start("-P", "solo", env=QUORUM)
+    with qapp.app_context():
+        res = mark.apply_async(("k", 2.0), priority=9)
+        wait_until(lambda: store.hget("amqp:started", "k") == "1", timeout=20)
+        first.kill_group()
+        start("-P", "solo", env=QUORUM)
+        assert res.get(timeout=30) == "k"
+    assert store.hget("amqp:started", "k") == "2"
+    assert store.hget("amqp:runs", "k") == "1"
+    # purge empties every band
+    with qapp.app_context():
+        for p in (0, 5, 9):
+            mark.apply_async((f"x{p}",), priority=p)
+    out = qapp.test_cli_runner().invoke(args=["taskq", "purge", "--yes", "-Q", "default"])
+    assert out.exit_code == 0, out.output
+
+
+def test_a_wrong_queue_type_is_a_one_line_error(amqp_env):
+    code = (
+        "import os; os.environ['TASKQ_AMQP_QUEUE_TYPE'] = 'stream'\n"
+        "from tests.apps.amqp_app import create_app\n"
+        "create_app().extensions['taskq'].broker\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode != 0
+    assert "TASKQ_AMQP_QUEUE_TYPE must be one of classic, quorum" in out.stderr
 
 
 @pytest.mark.parametrize("pool", ["threads", "prefork"])
@@ -449,13 +558,14 @@ def test_chord_unique_revoke_and_inspect_work_through_the_store(aapp, start, sto
     assert "default" in out.output
 
 
-def test_confirmed_sends_survive_connections_killed_under_load(aapp, start, store, vhost):
+@pytest.mark.parametrize("pool", [("threads", "4"), ("prefork", "2")])
+def test_confirmed_sends_survive_connections_killed_under_load(aapp, start, store, vhost, pool):
     import threading
 
     from flask_taskq import BrokerConnectionError
     from tests.apps.amqp_app import mark
 
-    start("-P", "threads", "-c", "4")
+    worker = start("-P", pool[0], "-c", pool[1])
     confirmed: list[str] = []
     failed = 0
     with aapp.app_context():
@@ -465,7 +575,7 @@ def test_confirmed_sends_survive_connections_killed_under_load(aapp, start, stor
             while killer.is_alive() or len(confirmed) % 100:
                 token = f"c{len(confirmed) + failed}"
                 try:
-                    mark.delay(token)
+                    mark.delay(token, 0.01)  # running, some, when the connections close
                 except BrokerConnectionError:
                     failed += 1
                     continue
@@ -478,6 +588,9 @@ def test_confirmed_sends_survive_connections_killed_under_load(aapp, start, stor
         timeout=60,
         message="every confirmed task run",
     )
+    # the workers reconnected by themselves, and said so naming RabbitMQ
+    worker.wait_for_log("RabbitMQ answers again")
+    assert "Redis unreachable" not in worker.log
 
 
 def test_beat_sends_through_rabbitmq(start, store, amqp_env):
@@ -559,3 +672,44 @@ def test_cli_commands_work_on_rabbitmq(aapp, args):
         mark.apply_async(("y",), countdown=60)
     out = aapp.test_cli_runner().invoke(args=["taskq", *args])
     assert out.exit_code == 0, out.output
+
+
+def test_metrics_read_queue_depth_from_rabbitmq_and_workers_from_the_store(aapp, start):
+    from flask_taskq.metrics import exposition
+    from tests.apps.amqp_app import mark
+
+    with aapp.app_context():
+        for i in range(3):
+            mark.apply_async((f"w{i}",), queue="waiting")
+        mark.apply_async(("later",), countdown=3600, queue="waiting")
+    aapp.extensions["taskq"].broker.ensure_groups(["waiting"])
+    start("-P", "solo")  # consumes "default" only: its heartbeat is in the store
+    body, _ = exposition(aapp, use_client=False)
+    text = body.decode()
+    assert 'taskq_queue_depth{queue="waiting"} 3' in text
+    assert 'taskq_queue_delayed{queue="waiting"} 1' in text
+    assert "taskq_workers_alive 1" in text
+
+
+def test_testing_helper_drains_an_in_thread_worker(aapp, store):
+    from flask_taskq.testing import InThreadWorker
+    from tests.apps.amqp_app import mark
+
+    with InThreadWorker(aapp, concurrency=2) as worker:
+        with aapp.app_context():
+            for i in range(20):
+                mark.delay(f"d{i}", 0.02)
+        # RabbitMQ's count misses what the worker was delivered and has not run yet:
+        # drain() counts what the AMQP consumers of this process hold
+        worker.drain(timeout=30)
+        assert store.hlen("amqp:runs") == 20
+
+
+def test_testing_helper_eager_runs_inline_without_rabbitmq(aapp, store):
+    from flask_taskq.testing import eager
+    from tests.apps.amqp_app import mark
+
+    with eager(aapp), aapp.app_context():
+        assert mark.delay("inline").get(timeout=10) == "inline"
+    assert store.hget("amqp:runs", "inline") == "1"
+    assert _broker(aapp).queue_length("default") == 0

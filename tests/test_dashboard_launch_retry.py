@@ -1,6 +1,7 @@
 """Retrying a failed workflow from its failed steps (``flask_taskq.workflow_actions``) over
-the shapes a workflow takes, on both transports: ``memory://`` (the app's own threads run
-the tasks) and the test redis-server with a real worker process."""
+the shapes a workflow takes, on every transport: ``memory://`` (the app's own threads run
+the tasks), and the test redis-server or RabbitMQ (with the redis-server as the store)
+with a real worker process."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ _FIXED: set[str] = set()
 
 
 def _client() -> redis.Redis | None:
-    url = os.environ.get("TASKQ_BROKER_URL", "")
+    url = os.environ.get("TASKQ_STORE_URL") or os.environ.get("TASKQ_BROKER_URL", "")
     return redis.Redis.from_url(url) if url.startswith("redis") else None
 
 
@@ -53,7 +54,8 @@ def total(values, tag="total"):
 def create_app() -> Flask:
     app = Flask("retry")
     url = os.environ["TASKQ_BROKER_URL"]
-    app.config.update(TASKQ_BROKER_URL=url, TASKQ_RESULT_BACKEND=url)
+    store = os.environ.get("TASKQ_STORE_URL") or url  # RabbitMQ: the store keeps results
+    app.config.update(TASKQ_BROKER_URL=url, TASKQ_RESULT_BACKEND=store, TASKQ_STORE_URL=store)
     tq.init_app(app)
     return app
 
@@ -61,6 +63,8 @@ def create_app() -> Flask:
 @pytest.fixture
 def env(transport, monkeypatch):
     monkeypatch.setenv("TASKQ_BROKER_URL", transport.url)
+    if transport.store_url != transport.url:
+        monkeypatch.setenv("TASKQ_STORE_URL", transport.store_url)
     app = create_app()
     transport.worker(app=APP, env={"TASKQ_BROKER_URL": transport.url})
     client = _client()

@@ -122,7 +122,7 @@ def store(transport: Transport) -> Any:
     """A fresh store on ``transport``."""
     if transport.is_memory:
         return MemoryStore()
-    return RedisStore(redis.Redis.from_url(transport.url), Keys())
+    return RedisStore(redis.Redis.from_url(transport.store_url), Keys())
 
 
 def test_buckets_grant_the_burst_then_book_distinct_slots(store: Any) -> None:

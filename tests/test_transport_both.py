@@ -1,6 +1,7 @@
-"""Features on both transports, through the broker and backend seams: retries, unique
-tasks, queue statistics and saved group results, on ``memory://`` and a real Redis
-(``transport`` fixture; on Redis a real worker process runs the tasks)."""
+"""Features on every transport, through the broker and backend seams: retries, unique
+tasks, queue statistics and saved group results, on ``memory://``, a real Redis and a real
+RabbitMQ (``transport`` fixture; on Redis and RabbitMQ a real worker process runs the
+tasks)."""
 
 from __future__ import annotations
 
@@ -43,7 +44,12 @@ def test_unique_send_while_waiting_returns_the_first_id(transport: Transport, ap
 
 
 def test_queue_stats_and_known_queues(transport: Transport, app: Flask, tmp_path: Path) -> None:
-    transport.worker(app=APP)
+    # Differs on RabbitMQ: AMQP does not tell a client how many messages other consumers
+    # hold unacknowledged (``leased`` is 0, docs/rabbitmq.rst), so there the worker starts
+    # after the first look, while the three are still ready in RabbitMQ.
+    leases_visible = transport.name != "amqp"
+    if leases_visible:
+        transport.worker(app=APP)
     broker = app.extensions["taskq"].broker
     gate = tmp_path / "open"
     with app.app_context():
@@ -63,6 +69,9 @@ def test_queue_stats_and_known_queues(transport: Transport, app: Flask, tmp_path
     assert stats[STATS_QUEUE].next_due is not None
     assert stats[STATS_QUEUE].next_due > time.time() + 3000
     assert stats["default"].unfinished == stats["default"].delayed == 0
+    if not leases_visible:
+        assert stats[STATS_QUEUE].ready == 3 and stats[STATS_QUEUE].leased == 0
+        transport.worker(app=APP)
     wait_until(lambda: STATS_QUEUE in broker.known_queues(), message="a known queue")
     gate.touch()
     wait_until(lambda: unfinished() == 0, timeout=15, message="the held tasks to finish")

@@ -6,6 +6,7 @@ Redis (BENCH_REDIS_URL), with the default key prefix and settings.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from contextlib import AbstractContextManager
@@ -40,6 +41,7 @@ def create_app() -> Flask:
     if counting.AMQP_URL:  # bench/rabbitmq.py: RabbitMQ broker, the Redis as the store
         app.config["TASKQ_BROKER_URL"] = counting.AMQP_URL
         app.config["TASKQ_STORE_URL"] = counting.URL
+        app.config["TASKQ_AMQP_QUEUE_TYPE"] = os.environ.get("BENCH_AMQP_QUEUE_TYPE", "classic")
     tq.init_app(app)
     return app
 

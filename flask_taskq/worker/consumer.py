@@ -18,6 +18,7 @@ from .. import broker as transport
 from .. import signals, states
 from ..backend import ResultBackend
 from ..broker import Broker, Delivery
+from ..broker.blame import broker_server, server_of
 from ..broker.memory import ANY_QUEUE
 from ..exceptions import (
     DecodeError,
@@ -63,11 +64,13 @@ SLOW_LINK_PREFETCH = 1024
 
 
 class Outage:
-    """Logs a failing Redis step once when it starts failing and once when it works
-    again, however often it is retried in between (thread-safe)."""
+    """Logs a failing step once when it starts failing and once when it works again,
+    however often it is retried in between (thread-safe). The lines name the server the
+    error came from (RabbitMQ, Redis...; ``server`` when the error does not say)."""
 
-    def __init__(self, what: str) -> None:
+    def __init__(self, what: str, server: str = "Redis") -> None:
         self.what = what
+        self.server = server
         self.since: float | None = None
         self._lock = threading.Lock()
 
@@ -77,8 +80,10 @@ class Outage:
             first, self.since = self.since is None, self.since or time.monotonic()
         if first:
             trouble = "unreachable" if isinstance(exc, CONNECTION_ERRORS) else "refused"
+            self.server = server_of(exc, self.server)
             logger.warning(
-                "Redis %s: could not %s (%s: %s); %s",
+                "%s %s: could not %s (%s: %s); %s",
+                self.server,
                 trouble,
                 self.what,
                 type(exc).__name__,
@@ -94,7 +99,10 @@ class Outage:
             since, self.since = self.since, None
         if since is not None:
             logger.warning(
-                "Redis answers again: could %s after %.1fs", self.what, time.monotonic() - since
+                "%s answers again: could %s after %.1fs",
+                self.server,
+                self.what,
+                time.monotonic() - since,
             )
 
 
@@ -167,12 +175,13 @@ class Consumer:
         self.taken = 0  # messages handed to executors (approximate with threads)
         self._flush_backoff = 0.0
         self._next_flush = 0.0  # no flush attempt before this (monotonic) after a failure
-        self._fetching = Outage("fetch messages")
-        self._flushing = Outage("acknowledge finished tasks")
-        self._renewing = Outage("renew leases")
+        server = broker_server(broker)
+        self._fetching = Outage("fetch messages", server)
+        self._flushing = Outage("acknowledge finished tasks", server)
+        self._renewing = Outage("renew leases", server)
         self._renewed_at = time.monotonic()  # the last renewal that reached the broker
-        self._beating = Outage("publish the heartbeat")
-        self._syncing = Outage("sync revocations and rate limits")
+        self._beating = Outage("publish the heartbeat", server)
+        self._syncing = Outage("sync revocations and rate limits", server)
         self._next_reclaim = 0.0
         self._next_promote = 0.0
         self._keeper: threading.Thread | None = None
@@ -456,7 +465,7 @@ class Consumer:
         READONLY...) is logged once and retried with backoff. Gives up (raising) only
         once the consumer is closed; the lease then hands the message to another
         worker."""
-        outage = Outage(what)
+        outage = Outage(what, broker_server(self.broker))
         backoff = 0.1
         while True:
             try:

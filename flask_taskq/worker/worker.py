@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask
 
 from .. import signals, states
+from ..broker.blame import broker_server, server_of
 from ..broker.memory import ANY_QUEUE
 from ..events import flush_all as flush_events
 from ..monitor import Monitor, rss_bytes
@@ -371,7 +372,12 @@ class Worker:
                 ensure(self.queues)
                 return
             except CONNECTION_ERRORS as exc:
-                logger.warning("Redis unreachable (%s); retrying in %.1fs", exc, backoff)
+                logger.warning(
+                    "%s unreachable (%s); retrying in %.1fs",
+                    server_of(exc, broker_server(broker)),
+                    exc,
+                    backoff,
+                )
                 consumer.stopping.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
 

@@ -4,6 +4,7 @@ record what they did (``amqp:*`` keys)."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -77,6 +78,25 @@ def once(token, seconds=0.0):
 
 
 @tq.task
+def park_then_hold_gil(token, seconds, hold):
+    """Count a start of ``token``, sleep ``seconds`` (long enough to be parked), then
+    sleep ``hold`` whole seconds inside one C call that keeps the GIL (``ctypes.PyDLL``
+    does not release it): the process's other threads stop meanwhile. Then record in
+    ``amqp:copies`` how many parked copies wait in the delayed set (1 if the copy of this
+    run was renewed meanwhile, 0 if it fell due and was published again)."""
+    from flask_taskq.keys import Keys
+
+    r = _redis()
+    r.hincrby("amqp:started", token, 1)
+    time.sleep(seconds)
+    ctypes.PyDLL(None).sleep(int(hold))
+    delayed = Keys(current_app.config["TASKQ_KEY_PREFIX"]).delayed("default")
+    r.hset("amqp:copies", token, r.zcard(delayed))
+    r.hincrby("amqp:runs", token, 1)
+    return token
+
+
+@tq.task
 def crash(token):
     """Kill the process running it (a task that crashes its worker every time)."""
     _redis().hincrby("amqp:crashes", token, 1)
@@ -95,6 +115,8 @@ def create_app() -> Flask:
     ):
         if key in os.environ:
             app.config[key] = float(os.environ[key])
+    if "TASKQ_AMQP_QUEUE_TYPE" in os.environ:
+        app.config["TASKQ_AMQP_QUEUE_TYPE"] = os.environ["TASKQ_AMQP_QUEUE_TYPE"]
     if "TASKQ_KEY_PREFIX" in os.environ:
         app.config["TASKQ_KEY_PREFIX"] = os.environ["TASKQ_KEY_PREFIX"]
     if os.environ.get("TASKQ_SIGNING_KEY"):

@@ -1,7 +1,8 @@
 """The AMQP broker: RabbitMQ holds the ready messages, a Redis store the rest.
 
 One durable classic queue per flask-taskq queue, named ``<TASKQ_KEY_PREFIX>.<queue>``,
-declared with ``x-max-priority = 9``; messages are persistent and published with
+declared with ``x-max-priority = 9`` (or quorum queues in priority bands, see
+:mod:`.layout`); messages are persistent and published with
 publisher confirms, so :meth:`AMQPBroker.enqueue` returns once RabbitMQ has them. A worker
 consumes with manual acks under ``basic.qos``; RabbitMQ itself hands the unacknowledged
 messages of a dead connection to another worker, so there are no leases to renew or
@@ -18,6 +19,7 @@ import os
 import threading
 import time
 import uuid
+import weakref
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -38,6 +40,7 @@ except ImportError:  # pragma: no cover - depends on the environment
     raise MissingExtraError() from None
 
 from .dead import DeadLetters
+from .layout import MAX_PRIORITY, QueueLayout
 from .link import Link
 from .side import RedisSide
 
@@ -47,8 +50,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("flask_taskq.worker")
 
-#: Highest priority a queue is declared with (``x-max-priority``): SPEC's 0-9.
-MAX_PRIORITY = 9
 #: Most messages RabbitMQ may push ahead of acknowledgement (``basic.qos`` maximum).
 MAX_QOS = 65535
 #: What needs a store, said once per process when there is none.
@@ -89,11 +90,14 @@ class AMQPBroker(DeadLetters):
         dead_letter_max_bytes: int = MAX_DEAD_LETTER_BYTES,
         consumer_timeout: float = 1800.0,
         visibility_timeout: float = 30.0,
+        queue_type: str = "classic",
         **_: object,
     ) -> None:
         self.url = url
         self.keys = Keys(key_prefix)
         self.prefix = key_prefix
+        #: The RabbitMQ queues of each flask-taskq queue (``TASKQ_AMQP_QUEUE_TYPE``).
+        self.layout = QueueLayout(key_prefix, queue_type)
         self.parameters = pika.URLParameters(url)
         self.side: RedisSide | None = (
             RedisSide(store_url, self.keys, int(dead_letter_max_bytes)) if store_url else None
@@ -112,24 +116,30 @@ class AMQPBroker(DeadLetters):
         self._cond = threading.Condition()
         # Owned by the I/O thread (read elsewhere under ``_cond``):
         self._inbox: deque[Delivery] = deque()  # delivered, not yet fetched
-        self._handed: dict[str, float] = {}  # fetched, not yet settled: id -> when
+        # fetched, not yet settled: id -> (when, queue)
+        self._handed: dict[str, tuple[float, str]] = {}
         # Long tasks parked in the store: entry id -> delayed-set member (survive reconnects).
         self._parked: dict[str, bytes] = {}
-        self._consuming: dict[str, str] = {}  # queue -> consumer tag
+        self._consuming: dict[str, list[str]] = {}  # queue -> consumer tags
+        self._windows: dict[str, int] = {}  # quorum: queue -> its consumers' window
         self._declared: set[str] = set()
         self._qos = 0
         self._tx: Any = None  # the channel of batches, in transaction mode
         self._known: set[str] = set()
         self._memory_store: MemoryStore | None = None
+        _BROKERS.add(self)
 
     # -- names ----------------------------------------------------------------------------
     def queue_name(self, queue: str) -> str:
-        """The RabbitMQ queue of flask-taskq queue ``queue``: ``<prefix>.<queue>``."""
-        return f"{self.prefix}.{queue}"
+        """The RabbitMQ queue of flask-taskq queue ``queue``: ``<prefix>.<queue>`` (with
+        quorum queues, the queue of its middle priority band)."""
+        return self.layout.base(queue)
 
-    def wait_queue_name(self, queue: str) -> str:
-        """Where delayed messages of ``queue`` wait when there is no store."""
-        return f"{self.prefix}-wait.{queue}"
+    def wait_queue_name(self, queue: str, priority: int = DEFAULT_PRIORITY) -> str:
+        """Where delayed messages of ``queue`` wait when there is no store (with quorum
+        queues, one wait queue per priority band)."""
+        band = self.layout.route(queue, priority)[len(self.layout.base(queue)) :]
+        return f"{self.prefix}-wait.{queue}{band}"
 
     def dead_queue_name(self, queue: str) -> str:
         """Where dead letters of ``queue`` go when there is no store."""
@@ -169,15 +179,16 @@ class AMQPBroker(DeadLetters):
         link = self._link
         return link.generation if link is not None else -1
 
-    def _declare(self, channel: Any, queue: str) -> str:
-        name = self.queue_name(queue)
+    def _declare(self, channel: Any, queue: str, priority: int = DEFAULT_PRIORITY) -> str:
+        """Declare the RabbitMQ queues of ``queue`` (once per connection); return the one
+        a message at ``priority`` goes to."""
         if queue not in self._declared:
-            channel.queue_declare(
-                queue=name, durable=True, arguments={"x-max-priority": MAX_PRIORITY}
-            )
+            arguments = self.layout.arguments()
+            for name in self.layout.names(queue):
+                channel.queue_declare(queue=name, durable=True, arguments=arguments)
             self._declared.add(queue)
             self._known.add(queue)
-        return name
+        return self.layout.route(queue, priority)
 
     def _publish(
         self,
@@ -192,7 +203,7 @@ class AMQPBroker(DeadLetters):
         message_id: str | None = None,
     ) -> None:
         """Publish one persistent message and wait for RabbitMQ's confirm (I/O thread)."""
-        name = routing_key or self._declare(channel, queue)
+        name = routing_key or self._declare(channel, queue, priority)
         channel.basic_publish(
             exchange="",
             routing_key=name,
@@ -272,7 +283,8 @@ class AMQPBroker(DeadLetters):
             self._declare(channel, queue)
         try:
             for queue, priority, body in items:
-                self._publish(tx, queue, priority, body, routing_key=self.queue_name(queue))
+                route = self.layout.route(queue, priority)
+                self._publish(tx, queue, priority, body, routing_key=route)
             tx.tx_commit()
         except BaseException:
             self._tx = None
@@ -288,8 +300,8 @@ class AMQPBroker(DeadLetters):
         def park(channel: Any) -> None:
             now = time.time()
             for queue, priority, body, due in items:
-                target = self._declare(channel, queue)
-                wait = self.wait_queue_name(queue)
+                target = self._declare(channel, queue, priority)
+                wait = self.wait_queue_name(queue, priority)
                 channel.queue_declare(
                     queue=wait,
                     durable=True,
@@ -351,10 +363,15 @@ class AMQPBroker(DeadLetters):
             self._cond.notify_all()
 
     def _prepare(self, channel: Any, queues: Sequence[str], count: int) -> None:
-        """Consume exactly ``queues`` with room for ``count`` more messages (I/O thread)."""
+        """Consume exactly ``queues`` with room for ``count`` more messages (I/O thread).
+
+        Classic queues: one prefetch window for the channel, moved to what this process
+        holds plus ``count`` before each fetch. Quorum queues refuse a channel-wide
+        window: each consumer gets its own, set when it subscribes."""
         link = self._get_link()
         for queue in [q for q in self._consuming if q not in queues]:
-            channel.basic_cancel(self._consuming.pop(queue))
+            for tag in self._consuming.pop(queue):
+                channel.basic_cancel(tag)
             with self._cond:
                 back = [d for d in self._inbox if d.queue == queue]
                 self._inbox = deque(d for d in self._inbox if d.queue != queue)
@@ -363,16 +380,26 @@ class AMQPBroker(DeadLetters):
         with self._cond:
             held = len(self._handed) + len(self._inbox)
         wanted = min(MAX_QOS, held + max(1, count))
-        if wanted != self._qos:
+        quorum = self.layout.quorum
+        if wanted != self._qos and not quorum:
             channel.basic_qos(prefetch_count=wanted, global_qos=True)
             self._qos = wanted
         for queue in queues:
+            if quorum and queue in self._consuming and wanted > self._windows.get(queue, 0):
+                # a consumer's window is fixed when it subscribes: subscribe again with a
+                # wider one (what was delivered stays held and can still be acknowledged)
+                for tag in self._consuming.pop(queue):
+                    channel.basic_cancel(tag)
             if queue not in self._consuming:
-                name = self._declare(channel, queue)
+                self._declare(channel, queue)
+                if quorum:
+                    channel.basic_qos(prefetch_count=wanted, global_qos=False)
+                    self._windows[queue] = wanted
                 callback = functools.partial(self._on_message, queue, link.generation)
-                self._consuming[queue] = channel.basic_consume(
-                    queue=name, on_message_callback=callback, auto_ack=False
-                )
+                self._consuming[queue] = [
+                    channel.basic_consume(queue=name, on_message_callback=callback, auto_ack=False)
+                    for name in self.layout.names(queue)
+                ]
 
     def _take(self, queues: Sequence[str], count: int) -> list[Delivery]:
         """Up to ``count`` delivered messages of ``queues``, highest priority first
@@ -387,7 +414,7 @@ class AMQPBroker(DeadLetters):
             taken = {id(d) for d in mine}
             self._inbox = deque(d for d in self._inbox if id(d) not in taken)
             now = time.monotonic()
-            self._handed.update((d.entry_id, now) for d in mine)
+            self._handed.update((d.entry_id, (now, d.queue)) for d in mine)
         return mine
 
     def fetch(
@@ -463,12 +490,13 @@ class AMQPBroker(DeadLetters):
         ids = {id(d) for d, _ in parked}
         return parked, [d for d in deliveries if id(d) not in ids]
 
-    def _unpark(self, parked: Sequence[tuple[Delivery, bytes]]) -> list[Delivery]:
+    def _unpark(self, consumer: str, parked: Sequence[tuple[Delivery, bytes]]) -> list[Delivery]:
         """Delete parked copies (their task finished); return the deliveries whose copy
         was gone already (published again after its lease ran out)."""
         if not parked or self.side is None:
             return []
         removed = self.side.remove([(d.queue, member) for d, member in parked])
+        self.side.forget_parked(consumer, [d.entry_id for d, _ in parked])
         with self._cond:
             for d, _ in parked:
                 self._parked.pop(d.entry_id, None)
@@ -478,7 +506,7 @@ class AMQPBroker(DeadLetters):
         """Acknowledge deliveries (they leave RabbitMQ, or a parked one the store);
         return those no longer held (their connection was lost)."""
         parked, rest = self._split_parked(deliveries)
-        stale = self._unpark(parked)
+        stale = self._unpark(consumer, parked)
         stale += self._settle(rest, lambda ch, tag: ch.basic_ack(delivery_tag=tag))
         return self._skipped("acknowledge", consumer, stale)
 
@@ -488,6 +516,7 @@ class AMQPBroker(DeadLetters):
         if parked and self.side is not None:  # due now: the next promote publishes them
             due = time.time()
             self.side.extend([(d.queue, m) for d, m in parked], due)
+            self.side.forget_parked(consumer, [d.entry_id for d, _ in parked])
             with self._cond:
                 for d, _ in parked:
                     self._parked.pop(d.entry_id, None)
@@ -502,8 +531,9 @@ class AMQPBroker(DeadLetters):
     def _unsubscribe(self, channel: Any) -> None:
         """Cancel every consumer and give back what was delivered and not fetched (I/O
         thread)."""
-        for tag in self._consuming.values():
-            channel.basic_cancel(tag)
+        for tags in self._consuming.values():
+            for tag in tags:
+                channel.basic_cancel(tag)
         self._consuming.clear()
         with self._cond:
             back, self._inbox = list(self._inbox), deque()
@@ -529,7 +559,7 @@ class AMQPBroker(DeadLetters):
                 for d in deliveries
                 if d.entry_id in self._parked
             }
-            taken = dict(self._handed)
+            taken = {entry_id: when for entry_id, (when, _) in self._handed.items()}
         lost = [
             d for d in deliveries if d.entry_id not in parked and _generation_of(d) != generation
         ]
@@ -560,17 +590,19 @@ class AMQPBroker(DeadLetters):
         """Park long-held deliveries (see :meth:`renew`); return those found lost."""
         assert self.side is not None
         members = {d.entry_id: _pack(d) for d in deliveries}
-        self.side.put([(d.queue, members[d.entry_id], due) for d in deliveries])
+        self.side.park(
+            consumer, [(d.queue, d.entry_id, members[d.entry_id], due) for d in deliveries]
+        )
         with self._cond:
             self._parked.update(members)
         try:
             stale = self._settle(deliveries, lambda ch, tag: ch.basic_ack(delivery_tag=tag))
         except BaseException:
-            self._unpark([(d, members[d.entry_id]) for d in deliveries])
+            self._unpark(consumer, [(d, members[d.entry_id]) for d in deliveries])
             raise
         gone = {id(d) for d in stale}
         # acked meanwhile by the task's own finish, or lost with the connection: no copy
-        self._unpark([(d, members[d.entry_id]) for d in stale])
+        self._unpark(consumer, [(d, members[d.entry_id]) for d in stale])
         parked = [d for d in deliveries if id(d) not in gone]
         if parked:
             logger.info(
@@ -591,8 +623,12 @@ class AMQPBroker(DeadLetters):
         """Nothing to forget: consumers end with their connection."""
 
     def renew_consumers(self, consumers: Sequence[str], queues: Sequence[str]) -> int:
-        """Nothing to renew (see :meth:`renew`)."""
-        return 0
+        """Renew the copies ``consumers`` parked in the store (see :meth:`renew`), as a
+        prefork supervisor does for its children: a child whose task holds the GIL cannot
+        renew its own. Deliveries not parked need no renewal. Return how many."""
+        if self.side is None or not consumers:
+            return 0
+        return self.side.renew_parked(list(consumers), time.time() + self.park_lease)
 
     def reschedule(
         self, consumer: str, items: Sequence[tuple[Delivery, bytes, float]]
@@ -622,7 +658,7 @@ class AMQPBroker(DeadLetters):
 
                 self._call(publish)
             # the next attempts are stored: now the deliveries they replace may go
-            stale += self._unpark(parked)
+            stale += self._unpark(consumer, parked)
             rest = [d for d, _, _ in live if id(d) not in parked_ids]
             stale += self._settle(rest, lambda ch, tag: ch.basic_ack(delivery_tag=tag))
         return self._skipped("reschedule", consumer, stale)
@@ -715,12 +751,13 @@ class AMQPBroker(DeadLetters):
             spare = channel.connection.channel()
             try:
                 for queue in queues:
-                    try:
-                        ok = spare.queue_declare(queue=self.queue_name(queue), passive=True)
-                        out[queue] = int(ok.method.message_count)
-                    except pika.exceptions.ChannelClosedByBroker:
-                        out[queue] = 0
-                        spare = channel.connection.channel()
+                    out[queue] = 0
+                    for name in self.layout.names(queue):
+                        try:
+                            ok = spare.queue_declare(queue=name, passive=True)
+                            out[queue] += int(ok.method.message_count)
+                        except pika.exceptions.ChannelClosedByBroker:
+                            spare = channel.connection.channel()
             finally:
                 if spare.is_open:
                     spare.close()
@@ -745,7 +782,9 @@ class AMQPBroker(DeadLetters):
         """Ready messages from RabbitMQ; delayed and dead ones from the store. Leased
         (delivered, unacknowledged) messages are not counted by AMQP's ``queue.declare``:
         they are the sum of what the live workers' heartbeats say they hold (``reserved``,
-        as old as a heartbeat interval); 0 without a store."""
+        as old as a heartbeat interval; 0 without a store), or what the AMQP consumers of
+        this process hold now, whichever is more (an in-process worker's heartbeat may
+        not have caught up: ``flask_taskq.testing``'s ``drain()`` needs the fresh count)."""
         names = list(dict.fromkeys(queues))
         if not names:
             return {}
@@ -754,7 +793,11 @@ class AMQPBroker(DeadLetters):
         leased = self._reserved() if self.side else {}
         return {
             q: QueueStats(
-                ready=ready[q], leased=leased.get(q, 0), delayed=d, dead=dead, next_due=due
+                ready=ready[q],
+                leased=max(leased.get(q, 0), _held_here(q)),
+                delayed=d,
+                dead=dead,
+                next_due=due,
             )
             for q, (d, due, dead) in zip(names, extra, strict=True)
         }
@@ -781,8 +824,11 @@ class AMQPBroker(DeadLetters):
         """Delete the ready and delayed messages of ``queue``; return how many."""
 
         def purge(channel: Any) -> int:
-            name = self._declare(channel, queue)
-            return int(channel.queue_purge(queue=name).method.message_count)
+            self._declare(channel, queue)
+            return sum(
+                int(channel.queue_purge(queue=name).method.message_count)
+                for name in self.layout.names(queue)
+            )
 
         purged: int = self._call(purge)
         if self.side is not None:
@@ -841,6 +887,22 @@ class AMQPBroker(DeadLetters):
             link.close()
         if self.side is not None:
             self.side.client.close()
+
+
+#: The AMQP brokers of this process: :meth:`AMQPBroker.queue_stats` counts what they hold
+#: as leased (an in-process worker's, for ``flask_taskq.testing``'s ``drain()``).
+_BROKERS: weakref.WeakSet[AMQPBroker] = weakref.WeakSet()
+
+
+def _held_here(queue: str) -> int:
+    """Messages of ``queue`` delivered to the AMQP brokers of this process and not yet
+    settled."""
+    held = 0
+    for broker in list(_BROKERS):
+        with broker._cond:
+            held += sum(1 for d in broker._inbox if d.queue == queue)
+            held += sum(1 for _, q in broker._handed.values() if q == queue)
+    return held
 
 
 def _generation_of(delivery: Delivery) -> int:

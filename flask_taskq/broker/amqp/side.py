@@ -18,6 +18,8 @@ from ..redis import MAX_DEAD_LETTERS, RedisBroker
 #: How long a claimed delayed message waits before another worker may publish it, if
 #: its claimer died before RabbitMQ confirmed it (seconds).
 CLAIM_LEASE = 30.0
+#: How long the note of a consumer's parked copies outlives its last renewal (seconds).
+PARKED_TTL = 3600
 #: How long the start count of a redelivered message is kept (seconds).
 STARTS_TTL = 86400
 
@@ -87,6 +89,47 @@ class RedisSide:
         for queue, member in claimed:
             pipe.zrem(self.keys.delayed(queue), member)
         pipe.execute()
+
+    def park(self, consumer: str, items: Iterable[tuple[str, str, bytes, float]]) -> None:
+        """Add the parked copies ``(queue, message id, member, due)`` of ``consumer`` to the
+        delayed sets, and note them under the consumer for :meth:`renew_parked`."""
+        pipe = self.client.pipeline(transaction=False)
+        key = self.keys.parked(consumer)
+        for queue, message_id, member, due in items:
+            pipe.zadd(self.keys.delayed(queue), {member: due})
+            pipe.hset(key, message_id, queue.encode() + b"\n" + member)
+        pipe.expire(key, PARKED_TTL)
+        pipe.execute()
+
+    def forget_parked(self, consumer: str, message_ids: Sequence[str]) -> None:
+        """Stop renewing ``consumer``'s parked copies ``message_ids`` (they are finished,
+        or given back to be published at once)."""
+        if message_ids:
+            self.client.hdel(self.keys.parked(consumer), *message_ids)
+
+    def renew_parked(self, consumers: Sequence[str], due: float) -> int:
+        """Move the due time of every copy parked by ``consumers`` to ``due`` (never
+        adding one that is gone: published again, or finished); return how many."""
+        pipe = self.client.pipeline(transaction=False)
+        for consumer in consumers:
+            pipe.hgetall(self.keys.parked(consumer))
+        noted: list[tuple[str, bytes, str, bytes]] = []
+        for consumer, rows in zip(consumers, pipe.execute(), strict=True):
+            for message_id, value in rows.items():
+                queue, _, member = value.partition(b"\n")
+                noted.append((consumer, message_id, queue.decode(), member))
+        if not noted:
+            return 0
+        for _, _, queue, member in noted:
+            pipe.zadd(self.keys.delayed(queue), {member: due}, xx=True, ch=True)
+        for consumer in consumers:
+            pipe.expire(self.keys.parked(consumer), PARKED_TTL)
+        kept = pipe.execute()[: len(noted)]
+        for (consumer, message_id, _, _), ok in zip(noted, kept, strict=True):
+            if not ok:
+                pipe.hdel(self.keys.parked(consumer), message_id)
+        pipe.execute()
+        return sum(1 for ok in kept if ok)
 
     def extend(self, items: Sequence[tuple[str, bytes]], due: float) -> list[bool]:
         """Move the due time of delayed ``(queue, member)`` messages (parked long tasks)
