@@ -128,6 +128,8 @@ class Consumer:
         #: Called (keeper thread) when run-time rate limits appear or all go away; the
         #: pipeline re-plans then (its rate-limit hook is left out while none apply).
         self.on_overrides_changed: Callable[[], None] = _nothing
+        #: How many more ``async def`` tasks could start now (set by :mod:`.aio`).
+        self.async_room: Callable[[], int] = _none_free
         self.identity: dict[str, object] = {}  # what the heartbeat says about the worker
         #: What the next heartbeat publishes; run times in ms are floats (Counter adds
         #: them as they are, though typeshed types its values as int).
@@ -488,7 +490,7 @@ class Consumer:
         by the measured runtime; one per idle thread until a task has been measured or
         when tasks are slow, so that no process holds unstarted work another could
         start now."""
-        idle = max(1, self.threads - len(self.guard.running))
+        idle = max(1, self.threads - self.guard.threads_busy() + self.async_room())
         avg = self._avg_runtime
         if avg is None or avg >= BATCH_WORK:
             return max(1, min(self.prefetch, idle))
@@ -652,6 +654,10 @@ class Consumer:
         """Stop running tasks that were revoked with terminate or ran out of time."""
         for entry in self.guard.snapshot():
             if entry.interrupted:
+                continue
+            if entry.thread_id < 0:  # an async def task: cancelled, never the process killed
+                terminate = self.revocations.terminating(entry.message.id)
+                self.guard.police_coroutine(entry, now, terminate)
                 continue
             if self.revocations.terminating(entry.message.id):
                 logger.warning("Terminating task %s (revoked)", entry.message.id)
@@ -818,6 +824,10 @@ _KIND = {
 
 def _nothing() -> None:
     pass
+
+
+def _none_free() -> int:
+    return 0
 
 
 def _held(value: float) -> int:

@@ -31,6 +31,7 @@ from ..broker.memory import ANY_QUEUE
 from ..monitor import Monitor, rss_bytes
 from ..result import exception_meta
 from ..task import current_request
+from .aio import AsyncPool, async_pool
 from .autoscale import Autoscaler
 from .consumer import CONNECTION_ERRORS, REDIS_ERRORS, Consumer
 from .execute import Executor
@@ -38,6 +39,8 @@ from .hooks import Context, Pipeline, worker_pipeline
 from .queues import QueueSelection, is_glob, known_queues
 
 if TYPE_CHECKING:
+    from ..broker import Delivery
+    from ..message import Message
     from ..state import AppState
 
 logger = logging.getLogger("flask_taskq.worker")
@@ -165,6 +168,7 @@ class Worker:
         autoscale: tuple[int, int] | None = None,
         max_memory_per_child: int | None = None,
         logfile: str | None = None,
+        async_concurrency: int | None = None,
     ) -> None:
         self.app = app
         self.state: AppState = state or app.extensions["taskq"]
@@ -198,6 +202,12 @@ class Worker:
         #: consumer name of each process adds what makes it unique (:func:`consumer_name`).
         self.name = expand_name(self.name_template)
         self.prefetch = int(prefetch or config["TASKQ_WORKER_PREFETCH"])
+        #: Most ``async def`` tasks in flight at once per consuming process.
+        self.async_concurrency = int(
+            async_concurrency or config["TASKQ_WORKER_ASYNC_CONCURRENCY"] or 100
+        )
+        if self.async_concurrency < 1:
+            raise ValueError("--async-concurrency must be at least 1")
         self.max_tasks_per_child = max_tasks_per_child or config["TASKQ_MAX_TASKS_PER_CHILD"]
         self.shutdown_timeout = float(
             shutdown_timeout
@@ -218,6 +228,8 @@ class Worker:
         self.logfile = logfile
         self.install_signals = install_signals
         self.consumer: Consumer | None = None
+        #: The event loop of this process's ``async def`` tasks (None without any).
+        self.aio: AsyncPool | None = None
         #: In a prefork child: the shared busy flags (one byte per slot) and its slot.
         self._busy: mmap.mmap | None = None
         self._slot = 0
@@ -301,7 +313,11 @@ class Worker:
         if not child:
             self._warn_about_hard_limits()
         self._ensure_groups(broker, consumer)
-        pipeline = worker_pipeline(state, consumer, Executor(state), self._busy, self._slot)
+        executor = Executor(state)
+        pipeline = worker_pipeline(state, consumer, executor, self._busy, self._slot)
+        self.aio = aio = async_pool(
+            state, consumer, pipeline, executor, self.async_concurrency, self._aio_fault
+        )
         consumer.start_keeper()
         if self.selection is not None:
             threading.Thread(
@@ -326,6 +342,9 @@ class Worker:
                 t.start()
             for t in pool:
                 t.join()
+        if aio is not None:
+            aio.drain()
+            aio.close()
         consumer.close()
         consumer.leave()
         self._finished.set()
@@ -420,7 +439,7 @@ class Worker:
         limited = sorted(
             t.name
             for t in self.state.taskqueue.tasks.values()
-            if t.options_for(self.state).get("time_limit")
+            if t.options_for(self.state).get("time_limit") and not t.is_async
         )
         if limited:
             logger.warning(
@@ -465,9 +484,19 @@ class Worker:
             if max_tasks:
                 max_tasks = max(1, max_tasks - (consumer.taken - taken))
 
-    def _fault(self, consumer: Consumer, exc: Exception) -> None:
-        """Settle the message whose handling raised ``exc`` (see :meth:`_loop`)."""
-        item = consumer.current()
+    def _aio_fault(self, ctx: Context, exc: Exception) -> None:
+        assert self.consumer is not None and ctx.delivery is not None
+        self._fault(self.consumer, exc, (ctx.delivery, ctx.message))
+
+    def _fault(
+        self,
+        consumer: Consumer,
+        exc: Exception,
+        item: tuple[Delivery, Message] | None = None,
+    ) -> None:
+        """Settle the message whose handling raised ``exc`` (see :meth:`_loop`); by
+        default the one this thread took."""
+        item = item or consumer.current()
         if item is None or not consumer.unsettled(item[0]):
             logger.error(
                 "Unexpected error after message %s was settled",
@@ -534,7 +563,9 @@ class Worker:
             delivery, message = item
             task = tasks.get(message.task)
             options = task.options_for(state) if task is not None else {}
-            if not pipeline.process(Context(message, delivery, task, options)):
+            ctx = Context(message, delivery, task, options)
+            run = self.aio.process if task is not None and task.is_async and self.aio else None
+            if not (run or pipeline.process)(ctx):
                 continue  # settled before running, or left for a redelivery
             done += 1
             if max_tasks and done >= max_tasks:

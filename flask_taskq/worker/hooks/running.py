@@ -1,11 +1,13 @@
 """What runs where: the consumer's guard notes the running task (for time limits,
 ``revoke(terminate=True)`` and the heartbeat) and, in an autoscaling prefork child, the
-slot's busy flag is raised while it runs."""
+slot's busy flag is raised while it runs. An ``async def`` task is noted under a key of its
+own (it runs on the event loop, :mod:`..aio`) and leaves the busy flag alone."""
 
 from __future__ import annotations
 
 import mmap
 
+from ..aio import coroutine_key
 from ..guard import Guard
 from .base import Context, Hook
 
@@ -21,6 +23,16 @@ class Running(Hook):
     def before(self, ctx: Context) -> bool:
         assert ctx.delivery is not None
         options = ctx.options
+        task = ctx.task
+        if task is not None and task.is_async:  # runs on the loop: no thread, no slot
+            self.guard.begin(
+                ctx.message,
+                ctx.delivery,
+                options.get("soft_time_limit"),
+                options.get("time_limit"),
+                coroutine_key(ctx),
+            )
+            return True
         self.guard.begin(
             ctx.message, ctx.delivery, options.get("soft_time_limit"), options.get("time_limit")
         )
@@ -29,6 +41,10 @@ class Running(Hook):
         return True
 
     def finish(self, ctx: Context) -> None:
+        task = ctx.task
+        if task is not None and task.is_async:
+            self.guard.end(coroutine_key(ctx))
+            return
         self.guard.end()
         if self.busy is not None:
             self.busy[self.slot] = 0
