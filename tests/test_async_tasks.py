@@ -1,0 +1,216 @@
+"""``async def`` tasks (issue 20 item 1) with real worker processes on a real redis-server:
+they run on each worker process's event loop, many at once, beside sync tasks, with time
+limits, revocation, retries, rate limits, eager mode and redelivery."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from flask_taskq import TaskRevokedError, TimeLimitExceeded
+from tests.apps import async_app
+from tests.apps.async_app import (
+    add,
+    auto,
+    flaky,
+    hard_limited,
+    limited,
+    nap,
+    sleeper,
+    soft_limited,
+    whoami,
+)
+from tests.conftest import wait_until
+
+APP = "tests.apps.async_app:create_app"
+
+
+@pytest.fixture
+def aapp(redis_url, monkeypatch):
+    monkeypatch.setenv("TASKQ_BROKER_URL", redis_url)
+    monkeypatch.delenv("TASKQ_ALWAYS_EAGER", raising=False)
+    return async_app.create_app()
+
+
+def peak(r) -> int:
+    """The most naps in flight at once, as the naps saw it."""
+    return max(int(level) for level in r.lrange("aio:levels", 0, -1))
+
+
+def test_result_round_trip_with_current_app_inside(aapp, start_worker):
+    start_worker("-P", "solo", app=APP)
+    with aapp.app_context():
+        res = whoami.delay(3)
+        assert res.get(timeout=10) == {
+            "app": "async_app",
+            "x": 3,
+            "id": res.id,
+            "marker": "from-the-app-config",
+        }
+        assert res.state == "SUCCESS"
+
+
+def test_200_naps_on_one_process_are_in_flight_together(aapp, start_worker, r):
+    """One process, one executor thread: more than 50 coroutines in flight at once (each
+    recorded how many were when it started)."""
+    start_worker("-P", "solo", "--async-concurrency", "200", app=APP)
+    with aapp.app_context():
+        results = [nap.delay(f"n{i}", 0.5) for i in range(200)]
+        assert [res.get(timeout=60) for res in results] == [f"n{i}" for i in range(200)]
+    assert peak(r) > 50
+    assert r.hlen("aio:done") == 200
+    assert set(r.hvals("aio:done")) == {"1"}
+    assert int(r.get("aio:inflight")) == 0
+
+
+def test_async_concurrency_bounds_the_coroutines_in_flight(aapp, start_worker, r):
+    start_worker("-P", "solo", "--async-concurrency", "5", app=APP)
+    with aapp.app_context():
+        results = [nap.delay(f"b{i}", 0.2) for i in range(30)]
+        assert [res.get(timeout=60) for res in results] == [f"b{i}" for i in range(30)]
+    assert peak(r) == 5
+
+
+def test_sync_and_async_tasks_share_a_queue_and_a_worker(aapp, start_worker, r):
+    start_worker("-P", "threads", "-c", "2", app=APP)
+    with aapp.app_context():
+        sent = []
+        for i in range(30):
+            sent.append((add.delay(i, 1), i + 1))
+            sent.append((nap.delay(f"m{i}", 0.05), f"m{i}"))
+        for res, expected in sent:
+            assert res.get(timeout=30) == expected
+
+
+def test_hard_time_limit_cancels_the_coroutine(aapp, start_worker, r):
+    worker = start_worker("-P", "solo", app=APP)
+    with aapp.app_context():
+        res = hard_limited.delay("h", 30)
+        with pytest.raises(TimeLimitExceeded, match="time_limit of 1s"):
+            res.get(timeout=20)
+        assert whoami.delay(1).get(timeout=10)["x"] == 1  # the process goes on
+    assert r.hget("aio:cancelled", "h") == "1"  # its finally/except ran
+    assert r.hget("aio:finished", "h") is None
+    assert worker.proc.poll() is None
+    assert "time_limit is enforced only by the prefork pool" not in worker.log
+
+
+def test_hard_time_limit_in_a_prefork_child_cancels_without_killing_it(aapp, start_worker, r):
+    worker = start_worker("-P", "prefork", "-c", "1", app=APP)
+    with aapp.app_context():
+        others = [nap.delay(f"p{i}", 2) for i in range(5)]  # in flight beside it
+        res = hard_limited.delay("h", 30)
+        with pytest.raises(TimeLimitExceeded, match="was cancelled"):
+            res.get(timeout=20)
+        assert [o.get(timeout=20) for o in others] == [f"p{i}" for i in range(5)]
+    assert worker.log.count(" ready") == 1  # the child was not replaced
+    assert "killing its process" not in worker.log
+
+
+def test_soft_time_limit_is_raised_inside_the_coroutine(aapp, start_worker):
+    start_worker("-P", "threads", "-c", "1", app=APP)
+    with aapp.app_context():
+        assert soft_limited.delay("s", 30).get(timeout=20) == "cleaned up"
+
+
+def test_revoke_terminate_cancels_a_running_coroutine(aapp, start_worker, r):
+    worker = start_worker("-P", "solo", app=APP)
+    with aapp.app_context():
+        res = sleeper.delay("long", 30)
+        wait_until(lambda: r.hget("aio:started", "long"), 15)
+        res.revoke(terminate=True)
+        with pytest.raises(TaskRevokedError, match="terminated"):
+            res.get(timeout=10)
+        assert add.delay(2, 2).get(timeout=10) == 4  # the worker goes on
+    assert r.hget("aio:cancelled", "long") == "1"
+    assert r.hget("aio:finished", "long") is None
+    assert worker.proc.poll() is None
+
+
+def test_retries_of_async_tasks(aapp, start_worker, r):
+    start_worker("-P", "solo", app=APP)
+    with aapp.app_context():
+        assert flaky.delay("f", 2).get(timeout=20) == {"attempt": 3, "retries": 2}
+        assert auto.delay("a", 2).get(timeout=20) == 3
+    assert int(r.hget("aio:attempts", "f")) == 3
+    assert int(r.hget("aio:attempts", "a")) == 3
+
+
+def test_rate_limit_of_an_async_task(aapp, start_worker, r):
+    """15 tasks at 5/s (burst 5): the last starts about 2 s after the first, and no second
+    holds more than burst + rate starts, though 100 could be in flight."""
+    start_worker("-P", "solo", app=APP)
+    with aapp.app_context():
+        results = [limited.delay(f"l{i}") for i in range(15)]
+        assert [res.get(timeout=30) for res in results] == [f"l{i}" for i in range(15)]
+    starts = sorted(float(t) for t in r.hvals("aio:limited_at"))
+    assert len(starts) == 15
+    assert starts[-1] - starts[0] >= 1.5
+    for first in starts:
+        assert sum(first <= s < first + 1.0 for s in starts) <= 10
+
+
+def test_eager_mode_runs_the_coroutine_to_completion(redis_url, monkeypatch, r):
+    monkeypatch.setenv("TASKQ_BROKER_URL", redis_url)
+    monkeypatch.setenv("TASKQ_ALWAYS_EAGER", "1")
+    app = async_app.create_app()
+    with app.app_context():
+        res = whoami.delay(5)
+        assert res.get(timeout=5) == {
+            "app": "async_app",
+            "x": 5,
+            "id": res.id,
+            "marker": "from-the-app-config",
+        }
+        assert flaky.delay("e", 1).get(timeout=5) == {"attempt": 2, "retries": 1}
+    # from an async view, whose own event loop runs in the request's thread
+    response = app.test_client().post("/fetch/9")
+    assert response.status_code == 200, response.text
+    assert response.json["value"]["x"] == 9
+    assert response.json["value"]["id"] == response.json["id"]
+
+
+def test_delay_from_an_async_view(aapp, start_worker):
+    start_worker("-P", "solo", app=APP)
+    response = aapp.test_client().post("/fetch/4")
+    assert response.status_code == 200, response.text
+    with aapp.app_context():
+        value = whoami.AsyncResult(response.json["id"]).get(timeout=10)
+    assert value["x"] == 4
+
+
+def test_a_killed_workers_coroutines_are_delivered_again(aapp, start_worker, r):
+    env = {"TASKQ_VISIBILITY_TIMEOUT": "2"}
+    first = start_worker("-P", "solo", app=APP, env=env)
+    with aapp.app_context():
+        results = [sleeper.delay(f"k{i}", 3) for i in range(10)]
+        wait_until(lambda: r.hlen("aio:started") == 10, 15, message="10 coroutines started")
+        first.kill_group()
+        assert r.hlen("aio:finished") == 0
+        start_worker("-P", "solo", app=APP, env=env)
+        assert [res.get(timeout=40) for res in results] == [f"k{i}" for i in range(10)]
+    assert {int(n) for n in r.hvals("aio:attempts")} == {2}
+    assert {int(n) for n in r.hvals("aio:finished")} == {1}
+
+
+def test_graceful_stop_waits_for_the_coroutines_in_flight(aapp, start_worker, r):
+    worker = start_worker("-P", "solo", app=APP)
+    with aapp.app_context():
+        results = [sleeper.delay(f"g{i}", 1.5) for i in range(5)]
+        wait_until(lambda: r.hlen("aio:started") == 5, 15, message="5 coroutines started")
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+        assert [res.state for res in results] == ["SUCCESS"] * 5
+    assert {int(n) for n in r.hvals("aio:finished")} == {1}
+    assert r.hlen("aio:cancelled") == 0
+
+
+def test_prefork_children_each_run_their_own_loop(aapp, start_worker, r):
+    start_worker("-P", "prefork", "-c", "2", app=APP)
+    with aapp.app_context():
+        results = [nap.delay(f"c{i}", 0.5) for i in range(100)]
+        sums = [add.delay(i, i) for i in range(10)]
+        assert [res.get(timeout=60) for res in results] == [f"c{i}" for i in range(100)]
+        assert [res.get(timeout=10) for res in sums] == [2 * i for i in range(10)]
+    assert peak(r) > 10
