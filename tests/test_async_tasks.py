@@ -8,15 +8,19 @@ import signal
 
 import pytest
 
-from flask_taskq import TaskRevokedError, TimeLimitExceeded
+from flask_taskq import TaskRevokedError, TimeLimitExceeded, chain
 from tests.apps import async_app
 from tests.apps.async_app import (
+    Flaky,
     add,
     auto,
+    boom,
+    double,
     flaky,
     hard_limited,
     limited,
     nap,
+    outer,
     sleeper,
     soft_limited,
     whoami,
@@ -214,3 +218,52 @@ def test_prefork_children_each_run_their_own_loop(aapp, start_worker, r):
         assert [res.get(timeout=60) for res in results] == [f"c{i}" for i in range(100)]
         assert [res.get(timeout=10) for res in sums] == [2 * i for i in range(10)]
     assert peak(r) > 10
+
+
+def test_signals_and_failures_of_async_tasks(aapp, start_worker, r):
+    """task_prerun/postrun/success/failure are sent for async tasks, in their app context
+    (the receivers read the app's config)."""
+    start_worker("-P", "solo", app=APP, env={"ASYNC_APP_SIGNALS": "1"})
+    with aapp.app_context():
+        assert double.delay(21).get(timeout=10) == 42
+        failed = boom.delay("x")
+        with pytest.raises(Flaky, match="boom x"):
+            failed.get(timeout=10)
+        assert failed.state == "FAILURE"
+    wait_until(lambda: r.llen("aio:signals") >= 6, 10, message="six signals")
+    marker = "from-the-app-config"
+    assert r.lrange("aio:signals", 0, -1) == [
+        f"prerun double - {marker}",
+        f"success double 42 {marker}",
+        f"postrun double SUCCESS {marker}",
+        f"prerun boom - {marker}",
+        f"failure boom Flaky {marker}",
+        f"postrun boom FAILURE {marker}",
+    ]
+
+
+def test_a_chain_of_async_and_sync_tasks(aapp, start_worker):
+    start_worker("-P", "threads", "-c", "2", app=APP)
+    with aapp.app_context():
+        result = chain(double.s(1), double.s(), add.s(1), double.s()).delay()
+        assert result.get(timeout=20) == 10
+
+
+def test_async_tasks_on_memory_transport_run_in_the_apps_worker(monkeypatch):
+    monkeypatch.setenv("TASKQ_BROKER_URL", "memory://")
+    monkeypatch.delenv("TASKQ_ALWAYS_EAGER", raising=False)
+    app = async_app.create_app()
+    with app.app_context():
+        results = [double.delay(i) for i in range(20)]
+        assert [res.get(timeout=10) for res in results] == [2 * i for i in range(20)]
+        assert whoami.delay(2).get(timeout=10)["marker"] == "from-the-app-config"
+
+
+def test_eager_async_task_that_runs_another_eagerly(redis_url, monkeypatch):
+    monkeypatch.setenv("TASKQ_BROKER_URL", redis_url)
+    monkeypatch.setenv("TASKQ_ALWAYS_EAGER", "1")
+    app = async_app.create_app()
+    with app.app_context():
+        assert outer.delay(4).get(timeout=5) == 5
+        with pytest.raises(Flaky):
+            boom.delay("e").get(timeout=5)

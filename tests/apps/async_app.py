@@ -121,6 +121,56 @@ async def limited(token):
     return token
 
 
+@tq.task
+async def double(x):
+    await asyncio.sleep(0)
+    return 2 * x
+
+
+@tq.task
+async def boom(token):
+    await asyncio.sleep(0)
+    raise Flaky(f"boom {token}")
+
+
+@tq.task
+async def outer(x):
+    """Runs another async task eagerly from inside its coroutine (eager tests only: in a
+    worker, a blocking ``get()`` would stop the loop)."""
+    return whoami.delay(x).get(timeout=5)["x"] + 1
+
+
+def _record_signals() -> None:
+    """Each task signal pushes ``<signal> <task> <detail>`` to ``aio:signals``, from
+    inside the task's app context (it reads the app's config)."""
+    from flask_taskq import signals
+
+    def push(name: str, task: object, detail: object) -> None:
+        marker = current_app.config["MARKER"]  # fails outside the app context
+        label = getattr(task, "name", str(task)).rsplit(".", 1)[-1]
+        _redis().rpush("aio:signals", f"{name} {label} {detail} {marker}")
+
+    def prerun(sender=None, task=None, **kw):
+        push("prerun", task, "-")
+
+    def postrun(sender=None, task=None, state=None, **kw):
+        push("postrun", task, state)
+
+    def success(sender=None, task=None, result=None, **kw):
+        push("success", task, result)
+
+    def failure(sender=None, task=None, exception=None, **kw):
+        push("failure", task, type(exception).__name__)
+
+    for signal, receiver in (
+        (signals.task_prerun, prerun),
+        (signals.task_postrun, postrun),
+        (signals.task_success, success),
+        (signals.task_failure, failure),
+    ):
+        signal.connect(receiver, weak=False)
+
+
 def create_app() -> Flask:
     app = Flask("async_app")
     app.config["TASKQ_BROKER_URL"] = os.environ.get("TASKQ_BROKER_URL", "redis://127.0.0.1:1/0")
@@ -130,6 +180,8 @@ def create_app() -> Flask:
     if os.environ.get("TASKQ_ALWAYS_EAGER"):
         app.config["TASKQ_ALWAYS_EAGER"] = True
     tq.init_app(app)
+    if os.environ.get("ASYNC_APP_SIGNALS"):
+        _record_signals()
 
     @app.post("/fetch/<int:x>")
     async def fetch_view(x: int):
