@@ -21,6 +21,7 @@ from tests.apps.async_app import (
     limited,
     nap,
     outer,
+    quick,
     sleeper,
     soft_limited,
     whoami,
@@ -83,6 +84,7 @@ def test_sync_and_async_tasks_share_a_queue_and_a_worker(aapp, start_worker, r):
         for i in range(30):
             sent.append((add.delay(i, 1), i + 1))
             sent.append((nap.delay(f"m{i}", 0.05), f"m{i}"))
+            sent.append((quick.delay(i), i))
         for res, expected in sent:
             assert res.get(timeout=30) == expected
 
@@ -256,6 +258,8 @@ def test_async_tasks_on_memory_transport_run_in_the_apps_worker(monkeypatch):
     with app.app_context():
         results = [double.delay(i) for i in range(20)]
         assert [res.get(timeout=10) for res in results] == [2 * i for i in range(20)]
+        results = [quick.delay(i) for i in range(300)]
+        assert [res.get(timeout=20) for res in results] == list(range(300))
         assert whoami.delay(2).get(timeout=10)["marker"] == "from-the-app-config"
 
 

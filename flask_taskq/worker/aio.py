@@ -145,6 +145,11 @@ class Job:
         self.stopped: type[BaseException] | None = None
         #: A soft limit is to be raised inside the coroutine at its next resumption.
         self.soft = False
+        #: How the coroutine ended: (run time, exception or None, value).
+        self.ended: tuple[float, BaseException | None, Any] = (0.0, None, None)
+        #: Settled once both the executor thread has left :attr:`origin` and the
+        #: coroutine has ended (a context cannot be entered twice at once).
+        self.waiting = 2
 
     def interrupt(self, exc_type: type[BaseException]) -> None:
         """Raise ``exc_type`` in the coroutine (soft limit) or cancel it (thread-safe)."""
@@ -216,12 +221,15 @@ class AsyncPool:
         self._idle = threading.Condition()
         #: Coroutines started and not yet settled.
         self.in_flight = 0
-        self._ended: queue.SimpleQueue[tuple[Job, float, BaseException | None, Any] | None] = (
-            queue.SimpleQueue()
-        )
-        self._local = threading.local()  # .origin: the context of the message in process()
+        self._ended: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        #: .origin, .job: the context of the message in process(), the job it started
+        self._local = threading.local()
         self._settler = threading.Thread(target=self._settle, name="taskq-aio-settler", daemon=True)
         self._settler.start()
+
+    def more_coming(self) -> bool:
+        """Whether the settler (when it is the caller) has more coroutines to settle now."""
+        return threading.current_thread() is self._settler and not self._ended.empty()
 
     def room(self) -> int:
         """How many more coroutines could start now."""
@@ -231,12 +239,15 @@ class AsyncPool:
     def process(self, ctx: Context) -> bool:
         """Put an async task's message through the pipeline in a context of its own
         (what :meth:`~.hooks.base.Pipeline.process` returns)."""
-        origin = contextvars.copy_context()
-        self._local.origin = origin
+        local = self._local
+        local.origin = origin = contextvars.copy_context()
+        local.job = None
         try:
             return origin.run(self.pipeline.process, ctx)
         finally:
-            self._local.origin = None
+            job, local.origin, local.job = local.job, None, None
+            if job is not None:
+                self._ready(job)
 
     def execute(self, ctx: Context) -> Outcome | None:
         """The pipeline's ``execute`` step: a sync task runs here; an async one is handed
@@ -256,9 +267,19 @@ class AsyncPool:
             self._done()
             return self.executor.conclude(ctx, time.perf_counter() - start, exc, None)
         job = Job(self.loop.loop, ctx, origin)
+        self._local.job = job
         self.loop.call(self._launch, job, coro, contextvars.copy_context(), start)
         self.guard.attach(coroutine_key(ctx), job)
         return None
+
+    def _ready(self, job: Job) -> None:
+        """One of the two ends of a job is done (see :attr:`Job.waiting`); the second
+        hands it to the settler."""
+        with self._idle:
+            job.waiting -= 1
+            last = not job.waiting
+        if last:
+            self._ended.put(job)
 
     # -- the loop thread -------------------------------------------------------------------
     def _launch(
@@ -286,16 +307,17 @@ class AsyncPool:
                 )
         except BaseException as exc:  # the task's failure, whatever it raised
             error = exc
-        self._ended.put((job, time.perf_counter() - start, error, retval))
+        job.ended = (time.perf_counter() - start, error, retval)
+        self._ready(job)
 
     # -- the settler thread ----------------------------------------------------------------
     def _settle(self) -> None:
         while True:
-            item = self._ended.get()
-            if item is None:
+            job = self._ended.get()
+            if job is None:
                 return
-            job, runtime, error, retval = item
             ctx = job.ctx
+            runtime, error, retval = job.ended
             conclude = functools.partial(
                 self.executor.conclude, runtime=runtime, error=error, retval=retval
             )
@@ -347,4 +369,5 @@ def async_pool(
     pool = AsyncPool(pipeline, executor, consumer.guard, limit, fault)
     pipeline.execute = pool.execute
     consumer.async_room = pool.room
+    consumer.more_coming = pool.more_coming
     return pool

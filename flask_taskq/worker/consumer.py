@@ -130,6 +130,9 @@ class Consumer:
         self.on_overrides_changed: Callable[[], None] = _nothing
         #: How many more ``async def`` tasks could start now (set by :mod:`.aio`).
         self.async_room: Callable[[], int] = _none_free
+        #: True while the caller has more finished tasks to record at once (the async
+        #: settler): their acks and results then go out in one batch.
+        self.more_coming: Callable[[], bool] = _no
         self.identity: dict[str, object] = {}  # what the heartbeat says about the worker
         #: What the next heartbeat publishes; run times in ms are floats (Counter adds
         #: them as they are, though typeshed types its values as int).
@@ -244,11 +247,13 @@ class Consumer:
             if not self._done:
                 self._done_since = now
             self._done.append((delivery, task_id, data, status in states.READY_STATES, retry))
-            due = (
-                len(self._done) >= MAX_ACK_BATCH
-                or not self._buffer
-                or now - self._done_since >= MAX_ACK_DELAY
-                or (self._avg_runtime or 0.0) > MAX_ACK_DELAY / 10
+            due = len(self._done) >= MAX_ACK_BATCH or (
+                (
+                    not self._buffer
+                    or now - self._done_since >= MAX_ACK_DELAY
+                    or (self._avg_runtime or 0.0) > MAX_ACK_DELAY / 10
+                )
+                and not self.more_coming()
             )
             first_deferred = not due and len(self._done) == 1
         if due and now < self._next_flush:  # Redis failed lately: the keeper retries
@@ -828,6 +833,10 @@ def _nothing() -> None:
 
 def _none_free() -> int:
     return 0
+
+
+def _no() -> bool:
+    return False
 
 
 def _held(value: float) -> int:

@@ -128,6 +128,13 @@ async def double(x):
 
 
 @tq.task
+async def quick(x):
+    """Ends at its first step (it never awaits): often before the thread that started it
+    has left the pipeline."""
+    return x
+
+
+@tq.task
 async def boom(token):
     await asyncio.sleep(0)
     raise Flaky(f"boom {token}")
