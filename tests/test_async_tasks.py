@@ -114,14 +114,16 @@ def test_hard_time_limit_in_a_prefork_child_cancels_without_killing_it(aapp, sta
     assert "killing its process" not in worker.log
 
 
-def test_soft_time_limit_is_raised_inside_the_coroutine(aapp, start_worker):
-    start_worker("-P", "threads", "-c", "1", app=APP)
+@pytest.mark.parametrize("pool", ["solo", "threads", "prefork"])
+def test_soft_time_limit_is_raised_inside_the_coroutine(aapp, start_worker, pool):
+    start_worker("-P", pool, "-c", "1", app=APP)
     with aapp.app_context():
         assert soft_limited.delay("s", 30).get(timeout=20) == "cleaned up"
 
 
-def test_revoke_terminate_cancels_a_running_coroutine(aapp, start_worker, r):
-    worker = start_worker("-P", "solo", app=APP)
+@pytest.mark.parametrize("pool", ["solo", "prefork"])
+def test_revoke_terminate_cancels_a_running_coroutine(aapp, start_worker, r, pool):
+    worker = start_worker("-P", pool, "-c", "1", app=APP)
     with aapp.app_context():
         res = sleeper.delay("long", 30)
         wait_until(lambda: r.hget("aio:started", "long"), 15)
@@ -271,3 +273,38 @@ def test_eager_async_task_that_runs_another_eagerly(redis_url, monkeypatch):
         assert outer.delay(4).get(timeout=5) == 5
         with pytest.raises(Flaky):
             boom.delay("e").get(timeout=5)
+
+
+def test_graceful_stop_gives_up_after_the_shutdown_timeout(aapp, start_worker, r):
+    worker = start_worker("-P", "solo", "--shutdown-timeout", "1", app=APP)
+    with aapp.app_context():
+        res = sleeper.delay("stuck", 60)
+        wait_until(lambda: r.hget("aio:started", "stuck"), 15, message="the coroutine started")
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 1
+        assert res.state == "PENDING"  # not acked: delivered again after the lease
+    assert "did not finish within 1s" in worker.log
+
+
+def test_calling_an_async_task_returns_a_coroutine_run_in_the_app_context():
+    import asyncio
+
+    from flask import Flask, current_app
+
+    from flask_taskq import TaskQueue
+
+    app = Flask("direct")
+    app.config["TASKQ_BROKER_URL"] = "memory://"
+    tq = TaskQueue(app)
+
+    @tq.task
+    async def name_of_app(suffix):
+        await asyncio.sleep(0)
+        return current_app.name + suffix
+
+    assert name_of_app.is_async
+    coro = name_of_app("!")
+    assert asyncio.iscoroutine(coro)
+    assert asyncio.run(coro) == "direct!"  # no app context here: the task pushes one
+    with app.app_context():
+        assert asyncio.run(name_of_app("?")) == "direct?"
