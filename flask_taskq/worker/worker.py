@@ -264,9 +264,14 @@ class Worker:
         queues = ",".join(self.queues)
         if self.selection is not None:
             queues += f" (and new queues matching {','.join(self.selection.globs)})"
+        coroutines = (
+            f" async-concurrency={self.async_concurrency}"
+            if any(t.is_async for t in self.state.taskqueue.tasks.values())
+            else ""
+        )
         return (
             f"taskq worker {self.name}: pool={self.pool} concurrency={concurrency} "
-            f"queues={queues} prefetch={self.prefetch}"
+            f"queues={queues} prefetch={self.prefetch}{coroutines}"
         )
 
     def run(self) -> int:
@@ -564,8 +569,8 @@ class Worker:
             task = tasks.get(message.task)
             options = task.options_for(state) if task is not None else {}
             ctx = Context(message, delivery, task, options)
-            run = self.aio.process if task is not None and task.is_async and self.aio else None
-            if not (run or pipeline.process)(ctx):
+            aio = self.aio if task is not None and task.is_async else None
+            if not (aio.process if aio is not None else pipeline.process)(ctx):
                 continue  # settled before running, or left for a redelivery
             done += 1
             if max_tasks and done >= max_tasks:
