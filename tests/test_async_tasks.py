@@ -309,3 +309,16 @@ def test_calling_an_async_task_returns_a_coroutine_run_in_the_app_context():
     assert asyncio.run(coro) == "direct!"  # no app context here: the task pushes one
     with app.app_context():
         assert asyncio.run(name_of_app("?")) == "direct?"
+
+
+def test_leases_of_coroutines_in_flight_are_renewed(aapp, start_worker, r):
+    """Coroutines that run past the visibility timeout, with a second worker waiting to
+    take over expired leases: none runs twice."""
+    env = {"TASKQ_VISIBILITY_TIMEOUT": "1.5"}
+    start_worker("-P", "solo", app=APP, env=env)
+    with aapp.app_context():
+        results = [sleeper.delay(f"r{i}", 4) for i in range(10)]
+        wait_until(lambda: r.hlen("aio:started") == 10, 15, message="10 coroutines started")
+        start_worker("-P", "solo", app=APP, env=env)
+        assert [res.get(timeout=30) for res in results] == [f"r{i}" for i in range(10)]
+    assert {int(n) for n in r.hvals("aio:attempts")} == {1}
