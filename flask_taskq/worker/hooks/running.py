@@ -1,7 +1,8 @@
 """What runs where: the consumer's guard notes the running task (for time limits,
 ``revoke(terminate=True)`` and the heartbeat) and, in an autoscaling prefork child, the
 slot's busy flag is raised while it runs. An ``async def`` task is noted under a key of its
-own (it runs on the event loop, :mod:`..aio`) and leaves the busy flag alone."""
+own (it runs on the event loop, :mod:`..aio`); the flag stays up while any coroutine
+runs."""
 
 from __future__ import annotations
 
@@ -24,17 +25,12 @@ class Running(Hook):
         assert ctx.delivery is not None
         options = ctx.options
         task = ctx.task
-        if task is not None and task.is_async:  # runs on the loop: no thread, no slot
-            self.guard.begin(
-                ctx.message,
-                ctx.delivery,
-                options.get("soft_time_limit"),
-                options.get("time_limit"),
-                coroutine_key(ctx),
-            )
-            return True
         self.guard.begin(
-            ctx.message, ctx.delivery, options.get("soft_time_limit"), options.get("time_limit")
+            ctx.message,
+            ctx.delivery,
+            options.get("soft_time_limit"),
+            options.get("time_limit"),
+            coroutine_key(ctx) if task is not None and task.is_async else None,
         )
         if self.busy is not None:
             self.busy[self.slot] = 1
@@ -42,9 +38,6 @@ class Running(Hook):
 
     def finish(self, ctx: Context) -> None:
         task = ctx.task
-        if task is not None and task.is_async:
-            self.guard.end(coroutine_key(ctx))
-            return
-        self.guard.end()
-        if self.busy is not None:
-            self.busy[self.slot] = 0
+        self.guard.end(coroutine_key(ctx) if task is not None and task.is_async else None)
+        if self.busy is not None:  # busy while a task or a coroutine still runs
+            self.busy[self.slot] = 1 if self.guard.running else 0
