@@ -37,6 +37,8 @@ DEFAULTS: dict[str, Any] = {
     "TASKQ_WORKER_CONCURRENCY": None,
     "TASKQ_WORKER_POOL": "prefork",
     "TASKQ_WORKER_PREFETCH": None,  # automatic: 64, more on a slow link (docs/worker.rst)
+    # Most ``async def`` tasks in flight at once per worker process (docs/async.rst).
+    "TASKQ_WORKER_ASYNC_CONCURRENCY": 100,
     "TASKQ_MAX_TASKS_PER_CHILD": None,
     "TASKQ_WORKER_SHUTDOWN_TIMEOUT": 30,
     "TASKQ_MAX_MESSAGE_BYTES": 1024 * 1024,

@@ -175,10 +175,10 @@ class Task:
         check_concurrency(name, fn, bind, options)
         if options.get("acks_late") is False:
             warnings.warn(f"task {name!r}: {ACKS_EARLY_UNSUPPORTED}", UserWarning, stacklevel=3)
-        if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+        if inspect.isasyncgenfunction(fn):
             raise TypeError(
-                f"task {name!r} is an async def function: async tasks are not "
-                "supported yet, declare it with def"
+                f"task {name!r} is an async generator: a task returns one value; "
+                "declare it with async def and return, or collect the items"
             )
         self.taskqueue = taskqueue
         #: The decorated function, as written.
@@ -189,6 +189,8 @@ class Task:
         self.run: Callable[..., Any] = types.MethodType(fn, self) if bind else fn
         self.name = name
         self.bind = bind
+        #: True for an ``async def`` task: workers run it on their event loop (docs/async).
+        self.is_async = inspect.iscoroutinefunction(fn)
         #: The options given to the decorator.
         self.own_options = options
         self.autoretry_for: tuple[type[BaseException], ...] = tuple(
@@ -258,6 +260,8 @@ class Task:
         if not has_app_context():
             app = self._only_app()
             if app is not None:
+                if self.is_async:  # the coroutine runs later: the context goes with it
+                    return _in_app_context(app, self.run(*args, **kwargs))
                 with app.app_context():
                     return self.run(*args, **kwargs)
         return self.run(*args, **kwargs)
@@ -428,6 +432,11 @@ class Task:
         .. versionadded:: 0.2
         """
         return self._taskqueue().send_many(self.name, calls, _task=self, **options)
+
+
+async def _in_app_context(app: Any, coro: Any) -> Any:
+    with app.app_context():
+        return await coro
 
 
 def set_request(request: Request | None) -> contextvars.Token[Request | None]:

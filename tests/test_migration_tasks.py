@@ -190,8 +190,9 @@ def test_mock_patch_by_module_path():
     assert migration_tasks.long_task.run.__self__ is migration_tasks.long_task
 
 
-def test_async_def_is_refused_when_it_is_decorated():
-    """Item 9: one line, at definition time, for every decorator."""
+def test_async_def_is_a_task_and_an_async_generator_is_refused():
+    """Item 9, then issue 20 item 1: ``async def`` functions are tasks (docs/async.rst);
+    an async generator is refused in one line, at definition time."""
     tq = TaskQueue()
 
     async def fetch(url):
@@ -200,13 +201,10 @@ def test_async_def_is_refused_when_it_is_decorated():
     async def stream():
         yield 1
 
-    expected = r"^task '.*fetch' is an async def function: async tasks are not supported"
-    with pytest.raises(TypeError, match=expected):
-        tq.task(fetch)
-    with pytest.raises(TypeError, match=expected):
-        shared_task(fetch)
-    with pytest.raises(TypeError, match=expected):
-        tq.periodic_task(60)(fetch)
-    with pytest.raises(TypeError, match="async def"):
+    assert tq.task(fetch).is_async
+    assert tq.task(name="other.fetch")(fetch).is_async
+    with pytest.raises(TypeError, match=r"^task '.*stream' is an async generator"):
         tq.task(bind=True)(stream)
-    assert not any(name.endswith(("fetch", "stream")) for name in tq.tasks)
+    with pytest.raises(TypeError, match="async generator"):
+        shared_task(stream)
+    assert not any(name.endswith("stream") for name in tq.tasks)

@@ -86,6 +86,12 @@ def _setup_logging(loglevel: str, logfile: str | None, name: str | None) -> None
     "--prefetch", type=click.IntRange(min=1), help="Most messages a worker process leases ahead."
 )
 @click.option(
+    "--async-concurrency",
+    type=click.IntRange(min=1),
+    help="Most async def tasks in flight at once per worker process "
+    "(default: TASKQ_WORKER_ASYNC_CONCURRENCY, 100).",
+)
+@click.option(
     "--max-tasks-per-child",
     type=click.IntRange(min=1),
     help="Replace a child process after this many tasks.",
@@ -146,6 +152,7 @@ def worker_command(
     loglevel: str,
     name: str | None,
     prefetch: int | None,
+    async_concurrency: int | None,
     max_tasks_per_child: int | None,
     max_memory_per_child: int | None,
     autoscale: tuple[int, int] | None,
@@ -186,6 +193,7 @@ def worker_command(
             autoscale=autoscale,
             max_memory_per_child=max_memory_per_child,
             logfile=logfile,
+            async_concurrency=async_concurrency,
         )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None

@@ -146,6 +146,11 @@ class Consumer:
         #: Called (keeper thread) when run-time rate limits appear or all go away; the
         #: pipeline re-plans then (its rate-limit hook is left out while none apply).
         self.on_overrides_changed: Callable[[], None] = _nothing
+        #: How many more ``async def`` tasks could start now (set by :mod:`.aio`).
+        self.async_room: Callable[[], int] = _none_free
+        #: True while the caller has more finished tasks to record at once (the async
+        #: settler): their acks and results then go out in one batch.
+        self.more_coming: Callable[[], bool] = _no
         self.identity: dict[str, object] = {}  # what the heartbeat says about the worker
         #: What the next heartbeat publishes; run times in ms are floats (Counter adds
         #: them as they are, though typeshed types its values as int).
@@ -278,11 +283,13 @@ class Consumer:
             if not self._done:
                 self._done_since = now
             self._done.append((delivery, task_id, data, status in states.READY_STATES, retry))
-            due = (
-                len(self._done) >= MAX_ACK_BATCH
-                or not self._buffer
-                or now - self._done_since >= MAX_ACK_DELAY
-                or (self._avg_runtime or 0.0) > MAX_ACK_DELAY / 10
+            due = len(self._done) >= MAX_ACK_BATCH or (
+                (
+                    not self._buffer
+                    or now - self._done_since >= MAX_ACK_DELAY
+                    or (self._avg_runtime or 0.0) > MAX_ACK_DELAY / 10
+                )
+                and not self.more_coming()
             )
             first_deferred = not due and len(self._done) == 1
         if due and (now < self._next_flush or self.slow_link):
@@ -536,7 +543,7 @@ class Consumer:
         by the measured runtime; one per idle thread until a task has been measured or
         when tasks are slow, so that no process holds unstarted work another could
         start now."""
-        idle = max(1, self.threads - len(self.guard.running))
+        idle = max(1, self.threads - self.guard.threads_busy() + self.async_room())
         avg = self._avg_runtime
         if avg is None or avg >= BATCH_WORK:
             return max(1, min(self.prefetch, idle))
@@ -792,6 +799,10 @@ class Consumer:
         for entry in self.guard.snapshot():
             if entry.interrupted:
                 continue
+            if entry.thread_id < 0:  # an async def task: cancelled, never the process killed
+                terminate = self.revocations.terminating(entry.message.id)
+                self.guard.police_coroutine(entry, now, terminate)
+                continue
             if self.revocations.terminating(entry.message.id):
                 logger.warning("Terminating task %s (revoked)", entry.message.id)
                 self.guard.interrupt(entry, TaskTerminated)
@@ -957,6 +968,14 @@ _KIND = {
 
 def _nothing() -> None:
     pass
+
+
+def _none_free() -> int:
+    return 0
+
+
+def _no() -> bool:
+    return False
 
 
 def _held(value: float) -> int:

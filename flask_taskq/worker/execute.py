@@ -13,6 +13,7 @@ from ..exceptions import NotRegistered, Reject, Retry
 from ..message import Message
 from ..result import exception_meta
 from ..task import autoretry_at
+from .aio import run_coroutine
 from .guard import TaskTerminated
 
 if TYPE_CHECKING:
@@ -93,6 +94,8 @@ class Executor:
         start = time.perf_counter()
         try:
             retval = task.run(*message.args, **message.kwargs)  # bound when bind=True
+            if task.is_async:  # eager mode: a worker hands coroutines to its loop (.aio)
+                retval = run_coroutine(retval)
         except Exception as exc:
             ctx.error = exc
             return self._finish(ctx, task, keep, time.perf_counter() - start, exc, None)
@@ -100,6 +103,21 @@ class Executor:
             return self.revoked(ctx, "terminated", terminated=True)
         ctx.retval = retval
         return self._finish(ctx, task, keep, time.perf_counter() - start, None, retval)
+
+    def conclude(
+        self, ctx: Context, runtime: float, error: BaseException | None, retval: Any
+    ) -> Outcome:
+        """The outcome of a run that ended elsewhere (an ``async def`` task on the event
+        loop, :mod:`.aio`), as :meth:`execute` would have described it."""
+        task = ctx.task
+        assert task is not None
+        if isinstance(error, TaskTerminated):
+            return self.revoked(ctx, "terminated", terminated=True)
+        if error is not None:
+            ctx.error = error
+        else:
+            ctx.retval = retval
+        return self._finish(ctx, task, self.keeps(ctx), runtime, error, retval)
 
     def _not_registered(self, message: Message) -> Outcome:
         exc = NotRegistered(

@@ -5,6 +5,11 @@ On the main thread (solo pool, prefork children) a signal interrupts even a bloc
 SIGALRM raises :class:`SoftTimeLimitExceeded`, SIGUSR1 raises :class:`TaskTerminated`. On
 other threads (threads pool) the exception is raised asynchronously and takes effect when the
 thread next runs Python code, so a blocking call finishes first.
+
+An ``async def`` task runs on the process's event loop (:mod:`.aio`), not on a thread of its
+own: it is noted under a key of its own (negative, never a thread id) with a
+:class:`Stoppable` handle, and interrupting it goes through the loop (the soft limit raises
+inside the coroutine; a hard limit or a termination cancels it), in every pool.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
+from typing import Protocol
 
 from ..broker import Delivery
-from ..exceptions import SoftTimeLimitExceeded
+from ..exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from ..message import Message
 
 
@@ -26,9 +32,16 @@ class TaskTerminated(BaseException):
     """Raised inside a task that ``revoke(terminate=True)`` stops."""
 
 
+class Stoppable(Protocol):
+    """What interrupts a coroutine running on the event loop (thread-safe)."""
+
+    def interrupt(self, exc_type: type[BaseException]) -> None:
+        """Raise ``exc_type`` in it (soft limit) or cancel it (hard limit, terminate)."""
+
+
 @dataclass(slots=True)
 class Running:
-    """A task running on one executor thread."""
+    """A task running on one executor thread (or, with :attr:`handle`, on the loop)."""
 
     message: Message
     delivery: Delivery
@@ -37,6 +50,8 @@ class Running:
     soft_deadline: float | None
     hard_deadline: float | None
     interrupted: bool = False
+    #: An ``async def`` task's handle (:attr:`thread_id` is then its negative key).
+    handle: Stoppable | None = None
 
 
 class Guard:
@@ -69,10 +84,12 @@ class Guard:
         delivery: Delivery,
         soft_limit: float | None,
         hard_limit: float | None,
+        key: int | None = None,
     ) -> None:
-        """Note that this thread starts ``message``."""
+        """Note that this thread starts ``message`` (with ``key``, a negative number: that a
+        coroutine starts it, see :meth:`attach`)."""
         now = time.monotonic()
-        tid = threading.get_ident()
+        tid = threading.get_ident() if key is None else key
         if soft_limit or hard_limit:
             entry = Running(
                 message,
@@ -89,12 +106,41 @@ class Guard:
             entry = Running(message, delivery, tid, now, None, None)
         self.running[tid] = entry  # one dict store: atomic under the GIL
 
-    def end(self) -> None:
-        """Note that this thread's task finished."""
+    def end(self, key: int | None = None) -> None:
+        """Note that this thread's task (with ``key``: that coroutine) finished."""
+        if key is not None:
+            self.running.pop(key, None)
+            return
         if self._alarm and threading.get_ident() == self._main:
             signal.setitimer(signal.ITIMER_REAL, 0)
             self._alarm = False
         self.running.pop(threading.get_ident(), None)
+
+    def attach(self, key: int, handle: Stoppable) -> None:
+        """Give the coroutine noted under ``key`` the handle that interrupts it."""
+        entry = self.running.get(key)
+        if entry is not None:
+            entry.handle = handle
+
+    def threads_busy(self) -> int:
+        """How many executor threads run a task (coroutines left out)."""
+        return sum(1 for key in list(self.running) if key >= 0)
+
+    def police_coroutine(self, entry: Running, now: float, terminate: bool) -> None:
+        """Interrupt a coroutine that is revoked with terminate (cancelled) or past its
+        hard (cancelled) or soft limit (SoftTimeLimitExceeded raised inside it)."""
+        handle = entry.handle
+        if handle is None or entry.interrupted:
+            return
+        if terminate:
+            entry.interrupted = True
+            handle.interrupt(TaskTerminated)
+        elif entry.hard_deadline is not None and now >= entry.hard_deadline:
+            entry.interrupted = True
+            handle.interrupt(TimeLimitExceeded)
+        elif entry.soft_deadline is not None and now >= entry.soft_deadline:
+            entry.soft_deadline = None  # once; the hard limit still applies
+            handle.interrupt(SoftTimeLimitExceeded)
 
     def snapshot(self) -> list[Running]:
         return list(self.running.values())
@@ -122,6 +168,10 @@ class Guard:
         times = []
         for e in self.snapshot():
             if e.interrupted:
+                continue
+            if e.thread_id < 0:  # a coroutine: both limits are the keeper's, in every pool
+                if e.handle is not None:
+                    times += [t for t in (e.soft_deadline, e.hard_deadline) if t is not None]
                 continue
             if e.soft_deadline is not None and not self.uses_signals(e):
                 times.append(e.soft_deadline)

@@ -33,6 +33,7 @@ from ..events import flush_all as flush_events
 from ..monitor import Monitor, rss_bytes
 from ..result import exception_meta
 from ..task import current_request
+from .aio import AsyncPool, async_pool
 from .autoscale import Autoscaler
 from .consumer import CONNECTION_ERRORS, REDIS_ERRORS, Consumer
 from .execute import Executor
@@ -40,6 +41,8 @@ from .hooks import Context, Pipeline, worker_pipeline
 from .queues import QueueSelection, is_glob, known_queues
 
 if TYPE_CHECKING:
+    from ..broker import Delivery
+    from ..message import Message
     from ..state import AppState
 
 logger = logging.getLogger("flask_taskq.worker")
@@ -167,6 +170,7 @@ class Worker:
         autoscale: tuple[int, int] | None = None,
         max_memory_per_child: int | None = None,
         logfile: str | None = None,
+        async_concurrency: int | None = None,
     ) -> None:
         self.app = app
         self.state: AppState = state or app.extensions["taskq"]
@@ -201,6 +205,12 @@ class Worker:
         self.name = expand_name(self.name_template)
         #: None: automatic (see ``Consumer``); the banner shows ``auto``.
         self.prefetch: int | None = prefetch or config["TASKQ_WORKER_PREFETCH"] or None
+        #: Most ``async def`` tasks in flight at once per consuming process.
+        self.async_concurrency = int(
+            async_concurrency or config["TASKQ_WORKER_ASYNC_CONCURRENCY"] or 100
+        )
+        if self.async_concurrency < 1:
+            raise ValueError("--async-concurrency must be at least 1")
         self.max_tasks_per_child = max_tasks_per_child or config["TASKQ_MAX_TASKS_PER_CHILD"]
         self.shutdown_timeout = float(
             shutdown_timeout
@@ -221,6 +231,8 @@ class Worker:
         self.logfile = logfile
         self.install_signals = install_signals
         self.consumer: Consumer | None = None
+        #: The event loop of this process's ``async def`` tasks (None without any).
+        self.aio: AsyncPool | None = None
         #: In a prefork child: the shared busy flags (one byte per slot) and its slot.
         self._busy: mmap.mmap | None = None
         self._slot = 0
@@ -255,9 +267,14 @@ class Worker:
         queues = ",".join(self.queues)
         if self.selection is not None:
             queues += f" (and new queues matching {','.join(self.selection.globs)})"
+        coroutines = (
+            f" async-concurrency={self.async_concurrency}"
+            if any(t.is_async for t in self.state.taskqueue.tasks.values())
+            else ""
+        )
         return (
             f"taskq worker {self.name}: pool={self.pool} concurrency={concurrency} "
-            f"queues={queues} prefetch={self.prefetch or 'auto'}"
+            f"queues={queues} prefetch={self.prefetch or 'auto'}{coroutines}"
         )
 
     def run(self) -> int:
@@ -304,7 +321,11 @@ class Worker:
         if not child:
             self._warn_about_hard_limits()
         self._ensure_groups(broker, consumer)
-        pipeline = worker_pipeline(state, consumer, Executor(state), self._busy, self._slot)
+        executor = Executor(state)
+        pipeline = worker_pipeline(state, consumer, executor, self._busy, self._slot)
+        self.aio = aio = async_pool(
+            state, consumer, pipeline, executor, self.async_concurrency, self._aio_fault
+        )
         consumer.start_keeper()
         if self.selection is not None:
             threading.Thread(
@@ -329,6 +350,9 @@ class Worker:
                 t.start()
             for t in pool:
                 t.join()
+        if aio is not None:
+            aio.drain()
+            aio.close()
         consumer.close()
         consumer.leave()
         self._finished.set()
@@ -428,7 +452,7 @@ class Worker:
         limited = sorted(
             t.name
             for t in self.state.taskqueue.tasks.values()
-            if t.options_for(self.state).get("time_limit")
+            if t.options_for(self.state).get("time_limit") and not t.is_async
         )
         if limited:
             logger.warning(
@@ -473,9 +497,19 @@ class Worker:
             if max_tasks:
                 max_tasks = max(1, max_tasks - (consumer.taken - taken))
 
-    def _fault(self, consumer: Consumer, exc: Exception) -> None:
-        """Settle the message whose handling raised ``exc`` (see :meth:`_loop`)."""
-        item = consumer.current()
+    def _aio_fault(self, ctx: Context, exc: Exception) -> None:
+        assert self.consumer is not None and ctx.delivery is not None
+        self._fault(self.consumer, exc, (ctx.delivery, ctx.message))
+
+    def _fault(
+        self,
+        consumer: Consumer,
+        exc: Exception,
+        item: tuple[Delivery, Message] | None = None,
+    ) -> None:
+        """Settle the message whose handling raised ``exc`` (see :meth:`_loop`); by
+        default the one this thread took."""
+        item = item or consumer.current()
         if item is None or not consumer.unsettled(item[0]):
             logger.error(
                 "Unexpected error after message %s was settled",
@@ -542,7 +576,9 @@ class Worker:
             delivery, message = item
             task = tasks.get(message.task)
             options = task.options_for(state) if task is not None else {}
-            if not pipeline.process(Context(message, delivery, task, options)):
+            ctx = Context(message, delivery, task, options)
+            aio = self.aio if task is not None and task.is_async else None
+            if not (aio.process if aio is not None else pipeline.process)(ctx):
                 continue  # settled before running, or left for a redelivery
             done += 1
             if max_tasks and done >= max_tasks:

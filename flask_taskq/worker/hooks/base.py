@@ -14,7 +14,9 @@ For one message:
    also decide the outcome without running the task (``ctx.outcome``, e.g. revoked):
    the later ``before`` hooks and the run are skipped, the ``after`` hooks run.
 2. ``execute(ctx)``: the task runs and its outcome is classified (success, failure,
-   retry, rejection).
+   retry, rejection). For an ``async def`` task the worker's ``execute`` hands the
+   coroutine to the event loop and returns None: :meth:`Pipeline.process` returns there,
+   and :meth:`Pipeline.resume` does steps 3 and 4 once the coroutine has ended.
 3. ``finish(ctx)`` of each hook whose ``before`` ran, in reverse order, even if the run
    raised (``finally``): popping the app context, ending time limits.
 4. ``after(ctx, outcome)`` of each hook, in order, with the outcome. A hook returns
@@ -61,6 +63,9 @@ class Context:
     #: Scratch space of the app-context hook (its context and request token).
     app_context: AppContext | None = None
     request_token: Any = None
+    #: A run handed off by ``execute`` (an ``async def`` task): the plan and how many
+    #: ``before`` hooks ran, for :meth:`Pipeline.resume`.
+    suspended: tuple[Plan, int] | None = None
 
 
 class Hook:
@@ -118,7 +123,7 @@ def reset_plans() -> None:
 class Pipeline:
     """Runs ``hooks`` in order around ``execute``."""
 
-    def __init__(self, hooks: Sequence[Hook], execute: Callable[[Context], Outcome]) -> None:
+    def __init__(self, hooks: Sequence[Hook], execute: Callable[[Context], Outcome | None]) -> None:
         self.hooks = tuple(hooks)
         self.execute = execute
         #: Plans by task name, one dict per message shape (:meth:`plan`).
@@ -183,6 +188,9 @@ class Pipeline:
                     break
             if ctx.outcome is None:
                 ctx.outcome = self.execute(ctx)
+                if ctx.outcome is None:  # handed off (async def): resume() ends it
+                    ctx.suspended, entered = (plan, entered), 0
+                    return True
         finally:
             for i in range(entered - 1, -1, -1):
                 done = finish[i]
@@ -190,6 +198,27 @@ class Pipeline:
                     done(ctx)
         outcome = ctx.outcome
         for after in plan.after:  # noqa: SIM110 - a plain loop: no generator per message
+            if not after(ctx, outcome):
+                return False
+        return True
+
+    def resume(self, ctx: Context, conclude: Callable[[Context], Outcome]) -> bool:
+        """End a run that ``execute`` handed off: ``conclude(ctx)`` gives its outcome,
+        then the ``finish`` and ``after`` steps run as in :meth:`process` (call it in the
+        contextvars context the ``before`` hooks ran in)."""
+        assert ctx.suspended is not None
+        plan, entered = ctx.suspended
+        ctx.suspended = None
+        finish = plan.finish
+        try:
+            ctx.outcome = conclude(ctx)
+        finally:
+            for i in range(entered - 1, -1, -1):
+                done = finish[i]
+                if done is not None:
+                    done(ctx)
+        outcome = ctx.outcome
+        for after in plan.after:  # noqa: SIM110 - as in process()
             if not after(ctx, outcome):
                 return False
         return True

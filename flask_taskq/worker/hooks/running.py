@@ -1,11 +1,14 @@
 """What runs where: the consumer's guard notes the running task (for time limits,
 ``revoke(terminate=True)`` and the heartbeat) and, in an autoscaling prefork child, the
-slot's busy flag is raised while it runs."""
+slot's busy flag is raised while it runs. An ``async def`` task is noted under a key of its
+own (it runs on the event loop, :mod:`..aio`); the flag stays up while any coroutine
+runs."""
 
 from __future__ import annotations
 
 import mmap
 
+from ..aio import coroutine_key
 from ..guard import Guard
 from .base import Context, Hook
 
@@ -21,14 +24,20 @@ class Running(Hook):
     def before(self, ctx: Context) -> bool:
         assert ctx.delivery is not None
         options = ctx.options
+        task = ctx.task
         self.guard.begin(
-            ctx.message, ctx.delivery, options.get("soft_time_limit"), options.get("time_limit")
+            ctx.message,
+            ctx.delivery,
+            options.get("soft_time_limit"),
+            options.get("time_limit"),
+            coroutine_key(ctx) if task is not None and task.is_async else None,
         )
         if self.busy is not None:
             self.busy[self.slot] = 1
         return True
 
     def finish(self, ctx: Context) -> None:
-        self.guard.end()
-        if self.busy is not None:
-            self.busy[self.slot] = 0
+        task = ctx.task
+        self.guard.end(coroutine_key(ctx) if task is not None and task.is_async else None)
+        if self.busy is not None:  # busy while a task or a coroutine still runs
+            self.busy[self.slot] = 1 if self.guard.running else 0
