@@ -65,6 +65,8 @@ DEFAULTS = {
     "so a None result is not written)",
 }
 BEGIN, END = "<!-- compare:begin -->", "<!-- compare:end -->"
+#: The section the former bench/rabbitmq.py wrote; its table is part of ours now.
+OLD_RABBITMQ = ("<!-- rabbitmq:begin -->", "<!-- rabbitmq:end -->")
 
 
 def log(*parts: object) -> None:
@@ -491,6 +493,15 @@ def replace_section(path: Path, begin: str, end: str, body: str, template: str) 
     path.write_text(f"{head}{begin}\n{body.strip()}\n{end}{tail}")
 
 
+def drop_section(path: Path, begin: str, end: str) -> None:
+    """Remove a generated section, its markers included, if the file has it."""
+    text = path.read_text()
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        tail = rest.split(end, 1)[1]
+        path.write_text(head.rstrip("\n") + "\n" + tail.lstrip("\n"))
+
+
 def draw_chart(figures: list[Figure], systems: list[str], path: Path) -> str:
     try:
         import matplotlib
@@ -830,6 +841,8 @@ def main() -> None:
         return
     doc = render_doc(rows, rabbit, figures, meta, systems, args, notes)
     replace_section(DOC, BEGIN, END, doc, DOC_TEMPLATE)
+    if rabbit:
+        drop_section(DOC, *OLD_RABBITMQ)
     note = draw_chart(figures, systems, CHART)
     log(
         f"wrote {DOC.relative_to(ROOT)}"
