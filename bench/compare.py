@@ -29,9 +29,11 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -52,6 +54,8 @@ PEERS = SYSTEMS[1:]
 #: The systems also measured with RabbitMQ as the broker; column "<system>@rabbitmq".
 AMQP_SYSTEMS = ("ours", "celery")
 CEILING = "ceiling"
+#: flask-taskq from another checkout (--baseline), for before/after in the same run.
+BASELINE = "baseline"
 #: What each system's default task options do with a no-op's result (the headline rows).
 DEFAULTS = {
     "ours": "result stored (TASKQ_TASK_IGNORE_RESULT is False; the backend defaults to the "
@@ -141,6 +145,24 @@ def hardware() -> dict[str, str]:
     }
 
 
+# --- baseline ------------------------------------------------------------------------------
+
+
+def baseline_tree(source: Path) -> Path:
+    """A temporary tree in which ``flask_taskq`` is the one of ``source`` (another
+    checkout, e.g. ``git archive main | tar -x -C DIR``) and ``bench`` a copy of this
+    one: the driver and its workers, started there with our interpreter, measure the
+    baseline's library with today's benchmark code. A copy, not a link, because the
+    driver puts the directory its file resolves to first on ``sys.path``."""
+    package = source / "flask_taskq"
+    if not (package / "__init__.py").exists():
+        raise SystemExit(f"--baseline: {source} has no flask_taskq/ package")
+    tree = Path(tempfile.mkdtemp(prefix="taskq-bench-baseline-"))
+    shutil.copytree(BENCH, tree / "bench", ignore=shutil.ignore_patterns(".venv*", "__pycache__"))
+    (tree / "flask_taskq").symlink_to(package.resolve(), target_is_directory=True)
+    return tree
+
+
 # --- placement ---------------------------------------------------------------------------
 
 
@@ -220,13 +242,15 @@ def run_driver(
     url: str,
     timeout: float,
     env_extra: dict[str, str] | None = None,
+    root: Path = ROOT,
 ) -> dict:
     """One run of bench.peers.driver (or, for ``system`` "ceiling", of
-    bench.peers.ceiling); its JSON line, or {"value": None, "error": ...}."""
+    bench.peers.ceiling) from the tree ``root``; its JSON line, or {"value": None,
+    "error": ...}."""
     env = {
         **os.environ,
         "BENCH_REDIS_URL": url,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
         **(env_extra or {}),
     }
     if system == CEILING:
@@ -234,7 +258,7 @@ def run_driver(
     else:
         argv = [str(python), "-m", "bench.peers.driver", system, measure, *extra]
     try:
-        proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, timeout=timeout)
+        proc = subprocess.run(argv, cwd=root, env=env, capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"value": None, "error": f"driver timed out ({timeout:.0f}s)"}
     lines = proc.stdout.decode(errors="replace").strip().splitlines()
@@ -405,6 +429,8 @@ def build_figures(args) -> tuple[list[Figure], list[Step]]:
 
 
 def name(column: str) -> str:
+    if column == BASELINE:
+        return "flask-taskq baseline"
     system, _, broker = column.partition("@")
     shown = {"ours": "flask-taskq", "celery": "Celery"}.get(system, system) if broker else system
     if not broker:
@@ -412,18 +438,21 @@ def name(column: str) -> str:
     return f"{shown} on {'RabbitMQ' if broker == 'rabbitmq' else broker}"
 
 
-def table_rows(figures: list[Figure], systems: list[str]) -> list[list[str]]:
-    """The Redis table: every system, the ceiling, ours / best peer, ours / ceiling."""
-    head = ["figure", *map(name, systems), "ceiling", "ours / best peer", "ours / ceiling"]
-    rows = [head]
+def table_rows(figures: list[Figure], systems: list[str], baseline: bool) -> list[list[str]]:
+    """The Redis table: every system, the ceiling, ours / best peer, ours / ceiling (and
+    with --baseline: the baseline's column and ours / baseline)."""
+    columns = [*systems[:1], BASELINE, *systems[1:]] if baseline else list(systems)
+    head = ["figure", *map(name, columns), "ceiling", "ours / best peer", "ours / ceiling"]
+    rows = [head + (["ours / baseline"] if baseline else [])]
     for fig in figures:
         rows.append(
             [
                 f"{fig.label} ({fig.unit})",
-                *[fig.cell(s) for s in systems],
+                *[fig.cell(s) for s in columns],
                 fig.cell(CEILING),
                 fig.ratio(),
                 fig.ceiling_ratio(),
+                *([fig.ratio("ours", (BASELINE,)).split("x")[0]] if baseline else []),
             ]
         )
     return rows
@@ -637,7 +666,10 @@ def render_doc(rows, rabbit_rows, figures, meta, systems, args, notes) -> str:
         + ".",
         "",
         "Versions: "
-        + ", ".join(f"{name(s)} {meta['versions'].get(s, '?')}" for s in systems)
+        + ", ".join(
+            f"{name(s)} {meta['versions'].get(s, '?')}"
+            for s in [*systems, *([BASELINE] if BASELINE in meta["versions"] else [])]
+        )
         + ".",
         "",
         markdown_table(rows),
@@ -675,6 +707,12 @@ def parse_args() -> argparse.Namespace:
         "--no-rabbitmq", action="store_true", help="skip the RabbitMQ columns of ours and Celery"
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout of flask-taskq (a directory with flask_taskq/), measured as "
+        "a column of its own beside ours, with today's bench code and our interpreter",
+    )
     parser.add_argument("--rate-lo", type=int, default=100)
     parser.add_argument("--rate-hi", type=int, default=2000)
     parser.add_argument("--seconds-lo", type=float, help="default 5 (--quick 2)")
@@ -719,6 +757,10 @@ def main() -> None:
     )
     amqp_why = vhost.unavailable() if amqp_columns else ""
 
+    roots: dict[str, Path] = {}
+    if args.baseline:
+        roots[BASELINE] = baseline_tree(args.baseline)
+        pythons[BASELINE] = Path(sys.executable)
     place = placement(not args.no_pin)
     figures, plan = build_figures(args)
     server, url = start_redis(cpus=[place["redis"]] if place else None)
@@ -742,6 +784,8 @@ def main() -> None:
             meta["versions"][s] = out.get("version", "?")
             if out.get("error"):
                 unavailable[s] = out["error"]
+        if args.baseline:
+            meta["versions"][BASELINE] = str(args.baseline)
         for column in amqp_columns:
             system = column.split("@")[0]
             if amqp_why:
@@ -770,6 +814,8 @@ def main() -> None:
                     fig.values[s] = [None]
 
         active = [s for s in systems if s not in unavailable]
+        if args.baseline:
+            active.insert(1 if "ours" in active else 0, BASELINE)
         active_amqp = [c for c in amqp_columns if c not in unavailable]
         slow: dict[tuple[str, float], float] = {}  # producer could not keep the rate
         timeout = 300 + args.n / 50
@@ -784,7 +830,9 @@ def main() -> None:
                     columns.append(CEILING)
                 k = run % len(columns) if columns else 0
                 for column in columns[k:] + columns[:k]:
-                    out, took = measure(column, step, pythons, url, pin, timeout, args.settle)
+                    out, took = measure(
+                        column, step, pythons, url, pin, timeout, args.settle, roots
+                    )
                     reason = out.get("na") or out.get("error", "")
                     if out.get("sent_rate"):
                         rate = float(step.extra[step.extra.index("--rate") + 1])
@@ -817,8 +865,10 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(10)
+        for tree in roots.values():
+            shutil.rmtree(tree, ignore_errors=True)
 
-    rows = table_rows(figures, systems)
+    rows = table_rows(figures, systems, bool(args.baseline))
     rabbit = amqp_rows(figures, systems) if amqp_columns else []
     notes = [
         f"the {name(s)} producer sent at only {got:,.0f}/s of {rate:,.0f}/s in a latency run"
@@ -868,10 +918,13 @@ def measure(
     pin: list[str],
     timeout: float,
     settle_for: float,
+    roots: dict[str, Path],
 ) -> tuple[dict, float]:
     """One run of one step for one column (a system on Redis, ``<system>@rabbitmq`` in
-    a private vhost, or the ceiling); (its JSON line, seconds taken)."""
+    a private vhost, the baseline, or the ceiling); (its JSON line, seconds taken)."""
     system, _, broker = column.partition("@")
+    if column == BASELINE:
+        system = "ours"
     if column == CEILING:
         argv = [*step.ceiling, *pin]
     else:
@@ -881,7 +934,15 @@ def measure(
     if broker != "rabbitmq":
         settle(longest=settle_for)
         started = time.monotonic()
-        out = run_driver(pythons[system], system, measure_name, extra, url, timeout + 120)
+        out = run_driver(
+            pythons[column if column == BASELINE else system],
+            system,
+            measure_name,
+            extra,
+            url,
+            timeout + 120,
+            root=roots.get(column, ROOT),
+        )
         return out, time.monotonic() - started
     try:
         with vhost.private_vhost() as amqp_url:
