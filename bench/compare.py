@@ -429,13 +429,14 @@ def build_figures(args) -> tuple[list[Figure], list[Step]]:
 
 
 def name(column: str) -> str:
+    """How a column is headed: "flask-taskq", "rq", "Celery on RabbitMQ", ..."""
     if column == BASELINE:
         return "flask-taskq baseline"
     system, _, broker = column.partition("@")
-    shown = {"ours": "flask-taskq", "celery": "Celery"}.get(system, system) if broker else system
     if not broker:
         return "flask-taskq" if system == "ours" else system
-    return f"{shown} on {'RabbitMQ' if broker == 'rabbitmq' else broker}"
+    shown = {"ours": "flask-taskq", "celery": "Celery"}.get(system, system)
+    return f"{shown} on {dict(rabbitmq='RabbitMQ', redis='Redis').get(broker, broker)}"
 
 
 def table_rows(figures: list[Figure], systems: list[str], baseline: bool) -> list[list[str]]:
@@ -465,7 +466,7 @@ def amqp_rows(figures: list[Figure], systems: list[str]) -> list[list[str]]:
     columns = [*redis_cols, *(f"{s}@rabbitmq" for s in redis_cols)]
     head = [
         "figure",
-        *(f"{name(c)} on Redis" if "@" not in c else name(c) for c in columns),
+        *(name(c if "@" in c else f"{c}@redis") for c in columns),
         "ours / Celery on RabbitMQ",
     ]
     rows = [head]
