@@ -807,12 +807,14 @@ def main() -> None:
             f"redis {meta['redis']} cpus={meta['hw']['cpus']} versions={meta['versions']}"
         )
         log(f"placement: {meta['placement']}")
+        amqp_figures = {id(fig) for step in plan if step.amqp for fig, _ in step.picks}
         for s, why in unavailable.items():
             if s in systems or s in amqp_columns:
                 log(f"  {s}: unavailable: {why}")
                 for fig in figures:
-                    fig.reasons[s] = why
-                    fig.values[s] = [None]
+                    if s in systems or id(fig) in amqp_figures:
+                        fig.reasons[s] = why
+                        fig.values[s] = [None]
 
         active = [s for s in systems if s not in unavailable]
         if args.baseline:
