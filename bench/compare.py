@@ -894,8 +894,8 @@ def main() -> None:
         return
     doc = render_doc(rows, rabbit, figures, meta, systems, args, notes)
     replace_section(DOC, BEGIN, END, doc, DOC_TEMPLATE)
-    if rabbit:
-        drop_section(DOC, *OLD_RABBITMQ)
+    if any(f.median(c) is not None for f in figures for c in amqp_columns):
+        drop_section(DOC, *OLD_RABBITMQ)  # superseded by the RabbitMQ table just written
     note = draw_chart(figures, systems, CHART)
     log(
         f"wrote {DOC.relative_to(ROOT)}"
