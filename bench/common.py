@@ -3,9 +3,11 @@ virtualenv: this module needs nothing but redis-py)."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
+from collections.abc import Callable, Collection
 
 import redis
 
@@ -28,10 +30,21 @@ def wait_for(condition, timeout: float, interval: float = 0.01):
     return None
 
 
-def start_redis(aof_dir: str | None = None) -> tuple[subprocess.Popen, str]:
+def pinned(cpus: Collection[int] | None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that binds the child (all its threads and children, which inherit
+    it) to ``cpus``; None when there is nothing to bind."""
+    if not cpus or not hasattr(os, "sched_setaffinity"):
+        return None
+    chosen = set(cpus)
+    return lambda: os.sched_setaffinity(0, chosen)
+
+
+def start_redis(
+    aof_dir: str | None = None, cpus: Collection[int] | None = None
+) -> tuple[subprocess.Popen, str]:
     """A private redis-server on a free loopback port (never 6379); returns the process
     and its URL. Persistence is off, or with ``aof_dir`` an append-only file there,
-    fsynced every second."""
+    fsynced every second. With ``cpus``, the server and all its threads run only there."""
     port = free_port()
     persistence = (
         ["--appendonly", "no"]
@@ -53,6 +66,7 @@ def start_redis(aof_dir: str | None = None) -> tuple[subprocess.Popen, str]:
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=pinned(cpus),
     )
     client = redis.Redis(port=port, socket_connect_timeout=0.5)
 

@@ -9,7 +9,9 @@ Runs bench/peers/driver.py (the same measurements as bench/compare.py) for ``our
 ``rabbitmqctl``) as the broker and the Redis for the rest (our store, Celery's result
 backend). flask-taskq on RabbitMQ is measured twice, with classic queues and with quorum
 queues (``TASKQ_AMQP_QUEUE_TYPE``), in the same run. Writes the table to
-docs/performance.md between the rabbitmq marker comments.
+docs/performance.md between the rabbitmq marker comments. bench/compare.py has the
+RabbitMQ rows of the main comparison (classic queues); this script is the one that sets
+classic against quorum queues.
 """
 
 from __future__ import annotations

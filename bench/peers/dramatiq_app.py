@@ -2,7 +2,9 @@
 default 8 worker threads).
 
 RedisBroker with its default middleware, plus the Results middleware (Redis backend) so
-that ``noop_result`` can store its result (``store_results=True``); the others store none.
+that ``noop_result`` can store its result (``store_results=True``). An actor's default is
+``store_results=False``, so ``noop`` and ``stamp`` (default options) store nothing, and
+``noop_ignored`` is the same actor under another name.
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ dramatiq.set_broker(broker)
 
 @dramatiq.actor
 def noop() -> None:
+    counting.count()
+
+
+@dramatiq.actor(store_results=False)
+def noop_ignored() -> None:
     counting.count()
 
 

@@ -13,10 +13,21 @@ MEASURE is one of
             calls); ``null`` with a reason when it has none.
   drain     N tasks enqueued (bulk API if any, else single calls; untimed), then P worker
             processes started: N / (last completion - first completion), counted by
-            bench.peers.counting. ``--results`` uses the task that stores its result.
-            Also the workers' total RSS after the drain.
+            bench.peers.counting. ``--task`` picks the task: ``default`` (``noop``, the
+            system's default options), ``ignored`` (``noop_ignored``, no result kept) or
+            ``stored`` (``noop_result``, its ``None`` result stored). Also the workers'
+            total RSS after the drain.
   latency   One idle worker; a producer sends ``stamp(time.time())`` at RATE/s for SECONDS;
             p50/p99 nearest-rank of the start latencies.
+  memory    One worker started on an empty Redis: its RSS once settled, before any task
+            (the value). Then, after one warm-up ``noop_result`` ran (queue structures,
+            scripts), with no worker: Redis memory per queued task over N ``noop_result``
+            sent, and per stored result once one worker ran them all and stopped.
+
+Placement (``--producer-cpu``, ``--side-cpu``, ``--worker-cpus``): this process sends from
+the producer CPU while no worker runs, moves to the side CPU before it starts workers (so
+that it never shares a CPU with one), and worker process i runs on
+``worker_cpus[i % len]``, with all its threads and children.
 """
 
 from __future__ import annotations
@@ -37,9 +48,10 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import wait_for  # noqa: E402
+from bench.common import pinned, wait_for  # noqa: E402
 
 SYSTEMS = ("ours", "celery", "rq", "dramatiq", "huey")
+TASKS = {"default": "noop", "ignored": "noop_ignored", "stored": "noop_result"}
 MODULES = {
     "ours": "bench.peers.taskq_app",
     "celery": "bench.peers.celery_app",
@@ -110,10 +122,23 @@ def worker_argv(system: str, index: int, url: str) -> list[str]:
     raise ValueError(system)
 
 
-class Workers:
-    """P worker processes, each in its own session; output to a log file."""
+def cpus_arg(text: str) -> list[int]:
+    return [int(c) for c in text.split(",") if c.strip()]
 
-    def __init__(self, system: str, procs: int, url: str, logdir: Path) -> None:
+
+def place(cpu: int | None) -> None:
+    """Move this process to ``cpu`` (no-op without one)."""
+    if cpu is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {cpu})
+
+
+class Workers:
+    """P worker processes, each in its own session; output to a log file. Worker ``i``
+    runs on ``cpus[i % len(cpus)]`` when ``cpus`` is given."""
+
+    def __init__(
+        self, system: str, procs: int, url: str, logdir: Path, cpus: list[int] | None = None
+    ) -> None:
         self.procs, self.logs = [], []
         env = {
             **os.environ,
@@ -131,6 +156,7 @@ class Workers:
                     stdout=handle,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
+                    preexec_fn=pinned([cpus[i % len(cpus)]] if cpus else None),
                 )
             )
 
@@ -220,12 +246,87 @@ def fill(mod, task, n: int) -> None:
                 mod.send_one(task)
 
 
+def used_memory(r) -> int:
+    """Redis memory in use, without the clients' buffers (which come and go with the
+    producer's pipelines, not with what is stored)."""
+    info = r.info("memory")
+    return int(info["used_memory"]) - int(info.get("mem_clients_normal", 0))
+
+
+def settled_rss(workers: Workers, longest: float = 30.0) -> float | None:
+    """RSS (KiB) of the workers once it stayed within 1% for 2 s, at least 3 s after the
+    start; None if a worker exited."""
+    start, samples = time.monotonic(), []
+    while time.monotonic() - start < longest:
+        if not workers.alive():
+            return None
+        samples = [*samples[-9:], workers.rss_kib()]
+        if (
+            time.monotonic() - start >= 3.0
+            and len(samples) == 10
+            and max(samples) - min(samples) <= 0.01 * max(samples)
+        ):
+            break
+        time.sleep(0.2)
+    return samples[-1] if samples else None
+
+
+def measure_memory(system: str, mod, r, url: str, args) -> dict:
+    from bench.peers import counting
+
+    task = mod.noop_result
+
+    def ran(total: int, workers: Workers):
+        def check():
+            if not workers.alive():
+                return "exited"
+            return sum(row[0] for row in counting.read(r)) >= total
+
+        return wait_for(check, args.timeout, 0.02)
+
+    place(args.side_cpu)
+    workers = Workers(system, 1, url, args.logdir, args.worker_cpus)
+    try:
+        idle = settled_rss(workers)
+        if idle is None:
+            return {"value": None, "error": "the worker exited", "log": workers.tail()}
+        with mod.context():
+            mod.send_one(task)
+        if ran(1, workers) is not True:
+            return {"value": None, "error": "the warm-up task never ran", "log": workers.tail()}
+    finally:
+        workers.stop()
+    time.sleep(0.3)
+    before = used_memory(r)
+    place(args.producer_cpu)
+    fill(mod, task, args.n)
+    time.sleep(0.3)
+    queued = used_memory(r)
+    place(args.side_cpu)
+    workers = Workers(system, 1, url, args.logdir, args.worker_cpus)
+    try:
+        if ran(args.n + 1, workers) is not True:
+            got = sum(row[0] for row in counting.read(r))
+            return {"value": None, "error": f"{got} of {args.n + 1} ran", "log": workers.tail()}
+    finally:
+        workers.stop()
+    time.sleep(0.3)
+    stored = used_memory(r)
+    return {
+        "value": idle / 1024,
+        "unit": "MiB",
+        "queued_bytes": (queued - before) / args.n,
+        "result_bytes": (stored - before) / args.n,
+    }
+
+
 def measure_drain(system: str, mod, r, url: str, args) -> dict:
     from bench.peers import counting
 
-    task = mod.noop_result if args.results else mod.noop
+    task = getattr(mod, TASKS[args.task])
     fill(mod, task, args.n)
-    workers = Workers(system, args.procs, url, args.logdir)
+    place(args.side_cpu)
+    workers = Workers(system, args.procs, url, args.logdir, args.worker_cpus)
     try:
 
         def done():
@@ -262,7 +363,8 @@ def measure_drain(system: str, mod, r, url: str, args) -> dict:
 def measure_latency(system: str, mod, r, url: str, args) -> dict:
     from bench.peers import counting
 
-    workers = Workers(system, 1, url, args.logdir)
+    place(args.side_cpu)
+    workers = Workers(system, 1, url, args.logdir, args.worker_cpus)
     try:
         with mod.context():
             mod.send_one(mod.stamp, time.time())  # warm-up; also waits for the worker
@@ -311,10 +413,16 @@ def versions(system: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("system", choices=SYSTEMS)
-    parser.add_argument("measure", choices=("enqueue", "bulk", "drain", "latency", "version"))
+    parser.add_argument(
+        "measure", choices=("enqueue", "bulk", "drain", "latency", "memory", "version")
+    )
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--procs", type=int, default=1)
-    parser.add_argument("--results", action="store_true")
+    parser.add_argument("--task", choices=tuple(TASKS), default="default")
+    parser.add_argument("--results", action="store_true", help="the same as --task stored")
+    parser.add_argument("--producer-cpu", type=int, help="CPU of this process while sending")
+    parser.add_argument("--side-cpu", type=int, help="CPU of this process while workers run")
+    parser.add_argument("--worker-cpus", type=cpus_arg, help="CPUs of the workers, e.g. 1,0")
     parser.add_argument("--rate", type=float, default=100)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument(
@@ -332,6 +440,10 @@ def main() -> None:
     parser.add_argument("--logdir", type=Path, default=Path("/tmp"))
     args = parser.parse_args()
     args.target_total = args.target or args.n
+    if args.results:
+        args.task = "stored"
+    if args.measure == "memory":
+        args.task = "stored"
 
     out = {"system": args.system, "measure": args.measure}
     if args.measure == "version":  # also checks that the adapter imports
@@ -345,7 +457,8 @@ def main() -> None:
     url = os.environ["BENCH_REDIS_URL"]
     os.environ["BENCH_PROCS"] = str(args.procs)
     os.environ["BENCH_TARGET"] = str(args.target)
-    os.environ["BENCH_RESULTS"] = "1" if args.results else "0"
+    os.environ["BENCH_TASK"] = args.task
+    place(args.producer_cpu)
     import redis
 
     r = redis.Redis.from_url(url)
@@ -361,6 +474,8 @@ def main() -> None:
             out.update(measure_bulk(mod, args.n))
         elif args.measure == "drain":
             out.update(measure_drain(args.system, mod, r, url, args))
+        elif args.measure == "memory":
+            out.update(measure_memory(args.system, mod, r, url, args))
         else:
             out.update(measure_latency(args.system, mod, r, url, args))
     except Exception as exc:  # fail soft: the orchestrator prints the reason

@@ -1,8 +1,10 @@
 """Huey adapter: ``huey_consumer bench.peers.huey_app.huey -w 1 -k thread -q``.
 
-RedisHuey (blocking BRPOP, the default). Huey keeps results per instance, not per task:
-with BENCH_RESULTS=1 the instance stores results, including ``None`` (``store_none``), so
-that ``noop_result`` stores one; otherwise ``results=False``.
+RedisHuey (blocking BRPOP, the default). Huey keeps results per instance, not per task,
+so the driver says which task a run uses (BENCH_TASK): ``default`` keeps Huey's defaults,
+``results=True, store_none=False`` (a task's result is stored unless it is ``None``: a
+no-op stores nothing); ``stored`` adds ``store_none=True`` so that ``noop_result`` stores
+its ``None``; ``ignored`` is ``results=False``.
 """
 
 from __future__ import annotations
@@ -13,12 +15,19 @@ from huey import RedisHuey
 
 from bench.peers import counting
 
-_results = os.environ.get("BENCH_RESULTS") == "1"
-huey = RedisHuey("bench", url=counting.URL, results=_results, store_none=_results)
+_task = os.environ.get("BENCH_TASK", "default")
+huey = RedisHuey(
+    "bench", url=counting.URL, results=_task != "ignored", store_none=_task == "stored"
+)
 
 
 @huey.task()
 def noop() -> None:
+    counting.count()
+
+
+@huey.task()
+def noop_ignored() -> None:
     counting.count()
 
 

@@ -1,7 +1,9 @@
 """flask-taskq adapter: ``flask --app bench.peers.taskq_app:create_app taskq worker -P solo``.
 
 Its own app and TaskQueue (bench/app.py belongs to bench/throughput.py), on the private
-Redis (BENCH_REDIS_URL), with the default key prefix and settings.
+Redis (BENCH_REDIS_URL), with the default key prefix and settings. ``noop`` and ``stamp``
+have the default task options: their result (``None``) is stored in the result backend,
+which is the broker's Redis by default (``TASKQ_TASK_IGNORE_RESULT`` is False).
 """
 
 from __future__ import annotations
@@ -20,17 +22,22 @@ tq = TaskQueue()
 _app: Flask | None = None
 
 
-@tq.task(ignore_result=True)
+@tq.task
 def noop() -> None:
     counting.count()
 
 
-@tq.task
+@tq.task(ignore_result=True)
+def noop_ignored() -> None:
+    counting.count()
+
+
+@tq.task(ignore_result=False)
 def noop_result() -> None:
     counting.count()
 
 
-@tq.task(ignore_result=True)
+@tq.task
 def stamp(sent: float) -> None:
     counting.stamp(sent)
 

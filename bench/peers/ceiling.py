@@ -1,0 +1,193 @@
+"""The ceiling: raw redis-py loops doing the least a Redis Streams queue must do.
+
+    <python> -m bench.peers.ceiling MEASURE [--n N] [--task default|ignored|stored] ...
+
+Run by bench/compare.py beside the systems' drivers, on the same private Redis
+(BENCH_REDIS_URL, flushed before and after) and with the same CPU placement, and prints
+one JSON line as bench.peers.driver does. No queue library: one ``redis.Connection``
+kept open, commands packed by redis-py and replies parsed by hiredis, and a fixed JSON
+body of the size of a flask-taskq envelope (about 200 bytes) in a field ``m``.
+
+MEASURE is one of
+  enqueue   N single ``XADD`` round trips after 200 warm-up ones: N / loop time.
+  bulk      N ``XADD``s pipelined 1,000 per round trip (as ``delay_many``): N / time.
+  drain     N entries added (untimed) to a stream with a consumer group; then a loop of
+            ``XREADGROUP COUNT 64``, ``json.loads`` of every body, and one pipelined
+            ``XACK`` + ``XDEL`` of the batch: N / (time of the last ack reply - time of
+            the first read reply). ``--task stored`` adds a ``SET <id> <result> EX 86400``
+            per task to the ack pipeline (what storing a result needs at least).
+  memory    Redis memory per queued entry (N ``XADD`` after one) and per stored result
+            (N ``SET ... EX`` of a 60-byte JSON value under a 40-byte key).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import redis  # noqa: E402
+
+from bench.peers.driver import cpus_arg, place, used_memory  # noqa: E402
+
+STREAM, GROUP, CONSUMER = "ceiling:stream", "workers", "c1"
+CHUNK, BATCH = 1000, 64
+BODY = json.dumps(
+    {
+        "v": 1,
+        "id": "b5902e9c-18d4-4d56-9e6a-4d0c7e60dfb4",
+        "task": "bench.peers.taskq_app.noop",
+        "args": [],
+        "kwargs": {},
+        "queue": "default",
+        "priority": 5,
+        "eta": None,
+        "expires": None,
+        "retries": 0,
+        "headers": {},
+        "sent": 1796523465.0387528,
+    },
+    separators=(",", ":"),
+).encode()
+RESULT = b'{"status":"SUCCESS","result":null,"date_done":1796523465.04}'
+
+
+def connection(url: str) -> redis.Connection:
+    pool = redis.ConnectionPool.from_url(url)
+    conn = pool.make_connection()
+    conn.connect()
+    return conn
+
+
+def xadd(conn: redis.Connection) -> None:
+    conn.send_packed_command(conn.pack_command("XADD", STREAM, "*", "m", BODY), False)
+    conn.read_response()
+
+
+def xadd_many(conn: redis.Connection, n: int) -> None:
+    for i in range(0, n, CHUNK):
+        k = min(CHUNK, n - i)
+        conn.send_packed_command(conn.pack_commands([("XADD", STREAM, "*", "m", BODY)] * k), False)
+        for _ in range(k):
+            conn.read_response()
+
+
+def measure_enqueue(conn: redis.Connection, n: int) -> dict:
+    for _ in range(200):
+        xadd(conn)
+    start = time.perf_counter()
+    for _ in range(n):
+        xadd(conn)
+    return {"value": n / (time.perf_counter() - start), "unit": "/s"}
+
+
+def measure_bulk(conn: redis.Connection, n: int) -> dict:
+    for _ in range(200):
+        xadd(conn)
+    start = time.perf_counter()
+    xadd_many(conn, n)
+    return {"value": n / (time.perf_counter() - start), "unit": "/s"}
+
+
+def measure_drain(conn: redis.Connection, n: int, store: bool, cpu: int | None) -> dict:
+    xadd_many(conn, n)
+    conn.send_command("XGROUP", "CREATE", STREAM, GROUP, "0")
+    conn.read_response()
+    place(cpu)
+    read = conn.pack_command(
+        "XREADGROUP", "GROUP", GROUP, CONSUMER, "COUNT", BATCH, "STREAMS", STREAM, ">"
+    )
+    done, first = 0, 0.0
+    while done < n:
+        conn.send_packed_command(read, False)
+        reply = conn.read_response()
+        if not reply:
+            return {"value": None, "error": f"the stream ran dry after {done} of {n}"}
+        if not first:
+            first = time.perf_counter()
+        # RESP3 (redis-py 8's default) answers {stream: entries}, RESP2 [[stream, entries]].
+        entries = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]
+        ids = []
+        commands: list[tuple] = []
+        for entry_id, fields in entries:  # fields: [b"m", body] (no response callbacks)
+            json.loads(fields[1])
+            ids.append(entry_id)
+            if store:  # the body's id is the same in every entry: key by entry id
+                commands.append(("SET", b"r:" + entry_id, RESULT, "EX", 86400))
+        commands.append(("XACK", STREAM, GROUP, *ids))
+        commands.append(("XDEL", STREAM, *ids))
+        conn.send_packed_command(conn.pack_commands(commands), False)
+        for _ in commands:
+            conn.read_response()
+        done += len(entries)
+    return {"value": n / (time.perf_counter() - first), "unit": "/s"}
+
+
+def measure_memory(conn: redis.Connection, r: redis.Redis, n: int) -> dict:
+    xadd(conn)
+    time.sleep(0.2)
+    before = used_memory(r)
+    xadd_many(conn, n)
+    time.sleep(0.2)
+    queued = used_memory(r)
+    for i in range(0, n, CHUNK):
+        keys = [f"r:{os.urandom(16).hex()}{j:04d}" for j in range(min(CHUNK, n - i))]
+        conn.send_packed_command(
+            conn.pack_commands([("SET", key, RESULT, "EX", 86400) for key in keys]), False
+        )
+        for _ in keys:
+            conn.read_response()
+    time.sleep(0.2)
+    stored = used_memory(r)
+    return {
+        "value": None,
+        "queued_bytes": (queued - before) / n,
+        "result_bytes": (stored - queued) / n,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("measure", choices=("enqueue", "bulk", "drain", "memory"))
+    parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument("--task", choices=("default", "ignored", "stored"), default="ignored")
+    parser.add_argument("--producer-cpu", type=int)
+    parser.add_argument("--side-cpu", type=int)
+    parser.add_argument("--worker-cpus", type=cpus_arg)
+    parser.add_argument("--timeout", type=float, default=300)
+    args = parser.parse_args()
+    url = os.environ["BENCH_REDIS_URL"]
+    r = redis.Redis.from_url(url)
+    r.flushdb()
+    place(args.producer_cpu)
+    out: dict = {"system": "ceiling", "measure": args.measure}
+    conn = connection(url)
+    try:
+        if args.measure == "enqueue":
+            out.update(measure_enqueue(conn, args.n))
+        elif args.measure == "bulk":
+            out.update(measure_bulk(conn, args.n))
+        elif args.measure == "drain":
+            cpu = args.worker_cpus[0] if args.worker_cpus else None
+            out.update(measure_drain(conn, args.n, args.task == "stored", cpu))
+        else:
+            out.update(measure_memory(conn, r, args.n))
+    except Exception as exc:  # fail soft, as the driver does
+        out.update(value=None, error=f"{type(exc).__name__}: {exc}")
+    finally:
+        conn.disconnect()
+        with contextlib.suppress(Exception):
+            r.flushdb()
+    print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()
