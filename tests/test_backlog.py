@@ -19,11 +19,12 @@ import pytest
 from flask import Flask
 
 from flask_taskq.metrics import exposition
+from tests.amqp_fixtures import rabbit_problem
 from tests.apps import backlog_app
 from tests.apps.backlog_app import PASSWORD, USER, add, create_app, hold
 from tests.cluster_fixtures import cluster_url, redis_cluster  # noqa: F401
 from tests.conftest import Transport, WorkerProcess, wait_until
-from tests.test_amqp import _rabbit_up, amqp_env, vhost  # noqa: F401
+from tests.test_amqp import amqp_env, vhost  # noqa: F401
 
 APP = "tests.apps.backlog_app:create_app"
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
@@ -155,8 +156,8 @@ def test_on_rabbitmq_reserved_comes_from_the_heartbeats(
 ) -> None:
     """RabbitMQ pushes messages to a consumer up to its prefetch (they are unacked, so
     reserved): the split between ready and reserved depends on it, the sum does not."""
-    if _rabbit_up() is not None:
-        pytest.skip(str(_rabbit_up()))
+    if rabbit_problem() is not None:
+        pytest.skip(str(rabbit_problem()))
     start_worker("-P", "threads", "-c", "4", app=APP, env=amqp_env)
     app = create_app()
     try:
