@@ -2,8 +2,8 @@
 
 Braces are part of the names: they are Redis Cluster hash tags, so that the keys one Lua
 script touches together share a slot. A queue's keys (streams, delayed set, dead letters,
-start counters, chord-fired marks) carry ``{<queue>}``; a result and its done list
-``{<task id>}``; chord results, a saved group and a workflow's keys their own id; a
+start counters, chord-fired marks) carry ``{<queue>}``; a result, its waiting mark and done
+list ``{<task id>}``; chord results, a saved group and a workflow's keys their own id; a
 rate-limit bucket ``{<task>}``; the beat keys ``{beat}``; the recent failures
 ``{failures}``. ``queues``, ``ratelimits``, ``revoked``, ``unique``, the heartbeats,
 ``stats``, ``paused`` and ``workflows`` have none, each command touching one of them. On
@@ -53,8 +53,14 @@ class Keys:
         return f"{self.prefix}:result:{{{task_id}}}"
 
     def done(self, task_id: str) -> str:
-        """List that receives one element when a task reaches a ready state."""
+        """List that receives one element when a task reaches a ready state while
+        someone waits for it (see :meth:`waiting`)."""
         return f"{self.prefix}:result:{{{task_id}}}:done"
+
+    def waiting(self, task_id: str) -> str:
+        """String set by a caller of ``AsyncResult.get()`` before it blocks (expires a
+        little after its block): the worker pushes the done list only when it exists."""
+        return f"{self.prefix}:result:{{{task_id}}}:waiting"
 
     def seen(self, task_id: str) -> str:
         """String ``<attempt> <stream> <entry id>``: where the latest attempt of a task

@@ -49,6 +49,7 @@ TASK_OPTIONS = frozenset(
         "acks_late",
         "unique",
         "unique_for",
+        "track_started",
     }
 )
 

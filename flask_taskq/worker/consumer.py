@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, cast
 from .. import broker as transport
 from .. import signals, states
 from ..backend import ResultBackend
+from ..backend.base import STARTED
 from ..broker import Broker, Delivery
 from ..broker.memory import ANY_QUEUE
 from ..exceptions import (
@@ -142,7 +143,11 @@ class Consumer:
         # ready?, next attempt (body, due) or None)
         self._done: list[tuple[Delivery, str, bytes | None, bool, tuple[bytes, float] | None]] = []
         self._done_since = 0.0
+        #: STARTED states not written yet: task id -> (task name, unix start time). A task
+        #: that finishes before the next batch leaves it, so only its final state goes.
+        self._started: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()  # batches reach Redis in the order they were made
         self._fetch_lock = threading.Lock()
         self._avg_runtime: float | None = None  # None until a task has been measured
         self._settling: set[tuple[str, int, str]] = set()  # being acked/moved in Redis
@@ -228,6 +233,8 @@ class Consumer:
         self._measure(runtime)
         now = time.monotonic()
         with self._lock:
+            if self._started:
+                self._started.pop(task_id, None)
             if task_name:
                 kind = _KIND.get(status)
                 if kind:
@@ -239,7 +246,7 @@ class Consumer:
                     self.counters[
                         failure_key(delivery.queue, task_name, task_id, delivery.body)
                     ] = _held(time.time())
-            if not self._done:
+            if not self._done and not self._started:
                 self._done_since = now
             self._done.append((delivery, task_id, data, status in states.READY_STATES, retry))
             due = (
@@ -255,6 +262,37 @@ class Consumer:
             self.flush_quietly()
         elif first_deferred:
             self._wake.set()  # the keeper flushes it if the next task runs long
+
+    def note_started(self, task_id: str, task_name: str) -> None:
+        """Note that a task started running: its STARTED state goes out with the next
+        batch (within :data:`MAX_ACK_DELAY`), unless the task finishes first; then only
+        its final state is written."""
+        with self._lock:
+            first = not self._done and not self._started
+            if first:
+                self._done_since = time.monotonic()
+            self._started[task_id] = (task_name, time.time())
+        if first:
+            self._wake.set()  # the keeper writes it if the task runs that long
+
+    def _started_docs(self, started: dict[str, tuple[str, float]]) -> list[tuple[str, bytes, int]]:
+        worker = self.identity.get("worker") or self.name
+        pid = os.getpid()
+        dumps = self.serializer.dumps
+        return [
+            (
+                task_id,
+                dumps(
+                    {
+                        "status": states.STARTED,
+                        "task": task,
+                        "result": {"hostname": worker, "pid": pid, "started": at},
+                    }
+                ),
+                STARTED,
+            )
+            for task_id, (task, at) in started.items()
+        ]
 
     def _measure(self, runtime: float) -> None:
         """Fold a task's runtime into the estimate that sizes fetched batches. It follows a
@@ -366,6 +404,9 @@ class Consumer:
     ) -> None:
         """Move a message that cannot be run to the dead-letter store."""
         logger.error("Dead-lettering message %s of task %s: %s", task_id, task, reason)
+        if self._started:
+            with self._lock:
+                self._started.pop(task_id, None)
         if signals.task_rejected.receivers:
             signals.send_safely(
                 signals.task_rejected, task, task_id=task_id, reason=reason, queue=delivery.queue
@@ -434,16 +475,22 @@ class Consumer:
 
     # -- batching --------------------------------------------------------------------------
     def flush(self) -> bool:
-        """Write pending results, then acknowledge their messages; False if there were
-        none."""
+        """Write pending states and results, then acknowledge their messages; False if
+        there were none."""
+        with self._flush_lock:
+            return self._flush()
+
+    def _flush(self) -> bool:
         with self._lock:
             batch, self._done = self._done, []
+            started, self._started = self._started, {}
             keys = {self._key(d) for d, *_ in batch}
             self._settling |= keys
-        if not batch:
+        if not batch and not started:
             return False
         try:
-            results = [
+            results: list[tuple[str, bytes, int]] = self._started_docs(started) if started else []
+            results += [
                 (task_id, data, ready) for _, task_id, data, ready, _ in batch if data is not None
             ]
             if results and self.backend is not None:
@@ -456,6 +503,7 @@ class Consumer:
         except BaseException:
             with self._lock:
                 self._done = batch + self._done
+                self._started = {**started, **self._started}
                 self._settling -= keys
             raise
         with self._lock:
@@ -598,7 +646,7 @@ class Consumer:
         while not self._closed.is_set():
             now = time.monotonic()
             timeout = min(next_renew, next_sync, next_beat) - now
-            if self._done:
+            if self._done or self._started:
                 flush_at = max(self._done_since + MAX_ACK_DELAY, self._next_flush)
                 timeout = min(timeout, flush_at - now)
             deadline = self.guard.next_deadline(hard=self.hard_limits)
@@ -612,7 +660,7 @@ class Consumer:
                     self.return_buffered_quietly()
                 now = time.monotonic()
                 if (
-                    self._done
+                    (self._done or self._started)
                     and now - self._done_since >= MAX_ACK_DELAY
                     and now >= self._next_flush
                 ):

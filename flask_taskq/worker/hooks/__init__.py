@@ -9,6 +9,7 @@ The worker's order (a message goes top to bottom)::
              replay.ReplayGuard    refuse a replayed signed message (signing only)
              running.Running       time limits, terminate, busy flag (finish: disarm)
              revocation.Revocation revoked or expired: REVOKED, not run
+             started.Started       STARTED, written with the next batch (track_started)
              appcontext.AppContext app context and request (finish: pop)
              signals.RunSignals    task_prerun (finish: task_postrun)
     execute  Executor.execute      run; classify (success, failure, retry, reject)
@@ -37,6 +38,7 @@ from .results import EagerResults, Resubmit, Settle
 from .revocation import Revocation
 from .running import Running
 from .signals import Received, RunSignals
+from .started import Started
 from .unique import ReleaseUnique
 from .workflow import Workflow
 
@@ -64,6 +66,7 @@ def worker_pipeline(
         ReplayGuard(consumer),
         Running(consumer.guard, busy, slot),
         Revocation(executor, consumer.revocations.ids),
+        Started(consumer),
         AppContext(state.app),
         RunSignals(),
         Workflow(state, consumer.stopping),
