@@ -165,6 +165,12 @@ class Keys:
         is complete when it holds as many fields as the chord has members."""
         return f"{self.prefix}:chord:{{{chord_id}}}:results"
 
+    def chain_steps(self, chain_id: str) -> str:
+        """List of the encoded steps after the first of a long chain (``chain_id``: its
+        first task's id); each worker reads the step it sends next. Expires with the
+        results."""
+        return f"{self.prefix}:chain:{{{chain_id}}}:steps"
+
     def chord_fired(self, queue: str, chord_id: str) -> str:
         """String set once when a chord's callback was sent (or the chord failed); under
         the callback queue's hash tag so it is set in the same script as the send."""

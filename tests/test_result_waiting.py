@@ -13,7 +13,7 @@ from flask_taskq.backend.base import READY, STARTED
 from flask_taskq.backend.memory import MemoryBackend
 from flask_taskq.backend.redis import RedisBackend
 from flask_taskq.serializer import get_serializer
-from tests.apps.basic import add, gated
+from tests.apps.basic import CustomError, add, fail, gated
 from tests.conftest import wait_until
 
 
@@ -152,3 +152,29 @@ def test_long_chain_passes_each_value_on(app, start_worker):
     with app.app_context():
         result = chain([add.s(0, 1)] + [add.s(1) for _ in range(39)]).apply_async()
         assert result.get(timeout=60) == 40
+
+
+def test_long_chain_message_does_not_carry_the_rest(app, r):
+    with app.app_context():
+        chain([add.s(0, 1)] + [add.s(1) for _ in range(49)]).apply_async()
+    [(_, fields)] = r.xrange("taskq:{default}:p5")
+    body = fields["m"]
+    assert '"chain_rest"' in body
+    assert len(body) < 1500  # one reference, not 49 steps (about 200 bytes each)
+
+
+def test_failure_in_a_long_chain_fails_the_steps_after_it(app, start_worker):
+    start_worker("-P", "solo")
+    steps = [add.s(1, 1), add.s(1), fail.si("boom")] + [add.s(1) for _ in range(10)]
+    with app.app_context():
+        result = chain(steps).apply_async()
+        with pytest.raises(CustomError):
+            result.get(timeout=60)
+        handles = [result]
+        while handles[-1].parent is not None:
+            handles.append(handles[-1].parent)
+        handles.reverse()
+        assert len(handles) == 13
+        assert handles[1].get(timeout=5) == 3  # before the failure
+        assert isinstance(handles[2].get(timeout=5, propagate=False), CustomError)
+        assert handles[7].state == states.FAILURE  # never ran, failed like the chain
