@@ -2,8 +2,8 @@
 
 Braces are part of the names: they are Redis Cluster hash tags, so that the keys one Lua
 script touches together share a slot. A queue's keys (streams, delayed set, dead letters,
-start counters, chord-fired marks) carry ``{<queue>}``; a result, its waiting mark and done
-list ``{<task id>}``; chord results, a saved group and a workflow's keys their own id; a
+start counters, chord-fired marks) carry ``{<queue>}``; a result, its waiting and done
+lists ``{<task id>}``; chord results, a saved group and a workflow's keys their own id; a
 rate-limit bucket ``{<task>}``; the beat keys ``{beat}``; the recent failures
 ``{failures}``. ``queues``, ``ratelimits``, ``revoked``, ``unique``, the heartbeats,
 ``stats``, ``paused`` and ``workflows`` have none, each command touching one of them. On
@@ -58,8 +58,9 @@ class Keys:
         return f"{self.prefix}:result:{{{task_id}}}:done"
 
     def waiting(self, task_id: str) -> str:
-        """String set by a caller of ``AsyncResult.get()`` before it blocks (expires a
-        little after its block): the worker pushes the done list only when it exists."""
+        """List to which a caller of ``AsyncResult.get()`` adds a token before it blocks
+        (expires a little after its block): the worker moves a token onto the done list
+        when it writes the final state, which wakes the waiters."""
         return f"{self.prefix}:result:{{{task_id}}}:waiting"
 
     def seen(self, task_id: str) -> str:

@@ -1,6 +1,7 @@
-"""Results in Redis: one string per task. A caller of ``get()`` announces itself with a
-waiting mark before it blocks on the task's done list; the worker pushes that list only
-when the mark exists, so a result nobody waits for costs one ``SET``."""
+"""Results in Redis: one string per task. A caller of ``get()`` adds a token to the task's
+waiting list before it blocks on its done list; the worker that writes the final state
+moves a token from the one to the other (``LMOVE``, a no-op on a missing list), so a
+result nobody waits for leaves one key and costs three cheap commands, no script."""
 
 from __future__ import annotations
 
@@ -18,13 +19,13 @@ from ..redis_common import (
     MAX_BLOCK,
     SOCKET_TIMEOUT,
     connect,
-    is_cluster,
     load_script,
 )
 from ..serializer import Serializer, get_serializer
 from ..states import READY_STATES
+from .base import READY, STARTED
 
-#: Seconds a waiting mark outlives the block it announces (a waiter sets it again before
+#: Seconds a waiting list outlives the block it announces (a waiter adds to it again before
 #: each block, so it lapses only once nobody waits).
 WAITING_SLACK = 5
 
@@ -46,46 +47,37 @@ class RedisBackend:
         self.serializer = serializer or get_serializer("json")
         #: ``redis.Redis`` (or ``redis.RedisCluster``), handled as ``Any`` like the broker's.
         self.client: Any = client or connect(url)
-        self._store = load_script(self.client, "store_results")
+        self._started = load_script(self.client, "store_started")
         self._mark = load_script(self.client, "wait_mark")
         self._direct = DirectCommands(self.client)
-        self._cluster = is_cluster(self.client)
 
     def store_many(self, items: Sequence[tuple[str, bytes, int]], ttl: int) -> None:
-        """One ``store_results.lua`` call for the whole batch (one per task on a Redis
-        Cluster, whose scripts touch one slot), sent by ``EVALSHA`` and loaded only when
-        Redis answers ``NOSCRIPT``."""
+        """One pipeline for the batch: per document a ``SET``; for a final state also
+        ``LMOVE`` of a token from the waiting list onto the done list (a no-op when
+        nobody waits) and ``EXPIRE`` of the done list; a ``STARTED`` document goes
+        through ``store_started.lua`` (``EVALSHA``, loaded only on ``NOSCRIPT``)."""
         if not items:
             return
-        sha, keys = self._store.sha, self.keys
-        commands: list[tuple[object, ...]]
-        if self._cluster:
-            commands = [
-                (
-                    "EVALSHA",
-                    sha,
-                    3,
-                    keys.result(task_id),
-                    keys.waiting(task_id),
-                    keys.done(task_id),
-                    ttl,
-                    data,
-                    int(kind),
-                )
-                for task_id, data, kind in items
-            ]
-        else:
-            names: list[str] = []
-            args: list[object] = [ttl]
-            for task_id, data, kind in items:
-                names += (keys.result(task_id), keys.waiting(task_id), keys.done(task_id))
-                args += (data, int(kind))
-            commands = [("EVALSHA", sha, len(names), *names, *args)]
+        keys = self.keys
+        commands: list[tuple[object, ...]] = []
+        for task_id, data, kind in items:
+            result = keys.result(task_id)
+            if kind == STARTED:
+                commands.append(("EVALSHA", self._started.sha, 1, result, data, ttl))
+                continue
+            commands.append(("SET", result, data, "EX", ttl) if ttl > 0 else ("SET", result, data))
+            if kind == READY:
+                done = keys.done(task_id)
+                commands.append(("LMOVE", keys.waiting(task_id), done, "LEFT", "RIGHT"))
+                if ttl > 0:
+                    commands.append(("EXPIRE", done, ttl))
         replies = self._send(commands)
-        if any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
-            self.client.script_load(self._store.script)
-            replies = self._send(commands)
-        _raise_first(replies)
+        unknown = redis.exceptions.NoScriptError
+        _raise_first([r for r in replies if not isinstance(r, unknown)])
+        again = [c for c, r in zip(commands, replies, strict=True) if isinstance(r, unknown)]
+        if again:  # after the others: a STARTED never replaces a final state anyway
+            self.client.script_load(self._started.script)
+            _raise_first(self._send(again))
 
     def _send(self, commands: Sequence[tuple[object, ...]]) -> list[Any]:
         if self._direct.enabled or self._direct.cluster:
@@ -115,12 +107,12 @@ class RedisBackend:
         left, so a frozen server cannot hold the caller longer; while Redis is
         unreachable the wait retries until ``timeout``, then raises
         :class:`~flask_taskq.BrokerConnectionError` (at once without a ``timeout``)."""
-        # The waiting mark is set before the result is read, atomically with it (a
-        # script, or SET then GET in one round trip): a worker that stores the final
-        # state after the read sees the mark and pushes the done list (BLMOVE of it onto
-        # itself blocks until then and leaves the element, so every waiter wakes); one
-        # that stored it before, the read returns. No polling. A result already final
-        # leaves no mark.
+        # A token goes on the waiting list before the result is read (a script, or RPUSH
+        # then GET in one round trip). The worker writes the final state, then moves a
+        # token onto the done list: if the read missed the state, the token was there
+        # by then, so the done list is pushed (BLMOVE of it onto itself blocks until
+        # then and leaves the element, so every waiter wakes); if not, the read returns
+        # it. No polling, no lost wake-up. A result already final adds no token.
         deadline = None if timeout is None else time.monotonic() + timeout
         done = self.keys.done(task_id)
         result = self.keys.result(task_id)
@@ -140,10 +132,11 @@ class RedisBackend:
                     return meta
                 if data is not None:  # running, retrying, or a state it reported
                     replies = self._direct.pipeline(
-                        [("SET", waiting, b"1", "EX", life), ("GET", result)], timeout=bound
+                        [("RPUSH", waiting, b"1"), ("EXPIRE", waiting, life), ("GET", result)],
+                        timeout=bound,
                     )
                     _raise_first(replies)
-                    meta = self._final(replies[1])
+                    meta = self._final(replies[2])
                     if meta is not None:
                         return meta
                 if block <= 0:
@@ -180,8 +173,8 @@ class RedisBackend:
         return meta if meta is not None and meta.get("status") in READY_STATES else None
 
     def _mark_and_read(self, result: str, waiting: str, life: int, bound: float) -> Any:
-        """``wait_mark.lua``: the result document, the waiting mark set first if there is
-        none yet (one round trip)."""
+        """``wait_mark.lua``: the result document, a token added to the waiting list
+        first if there is none yet (one round trip)."""
         command = ("EVALSHA", self._mark.sha, 2, result, waiting, life)
         try:
             return self._direct.command(*command, timeout=bound)
