@@ -1,7 +1,8 @@
 """Results in Redis: one string per task. A caller of ``get()`` adds a token to the task's
 waiting list before it blocks on its done list; the worker that writes the final state
-moves a token from the one to the other (``LMOVE``, a no-op on a missing list), so a
-result nobody waits for leaves one key and costs three cheap commands, no script."""
+moves a token from the one to the other (``LMOVE``), only after one ``EXISTS`` over the
+batch found someone waiting, so a result nobody waits for leaves one key and costs one
+``SET``."""
 
 from __future__ import annotations
 
@@ -19,11 +20,11 @@ from ..redis_common import (
     MAX_BLOCK,
     SOCKET_TIMEOUT,
     connect,
+    is_cluster,
     load_script,
 )
 from ..serializer import Serializer, get_serializer
 from ..states import READY_STATES
-from .base import READY, STARTED
 
 #: Seconds a waiting list outlives the block it announces (a waiter adds to it again before
 #: each block, so it lapses only once nobody waits).
@@ -47,37 +48,37 @@ class RedisBackend:
         self.serializer = serializer or get_serializer("json")
         #: ``redis.Redis`` (or ``redis.RedisCluster``), handled as ``Any`` like the broker's.
         self.client: Any = client or connect(url)
-        self._started = load_script(self.client, "store_started")
+        self._store = load_script(self.client, "store_results")
+        self._cluster = is_cluster(self.client)
         self._mark = load_script(self.client, "wait_mark")
         self._direct = DirectCommands(self.client)
 
     def store_many(self, items: Sequence[tuple[str, bytes, int]], ttl: int) -> None:
-        """One pipeline for the batch: per document a ``SET``; for a final state also
-        ``LMOVE`` of a token from the waiting list onto the done list (a no-op when
-        nobody waits) and ``EXPIRE`` of the done list; a ``STARTED`` document goes
-        through ``store_started.lua`` (``EVALSHA``, loaded only on ``NOSCRIPT``)."""
+        """One ``store_results.lua`` call for the whole batch (one per task on a Redis
+        Cluster, whose scripts touch one slot), sent by ``EVALSHA`` and loaded only when
+        Redis answers ``NOSCRIPT``. One command and one reply for the batch: packing and
+        reading a command per result cost the worker about three times as much."""
         if not items:
             return
-        keys = self.keys
-        commands: list[tuple[object, ...]] = []
-        for task_id, data, kind in items:
-            result = keys.result(task_id)
-            if kind == STARTED:
-                commands.append(("EVALSHA", self._started.sha, 1, result, data, ttl))
-                continue
-            commands.append(("SET", result, data, "EX", ttl) if ttl > 0 else ("SET", result, data))
-            if kind == READY:
-                done = keys.done(task_id)
-                commands.append(("LMOVE", keys.waiting(task_id), done, "LEFT", "RIGHT"))
-                if ttl > 0:
-                    commands.append(("EXPIRE", done, ttl))
+        sha, result = self._store.sha, self.keys.result
+        commands: list[tuple[object, ...]]
+        if self._cluster:
+            commands = [
+                ("EVALSHA", sha, 1, result(task_id), ttl, data, int(kind))
+                for task_id, data, kind in items
+            ]
+        else:
+            names: list[str] = []
+            args: list[object] = [ttl]
+            for task_id, data, kind in items:
+                names.append(result(task_id))
+                args += (data, int(kind))
+            commands = [("EVALSHA", sha, len(names), *names, *args)]
         replies = self._send(commands)
-        unknown = redis.exceptions.NoScriptError
-        _raise_first([r for r in replies if not isinstance(r, unknown)])
-        again = [c for c, r in zip(commands, replies, strict=True) if isinstance(r, unknown)]
-        if again:  # after the others: a STARTED never replaces a final state anyway
-            self.client.script_load(self._started.script)
-            _raise_first(self._send(again))
+        if any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
+            self.client.script_load(self._store.script)
+            replies = self._send(commands)
+        _raise_first(replies)
 
     def _send(self, commands: Sequence[tuple[object, ...]]) -> list[Any]:
         if self._direct.enabled or self._direct.cluster:
