@@ -586,6 +586,7 @@ class Consumer:
         return [q for q in self.queues if q not in paused]
 
     def _accept(self, deliveries: list[Delivery]) -> None:
+        self._hold(deliveries)  # one lock for the batch, not one per message
         ready: list[tuple[Delivery, Message]] = []
         for delivery in deliveries:
             try:
@@ -593,7 +594,6 @@ class Consumer:
             except Exception as exc:  # DecodeError, or a decoder bug: the message's fault
                 # Task name and id stay "?": nothing in an unverified body is trusted, and
                 # no result is written for it (its claimed id may be another task's).
-                self._hold([delivery])
                 reason = (
                     str(exc)
                     if isinstance(exc, DecodeError)
@@ -601,7 +601,6 @@ class Consumer:
                 )
                 self.dead_letter(delivery, unverified_reason(reason, delivery.body), "?", "?")
                 continue
-            self._hold([delivery])
             ready.append((delivery, message))
         replay.forget_redelivered(self, ready)
         with self._lock:
