@@ -53,6 +53,9 @@ BATCH_WORK = 0.05
 #: Longest a finished task waits before its ack and result are written (seconds).
 MAX_ACK_DELAY = 0.01
 MAX_ACK_BATCH = 128
+#: Longest a STARTED state waits before the keeper writes it (seconds): the keeper looks
+#: this often once a task tracked its start, rather than being woken by every start.
+STARTED_DELAY = 0.05
 
 
 class Outage:
@@ -146,6 +149,7 @@ class Consumer:
         #: STARTED states not written yet: task id -> (task name, unix start time). A task
         #: that finishes before the next batch leaves it, so only its final state goes.
         self._started: dict[str, tuple[str, float]] = {}
+        self._tracking = False  # a task noted its start: the keeper looks every STARTED_DELAY
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()  # batches reach Redis in the order they were made
         self._fetch_lock = threading.Lock()
@@ -265,15 +269,16 @@ class Consumer:
 
     def note_started(self, task_id: str, task_name: str) -> None:
         """Note that a task started running: its STARTED state goes out with the next
-        batch (within :data:`MAX_ACK_DELAY`), unless the task finishes first; then only
-        its final state is written."""
+        batch (within :data:`STARTED_DELAY`), unless the task finishes first; then only
+        its final state is written. The keeper is not woken: waking it for every task
+        costs a sequence of short tasks (a chain) more than the write."""
         with self._lock:
-            first = not self._done and not self._started
-            if first:
+            if not self._done and not self._started:
                 self._done_since = time.monotonic()
             self._started[task_id] = (task_name, time.time())
-        if first:
-            self._wake.set()  # the keeper writes it if the task runs that long
+        if not self._tracking:
+            self._tracking = True
+            self._wake.set()
 
     def _started_docs(self, started: dict[str, tuple[str, float]]) -> list[tuple[str, bytes, int]]:
         worker = self.identity.get("worker") or self.name
@@ -648,6 +653,8 @@ class Consumer:
             if self._done or self._started:
                 flush_at = max(self._done_since + MAX_ACK_DELAY, self._next_flush)
                 timeout = min(timeout, flush_at - now)
+            if self._tracking:
+                timeout = min(timeout, STARTED_DELAY)
             deadline = self.guard.next_deadline(hard=self.hard_limits)
             if deadline is not None:
                 timeout = min(timeout, deadline - now)
