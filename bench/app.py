@@ -104,6 +104,8 @@ def create_app() -> Flask:
     if "TASKQ_RESULT_BACKEND" in os.environ:  # bench/sql_results.py
         app.config["TASKQ_RESULT_BACKEND"] = os.environ["TASKQ_RESULT_BACKEND"]
     app.config["TASKQ_KEY_PREFIX"] = PREFIX
+    if "BENCH_TRACK_STARTED" in os.environ:  # STARTED on or off (its cost, issue 20)
+        app.config["TASKQ_TRACK_STARTED"] = os.environ["BENCH_TRACK_STARTED"] == "1"
     if "BENCH_BEAT_SCHEDULE" in os.environ:  # bench/beat_failover.py
         app.config["TASKQ_BEAT_SCHEDULE"] = json.loads(os.environ["BENCH_BEAT_SCHEDULE"])
     tq.init_app(app)

@@ -8,7 +8,11 @@ What happens next travels in the message headers and is acted on by the worker a
 task's outcome is final (``flask_taskq/worker/workflow.py``):
 
 - ``taskq_link``: canvas dicts sent when the task succeeds, its value prepended to their
-  arguments (unless immutable);
+  arguments (unless immutable); for a chain of more than :data:`CHAIN_INLINE` tasks, the
+  steps after the first are kept in the store once (``WorkflowStore.save_chain``) and a
+  link is a reference ``{"kind": "chain_rest", "chain", "at", "size"}`` to the next one,
+  so that a message does not carry every step after it (which made a link cost grow
+  with the chain's length);
 - ``taskq_link_error``: canvas dicts sent when it fails, with the failed task's id;
 - ``taskq_chord``: ``{"id", "size", "index", "callback"}`` for a member of a chord header;
 - ``taskq_workflow``: the id of the workflow the task belongs to (informative only).
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -47,6 +52,23 @@ HEADER_CHORD = "taskq_chord"
 HEADER_WORKFLOW = "taskq_workflow"
 #: The headers that make the worker call the workflow hook.
 WORKFLOW_HEADERS = frozenset({HEADER_LINK, HEADER_LINK_ERROR, HEADER_CHORD})
+
+#: Chains of up to this many tasks carry the steps after each in its message; longer
+#: ones keep them in the store and link by reference (``chain_rest``).
+CHAIN_INLINE = 8
+#: ``kind`` of a link that names the next step of a chain kept in the store.
+CHAIN_REST = "chain_rest"
+#: How long a chain's steps are kept when results never expire (seconds).
+CHAIN_TTL = 7 * 24 * 3600
+
+
+class ChainExpired(LookupError):
+    """The steps of a chain kept in the store were gone (expired) when the worker went
+    to send the next one.
+
+    .. versionadded:: 0.2
+    """
+
 
 #: Sending options a signature may carry (see :meth:`TaskQueue.send_task`).
 SIGNATURE_OPTIONS = frozenset(
@@ -383,12 +405,34 @@ class chain(Canvas):  # noqa: N801 - named like a function, as users call it
         options = dict(options)
         link_error = _as_list(options.pop("link_error", None))
         link = _as_list(options.pop("link", None))
+        first = steps[0]
+        if (
+            len(steps) > CHAIN_INLINE
+            and type(first) is Signature
+            and all(type(step) is Signature for step in steps[1:])
+        ):
+            state = _state(app)
+            if not state.eager:
+                _link_steps(steps, link, link_error, by_reference=True)
+                rest = [state.serializer.dumps(_plain(step)) for step in steps[1:]]
+                chain_id = first.id or str(uuid.uuid4())
+                state.store.workflows.save_chain(chain_id, rest, state.result_expires or CHAIN_TTL)
+                first.options.setdefault("link", []).append(_rest_ref(chain_id, 0, len(rest)))
+                first._send(args, kwargs, app, options)
+                return
         _link_steps(steps, link, link_error)._send(args, kwargs, app, options)
 
 
-def _link_steps(steps: list[Canvas], link: list[Any], link_error: list[Any]) -> Canvas:
+def _rest_ref(chain_id: str, at: int, size: int) -> dict[str, Any]:
+    return {"kind": CHAIN_REST, "chain": chain_id, "at": at, "size": size}
+
+
+def _link_steps(
+    steps: list[Canvas], link: list[Any], link_error: list[Any], by_reference: bool = False
+) -> Canvas:
     """Link the first step to the rest (``link`` after the last, ``link_error`` on each);
-    returns the first step, whose sending starts them all.
+    returns the first step, whose sending starts them all. ``by_reference``: only
+    ``link`` and ``link_error`` (the caller links the steps through the store).
 
     The rest travels as one flat ``chain`` (linked the same way when it is sent), not as
     links nested in links: a message carries the steps after it as a list, so long chains
@@ -398,7 +442,7 @@ def _link_steps(steps: list[Canvas], link: list[Any], link_error: list[Any]) -> 
             _on_error(step, errback)
     for callback in link:
         _on_success(steps[-1], callback)
-    if len(steps) > 1:
+    if len(steps) > 1 and not by_reference:
         _on_success(steps[0], steps[1] if len(steps) == 2 else chain(*steps[1:]))
     return steps[0]
 
@@ -698,6 +742,14 @@ def _set_first_parent(result: Any, parent: Any) -> None:
 def send_next(data: Any, args: tuple[Any, ...], app: Flask | None) -> None:
     """Send the canvas object ``data`` (a dict from a message header) with ``args``, as
     the worker does to continue a workflow: nothing is recorded again."""
+    if type(data) is dict and data.get("kind") == CHAIN_REST:
+        # one step read from the store; the link to the one after it is a new reference
+        sig = link_targets(data, app, only_next=True)[0]
+        at, size = int(data["at"]), int(data["size"])
+        if at + 1 < size:
+            sig.options.setdefault("link", []).append(_rest_ref(data["chain"], at + 1, size))
+        sig._send(args, None, app, {})
+        return
     tasks = _flat_chain_tasks(data)
     if tasks is None:
         signature(data)._send(args, None, app, {})  # a new object: sending may change it
@@ -710,6 +762,53 @@ def send_next(data: Any, args: tuple[Any, ...], app: Flask | None) -> None:
         rest = tasks[1] if len(tasks) == 2 else {"kind": "chain", "tasks": tasks[1:]}
         first.options.setdefault("link", []).append(rest)
     first._send(args, None, app, {})
+
+
+def link_targets(data: Any, app: Flask | None, only_next: bool = False) -> list[Any]:
+    """The canvas objects the link ``data`` (from a message header) stands for: itself,
+    or for a ``chain_rest`` reference the steps it names from the store (the next one
+    only with ``only_next``). Raises :class:`ChainExpired` when they are gone."""
+    if not (type(data) is dict and data.get("kind") == CHAIN_REST):
+        return [signature(data)]
+    state = _state(app)
+    at, chain_id = int(data["at"]), data["chain"]
+    if only_next:
+        found = _next_steps(state, chain_id, at, int(data["size"]))
+    else:
+        found = state.store.workflows.chain_steps(chain_id, at, -1)
+    if not found:
+        raise ChainExpired(
+            f"the steps of chain {data['chain']} from {at} are no longer stored (they "
+            "expire with the results, TASKQ_RESULT_EXPIRES)"
+        )
+    return [signature(state.serializer.loads(raw)) for raw in found]
+
+
+#: Steps of stored chains read ahead by this process: (chain id, index) -> encoded step.
+#: Steps never change once stored, so a worker reads a chain's steps
+#: :data:`CHAIN_READ_AHEAD` at a time rather than one round trip per link.
+_read_ahead: dict[tuple[str, int], bytes] = {}
+CHAIN_READ_AHEAD = 16
+_READ_AHEAD_MAX = 4096
+_read_ahead_lock = threading.Lock()
+
+
+def _next_steps(state: AppState, chain_id: str, at: int, size: int) -> list[bytes]:
+    """``[step at]`` of a stored chain (read ahead with the steps after it), or []."""
+    with _read_ahead_lock:
+        step = _read_ahead.pop((chain_id, at), None)
+    if step is not None:
+        return [step]
+    stop = min(at + CHAIN_READ_AHEAD, size) - 1
+    found = state.store.workflows.chain_steps(chain_id, at, stop)
+    if not found:
+        return []
+    with _read_ahead_lock:
+        while len(_read_ahead) > _READ_AHEAD_MAX:  # the oldest first (insertion order)
+            del _read_ahead[next(iter(_read_ahead))]
+        for i, raw in enumerate(found[1:], at + 1):
+            _read_ahead[(chain_id, i)] = raw
+    return found[:1]
 
 
 def _flat_chain_tasks(data: Any) -> list[Any] | None:

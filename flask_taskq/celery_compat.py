@@ -36,6 +36,7 @@ CELERY_EQUIVALENTS: dict[str, str] = {
     "task_soft_time_limit": "TASKQ_TASK_SOFT_TIME_LIMIT",
     "task_default_rate_limit": "TASKQ_TASK_DEFAULT_RATE_LIMIT",
     "worker_send_task_events": "TASKQ_EVENTS",
+    "task_track_started": "TASKQ_TRACK_STARTED",
 }
 
 #: Celery settings whose ``TASKQ_*`` counterpart means something else: not applied, and
@@ -62,6 +63,7 @@ OLD_NAMES: dict[str, str] = {
     "CELERY_DEFAULT_RATE_LIMIT": "task_default_rate_limit",
     "CELERYD_TASK_TIME_LIMIT": "task_time_limit",
     "CELERYD_TASK_SOFT_TIME_LIMIT": "task_soft_time_limit",
+    "CELERY_TRACK_STARTED": "task_track_started",
 }
 
 #: Lower-case Celery names recognised at the top level of ``app.config`` although they
@@ -72,7 +74,6 @@ CELERY_ONLY: frozenset[str] = frozenset(
         "result_serializer",
         "result_accept_content",
         "result_extended",
-        "task_track_started",
         "task_reject_on_worker_lost",
         "task_acks_on_failure_or_timeout",
         "task_eager_propagates",

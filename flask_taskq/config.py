@@ -78,6 +78,8 @@ DEFAULTS: dict[str, Any] = {
     "TASKQ_TASK_RETRY_BACKOFF": False,
     "TASKQ_TASK_RETRY_BACKOFF_MAX": 600,
     "TASKQ_TASK_RETRY_JITTER": True,
+    # Default of the track_started task option (docs/results.rst: STARTED).
+    "TASKQ_TRACK_STARTED": True,
 }
 
 #: Task options whose default an app sets in its config: option -> key. The queue's
@@ -96,6 +98,7 @@ TASK_OPTION_KEYS: dict[str, str] = {
     "retry_backoff": "TASKQ_TASK_RETRY_BACKOFF",
     "retry_backoff_max": "TASKQ_TASK_RETRY_BACKOFF_MAX",
     "retry_jitter": "TASKQ_TASK_RETRY_JITTER",
+    "track_started": "TASKQ_TRACK_STARTED",
 }
 
 #: What acks_late=False would promise and this version does not do.

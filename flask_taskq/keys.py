@@ -2,8 +2,8 @@
 
 Braces are part of the names: they are Redis Cluster hash tags, so that the keys one Lua
 script touches together share a slot. A queue's keys (streams, delayed set, dead letters,
-start counters, chord-fired marks) carry ``{<queue>}``; a result and its done list
-``{<task id>}``; chord results, a saved group and a workflow's keys their own id; a
+start counters, chord-fired marks) carry ``{<queue>}``; a result, its waiting and done
+lists ``{<task id>}``; chord results, a saved group and a workflow's keys their own id; a
 rate-limit bucket ``{<task>}``; the beat keys ``{beat}``; the recent failures
 ``{failures}``. ``queues``, ``ratelimits``, ``revoked``, ``unique``, the heartbeats,
 ``stats``, ``paused``, ``events`` and ``workflows`` have none, each command touching one
@@ -59,8 +59,15 @@ class Keys:
         return f"{self.prefix}:result:{{{task_id}}}"
 
     def done(self, task_id: str) -> str:
-        """List that receives one element when a task reaches a ready state."""
+        """List that receives one element when a task reaches a ready state while
+        someone waits for it (see :meth:`waiting`)."""
         return f"{self.prefix}:result:{{{task_id}}}:done"
+
+    def waiting(self, task_id: str) -> str:
+        """List to which a caller of ``AsyncResult.get()`` adds a token before it blocks
+        (expires a little after its block): the worker moves a token onto the done list
+        when it writes the final state, which wakes the waiters."""
+        return f"{self.prefix}:result:{{{task_id}}}:waiting"
 
     def seen(self, task_id: str) -> str:
         """String ``<attempt> <stream> <entry id>``: where the latest attempt of a task
@@ -168,6 +175,12 @@ class Keys:
         """Hash of a chord's finished members: index -> encoded return value; the chord
         is complete when it holds as many fields as the chord has members."""
         return f"{self.prefix}:chord:{{{chord_id}}}:results"
+
+    def chain_steps(self, chain_id: str) -> str:
+        """List of the encoded steps after the first of a long chain (``chain_id``: its
+        first task's id); each worker reads the step it sends next. Expires with the
+        results."""
+        return f"{self.prefix}:chain:{{{chain_id}}}:steps"
 
     def chord_fired(self, queue: str, chord_id: str) -> str:
         """String set once when a chord's callback was sent (or the chord failed); under

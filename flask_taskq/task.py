@@ -52,6 +52,7 @@ TASK_OPTIONS = frozenset(
         "unique_for",
         "concurrency_key",
         "concurrency_limit",
+        "track_started",
     }
 )
 

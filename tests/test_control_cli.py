@@ -56,7 +56,7 @@ def test_status_shows_the_worker_of_a_running_task(app, start_worker, r):
         timeout=10,
         message="the worker in the status",
     )
-    assert "state    PENDING" in cli(app, "status", res.id).output
+    assert "state    STARTED" in cli(app, "status", res.id).output  # track_started
 
 
 def test_status_watch_follows_progress_until_ready(app, start_worker):

@@ -106,7 +106,7 @@ def test_a_taskq_key_wins_over_the_celery_one():
 
 def test_unknown_celery_keys_are_listed_once_and_different_meanings_explained():
     app, messages = init(
-        CELERY={"task_track_started": True, "accept_content": ["json"], "task_default_priority": 0},
+        CELERY={"result_extended": True, "accept_content": ["json"], "task_default_priority": 0},
         CELERY_SEND_EVENTS=True,
         worker_prefetch_multiplier=1,
         BROKER_TRANSPORT_OPTIONS={"visibility_timeout": 60},
@@ -125,7 +125,7 @@ def test_unknown_celery_keys_are_listed_once_and_different_meanings_explained():
         "Celery setting CELERY_SECURITY_KEY is not applied: set TASKQ_SIGNING_KEY (a "
         "shared secret)",
         "Celery settings without a flask-taskq counterpart, ignored: "
-        "CELERY['task_track_started'], CELERY['accept_content'], CELERY_SEND_EVENTS, "
+        "CELERY['result_extended'], CELERY['accept_content'], CELERY_SEND_EVENTS, "
         "result_serializer",
     ]
     assert app.config["TASKQ_TASK_DEFAULT_PRIORITY"] == 5
@@ -148,3 +148,12 @@ def test_from_prefixed_env_as_in_flasks_celery_example(monkeypatch: pytest.Monke
         TaskQueue(app)
     assert app.config["TASKQ_BROKER_URL"] == "redis://127.0.0.1:1/9"
     assert app.config["TASKQ_TASK_IGNORE_RESULT"] is True
+
+
+def test_celery_task_track_started_sets_taskq_track_started():
+    app, messages = init(CELERY={"task_track_started": False})
+    assert app.config["TASKQ_TRACK_STARTED"] is False
+    assert messages == [
+        "Celery setting CELERY['task_track_started'] is applied as TASKQ_TRACK_STARTED: "
+        "rename it to TASKQ_TRACK_STARTED"
+    ]

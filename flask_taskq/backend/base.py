@@ -5,6 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+#: What the third item of a :meth:`ResultBackend.store_many` triple says about the state
+#: stored (``False``/``True`` are the first two).
+NOT_READY = 0
+#: A final state (SUCCESS, FAILURE, REVOKED): it wakes waiters.
+READY = 1
+#: STARTED: stored only where no document exists or the one there is STARTED or RETRY, so
+#: that a late STARTED never replaces a final result or a state the task reported.
+STARTED = 2
+
 
 class ResultBackend(Protocol):
     """Stores each task's state document (a dict with at least ``status``).
@@ -15,8 +24,10 @@ class ResultBackend(Protocol):
     #: Exceptions meaning the backend is unreachable or refuses for now.
     errors: tuple[type[BaseException], ...]
 
-    def store_many(self, items: Sequence[tuple[str, bytes, bool]], ttl: int) -> None:
-        """Store ``(task_id, encoded meta, ready)`` triples in one round trip."""
+    def store_many(self, items: Sequence[tuple[str, bytes, int]], ttl: int) -> None:
+        """Store ``(task_id, encoded meta, kind)`` triples in one round trip, in order;
+        ``kind`` is :data:`NOT_READY`, :data:`READY` (or a bool: ready or not) or
+        :data:`STARTED`."""
 
     def get(self, task_id: str) -> dict[str, Any] | None:
         """The task's state document, or ``None`` if nothing is known (PENDING)."""

@@ -7,8 +7,13 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from .. import states
 from ..serializer import Serializer, get_serializer
 from ..states import READY_STATES
+from .base import STARTED
+
+#: The states a STARTED write may replace.
+_BEFORE_START = frozenset({states.STARTED, states.RETRY})
 
 
 class MemoryBackend:
@@ -22,10 +27,14 @@ class MemoryBackend:
         self._groups: dict[str, tuple[bytes, float | None]] = {}
         self._changed = threading.Condition()
 
-    def store_many(self, items: Sequence[tuple[str, bytes, bool]], ttl: int) -> None:
+    def store_many(self, items: Sequence[tuple[str, bytes, int]], ttl: int) -> None:
         expires = time.monotonic() + ttl if ttl > 0 else None
         with self._changed:
-            for task_id, data, _ready in items:
+            for task_id, data, kind in items:
+                if kind == STARTED:
+                    old = self.get(task_id)
+                    if old is not None and old.get("status") not in _BEFORE_START:
+                        continue
                 self._results[task_id] = (data, expires)
             self._changed.notify_all()
 

@@ -36,6 +36,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from ..exceptions import BrokerConnectionError
 from ..serializer import Serializer, get_serializer
 from ..states import READY_STATES
+from .base import READY, STARTED
 
 logger = logging.getLogger("flask_taskq.backend.sql")
 
@@ -297,18 +298,21 @@ class SQLBackend:
         self._upserts[table.name] = stmt
         return stmt
 
-    def store_many(self, items: Sequence[tuple[str, bytes, bool]], ttl: int) -> None:
-        """Write ``(task_id, encoded meta, ready)`` triples in one transaction: one
+    def store_many(self, items: Sequence[tuple[str, bytes, int]], ttl: int) -> None:
+        """Write ``(task_id, encoded meta, kind)`` triples in one transaction: one
         executemany of the upsert (the driver sends it as few multi-row statements) and,
         on PostgreSQL, one NOTIFY statement for the ready ones. At most once a minute a
-        bounded :meth:`cleanup` follows."""
+        bounded :meth:`cleanup` follows. STARTED is not tracked here (it is left out:
+        an upsert could not tell it from a late write over a final result)."""
+        items = [item for item in items if item[2] != STARTED]
         if not items:
             return
         now = _utcnow()
         expires = datetime.fromtimestamp(time.time() + ttl, timezone.utc).replace(tzinfo=None)
         rows: dict[str, dict[str, Any]] = {}
         ready_ids: list[str] = []
-        for task_id, data, ready in items:
+        for task_id, data, kind in items:
+            ready = kind == READY
             row = self._row(task_id, data, ready, now)
             row["expires_at"] = expires if ttl > 0 else None
             rows[task_id] = row  # the last state of a task in the batch wins

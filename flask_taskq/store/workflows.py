@@ -4,7 +4,7 @@ workflow graph documents."""
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -48,6 +48,14 @@ class WorkflowStore(Protocol):
         where the store holds the transport's queues (:attr:`Fired.SENT`), else by the
         caller (:attr:`Fired.CLAIMED`). Every later call gets :attr:`Fired.BEFORE`.
         ``send=False`` only claims (the chord failed)."""
+
+    def save_chain(self, chain_id: str, steps: Sequence[bytes], ttl: int) -> None:
+        """Keep the encoded ``steps`` of a chain (after its first task) for ``ttl``
+        seconds (0 = forever), so that its messages need not carry them."""
+
+    def chain_steps(self, chain_id: str, start: int, stop: int) -> list[bytes]:
+        """Steps ``start`` to ``stop`` (included; -1: the last) kept by :meth:`save_chain`;
+        fewer or none once they expired."""
 
     def save_graph(
         self,

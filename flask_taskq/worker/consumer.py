@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, cast
 from .. import broker as transport
 from .. import signals, states
 from ..backend import ResultBackend
+from ..backend.base import STARTED
 from ..broker import Broker, Delivery
 from ..broker.blame import broker_server, server_of
 from ..broker.memory import ANY_QUEUE
@@ -61,6 +62,9 @@ SLOW_LINK = 0.002
 #: slow link up to SLOW_LINK_PREFETCH (still about BATCH_WORK of work plus two round trips).
 DEFAULT_PREFETCH = 64
 SLOW_LINK_PREFETCH = 1024
+#: Longest a STARTED state waits before the keeper writes it (seconds): the keeper looks
+#: this often once a task tracked its start, rather than being woken by every start.
+STARTED_DELAY = 0.05
 
 
 class Outage:
@@ -165,7 +169,12 @@ class Consumer:
         # ready?, next attempt (body, due) or None)
         self._done: list[tuple[Delivery, str, bytes | None, bool, tuple[bytes, float] | None]] = []
         self._done_since = 0.0
+        #: STARTED states not written yet: task id -> (task name, unix start time). A task
+        #: that finishes before the next batch leaves it, so only its final state goes.
+        self._started: dict[str, tuple[str, float]] = {}
+        self._tracking = False  # a task noted its start: the keeper looks every STARTED_DELAY
         self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()  # batches reach Redis in the order they were made
         self._fetch_lock = threading.Lock()
         self._refill_lock = threading.Lock()  # one fetch at a time (executor or fetcher)
         self._rtt = 0.0  # smoothed duration of fetches that found a full batch waiting
@@ -269,6 +278,8 @@ class Consumer:
         self._measure(runtime)
         now = time.monotonic()
         with self._lock:
+            if self._started:
+                self._started.pop(task_id, None)
             if task_name:
                 kind = _KIND.get(status)
                 if kind:
@@ -280,7 +291,7 @@ class Consumer:
                     self.counters[
                         failure_key(delivery.queue, task_name, task_id, delivery.body)
                     ] = _held(time.time())
-            if not self._done:
+            if not self._done and not self._started:
                 self._done_since = now
             self._done.append((delivery, task_id, data, status in states.READY_STATES, retry))
             due = len(self._done) >= MAX_ACK_BATCH or (
@@ -298,6 +309,38 @@ class Consumer:
             self.flush_quietly()
         elif first_deferred:
             self._wake.set()  # the keeper flushes it if the next task runs long
+
+    def note_started(self, task_id: str, task_name: str) -> None:
+        """Note that a task started running: its STARTED state goes out with the next
+        batch (within :data:`STARTED_DELAY`), unless the task finishes first; then only
+        its final state is written. The keeper is not woken: waking it for every task
+        costs a sequence of short tasks (a chain) more than the write."""
+        with self._lock:
+            if not self._done and not self._started:
+                self._done_since = time.monotonic()
+            self._started[task_id] = (task_name, time.time())
+        if not self._tracking:
+            self._tracking = True
+            self._wake.set()
+
+    def _started_docs(self, started: dict[str, tuple[str, float]]) -> list[tuple[str, bytes, int]]:
+        worker = self.identity.get("worker") or self.name
+        pid = os.getpid()
+        dumps = self.serializer.dumps
+        return [
+            (
+                task_id,
+                dumps(
+                    {
+                        "status": states.STARTED,
+                        "task": task,
+                        "result": {"hostname": worker, "pid": pid, "started": at},
+                    }
+                ),
+                STARTED,
+            )
+            for task_id, (task, at) in started.items()
+        ]
 
     def _measure(self, runtime: float) -> None:
         """Fold a task's runtime into the estimate that sizes fetched batches. It follows a
@@ -414,6 +457,9 @@ class Consumer:
     ) -> None:
         """Move a message that cannot be run to the dead-letter store."""
         logger.error("Dead-lettering message %s of task %s: %s", task_id, task, reason)
+        if self._started:
+            with self._lock:
+                self._started.pop(task_id, None)
         if signals.task_rejected.receivers:
             signals.send_safely(
                 signals.task_rejected, task, task_id=task_id, reason=reason, queue=delivery.queue
@@ -489,16 +535,22 @@ class Consumer:
 
     # -- batching --------------------------------------------------------------------------
     def flush(self) -> bool:
-        """Write pending results, then acknowledge their messages; False if there were
-        none."""
+        """Write pending states and results, then acknowledge their messages; False if
+        there were none."""
+        with self._flush_lock:
+            return self._flush()
+
+    def _flush(self) -> bool:
         with self._lock:
             batch, self._done = self._done, []
+            started, self._started = self._started, {}
             keys = {self._key(d) for d, *_ in batch}
             self._settling |= keys
-        if not batch:
+        if not batch and not started:
             return False
         try:
-            results = [
+            results: list[tuple[str, bytes, int]] = self._started_docs(started) if started else []
+            results += [
                 (task_id, data, ready) for _, task_id, data, ready, _ in batch if data is not None
             ]
             if results and self.backend is not None:
@@ -511,6 +563,7 @@ class Consumer:
         except BaseException:
             with self._lock:
                 self._done = batch + self._done
+                self._started = {**started, **self._started}
                 self._settling -= keys
             raise
         with self._lock:
@@ -649,6 +702,7 @@ class Consumer:
         return [q for q in self.queues if q not in paused]
 
     def _accept(self, deliveries: list[Delivery]) -> None:
+        self._hold(deliveries)  # one lock for the batch, not one per message
         ready: list[tuple[Delivery, Message]] = []
         for delivery in deliveries:
             try:
@@ -656,7 +710,6 @@ class Consumer:
             except Exception as exc:  # DecodeError, or a decoder bug: the message's fault
                 # Task name and id stay "?": nothing in an unverified body is trusted, and
                 # no result is written for it (its claimed id may be another task's).
-                self._hold([delivery])
                 reason = (
                     str(exc)
                     if isinstance(exc, DecodeError)
@@ -664,7 +717,6 @@ class Consumer:
                 )
                 self.dead_letter(delivery, unverified_reason(reason, delivery.body), "?", "?")
                 continue
-            self._hold([delivery])
             ready.append((delivery, message))
         replay.forget_redelivered(self, ready)
         with self._lock:
@@ -710,9 +762,11 @@ class Consumer:
         while not self._closed.is_set():
             now = time.monotonic()
             timeout = min(next_renew, next_sync, next_beat) - now
-            if self._done:
+            if self._done or self._started:
                 flush_at = max(self._done_since + MAX_ACK_DELAY, self._next_flush)
                 timeout = min(timeout, flush_at - now)
+            if self._tracking:
+                timeout = min(timeout, STARTED_DELAY)
             deadline = self.guard.next_deadline(hard=self.hard_limits)
             if deadline is not None:
                 timeout = min(timeout, deadline - now)
@@ -724,7 +778,7 @@ class Consumer:
                     self.return_buffered_quietly()
                 now = time.monotonic()
                 if (
-                    self._done
+                    (self._done or self._started)
                     and now - self._done_since >= MAX_ACK_DELAY
                     and now >= self._next_flush
                 ):

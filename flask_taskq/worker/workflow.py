@@ -38,6 +38,7 @@ from ..canvas import (
     chord,
     group,
     link_headers,
+    link_targets,
     send_next,
     signature,
 )
@@ -195,7 +196,11 @@ def _failed(state: AppState, message: Message, outcome: Outcome) -> None:
             state.app,
         )
     for data in message.headers.get(HEADER_LINK, ()):
-        _fail_downstream(state, signature(data), doc, message)
+        targets = _persist(
+            f"reading the steps after task {message.id}", link_targets, data, state.app
+        )
+        for target in targets:
+            _fail_downstream(state, target, doc, message)
     meta = message.headers.get(HEADER_CHORD)
     if meta:
         why = f"{type(error).__name__}: {error}" if error is not None else "revoked"

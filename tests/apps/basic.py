@@ -54,6 +54,13 @@ def mark(token, seconds=0.0):
 
 
 @tq.task
+def gated(token, timeout=30.0):
+    """Run until ``test:gate:<token>`` receives an element (or ``timeout`` seconds)."""
+    _redis().blpop([f"test:gate:{token}"], timeout=timeout)
+    return token
+
+
+@tq.task
 def context_probe():
     """What a task sees of the app context; ``g`` must be fresh for every task."""
     seen_before = getattr(g, "probe", None)
@@ -100,6 +107,8 @@ def create_app() -> Flask:
     for key in ("TASKQ_VISIBILITY_TIMEOUT", "TASKQ_WORKER_SHUTDOWN_TIMEOUT"):
         if key in os.environ:
             app.config[key] = float(os.environ[key])
+    if "TASKQ_TRACK_STARTED" in os.environ:
+        app.config["TASKQ_TRACK_STARTED"] = os.environ["TASKQ_TRACK_STARTED"] == "1"
     if "TASKQ_SERIALIZER" in os.environ:
         app.config["TASKQ_SERIALIZER"] = os.environ["TASKQ_SERIALIZER"]
     tq.init_app(app)

@@ -1,5 +1,5 @@
 -- Replay check of a signed message just before it runs (flask_taskq/worker/replay.py).
--- KEYS[1]: the task's seen key, KEYS[2]: its done list (same hash tag: the task id).
+-- KEYS[1]: the task's seen key, KEYS[2]: its result key (same hash tag: the task id).
 -- ARGV[1]: attempt (the message's retry count), ARGV[2]: '<stream> <entry id>' of this
 -- delivery, ARGV[3]: ttl seconds, ARGV[4]: '1' for a first delivery.
 -- Returns false when the message may run (a new attempt, or the same stream entry again
@@ -17,8 +17,13 @@ if old then
     if where == ARGV[2] then return false end
     return 'attempt ' .. was .. ' already started from ' .. where
   end
-elseif ARGV[4] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then
-  return 'it already has a final result'
+elseif ARGV[4] == '1' then
+  -- a final state's name is plain bytes in the document whatever the serializer
+  local result = redis.call('GET', KEYS[2])
+  if result and (string.find(result, 'SUCCESS', 1, true) or string.find(result, 'FAILURE', 1, true)
+      or string.find(result, 'REVOKED', 1, true)) then
+    return 'it already has a final result'
+  end
 end
 redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2], 'EX', ARGV[3])
 return false

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 from ..workflows import Fired, Outgoing
@@ -53,13 +53,21 @@ class MemoryWorkflowStore:
         self._graphs: _Expiring[dict[str, Any]] = _Expiring()
         self._owners: _Expiring[str] = _Expiring()
         self._canvases: _Expiring[bytes] = _Expiring()
+        self._chains: _Expiring[list[bytes]] = _Expiring()
         self._recent: dict[str, float] = {}  # workflow id -> created
         self._writes = 0
 
     def _wrote(self) -> None:
         self._writes += 1
         if self._writes % SWEEP_EVERY == 0:
-            for table in (self._members, self._fired, self._graphs, self._owners, self._canvases):
+            for table in (
+                self._members,
+                self._fired,
+                self._graphs,
+                self._owners,
+                self._canvases,
+                self._chains,
+            ):
                 table.sweep()
 
     def chord_member_done(
@@ -81,6 +89,16 @@ class MemoryWorkflowStore:
             self._fired[chord_id] = (True, _expiry(ttl))
             self._wrote()
             return Fired.CLAIMED
+
+    def save_chain(self, chain_id: str, steps: Sequence[bytes], ttl: int) -> None:
+        with self._lock:
+            self._chains[chain_id] = (list(steps), _expiry(ttl))
+            self._wrote()
+
+    def chain_steps(self, chain_id: str, start: int, stop: int) -> list[bytes]:
+        with self._lock:
+            steps = self._chains.read(chain_id) or []
+            return steps[start:] if stop == -1 else steps[start : stop + 1]
 
     def save_graph(
         self,

@@ -2,7 +2,7 @@
 
 ``taskq:seen:{<task id>}`` holds ``<attempt> <stream> <entry id>`` of the start recorded
 last; ``seen.lua`` checks and records it in one script call (and, on a first delivery,
-refuses a task whose done list ``taskq:result:{<task id>}:done`` exists), ``seen_forget.lua``
+refuses a task whose result ``taskq:result:{<task id>}`` is final), ``seen_forget.lua``
 deletes it only where it is the given start.
 """
 
@@ -33,7 +33,7 @@ class RedisReplayStore:
         if self._check is None:
             self._check = load_script(self.client, "seen")
         why = self._check(
-            keys=[self.keys.seen(start.task_id), self.keys.done(start.task_id)],
+            keys=[self.keys.seen(start.task_id), self.keys.result(start.task_id)],
             args=[start.attempt, self._where(start), ttl, 1 if first_delivery else 0],
         )
         if why is None:

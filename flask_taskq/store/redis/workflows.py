@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ...keys import Keys
@@ -60,6 +60,18 @@ class RedisWorkflowStore:
         if not fired:
             return Fired.BEFORE
         return Fired.SENT if send else Fired.CLAIMED
+
+    def save_chain(self, chain_id: str, steps: Sequence[bytes], ttl: int) -> None:
+        key = self.keys.chain_steps(chain_id)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.delete(key)
+        pipe.rpush(key, *steps)
+        if ttl > 0:
+            pipe.expire(key, ttl)
+        pipe.execute()
+
+    def chain_steps(self, chain_id: str, start: int, stop: int) -> list[bytes]:
+        return list(self.client.lrange(self.keys.chain_steps(chain_id), start, stop))
 
     def save_graph(
         self,

@@ -11,6 +11,7 @@ The worker's order (a message goes top to bottom)::
              tracing.Tracing       OpenTelemetry run span (installed only; after: end)
              running.Running       time limits, terminate, busy flag (finish: disarm)
              revocation.Revocation revoked or expired: REVOKED, not run
+             started.Started       STARTED, written with the next batch (track_started)
              appcontext.AppContext app context and request (finish: pop)
              signals.RunSignals    task_prerun (finish: task_postrun)
              events.Events         task-started (after: succeeded, failed...; -E only)
@@ -42,6 +43,7 @@ from .results import EagerResults, Resubmit, Settle
 from .revocation import Revocation
 from .running import Running
 from .signals import Received, RunSignals
+from .started import Started
 from .tracing import tracing_hooks
 from .unique import ReleaseUnique
 from .workflow import Workflow
@@ -72,6 +74,7 @@ def worker_pipeline(
         *tracing_hooks(),
         Running(consumer.guard, busy, slot),
         Revocation(executor, consumer.revocations.ids),
+        Started(consumer),
         AppContext(state.app),
         RunSignals(),
         *event_hooks(state, consumer),
