@@ -33,6 +33,7 @@ from .task import DEFAULT_UNIQUE_FOR, UNIQUE_HEADER, Task, unique_key
 from .workflow_templates import WorkflowTemplate, WorkflowTemplates
 
 if TYPE_CHECKING:
+    from .serializer import Serializer
     from .worker import Worker
 
 __all__ = ["AppState", "TaskQueue", "import_task_modules", "resolve_state"]
@@ -340,23 +341,34 @@ class TaskQueue:
         if unknown:
             _reject_options({k: options[k] for k in unknown})
         results: list[AsyncResult] = []
-        chunk: list[tuple[Message, bytes]] = []
+        chunk: list[tuple[str, str, int, float | None, bytes]] = []
+        messages: list[Message] = []  # for task_sent's receivers, when there are any
+        serializer, limit = state.serializer, state.max_message_bytes
 
         def flush() -> None:
             state.enqueue_many(chunk)
-            for message, _ in chunk:
-                results.append(AsyncResult(message.id, state=state))
-                if signals.task_sent.receivers:
-                    signals.task_sent.send(
-                        task or name, task=task, task_id=message.id, message=message
-                    )
+            results.extend(AsyncResult(item[0], state=state) for item in chunk)
+            for message in messages:
+                signals.task_sent.send(task or name, task=task, task_id=message.id, message=message)
             chunk.clear()
+            messages.clear()
 
+        # Sending options are the same for every call: unless a router function sees each
+        # call, the first message settles queue, priority, eta, expires and headers for all.
+        first: Message | None = None
         for args, kwargs in calls:
-            _, message, _, _ = self.build_message(
-                name, args, kwargs, app=app, _task=task, **options
-            )
-            chunk.append((message, message.to_bytes(state.serializer, state.max_message_bytes)))
+            if first is None or state.router.dynamic:
+                _, message, _, _ = self.build_message(
+                    name, args, kwargs, app=app, _task=task, **options
+                )
+                first = first or message
+                body = message.to_bytes(serializer, limit)
+                item = (message.id, message.queue, message.priority, message.eta, body)
+            else:
+                item = _like(first, args, kwargs, serializer, limit)
+            chunk.append(item)
+            if signals.task_sent.receivers:
+                messages.append(_message_of(first, item, args, kwargs))
             if len(chunk) >= chunk_size:
                 flush()
         if chunk:
@@ -570,3 +582,49 @@ class TaskQueue:
         for entry_name, spec in (config["TASKQ_BEAT_SCHEDULE"] or {}).items():
             entries[entry_name] = Entry.from_config(entry_name, spec)
         return entries
+
+
+def _like(
+    first: Message,
+    args: Sequence[Any] | None,
+    kwargs: dict[str, Any] | None,
+    serializer: Serializer,
+    limit: int | None,
+) -> tuple[str, str, int, float | None, bytes]:
+    """Id, queue, priority, eta and body of a message like ``first`` (same options) for
+    another call, with its own id; a :class:`Message` is made only to name an argument
+    that cannot be encoded or to refuse a message too large."""
+    task_id, now = new_task_id(), time.time()
+    kwargs = dict(kwargs or {})
+    try:
+        body = serializer.dumps(
+            envelope(
+                task_id,
+                first.task,
+                args or (),
+                kwargs,
+                first.queue,
+                first.priority,
+                first.eta,
+                first.expires,
+                0,
+                first.headers,
+                now,
+            )
+        )
+    except (TypeError, ValueError, OverflowError):
+        body = b""
+    if not body or (limit is not None and len(body) > limit):
+        message = first.replace(id=task_id, args=tuple(args or ()), kwargs=kwargs, sent=now)
+        message.to_bytes(serializer, limit)  # raises TypeError or MessageTooLarge
+    return task_id, first.queue, first.priority, first.eta, body
+
+
+def _message_of(
+    first: Message,
+    item: tuple[str, str, int, float | None, bytes],
+    args: Sequence[Any] | None,
+    kwargs: dict[str, Any] | None,
+) -> Message:
+    """The message of a call sent by :meth:`TaskQueue.send_many` (for ``task_sent``)."""
+    return first.replace(id=item[0], args=tuple(args or ()), kwargs=dict(kwargs or {}))

@@ -35,7 +35,7 @@ from ..redis_common import (
 )
 from ..serializer import JSONSerializer, Serializer
 from .base import Delivery, Piggyback, QueueStats
-from .direct import DirectCommands, mark_sent, maybe_sent
+from .direct import DirectCommands, mark_sent, maybe_sent, pack_xadd, pack_xadd_head
 
 if TYPE_CHECKING:
     from ..store.redis import RedisStore
@@ -122,6 +122,7 @@ class RedisBroker:
         self._stream_of: dict[str, tuple[str, int, int]] = {}
         self._orders: dict[tuple[str, ...], list[list[str]]] = {}
         self._turn = 0
+        self._xadd_heads: dict[tuple[str, int], bytes] = {}
 
     # -- shards -------------------------------------------------------------------------
     def shard_names(self, queue: str) -> list[str]:
@@ -172,6 +173,12 @@ class RedisBroker:
             return ("ZADD", self.keys.delayed(queue), repr(eta), str(priority).encode() + body)
         return ("XADD", self.keys.stream(queue, priority), "*", "m", body)
 
+    def _xadd_head(self, queue: str, priority: int) -> bytes:
+        head = self._xadd_heads[(queue, priority)] = pack_xadd_head(
+            self.keys.stream(queue, priority)
+        )
+        return head
+
     def enqueue(
         self,
         queue: str,
@@ -184,6 +191,14 @@ class RedisBroker:
         """Send one message; ``timeout`` bounds the call (seconds) whatever the socket
         timeout. A ``TimeoutError`` after the command was written leaves it unknown
         whether Redis ran it (:func:`~flask_taskq.broker.direct.maybe_sent`)."""
+        if eta is None and timeout is not None and self.direct.enabled and not self.wait_replicas:
+            if self.queue_shards:
+                queue = self._pick(queue)
+            head = self._xadd_heads.get((queue, priority))
+            if head is None:
+                head = self._xadd_head(queue, priority)
+            self.direct.packed(pack_xadd(head, body), timeout)
+            return
         command = self._enqueue_command(queue, priority, body, eta, time.time())
         if self.wait_replicas:
             _raise_first_error(self._replicated([command], timeout))
@@ -198,6 +213,11 @@ class RedisBroker:
     ) -> None:
         """Send several messages in one round trip, bounded like :meth:`enqueue`."""
         now = time.time()
+        if timeout is not None and self.direct.enabled and not self.wait_replicas:
+            items = list(items)
+            if all(eta is None for _, _, _, eta in items):
+                self._enqueue_packed(items, timeout)
+                return
         commands = [self._enqueue_command(q, p, body, eta, now) for q, p, body, eta in items]
         if not commands:
             return
@@ -207,6 +227,23 @@ class RedisBroker:
             self._pipeline(commands)
         else:
             _raise_first_error(self.direct.pipeline(commands, timeout=timeout))
+
+    def _enqueue_packed(
+        self, items: Sequence[tuple[str, int, bytes, float | None]], timeout: float
+    ) -> None:
+        """:meth:`enqueue_many` of messages to send now: their ``XADD`` commands packed
+        together by hand (redis-py's packing costs more than the send)."""
+        if not items:
+            return
+        heads = self._xadd_heads
+        pick = self._pick if self.queue_shards else None
+        parts = []
+        for queue, priority, body, _ in items:
+            if pick is not None:
+                queue = pick(queue)
+            head = heads.get((queue, priority)) or self._xadd_head(queue, priority)
+            parts.append(pack_xadd(head, body))
+        _raise_first_error(self.direct.packed_many(b"".join(parts), len(parts), timeout))
 
     def _replicated(self, commands: Sequence[tuple[Any, ...]], timeout: float | None) -> list[Any]:
         """Run write ``commands``, then ``WAIT`` for :attr:`wait_replicas` replicas on the
