@@ -4,12 +4,15 @@ and messages queued in the full (0.1) form still decode and run."""
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
+import redis
 
 from flask_taskq.message import DEFAULTS, Message, envelope
 from flask_taskq.serializer import get_serializer
 from tests.apps.basic import add
+from tests.conftest import wait_until
 
 SERIALIZERS = ["json", "orjson", "msgpack"]
 
@@ -105,3 +108,76 @@ def test_a_queued_full_envelope_runs(app, start_worker, r):
     start_worker("-P", "solo")
     with app.app_context():
         assert add.AsyncResult("old-format-1").get(timeout=15) == 42
+
+
+# -- streams of other priorities than the default exist only while they hold messages ----
+
+
+def queue_keys(r, queue: str = "default") -> list[str]:
+    return sorted(
+        k if isinstance(k, str) else k.decode() for k in r.scan_iter(f"taskq:{{{queue}}}*")
+    )
+
+
+def test_an_empty_queue_keeps_only_its_default_stream(app, start_worker, r):
+    start_worker("-P", "solo")
+    assert queue_keys(r) == ["taskq:{default}:p5"]  # the worker made it, with its group
+    with app.app_context():
+        results = [add.apply_async((i, i), priority=p) for i, p in enumerate((0, 3, 9, 5))]
+        assert [res.get(timeout=15) for res in results] == [0, 2, 4, 6]
+    wait_until(lambda: queue_keys(r) == ["taskq:{default}:p5"], 15, message="streams gone")
+    assert r.xinfo_groups("taskq:{default}:p5")[0]["name"] in ("workers", b"workers")
+    assert r.xlen("taskq:{default}:p5") == 0
+
+
+def test_a_new_priority_stream_reaches_a_worker_already_blocked(app, start_worker, r):
+    worker = start_worker("-P", "solo", "-Q", "fresh")
+    assert queue_keys(r, "fresh") == ["taskq:{fresh}:p5"]
+    # the worker blocks on the one stream that exists; p9 does not exist yet
+    wait_until(lambda: blocked_readers(r), 15, message="the worker blocked in XREADGROUP")
+    with app.app_context():
+        res = add.apply_async((40, 2), queue="fresh", priority=9)
+        assert res.get(timeout=15) == 42
+    assert worker.proc.poll() is None
+    wait_until(lambda: queue_keys(r, "fresh") == ["taskq:{fresh}:p5"], 15, message="p9 gone")
+
+
+def blocked_readers(r) -> list[dict]:
+    return [
+        c for c in r.client_list() if c.get("cmd") == "xreadgroup" and "b" in c.get("flags", "")
+    ]
+
+
+def test_a_send_to_a_new_priority_stream_wakes_a_blocked_read(app, r):
+    with app.app_context():
+        broker = app.extensions["taskq"].broker
+        broker.ensure_groups(["woken"])
+        reader = redis.Redis.from_url(broker.url)
+        got: list = []
+        thread = threading.Thread(
+            target=lambda: got.append(
+                reader.xreadgroup("workers", "c1", {"taskq:{woken}:p5": ">"}, block=60_000)
+            )
+        )
+        thread.start()
+        wait_until(lambda: blocked_readers(r), 15, message="the read blocked")
+        add.apply_async((1, 2), queue="woken", priority=9)
+        thread.join(30)  # well before the read's own 60 s
+        assert not thread.is_alive() and got == [[[b"taskq:{woken}:p5", []]]]
+        assert r.xlen("taskq:{woken}:p5") == 0 and r.xlen("taskq:{woken}:p9") == 1
+
+
+def test_fetch_makes_no_stream_for_a_priority_without_messages(app, r):
+    with app.app_context():
+        broker = app.extensions["taskq"].broker
+        broker.ensure_groups(["idle"])
+        assert broker.fetch("c1", ["idle"], 10, 0) == []
+        assert queue_keys(r, "idle") == ["taskq:{idle}:p5"]
+        add.apply_async((1, 2), queue="idle", priority=2)
+        [delivery] = broker.fetch("c1", ["idle"], 10, 0)
+        assert delivery.priority == 2
+        assert queue_keys(r, "idle") == ["taskq:{idle}:p2", "taskq:{idle}:p5"]
+        assert broker.queue_stats(["idle"])["idle"].leased == 1
+        broker.ack("c1", [delivery])
+        assert queue_keys(r, "idle") == ["taskq:{idle}:p5"]
+        assert broker.queue_stats(["idle"])["idle"].ready == 0

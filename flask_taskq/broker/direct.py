@@ -94,19 +94,12 @@ class DirectCommands:
             _mark_sent(exc)
             raise
 
-    def packed(self, packed: bytes, timeout: float) -> Any:
-        """Run one command already packed in RESP (:func:`pack_xadd`) and return its raw
-        reply, ``timeout`` bounding it as in :meth:`command`. The producer's hot path: the
-        socket keeps the last bound it was given while the next one is within a
-        millisecond of it, instead of being set and reset around every command."""
-        reply = self.packed_many(packed, 1, timeout)[0]
-        if isinstance(reply, redis.ResponseError):
-            raise reply
-        return reply
-
     def packed_many(self, packed: bytes, count: int, timeout: float) -> list[Any]:
-        """Run ``count`` commands packed in RESP together in ``packed``, in one round trip;
-        return their replies (errors as replies), bounded as in :meth:`packed`."""
+        """Run ``count`` commands packed in RESP together in ``packed`` (:func:`pack_head`),
+        in one round trip; return their replies (errors as replies). ``timeout`` bounds
+        the call as in :meth:`command`. The producer's hot path: the socket keeps the last
+        bound it was given while the next one is within a millisecond of it, instead of
+        being set and reset around every command."""
         if not self.enabled:
             raise RuntimeError("packed commands need a direct connection (enabled)")
         local = self._local
@@ -231,16 +224,19 @@ def maybe_sent(exc: BaseException) -> bool:
     return bool(getattr(exc, _SENT_MARK, False))
 
 
-def pack_xadd_head(stream: str) -> bytes:
-    """The RESP of ``XADD <stream> * m`` without its last argument: :func:`pack_xadd`
-    appends the body."""
-    key = stream.encode()
-    return b"*5\r\n$4\r\nXADD\r\n$%d\r\n%b\r\n$1\r\n*\r\n$1\r\nm\r\n" % (len(key), key)
+def pack_head(*args: str | bytes | int) -> bytes:
+    """The RESP of a command without its last argument, which :func:`pack_tail` appends:
+    a command sent often, packed once."""
+    parts = [b"*%d\r\n" % (len(args) + 1)]
+    for arg in args:
+        raw = arg if isinstance(arg, bytes) else str(arg).encode()
+        parts.append(b"$%d\r\n%b\r\n" % (len(raw), raw))
+    return b"".join(parts)
 
 
-def pack_xadd(head: bytes, body: bytes) -> bytes:
-    """``XADD <stream> * m <body>`` in RESP, ``head`` from :func:`pack_xadd_head`."""
-    return b"%b$%d\r\n%b\r\n" % (head, len(body), body)
+def pack_tail(head: bytes, last: bytes) -> bytes:
+    """The command ``head`` (from :func:`pack_head`) with its last argument."""
+    return b"%b$%d\r\n%b\r\n" % (head, len(last), last)
 
 
 def _read_replies(conn: Connection, count: int) -> list[Any]:
