@@ -19,22 +19,22 @@ from typing import TYPE_CHECKING, Any, overload
 from flask import Flask
 
 from . import signals
-from .beat import Entry
 from .broker.memory import ANY_QUEUE
 from .celery_compat import apply_celery_settings
 from .config import apply_defaults
 from .exceptions import NotRegistered
 from .keys import DEFAULT_PRIORITY
 from .message import Message, envelope, new_task_id
-from .periodic import PeriodicManager
 from .result import AsyncResult
 from .state import AppState, import_task_modules, register_taskqueue, resolve_state
 from .task import DEFAULT_UNIQUE_FOR, UNIQUE_HEADER, Task, unique_key
-from .workflow_templates import WorkflowTemplate, WorkflowTemplates
 
 if TYPE_CHECKING:
+    from .beat import Entry
+    from .periodic import PeriodicManager
     from .serializer import Serializer
     from .worker import Worker
+    from .workflow_templates import WorkflowTemplate, WorkflowTemplates
 
 __all__ = ["AppState", "TaskQueue", "import_task_modules", "resolve_state"]
 
@@ -456,8 +456,10 @@ class TaskQueue:
 
         .. versionadded:: 0.2
         """
-        found = self.__dict__.get("_workflow_templates")
+        found: WorkflowTemplates | None = self.__dict__.get("_workflow_templates")
         if found is None:
+            from .workflow_templates import WorkflowTemplates
+
             found = self.__dict__["_workflow_templates"] = WorkflowTemplates()
         return found
 
@@ -493,6 +495,8 @@ class TaskQueue:
 
         .. versionadded:: 0.2
         """
+        from .periodic import PeriodicManager
+
         return PeriodicManager(self)
 
     def periodic_task(
@@ -552,6 +556,7 @@ class TaskQueue:
 
         .. versionadded:: 0.2
         """
+        from .beat import Entry
         from .schedules import to_schedule
 
         task_name = task if isinstance(task, str) else task.name
@@ -577,6 +582,8 @@ class TaskQueue:
 
         .. versionadded:: 0.2
         """
+        from .beat import Entry
+
         config = resolve_state(app, self).config
         entries = dict(self.declared_periodic)
         for entry_name, spec in (config["TASKQ_BEAT_SCHEDULE"] or {}).items():

@@ -62,12 +62,13 @@ class DirectCommands:
         if conn is None or local.pid != os.getpid():
             conn = self._connection_class(**self._kwargs)
             local.conn, local.pid, local.bound = conn, os.getpid(), None
-        elif getattr(local, "bound", None) is not None:  # left by packed(): back to normal
-            if conn._sock is not None:
-                conn._sock.settimeout(conn.socket_timeout)
-            local.bound = None
             with self._opened_lock:
                 self._opened.add(conn)
+        elif getattr(local, "bound", None) is not None:  # left by packed_many: as it was
+            sock = getattr(conn, "_sock", None)
+            if sock is not None:
+                sock.settimeout(conn.socket_timeout)
+            local.bound = None
         return conn
 
     def command(self, *args: Any, timeout: float | None = None) -> Any:
@@ -103,15 +104,17 @@ class DirectCommands:
         if not self.enabled:
             raise RuntimeError("packed commands need a direct connection (enabled)")
         local = self._local
-        conn = getattr(local, "conn", None)
-        if conn is None or local.pid != os.getpid() or conn._sock is None:
+        conn: Connection = getattr(local, "conn", None)
+        sock: Any = getattr(conn, "_sock", None)
+        if sock is None or local.pid != os.getpid():
             conn = self._connection()
             local.bound = None
-            if conn._sock is None:
+            if getattr(conn, "_sock", None) is None:
                 _connect_within(conn, max(timeout, 0.001))
+            sock = getattr(conn, "_sock", None)
         held = local.bound
         if held is None or not (timeout - 0.001 <= held <= timeout + 0.001):
-            conn._sock.settimeout(max(timeout, 0.001))
+            sock.settimeout(max(timeout, 0.001))
             local.bound = timeout
         try:
             conn.send_packed_command((packed,), check_health=False)
