@@ -24,7 +24,7 @@ from .celery_compat import apply_celery_settings
 from .config import apply_defaults
 from .exceptions import NotRegistered
 from .keys import DEFAULT_PRIORITY
-from .message import Message, envelope, new_task_id
+from .message import Message, PlainEncoder, envelope, new_task_id, plain_encoder
 from .result import AsyncResult
 from .state import AppState, import_task_modules, register_taskqueue, resolve_state
 from .task import DEFAULT_UNIQUE_FOR, UNIQUE_HEADER, Task, unique_key
@@ -255,25 +255,19 @@ class TaskQueue:
             task.send_plan = (weakref.ref(state), plan)
         if plan is None:
             return None
-        queue, priority, expires_in = plan
+        queue, priority, expires_in, encode = plan
         now = time.time()
         task_id = new_task_id()
+        expires = None if expires_in is None else now + expires_in
         try:
-            body = state.serializer.dumps(
-                envelope(
-                    task_id,
-                    task.name,
-                    args,
-                    kwargs,
-                    queue,
-                    priority,
-                    None,
-                    None if expires_in is None else now + expires_in,
-                    0,
-                    {},
-                    now,
+            if encode is not None:
+                body = encode(task_id, args, kwargs, expires, now)
+            else:
+                body = state.serializer.dumps(
+                    envelope(
+                        task_id, task.name, args, kwargs, queue, priority, None, expires, 0, {}, now
+                    )
                 )
-            )
         except (TypeError, ValueError, OverflowError):
             return None  # send_task names the argument that cannot be encoded
         if state.max_message_bytes is not None and len(body) > state.max_message_bytes:
@@ -282,10 +276,13 @@ class TaskQueue:
         return AsyncResult(task_id, state=state)
 
     @staticmethod
-    def _plain_plan(state: AppState, task: Task) -> tuple[str, int, float | None] | None:
+    def _plain_plan(
+        state: AppState, task: Task
+    ) -> tuple[str, int, float | None, PlainEncoder | None] | None:
         """Queue, priority and relative expiry of a plain send of ``task`` for ``state``
-        (as :meth:`build_message` settles them), or None when :meth:`send_plain` does not
-        apply."""
+        (as :meth:`build_message` settles them), and the envelope's encoder when the
+        serializer has a fast one (:func:`~flask_taskq.message.plain_encoder`); None when
+        :meth:`send_plain` does not apply."""
         topts = task.options_for(state)
         if state.eager or state.is_memory or topts.get("unique") or state.router.dynamic:
             return None
@@ -296,7 +293,7 @@ class TaskQueue:
             queue, priority = _destination(state, task.name, topts)
         except ValueError:
             return None  # send_task raises it
-        return queue, priority, expires
+        return queue, priority, expires, plain_encoder(state.serializer, task.name, queue, priority)
 
     def send_many(
         self,

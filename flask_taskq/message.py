@@ -17,11 +17,12 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .exceptions import DecodeError, MessageTooLarge
-from .serializer import Serializer
+from .serializer import JSONSerializer, Serializer
 
 VERSION = 1
 #: The keyword options of ``TaskQueue.send_task`` (besides ``app``): what a caller may
@@ -52,6 +53,45 @@ def new_task_id() -> str:
     raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
     h = raw.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+#: Encodes the envelope of a plain send: ``(task id, args, kwargs, expires, sent)``.
+PlainEncoder = Callable[[str, Any, dict[str, Any], float | None, float], bytes]
+
+
+def plain_encoder(
+    serializer: Serializer, task: str, queue: str, priority: int
+) -> PlainEncoder | None:
+    """For the standard JSON serializer, a function that encodes the envelope of a message
+    of ``task`` to ``queue`` at ``priority`` with no other option (``.delay()``'s short
+    road; its task id made by :func:`new_task_id`) from parts encoded once: the same bytes
+    as ``serializer.dumps(envelope(...))`` at a fraction of its cost. None for other
+    serializers."""
+    if type(serializer) is not JSONSerializer:
+        return None
+    dumps = serializer.dumps
+    task_part = dumps(task)
+    fixed = b""
+    if queue != DEFAULTS["queue"]:
+        fixed += b',"queue":' + dumps(queue)
+    if priority != DEFAULTS["priority"]:
+        fixed += b',"priority":' + dumps(priority)
+
+    def encode(
+        task_id: str, args: Any, kwargs: dict[str, Any], expires: float | None, sent: float
+    ) -> bytes:
+        # task_id comes from new_task_id (hex digits and dashes): nothing to escape
+        return b'{"v":1,"id":"%b","task":%b%b%b%b%b,"sent":%b}' % (
+            task_id.encode(),
+            task_part,
+            b',"args":' + dumps(list(args)) if args else b"",
+            b',"kwargs":' + dumps(kwargs) if kwargs else b"",
+            fixed,
+            b"" if expires is None else b',"expires":' + float.__repr__(expires).encode(),
+            float.__repr__(round(sent, 3)).encode(),
+        )
+
+    return encode
 
 
 @dataclass(frozen=True, slots=True)

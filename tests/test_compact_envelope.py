@@ -9,7 +9,7 @@ import threading
 import pytest
 import redis
 
-from flask_taskq.message import DEFAULTS, Message, envelope
+from flask_taskq.message import DEFAULTS, Message, envelope, new_task_id, plain_encoder
 from flask_taskq.serializer import get_serializer
 from tests.apps.basic import add
 from tests.conftest import wait_until
@@ -54,6 +54,31 @@ def test_a_no_op_envelope_is_small():
         envelope("x" * 36, "tasks.noop", (), {}, "default", 5, None, None, 0, {}, 1.8e9 + 0.1234)
     )
     assert body == b'{"v":1,"id":"' + b"x" * 36 + b'","task":"tasks.noop","sent":1800000000.123}'
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "queue", "priority", "expires"),
+    [
+        ((), {}, "default", 5, None),
+        ((1, "twö", [2.5, None]), {"k": {"n": True}}, "mail", 0, 1_900_000_000.125),
+        (("x",), {}, 'q"uote', 9, None),
+    ],
+)
+def test_the_plain_encoder_writes_what_the_serializer_writes(
+    args, kwargs, queue, priority, expires
+):
+    serializer = get_serializer("json")
+    encode = plain_encoder(serializer, "tâsks.do", queue, priority)
+    task_id, sent = new_task_id(), 1_800_000_000.123456
+    expected = serializer.dumps(
+        envelope(task_id, "tâsks.do", args, kwargs, queue, priority, None, expires, 0, {}, sent)
+    )
+    assert encode(task_id, args, kwargs, expires, sent) == expected
+
+
+@pytest.mark.parametrize("name", ["orjson", "msgpack"])
+def test_only_the_stdlib_json_serializer_has_a_plain_encoder(name):
+    assert plain_encoder(get_serializer(name), "t", "default", 5) is None
 
 
 def test_each_default_is_what_a_reader_fills_in():
