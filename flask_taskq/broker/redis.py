@@ -201,6 +201,8 @@ class RedisBroker:
         loaded."""
         if len(parts) == 1:
             replies = self.direct.packed_many(parts[0], 1, timeout)
+            if not isinstance(replies[0], Exception):
+                return
         else:
             replies = self.direct.packed_many(b"".join(parts), len(parts), timeout)
         again = [p for p, r in zip(parts, replies, strict=True) if _no_script(r)]
