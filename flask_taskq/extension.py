@@ -353,16 +353,19 @@ class TaskQueue:
         # Sending options are the same for every call: unless a router function sees each
         # call, the first message settles queue, priority, eta, expires and headers for all.
         first: Message | None = None
+        encode: PlainEncoder | None = None
         for args, kwargs in calls:
             if first is None or state.router.dynamic:
                 _, message, _, _ = self.build_message(
                     name, args, kwargs, app=app, _task=task, **options
                 )
+                if first is None and message.eta is None and not message.headers:
+                    encode = plain_encoder(serializer, name, message.queue, message.priority)
                 first = first or message
                 body = message.to_bytes(serializer, limit)
                 item = (message.id, message.queue, message.priority, message.eta, body)
             else:
-                item = _like(first, args, kwargs, serializer, limit)
+                item = _like(first, args, kwargs, serializer, limit, encode)
             chunk.append(item)
             if signals.task_sent.receivers:
                 messages.append(_message_of(first, item, args, kwargs))
@@ -594,28 +597,33 @@ def _like(
     kwargs: dict[str, Any] | None,
     serializer: Serializer,
     limit: int | None,
+    encode: PlainEncoder | None,
 ) -> tuple[str, str, int, float | None, bytes]:
     """Id, queue, priority, eta and body of a message like ``first`` (same options) for
-    another call, with its own id; a :class:`Message` is made only to name an argument
-    that cannot be encoded or to refuse a message too large."""
+    another call, with its own id, encoded by ``encode`` when given (``first`` has no eta
+    and no headers); a :class:`Message` is made only to name an argument that cannot be
+    encoded or to refuse a message too large."""
     task_id, now = new_task_id(), time.time()
     kwargs = dict(kwargs or {})
     try:
-        body = serializer.dumps(
-            envelope(
-                task_id,
-                first.task,
-                args or (),
-                kwargs,
-                first.queue,
-                first.priority,
-                first.eta,
-                first.expires,
-                0,
-                first.headers,
-                now,
+        if encode is not None:
+            body = encode(task_id, args, kwargs, first.expires, now)
+        else:
+            body = serializer.dumps(
+                envelope(
+                    task_id,
+                    first.task,
+                    args or (),
+                    kwargs,
+                    first.queue,
+                    first.priority,
+                    first.eta,
+                    first.expires,
+                    0,
+                    first.headers,
+                    now,
+                )
             )
-        )
     except (TypeError, ValueError, OverflowError):
         body = b""
     if not body or (limit is not None and len(body) > limit):
