@@ -8,6 +8,8 @@ or CPU 1 (``other``):
 - ``delay()/s`` of a no-op task against a raw loop of packed ``XADD`` commands on one
   kept redis-py connection (the ceiling), with a body of the same size;
 - ``delay_many/s`` against a raw loop of pipelined ``XADD`` commands (1,000 a batch);
+- the client CPU time per message of each (``time.process_time``), less sensitive than
+  rates to what else runs on a shared machine;
 - Redis memory per queued no-op task (``MEMORY USAGE`` of the stream and ``used_memory``
   over 100,000 tasks);
 - the keys an empty queue keeps once a worker has served it and its messages (one of
@@ -121,17 +123,25 @@ def main() -> None:
             n = opts.n
             single: list[tuple[float, float]] = []
             bulk: list[tuple[float, float]] = []
+            # client CPU (this process: Python and its syscalls) per message, us
+            cpu: dict[str, list[float]] = {"delay": [], "raw": [], "many": [], "pipelined": []}
             for _ in range(opts.rounds):  # interleaved, so that load changes hit both
+                cpu0 = time.process_time()
                 ceiling = raw_xadd(url, n, body)
-                start = time.perf_counter()
+                cpu["raw"].append((time.process_time() - cpu0) / n * 1e6)
+                start, cpu0 = time.perf_counter(), time.process_time()
                 for _ in range(n):
                     noop.delay()
                 single.append((n / (time.perf_counter() - start), ceiling))
+                cpu["delay"].append((time.process_time() - cpu0) / n * 1e6)
                 clear(r)
+                cpu0 = time.process_time()
                 ceiling = raw_pipelined(url, n * 5, body)
-                start = time.perf_counter()
+                cpu["pipelined"].append((time.process_time() - cpu0) / n / 5 * 1e6)
+                start, cpu0 = time.perf_counter(), time.process_time()
                 noop.delay_many([()] * (n * 5))
                 bulk.append((n * 5 / (time.perf_counter() - start), ceiling))
+                cpu["many"].append((time.process_time() - cpu0) / n / 5 * 1e6)
                 clear(r)
             print(f"body: {len(body)} bytes  cpu: {opts.cpu}  {sys.executable}")
             for label, rows in (("delay()", single), ("delay_many", bulk)):
@@ -143,6 +153,13 @@ def main() -> None:
                     f"{len(rows)})  ratio median {ratios[len(ratios) // 2]:.2f} "
                     f"(rounds: {' '.join(f'{x:.2f}' for x in ratios)})"
                 )
+            low = {k: min(v) for k, v in cpu.items()}
+            print(
+                f"  client CPU per message (best round): delay() {low['delay']:.1f} us vs raw "
+                f"{low['raw']:.1f} (ratio {low['raw'] / low['delay']:.2f}); delay_many "
+                f"{low['many']:.1f} us vs pipelined {low['pipelined']:.1f} "
+                f"(ratio {low['pipelined'] / low['many']:.2f})"
+            )
             # memory per queued task
             clear(r)
             r.execute_command("MEMORY", "PURGE")
