@@ -1,6 +1,8 @@
 """flask-taskq: a Flask extension with a distributed task queue built in."""
 
-from .canvas import ChordError, GroupResult, Signature, chain, chord, group, signature
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .exceptions import (
     BrokerConnectionError,
     ConcurrencyKeyError,
@@ -19,11 +21,41 @@ from .exceptions import (
 from .extension import TaskQueue
 from .message import Message
 from .result import AsyncResult
-from .schedules import crontab
 from .shared import SharedTask, shared_task
 from .state import AppState
 from .task import Request, Task
 from .version import __version__
+
+if TYPE_CHECKING:
+    from .canvas import ChordError, GroupResult, Signature, chain, chord, group, signature
+    from .schedules import crontab
+
+#: Names imported on first use (PEP 562): a worker that runs no workflow and no beat does
+#: not load canvas, schedules and croniter.
+_LAZY = {
+    "ChordError": "canvas",
+    "GroupResult": "canvas",
+    "Signature": "canvas",
+    "chain": "canvas",
+    "chord": "canvas",
+    "group": "canvas",
+    "signature": "canvas",
+    "crontab": "schedules",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "AppState",

@@ -19,21 +19,22 @@ from typing import TYPE_CHECKING, Any, overload
 from flask import Flask
 
 from . import events, signals, tracing
-from .beat import Entry
 from .broker.memory import ANY_QUEUE
 from .celery_compat import apply_celery_settings
 from .config import apply_defaults
 from .exceptions import NotRegistered
 from .keys import DEFAULT_PRIORITY
-from .message import Message, envelope, new_task_id
-from .periodic import PeriodicManager
+from .message import Message, PlainEncoder, envelope, new_task_id, plain_encoder
 from .result import AsyncResult
 from .state import AppState, import_task_modules, register_taskqueue, resolve_state
 from .task import DEFAULT_UNIQUE_FOR, UNIQUE_HEADER, Task, unique_key
-from .workflow_templates import WorkflowTemplate, WorkflowTemplates
 
 if TYPE_CHECKING:
+    from .beat import Entry
+    from .periodic import PeriodicManager
+    from .serializer import Serializer
     from .worker import Worker
+    from .workflow_templates import WorkflowTemplate, WorkflowTemplates
 
 __all__ = ["AppState", "TaskQueue", "import_task_modules", "resolve_state"]
 
@@ -258,25 +259,19 @@ class TaskQueue:
             task.send_plan = (weakref.ref(state), plan)
         if plan is None:
             return None
-        queue, priority, expires_in = plan
+        queue, priority, expires_in, encode = plan
         now = time.time()
         task_id = new_task_id()
+        expires = None if expires_in is None else now + expires_in
         try:
-            body = state.serializer.dumps(
-                envelope(
-                    task_id,
-                    task.name,
-                    args,
-                    kwargs,
-                    queue,
-                    priority,
-                    None,
-                    None if expires_in is None else now + expires_in,
-                    0,
-                    {},
-                    now,
+            if encode is not None:
+                body = encode(task_id, args, kwargs, expires, now)
+            else:
+                body = state.serializer.dumps(
+                    envelope(
+                        task_id, task.name, args, kwargs, queue, priority, None, expires, 0, {}, now
+                    )
                 )
-            )
         except (TypeError, ValueError, OverflowError):
             return None  # send_task names the argument that cannot be encoded
         if state.max_message_bytes is not None and len(body) > state.max_message_bytes:
@@ -287,10 +282,13 @@ class TaskQueue:
         return AsyncResult(task_id, state=state)
 
     @staticmethod
-    def _plain_plan(state: AppState, task: Task) -> tuple[str, int, float | None] | None:
+    def _plain_plan(
+        state: AppState, task: Task
+    ) -> tuple[str, int, float | None, PlainEncoder | None] | None:
         """Queue, priority and relative expiry of a plain send of ``task`` for ``state``
-        (as :meth:`build_message` settles them), or None when :meth:`send_plain` does not
-        apply."""
+        (as :meth:`build_message` settles them), and the envelope's encoder when the
+        serializer has a fast one (:func:`~flask_taskq.message.plain_encoder`); None when
+        :meth:`send_plain` does not apply."""
         topts = task.options_for(state)
         if state.eager or state.is_memory or topts.get("unique") or state.router.dynamic:
             return None
@@ -301,7 +299,7 @@ class TaskQueue:
             queue, priority = _destination(state, task.name, topts)
         except ValueError:
             return None  # send_task raises it
-        return queue, priority, expires
+        return queue, priority, expires, plain_encoder(state.serializer, task.name, queue, priority)
 
     @tracing.traced_send
     def send_many(
@@ -347,25 +345,40 @@ class TaskQueue:
         if unknown:
             _reject_options({k: options[k] for k in unknown})
         results: list[AsyncResult] = []
-        chunk: list[tuple[Message, bytes]] = []
+        chunk: list[tuple[str, str, int, float | None, bytes]] = []
+        messages: list[Message] = []  # for task_sent's receivers, when there are any
+        serializer, limit = state.serializer, state.max_message_bytes
 
         def flush() -> None:
             state.enqueue_many(chunk)
-            for message, _ in chunk:
-                results.append(AsyncResult(message.id, state=state))
-                if state.config["TASKQ_EVENTS"]:
-                    events.sent(state, message.id, name, message.queue, message.eta)
-                if signals.task_sent.receivers:
-                    signals.task_sent.send(
-                        task or name, task=task, task_id=message.id, message=message
-                    )
+            results.extend(AsyncResult(item[0], state=state) for item in chunk)
+            if state.config["TASKQ_EVENTS"]:
+                for task_id, queue, _, eta, _ in chunk:
+                    events.sent(state, task_id, name, queue, eta)
+            for message in messages:
+                signals.task_sent.send(task or name, task=task, task_id=message.id, message=message)
             chunk.clear()
+            messages.clear()
 
+        # Sending options are the same for every call: unless a router function sees each
+        # call, the first message settles queue, priority, eta, expires and headers for all.
+        first: Message | None = None
+        encode: PlainEncoder | None = None
         for args, kwargs in calls:
-            _, message, _, _ = self.build_message(
-                name, args, kwargs, app=app, _task=task, **options
-            )
-            chunk.append((message, message.to_bytes(state.serializer, state.max_message_bytes)))
+            if first is None or state.router.dynamic:
+                _, message, _, _ = self.build_message(
+                    name, args, kwargs, app=app, _task=task, **options
+                )
+                if first is None and message.eta is None and not message.headers:
+                    encode = plain_encoder(serializer, name, message.queue, message.priority)
+                first = first or message
+                body = message.to_bytes(serializer, limit)
+                item = (message.id, message.queue, message.priority, message.eta, body)
+            else:
+                item = _like(first, args, kwargs, serializer, limit, encode)
+            chunk.append(item)
+            if signals.task_sent.receivers:
+                messages.append(_message_of(first, item, args, kwargs))
             if len(chunk) >= chunk_size:
                 flush()
         if chunk:
@@ -455,8 +468,10 @@ class TaskQueue:
 
         .. versionadded:: 0.2
         """
-        found = self.__dict__.get("_workflow_templates")
+        found: WorkflowTemplates | None = self.__dict__.get("_workflow_templates")
         if found is None:
+            from .workflow_templates import WorkflowTemplates
+
             found = self.__dict__["_workflow_templates"] = WorkflowTemplates()
         return found
 
@@ -492,6 +507,8 @@ class TaskQueue:
 
         .. versionadded:: 0.2
         """
+        from .periodic import PeriodicManager
+
         return PeriodicManager(self)
 
     def periodic_task(
@@ -551,6 +568,7 @@ class TaskQueue:
 
         .. versionadded:: 0.2
         """
+        from .beat import Entry
         from .schedules import to_schedule
 
         task_name = task if isinstance(task, str) else task.name
@@ -576,8 +594,61 @@ class TaskQueue:
 
         .. versionadded:: 0.2
         """
+        from .beat import Entry
+
         config = resolve_state(app, self).config
         entries = dict(self.declared_periodic)
         for entry_name, spec in (config["TASKQ_BEAT_SCHEDULE"] or {}).items():
             entries[entry_name] = Entry.from_config(entry_name, spec)
         return entries
+
+
+def _like(
+    first: Message,
+    args: Sequence[Any] | None,
+    kwargs: dict[str, Any] | None,
+    serializer: Serializer,
+    limit: int | None,
+    encode: PlainEncoder | None,
+) -> tuple[str, str, int, float | None, bytes]:
+    """Id, queue, priority, eta and body of a message like ``first`` (same options) for
+    another call, with its own id, encoded by ``encode`` when given (``first`` has no eta
+    and no headers); a :class:`Message` is made only to name an argument that cannot be
+    encoded or to refuse a message too large."""
+    task_id, now = new_task_id(), time.time()
+    kwargs = dict(kwargs or {})
+    try:
+        if encode is not None:
+            body = encode(task_id, args, kwargs, first.expires, now)
+        else:
+            body = serializer.dumps(
+                envelope(
+                    task_id,
+                    first.task,
+                    args or (),
+                    kwargs,
+                    first.queue,
+                    first.priority,
+                    first.eta,
+                    first.expires,
+                    0,
+                    first.headers,
+                    now,
+                )
+            )
+    except (TypeError, ValueError, OverflowError):
+        body = b""
+    if not body or (limit is not None and len(body) > limit):
+        message = first.replace(id=task_id, args=tuple(args or ()), kwargs=kwargs, sent=now)
+        message.to_bytes(serializer, limit)  # raises TypeError or MessageTooLarge
+    return task_id, first.queue, first.priority, first.eta, body
+
+
+def _message_of(
+    first: Message,
+    item: tuple[str, str, int, float | None, bytes],
+    args: Sequence[Any] | None,
+    kwargs: dict[str, Any] | None,
+) -> Message:
+    """The message of a call sent by :meth:`TaskQueue.send_many` (for ``task_sent``)."""
+    return first.replace(id=item[0], args=tuple(args or ()), kwargs=dict(kwargs or {}))

@@ -5,6 +5,11 @@ Envelope (version 1), encoded by the configured serializer into the stream field
     {"v": 1, "id": "<task id>", "task": "<task name>", "args": [...], "kwargs": {...},
      "queue": "default", "priority": 5, "eta": null | <unix time>,
      "expires": null | <unix time>, "retries": 0, "headers": {...}, "sent": <unix time>}
+
+A field may be absent (or null): it then has its default (:data:`DEFAULTS`). Senders
+leave out the fields at their default, so a no-op task's envelope is
+``{"v":1,"id":"...","task":"...","sent":...}``; envelopes spelling out every field, as
+flask-taskq 0.1 wrote them, decode the same.
 """
 
 from __future__ import annotations
@@ -12,11 +17,12 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .exceptions import DecodeError, MessageTooLarge
-from .serializer import Serializer
+from .serializer import JSONSerializer, Serializer
 
 VERSION = 1
 #: The keyword options of ``TaskQueue.send_task`` (besides ``app``): what a caller may
@@ -24,6 +30,19 @@ VERSION = 1
 SEND_TASK_OPTIONS = frozenset(
     {"countdown", "eta", "expires", "queue", "priority", "task_id", "headers", "link", "link_error"}
 )
+
+
+#: The value of each envelope field that may be left out, and is when it has it.
+DEFAULTS: dict[str, Any] = {
+    "args": [],
+    "kwargs": {},
+    "queue": "default",
+    "priority": 5,
+    "eta": None,
+    "expires": None,
+    "retries": 0,
+    "headers": {},
+}
 
 
 def new_task_id() -> str:
@@ -34,6 +53,45 @@ def new_task_id() -> str:
     raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
     h = raw.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+#: Encodes the envelope of a plain send: ``(task id, args, kwargs, expires, sent)``.
+PlainEncoder = Callable[[str, Any, dict[str, Any], float | None, float], bytes]
+
+
+def plain_encoder(
+    serializer: Serializer, task: str, queue: str, priority: int
+) -> PlainEncoder | None:
+    """For the standard JSON serializer, a function that encodes the envelope of a message
+    of ``task`` to ``queue`` at ``priority`` with no other option (``.delay()``'s short
+    road; its task id made by :func:`new_task_id`) from parts encoded once: the same bytes
+    as ``serializer.dumps(envelope(...))`` at a fraction of its cost. None for other
+    serializers."""
+    if type(serializer) is not JSONSerializer:
+        return None
+    dumps = serializer.dumps
+    task_part = dumps(task)
+    fixed = b""
+    if queue != DEFAULTS["queue"]:
+        fixed += b',"queue":' + dumps(queue)
+    if priority != DEFAULTS["priority"]:
+        fixed += b',"priority":' + dumps(priority)
+
+    def encode(
+        task_id: str, args: Any, kwargs: dict[str, Any], expires: float | None, sent: float
+    ) -> bytes:
+        # task_id comes from new_task_id (hex digits and dashes): nothing to escape
+        return b'{"v":1,"id":"%b","task":%b%b%b%b%b,"sent":%b}' % (
+            task_id.encode(),
+            task_part,
+            b',"args":' + dumps(list(args)) if args else b"",
+            b',"kwargs":' + dumps(kwargs) if kwargs else b"",
+            fixed,
+            b"" if expires is None else b',"expires":' + float.__repr__(expires).encode(),
+            float.__repr__(round(sent, 3)).encode(),
+        )
+
+    return encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,21 +197,30 @@ def envelope(
     sent: float,
 ) -> dict[str, Any]:
     """The version-1 envelope of a message, as plain data (also built without a
-    :class:`Message` on the producer's hot path)."""
-    return {
-        "v": VERSION,
-        "id": id,
-        "task": task,
-        "args": list(args),
-        "kwargs": kwargs,
-        "queue": queue,
-        "priority": priority,
-        "eta": eta,
-        "expires": expires,
-        "retries": retries,
-        "headers": headers,
-        "sent": sent,
-    }
+    :class:`Message` on the producer's hot path).
+
+    Fields at their default value (see :data:`DEFAULTS`) are left out: a reader of any
+    version 1 fills them in, and a queued message costs half the memory. ``sent`` is
+    kept to the millisecond."""
+    body: dict[str, Any] = {"v": VERSION, "id": id, "task": task}
+    if args:
+        body["args"] = list(args)
+    if kwargs:
+        body["kwargs"] = kwargs
+    if queue != "default":
+        body["queue"] = queue
+    if priority != 5:
+        body["priority"] = priority
+    if eta is not None:
+        body["eta"] = eta
+    if expires is not None:
+        body["expires"] = expires
+    if retries:
+        body["retries"] = retries
+    if headers:
+        body["headers"] = headers
+    body["sent"] = round(sent, 3)
+    return body
 
 
 def _typed(body: dict[str, Any], name: str, types: type | tuple[type, ...], default: Any) -> Any:

@@ -186,13 +186,13 @@ class AppState:
             self._ensure_memory_worker()
         return owner
 
-    def enqueue_many(self, items: list[tuple[Message, bytes]]) -> None:
-        """Hand several messages to the broker in one round trip (retrying like
-        :meth:`enqueue`)."""
+    def enqueue_many(self, items: list[tuple[str, str, int, float | None, bytes]]) -> None:
+        """Hand several messages (``(task id, queue, priority, eta, body)``) to the broker
+        in one round trip (retrying like :meth:`enqueue`)."""
         self.retrying(
             self.broker.enqueue_many,
-            [(m.queue, m.priority, body, m.eta) for m, body in items],
-            task_ids=tuple(m.id for m, _ in items),
+            [(queue, priority, body, eta) for _, queue, priority, eta, body in items],
+            task_ids=tuple(item[0] for item in items),
         )
         if self.is_memory:
             self._ensure_memory_worker()

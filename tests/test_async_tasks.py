@@ -71,7 +71,7 @@ def test_200_naps_on_one_process_are_in_flight_together(aapp, start_worker, r):
 
 def test_async_concurrency_bounds_the_coroutines_in_flight(aapp, start_worker, r):
     worker = start_worker("-P", "solo", "--async-concurrency", "5", app=APP)
-    assert "prefetch=64 async-concurrency=5" in worker.log
+    assert "prefetch=auto async-concurrency=5" in worker.log
     with aapp.app_context():
         results = [nap.delay(f"b{i}", 0.2) for i in range(30)]
         assert [res.get(timeout=60) for res in results] == [f"b{i}" for i in range(30)]

@@ -187,7 +187,7 @@ def test_plain_delay_sends_what_apply_async_sends(redis_url, r, config):
         assert plain[0] == full[0]  # same stream: queue and priority
         p, f = dict(plain[1]), dict(full[1])
         assert abs(p.pop("sent") - f.pop("sent")) < 5
-        p_exp, f_exp = p.pop("expires"), f.pop("expires")
+        p_exp, f_exp = p.pop("expires", None), f.pop("expires", None)
         assert (p_exp is None) == (f_exp is None)
         assert p_exp is None or abs(p_exp - f_exp) < 5
         assert p == f

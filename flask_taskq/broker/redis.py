@@ -35,7 +35,7 @@ from ..redis_common import (
 )
 from ..serializer import JSONSerializer, Serializer
 from .base import Delivery, Piggyback, QueueStats
-from .direct import DirectCommands, mark_sent, maybe_sent
+from .direct import DirectCommands, mark_sent, maybe_sent, pack_head, pack_tail
 
 if TYPE_CHECKING:
     from ..store.redis import RedisStore
@@ -50,6 +50,9 @@ logger = logging.getLogger("flask_taskq.worker")
 #: Separates a sharded queue's name from its shard number (``default~3``) and a delivery's
 #: entry id from the shard it came from.
 SHARD_SEP = "~"
+#: How fetch.lua knows a queue's default-priority stream (kept while the queue is empty)
+#: among the others (which exist only while they hold messages).
+ANCHOR = f":p{DEFAULT_PRIORITY}"
 #: Seconds a send waits for ``TASKQ_WAIT_REPLICAS`` replicas when no timeout bounds it.
 WAIT_REPLICAS_TIMEOUT = 5.0
 #: Longest an ack batch waits for ``TASKQ_WAIT_REPLICAS`` replicas (seconds): a replica
@@ -116,6 +119,7 @@ class RedisBroker:
                 "release_unique",
                 "note_start",
                 "ack",
+                "send",
             )
         }
         self.direct = DirectCommands(self.client)
@@ -126,6 +130,7 @@ class RedisBroker:
         self._orders: dict[tuple[str, ...], list[list[str]]] = {}
         self._turn = 0
         self._acks_short = False  # the last ack WAIT saw fewer replicas than asked
+        self._xadd_heads: dict[tuple[str, int], bytes] = {}
 
     # -- shards -------------------------------------------------------------------------
     def shard_names(self, queue: str) -> list[str]:
@@ -174,7 +179,41 @@ class RedisBroker:
             queue = self._pick(queue)
         if eta is not None and eta > now:
             return ("ZADD", self.keys.delayed(queue), repr(eta), str(priority).encode() + body)
-        return ("XADD", self.keys.stream(queue, priority), "*", "m", body)
+        if priority == DEFAULT_PRIORITY:
+            return ("XADD", self.keys.stream(queue, priority), "*", "m", body)
+        # send.lua wakes idle workers when the stream is new; EVAL, as these roads do not
+        # handle NOSCRIPT (Redis keeps the script compiled after the first call)
+        anchor = self.keys.stream(queue, DEFAULT_PRIORITY)
+        stream = self.keys.stream(queue, priority)
+        return ("EVAL", self._scripts["send"].script, 2, stream, anchor, body)
+
+    def _xadd_head(self, queue: str, priority: int) -> bytes:
+        """The packed command that sends a message to ``queue`` at ``priority`` but its
+        body: an ``XADD``, or at another priority than the default ``send.lua``."""
+        stream = self.keys.stream(queue, priority)
+        if priority == DEFAULT_PRIORITY:
+            head = pack_head("XADD", stream, "*", "m")
+        else:
+            anchor = self.keys.stream(queue, DEFAULT_PRIORITY)
+            head = pack_head("EVALSHA", self._scripts["send"].sha, 2, stream, anchor)
+        self._xadd_heads[(queue, priority)] = head
+        return head
+
+    def _send_packed(self, parts: list[bytes], timeout: float) -> None:
+        """Send packed commands of :meth:`_xadd_head` in one round trip; those refused
+        with NOSCRIPT (a Redis that does not know ``send.lua`` yet) go again after it is
+        loaded."""
+        if len(parts) == 1:
+            replies = self.direct.packed_many(parts[0], 1, timeout)
+            if not isinstance(replies[0], Exception):
+                return
+        else:
+            replies = self.direct.packed_many(b"".join(parts), len(parts), timeout)
+        again = [p for p, r in zip(parts, replies, strict=True) if _no_script(r)]
+        if again:
+            self.client.script_load(self._scripts["send"].script)
+            replies = self.direct.packed_many(b"".join(again), len(again), timeout)
+        _raise_first_error(replies)
 
     def enqueue(
         self,
@@ -188,6 +227,14 @@ class RedisBroker:
         """Send one message; ``timeout`` bounds the call (seconds) whatever the socket
         timeout. A ``TimeoutError`` after the command was written leaves it unknown
         whether Redis ran it (:func:`~flask_taskq.broker.direct.maybe_sent`)."""
+        if eta is None and timeout is not None and self.direct.enabled and not self.wait_replicas:
+            if self.queue_shards:
+                queue = self._pick(queue)
+            head = self._xadd_heads.get((queue, priority))
+            if head is None:
+                head = self._xadd_head(queue, priority)
+            self._send_packed([pack_tail(head, body)], timeout)
+            return
         command = self._enqueue_command(queue, priority, body, eta, time.time())
         if self.wait_replicas:
             _raise_first_error(self._replicated([command], timeout))
@@ -202,6 +249,11 @@ class RedisBroker:
     ) -> None:
         """Send several messages in one round trip, bounded like :meth:`enqueue`."""
         now = time.time()
+        if timeout is not None and self.direct.enabled and not self.wait_replicas:
+            items = list(items)
+            if all(eta is None for _, _, _, eta in items):
+                self._enqueue_packed(items, timeout)
+                return
         commands = [self._enqueue_command(q, p, body, eta, now) for q, p, body, eta in items]
         if not commands:
             return
@@ -211,6 +263,23 @@ class RedisBroker:
             self._pipeline(commands)
         else:
             _raise_first_error(self.direct.pipeline(commands, timeout=timeout))
+
+    def _enqueue_packed(
+        self, items: Sequence[tuple[str, int, bytes, float | None]], timeout: float
+    ) -> None:
+        """:meth:`enqueue_many` of messages to send now: their ``XADD`` commands packed
+        together by hand (redis-py's packing costs more than the send)."""
+        if not items:
+            return
+        heads = self._xadd_heads
+        pick = self._pick if self.queue_shards else None
+        parts = []
+        for queue, priority, body, _ in items:
+            if pick is not None:
+                queue = pick(queue)
+            head = heads.get((queue, priority)) or self._xadd_head(queue, priority)
+            parts.append(pack_tail(head, body))
+        self._send_packed(parts, timeout)
 
     def _replicated(self, commands: Sequence[tuple[Any, ...]], timeout: float | None) -> list[Any]:
         """Run write ``commands``, then ``WAIT`` for :attr:`wait_replicas` replicas on the
@@ -350,8 +419,11 @@ class RedisBroker:
         return cached
 
     def ensure_groups(self, queues: Sequence[str]) -> None:
-        """Create the consumer group on every stream of ``queues`` (idempotent)."""
-        for keys in self._by_slot(self._serving_order(queues)):
+        """Create the default-priority stream of each of ``queues`` and its consumer group
+        (idempotent): the one key an empty queue keeps; the streams of other priorities
+        come and go with their messages (``docs/data-model.rst``)."""
+        anchors = [self.keys.stream(q, DEFAULT_PRIORITY) for q in self._physical(queues)]
+        for keys in self._by_slot(anchors):
             self._scripts["ensure_groups"](keys=keys, args=[GROUP])
         self.client.sadd(self.keys.queues(), *queues)
 
@@ -371,21 +443,22 @@ class RedisBroker:
             if len(groups) > 1:
                 return self._fetch_slots(consumer, groups, count, timeout, then)
         script = self._scripts["fetch"]
-        evalsha = ("EVALSHA", script.sha, len(keys), *keys, GROUP, consumer, count)
+        evalsha = ("EVALSHA", script.sha, len(keys), *keys, GROUP, consumer, count, ANCHOR)
         flat, sync = self._run_with(evalsha, then)
         if isinstance(flat, redis.exceptions.NoScriptError):
             self.client.script_load(script.script)
             flat, sync = self._run_with(evalsha, then)
         if isinstance(flat, Exception):
             raise flat
+        live = flat.pop()
         out = [self._delivery(flat[i], flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3)]
-        if out or timeout <= 0:
+        if out or timeout <= 0 or not live:
             if then is not None:
                 then.apply_sync(sync)
             return out
-        reply, sync = self._run_with(_read_new(consumer, count, timeout, keys), then)
+        reply, sync = self._run_with(_read_new(consumer, count, timeout, live), then)
         if isinstance(reply, redis.ResponseError):
-            if "NOGROUP" in str(reply):  # Redis lost its data meanwhile
+            if _stream_gone(reply):
                 return []
             raise reply
         if then is not None:
@@ -422,21 +495,24 @@ class RedisBroker:
         is at most a second, so a message on another slot waits for the next turn)."""
         script = self._scripts["fetch"]
         share = max(1, -(-count // len(groups)))
-        commands = [("EVALSHA", script.sha, len(g), *g, GROUP, consumer, share) for g in groups]
+        commands = [
+            ("EVALSHA", script.sha, len(g), *g, GROUP, consumer, share, ANCHOR) for g in groups
+        ]
         replies = self._send(commands)
         if any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
             self.client.script_load(script.script)
             replies = self._send(commands)
         _raise_first_error(replies)
+        lives = [flat.pop() for flat in replies]
         out = [
             self._delivery(flat[i], flat[i + 1], flat[i + 2])
             for flat in replies
             for i in range(0, len(flat), 3)
         ]
-        if not out and timeout > 0:
-            reply = self._send([_read_new(consumer, count, timeout, groups[0])])[0]
+        if not out and timeout > 0 and lives[0]:
+            reply = self._send([_read_new(consumer, count, timeout, lives[0])])[0]
             if isinstance(reply, redis.ResponseError):
-                if "NOGROUP" not in str(reply):
+                if not _stream_gone(reply):
                     raise reply
             else:
                 out += self._read_deliveries(reply)
@@ -664,7 +740,12 @@ class RedisBroker:
             return self._enqueue_unique_cluster(queue, priority, body, eta, key, task_id, ttl)
         script = self._scripts["enqueue_unique"]
         queue = self._pick(queue)
-        keys = [self.keys.unique(key), self.keys.stream(queue, priority), self.keys.delayed(queue)]
+        keys = [
+            self.keys.unique(key),
+            self.keys.stream(queue, priority),
+            self.keys.delayed(queue),
+            self.keys.stream(queue, DEFAULT_PRIORITY),
+        ]
         args: list[Any] = [task_id, ttl, body, f"{eta or 0:.6f}", f"{time.time():.6f}", priority]
         if self.wait_replicas:
             owner = self._replicated([("EVAL", script.script, len(keys), *keys, *args)], timeout)[0]
@@ -1146,6 +1227,18 @@ def _id_order(entry_id: str) -> tuple[int, int, int]:
 
 #: Shard numbers as text, to check the ``~k`` of an entry id.
 _DIGITS = tuple(str(k) for k in range(1, 1000))
+
+
+def _stream_gone(reply: redis.ResponseError) -> bool:
+    """True for the error of a blocking read whose stream (or its group) is no more: Redis
+    lost its data, or the stream was deleted once empty (other priorities than the
+    default one)."""
+    text = str(reply)
+    return "NOGROUP" in text or "UNBLOCKED" in text
+
+
+def _no_script(reply: Any) -> bool:
+    return isinstance(reply, redis.exceptions.NoScriptError)
 
 
 def _is_nogroup(reply: Any) -> bool:

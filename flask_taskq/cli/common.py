@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
 import click
@@ -11,7 +12,41 @@ from flask.cli import AppGroup
 if TYPE_CHECKING:
     from ..state import AppState
 
-taskq_cli = AppGroup("taskq", help="Run and manage flask-taskq workers and queues.")
+#: Each ``flask taskq`` command and the modules that define it (``flask_taskq.cli.<name>``):
+#: a command's module is imported when the command is asked for, so that ``flask taskq
+#: worker`` does not load the code of every other command.
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "beat": ("beat",),
+    "db": ("db",),
+    "dead-letter": ("dead_letter",),
+    "events": ("events",),
+    "inspect": ("inspect", "inspect_workers", "inspect_workflow", "inspect_concurrency"),
+    "periodic": ("periodic",),
+    "purge": ("purge",),
+    "queues": ("queues",),
+    "rate-limit": ("rate_limit",),
+    "revoke": ("revoke",),
+    "status": ("status",),
+    "worker": ("worker",),
+    "workflow": ("workflow",),
+}
+
+
+class LazyGroup(AppGroup):
+    """An :class:`AppGroup` whose commands are imported on first use (see
+    :data:`COMMAND_MODULES`); their modules add them with ``@taskq_cli.command``."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMAND_MODULES) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
+            for module in COMMAND_MODULES[cmd_name]:
+                importlib.import_module(f"{__package__}.{module}")
+        return super().get_command(ctx, cmd_name)
+
+
+taskq_cli = LazyGroup("taskq", help="Run and manage flask-taskq workers and queues.")
 
 
 def app_state() -> AppState:

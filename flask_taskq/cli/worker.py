@@ -11,7 +11,6 @@ from flask import current_app
 from ..worker import POOLS, Worker, setup_logging
 from ..worker.queues import split_option
 from ..worker.worker import expand_logfile
-from .beat import make_beat
 from .common import app_state, check_broker, taskq_cli
 from .imports import import_tasks
 
@@ -197,7 +196,11 @@ def worker_command(
         )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    beat = make_beat() if with_beat else None
+    beat = None
+    if with_beat:
+        from .beat import make_beat  # beat's code is loaded only for a worker that runs it
+
+        beat = make_beat()
     click.echo(worker.describe(), err=True)
     if beat is None:
         raise SystemExit(worker.run())

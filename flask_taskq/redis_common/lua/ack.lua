@@ -1,7 +1,15 @@
 -- Acknowledge and delete entries ARGV[3..] of stream KEYS[1] that consumer ARGV[2] still
 -- owns in group ARGV[1]. An entry another consumer took over (this one's lease lapsed) is
 -- left to that consumer, and one no longer pending is left alone.
+-- A stream of another priority than the default left empty is deleted (data-model.rst).
 -- Returns the ids it did not acknowledge.
+local function drop_if_empty(key, group)
+  -- a priority stream other than the default one (':p5') goes once it holds nothing
+  if string.sub(key, -3) ~= ':p5' and redis.call('XLEN', key) == 0 then
+    local pending = redis.pcall('XPENDING', key, group)
+    if pending.err == nil and pending[1] == 0 then redis.call('DEL', key) end
+  end
+end
 local group, consumer = ARGV[1], ARGV[2]
 local owned, skipped = {}, {}
 for i = 3, #ARGV do
@@ -11,5 +19,6 @@ end
 if #owned > 0 then
   redis.call('XACK', KEYS[1], group, unpack(owned))
   redis.call('XDEL', KEYS[1], unpack(owned))
+  drop_if_empty(KEYS[1], group)
 end
 return skipped

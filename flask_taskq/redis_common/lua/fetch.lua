@@ -1,10 +1,14 @@
 -- Deliver up to ARGV[3] ready messages to consumer ARGV[2] of group ARGV[1].
 -- KEYS: priority streams in the order to serve them (highest priority first).
--- Creates the consumer group on a stream that has none (new queue, Redis restarted).
+-- A priority stream exists only while it holds messages, except a queue's default-priority
+-- stream (its key ends with ARGV[4], e.g. ':p5'), which is made here when missing (new
+-- queue, Redis restarted). A stream without the group gets it, from its first entry.
 -- Returns a flat list: stream, entry id, body, stream, entry id, body, ... where body is the
--- value of the entry's field named m, or '' when it has none (the consumer dead-letters it).
-local group, consumer, count = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local out = {}
+-- value of the entry's field named m, or '' when it has none (the consumer dead-letters it);
+-- then, as its last element, the list of the KEYS that exist (with the group), in order,
+-- for the blocking read that follows when nothing was ready.
+local group, consumer, count, anchor = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local out, live = {}, {}
 local function body_of(fields)
   for i = 1, #fields, 2 do
     if fields[i] == 'm' then return fields[i + 1] end
@@ -16,10 +20,20 @@ for _, key in ipairs(KEYS) do
   local res = redis.pcall('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count,
                           'STREAMS', key, '>')
   if type(res) == 'table' and res.err then
-    redis.call('XGROUP', 'CREATE', key, group, '0', 'MKSTREAM')
-    res = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count,
-                     'STREAMS', key, '>')
+    res = nil
+    if redis.call('EXISTS', key) == 1 then
+      redis.call('XGROUP', 'CREATE', key, group, '0')
+    elseif string.sub(key, -#anchor) == anchor then
+      redis.call('XGROUP', 'CREATE', key, group, '0', 'MKSTREAM')
+    else
+      key = nil
+    end
+    if key then
+      res = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count,
+                       'STREAMS', key, '>')
+    end
   end
+  if key then live[#live + 1] = key end
   if res then
     for _, entry in ipairs(res[1][2]) do
       out[#out + 1] = key
@@ -29,4 +43,5 @@ for _, key in ipairs(KEYS) do
     end
   end
 end
+out[#out + 1] = live
 return out

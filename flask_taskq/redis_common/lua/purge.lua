@@ -1,5 +1,12 @@
 -- Delete the messages of streams KEYS[1..n-1] not yet delivered to group ARGV[1] (leased
 -- ones stay with their workers) and the delayed set KEYS[n]. Returns how many were deleted.
+local function drop_if_empty(key, group)
+  -- a priority stream other than the default one (':p5') goes once it holds nothing
+  if string.sub(key, -3) ~= ':p5' and redis.call('XLEN', key) == 0 then
+    local pending = redis.pcall('XPENDING', key, group)
+    if pending.err == nil and pending[1] == 0 then redis.call('DEL', key) end
+  end
+end
 local deleted = redis.call('ZCARD', KEYS[#KEYS])
 redis.call('DEL', KEYS[#KEYS])
 for i = 1, #KEYS - 1 do
@@ -19,6 +26,7 @@ for i = 1, #KEYS - 1 do
       deleted = deleted + #entries
       start = '(' .. entries[#entries][1]
     end
+    drop_if_empty(key, ARGV[1])
   end
 end
 return deleted

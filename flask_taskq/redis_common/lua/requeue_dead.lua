@@ -3,6 +3,11 @@
 -- queue, one hash tag); KEYS[12]: the store's byte count (see dead_letter.lua), which
 -- loses each moved entry's size. ARGV: pairs of (dead-letter entry id, priority 0-9).
 -- Entries no longer in the store (or without a body) are skipped. Returns how many moved.
+local function wake(anchor)
+  -- idle workers block only on the streams that exist: wake them for a new one
+  local id = redis.call('XADD', anchor, 'NOMKSTREAM', '*', 'w', '')
+  if id then redis.call('XDEL', anchor, id) end
+end
 local moved = 0
 local total = tonumber(redis.call('GET', KEYS[12]))
 for i = 1, #ARGV, 2 do
@@ -15,7 +20,9 @@ for i = 1, #ARGV, 2 do
     end
     local stream = KEYS[tonumber(ARGV[i + 1]) + 2]
     if body and stream then
+      local new = stream ~= KEYS[7] and redis.call('EXISTS', stream) == 0
       redis.call('XADD', stream, '*', 'm', body)
+      if new then wake(KEYS[7]) end
       redis.call('XDEL', KEYS[1], ARGV[i])
       moved = moved + 1
       if total ~= nil then

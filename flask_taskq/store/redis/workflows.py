@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ...keys import Keys
+from ...keys import DEFAULT_PRIORITY, Keys
 from ...redis_common import load_script, mget
 from ..workflows import Fired, Outgoing
 
@@ -48,6 +48,7 @@ class RedisWorkflowStore:
                 self.keys.chord_fired(callback.queue, chord_id),
                 self.keys.stream(callback.queue, callback.priority),
                 self.keys.delayed(callback.queue),
+                self.keys.stream(callback.queue, DEFAULT_PRIORITY),
             ],
             args=[
                 callback.body if send else b"",

@@ -8,15 +8,13 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ...canvas import WORKFLOW_HEADERS
-from ..execute import Outcome
-from ..workflow import after_task
 from .base import Context, Hook
 
 if TYPE_CHECKING:
     from ...message import Message
     from ...state import AppState
     from ...store.workflows import WorkflowStore
+    from ..execute import Outcome
 
 
 class Workflow(Hook):
@@ -39,7 +37,13 @@ class Workflow(Hook):
 
     def after(self, ctx: Context, outcome: Outcome) -> bool:
         headers = ctx.message.headers
-        if not headers or WORKFLOW_HEADERS.isdisjoint(headers):
+        if not headers:
+            return True
+        # the workflow code is loaded by the first message with headers, not at start
+        from ...canvas import WORKFLOW_HEADERS
+        from ..workflow import after_task
+
+        if WORKFLOW_HEADERS.isdisjoint(headers):
             return True
         return after_task(
             self.state, ctx.message, outcome, self.stopping, self.workflows, self.enqueue
