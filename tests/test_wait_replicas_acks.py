@@ -17,7 +17,7 @@ import redis
 
 from flask_taskq.broker.redis import ACK_WAIT_TIMEOUT, RedisBroker
 from tests.apps.backlog_app import add, create_app
-from tests.cluster_fixtures import RedisClusterProcesses, cluster_url, redis_cluster  # noqa: F401
+from tests.cluster_fixtures import RedisClusterProcesses
 from tests.conftest import RedisServer, WorkerProcess, free_port, wait_until
 
 APP = "tests.apps.backlog_app:create_app"
