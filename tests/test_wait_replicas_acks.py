@@ -154,8 +154,8 @@ def test_workers_go_on_while_the_replica_is_stopped(
 
 
 def test_on_a_cluster_each_master_waits_for_its_replica(
-    redis_cluster: RedisClusterProcesses,  # noqa: F811
-    cluster_url: str,  # noqa: F811
+    redis_cluster: RedisClusterProcesses,
+    cluster_url: str,
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
     """A sharded queue's acks go to every master: each batch WAITs on each master that got
