@@ -296,3 +296,23 @@ def test_prefork_child_writes_its_events_before_it_is_replaced(events_app, start
         wait_until(lambda res=res: "task-succeeded" in _of(r, res.id), 15, message="child's events")
     hosts = {e["hostname"] for e in _events(r) if e["type"] == "task-succeeded"}
     assert len(hosts) == 3  # three children, one task each
+
+
+def test_a_message_dead_lettered_before_it_runs_publishes_its_event(events_app, start_worker, r):
+    """Undecodable: the worker dead-letters it on arrival, outside the pipeline's hooks."""
+    start_worker("-P", "threads", "-c", "2", app=APP)
+    with events_app.app_context():
+        broker = events_app.extensions["taskq"].broker
+        broker.enqueue("default", 5, b"\x00 not an envelope")
+        wait_until(
+            lambda: broker.queue_stats(["default"])["default"].dead == 1,
+            timeout=30,
+            message="the message dead-lettered",
+        )
+    dead = wait_until(
+        lambda: [e for e in _events(r) if e["type"] == "task-dead-lettered"],
+        timeout=10,
+        message="its task-dead-lettered event",
+    )
+    assert len(dead) == 1 and dead[0]["task"] == "?", dead
+    assert "undecodable" in dead[0]["reason"] or "envelope" in dead[0]["reason"], dead

@@ -21,6 +21,7 @@ from ..backend.base import STARTED
 from ..broker import Broker, Delivery
 from ..broker.blame import broker_server, server_of
 from ..broker.memory import ANY_QUEUE
+from ..events import flush_all as flush_events
 from ..exceptions import (
     DecodeError,
     SoftTimeLimitExceeded,
@@ -152,6 +153,9 @@ class Consumer:
         self.on_overrides_changed: Callable[[], None] = _nothing
         #: How many more ``async def`` tasks could start now (set by :mod:`.aio`).
         self.async_room: Callable[[], int] = _none_free
+        #: Publishes a task event (``TASKQ_EVENTS``; set by the events hook), for the
+        #: outcomes decided outside the pipeline: dead letters, a hard time limit.
+        self.emit: Callable[..., None] | None = None
         #: True while the caller has more finished tasks to record at once (the async
         #: settler): their acks and results then go out in one batch.
         self.more_coming: Callable[[], bool] = _no
@@ -457,6 +461,8 @@ class Consumer:
     ) -> None:
         """Move a message that cannot be run to the dead-letter store."""
         logger.error("Dead-lettering message %s of task %s: %s", task_id, task, reason)
+        if self.emit is not None:
+            self.emit("task-dead-lettered", task_id, task, delivery.queue, reason=reason[:500])
         if self._started:
             with self._lock:
                 self._started.pop(task_id, None)
@@ -912,9 +918,13 @@ class Consumer:
             )
         else:
             self.complete(delivery, message.id, status, doc, 0.0, retry)
+        if self.emit is not None:
+            kind = "task-retried" if retry else "task-failed"
+            self.emit(kind, message.id, message.task, delivery.queue, exception=str(exc))
         self.flush()
         if retry is None:
             self.release_unique(message)
+        flush_events()  # os._exit skips atexit
         os._exit(1)
 
     def release_unique(self, message: Message) -> None:

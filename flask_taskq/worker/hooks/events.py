@@ -65,8 +65,6 @@ class Events(Hook):
                 runtime=runtime,
                 exception=_describe(outcome.exception),
             )
-            if outcome.dead_reason:
-                emit("task-dead-lettered", m.id, m.task, m.queue, reason=outcome.dead_reason[:500])
         return True
 
 
@@ -75,7 +73,9 @@ def event_hooks(state: AppState, consumer: Consumer) -> list[Hook]:
     events on, else nothing."""
     if not events.enabled(state):
         return []
-    return [Events(events.publisher(consumer.store.events, state, consumer.name))]
+    publisher = events.publisher(consumer.store.events, state, consumer.name)
+    consumer.emit = publisher.emit  # dead letters and hard time limits: see Consumer
+    return [Events(publisher)]
 
 
 def _describe(exc: BaseException | None) -> str | None:
