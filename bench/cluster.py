@@ -1,6 +1,6 @@
 """flask-taskq on a Redis Cluster against one Redis (issue 15). From the repository root:
 
-    .venv/bin/python bench/cluster.py [--tasks 20000] [--workers 1]
+    .venv/bin/python bench/cluster.py [--tasks 30000] [--workers 2]
 
 Starts a private 3-master + 3-replica cluster (``tests/cluster_fixtures.py``) and a private
 single redis-server, and on each: ``.delay()`` calls per second (one at a time), bulk
@@ -112,8 +112,8 @@ def measure(
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--tasks", type=int, default=20_000)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--tasks", type=int, default=30_000)
+    parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     single = RedisServer()
     single.start()
