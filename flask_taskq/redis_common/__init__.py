@@ -7,6 +7,7 @@ Only the Redis implementations (``broker/redis.py``, ``backend/redis.py``,
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -153,12 +154,25 @@ def _sentinel_master(url: str) -> redis.Redis:
     return master
 
 
+def script_source(name: str) -> str:
+    """The text of ``lua/<name>.lua``, each ``-- include: <lib>`` line replaced by
+    ``lua/lib_<lib>.lua`` (Redis scripts cannot load one another)."""
+    lua = resources.files(__package__).joinpath("lua")
+    source = lua.joinpath(f"{name}.lua").read_text()
+    return re.sub(
+        r"^-- include: (\w+)$",
+        lambda m: lua.joinpath(f"lib_{m.group(1)}.lua").read_text(),
+        source,
+        flags=re.M,
+    )
+
+
 def load_script(client: Any, name: str) -> redis.commands.core.Script:
     """Register the Lua script ``lua/<name>.lua`` shipped in this package.
 
     On a Redis Cluster it is loaded into every master at once: redis-py's cluster
     pipelines do not load scripts themselves (see :func:`reload_scripts`)."""
-    source = resources.files(__package__).joinpath("lua").joinpath(f"{name}.lua").read_text()
+    source = script_source(name)
     script: redis.commands.core.Script = client.register_script(source)
     if is_cluster(client):
         client.script_load(source)

@@ -3,13 +3,7 @@
 -- left to that consumer, and one no longer pending is left alone.
 -- A stream of another priority than the default left empty is deleted (data-model.rst).
 -- Returns the ids it did not acknowledge.
-local function drop_if_empty(key, group)
-  -- a priority stream other than the default one (':p5') goes once it holds nothing
-  if string.sub(key, -3) ~= ':p5' and redis.call('XLEN', key) == 0 then
-    local pending = redis.pcall('XPENDING', key, group)
-    if pending.err == nil and pending[1] == 0 then redis.call('DEL', key) end
-  end
-end
+-- include: drop_if_empty
 local group, consumer = ARGV[1], ARGV[2]
 local owned, skipped = {}, {}
 for i = 3, #ARGV do

@@ -10,13 +10,7 @@
 -- Only an entry that consumer ARGV[10] still owns moves (one another consumer took over,
 -- when this one's lease lapsed, stays with it).
 -- Returns {1 if moved else 0, dead letters trimmed}.
-local function drop_if_empty(key, group)
-  -- a priority stream other than the default one (':p5') goes once it holds nothing
-  if string.sub(key, -3) ~= ':p5' and redis.call('XLEN', key) == 0 then
-    local pending = redis.pcall('XPENDING', key, group)
-    if pending.err == nil and pending[1] == 0 then redis.call('DEL', key) end
-  end
-end
+-- include: drop_if_empty
 local group, entry_id, consumer = ARGV[1], ARGV[2], ARGV[10]
 local max_count, max_bytes = tonumber(ARGV[9]), tonumber(ARGV[12])
 local source = #KEYS == 3 and KEYS[1] or nil

@@ -1,12 +1,6 @@
 -- Delete the messages of streams KEYS[1..n-1] not yet delivered to group ARGV[1] (leased
 -- ones stay with their workers) and the delayed set KEYS[n]. Returns how many were deleted.
-local function drop_if_empty(key, group)
-  -- a priority stream other than the default one (':p5') goes once it holds nothing
-  if string.sub(key, -3) ~= ':p5' and redis.call('XLEN', key) == 0 then
-    local pending = redis.pcall('XPENDING', key, group)
-    if pending.err == nil and pending[1] == 0 then redis.call('DEL', key) end
-  end
-end
+-- include: drop_if_empty
 local deleted = redis.call('ZCARD', KEYS[#KEYS])
 redis.call('DEL', KEYS[#KEYS])
 for i = 1, #KEYS - 1 do

@@ -5,13 +5,7 @@
 -- Only while consumer ARGV[7] still owns the entry: one another worker took over (this
 -- one's lease lapsed) is left to it, so the task is not duplicated. Returns 1, or 0 when
 -- it was skipped.
-local function drop_if_empty(key, group)
-  -- a priority stream other than the default one (':p5') goes once it holds nothing
-  if string.sub(key, -3) ~= ':p5' and redis.call('XLEN', key) == 0 then
-    local pending = redis.pcall('XPENDING', key, group)
-    if pending.err == nil and pending[1] == 0 then redis.call('DEL', key) end
-  end
-end
+-- include: drop_if_empty
 local group, entry, body, due, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local p = redis.pcall('XPENDING', KEYS[1], group, entry, entry, 1, ARGV[7])
 if p.err ~= nil or #p == 0 then return 0 end
