@@ -43,7 +43,7 @@ def slow(seconds):
 def create_app() -> Flask:
     app = Flask(__name__)
     app.config.update(
-        TASKQ_BROKER_URL=os.environ.get("TASKQ_BROKER_URL", "redis://localhost:6379/0"),
+        TASKQ_BROKER_URL=os.environ.get("TASKQ_BROKER_URL", "redis://127.0.0.1:1/0"),
         TASKQ_EVENTS=os.environ.get("TASKQ_TEST_EVENTS", "1") == "1",
         TASKQ_EVENTS_MAXLEN=int(os.environ.get("TASKQ_TEST_EVENTS_MAXLEN", "100000")),
     )

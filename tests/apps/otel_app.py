@@ -57,7 +57,7 @@ def create_app() -> Flask:
         trace.set_tracer_provider(provider)
     app = Flask(__name__)
     app.config.update(
-        TASKQ_BROKER_URL=os.environ.get("TASKQ_BROKER_URL", "redis://localhost:6379/0"),
+        TASKQ_BROKER_URL=os.environ.get("TASKQ_BROKER_URL", "redis://127.0.0.1:1/0"),
         TASKQ_ALWAYS_EAGER=os.environ.get("TASKQ_TEST_EAGER") == "1",
     )
     tq.init_app(app)
