@@ -93,12 +93,13 @@ def test_a_non_default_field_is_kept_even_when_falsy_elsewhere():
     assert body["priority"] == 0 and body["queue"] == "q" and "retries" not in body
 
 
-def test_a_full_envelope_of_version_0_1_decodes():
-    old = {
+def _full_envelope(task_id: str, args: list[int]) -> dict[str, object]:
+    """An envelope as 0.1 wrote it: every field spelled out, defaults included."""
+    return {
         "v": 1,
-        "id": "t-1",
+        "id": task_id,
         "task": "tests.apps.basic.add",
-        "args": [2, 3],
+        "args": args,
         "kwargs": {},
         "queue": "default",
         "priority": 5,
@@ -108,6 +109,10 @@ def test_a_full_envelope_of_version_0_1_decodes():
         "headers": {},
         "sent": 1_800_000_000.123456,
     }
+
+
+def test_a_full_envelope_of_version_0_1_decodes():
+    old = _full_envelope("t-1", [2, 3])
     decoded = Message.from_bytes(json.dumps(old).encode(), get_serializer("json"))
     assert decoded == Message(
         id="t-1", task="tests.apps.basic.add", args=(2, 3), sent=1_800_000_000.123456
@@ -115,20 +120,7 @@ def test_a_full_envelope_of_version_0_1_decodes():
 
 
 def test_a_queued_full_envelope_runs(app, start_worker, r):
-    old = {
-        "v": 1,
-        "id": "old-format-1",
-        "task": "tests.apps.basic.add",
-        "args": [20, 22],
-        "kwargs": {},
-        "queue": "default",
-        "priority": 5,
-        "eta": None,
-        "expires": None,
-        "retries": 0,
-        "headers": {},
-        "sent": 1_800_000_000.123456,
-    }
+    old = _full_envelope("old-format-1", [20, 22])
     r.xadd("taskq:{default}:p5", {"m": json.dumps(old, separators=(",", ":"))})
     start_worker("-P", "solo")
     with app.app_context():

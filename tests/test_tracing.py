@@ -53,6 +53,20 @@ def spans() -> Iterator[InMemorySpanExporter]:
     _install(None)
 
 
+def _traced_worker(start_worker, tmp_path, pool: str):
+    """A worker of the OpenTelemetry test app whose spans go to a JSON-lines file."""
+    spans_file = tmp_path / "worker-spans.jsonl"
+    start_worker(
+        "-P",
+        pool,
+        "-c",
+        "2",
+        app="tests.apps.otel_app:create_app",
+        env={"TASKQ_TEST_SPANS": str(spans_file)},
+    )
+    return spans_file
+
+
 def _hex(value: int) -> str:
     return f"0x{value:016x}"
 
@@ -73,15 +87,7 @@ def _worker_spans(path: Path) -> list[dict]:
 def test_request_span_is_parent_of_worker_run_span(
     spans, start_worker, redis_url, monkeypatch, tmp_path, pool
 ):
-    spans_file = tmp_path / "worker-spans.jsonl"
-    start_worker(
-        "-P",
-        pool,
-        "-c",
-        "2",
-        app="tests.apps.otel_app:create_app",
-        env={"TASKQ_TEST_SPANS": str(spans_file)},
-    )
+    spans_file = _traced_worker(start_worker, tmp_path, pool)
     monkeypatch.setenv("TASKQ_BROKER_URL", redis_url)
     from tests.apps.otel_app import create_app, traced
 
@@ -122,15 +128,7 @@ def test_request_span_is_parent_of_worker_run_span(
 def test_retries_run_under_the_same_send_span(
     spans, start_worker, redis_url, monkeypatch, tmp_path
 ):
-    spans_file = tmp_path / "worker-spans.jsonl"
-    start_worker(
-        "-P",
-        "threads",
-        "-c",
-        "2",
-        app="tests.apps.otel_app:create_app",
-        env={"TASKQ_TEST_SPANS": str(spans_file)},
-    )
+    spans_file = _traced_worker(start_worker, tmp_path, "threads")
     monkeypatch.setenv("TASKQ_BROKER_URL", redis_url)
     from tests.apps.otel_app import create_app, flaky
 

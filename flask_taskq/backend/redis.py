@@ -22,6 +22,7 @@ from ..redis_common import (
     connect,
     is_cluster,
     load_script,
+    send_commands,
 )
 from ..serializer import Serializer, get_serializer
 from ..states import READY_STATES
@@ -81,13 +82,10 @@ class RedisBackend:
         _raise_first(replies)
 
     def _send(self, commands: Sequence[tuple[object, ...]]) -> list[Any]:
-        if self._direct.enabled or self._direct.cluster:
-            return self._direct.pipeline(commands)
-        pipe = self.client.pipeline(transaction=False)
-        for c in commands:
-            pipe.execute_command(*c)
-        replies: list[Any] = pipe.execute(raise_on_error=False)
-        return replies
+        direct = self._direct
+        return send_commands(
+            self.client, direct, commands, use_direct=direct.enabled or direct.cluster
+        )
 
     def get(self, task_id: str) -> dict[str, Any] | None:
         data = self.client.get(self.keys.result(task_id))

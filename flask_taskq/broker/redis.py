@@ -32,6 +32,7 @@ from ..redis_common import (
     key_slot,
     load_script,
     reload_scripts,
+    send_commands,
 )
 from ..serializer import JSONSerializer, Serializer
 from .base import Delivery, Piggyback, QueueStats
@@ -524,13 +525,7 @@ class RedisBroker:
     def _send(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Run raw ``commands`` in one round trip (the direct connection when it can);
         errors come back as replies."""
-        if self.direct.enabled:
-            return self.direct.pipeline(commands)
-        pipe = self.client.pipeline(transaction=False)
-        for c in commands:
-            pipe.execute_command(*c)
-        replies: list[Any] = pipe.execute(raise_on_error=False)
-        return replies
+        return send_commands(self.client, self.direct, commands, use_direct=self.direct.enabled)
 
     def _pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """:meth:`_send` that raises the first error."""

@@ -8,6 +8,7 @@ Only the Redis implementations (``broker/redis.py``, ``backend/redis.py``,
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -152,6 +153,22 @@ def _sentinel_master(url: str) -> redis.Redis:
     sentinel = Sentinel(nodes, socket_timeout=2.0, socket_connect_timeout=2.0)
     master: redis.Redis = sentinel.master_for(parts[0], db=db, password=password, **CLIENT_OPTIONS)
     return master
+
+
+def send_commands(
+    client: Any, direct: Any, commands: Sequence[tuple[Any, ...]], *, use_direct: bool
+) -> list[Any]:
+    """Run raw ``commands`` in one round trip, errors as replies: on ``direct`` (a
+    :class:`~flask_taskq.broker.direct.DirectCommands`) when ``use_direct``, else in a
+    redis-py pipeline of ``client``."""
+    if use_direct:
+        result: list[Any] = direct.pipeline(commands)
+        return result
+    pipe = client.pipeline(transaction=False)
+    for c in commands:
+        pipe.execute_command(*c)
+    replies: list[Any] = pipe.execute(raise_on_error=False)
+    return replies
 
 
 def script_source(name: str) -> str:
