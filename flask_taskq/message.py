@@ -94,9 +94,11 @@ def plain_encoder(
     return encode
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Message:
-    """An immutable task message."""
+    """A task message. Treat it as immutable: :meth:`replace` makes a changed copy. (It
+    is not a frozen dataclass because one is made for every message a worker runs, and
+    a frozen one costs five times as much to make.)"""
 
     id: str
     task: str
@@ -161,6 +163,9 @@ class Message:
             raise DecodeError(f"undecodable message body ({serializer.name}): {exc}") from exc
         if not isinstance(body, dict) or body.get("v") != VERSION:
             raise DecodeError("not a flask-taskq v1 message envelope")
+        message = _well_formed(cls, body)
+        if message is not None:
+            return message
         try:
             return cls(
                 id=_text(body, "id"),
@@ -181,6 +186,51 @@ class Message:
     def replace(self, **changes: Any) -> Message:
         """A copy with some fields changed."""
         return replace(self, **changes)
+
+
+def _well_formed(cls: type[Message], body: dict[str, Any]) -> Message | None:
+    """The message of an envelope whose fields all have their usual types (what every
+    sender writes), checked by ``type()`` alone; None otherwise, and the field-by-field
+    check of :meth:`Message.from_bytes` then says what is wrong. A worker decodes every
+    message: this is several times cheaper."""
+    get = body.get
+    id, task, sent = get("id"), get("task"), get("sent")
+    if not (type(id) is str and id and type(task) is str and task):
+        return None
+    if len(body) == 4 and type(sent) is float and math.isfinite(sent):  # v, id, task, sent
+        return cls(id, task, (), {}, "default", 5, None, None, 0, {}, sent)
+    args, kwargs, headers = get("args"), get("kwargs"), get("headers")
+    queue, priority, retries = get("queue") or "default", get("priority"), get("retries")
+    eta, expires = get("eta"), get("expires")
+    if (
+        (args is None or type(args) is list)
+        and (kwargs is None or type(kwargs) is dict)
+        and (headers is None or type(headers) is dict)
+        and type(queue) is str
+        and (priority is None or (type(priority) is int and priority >= 0))
+        and (retries is None or (type(retries) is int and retries >= 0))
+        and (sent is None or _finite(sent))
+        and (eta is None or _finite(eta))
+        and (expires is None or _finite(expires))
+    ):
+        return cls(
+            id,
+            task,
+            tuple(args) if args else (),
+            kwargs if kwargs is not None else {},
+            queue,
+            5 if priority is None else priority,
+            None if eta is None else float(eta),
+            None if expires is None else float(expires),
+            retries or 0,
+            headers if headers is not None else {},
+            float(sent) if sent else 0.0,
+        )
+    return None
+
+
+def _finite(value: Any) -> bool:
+    return (type(value) is float or type(value) is int) and math.isfinite(value)
 
 
 def envelope(

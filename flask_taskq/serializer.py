@@ -26,12 +26,20 @@ class JSONSerializer:
     def __init__(self) -> None:
         self._encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
         self._decoder = json.JSONDecoder()
+        self._scan = self._decoder.scan_once
 
     def dumps(self, value: Any) -> bytes:
         return self._encoder.encode(value).encode()
 
     def loads(self, data: bytes | str) -> Any:
-        return self._decoder.decode(data.decode() if isinstance(data, bytes) else data)
+        text = data.decode() if isinstance(data, bytes) else data
+        try:  # the scanner alone: what ``decode`` adds is whitespace around the value
+            value, end = self._scan(text, 0)
+        except StopIteration:
+            end = -1
+        if end != len(text):  # whitespace, extra data or an error: decode says which
+            return self._decoder.decode(text)
+        return value
 
 
 class OrjsonSerializer:

@@ -182,7 +182,11 @@ class Consumer:
         self._fetch_lock = threading.Lock()
         self._refill_lock = threading.Lock()  # one fetch at a time (executor or fetcher)
         self._rtt = 0.0  # smoothed duration of fetches that found a full batch waiting
-        self.slow_link = False  # self._rtt > SLOW_LINK: fetch ahead, flush from the keeper
+        self.slow_link = False  # self._rtt > SLOW_LINK
+        #: Fetch ahead of the executors and leave batches to the keeper: on a slow link,
+        #: and while a backlog waits (the last fetch came back full), so that Redis works
+        #: on the next batch while this process runs the current one.
+        self.ahead = False
         self._fetcher: threading.Thread | None = None
         self._want_more = threading.Event()  # wakes the fetcher
         self._arrived = threading.Event()  # the fetcher finished a fetch
@@ -217,10 +221,10 @@ class Consumer:
                         _, _, delivery, message = heapq.heappop(self._buffer)
                         self._local.current = (delivery, message)
                         self.taken += 1
-                        if self.slow_link and self._running_low():
+                        if self.ahead and self._running_low():
                             self._want_more.set()
                         return delivery, message
-                if self.slow_link and self._fetcher is not None:
+                if self.ahead and self._fetcher is not None:
                     self._want_more.set()
                     self._arrived.wait(0.05)
                     self._arrived.clear()
@@ -307,7 +311,7 @@ class Consumer:
                 and not self.more_coming()
             )
             first_deferred = not due and len(self._done) == 1
-        if due and (now < self._next_flush or self.slow_link):
+        if due and (now < self._next_flush or self.ahead):
             self._wake.set()  # Redis failed lately, or a round trip is dear: the keeper
         elif due:
             self.flush_quietly()
@@ -606,7 +610,7 @@ class Consumer:
         avg = self._avg_runtime
         if avg is None or avg >= BATCH_WORK:
             return max(1, min(self.prefetch, idle))
-        if self.slow_link:  # enough to work through two round trips as well
+        if self.ahead:  # enough to work through two round trips as well
             per_thread = max(1, int((BATCH_WORK + 2 * self._rtt) / max(avg, 1e-6)))
             cap = SLOW_LINK_PREFETCH if self._auto_prefetch else self.prefetch
             return max(1, min(cap, per_thread * self.threads))
@@ -618,25 +622,29 @@ class Consumer:
         avg = self._avg_runtime or 0.0
         return len(self._buffer) * avg < 1.5 * self._rtt * self.threads
 
-    def _note_fetch(self, seconds: float) -> None:
-        """Fold the duration of a fetch that found its batch waiting (a round trip and
-        the reading of the batch) into the link estimate."""
-        self._rtt = seconds if self._rtt == 0.0 else 0.8 * self._rtt + 0.2 * seconds
-        slow = self._rtt > SLOW_LINK
-        if slow and not self.slow_link:
-            logger.info(
-                "Fetches take %.1f ms: fetching ahead and acknowledging in the background",
-                self._rtt * 1000,
-            )
-            if self._fetcher is None:
-                self._fetcher = threading.Thread(
-                    target=self._fetch_ahead, name="taskq-fetcher", daemon=True
+    def _note_fetch(self, seconds: float | None) -> None:
+        """Note a fetch: ``seconds`` it took when it came back full (a round trip and the
+        reading of a batch that was waiting, folded into the link estimate), None when
+        it did not (no backlog: fetch on demand again, for the lowest latency)."""
+        if seconds is not None:
+            self._rtt = seconds if self._rtt == 0.0 else 0.8 * self._rtt + 0.2 * seconds
+            slow = self._rtt > SLOW_LINK
+            if slow and not self.slow_link:
+                logger.info(
+                    "Fetches take %.1f ms: fetching ahead and acknowledging in the background",
+                    self._rtt * 1000,
                 )
-                self._fetcher.start()
-        self.slow_link = slow
+            self.slow_link = slow
+        ahead = seconds is not None or self.slow_link
+        if ahead and self._fetcher is None:
+            self._fetcher = threading.Thread(
+                target=self._fetch_ahead, name="taskq-fetcher", daemon=True
+            )
+            self._fetcher.start()
+        self.ahead = ahead
 
     def _fetch_ahead(self) -> None:
-        # On a slow link: fetch whenever the buffer runs low, while executors work.
+        # While ahead: fetch whenever the buffer runs low, while executors work.
         backoff = 0.1
         while not self.stopping.is_set():
             if not self._want_more.wait(0.5):
@@ -660,7 +668,7 @@ class Consumer:
             finally:
                 self._arrived.set()
             with self._lock:
-                if self.slow_link and self._running_low():
+                if self.ahead and self._running_low():
                     self._want_more.set()
 
     def _refill(self) -> None:
@@ -693,8 +701,8 @@ class Consumer:
             size = self._batch_size()
             started = time.perf_counter()
             deliveries = self.broker.fetch(self.name, queues, size, timeout, then=piggyback)
-            if len(deliveries) >= size > 1:
-                self._note_fetch(time.perf_counter() - started)
+            full = len(deliveries) >= size > 1
+            self._note_fetch(time.perf_counter() - started if full else None)
         self._accept(deliveries)
         if self.stopping.is_set():
             self.return_buffered()
