@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import json.scanner
 import pickle
 import warnings
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 
 class Serializer(Protocol):
@@ -26,7 +27,7 @@ class JSONSerializer:
     def __init__(self) -> None:
         self._encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
         self._decoder = json.JSONDecoder()
-        self._scan = self._decoder.scan_once
+        self._scan = json.scanner.make_scanner(cast(Any, self._decoder))
 
     def dumps(self, value: Any) -> bytes:
         return self._encoder.encode(value).encode()
