@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, current_app, has_app_context
 
 from .backend import ResultBackend, backend_from_url
-from .backend.memory import MemoryBackend
 from .broker import Broker, broker_from_url
 from .broker.amqp import is_amqp_url
 from .broker.amqp import store_url as amqp_store_url
@@ -147,6 +146,8 @@ class AppState:
     def new_backend(self) -> ResultBackend | None:
         """A result backend with its own connections, or None when results are off."""
         if self.eager:
+            from .backend.memory import MemoryBackend
+
             return MemoryBackend(serializer=self.serializer)
         if not self.result_url:
             return None

@@ -9,7 +9,7 @@ import pytest
 from flask_taskq.keys import Keys
 from flask_taskq.monitor import Monitor
 from flask_taskq.store.redis.monitor import RedisMonitorStore
-from tests.apps.basic import add, mark
+from tests.apps.basic import add, mark, noop
 from tests.conftest import wait_until
 
 
@@ -45,6 +45,19 @@ def test_status_of_a_finished_task(app, start_worker):
     assert "state    SUCCESS" in result.output and "result   42" in result.output
     doc = json.loads(cli(app, "status", res.id, "--json").output)
     assert doc["state"] == "SUCCESS" and doc["result"] == 42
+
+
+def test_status_of_a_task_that_returned_none(app, start_worker):
+    start_worker("-P", "solo")
+    with app.app_context():
+        res = noop.delay()
+        res.get(timeout=10)
+    result = cli(app, "status", res.id)
+    assert result.exit_code == 0
+    assert "state    SUCCESS" in result.output and "result   None" in result.output
+    assert "name     tests.apps.basic.noop" in result.output and "done     " in result.output
+    doc = json.loads(cli(app, "status", res.id, "--json").output)
+    assert doc["state"] == "SUCCESS" and doc["result"] is None and doc["date_done"]
 
 
 def test_status_shows_the_worker_of_a_running_task(app, start_worker, r):

@@ -399,6 +399,20 @@ def test_task_page_shows_progress_and_result(dash, client):
     assert "SUCCESS" in live and "&#34;answer&#34;: 42" in live and "<progress" not in live
 
 
+def test_task_page_of_a_none_result_reads_the_short_and_the_full_document_alike(dash, client):
+    state = dash.extensions["taskq"]
+    short = {"status": "SUCCESS", "task": add.name, "date_done": 1796534344.754}
+    full = {**short, "result": None}
+    for task_id, doc in (("n-short", short), ("n-full", full)):
+        state.backend.store_many([(task_id, state.serializer.dumps(doc), True)], 60)
+    panels = [
+        get(client, f"/taskq/api/task/{task_id}").get_json()["regions"]["task_panel"]
+        for task_id in ("n-short", "n-full")
+    ]
+    assert "SUCCESS" in panels[0] and add.name in panels[0]
+    assert panels[0].replace("n-short", "ID") == panels[1].replace("n-full", "ID")
+
+
 def test_progress_reading():
     assert data.progress("PROGRESS", {"current": 1, "total": 4})["percent"] == 25.0
     assert data.progress("PROGRESS", {"percent": 120})["percent"] == 100.0

@@ -15,7 +15,7 @@ import flask_taskq
 from flask_taskq import AsyncResult, TaskError
 from flask_taskq.testing import InThreadWorker
 from tests.apps import api
-from tests.apps.basic import CustomError, add, fail
+from tests.apps.basic import CustomError, add, fail, noop
 from tests.conftest import wait_until
 
 
@@ -111,6 +111,39 @@ def test_exception_type_unknown_here_becomes_task_error(app, r):
     assert "GoneError" in str(exc) and "it went away" in str(exc)
     assert "nowhere_to_be_found" not in sys.modules  # never imported on the result's behalf
     assert flask_taskq.TaskError is TaskError
+
+
+def test_a_none_result_is_stored_without_its_field_and_reads_as_none(app, worker, r):
+    """A ``None`` result leaves ``result`` out and ``date_done`` is kept to the
+    millisecond (a smaller Redis allocation); both read as before."""
+    with app.app_context():
+        result = noop.delay()
+        assert result.get(timeout=10) is None
+        doc = json.loads(r.get(result_key(result.id)))
+        assert set(doc) == {"status", "task", "date_done"}
+        assert doc["status"] == "SUCCESS" and doc["task"] == noop.name
+        assert doc["date_done"] == round(doc["date_done"], 3)
+        assert abs(doc["date_done"] - time.time()) < 60
+        assert result.successful() and result.result is None and result.info is None
+        assert result.date_done == doc["date_done"]
+
+
+def test_a_full_document_of_an_earlier_version_reads_the_same(app, r):
+    r.set(
+        result_key("t-full"),
+        json.dumps(
+            {
+                "status": "SUCCESS",
+                "task": "tests.apps.basic.noop",
+                "date_done": 1796534344.7541234,
+                "result": None,
+            }
+        ),
+    )
+    with app.app_context():
+        result = AsyncResult("t-full")
+        assert result.get(timeout=5) is None
+        assert result.successful() and result.date_done == 1796534344.7541234
 
 
 # -- waiting -------------------------------------------------------------------------------------

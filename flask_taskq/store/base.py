@@ -11,16 +11,17 @@ feature is used.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from .beat import BeatStore
-from .concurrency import ConcurrencyStore
-from .events import EventStore
-from .monitor import MonitorStore
-from .ratelimits import RateLimitStore
-from .replay import ReplayStore
-from .revocations import RevocationStore
-from .workflows import WorkflowStore
+if TYPE_CHECKING:  # a worker loads the concerns it uses, not all of them
+    from .beat import BeatStore
+    from .concurrency import ConcurrencyStore
+    from .events import EventStore
+    from .monitor import MonitorStore
+    from .ratelimits import RateLimitStore
+    from .replay import ReplayStore
+    from .revocations import RevocationStore
+    from .workflows import WorkflowStore
 
 
 class Store(Protocol):
@@ -34,10 +35,20 @@ class Store(Protocol):
     rate_limits: RateLimitStore
     revocations: RevocationStore
     replay: ReplayStore
-    beat: BeatStore
-    workflows: WorkflowStore
     concurrency: ConcurrencyStore
-    events: EventStore
+
+    # Properties, so that a store may build these on first use.
+    @property
+    def beat(self) -> BeatStore:
+        """The beat's leader lease and run-time periodic entries."""
+
+    @property
+    def workflows(self) -> WorkflowStore:
+        """Chains, chords and workflow graphs."""
+
+    @property
+    def events(self) -> EventStore:
+        """The task events stream."""
 
     def ping(self) -> None:
         """Raise one of :attr:`errors` when the store cannot be reached."""

@@ -62,8 +62,12 @@ class Executor:
     ) -> bytes | None:
         if not keep:
             return None
-        doc = {"status": status, "task": message.task, "date_done": time.time(), **fields}
+        # date_done to the millisecond, and no "result" for None (every reader uses
+        # .get): a no-op's document fits a smaller Redis allocation (docs/data-model.rst)
+        doc = {"status": status, "task": message.task, "date_done": round(time.time(), 3), **fields}
         if status == states.SUCCESS:
+            if doc["result"] is None:
+                del doc["result"]
             return self.dumps(doc)
         try:
             return self.dumps(doc)

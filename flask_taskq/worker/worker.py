@@ -34,7 +34,6 @@ from ..monitor import Monitor, rss_bytes
 from ..result import exception_meta
 from ..task import current_request
 from .aio import AsyncPool, async_pool
-from .autoscale import Autoscaler
 from .consumer import CONNECTION_ERRORS, REDIS_ERRORS, Consumer
 from .execute import Executor
 from .hooks import Context, Pipeline, worker_pipeline
@@ -44,6 +43,7 @@ if TYPE_CHECKING:
     from ..broker import Delivery
     from ..message import Message
     from ..state import AppState
+    from .autoscale import Autoscaler
 
 logger = logging.getLogger("flask_taskq.worker")
 
@@ -640,9 +640,11 @@ class Supervisor:
         self._renew_failing = False
         #: ``--autoscale``: the policy, one busy flag per slot that the children set
         #: while they run a task (shared memory), and the children asked to leave.
-        self.autoscaler = (
-            Autoscaler(*worker.autoscale, time.monotonic()) if worker.autoscale else None
-        )
+        self.autoscaler: Autoscaler | None = None
+        if worker.autoscale:
+            from .autoscale import Autoscaler
+
+            self.autoscaler = Autoscaler(*worker.autoscale, time.monotonic())
         self.busy = mmap.mmap(-1, worker.concurrency) if self.autoscaler else None
         self.retiring: set[int] = set()
         self._next_scale = 0.0

@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
-from ..beat import BeatStore
-from ..concurrency import ConcurrencyStore
-from ..events import EventStore
-from ..monitor import MonitorStore
-from ..ratelimits import RateLimitStore
-from ..replay import ReplayStore
-from ..revocations import RevocationStore
-from ..workflows import WorkflowStore
-from .beat import MemoryBeatStore
-from .concurrency import MemoryConcurrencyStore
-from .events import MemoryEventStore
-from .monitor import MemoryMonitorStore
-from .ratelimits import MemoryRateLimitStore
-from .replay import MemoryReplayStore
-from .revocations import MemoryRevocationStore
-from .workflows import MemoryWorkflowStore
+if TYPE_CHECKING:
+    from ..beat import BeatStore
+    from ..concurrency import ConcurrencyStore
+    from ..events import EventStore
+    from ..monitor import MonitorStore
+    from ..ratelimits import RateLimitStore
+    from ..replay import ReplayStore
+    from ..revocations import RevocationStore
+    from ..workflows import WorkflowStore
 
 
 class MemoryStore:
@@ -29,6 +23,17 @@ class MemoryStore:
     errors: tuple[type[BaseException], ...] = ()
 
     def __init__(self) -> None:
+        # imported here: a worker on Redis imports this class (for isinstance checks)
+        # but never builds one
+        from .beat import MemoryBeatStore
+        from .concurrency import MemoryConcurrencyStore
+        from .events import MemoryEventStore
+        from .monitor import MemoryMonitorStore
+        from .ratelimits import MemoryRateLimitStore
+        from .replay import MemoryReplayStore
+        from .revocations import MemoryRevocationStore
+        from .workflows import MemoryWorkflowStore
+
         lock = threading.RLock()
         self.monitor: MonitorStore = MemoryMonitorStore(lock)
         self.rate_limits: RateLimitStore = MemoryRateLimitStore(lock)

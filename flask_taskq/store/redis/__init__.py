@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from ...keys import Keys
 from ...redis_common import ERRORS
-from ..beat import BeatStore
-from ..concurrency import ConcurrencyStore
-from ..events import EventStore
-from ..monitor import MonitorStore
-from ..ratelimits import RateLimitStore
-from ..replay import ReplayStore
-from ..revocations import RevocationStore
-from ..workflows import WorkflowStore
-from .beat import RedisBeatStore
 from .concurrency import RedisConcurrencyStore
-from .events import RedisEventStore
 from .monitor import RedisMonitorStore
 from .ratelimits import RedisRateLimitStore
 from .replay import RedisReplayStore
 from .revocations import RedisRevocationStore
-from .workflows import RedisWorkflowStore
+
+if TYPE_CHECKING:
+    from ..beat import BeatStore
+    from ..concurrency import ConcurrencyStore
+    from ..events import EventStore
+    from ..monitor import MonitorStore
+    from ..ratelimits import RateLimitStore
+    from ..replay import ReplayStore
+    from ..revocations import RevocationStore
+    from ..workflows import WorkflowStore
 
 
 class RedisStore:
@@ -37,10 +37,30 @@ class RedisStore:
         self.rate_limits: RateLimitStore = RedisRateLimitStore(client, keys)
         self.revocations: RevocationStore = RedisRevocationStore(client, keys)
         self.replay: ReplayStore = RedisReplayStore(client, keys)
-        self.beat: BeatStore = RedisBeatStore(client, keys)
-        self.workflows: WorkflowStore = RedisWorkflowStore(client, keys)
         self.concurrency: ConcurrencyStore = RedisConcurrencyStore(client, keys)
-        self.events: EventStore = RedisEventStore(client, keys)
+
+    # Built on first use, so that a worker that runs no beat, no workflow and publishes
+    # no events does not load their code.
+    @cached_property
+    def beat(self) -> BeatStore:
+        """The beat's leader lease and run-time periodic entries."""
+        from .beat import RedisBeatStore
+
+        return RedisBeatStore(self.client, self.keys)
+
+    @cached_property
+    def workflows(self) -> WorkflowStore:
+        """Chains, chords and workflow graphs."""
+        from .workflows import RedisWorkflowStore
+
+        return RedisWorkflowStore(self.client, self.keys)
+
+    @cached_property
+    def events(self) -> EventStore:
+        """The task events stream."""
+        from .events import RedisEventStore
+
+        return RedisEventStore(self.client, self.keys)
 
     def ping(self) -> None:
         """Raise a Redis error when the server cannot be reached."""
