@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import json.encoder
 import json.scanner
 import pickle
+import threading
 import warnings
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, cast
 
 
@@ -28,9 +31,40 @@ class JSONSerializer:
         self._encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
         self._decoder = json.JSONDecoder()
         self._scan = json.scanner.make_scanner(cast(Any, self._decoder))
+        # One C encoder per thread (its memo of the containers being encoded, which finds
+        # circular references, is its own): ``JSONEncoder.encode`` makes one per call.
+        self._local = threading.local()
 
     def dumps(self, value: Any) -> bytes:
-        return self._encoder.encode(value).encode()
+        try:
+            encode = self._local.encode
+        except AttributeError:
+            encode = self._local.encode = self._c_encoder()
+        if encode is None:
+            return self._encoder.encode(value).encode()
+        try:
+            return "".join(encode(value, 0)).encode()
+        except BaseException:
+            self._local.encode = self._c_encoder()  # a fresh memo after a failure
+            raise
+
+    def _c_encoder(self) -> Callable[[Any, int], Sequence[str]] | None:
+        make = getattr(json.encoder, "c_make_encoder", None)  # untyped in typeshed
+        if make is None:  # no C accelerator: JSONEncoder.encode
+            return None
+        e = self._encoder
+        encoder: Callable[[Any, int], Sequence[str]] = make(
+            {},
+            e.default,
+            getattr(json.encoder, "c_encode_basestring"),  # noqa: B009 - untyped
+            None,
+            e.key_separator,
+            e.item_separator,
+            e.sort_keys,
+            e.skipkeys,
+            e.allow_nan,
+        )
+        return encoder
 
     def loads(self, data: bytes | str) -> Any:
         text = data.decode() if isinstance(data, bytes) else data

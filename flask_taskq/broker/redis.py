@@ -405,6 +405,23 @@ class RedisBroker:
             entry_id = f"{entry_id}{SHARD_SEP}{shard}"
         return Delivery(queue, priority, entry_id, body, int(deliveries))
 
+    def _deliveries(self, flat: list[Any]) -> list[Delivery]:
+        """The deliveries of ``fetch.lua``'s reply (stream, entry id, body per message):
+        :meth:`_delivery` for a batch, with the stream names looked up as they came."""
+        stream_of = self._stream_of
+        out: list[Delivery] = []
+        append = out.append
+        for i in range(0, len(flat), 3):
+            stream, entry_id = flat[i], flat[i + 1]
+            queue, priority, shard = stream_of[
+                stream.decode() if isinstance(stream, bytes) else stream
+            ]
+            entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+            if shard:
+                entry_id = f"{entry_id}{SHARD_SEP}{shard}"
+            append(Delivery(queue, priority, entry_id, flat[i + 2], 1))
+        return out
+
     def _by_slot(self, keys: list[str]) -> list[list[str]]:
         """``keys`` (stream keys in serving order) split into one list per hash slot, in
         the order their slots first appear: on a Redis Cluster a script may only touch
@@ -452,7 +469,7 @@ class RedisBroker:
         if isinstance(flat, Exception):
             raise flat
         live = flat.pop()
-        out = [self._delivery(flat[i], flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3)]
+        out = self._deliveries(flat)
         if out or timeout <= 0 or not live:
             if then is not None:
                 then.apply_sync(sync)
@@ -602,16 +619,28 @@ class RedisBroker:
         XACK, XDEL; one round trip for the batch); return those it skipped."""
         if not deliveries:
             return []
-        groups = list(self._by_stream(deliveries).items())
+        by_stream: dict[tuple[str, int], tuple[list[Delivery], list[str]]] = {}
+        for d in deliveries:  # as _by_stream and _locate, in one pass: every task's ack
+            entry_id = d.entry_id
+            queue = d.queue
+            if SHARD_SEP in entry_id:
+                queue, entry_id = self._locate(d)
+            group = by_stream.get((queue, d.priority))
+            if group is None:
+                by_stream[(queue, d.priority)] = ([d], [entry_id])
+            else:
+                group[0].append(d)
+                group[1].append(entry_id)
+        stream = self.keys.stream
         calls = [
-            (stream, [GROUP, consumer, *(self._locate(d)[1] for d in group)])
-            for stream, group in groups
+            (stream(queue, priority), [GROUP, consumer, *ids])
+            for (queue, priority), (_, ids) in by_stream.items()
         ]
         if self.wait_replicas:
             replies = self._acks_replicated(calls)
         else:
             replies = self._eval_each("ack", calls)
-        return self._not_owned("acknowledge", consumer, [g for _, g in groups], replies)
+        return self._not_owned("acknowledge", consumer, [g for g, _ in by_stream.values()], replies)
 
     def _acks_replicated(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
         """``ack.lua`` for each call, then ``WAIT`` :attr:`wait_replicas` on the same

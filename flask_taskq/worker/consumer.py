@@ -221,7 +221,7 @@ class Consumer:
                         _, _, delivery, message = heapq.heappop(self._buffer)
                         self._local.current = (delivery, message)
                         self.taken += 1
-                        if self.ahead and self._running_low():
+                        if self.ahead and not self._want_more.is_set() and self._running_low():
                             self._want_more.set()
                         return delivery, message
                 if self.ahead and self._fetcher is not None:
@@ -283,26 +283,30 @@ class Consumer:
         """Record that ``delivery`` finished; its ack (or, with ``retry``, its replacement
         by the next attempt) and its result go out in a batch. With ``task_name`` it is
         also counted for the heartbeat (as :meth:`count` does)."""
-        self._measure(runtime)
+        avg = self._avg_runtime  # as _measure does, inline: this runs for every task
+        self._avg_runtime = runtime if avg is None else max(runtime, 0.8 * avg + 0.2 * runtime)
         now = time.monotonic()
+        queue = delivery.queue
         with self._lock:
             if self._started:
                 self._started.pop(task_id, None)
             if task_name:
+                counters = self.counters
                 kind = _KIND.get(status)
                 if kind:
-                    self.counters[(kind, delivery.queue, task_name)] += 1
+                    counters[(kind, queue, task_name)] += 1
                     self.totals[kind] += 1
-                self.counters[("runtime_ms", delivery.queue, task_name)] += _held(runtime * 1000)
-                self.counters[(runtime_bucket(runtime), delivery.queue, task_name)] += 1
+                counters[("runtime_ms", queue, task_name)] += _held(runtime * 1000)
+                counters[(runtime_bucket(runtime), queue, task_name)] += 1
                 if status == states.FAILURE and self.monitor is not None:
-                    self.counters[
-                        failure_key(delivery.queue, task_name, task_id, delivery.body)
-                    ] = _held(time.time())
-            if not self._done and not self._started:
+                    counters[failure_key(queue, task_name, task_id, delivery.body)] = _held(
+                        time.time()
+                    )
+            done = self._done
+            if not done and not self._started:
                 self._done_since = now
-            self._done.append((delivery, task_id, data, status in states.READY_STATES, retry))
-            due = len(self._done) >= MAX_ACK_BATCH or (
+            done.append((delivery, task_id, data, status in states.READY_STATES, retry))
+            due = len(done) >= MAX_ACK_BATCH or (
                 (
                     not self._buffer
                     or now - self._done_since >= MAX_ACK_DELAY
@@ -310,9 +314,11 @@ class Consumer:
                 )
                 and not self.more_coming()
             )
-            first_deferred = not due and len(self._done) == 1
+            first_deferred = not due and len(done) == 1
         if due and (now < self._next_flush or self.ahead):
-            self._wake.set()  # Redis failed lately, or a round trip is dear: the keeper
+            # Redis failed lately, or the worker is ahead: the keeper (woken once)
+            if not self._wake.is_set():
+                self._wake.set()
         elif due:
             self.flush_quietly()
         elif first_deferred:
@@ -554,22 +560,26 @@ class Consumer:
         with self._lock:
             batch, self._done = self._done, []
             started, self._started = self._started, {}
-            keys = {self._key(d) for d, *_ in batch}
+            keys = {(d.queue, d.priority, d.entry_id) for d, *_ in batch}  # as _key
             self._settling |= keys
         if not batch and not started:
             return False
         try:
             results: list[tuple[str, bytes, int]] = self._started_docs(started) if started else []
-            results += [
-                (task_id, data, ready) for _, task_id, data, ready, _ in batch if data is not None
-            ]
+            retries: list[tuple[Delivery, bytes, float]] = []
+            acks: list[Delivery] = []
+            for d, task_id, data, ready, retry in batch:
+                if data is not None:
+                    results.append((task_id, data, ready))
+                if retry is None:
+                    acks.append(d)
+                else:
+                    retries.append((d, *retry))
             if results and self.backend is not None:
                 self.backend.store_many(results, self.result_ttl)
-            retries = [(d, *retry) for d, _, _, _, retry in batch if retry is not None]
             if retries:
                 self.broker.reschedule(self.name, retries)
-            deliveries = [d for d, _, _, _, _ in batch]
-            self.broker.ack(self.name, [d for d, _, _, _, retry in batch if retry is None])
+            self.broker.ack(self.name, acks)
         except BaseException:
             with self._lock:
                 self._done = batch + self._done
@@ -577,8 +587,9 @@ class Consumer:
                 self._settling -= keys
             raise
         with self._lock:
-            for d in deliveries:
-                self._held.pop(self._key(d), None)
+            pop = self._held.pop
+            for key in keys:
+                pop(key, None)
             self._settling -= keys
         return True
 
@@ -649,10 +660,11 @@ class Consumer:
         while not self.stopping.is_set():
             if not self._want_more.wait(0.5):
                 continue
-            self._want_more.clear()
             try:
                 with self._refill_lock:
                     self._refill()
+                # cleared only now: executors do not ask again while a fetch is on its way
+                self._want_more.clear()
                 backoff = 0.1
                 self._fetching.ok()
             except REDIS_ERRORS as exc:
@@ -718,9 +730,10 @@ class Consumer:
     def _accept(self, deliveries: list[Delivery]) -> None:
         self._hold(deliveries)  # one lock for the batch, not one per message
         ready: list[tuple[Delivery, Message]] = []
+        decode, serializer = Message.from_bytes, self.serializer
         for delivery in deliveries:
             try:
-                message = Message.from_bytes(delivery.body, self.serializer)
+                message = decode(delivery.body, serializer)
             except Exception as exc:  # DecodeError, or a decoder bug: the message's fault
                 # Task name and id stay "?": nothing in an unverified body is trusted, and
                 # no result is written for it (its claimed id may be another task's).
@@ -733,20 +746,20 @@ class Consumer:
                 continue
             ready.append((delivery, message))
         replay.forget_redelivered(self, ready)
+        push, seq = heapq.heappush, self._seq
         with self._lock:
+            buffer = self._buffer
             for delivery, message in ready:
-                heapq.heappush(
-                    self._buffer, (-delivery.priority, next(self._seq), delivery, message)
-                )
+                push(buffer, (-delivery.priority, next(seq), delivery, message))
 
     # -- leases ----------------------------------------------------------------------------
     def _key(self, d: Delivery) -> tuple[str, int, str]:
         return (d.queue, d.priority, d.entry_id)
 
     def _hold(self, deliveries: list[Delivery]) -> None:
+        held = {(d.queue, d.priority, d.entry_id): d for d in deliveries}  # as _key
         with self._lock:
-            for d in deliveries:
-                self._held[self._key(d)] = d
+            self._held.update(held)
 
     def _release(self, deliveries: list[Delivery]) -> None:
         with self._lock:
@@ -793,7 +806,9 @@ class Consumer:
                 now = time.monotonic()
                 if (
                     (self._done or self._started)
-                    and now - self._done_since >= MAX_ACK_DELAY
+                    and (
+                        now - self._done_since >= MAX_ACK_DELAY or len(self._done) >= MAX_ACK_BATCH
+                    )
                     and now >= self._next_flush
                 ):
                     self.flush_quietly()
