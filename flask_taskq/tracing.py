@@ -43,6 +43,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 _after_run: contextvars.ContextVar[Any] = contextvars.ContextVar("taskq_after_run", default=None)
 
 
+#: ``opentelemetry.trace`` once :func:`_api` imported it.
+_trace: Any = None
+
+
 @functools.lru_cache(maxsize=1)
 def _api() -> Any:
     """The OpenTelemetry API modules, imported on first use."""
@@ -50,13 +54,20 @@ def _api() -> Any:
 
     from .version import __version__
 
+    global _trace
+    trace.get_tracer_provider()  # a provider named by OTEL_PYTHON_TRACER_PROVIDER is set now
     tracer = trace.get_tracer("flask_taskq", __version__)
+    _trace = trace
     return context, propagate, trace, tracer
 
 
 def configured() -> bool:
     """Whether the app set a tracer provider (not the API's default proxy)."""
-    _, _, trace, _ = _api()
+    trace = _trace or _api()[2]
+    # asked on every .delay(): the API's global, read directly, answers the common "none
+    # set" without get_tracer_provider()'s environment lookup (made once, by _api())
+    if getattr(trace, "_TRACER_PROVIDER", trace) is None:
+        return False
     return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
 

@@ -38,12 +38,14 @@ def test_apply_many_takes_kwargs_and_shared_options(app, r):
 def test_chunks_each_go_in_one_round_trip(app, r, monkeypatch):
     with app.app_context():
         state = app.extensions["taskq"]
-        sizes: list[int] = []
-        original = state.broker.enqueue_many
+        sizes: list[int] = []  # commands per round trip
+        original = state.broker.direct.packed_many
         monkeypatch.setattr(
-            state.broker,
-            "enqueue_many",
-            lambda items, **kw: (sizes.append(len(items)), original(items, **kw)),
+            state.broker.direct,
+            "packed_many",
+            lambda packed, count, timeout: (sizes.append(count), original(packed, count, timeout))[
+                1
+            ],
         )
         results = tq.send_many(
             "tests.apps.basic.add", (((i, 1), None) for i in range(10)), chunk_size=4
@@ -171,8 +173,8 @@ def test_plain_delay_sends_what_apply_async_sends(redis_url, r, config):
             api.echo.apply_async((1, "two"), {"x": [3]}),
         ]
     assert isinstance(state.serializer, SignedSerializer) == ("TASKQ_SIGNING_KEY" in config)
-    assert api.perishable.send_plan[1] is not None  # delay() took the short road
-    assert api.echo.send_plan[1] is not None
+    assert api.perishable.send_plan[1].send is not None  # delay() took the short road
+    assert api.echo.send_plan[1].send is not None
     import redis as redis_py
 
     raw_client = redis_py.Redis.from_url(redis_url)
