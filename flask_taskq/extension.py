@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, NamedTuple, overload
 
@@ -24,7 +24,14 @@ from .celery_compat import apply_celery_settings
 from .config import apply_defaults
 from .exceptions import NotRegistered
 from .keys import DEFAULT_PRIORITY
-from .message import Message, PlainEncoder, envelope, new_task_id, plain_encoder
+from .message import (
+    Message,
+    PlainEncoder,
+    envelope,
+    new_task_id,
+    new_task_ids,
+    plain_encoder,
+)
 from .result import AsyncResult
 from .state import AppState, import_task_modules, register_taskqueue, resolve_state
 from .task import DEFAULT_UNIQUE_FOR, UNIQUE_HEADER, Task, unique_key
@@ -254,16 +261,17 @@ class TaskQueue:
             signals.task_sent.send(task or name, task=task, task_id=message.id, message=message)
         return AsyncResult(message.id, state=state)
 
-    @tracing.plain_send
     def send_plain(
         self, task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> AsyncResult | None:
         """``task.delay(*args, **kwargs)`` the short way, for the common case: no sending
         options, not unique, not eager, not ``memory://``, nobody connected to
-        ``task_sent``. It sends the same message :meth:`send_task` would, without building
-        a :class:`Message`; it returns None when the case is not that common one (or the
-        arguments cannot be encoded), and the caller then uses :meth:`send_task`."""
-        if signals.task_sent.receivers:
+        ``task_sent``, no tracer provider configured (the traced ``send_task`` puts the
+        trace context in the headers). It sends the same message :meth:`send_task`
+        would, without building a :class:`Message`; it returns None when the case is not
+        that common one (or the arguments cannot be encoded), and the caller then uses
+        :meth:`send_task`."""
+        if signals.task_sent.receivers or (tracing.ENABLED and tracing.configured()):
             return None
         state = resolve_state(None, self)
         cached = task.send_plan
@@ -440,7 +448,7 @@ class TaskQueue:
         ids = [item[0] for item in chunk]
         bodies = [item[4] for item in chunk]
         expires, limit, queue = first.expires, state.max_message_bytes, first.queue
-        make_id, clock = new_task_id, time.time
+        make_id, clock = _id_source(chunk_size).__next__, time.time
 
         def flush() -> None:
             state.retrying(send, bodies, task_ids=tuple(ids))
@@ -682,6 +690,12 @@ class TaskQueue:
         for entry_name, spec in (config["TASKQ_BEAT_SCHEDULE"] or {}).items():
             entries[entry_name] = Entry.from_config(entry_name, spec)
         return entries
+
+
+def _id_source(batch: int) -> Iterator[str]:
+    """New task ids, made ``batch`` at a time (:func:`~flask_taskq.message.new_task_ids`)."""
+    while True:
+        yield from new_task_ids(batch)
 
 
 def _like(

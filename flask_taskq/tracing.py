@@ -101,22 +101,6 @@ def traced_send(send: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def plain_send(send: F) -> F:
-    """Wrap ``TaskQueue.send_plain`` (the fast path that builds no headers) so that it
-    steps aside (returns None: the caller then uses the traced ``send_task``) when a
-    tracer provider is configured. Without OpenTelemetry, ``send`` itself."""
-    if not ENABLED:
-        return send
-
-    @functools.wraps(send)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if configured():
-            return None
-        return send(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
-
 def stamp(message: Message) -> Message:
     """``message`` with the current span's trace context in its headers (unchanged when
     no span is current); the current span, if it is a ``send`` span, learns the
