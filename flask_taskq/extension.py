@@ -12,9 +12,9 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, NamedTuple, overload
 
 from flask import Flask
 
@@ -24,7 +24,14 @@ from .celery_compat import apply_celery_settings
 from .config import apply_defaults
 from .exceptions import NotRegistered
 from .keys import DEFAULT_PRIORITY
-from .message import Message, PlainEncoder, envelope, new_task_id, plain_encoder
+from .message import (
+    Message,
+    PlainEncoder,
+    envelope,
+    new_task_id,
+    new_task_ids,
+    plain_encoder,
+)
 from .result import AsyncResult
 from .state import AppState, import_task_modules, register_taskqueue, resolve_state
 from .task import DEFAULT_UNIQUE_FOR, UNIQUE_HEADER, Task, unique_key
@@ -86,6 +93,21 @@ def _destination(
     if not isinstance(priority, int) or not 0 <= priority <= 9:
         raise ValueError(f"priority must be an integer from 0 to 9, not {priority!r}")
     return queue or route.get("queue") or topts.get("queue") or state.default_queue, priority
+
+
+class PlainPlan(NamedTuple):
+    """What :meth:`TaskQueue.send_plain` settles once per task and app state."""
+
+    #: The app state's broker when it was settled (a new broker settles it again).
+    broker: Any
+    queue: str
+    #: Seconds from the send to the message's expiry (the task's ``expires``), or None.
+    expires: float | None
+    #: The envelope's fast encoder (:func:`~flask_taskq.message.plain_encoder`), or None.
+    encode: PlainEncoder | None
+    #: Sends a body within a timeout; None when :meth:`TaskQueue.send_plain` does not apply.
+    send: Callable[[bytes, float], None] | None
+    priority: int
 
 
 def _reject_options(options: dict[str, Any]) -> None:
@@ -239,27 +261,28 @@ class TaskQueue:
             signals.task_sent.send(task or name, task=task, task_id=message.id, message=message)
         return AsyncResult(message.id, state=state)
 
-    @tracing.plain_send
     def send_plain(
         self, task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> AsyncResult | None:
         """``task.delay(*args, **kwargs)`` the short way, for the common case: no sending
         options, not unique, not eager, not ``memory://``, nobody connected to
-        ``task_sent``. It sends the same message :meth:`send_task` would, without building
-        a :class:`Message`; it returns None when the case is not that common one (or the
-        arguments cannot be encoded), and the caller then uses :meth:`send_task`."""
-        if signals.task_sent.receivers:
+        ``task_sent``, no tracer provider configured (the traced ``send_task`` puts the
+        trace context in the headers). It sends the same message :meth:`send_task`
+        would, without building a :class:`Message`; it returns None when the case is not
+        that common one (or the arguments cannot be encoded), and the caller then uses
+        :meth:`send_task`."""
+        if signals.task_sent.receivers or (tracing.ENABLED and tracing.configured()):
             return None
         state = resolve_state(None, self)
         cached = task.send_plan
-        if cached is not None and cached[0]() is state:
+        if cached is not None and cached[0]() is state and cached[1][0] is state.broker:
             plan = cached[1]
         else:
             plan = self._plain_plan(state, task)
             task.send_plan = (weakref.ref(state), plan)
-        if plan is None:
+        _, queue, expires_in, encode, send, priority = plan
+        if send is None:
             return None
-        queue, priority, expires_in, encode = plan
         now = time.time()
         task_id = new_task_id()
         expires = None if expires_in is None else now + expires_in
@@ -274,32 +297,44 @@ class TaskQueue:
                 )
         except (TypeError, ValueError, OverflowError):
             return None  # send_task names the argument that cannot be encoded
-        if state.max_message_bytes is not None and len(body) > state.max_message_bytes:
+        if len(body) > state.max_message_bytes:
             return None  # send_task raises MessageTooLarge
-        state.retrying(state.broker.enqueue, queue, priority, body, None, task_ids=(task_id,))
+        state.retrying(send, body, task_ids=(task_id,))
         if state.config["TASKQ_EVENTS"]:
             events.sent(state, task_id, task.name, queue)
         return AsyncResult(task_id, state=state)
 
     @staticmethod
-    def _plain_plan(
-        state: AppState, task: Task
-    ) -> tuple[str, int, float | None, PlainEncoder | None] | None:
-        """Queue, priority and relative expiry of a plain send of ``task`` for ``state``
-        (as :meth:`build_message` settles them), and the envelope's encoder when the
-        serializer has a fast one (:func:`~flask_taskq.message.plain_encoder`); None when
-        :meth:`send_plain` does not apply."""
+    def _plain_plan(state: AppState, task: Task) -> PlainPlan:
+        """What a plain send of ``task`` for ``state`` needs, settled once: the broker it
+        was settled for, the queue, the relative expiry, the envelope's encoder when the
+        serializer has a fast one (:func:`~flask_taskq.message.plain_encoder`), the send
+        function (the broker's :meth:`~flask_taskq.broker.redis.RedisBroker.sender` if it
+        has one; None when :meth:`send_plain` does not apply) and the priority."""
+        broker = state.broker
         topts = task.options_for(state)
-        if state.eager or state.is_memory or topts.get("unique") or state.router.dynamic:
-            return None
         expires = topts.get("expires")
-        if expires is not None and not (isinstance(expires, int | float) and expires < 10**9):
-            return None
+        if (
+            state.eager
+            or state.is_memory
+            or topts.get("unique")
+            or state.router.dynamic
+            or (expires is not None and not (isinstance(expires, int | float) and expires < 10**9))
+        ):
+            return PlainPlan(broker, "", None, None, None, DEFAULT_PRIORITY)
         try:
             queue, priority = _destination(state, task.name, topts)
         except ValueError:
-            return None  # send_task raises it
-        return queue, priority, expires, plain_encoder(state.serializer, task.name, queue, priority)
+            return PlainPlan(broker, "", None, None, None, DEFAULT_PRIORITY)  # send_task raises
+        sender = getattr(broker, "sender", None)
+        send = sender(queue, priority) if sender is not None else None
+        if send is None:
+
+            def send(body: bytes, timeout: float) -> None:
+                broker.enqueue(queue, priority, body, None, timeout=timeout)
+
+        encode = plain_encoder(state.serializer, task.name, queue, priority)
+        return PlainPlan(broker, queue, expires, encode, send, priority)
 
     @tracing.traced_send
     def send_many(
@@ -364,7 +399,8 @@ class TaskQueue:
         # call, the first message settles queue, priority, eta, expires and headers for all.
         first: Message | None = None
         encode: PlainEncoder | None = None
-        for args, kwargs in calls:
+        remaining = iter(calls)
+        for args, kwargs in remaining:
             if first is None or state.router.dynamic:
                 _, message, _, _ = self.build_message(
                     name, args, kwargs, app=app, _task=task, **options
@@ -379,11 +415,64 @@ class TaskQueue:
             chunk.append(item)
             if signals.task_sent.receivers:
                 messages.append(_message_of(first, item, args, kwargs))
+            elif encode is not None and not state.router.dynamic and not state.is_memory:
+                send = getattr(state.broker, "sender_many", None)
+                send = send(first.queue, first.priority) if send is not None else None
+                if send is not None:  # the rest the short way
+                    self._send_like(
+                        state, first, encode, send, remaining, chunk, chunk_size, results
+                    )
+                    return results
             if len(chunk) >= chunk_size:
                 flush()
         if chunk:
             flush()
         return results
+
+    @staticmethod
+    def _send_like(
+        state: AppState,
+        first: Message,
+        encode: PlainEncoder,
+        send: Callable[[Sequence[bytes], float], None],
+        calls: Iterable[tuple[Sequence[Any] | None, dict[str, Any] | None]],
+        chunk: list[tuple[str, str, int, float | None, bytes]],
+        chunk_size: int,
+        results: list[AsyncResult],
+    ) -> None:
+        """The rest of :meth:`send_many` when its messages are like ``first`` but for
+        their id, arguments and send time (no eta, no headers, one queue, nobody connected
+        to ``task_sent``, a JSON envelope ``encode`` can write and a broker ``send``
+        function for many bodies): only a task id and a body per call, one buffer per
+        chunk. ``chunk`` holds the messages made so far, not sent yet."""
+        ids = [item[0] for item in chunk]
+        bodies = [item[4] for item in chunk]
+        expires, limit, queue = first.expires, state.max_message_bytes, first.queue
+        make_id, clock = _id_source(chunk_size).__next__, time.time
+
+        def flush() -> None:
+            state.retrying(send, bodies, task_ids=tuple(ids))
+            results.extend([AsyncResult(task_id, state=state) for task_id in ids])
+            if state.config["TASKQ_EVENTS"]:
+                for task_id in ids:
+                    events.sent(state, task_id, first.task, queue, None)
+            ids.clear()
+            bodies.clear()
+
+        for args, kwargs in calls:
+            task_id = make_id()
+            try:
+                body = encode(task_id, args, kwargs or {}, expires, clock())
+            except (TypeError, ValueError, OverflowError):
+                body = b""
+            if not body or len(body) > limit:  # raises TypeError or MessageTooLarge
+                task_id, _, _, _, body = _like(first, args, kwargs, state.serializer, limit, None)
+            ids.append(task_id)
+            bodies.append(body)
+            if len(ids) >= chunk_size:
+                flush()
+        if ids:
+            flush()
 
     def build_message(
         self,
@@ -601,6 +690,12 @@ class TaskQueue:
         for entry_name, spec in (config["TASKQ_BEAT_SCHEDULE"] or {}).items():
             entries[entry_name] = Entry.from_config(entry_name, spec)
         return entries
+
+
+def _id_source(batch: int) -> Iterator[str]:
+    """New task ids, made ``batch`` at a time (:func:`~flask_taskq.message.new_task_ids`)."""
+    while True:
+        yield from new_task_ids(batch)
 
 
 def _like(

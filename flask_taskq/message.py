@@ -45,14 +45,35 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+#: The variant digit of a version-4 UUID (``8``-``b``) for each random hex digit.
+_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
+
+
 def new_task_id() -> str:
     """A random (version 4) UUID as a string, like ``str(uuid.uuid4())`` at less than half
     its cost (it is made for every message sent)."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
-    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    h = os.urandom(16).hex()
+    # 122 random bits: the version digit is set to 4, the variant digit to 8-b
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+def new_task_ids(count: int) -> list[str]:
+    """``count`` ids of :func:`new_task_id`, from one read of the system's random source."""
+    h = os.urandom(16 * count).hex()
+    variant = _VARIANT
+    return [
+        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-4{h[i + 13 : i + 16]}-"
+        f"{variant[h[i + 16]]}{h[i + 17 : i + 20]}-{h[i + 20 : i + 32]}"
+        for i in range(0, 32 * count, 32)
+    ]
+
+
+def sent_json(sent: float) -> bytes:
+    """``sent`` to the millisecond as JSON writes ``round(sent, 3)``, at a third of the
+    cost (both round correctly to 3 decimals; repr leaves out trailing zeros)."""
+    text = b"%.3f" % sent
+    text = text.rstrip(b"0")
+    return text + b"0" if text[-1:] == b"." else text
 
 
 #: Encodes the envelope of a plain send: ``(task id, args, kwargs, expires, sent)``.
@@ -70,25 +91,29 @@ def plain_encoder(
     if type(serializer) is not JSONSerializer:
         return None
     dumps = serializer.dumps
-    task_part = dumps(task)
+    task_part = b'","task":' + dumps(task)
     fixed = b""
     if queue != DEFAULTS["queue"]:
         fixed += b',"queue":' + dumps(queue)
     if priority != DEFAULTS["priority"]:
         fixed += b',"priority":' + dumps(priority)
+    middle = task_part + fixed
 
     def encode(
         task_id: str, args: Any, kwargs: dict[str, Any], expires: float | None, sent: float
     ) -> bytes:
-        # task_id comes from new_task_id (hex digits and dashes): nothing to escape
-        return b'{"v":1,"id":"%b","task":%b%b%b%b%b,"sent":%b}' % (
+        # task_id comes from new_task_id (hex digits and dashes): nothing to escape.
+        # Field order as envelope(): v, id, task, args, kwargs, queue, priority, expires, sent
+        if not args and not kwargs and expires is None:
+            return b'{"v":1,"id":"%b%b,"sent":%b}' % (task_id.encode(), middle, sent_json(sent))
+        return b'{"v":1,"id":"%b%b%b%b%b%b,"sent":%b}' % (
             task_id.encode(),
             task_part,
             b',"args":' + dumps(list(args)) if args else b"",
             b',"kwargs":' + dumps(kwargs) if kwargs else b"",
             fixed,
             b"" if expires is None else b',"expires":' + float.__repr__(expires).encode(),
-            float.__repr__(round(sent, 3)).encode(),
+            sent_json(sent),
         )
 
     return encode

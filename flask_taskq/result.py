@@ -61,15 +61,19 @@ class AsyncResult:
     a ``TaskQueue`` is bound to); pass ``app=`` to choose another.
     """
 
-    def __init__(self, id: str, app: Flask | None = None, *, state: AppState | None = None) -> None:
-        from .state import resolve_state
+    #: In a workflow, the result of the step before this one (an ``AsyncResult`` or a
+    #: ``GroupResult``; see :doc:`workflows`), else None. Known in the process that
+    #: sent the workflow only.
+    parent: Any = None
 
+    def __init__(self, id: str, app: Flask | None = None, *, state: AppState | None = None) -> None:
+        # made for every task sent: nothing more than two attributes when ``state`` is given
         self.id = id
-        self._state = state or resolve_state(app)
-        #: In a workflow, the result of the step before this one (an ``AsyncResult`` or a
-        #: ``GroupResult``; see :doc:`workflows`), else None. Known in the process that
-        #: sent the workflow only.
-        self.parent: Any = None
+        if state is None:
+            from .state import resolve_state
+
+            state = resolve_state(app)
+        self._state = state
 
     def __repr__(self) -> str:
         return f"<AsyncResult {self.id}>"

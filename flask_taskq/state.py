@@ -203,22 +203,38 @@ class AppState:
         while the broker is unreachable, each attempt bounded by the time left; then
         :class:`BrokerConnectionError` naming ``task_ids``."""
         timeout = float(self.config["TASKQ_ENQUEUE_TIMEOUT"])
-        deadline = time.monotonic() + timeout
+        start = time.monotonic()
+        try:  # the first attempt, on every send: nothing more than the call
+            return call(*args, timeout=max(timeout, 0.01))
+        except self.broker.connection_errors as exc:
+            return self._retry(call, args, task_ids, timeout, start + timeout, exc)
+
+    def _retry(
+        self,
+        call: Callable[..., Any],
+        args: tuple[Any, ...],
+        task_ids: tuple[str, ...],
+        timeout: float,
+        deadline: float,
+        exc: BaseException,
+    ) -> Any:
+        """The attempts of :meth:`retrying` after a first one failed with ``exc``."""
         delay = 0.05
-        attempts = 0
-        sent = False
+        attempts = 1
+        sent = self.broker.maybe_sent(exc)
         while True:
+            if time.monotonic() + delay > deadline or self.broker.resend_unsafe(exc):
+                raise _enqueue_error(
+                    self.broker_url, attempts, timeout, exc, task_ids, sent
+                ) from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
             attempts += 1
             try:
                 return call(*args, timeout=max(deadline - time.monotonic(), 0.01))
-            except self.broker.connection_errors as exc:
+            except self.broker.connection_errors as again:
+                exc = again
                 sent = sent or self.broker.maybe_sent(exc)
-                if time.monotonic() + delay > deadline or self.broker.resend_unsafe(exc):
-                    raise _enqueue_error(
-                        self.broker_url, attempts, timeout, exc, task_ids, sent
-                    ) from exc
-                time.sleep(delay)
-                delay = min(delay * 2, 0.5)
 
     def _ensure_memory_worker(self) -> None:
         if self._memory_worker is None and self._start_memory_worker is not None:

@@ -43,6 +43,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 _after_run: contextvars.ContextVar[Any] = contextvars.ContextVar("taskq_after_run", default=None)
 
 
+#: ``opentelemetry.trace`` once :func:`_api` imported it.
+_trace: Any = None
+
+
 @functools.lru_cache(maxsize=1)
 def _api() -> Any:
     """The OpenTelemetry API modules, imported on first use."""
@@ -50,13 +54,20 @@ def _api() -> Any:
 
     from .version import __version__
 
+    global _trace
+    trace.get_tracer_provider()  # a provider named by OTEL_PYTHON_TRACER_PROVIDER is set now
     tracer = trace.get_tracer("flask_taskq", __version__)
+    _trace = trace
     return context, propagate, trace, tracer
 
 
 def configured() -> bool:
     """Whether the app set a tracer provider (not the API's default proxy)."""
-    _, _, trace, _ = _api()
+    trace = _trace or _api()[2]
+    # asked on every .delay(): the API's global, read directly, answers the common "none
+    # set" without get_tracer_provider()'s environment lookup (made once, by _api())
+    if getattr(trace, "_TRACER_PROVIDER", trace) is None:
+        return False
     return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
 
@@ -86,22 +97,6 @@ def traced_send(send: F) -> F:
             f"send {name}", context=parent, kind=trace.SpanKind.PRODUCER, attributes=attributes
         ):
             return send(self, name, *args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def plain_send(send: F) -> F:
-    """Wrap ``TaskQueue.send_plain`` (the fast path that builds no headers) so that it
-    steps aside (returns None: the caller then uses the traced ``send_task``) when a
-    tracer provider is configured. Without OpenTelemetry, ``send`` itself."""
-    if not ENABLED:
-        return send
-
-    @functools.wraps(send)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if configured():
-            return None
-        return send(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
 

@@ -38,12 +38,14 @@ def test_apply_many_takes_kwargs_and_shared_options(app, r):
 def test_chunks_each_go_in_one_round_trip(app, r, monkeypatch):
     with app.app_context():
         state = app.extensions["taskq"]
-        sizes: list[int] = []
-        original = state.broker.enqueue_many
+        sizes: list[int] = []  # commands per round trip
+        original = state.broker.direct.packed_many
         monkeypatch.setattr(
-            state.broker,
-            "enqueue_many",
-            lambda items, **kw: (sizes.append(len(items)), original(items, **kw)),
+            state.broker.direct,
+            "packed_many",
+            lambda packed, count, timeout: (sizes.append(count), original(packed, count, timeout))[
+                1
+            ],
         )
         results = tq.send_many(
             "tests.apps.basic.add", (((i, 1), None) for i in range(10)), chunk_size=4
@@ -171,8 +173,8 @@ def test_plain_delay_sends_what_apply_async_sends(redis_url, r, config):
             api.echo.apply_async((1, "two"), {"x": [3]}),
         ]
     assert isinstance(state.serializer, SignedSerializer) == ("TASKQ_SIGNING_KEY" in config)
-    assert api.perishable.send_plan[1] is not None  # delay() took the short road
-    assert api.echo.send_plan[1] is not None
+    assert api.perishable.send_plan[1].send is not None  # delay() took the short road
+    assert api.echo.send_plan[1].send is not None
     import redis as redis_py
 
     raw_client = redis_py.Redis.from_url(redis_url)
@@ -191,3 +193,80 @@ def test_plain_delay_sends_what_apply_async_sends(redis_url, r, config):
         assert (p_exp is None) == (f_exp is None)
         assert p_exp is None or abs(p_exp - f_exp) < 5
         assert p == f
+
+
+def test_packed_sends_parse_replies_and_errors_like_redis_py(redis_url, r):
+    """The producer's packed sends read replies with the connection's hiredis reader:
+    replies in order, an error reply returned in its place, and the connection usable
+    afterwards, also after a reply larger than one read."""
+    import redis as redis_py
+
+    direct = DirectCommands(redis_py.Redis.from_url(redis_url))
+    big = b"x" * 200_000
+    packed = (
+        b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n1\r\n"
+        b"*2\r\n$5\r\nLPUSH\r\n$1\r\nk\r\n"  # wrong number of arguments
+        + b"*3\r\n$3\r\nSET\r\n$1\r\nb\r\n$%d\r\n%b\r\n" % (len(big), big)
+        + b"*2\r\n$3\r\nGET\r\n$1\r\nb\r\n"
+    )
+    replies = direct.packed_many(packed, 4, 5.0)
+    assert replies[0] == b"OK" and isinstance(replies[1], redis_py.ResponseError)
+    assert replies[2] == b"OK" and replies[3] == big
+    assert direct.packed_many(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n", 1, 5.0) == [b"1"]
+    assert direct.command("GET", "k") == b"1"  # redis-py's own road on the same connection
+
+
+def test_packed_send_to_a_server_that_stops_raises_redis_py_errors(own_redis):
+    """A server gone mid-send: redis-py's ConnectionError, marked as maybe sent, and the
+    next send reconnects."""
+    import redis as redis_py
+
+    from flask_taskq.broker.direct import maybe_sent
+
+    direct = DirectCommands(redis_py.Redis.from_url(own_redis.url))
+    ping = b"*1\r\n$4\r\nPING\r\n"
+    assert direct.packed_many(ping, 1, 2.0) == [b"PONG"]
+    own_redis.stop()
+    with pytest.raises(redis_py.ConnectionError) as caught:
+        direct.packed_many(ping, 1, 2.0)
+    assert maybe_sent(caught.value)
+    own_redis.start()
+    assert direct.packed_many(ping, 1, 2.0) == [b"PONG"]
+
+
+@pytest.mark.parametrize("priority", [5, 7])
+def test_short_roads_send_again_after_redis_forgot_its_scripts(app, r, priority):
+    """``delay()`` and ``delay_many`` at any priority (another than the default goes
+    through ``send.lua``): a Redis that lost its scripts gets them again."""
+    with app.app_context():
+        add.apply_async((1, 1), priority=priority)
+        r.script_flush()
+        sent = [add.delay(1, 2)] if priority == 5 else []
+        sent += add.delay_many([(i, 1) for i in range(3)], priority=priority)
+        r.script_flush()
+        sent += add.delay_many([(i, 2) for i in range(3)], priority=priority)
+    assert r.xlen(f"taskq:{{default}}:p{priority}") == 1 + len(sent)
+
+
+def test_plain_delay_follows_a_new_broker(app, r):
+    """The short road's plan is settled per broker: a state given a new broker (as after
+    a fork in a worker) sends through that one, not through the closed old one."""
+    with app.app_context():
+        state = app.extensions["taskq"]
+        add.delay(1, 1)
+        old, state.broker = state.broker, state.new_broker()
+        old.close()
+        add.delay(1, 2)
+        add.delay_many([(1, 3)])
+    assert r.xlen("taskq:{default}:p5") == 3
+
+
+def test_sent_json_writes_what_json_writes():
+    import random
+
+    from flask_taskq.message import sent_json
+
+    values = [0.0, 1.0, 1_800_000_000.0, 1_800_000_000.1, 1_800_000_000.12, 1_800_000_000.1205]
+    values += [random.uniform(1e9, 2e9) for _ in range(20_000)]
+    for value in values:
+        assert sent_json(value) == json.dumps(round(value, 3)).encode(), value

@@ -20,6 +20,7 @@ command was written is marked (see :func:`maybe_sent`): Redis may have run it.
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import time
@@ -100,7 +101,9 @@ class DirectCommands:
         in one round trip; return their replies (errors as replies). ``timeout`` bounds
         the call as in :meth:`command`. The producer's hot path: the socket keeps the last
         bound it was given while the next one is within a millisecond of it, instead of
-        being set and reset around every command."""
+        being set and reset around every command; with hiredis (RESP2), the bytes are
+        written to the socket and the replies parsed by the connection's own hiredis
+        reader, without redis-py's per-reply layers (see :func:`_lean_replies`)."""
         if not self.enabled:
             raise RuntimeError("packed commands need a direct connection (enabled)")
         local = self._local
@@ -116,7 +119,10 @@ class DirectCommands:
         if held is None or not (timeout - 0.001 <= held <= timeout + 0.001):
             sock.settimeout(max(timeout, 0.001))
             local.bound = timeout
+        parser = conn._parser
         try:
+            if _LEAN and type(parser) is _HiredisParser:
+                return _lean_replies(sock, parser, packed, count)
             conn.send_packed_command((packed,), check_health=False)
             if count == 1:
                 try:
@@ -278,6 +284,60 @@ def pack_head(*args: str | bytes | int) -> bytes:
 def pack_tail(head: bytes, last: bytes) -> bytes:
     """The command ``head`` (from :func:`pack_head`) with its last argument."""
     return b"%b$%d\r\n%b\r\n" % (head, len(last), last)
+
+
+try:  # the sentinel redis-py's hiredis reader returns while a reply is incomplete
+    from redis._parsers.hiredis import NOT_ENOUGH_DATA as _MORE
+    from redis._parsers.hiredis import _HiredisParser
+
+    _LEAN = True
+except ImportError:  # another redis-py: its own read_response only
+    _LEAN = False
+#: The buffer :func:`_lean_replies` reads into, one per thread.
+_buffers = threading.local()
+
+
+def _lean_replies(sock: Any, parser: Any, packed: bytes, count: int) -> list[Any]:
+    """Write ``packed`` to ``sock`` and read ``count`` replies with the hiredis reader of
+    the connection's ``parser``: what ``send_packed_command`` and ``read_response`` do,
+    without their Python layers around each reply. Errors are redis-py's: a timeout of the
+    socket is a ``TimeoutError``, another socket error or a closed connection a
+    ``ConnectionError``; error replies are returned (``ConnectionError`` ones, such as
+    ``LOADING``, raised) and RESP3 push messages handed to the parser, as
+    ``read_response`` does."""
+    reader = parser._reader
+    if reader is None:
+        raise redis.ConnectionError("Connection closed by server.")
+    push = getattr(parser, "_hiredis_PushNotificationType", None)
+    buf = getattr(_buffers, "buf", None)
+    if buf is None:
+        buf = _buffers.buf = bytearray(65536)
+    replies: list[Any] = []
+    try:
+        sock.sendall(packed)
+        while len(replies) < count:
+            reply = reader.gets()
+            if reply is _MORE:
+                n = sock.recv_into(buf)
+                if not n:
+                    raise redis.ConnectionError("Connection closed by server.")
+                reader.feed(buf, 0, n)
+                continue
+            if isinstance(reply, redis.ConnectionError):
+                raise reply
+            if push is not None and isinstance(reply, push):
+                parser.handle_push_response(reply)
+                continue
+            replies.append(reply)
+    except TimeoutError as exc:
+        if exc.errno == errno.ETIMEDOUT:  # from the OS: a dead connection, as redis-py says
+            raise redis.ConnectionError(f"Error while reading from socket: {exc.args}") from exc
+        raise redis.TimeoutError("Timeout reading from socket") from exc
+    except OSError as exc:
+        raise redis.ConnectionError(
+            f"Error while writing to or reading from socket: {exc}"
+        ) from exc
+    return replies
 
 
 def _read_replies(conn: Connection, count: int) -> list[Any]:

@@ -15,7 +15,7 @@ import logging
 import re
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -244,6 +244,55 @@ class RedisBroker:
             self.direct.command(*command, timeout=timeout)
         else:
             self.client.execute_command(*command)
+
+    def sender(self, queue: str, priority: int) -> Callable[[bytes, float], None] | None:
+        """``enqueue(queue, priority, body, timeout=timeout)`` as a function of ``(body,
+        timeout)`` for a producer that sends there often, with the ``XADD`` (or
+        ``send.lua`` call) packed once; None where :meth:`enqueue` has no short road
+        (a sharded queue, ``TASKQ_WAIT_REPLICAS``, no direct connection)."""
+        if queue in self.queue_shards or self.wait_replicas or not self.direct.enabled:
+            return None
+        head = self._xadd_heads.get((queue, priority)) or self._xadd_head(queue, priority)
+        if priority != DEFAULT_PRIORITY:  # send.lua: NOSCRIPT handled by _send_packed
+            send_packed = self._send_packed
+
+            def send_script(body: bytes, timeout: float) -> None:
+                send_packed([b"%b$%d\r\n%b\r\n" % (head, len(body), body)], timeout)
+
+            return send_script
+        packed_many = self.direct.packed_many
+
+        def send(body: bytes, timeout: float) -> None:
+            reply = packed_many(b"%b$%d\r\n%b\r\n" % (head, len(body), body), 1, timeout)[0]
+            if isinstance(reply, Exception):
+                raise reply
+
+        return send
+
+    def sender_many(
+        self, queue: str, priority: int
+    ) -> Callable[[Sequence[bytes], float], None] | None:
+        """Like :meth:`sender` for many bodies at once (one round trip), as
+        :meth:`enqueue_many` sends them; None where :meth:`sender` is."""
+        if queue in self.queue_shards or self.wait_replicas or not self.direct.enabled:
+            return None
+        head = self._xadd_heads.get((queue, priority)) or self._xadd_head(queue, priority)
+        if priority != DEFAULT_PRIORITY:  # send.lua: NOSCRIPT handled by _send_packed
+            send_packed = self._send_packed
+
+            def send_scripts(bodies: Sequence[bytes], timeout: float) -> None:
+                if bodies:
+                    send_packed([b"%b$%d\r\n%b\r\n" % (head, len(b), b) for b in bodies], timeout)
+
+            return send_scripts
+        packed_many = self.direct.packed_many
+
+        def send_all(bodies: Sequence[bytes], timeout: float) -> None:
+            if bodies:
+                packed = b"".join([b"%b$%d\r\n%b\r\n" % (head, len(b), b) for b in bodies])
+                _raise_first_error(packed_many(packed, len(bodies), timeout))
+
+        return send_all
 
     def enqueue_many(
         self, items: Iterable[tuple[str, int, bytes, float | None]], *, timeout: float | None = None
