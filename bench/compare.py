@@ -413,12 +413,14 @@ def build_figures(args) -> tuple[list[Figure], list[Step]]:
             "latency",
             ["--rate", str(args.rate_lo), "--seconds", str(args.seconds_lo)],
             [(f["lat_lo_50"], "value"), (f["lat_lo_99"], "p99")],
+            ceiling=["latency", "--rate", str(args.rate_lo), "--seconds", str(args.seconds_lo)],
             amqp=True,
         ),
         Step(
             "latency",
             ["--rate", str(args.rate_hi), "--seconds", str(args.seconds_hi)],
             [(f["lat_hi_50"], "value"), (f["lat_hi_99"], "p99")],
+            ceiling=["latency", "--rate", str(args.rate_hi), "--seconds", str(args.seconds_hi)],
         ),
         Step(
             "memory",

@@ -16,6 +16,11 @@ MEASURE is one of
             ``XACK`` + ``XDEL`` of the batch: N / (time of the last ack reply - time of
             the first read reply). ``--task stored`` adds a ``SET <id> <result> EX 86400``
             per task to the ack pipeline (what storing a result needs at least).
+  latency   a consumer process on the worker's CPU blocks in ``XREADGROUP BLOCK`` and
+            reads each entry's ``time.time()`` at its arrival, while this process, on
+            the side CPU, ``XADD``s one entry every 1/R s for S s (``--rate R --seconds
+            S``): p50 and p99 of arrival - send, the floor under every start latency
+            (a worker also decodes the message and calls the task).
   memory    Redis memory per queued entry (N ``XADD`` after one) and per stored result
             (N ``SET ... EX`` of a 60-byte JSON value under a 40-byte key).
 """
@@ -36,7 +41,7 @@ if str(ROOT) not in sys.path:
 
 import redis  # noqa: E402
 
-from bench.peers.driver import cpus_arg, place, used_memory  # noqa: E402
+from bench.peers.driver import cpus_arg, percentile, place, used_memory  # noqa: E402
 
 STREAM, GROUP, CONSUMER = "ceiling:stream", "workers", "c1"
 CHUNK, BATCH = 1000, 64
@@ -131,6 +136,68 @@ def measure_drain(conn: redis.Connection, n: int, store: bool, cpu: int | None) 
     return {"value": n / (time.perf_counter() - first), "unit": "/s"}
 
 
+LATENCY_KEY = "ceiling:latency"
+CONSUMER_CODE = """
+import json, sys, time, redis
+r = redis.Redis.from_url(sys.argv[1])
+stream, group, key, count = sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+print("ready", flush=True)
+seen = 0
+while seen < count:
+    reply = r.xreadgroup(group, "c1", {stream: ">"}, count=64, block=1000)
+    now = time.time()
+    late = [now - float(f[b"m"]) for _, entries in reply or [] for _, f in entries]
+    if late:
+        r.rpush(key, *late)
+        r.xack(stream, group, *[i for _, entries in reply for i, _ in entries])
+        seen += len(late)
+"""
+
+
+def measure_latency(
+    conn: redis.Connection, r: redis.Redis, url: str, rate: float, seconds: float, args
+) -> dict:
+    import subprocess
+
+    count = int(rate * seconds)
+    conn.send_command("XGROUP", "CREATE", STREAM, GROUP, "$", "MKSTREAM")
+    conn.read_response()
+    cpu = args.worker_cpus[0] if args.worker_cpus else None
+    consumer = subprocess.Popen(
+        [sys.executable, "-c", CONSUMER_CODE, url, STREAM, GROUP, LATENCY_KEY, str(count)],
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=(lambda: place(cpu)) if cpu is not None else None,
+    )
+    try:
+        assert consumer.stdout is not None
+        consumer.stdout.readline()  # "ready": it is about to block
+        place(args.side_cpu)
+        time.sleep(0.2)
+        start = time.perf_counter()
+        for i in range(count):
+            pause = start + i / rate - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            conn.send_packed_command(
+                conn.pack_command("XADD", STREAM, "*", "m", repr(time.time())), False
+            )
+            conn.read_response()
+        consumer.wait(args.timeout)
+        samples = sorted(float(x) for x in r.lrange(LATENCY_KEY, 0, -1))
+        if len(samples) < count:
+            return {"value": None, "error": f"{len(samples)}/{count} arrived"}
+        return {
+            "value": percentile(samples, 50),
+            "p99": percentile(samples, 99),
+            "unit": "s",
+        }
+    finally:
+        if consumer.poll() is None:
+            consumer.kill()
+            consumer.wait()
+
+
 def measure_memory(conn: redis.Connection, r: redis.Redis, n: int) -> dict:
     xadd(conn)
     time.sleep(0.2)
@@ -156,7 +223,9 @@ def measure_memory(conn: redis.Connection, r: redis.Redis, n: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("measure", choices=("enqueue", "bulk", "drain", "memory"))
+    parser.add_argument("measure", choices=("enqueue", "bulk", "drain", "latency", "memory"))
+    parser.add_argument("--rate", type=float, default=100)
+    parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--task", choices=("default", "ignored", "stored"), default="ignored")
     parser.add_argument("--producer-cpu", type=int)
@@ -178,6 +247,8 @@ def main() -> None:
         elif args.measure == "drain":
             cpu = args.worker_cpus[0] if args.worker_cpus else None
             out.update(measure_drain(conn, args.n, args.task == "stored", cpu))
+        elif args.measure == "latency":
+            out.update(measure_latency(conn, r, url, args.rate, args.seconds, args))
         else:
             out.update(measure_memory(conn, r, args.n))
     except Exception as exc:  # fail soft, as the driver does
