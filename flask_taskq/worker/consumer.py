@@ -646,7 +646,11 @@ class Consumer:
                     self._rtt * 1000,
                 )
             self.slow_link = slow
-        ahead = seconds is not None or self.slow_link
+        # A backlog of fast tasks only: slow or unmeasured ones are fetched one per idle
+        # executor, and fetching ahead of those would hoard work another worker could run.
+        avg = self._avg_runtime
+        backlog = seconds is not None and avg is not None and avg < BATCH_WORK
+        ahead = backlog or self.slow_link
         if ahead and self._fetcher is None:
             self._fetcher = threading.Thread(
                 target=self._fetch_ahead, name="taskq-fetcher", daemon=True
