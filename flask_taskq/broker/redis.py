@@ -120,6 +120,7 @@ class RedisBroker:
                 "release_unique",
                 "note_start",
                 "ack",
+                "settle",
                 "send",
             )
         }
@@ -501,17 +502,31 @@ class RedisBroker:
         count: int,
         timeout: float,
         then: Piggyback | None = None,
+        first: tuple[tuple[Any, ...], Callable[[Any], object]] | None = None,
     ) -> list[Delivery]:
         """Lease up to ``count`` ready messages; ``then``'s commands run right after the
-        messages are taken, in the same round trip (see :class:`Piggyback`)."""
+        messages are taken, in the same round trip (see :class:`Piggyback`). ``first``,
+        ``(command, callback)``: a command (:meth:`settle_command`) run just before, in
+        the same round trip, whose reply (an error too) is handed to ``callback`` before
+        any blocking read; not on a Redis Cluster."""
         keys = self._serving_order(queues)
         if self.cluster:
+            if first is not None:
+                raise ValueError("fetch(first=...) is not supported on a Redis Cluster")
             groups = self._by_slot(keys)
             if len(groups) > 1:
                 return self._fetch_slots(consumer, groups, count, timeout, then)
         script = self._scripts["fetch"]
         evalsha = ("EVALSHA", script.sha, len(keys), *keys, GROUP, consumer, count, ANCHOR)
-        flat, sync = self._run_with(evalsha, then)
+        if first is not None:
+            command, callback = first
+            before, flat, *sync = self._send(
+                [command, evalsha, *(then.sync_commands() if then is not None else ())]
+            )
+            callback(before)
+            _raise_first_error(sync)
+        else:
+            flat, sync = self._run_with(evalsha, then)
         if isinstance(flat, redis.exceptions.NoScriptError):
             self.client.script_load(script.script)
             flat, sync = self._run_with(evalsha, then)
@@ -690,6 +705,75 @@ class RedisBroker:
         else:
             replies = self._eval_each("ack", calls)
         return self._not_owned("acknowledge", consumer, [g for g, _ in by_stream.values()], replies)
+
+    def can_settle(self, result_url: str | None) -> bool:
+        """Whether :meth:`settle_command` can finish batches for a worker whose results
+        go to ``result_url`` (None: results are not kept): the same single Redis (not a
+        cluster, whose result keys and streams lie in other slots), without
+        ``TASKQ_WAIT_REPLICAS`` (whose ``WAIT`` follows the acks of :meth:`ack`)."""
+        same = result_url is None or result_url == self.url
+        return same and not self.cluster and not self.wait_replicas
+
+    def settle_command(
+        self,
+        consumer: str,
+        deliveries: Sequence[Delivery],
+        results: Sequence[tuple[str, bytes, int]],
+        ttl: int,
+    ) -> tuple[tuple[Any, ...], Callable[[Any], list[Delivery]]]:
+        """One ``settle.lua`` call that stores ``results`` (``(task id, document, kind)``,
+        as the Redis result backend's ``store_many``), then finishes the deliveries
+        ``consumer`` still owns (as :meth:`ack`): one command for a batch instead of two
+        round trips. Returns the command and a function of its reply that raises an
+        error reply and returns the deliveries it skipped. Only where :meth:`can_settle`."""
+        by_stream: dict[str, tuple[list[Delivery], list[str]]] = {}
+        stream = self.keys.stream
+        for d in deliveries:
+            entry_id = d.entry_id
+            queue = d.queue
+            if SHARD_SEP in entry_id:
+                queue, entry_id = self._locate(d)
+            key = stream(queue, d.priority)
+            group = by_stream.get(key)
+            if group is None:
+                by_stream[key] = ([d], [entry_id])
+            else:
+                group[0].append(d)
+                group[1].append(entry_id)
+        result = self.keys.result
+        keys: list[object] = [result(task_id) for task_id, _, _ in results]
+        args: list[object] = [len(results), ttl, GROUP, consumer]
+        for _, data, kind in results:
+            args += (data, int(kind))
+        for key, (_, ids) in by_stream.items():
+            keys.append(key)
+            args.append(len(ids))
+            args += ids
+        command = ("EVALSHA", self._scripts["settle"].sha, len(keys), *keys, *args)
+
+        def skipped(reply: Any) -> list[Delivery]:
+            if isinstance(reply, Exception):
+                raise reply
+            groups = [g for g, _ in by_stream.values()]
+            return self._not_owned("acknowledge", consumer, groups, reply[1:])
+
+        return command, skipped
+
+    def ack_storing(
+        self,
+        consumer: str,
+        deliveries: Sequence[Delivery],
+        results: Sequence[tuple[str, bytes, int]],
+        ttl: int,
+    ) -> list[Delivery]:
+        """Send :meth:`settle_command` (loading the script when Redis does not know it);
+        return the deliveries it skipped."""
+        command, skipped = self.settle_command(consumer, deliveries, results, ttl)
+        reply = self._send([command])[0]
+        if isinstance(reply, redis.exceptions.NoScriptError):
+            self.client.script_load(self._scripts["settle"].script)
+            reply = self._send([command])[0]
+        return skipped(reply)
 
     def _acks_replicated(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
         """``ack.lua`` for each call, then ``WAIT`` :attr:`wait_replicas` on the same

@@ -173,15 +173,22 @@ def send_commands(
 
 def script_source(name: str) -> str:
     """The text of ``lua/<name>.lua``, each ``-- include: <lib>`` line replaced by
-    ``lua/lib_<lib>.lua`` (Redis scripts cannot load one another)."""
+    ``lua/lib_<lib>.lua`` (Redis scripts cannot load one another); a library may include
+    others, and each is included once, where it is first named."""
     lua = resources.files(__package__).joinpath("lua")
-    source = lua.joinpath(f"{name}.lua").read_text()
-    return re.sub(
-        r"^-- include: (\w+)$",
-        lambda m: lua.joinpath(f"lib_{m.group(1)}.lua").read_text(),
-        source,
-        flags=re.M,
-    )
+    included: set[str] = set()
+
+    def expand(text: str) -> str:
+        return re.sub(r"^-- include: (\w+)$", include, text, flags=re.M)
+
+    def include(match: re.Match[str]) -> str:
+        lib = match.group(1)
+        if lib in included:
+            return f"-- (included above: {lib})"
+        included.add(lib)
+        return expand(lua.joinpath(f"lib_{lib}.lua").read_text())
+
+    return expand(lua.joinpath(f"{name}.lua").read_text())
 
 
 def load_script(client: Any, name: str) -> redis.commands.core.Script:

@@ -12,7 +12,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from .. import broker as transport
 from .. import signals, states
@@ -55,6 +55,12 @@ BATCH_WORK = 0.05
 #: Longest a finished task waits before its ack and result are written (seconds).
 MAX_ACK_DELAY = 0.01
 MAX_ACK_BATCH = 128
+
+#: A finished delivery awaiting its batch: (delivery, task id, result document, ready?,
+#: next attempt (body, due) or None).
+_Done = tuple[Delivery, str, bytes | None, bool, tuple[bytes, float] | None]
+#: A delivery as the held and settling sets know it: (queue, priority, entry id).
+_Key = tuple[str, int, str]
 #: A fetch round trip slower than this (seconds) means a slow link to the broker: the
 #: consumer then fetches ahead of its executors and leaves batches to the keeper thread,
 #: so that round trips overlap the work instead of adding to it.
@@ -137,6 +143,19 @@ class Consumer:
         self.visibility_timeout = float(config["TASKQ_VISIBILITY_TIMEOUT"])
         self.max_deliveries = int(config["TASKQ_MAX_DELIVERIES"])
         self.result_ttl = state.result_expires
+        #: Where the broker can store a batch's results and acknowledge it in one script
+        #: call (its results live on the broker's Redis, or none are kept; see
+        #: ``RedisBroker.settle_command``), the call, alone or at the head of a fetch;
+        #: else None: results and acks go out in calls of their own.
+        self._settle_command: Callable[..., tuple[tuple[Any, ...], Callable[[Any], object]]]
+        self._ack_storing: Callable[..., object] | None = None
+        self._fetch_settling: Callable[..., list[Delivery]] | None = None
+        can_settle = getattr(broker, "can_settle", None)
+        result_url = None if backend is None else getattr(backend, "url", "")
+        if can_settle is not None and can_settle(result_url):
+            self._settle_command = broker.settle_command  # type: ignore[attr-defined]
+            self._ack_storing = broker.ack_storing  # type: ignore[attr-defined]
+            self._fetch_settling = broker.fetch
         self.serializer = state.serializer
         self.tasks = state.taskqueue.tasks
         self.stopping = threading.Event()
@@ -169,9 +188,7 @@ class Consumer:
         self._buffer: list[tuple[int, int, Delivery, Message]] = []
         self._seq = itertools.count()
         self._held: dict[tuple[str, int, str], Delivery] = {}
-        # finished deliveries awaiting their batch: (delivery, task id, result document,
-        # ready?, next attempt (body, due) or None)
-        self._done: list[tuple[Delivery, str, bytes | None, bool, tuple[bytes, float] | None]] = []
+        self._done: list[_Done] = []
         self._done_since = 0.0
         #: STARTED states not written yet: task id -> (task name, unix start time). A task
         #: that finishes before the next batch leaves it, so only its final state goes.
@@ -230,10 +247,12 @@ class Consumer:
                     self._arrived.clear()
                     continue
                 try:
-                    if time.monotonic() >= self._next_flush:
+                    flush = time.monotonic() >= self._next_flush
+                    if flush and self._fetch_settling is None:
                         self.flush_quietly()
+                        flush = False
                     with self._refill_lock:
-                        self._refill()
+                        self._refill(flush)
                     backoff = 0.1
                     self._fetching.ok()
                 except REDIS_ERRORS as exc:  # also READONLY during a failover, OOM
@@ -315,8 +334,20 @@ class Consumer:
                 and not self.more_coming()
             )
             first_deferred = not due and len(done) == 1
+            to_fetch = (
+                self._fetch_settling is not None
+                and not self._buffer
+                and len(done) < MAX_ACK_BATCH
+                and not self._fetch_lock.locked()
+                and getattr(self._local, "current", None) is not None
+            )
         if due and (now < self._next_flush or self.ahead):
             # Redis failed lately, or the worker is ahead: the keeper (woken once)
+            if not self._wake.is_set():
+                self._wake.set()
+        elif due and to_fetch:
+            # this executor fetches next, the batch at the head of that round trip;
+            # the keeper flushes it should the fetch not come (within MAX_ACK_DELAY)
             if not self._wake.is_set():
                 self._wake.set()
         elif due:
@@ -557,41 +588,68 @@ class Consumer:
             return self._flush()
 
     def _flush(self) -> bool:
+        batch, started, keys = self._take()
+        if not batch and not started:
+            return False
+        try:
+            results, retries, acks = self._split(batch, started)
+            if not retries and self._ack_storing is not None:
+                self._ack_storing(self.name, acks, results, self.result_ttl)
+            else:
+                if results and self.backend is not None:
+                    self.backend.store_many(results, self.result_ttl)
+                if retries:
+                    self.broker.reschedule(self.name, retries)
+                self.broker.ack(self.name, acks)
+        except BaseException:
+            self._restore(batch, started, keys)
+            raise
+        self._settled(keys)
+        return True
+
+    def _take(self) -> tuple[list[_Done], dict[str, tuple[str, float]], set[_Key]]:
+        """The batch to write: the finished deliveries and the STARTED states not written
+        yet, marked as settling."""
         with self._lock:
             batch, self._done = self._done, []
             started, self._started = self._started, {}
             keys = {(d.queue, d.priority, d.entry_id) for d, *_ in batch}  # as _key
             self._settling |= keys
-        if not batch and not started:
-            return False
-        try:
-            results: list[tuple[str, bytes, int]] = self._started_docs(started) if started else []
-            retries: list[tuple[Delivery, bytes, float]] = []
-            acks: list[Delivery] = []
-            for d, task_id, data, ready, retry in batch:
-                if data is not None:
-                    results.append((task_id, data, ready))
-                if retry is None:
-                    acks.append(d)
-                else:
-                    retries.append((d, *retry))
-            if results and self.backend is not None:
-                self.backend.store_many(results, self.result_ttl)
-            if retries:
-                self.broker.reschedule(self.name, retries)
-            self.broker.ack(self.name, acks)
-        except BaseException:
-            with self._lock:
-                self._done = batch + self._done
-                self._started = {**started, **self._started}
-                self._settling -= keys
-            raise
+        return batch, started, keys
+
+    def _split(
+        self, batch: list[_Done], started: dict[str, tuple[str, float]]
+    ) -> tuple[list[tuple[str, bytes, int]], list[tuple[Delivery, bytes, float]], list[Delivery]]:
+        """A batch as its results (none without a backend), retries and acks."""
+        results: list[tuple[str, bytes, int]] = self._started_docs(started) if started else []
+        retries: list[tuple[Delivery, bytes, float]] = []
+        acks: list[Delivery] = []
+        for d, task_id, data, ready, retry in batch:
+            if data is not None:
+                results.append((task_id, data, ready))
+            if retry is None:
+                acks.append(d)
+            else:
+                retries.append((d, *retry))
+        if self.backend is None:
+            results = []
+        return results, retries, acks
+
+    def _restore(
+        self, batch: list[_Done], started: dict[str, tuple[str, float]], keys: set[_Key]
+    ) -> None:
+        """Put back a batch that did not reach the broker, for the next flush."""
+        with self._lock:
+            self._done = batch + self._done
+            self._started = {**started, **self._started}
+            self._settling -= keys
+
+    def _settled(self, keys: set[_Key]) -> None:
         with self._lock:
             pop = self._held.pop
             for key in keys:
                 pop(key, None)
             self._settling -= keys
-        return True
 
     def flush_quietly(self) -> bool:
         """``flush`` that keeps the batch for a later attempt when Redis fails (any Redis
@@ -687,12 +745,15 @@ class Consumer:
                 if self.ahead and self._running_low():
                     self._want_more.set()
 
-    def _refill(self) -> None:
+    def _refill(self, flush: bool = False) -> None:
+        # flush: the finished batch goes out too, at the head of the fetch when it can
         piggyback = self.revocations.piggyback
         if piggyback is None:
             self.revocations.sync()
         queues = self._unpaused() if self.paused else self.queues
         if not queues:  # every queue paused: wait for a resume (or a stop)
+            if flush:
+                self.flush_quietly()
             self.stopping.wait(0.2)
             return
         now = time.monotonic()
@@ -711,17 +772,68 @@ class Consumer:
                     "Took over %d task(s) whose worker stopped renewing them", len(deliveries)
                 )
                 self.revocations.sync(force=True)
+                if flush:
+                    self.flush_quietly()
         if not deliveries:
             timeout = max(0.0, min(1.0, self._next_promote - now, self._next_reclaim - now))
             # the revocations made until the messages were taken come with them
             size = self._batch_size()
             started = time.perf_counter()
-            deliveries = self.broker.fetch(self.name, queues, size, timeout, then=piggyback)
+            if flush:
+                deliveries = self._fetch_flushing(queues, size, timeout, piggyback)
+            else:
+                deliveries = self.broker.fetch(self.name, queues, size, timeout, then=piggyback)
             full = len(deliveries) >= size > 1
             self._note_fetch(time.perf_counter() - started if full else None)
         self._accept(deliveries)
         if self.stopping.is_set():
             self.return_buffered()
+
+    def _fetch_flushing(
+        self, queues: Sequence[str], size: int, timeout: float, piggyback: Any
+    ) -> list[Delivery]:
+        """Fetch with the finished batch's results and acks at the head of the same round
+        trip (one settle call; ``flush`` without ``_fetch_settling`` otherwise), so that
+        a task that finished just before costs no round trip of its own. The batch is
+        settled (or kept, when its call failed) before any blocking read."""
+        fetch = self._fetch_settling
+        self._flush_lock.acquire()
+        batch, started, keys = self._take()
+        results, retries, acks = self._split(batch, started)
+        if fetch is None or retries or not (batch or started):
+            self._restore(batch, started, keys)
+            self._flush_lock.release()
+            if batch or started:
+                self.flush_quietly()
+            return self.broker.fetch(self.name, queues, size, timeout, then=piggyback)
+        command, skipped = self._settle_command(self.name, acks, results, self.result_ttl)
+        held = True
+        failed = False
+
+        def settled(reply: Any) -> None:
+            nonlocal held, failed
+            try:
+                skipped(reply)
+            except Exception:  # an error reply: the batch waits for a flush of its own
+                self._restore(batch, started, keys)
+                failed = True
+            else:
+                self._settled(keys)
+                self._flush_backoff = 0.0
+                self._next_flush = 0.0
+                self._flushing.ok()
+            finally:
+                held = False
+                self._flush_lock.release()
+
+        try:
+            return fetch(self.name, queues, size, timeout, then=piggyback, first=(command, settled))
+        finally:
+            if held:  # the round trip failed: the batch may not have reached Redis
+                self._restore(batch, started, keys)
+                self._flush_lock.release()
+            if failed:
+                self.flush_quietly()
 
     def _unpaused(self) -> list[str]:
         """The queues to fetch from while some are paused. Consuming every queue

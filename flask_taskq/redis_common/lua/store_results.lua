@@ -1,47 +1,5 @@
--- Store a batch of task states. KEYS: each task's result key; its waiting and done
--- lists are that key followed by ':waiting' and ':done' (same hash tag: the task id).
--- ARGV[1]: ttl seconds (0 = keep); then per task two ARGV: the encoded document and its
--- kind: '0' a state that is not final, '1' a final (ready) state, '2' STARTED.
--- A final state wakes waiters: one token moves from the waiting list onto the done
--- list, which BLMOVE waiters block on. One EXISTS over the batch's waiting lists finds
--- whether anyone waits at all: usually nobody, and each result costs one SET.
--- STARTED never replaces a document that is not STARTED or RETRY (a final result, or a
--- state the task reported): the status names are plain bytes in every serializer.
-local ttl = tonumber(ARGV[1])
-local function final(doc)
-  return string.find(doc, 'SUCCESS', 1, true) or string.find(doc, 'FAILURE', 1, true)
-    or string.find(doc, 'REVOKED', 1, true)
-end
-local ready = {}
-for i = 1, #KEYS do
-  local doc, kind = ARGV[2 * i], ARGV[2 * i + 1]
-  local write = true
-  if kind == '2' then
-    local old = redis.call('GET', KEYS[i])
-    if old then
-      write = (string.find(old, 'STARTED', 1, true) or string.find(old, 'RETRY', 1, true))
-        and not final(old)
-    end
-  end
-  if write then
-    if ttl > 0 then
-      redis.call('SET', KEYS[i], doc, 'EX', ttl)
-    else
-      redis.call('SET', KEYS[i], doc)
-    end
-    if kind == '1' then ready[#ready + 1] = KEYS[i] end
-  end
-end
-if #ready == 0 then return 0 end
-local waiting = {}
-for j = 1, #ready do waiting[j] = ready[j] .. ':waiting' end
-if redis.call('EXISTS', unpack(waiting)) == 0 then return 0 end
-local woken = 0
-for j = 1, #ready do
-  local done = ready[j] .. ':done'
-  if redis.call('LMOVE', waiting[j], done, 'LEFT', 'RIGHT') then
-    if ttl > 0 then redis.call('EXPIRE', done, ttl) end
-    woken = woken + 1
-  end
-end
-return woken
+-- Store a batch of task states. KEYS: each task's result key. ARGV[1]: ttl seconds
+-- (0 = keep); then per task two ARGV: the encoded document and its kind (see the
+-- included store_results). Returns how many waiters it woke.
+-- include: store_results
+return store_results(1, #KEYS, tonumber(ARGV[1]), 2)
