@@ -340,8 +340,8 @@ class Figure:
         return f"{self.better(mine, found[best]):.2f}x vs {best.split('@')[0]}"
 
     def ceiling_ratio(self) -> str:
-        """ours / ceiling for rates, ceiling / ours for bytes: the share of the ceiling
-        reached (1.00 is the ceiling)."""
+        """ours / ceiling for rates, ceiling / ours for bytes and RSS (whose ceiling is
+        the import floor): the share of the ceiling reached (1.00 is the ceiling)."""
         mine, top = self.median("ours"), self.median(CEILING)
         if not mine or not top:
             return "-"
@@ -640,9 +640,11 @@ def explanations(figures: list[Figure], systems: list[str], meta: dict, md: bool
     lines = [
         "Ratios: ours / best peer is ours / best for rates and best / ours for latency, RSS "
         "and bytes (lower is better): above 1 means flask-taskq leads. ours / ceiling is "
-        "the share of the raw redis-py loop reached (ceiling / ours for bytes): 1.00 is the "
-        "ceiling. The ceiling of the default-options and results-stored drains stores a "
-        "result too (one SET EX per task); that of the results-ignored drain does not.",
+        "the share of the raw redis-py loop reached (ceiling / ours for bytes and RSS): 1.00 "
+        "is the ceiling. The ceiling of the default-options and results-stored drains stores "
+        "a result too (one SET EX per task); that of the results-ignored drain does not. The "
+        "idle RSS's ceiling is the import floor: a process of our interpreter and venv that "
+        "only imports flask and redis and opens one connection.",
         "",
         "CPU placement: " + meta["placement"] + ".",
         "",
@@ -650,6 +652,22 @@ def explanations(figures: list[Figure], systems: list[str], meta: dict, md: bool
         + "; ".join(f"{name(s)}: {DEFAULTS[s]}" for s in systems)
         + ".",
     ]
+    floor = meta.get("rss_floor")
+    if floor:
+        lines += [
+            "",
+            f"Import floor of the idle RSS: {floor['value']:.1f} MiB (flask and redis-py "
+            f"imported, hiredis {'loaded' if floor.get('hiredis') else 'not installed'}, one "
+            "connection open)"
+            + (
+                f"; {floor['otel_blocked_mib']:.1f} MiB with the OpenTelemetry SDK kept out, "
+                "which redis-py 8 imports whenever it is installed (our venv has it for the "
+                "tests)"
+                if floor.get("otel_sdk")
+                else ""
+            )
+            + ".",
+        ]
     if hows:
         lines += ["", "Bulk APIs used: " + "; ".join(hows) + "."]
     if meta.get("amqp"):
@@ -848,10 +866,10 @@ def main() -> None:
                                 out["sent_rate"], slow.get((column, rate), rate)
                             )
                     picks = step.picks
-                    if column == CEILING:  # the ceiling has no RSS; its memory has no value
+                    if column == CEILING:  # the drain's ceiling has no RSS
                         picks = [(f, key) for f, key in picks if key != "rss_mib"]
-                        if step.measure == "memory":
-                            picks = [(f, key) for f, key in picks if key != "value"]
+                        if step.measure == "memory" and out.get("value") is not None:
+                            meta["rss_floor"] = out
                     for fig, key in picks:
                         ok = out.get("value") is not None or key.endswith("_bytes")
                         fig.add(column, out.get(key) if ok else None, reason)

@@ -33,7 +33,8 @@ main()
 """
 
 #: Loaded by a worker only once it needs them (a beat, a workflow message, events,
-#: ``memory://`` or eager mode, ``--autoscale``, the other CLI commands, the dashboard).
+#: ``memory://`` or eager mode, ``--autoscale`` and its shared busy flags, ``--logfile``,
+#: the other CLI commands, the dashboard).
 NOT_LOADED = [
     "flask_taskq.beat",
     "flask_taskq.periodic",
@@ -66,6 +67,8 @@ NOT_LOADED = [
     "zoneinfo",
     "sqlalchemy",
     "pika",
+    "logging.handlers",
+    "mmap",
 ]
 
 
@@ -94,6 +97,7 @@ def test_an_idle_worker_loads_only_what_it_uses(redis_url):
     [
         (("--beat",), ["flask_taskq.beat", "flask_taskq.store.redis.beat"]),
         (("-E",), ["flask_taskq.store.redis.events"]),
+        (("--logfile", os.devnull), ["logging.handlers"]),
     ],
 )
 def test_a_worker_loads_what_its_options_ask_for(redis_url, args, needed):

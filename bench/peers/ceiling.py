@@ -22,7 +22,14 @@ MEASURE is one of
             S``): p50 and p99 of arrival - send, the floor under every start latency
             (a worker also decodes the message and calls the task).
   memory    Redis memory per queued entry (N ``XADD`` after one) and per stored result
-            (N ``SET ... EX`` of a 60-byte JSON value under a 40-byte key).
+            (N ``SET ... EX`` of a 60-byte JSON value under a 40-byte key); and, as the
+            value, the import floor of ``rss-floor``, the idle RSS row's ceiling.
+  rss-floor The least an idle worker of a Flask app on Redis holds: the ``VmRSS`` (MiB)
+            of a fresh process of this interpreter that imports ``flask`` and ``redis``
+            (which loads hiredis when installed), opens one connection (``PING``) and
+            waits. ``otel_blocked_mib``: the same with the OpenTelemetry SDK kept out
+            (``sys.modules["opentelemetry"] = None``), which redis-py 8 otherwise imports
+            whenever it is installed.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import argparse
 import contextlib
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -157,8 +165,6 @@ while seen < count:
 def measure_latency(
     conn: redis.Connection, r: redis.Redis, url: str, rate: float, seconds: float, args
 ) -> dict:
-    import subprocess
-
     count = int(rate * seconds)
     conn.send_command("XGROUP", "CREATE", STREAM, GROUP, "$", "MKSTREAM")
     conn.read_response()
@@ -221,9 +227,61 @@ def measure_memory(conn: redis.Connection, r: redis.Redis, n: int) -> dict:
     }
 
 
+FLOOR_CODE = """
+import os, sys
+if sys.argv[1] == "block-otel":
+    sys.modules["opentelemetry"] = None
+import flask, redis
+redis.Redis.from_url(os.environ["BENCH_REDIS_URL"]).ping()
+print(int("opentelemetry.sdk" in sys.modules), int("hiredis" in sys.modules), flush=True)
+sys.stdin.read()
+"""
+
+
+def vm_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise ValueError(f"no VmRSS for process {pid}")
+
+
+def floor_rss(block_otel: bool, cpu: int | None) -> tuple[float, bool, bool]:
+    """(VmRSS in MiB, OpenTelemetry SDK loaded, hiredis loaded) of one floor process,
+    read from outside once it is connected and waiting, as the driver reads a worker's."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FLOOR_CODE, "block-otel" if block_otel else "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=(lambda: place(cpu)) if cpu is not None else None,
+    )
+    try:
+        assert proc.stdout is not None
+        otel, hiredis = proc.stdout.readline().split()
+        time.sleep(0.5)
+        return vm_rss_kib(proc.pid) / 1024, otel == "1", hiredis == "1"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def measure_rss_floor(cpu: int | None) -> dict:
+    rss, otel, hiredis = floor_rss(False, cpu)
+    blocked, _, _ = floor_rss(True, cpu)
+    return {
+        "value": rss,
+        "unit": "MiB",
+        "otel_blocked_mib": blocked,
+        "otel_sdk": otel,
+        "hiredis": hiredis,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("measure", choices=("enqueue", "bulk", "drain", "latency", "memory"))
+    parser.add_argument(
+        "measure", choices=("enqueue", "bulk", "drain", "latency", "memory", "rss-floor")
+    )
     parser.add_argument("--rate", type=float, default=100)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--n", type=int, default=10_000)
@@ -249,8 +307,11 @@ def main() -> None:
             out.update(measure_drain(conn, args.n, args.task == "stored", cpu))
         elif args.measure == "latency":
             out.update(measure_latency(conn, r, url, args.rate, args.seconds, args))
-        else:
+        elif args.measure == "memory":
             out.update(measure_memory(conn, r, args.n))
+            out.update(measure_rss_floor(args.worker_cpus[0] if args.worker_cpus else None))
+        else:
+            out.update(measure_rss_floor(args.worker_cpus[0] if args.worker_cpus else None))
     except Exception as exc:  # fail soft, as the driver does
         out.update(value=None, error=f"{type(exc).__name__}: {exc}")
     finally:

@@ -10,8 +10,6 @@
 from __future__ import annotations
 
 import logging
-import logging.handlers
-import mmap
 import os
 import re
 import secrets
@@ -40,6 +38,8 @@ from .hooks import Context, Pipeline, worker_pipeline
 from .queues import QueueSelection, is_glob, known_queues
 
 if TYPE_CHECKING:
+    import mmap
+
     from ..broker import Delivery
     from ..message import Message
     from ..state import AppState
@@ -127,11 +127,13 @@ def setup_logging(level: str | int = "WARNING", logfile: str | None = None) -> N
     """Log to stderr, or append to ``logfile``, with process id and the running task's
     name and id. ``OSError`` when ``logfile`` cannot be opened. A log file moved away
     (logrotate) is reopened at its path."""
-    handler: logging.Handler = (
-        logging.handlers.WatchedFileHandler(logfile, encoding="utf-8")
-        if logfile
-        else logging.StreamHandler(sys.stderr)
-    )
+    handler: logging.Handler
+    if logfile:
+        from logging.handlers import WatchedFileHandler
+
+        handler = WatchedFileHandler(logfile, encoding="utf-8")
+    else:
+        handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(TaskLogFilter())
     handler.setFormatter(
         logging.Formatter("[%(asctime)s: %(levelname)s/%(process)d]%(task)s %(message)s")
@@ -645,7 +647,11 @@ class Supervisor:
             from .autoscale import Autoscaler
 
             self.autoscaler = Autoscaler(*worker.autoscale, time.monotonic())
-        self.busy = mmap.mmap(-1, worker.concurrency) if self.autoscaler else None
+        self.busy: mmap.mmap | None = None
+        if self.autoscaler:
+            import mmap
+
+            self.busy = mmap.mmap(-1, worker.concurrency)
         self.retiring: set[int] = set()
         self._next_scale = 0.0
         self._next_queue_check = time.monotonic() + worker.QUEUE_RECHECK

@@ -27,7 +27,6 @@ its own memory store, sending to the eager runner) and stores results with
 
 from __future__ import annotations
 
-import mmap
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -49,6 +48,8 @@ from .unique import ReleaseUnique
 from .workflow import Workflow
 
 if TYPE_CHECKING:
+    import mmap
+
     from ...message import Message
     from ...state import AppState
     from ...store.workflows import WorkflowStore

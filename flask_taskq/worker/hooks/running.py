@@ -6,11 +6,14 @@ runs."""
 
 from __future__ import annotations
 
-import mmap
+from typing import TYPE_CHECKING
 
 from ..aio import coroutine_key
 from ..guard import Guard
 from .base import Context, Hook
+
+if TYPE_CHECKING:
+    import mmap
 
 
 class Running(Hook):
