@@ -17,21 +17,23 @@ local function body_of(fields)
 end
 for _, key in ipairs(KEYS) do
   if count <= 0 then break end
-  local res = redis.pcall('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count,
-                          'STREAMS', key, '>')
-  if type(res) == 'table' and res.err then
-    res = nil
-    if redis.call('EXISTS', key) == 1 then
+  -- EXISTS first: most priority streams are absent, and a read of one fails (costlier)
+  local res
+  if redis.call('EXISTS', key) == 1 then
+    res = redis.pcall('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count,
+                      'STREAMS', key, '>')
+    if type(res) == 'table' and res.err then  -- no group yet
       redis.call('XGROUP', 'CREATE', key, group, '0')
-    elseif string.sub(key, -#anchor) == anchor then
-      redis.call('XGROUP', 'CREATE', key, group, '0', 'MKSTREAM')
-    else
-      key = nil
+      res = nil
     end
-    if key then
-      res = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count,
-                       'STREAMS', key, '>')
-    end
+  elseif string.sub(key, -#anchor) == anchor then
+    redis.call('XGROUP', 'CREATE', key, group, '0', 'MKSTREAM')
+  else
+    key = nil
+  end
+  if key and not res then
+    res = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count,
+                     'STREAMS', key, '>')
   end
   if key then live[#live + 1] = key end
   if res then
