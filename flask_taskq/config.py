@@ -26,6 +26,10 @@ DEFAULTS: dict[str, Any] = {
     # "classic" (x-max-priority) or "quorum" (three priority bands) RabbitMQ queues.
     "TASKQ_AMQP_QUEUE_TYPE": "classic",
     "TASKQ_RESULT_EXPIRES": 86400,
+    # Celery's result_extended: a result document also says what ran (task name, args,
+    # kwargs, queue, worker, retries); without it a SUCCESS leaves out the task name
+    # (docs/results.rst).
+    "TASKQ_RESULT_EXTENDED": False,
     "TASKQ_DEFAULT_QUEUE": "default",
     "TASKQ_ROUTES": {},
     "TASKQ_ALWAYS_EAGER": False,

@@ -9,7 +9,7 @@ import pytest
 from flask_taskq.keys import Keys
 from flask_taskq.monitor import Monitor
 from flask_taskq.store.redis.monitor import RedisMonitorStore
-from tests.apps.basic import add, mark, noop
+from tests.apps.basic import add, fail, mark, noop
 from tests.conftest import wait_until
 
 
@@ -55,9 +55,23 @@ def test_status_of_a_task_that_returned_none(app, start_worker):
     result = cli(app, "status", res.id)
     assert result.exit_code == 0
     assert "state    SUCCESS" in result.output and "result   None" in result.output
-    assert "name     tests.apps.basic.noop" in result.output and "done     " in result.output
+    assert "done     " in result.output
+    # a SUCCESS document leaves out the task name (TASKQ_RESULT_EXTENDED is off): no line
+    assert [line for line in result.output.splitlines() if line.startswith("name")] == []
     doc = json.loads(cli(app, "status", res.id, "--json").output)
     assert doc["state"] == "SUCCESS" and doc["result"] is None and doc["date_done"]
+    assert doc["task"] is None
+
+
+def test_status_names_the_task_of_a_failure_and_of_an_extended_success(app, start_worker):
+    start_worker("-P", "solo", env={"TASKQ_RESULT_EXTENDED": "1"})
+    with app.app_context():
+        ok, bad = noop.delay(), fail.delay("why")
+        ok.get(timeout=10)
+        bad.get(timeout=10, propagate=False)
+    assert "name     tests.apps.basic.noop" in cli(app, "status", ok.id).output
+    shown = cli(app, "status", bad.id).output
+    assert "state    FAILURE" in shown and "name     tests.apps.basic.fail" in shown
 
 
 def test_status_shows_the_worker_of_a_running_task(app, start_worker, r):

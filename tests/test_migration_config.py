@@ -106,7 +106,11 @@ def test_a_taskq_key_wins_over_the_celery_one():
 
 def test_unknown_celery_keys_are_listed_once_and_different_meanings_explained():
     app, messages = init(
-        CELERY={"result_extended": True, "accept_content": ["json"], "task_default_priority": 0},
+        CELERY={
+            "result_compression": "zlib",
+            "accept_content": ["json"],
+            "task_default_priority": 0,
+        },
         CELERY_SEND_EVENTS=True,
         worker_prefetch_multiplier=1,
         BROKER_TRANSPORT_OPTIONS={"visibility_timeout": 60},
@@ -125,7 +129,7 @@ def test_unknown_celery_keys_are_listed_once_and_different_meanings_explained():
         "Celery setting CELERY_SECURITY_KEY is not applied: set TASKQ_SIGNING_KEY (a "
         "shared secret)",
         "Celery settings without a flask-taskq counterpart, ignored: "
-        "CELERY['result_extended'], CELERY['accept_content'], CELERY_SEND_EVENTS, "
+        "CELERY['result_compression'], CELERY['accept_content'], CELERY_SEND_EVENTS, "
         "result_serializer",
     ]
     assert app.config["TASKQ_TASK_DEFAULT_PRIORITY"] == 5
@@ -157,3 +161,26 @@ def test_celery_task_track_started_sets_taskq_track_started():
         "Celery setting CELERY['task_track_started'] is applied as TASKQ_TRACK_STARTED: "
         "rename it to TASKQ_TRACK_STARTED"
     ]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"CELERY": {"result_extended": True}},
+        {"CELERY_RESULT_EXTENDED": True},
+        {"result_extended": True},
+    ],
+)
+def test_celery_result_extended_sets_taskq_result_extended(config):
+    app, messages = init(**config)
+    assert app.config["TASKQ_RESULT_EXTENDED"] is True
+    assert app.extensions["taskq"].config["TASKQ_RESULT_EXTENDED"] is True
+    assert len(messages) == 1
+    assert messages[0].endswith(
+        "is applied as TASKQ_RESULT_EXTENDED: rename it to TASKQ_RESULT_EXTENDED"
+    )
+
+
+def test_taskq_result_extended_is_off_by_default():
+    app, messages = init()
+    assert app.config["TASKQ_RESULT_EXTENDED"] is False and messages == []

@@ -8,11 +8,13 @@ import json
 import sys
 import threading
 import time
+import uuid
 
 import pytest
+from flask import Flask
 
 import flask_taskq
-from flask_taskq import AsyncResult, TaskError
+from flask_taskq import AsyncResult, TaskError, TaskQueue
 from flask_taskq.testing import InThreadWorker
 from tests.apps import api
 from tests.apps.basic import CustomError, add, fail, noop
@@ -114,18 +116,69 @@ def test_exception_type_unknown_here_becomes_task_error(app, r):
 
 
 def test_a_none_result_is_stored_without_its_field_and_reads_as_none(app, worker, r):
-    """A ``None`` result leaves ``result`` out and ``date_done`` is kept to the
-    millisecond (a smaller Redis allocation); both read as before."""
+    """A ``None`` result leaves ``result`` out, a SUCCESS the task name, and
+    ``date_done`` is kept to the millisecond (a smaller Redis allocation); all read as
+    before."""
     with app.app_context():
         result = noop.delay()
         assert result.get(timeout=10) is None
         doc = json.loads(r.get(result_key(result.id)))
-        assert set(doc) == {"status", "task", "date_done"}
-        assert doc["status"] == "SUCCESS" and doc["task"] == noop.name
+        assert set(doc) == {"status", "date_done"}
+        assert doc["status"] == "SUCCESS"
         assert doc["date_done"] == round(doc["date_done"], 3)
         assert abs(doc["date_done"] - time.time()) < 60
         assert result.successful() and result.result is None and result.info is None
         assert result.date_done == doc["date_done"]
+
+
+def test_a_success_leaves_out_the_task_name_and_a_failure_keeps_it(app, worker, r):
+    """Without ``TASKQ_RESULT_EXTENDED`` (the default, as Celery's ``result_extended``)
+    a SUCCESS document has no ``task``; FAILURE documents, rarer and read by the
+    dashboard's failures, keep it."""
+    with app.app_context():
+        ok = add.delay(2, 3)
+        bad = fail.delay("named")
+        assert ok.get(timeout=10) == 5
+        assert isinstance(bad.get(timeout=10, propagate=False), CustomError)
+        assert ok.state == "SUCCESS" and ok.result == 5 and ok.successful()
+        assert bad.state == "FAILURE" and bad.failed()
+        success = json.loads(r.get(result_key(ok.id)))
+        failure = json.loads(r.get(result_key(bad.id)))
+        assert set(success) == {"status", "date_done", "result"}
+        assert ok.date_done == success["date_done"]
+        assert failure["status"] == "FAILURE" and failure["task"] == fail.name
+        assert not {"args", "kwargs", "queue", "worker", "retries"} & set(failure)
+
+
+def test_result_extended_documents_say_what_ran(app, start_worker, r):
+    """``TASKQ_RESULT_EXTENDED = True``: final documents carry the task's name,
+    arguments, queue, attempt and the worker's name (Celery's ``result_extended``)."""
+    start_worker("-P", "solo", "-n", "ext@test", env={"TASKQ_RESULT_EXTENDED": "1"})
+    with app.app_context():
+        ok = add.delay(2, y=3)
+        bad = fail.delay("told")
+        assert ok.get(timeout=10) == 5
+        assert isinstance(bad.get(timeout=10, propagate=False), CustomError)
+        assert ok.successful() and ok.result == 5 and ok.date_done is not None
+    success = json.loads(r.get(result_key(ok.id)))
+    failure = json.loads(r.get(result_key(bad.id)))
+    run = {"queue": "default", "retries": 0, "worker": "ext@test"}
+    assert success == {
+        "status": "SUCCESS",
+        "task": add.name,
+        "args": [2],
+        "kwargs": {"y": 3},
+        **run,
+        "date_done": success["date_done"],
+        "result": 5,
+    }
+    assert failure["status"] == "FAILURE" and failure["exc_type"] == "CustomError"
+    assert {k: failure[k] for k in ("task", "args", "kwargs", *run)} == {
+        "task": fail.name,
+        "args": ["told"],
+        "kwargs": {},
+        **run,
+    }
 
 
 def test_a_full_document_of_an_earlier_version_reads_the_same(app, r):
@@ -275,6 +328,37 @@ def test_result_expires_setting_sets_the_ttl(redis_url, r):
     assert result.get(timeout=5) == 3
     assert 0 < r.ttl(result_key(result.id)) <= 120
     assert not r.exists(done_key(result.id))  # nobody waited while it was stored
+
+
+def test_a_no_op_result_takes_at_most_250_bytes_of_redis(redis_url, r):
+    """Issue 19: the result of a no-op task with a 33-character name takes at most 250
+    bytes (``MEMORY USAGE``: key, value and object overhead), less than the same document
+    with its task name (as 0.2 stored it) takes."""
+    tq = TaskQueue()
+    name = "bench.peers.taskq_app.noop" + "x" * 7
+    assert len(name) == 33
+
+    @tq.task(name=name)
+    def nothing() -> None:
+        pass
+
+    app = Flask("result_memory")
+    app.config["TASKQ_BROKER_URL"] = redis_url
+    tq.init_app(app)
+    with app.app_context():
+        result = nothing.delay()
+    with InThreadWorker(app) as worker:
+        worker.drain()
+    with app.app_context():
+        assert result.get(timeout=5) is None
+
+    key = result_key(result.id)
+    usage = r.memory_usage(key)
+    assert usage <= 250
+    named = {"status": "SUCCESS", "task": name, **json.loads(r.get(key))}
+    other = result_key(str(uuid.uuid4()))  # a key of the same length
+    r.set(other, json.dumps(named, separators=(",", ":")), ex=86400)
+    assert usage < r.memory_usage(other)
 
 
 def test_forget_deletes_the_result(app, r, worker):

@@ -113,9 +113,19 @@ def test_round_trip_stores_the_document_and_its_columns(sql):
     assert res.get(timeout=20) == 5
     assert res.state == "SUCCESS"
     row = sql.row(res.id)
-    assert (row.name, row.status, row.traceback) == ("sql.add", "SUCCESS", None)
+    # a SUCCESS document has no task name unless TASKQ_RESULT_EXTENDED is on
+    assert (row.name, row.status, row.traceback) == (None, "SUCCESS", None)
     assert row.worker and row.date_done is not None and row.expires_at is not None
     assert json.loads(row.meta)["result"] == 5
+
+
+def test_the_name_column_with_result_extended(sql):
+    sql.worker(TASKQ_RESULT_EXTENDED="1")
+    res = add.delay(2, 3)
+    assert res.get(timeout=20) == 5
+    row = sql.row(res.id)
+    assert (row.name, row.status) == ("sql.add", "SUCCESS")
+    assert json.loads(row.meta)["args"] == [2, 3]
 
 
 def test_prefork_children_write_through_their_own_connections(sql):

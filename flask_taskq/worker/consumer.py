@@ -35,6 +35,7 @@ from ..result import exception_meta
 from ..signing import unverified_reason
 from ..task import UNIQUE_HEADER, autoretry_at
 from . import replay
+from .execute import extended_fields
 from .guard import Guard, Running, TaskTerminated
 
 if TYPE_CHECKING:
@@ -156,6 +157,7 @@ class Consumer:
             self._settle_command = broker.settle_command  # type: ignore[attr-defined]
             self._ack_storing = broker.ack_storing  # type: ignore[attr-defined]
             self._fetch_settling = broker.fetch
+        self.result_extended = bool(config["TASKQ_RESULT_EXTENDED"])
         self.serializer = state.serializer
         self.tasks = state.taskqueue.tasks
         self.stopping = threading.Event()
@@ -1037,9 +1039,12 @@ class Consumer:
             )
         status = states.RETRY if retry else states.FAILURE
         meta = exception_meta(exc)
-        doc = self.serializer.dumps(
-            {"status": status, "task": message.task, "date_done": time.time(), **meta}
+        run = (
+            extended_fields(message, cast(str | None, self.identity.get("worker")))
+            if self.result_extended
+            else {"task": message.task}
         )
+        doc = self.serializer.dumps({"status": status, **run, "date_done": time.time(), **meta})
         logger.error(
             "Task %s[%s] exceeded its time limit (%ss): killing its process",
             message.task,

@@ -46,12 +46,17 @@ class Executor:
     """The core of the pipeline: runs a task and classifies what it did. What wraps the run
     (app context, revocation, signals, results...) are hooks (:mod:`.hooks`)."""
 
-    def __init__(self, state: AppState) -> None:
+    def __init__(self, state: AppState, worker: str | None = None) -> None:
         self.state = state
         self.app = state.app
         self.tasks = state.taskqueue.tasks
         self.dumps = state.serializer.dumps
         self.keep_results = state.backend is not None
+        #: TASKQ_RESULT_EXTENDED: documents say what ran (:func:`extended_fields`);
+        #: without it a SUCCESS leaves out even the task name (docs/results.rst).
+        self.extended = bool(state.config["TASKQ_RESULT_EXTENDED"])
+        #: The worker's name, for the extended documents (None in eager mode).
+        self.worker = worker
 
     def keeps(self, ctx: Context) -> bool:
         """Whether the outcome of ``ctx`` gets a result document."""
@@ -62,9 +67,25 @@ class Executor:
     ) -> bytes | None:
         if not keep:
             return None
-        # date_done to the millisecond, and no "result" for None (every reader uses
-        # .get): a no-op's document fits a smaller Redis allocation (docs/data-model.rst)
-        doc = {"status": status, "task": message.task, "date_done": round(time.time(), 3), **fields}
+        # date_done to the millisecond, no "result" for None and no task name in a
+        # SUCCESS (every reader uses .get): a no-op's document fits a smaller Redis
+        # allocation (docs/data-model.rst)
+        if self.extended:
+            doc = {
+                "status": status,
+                **extended_fields(message, self.worker),
+                "date_done": round(time.time(), 3),
+                **fields,
+            }
+        elif status == states.SUCCESS:
+            doc = {"status": status, "date_done": round(time.time(), 3), **fields}
+        else:
+            doc = {
+                "status": status,
+                "task": message.task,
+                "date_done": round(time.time(), 3),
+                **fields,
+            }
         if status == states.SUCCESS:
             if doc["result"] is None:
                 del doc["result"]
@@ -268,6 +289,22 @@ class Executor:
         return Outcome(
             states.FAILURE, doc, runtime, exception=error, dead_reason=f"rejected: {error.reason}"
         )
+
+
+def extended_fields(message: Message, worker: str | None) -> dict[str, Any]:
+    """What a result document says about the run with ``TASKQ_RESULT_EXTENDED`` (Celery's
+    ``result_extended``, with ``task`` for Celery's ``name``): the task's name, arguments,
+    queue, attempt (``retries``) and, when known, the worker's name."""
+    fields: dict[str, Any] = {
+        "task": message.task,
+        "args": list(message.args),
+        "kwargs": message.kwargs,
+        "queue": message.queue,
+        "retries": message.retries,
+    }
+    if worker is not None:
+        fields["worker"] = worker
+    return fields
 
 
 def _short(value: object, limit: int = 200) -> str:

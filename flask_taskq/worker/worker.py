@@ -323,7 +323,7 @@ class Worker:
         if not child:
             self._warn_about_hard_limits()
         self._ensure_groups(broker, consumer)
-        executor = Executor(state)
+        executor = Executor(state, worker=self.name)
         pipeline = worker_pipeline(state, consumer, executor, self._busy, self._slot)
         self.aio = aio = async_pool(
             state, consumer, pipeline, executor, self.async_concurrency, self._aio_fault

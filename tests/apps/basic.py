@@ -107,8 +107,9 @@ def create_app() -> Flask:
     for key in ("TASKQ_VISIBILITY_TIMEOUT", "TASKQ_WORKER_SHUTDOWN_TIMEOUT"):
         if key in os.environ:
             app.config[key] = float(os.environ[key])
-    if "TASKQ_TRACK_STARTED" in os.environ:
-        app.config["TASKQ_TRACK_STARTED"] = os.environ["TASKQ_TRACK_STARTED"] == "1"
+    for flag in ("TASKQ_TRACK_STARTED", "TASKQ_RESULT_EXTENDED"):
+        if flag in os.environ:
+            app.config[flag] = os.environ[flag] == "1"
     if "TASKQ_SERIALIZER" in os.environ:
         app.config["TASKQ_SERIALIZER"] = os.environ["TASKQ_SERIALIZER"]
     tq.init_app(app)

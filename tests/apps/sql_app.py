@@ -1,9 +1,10 @@
 """The app of the SQL result backend tests (``tests/test_sql_backend.py``).
 
-``create_app(**config)`` reads ``TASKQ_BROKER_URL``, ``TASKQ_RESULT_BACKEND`` and
-``TASKQ_RESULT_EXPIRES`` from the environment, so a worker process loads the same app;
-with ``SQLALCHEMY_DATABASE_URI`` in the environment it also sets up Flask-SQLAlchemy (for
-``TASKQ_RESULT_BACKEND = "flask-sqlalchemy"``). ``config`` overrides the environment's.
+``create_app(**config)`` reads ``TASKQ_BROKER_URL``, ``TASKQ_RESULT_BACKEND``,
+``TASKQ_RESULT_EXPIRES`` and ``TASKQ_RESULT_EXTENDED`` (``1``: on) from the environment, so
+a worker process loads the same app; with ``SQLALCHEMY_DATABASE_URI`` in the environment
+it also sets up Flask-SQLAlchemy (for ``TASKQ_RESULT_BACKEND = "flask-sqlalchemy"``).
+``config`` overrides the environment's.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def create_app(**config: Any) -> Flask:
             app.config[key] = os.environ[key]
     if "TASKQ_RESULT_EXPIRES" in os.environ:
         app.config["TASKQ_RESULT_EXPIRES"] = int(os.environ["TASKQ_RESULT_EXPIRES"])
+    if "TASKQ_RESULT_EXTENDED" in os.environ:
+        app.config["TASKQ_RESULT_EXTENDED"] = os.environ["TASKQ_RESULT_EXTENDED"] == "1"
     app.config.update(config)
     tq.init_app(app)
     if app.config.get("SQLALCHEMY_DATABASE_URI"):

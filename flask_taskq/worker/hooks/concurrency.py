@@ -25,7 +25,7 @@ from ...result import exception_meta
 from ...store.concurrency import ConcurrencyStore, Parked, Slots
 from ...store.memory import MemoryStore
 from ..consumer import REDIS_ERRORS, Consumer
-from ..execute import Executor, Outcome
+from ..execute import Executor, Outcome, extended_fields
 from .base import Context, Hook
 
 if TYPE_CHECKING:
@@ -246,13 +246,14 @@ class Concurrency(Hook):
         logger.error("Task %s[%s] failed: %s", ctx.message.task, ctx.message.id, exc)
         data = None
         if self.executor.keeps(ctx):
-            data = self.executor.dumps(
-                {
-                    "status": states.FAILURE,
-                    "task": ctx.message.task,
-                    "date_done": time.time(),
-                    **exception_meta(exc),
-                }
+            executor = self.executor
+            run = (
+                extended_fields(ctx.message, executor.worker)
+                if executor.extended
+                else {"task": ctx.message.task}
+            )
+            data = executor.dumps(
+                {"status": states.FAILURE, **run, "date_done": time.time(), **exception_meta(exc)}
             )
         ctx.error = exc
         ctx.outcome = Outcome(states.FAILURE, data, exception=exc)
