@@ -199,6 +199,14 @@ class WorkerProcess:
     def wait(self, timeout: float = 30.0) -> int:
         return self.proc.wait(timeout)
 
+    def close(self) -> None:
+        """Close the log pipe once the reader has seen its end (every process that held
+        it exited); left open, it is closed by the garbage collector during some later
+        test, whose recorded warnings then hold a ResourceWarning."""
+        self._reader.join(5)
+        if not self._reader.is_alive() and self.proc.stdout is not None:
+            self.proc.stdout.close()
+
 
 @pytest.fixture
 def start_worker(redis_url: str) -> Iterator[Callable[..., WorkerProcess]]:
@@ -230,6 +238,7 @@ def start_worker(redis_url: str) -> Iterator[Callable[..., WorkerProcess]]:
     for worker in started:
         if worker.proc.poll() is None:
             worker.kill_group()
+        worker.close()
 
 
 def _ready_lines(args: tuple[str, ...]) -> int:
