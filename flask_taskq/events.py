@@ -66,6 +66,9 @@ class EventPublisher:
         # (type, task id, task, queue, unix time, other fields)
         self._pending: list[tuple[str, str, str, str, float, dict[str, Any]]] = []
         self._lock = threading.Lock()
+        # one flush at a time: a flush returns once what was emitted before it is written,
+        # also when the background thread took part of it a moment earlier
+        self._flushing = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._failing = False
@@ -104,8 +107,12 @@ class EventPublisher:
         return rows
 
     def flush(self) -> bool:
-        """Write what is buffered now; False (and the events kept) when the store
-        refused."""
+        """Write what is buffered now (waiting for a flush already on its way); False
+        (and the events kept) when the store refused."""
+        with self._flushing:
+            return self._flush()
+
+    def _flush(self) -> bool:
         with self._lock:
             batch, self._pending = self._pending, []
         if not batch:

@@ -260,6 +260,33 @@ def test_odd_text_does_not_block_the_stream(redis_url, monkeypatch, r):
     assert rows["id-2"]["exception"] == "emoji 😀"
 
 
+def test_flush_returns_once_a_flush_on_its_way_is_written(redis_url, monkeypatch, r):
+    """Before: the background thread took the first event, and a flush made meanwhile
+    (at exit, by a prefork child before os._exit) found nothing left and returned while
+    that event was still on its way."""
+    monkeypatch.setenv("TASKQ_BROKER_URL", redis_url)
+    from flask_taskq import events
+    from tests.apps.events_app import create_app
+
+    app = create_app()
+    publisher = events.sender(app.extensions["taskq"])
+    store = publisher.store
+    publish = store.publish
+    writing, release = threading.Event(), threading.Event()
+
+    def slow_publish(rows, maxlen):
+        writing.set()
+        release.wait(10)
+        return publish(rows, maxlen)
+
+    monkeypatch.setattr(store, "publish", slow_publish)
+    publisher.emit("task-failed", "id-1", "t", "default")
+    assert writing.wait(10), "the background thread writes the event"
+    threading.Timer(0.2, release.set).start()  # the write completes a little later
+    assert publisher.flush()
+    assert [f["id"] for _, f in r.xrange("taskq:events")] == ["id-1"]
+
+
 def test_chord_callback_is_sent_too(monkeypatch):
     """The callback a chord's last member sends publishes task-sent like any send."""
     monkeypatch.setenv("TASKQ_BROKER_URL", "memory://")
