@@ -93,6 +93,11 @@ class AppState:
         self._start_memory_worker = start_memory_worker
         self._memory_worker: Any = None
         self._lock = threading.Lock()
+        #: Per thread, while a worker sends the links of a finished task: ``.take(queue,
+        #: priority, body)`` keeps a plain send to go out with the task's
+        #: acknowledgement (True) or declines it (False: sent now). See
+        #: ``worker.consumer.Consumer.deferring_sends``.
+        self.send_sink = threading.local()
 
     @property
     def is_memory(self) -> bool:
@@ -162,6 +167,13 @@ class AppState:
         With ``unique=(key, ttl)`` only if no task holds ``key``; returns the id of the
         task that holds it (``message.id`` when this one was enqueued)."""
         if unique is None:
+            take = getattr(self.send_sink, "take", None)
+            if (
+                take is not None
+                and message.eta is None
+                and take(message.queue, message.priority, body)
+            ):
+                return message.id
             self.retrying(
                 self.broker.enqueue,
                 message.queue,

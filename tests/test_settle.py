@@ -132,3 +132,74 @@ def test_a_worker_whose_results_live_elsewhere_keeps_two_calls(own_app, redis_ur
     assert broker.can_settle(None)
     assert broker.can_settle(state.broker_url)
     assert not broker.can_settle(redis_url)
+
+
+def _kept_send(app: Any, consumer: Consumer, *args: int) -> tuple[str, list[Any]]:
+    """Send ``add(*args)`` as the workflow hook sends a chain link: through the sink of
+    :meth:`Consumer.deferring_sends`. Returns its task id and what the sink kept."""
+    from tests.apps.faults import add
+
+    state = app.extensions["taskq"]
+    take = consumer.deferring_sends()
+    assert take is not None
+    state.send_sink.take = take
+    try:
+        with app.app_context():  # as send_next sends a link: through send_task
+            task_id = add.s(*args).apply_async().id
+    finally:
+        state.send_sink.take = None
+    return task_id, consumer.deferred_sends()
+
+
+def test_a_chain_link_goes_out_with_the_ack_and_comes_back_in_one_round_trip(own_app, own_redis):
+    from tests.apps.faults import add
+
+    client = own_redis.client()
+    consumer = _consumer(own_app)
+    with own_app.app_context():
+        first = add.delay(1, 1)
+    consumer._accept(consumer.broker.fetch("settler", ["default"], 1, 1.0))
+    item = consumer.next()
+    assert item is not None
+    delivery, message = item
+    client.script_load(consumer.broker._scripts["settle"].script)  # type: ignore[attr-defined]
+
+    link_id, sends = _kept_send(own_app, consumer, 2, 2)
+    assert len(sends) == 1 and client.xlen(STREAM) == 1  # kept: not sent yet
+    trips = _record_round_trips(consumer)
+    consumer.complete(delivery, message.id, "SUCCESS", b'{"status":"SUCCESS"}', 0.001, sends=sends)
+    item = consumer.next()
+
+    assert len(trips) == 1 and _scripts(trips[0], consumer) == ["settle", "fetch"]
+    assert item is not None and item[1].id == link_id and item[1].args == (2, 2)
+    assert client.get(f"taskq:result:{{{first.id}}}") == b'{"status":"SUCCESS"}'
+    assert client.xpending(STREAM, GROUP)["pending"] == 1  # the link only
+
+
+def test_a_kept_link_is_not_lost_when_redis_refuses_the_batch(own_app, own_redis):
+    """The sends go first in the settling call: when Redis refuses the batch (out of
+    memory), neither the link nor the ack is written, and both go with the next flush."""
+    from tests.apps.faults import add
+
+    client = own_redis.client()
+    consumer = _consumer(own_app)
+    with own_app.app_context():
+        add.delay(1, 1)
+    consumer._accept(consumer.broker.fetch("settler", ["default"], 1, 1.0))
+    item = consumer.next()
+    assert item is not None
+    delivery, message = item
+    link_id, sends = _kept_send(own_app, consumer, 2, 2)
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", 1)
+    try:
+        consumer.complete(delivery, message.id, "SUCCESS", b"{}", 0.001, sends=sends)
+        assert consumer.flush_quietly() is False
+        assert client.xlen(STREAM) == 1 and client.xpending(STREAM, GROUP)["pending"] == 1
+    finally:
+        client.config_set("maxmemory", 0)
+    consumer._next_flush = 0.0  # no backoff wait in a test
+    assert consumer.flush_quietly() is True
+    [(_, fields)] = client.xrange(STREAM)
+    assert link_id.encode() in fields[b"m"]
+    assert client.xpending(STREAM, GROUP)["pending"] == 0

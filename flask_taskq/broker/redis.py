@@ -714,16 +714,24 @@ class RedisBroker:
         same = result_url is None or result_url == self.url
         return same and not self.cluster and not self.wait_replicas
 
+    def carries(self, queue: str, priority: int) -> bool:
+        """Whether :meth:`settle_command` can send a message to ``queue`` at ``priority``
+        as :meth:`enqueue` would: a plain ``XADD`` (the default priority, a queue that is
+        not sharded)."""
+        return priority == DEFAULT_PRIORITY and queue not in self.queue_shards
+
     def settle_command(
         self,
         consumer: str,
         deliveries: Sequence[Delivery],
         results: Sequence[tuple[str, bytes, int]],
         ttl: int,
+        sends: Sequence[tuple[str, int, bytes]] = (),
     ) -> tuple[tuple[Any, ...], Callable[[Any], list[Delivery]]]:
-        """One ``settle.lua`` call that stores ``results`` (``(task id, document, kind)``,
-        as the Redis result backend's ``store_many``), then finishes the deliveries
-        ``consumer`` still owns (as :meth:`ack`): one command for a batch instead of two
+        """One ``settle.lua`` call that sends ``sends`` (``(queue, priority, body)``, each
+        one :meth:`carries`), stores ``results`` (``(task id, document, kind)``, as the
+        Redis result backend's ``store_many``), then finishes the deliveries ``consumer``
+        still owns (as :meth:`ack`): one command for a batch instead of two or three
         round trips. Returns the command and a function of its reply that raises an
         error reply and returns the deliveries it skipped. Only where :meth:`can_settle`."""
         by_stream: dict[str, tuple[list[Delivery], list[str]]] = {}
@@ -742,9 +750,11 @@ class RedisBroker:
                 group[1].append(entry_id)
         result = self.keys.result
         keys: list[object] = [result(task_id) for task_id, _, _ in results]
-        args: list[object] = [len(results), ttl, GROUP, consumer]
+        keys += [stream(queue, priority) for queue, priority, _ in sends]
+        args: list[object] = [len(results), ttl, GROUP, consumer, len(sends)]
         for _, data, kind in results:
             args += (data, int(kind))
+        args += [body for _, _, body in sends]
         for key, (_, ids) in by_stream.items():
             keys.append(key)
             args.append(len(ids))
@@ -765,10 +775,11 @@ class RedisBroker:
         deliveries: Sequence[Delivery],
         results: Sequence[tuple[str, bytes, int]],
         ttl: int,
+        sends: Sequence[tuple[str, int, bytes]] = (),
     ) -> list[Delivery]:
         """Send :meth:`settle_command` (loading the script when Redis does not know it);
         return the deliveries it skipped."""
-        command, skipped = self.settle_command(consumer, deliveries, results, ttl)
+        command, skipped = self.settle_command(consumer, deliveries, results, ttl, sends)
         reply = self._send([command])[0]
         if isinstance(reply, redis.exceptions.NoScriptError):
             self.client.script_load(self._scripts["settle"].script)

@@ -151,12 +151,14 @@ class Consumer:
         self._settle_command: Callable[..., tuple[tuple[Any, ...], Callable[[Any], object]]]
         self._ack_storing: Callable[..., object] | None = None
         self._fetch_settling: Callable[..., list[Delivery]] | None = None
+        self._carries: Callable[[str, int], bool] | None = None
         can_settle = getattr(broker, "can_settle", None)
         result_url = None if backend is None else getattr(backend, "url", "")
         if can_settle is not None and can_settle(result_url):
             self._settle_command = broker.settle_command  # type: ignore[attr-defined]
             self._ack_storing = broker.ack_storing  # type: ignore[attr-defined]
             self._fetch_settling = broker.fetch
+            self._carries = broker.carries  # type: ignore[attr-defined]
         self.result_extended = bool(config["TASKQ_RESULT_EXTENDED"])
         self.serializer = state.serializer
         self.tasks = state.taskqueue.tasks
@@ -191,6 +193,9 @@ class Consumer:
         self._seq = itertools.count()
         self._held: dict[tuple[str, int, str], Delivery] = {}
         self._done: list[_Done] = []
+        #: Messages the finished tasks of ``_done`` sent (chain links) that go out with
+        #: their acknowledgements: (queue, priority, body). See ``deferring_sends``.
+        self._sends: list[tuple[str, int, bytes]] = []
         self._done_since = 0.0
         #: STARTED states not written yet: task id -> (task name, unix start time). A task
         #: that finishes before the next batch leaves it, so only its final state goes.
@@ -300,9 +305,11 @@ class Consumer:
         runtime: float,
         retry: tuple[bytes, float] | None = None,
         task_name: str = "",
+        sends: list[tuple[str, int, bytes]] | None = None,
     ) -> None:
         """Record that ``delivery`` finished; its ack (or, with ``retry``, its replacement
-        by the next attempt) and its result go out in a batch. With ``task_name`` it is
+        by the next attempt) and its result go out in a batch, after ``sends`` (the
+        messages it sent through :meth:`deferring_sends`). With ``task_name`` it is
         also counted for the heartbeat (as :meth:`count` does)."""
         avg = self._avg_runtime  # as _measure does, inline: this runs for every task
         self._avg_runtime = runtime if avg is None else max(runtime, 0.8 * avg + 0.2 * runtime)
@@ -327,6 +334,8 @@ class Consumer:
             if not done and not self._started:
                 self._done_since = now
             done.append((delivery, task_id, data, status in states.READY_STATES, retry))
+            if sends:
+                self._sends += sends
             due = len(done) >= MAX_ACK_BATCH or (
                 (
                     not self._buffer
@@ -356,6 +365,41 @@ class Consumer:
             self.flush_quietly()
         elif first_deferred:
             self._wake.set()  # the keeper flushes it if the next task runs long
+
+    def deferring_sends(self) -> Callable[[str, int, bytes], bool] | None:
+        """For the calling executor, about to send the links of the task it just ran: a
+        sink (``AppState.send_sink``) keeping the plain sends among them, to go out in the
+        call that settles the task, before its acknowledgement, at the head of the
+        executor's next fetch: a chain link then costs one round trip. Take what it kept
+        with :meth:`deferred_sends` and hand it to :meth:`complete`. None where the sends
+        must go now: the broker cannot carry them, or the batch would not go out at once
+        (a worker fetching ahead, messages still buffered, a thread that does not
+        fetch)."""
+        carries = self._carries
+        if (
+            carries is None
+            or self.ahead
+            or self._buffer
+            or getattr(self._local, "current", None) is None
+        ):
+            return None
+        kept: list[tuple[str, int, bytes]] = []
+        self._local.kept = kept
+
+        def take(queue: str, priority: int, body: bytes) -> bool:
+            if carries(queue, priority):
+                kept.append((queue, priority, body))
+                return True
+            return False
+
+        return take
+
+    def deferred_sends(self) -> list[tuple[str, int, bytes]]:
+        """What the calling thread's last :meth:`deferring_sends` sink kept (then
+        forgotten)."""
+        kept: list[tuple[str, int, bytes]] = getattr(self._local, "kept", None) or []
+        self._local.kept = None
+        return kept
 
     def note_started(self, task_id: str, task_name: str) -> None:
         """Note that a task started running: its STARTED state goes out with the next
@@ -590,34 +634,39 @@ class Consumer:
             return self._flush()
 
     def _flush(self) -> bool:
-        batch, started, keys = self._take()
+        batch, started, keys, sends = self._take()
         if not batch and not started:
             return False
         try:
             results, retries, acks = self._split(batch, started)
             if not retries and self._ack_storing is not None:
-                self._ack_storing(self.name, acks, results, self.result_ttl)
+                self._ack_storing(self.name, acks, results, self.result_ttl, sends)
             else:
+                if sends:  # first, as they were made before their tasks finished
+                    self.broker.enqueue_many([(q, p, body, None) for q, p, body in sends])
                 if results and self.backend is not None:
                     self.backend.store_many(results, self.result_ttl)
                 if retries:
                     self.broker.reschedule(self.name, retries)
                 self.broker.ack(self.name, acks)
         except BaseException:
-            self._restore(batch, started, keys)
+            self._restore(batch, started, keys, sends)
             raise
         self._settled(keys)
         return True
 
-    def _take(self) -> tuple[list[_Done], dict[str, tuple[str, float]], set[_Key]]:
-        """The batch to write: the finished deliveries and the STARTED states not written
-        yet, marked as settling."""
+    def _take(
+        self,
+    ) -> tuple[list[_Done], dict[str, tuple[str, float]], set[_Key], list[tuple[str, int, bytes]]]:
+        """The batch to write: the finished deliveries, the STARTED states not written
+        yet and the messages the tasks sent, the deliveries marked as settling."""
         with self._lock:
             batch, self._done = self._done, []
             started, self._started = self._started, {}
+            sends, self._sends = self._sends, []
             keys = {(d.queue, d.priority, d.entry_id) for d, *_ in batch}  # as _key
             self._settling |= keys
-        return batch, started, keys
+        return batch, started, keys, sends
 
     def _split(
         self, batch: list[_Done], started: dict[str, tuple[str, float]]
@@ -638,12 +687,17 @@ class Consumer:
         return results, retries, acks
 
     def _restore(
-        self, batch: list[_Done], started: dict[str, tuple[str, float]], keys: set[_Key]
+        self,
+        batch: list[_Done],
+        started: dict[str, tuple[str, float]],
+        keys: set[_Key],
+        sends: list[tuple[str, int, bytes]],
     ) -> None:
         """Put back a batch that did not reach the broker, for the next flush."""
         with self._lock:
             self._done = batch + self._done
             self._started = {**started, **self._started}
+            self._sends = sends + self._sends
             self._settling -= keys
 
     def _settled(self, keys: set[_Key]) -> None:
@@ -800,15 +854,15 @@ class Consumer:
         settled (or kept, when its call failed) before any blocking read."""
         fetch = self._fetch_settling
         self._flush_lock.acquire()
-        batch, started, keys = self._take()
+        batch, started, keys, sends = self._take()
         results, retries, acks = self._split(batch, started)
         if fetch is None or retries or not (batch or started):
-            self._restore(batch, started, keys)
+            self._restore(batch, started, keys, sends)
             self._flush_lock.release()
             if batch or started:
                 self.flush_quietly()
             return self.broker.fetch(self.name, queues, size, timeout, then=piggyback)
-        command, skipped = self._settle_command(self.name, acks, results, self.result_ttl)
+        command, skipped = self._settle_command(self.name, acks, results, self.result_ttl, sends)
         held = True
         failed = False
 
@@ -817,7 +871,7 @@ class Consumer:
             try:
                 skipped(reply)
             except Exception:  # an error reply: the batch waits for a flush of its own
-                self._restore(batch, started, keys)
+                self._restore(batch, started, keys, sends)
                 failed = True
             else:
                 self._settled(keys)
@@ -832,7 +886,7 @@ class Consumer:
             return fetch(self.name, queues, size, timeout, then=piggyback, first=(command, settled))
         finally:
             if held:  # the round trip failed: the batch may not have reached Redis
-                self._restore(batch, started, keys)
+                self._restore(batch, started, keys, sends)
                 self._flush_lock.release()
             if failed:
                 self.flush_quietly()

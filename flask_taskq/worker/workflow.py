@@ -89,8 +89,11 @@ def after_task(
     stopping: threading.Event | None = None,
     workflows: WorkflowStore | None = None,
     enqueue: Enqueue | None = None,
+    sink: Callable[[str, int, bytes], bool] | None = None,
 ) -> bool:
-    """Send what follows ``message`` now that its outcome is final.
+    """Send what follows ``message`` now that its outcome is final. ``sink`` (a
+    succeeded task's) may keep the plain sends of its links, to go out with its
+    acknowledgement (``AppState.send_sink``).
 
     A step that meets an unreachable Redis is retried with backoff until it succeeds or
     ``stopping`` is set. Returns False when a step is left undone (the worker stopped
@@ -104,7 +107,7 @@ def after_task(
     errors = _retryable.set((*RETRYABLE, *(state.store.errors if workflows is None else ())))
     try:
         if outcome.status == states.SUCCESS:
-            _succeeded(state, message, outcome)
+            _succeeded(state, message, outcome, sink)
         elif outcome.status in (states.FAILURE, states.REVOKED) and not outcome.requeue:
             _failed(state, message, outcome)
     except StepPending as exc:
@@ -153,12 +156,23 @@ def _persist(what: str, call: Callable[..., _T], *args: Any) -> _T:
         return result
 
 
-def _succeeded(state: AppState, message: Message, outcome: Outcome) -> None:
+def _succeeded(
+    state: AppState,
+    message: Message,
+    outcome: Outcome,
+    sink: Callable[[str, int, bytes], bool] | None = None,
+) -> None:
     value = None
     if outcome.data is not None:
         value = state.serializer.loads(outcome.data).get("result")
-    for data in message.headers.get(HEADER_LINK, ()):
-        _persist(f"sending the link of task {message.id}", send_next, data, (value,), state.app)
+    links = message.headers.get(HEADER_LINK, ())
+    if links and sink is not None:
+        state.send_sink.take = sink
+    try:
+        for data in links:
+            _persist(f"sending the link of task {message.id}", send_next, data, (value,), state.app)
+    finally:
+        state.send_sink.take = None
     meta = message.headers.get(HEADER_CHORD)
     if meta:
         _persist(

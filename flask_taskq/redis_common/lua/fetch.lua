@@ -18,20 +18,21 @@ end
 for _, key in ipairs(KEYS) do
   if count <= 0 then break end
   -- EXISTS first: most priority streams are absent, and a read of one fails (costlier)
-  local res
+  local res, made = nil, false
   if redis.call('EXISTS', key) == 1 then
     res = redis.pcall('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count,
                       'STREAMS', key, '>')
     if type(res) == 'table' and res.err then  -- no group yet
       redis.call('XGROUP', 'CREATE', key, group, '0')
-      res = nil
+      made = true
     end
   elseif string.sub(key, -#anchor) == anchor then
     redis.call('XGROUP', 'CREATE', key, group, '0', 'MKSTREAM')
+    made = true
   else
     key = nil
   end
-  if key and not res then
+  if made then
     res = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count,
                      'STREAMS', key, '>')
   end

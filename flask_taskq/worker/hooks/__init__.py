@@ -79,7 +79,7 @@ def worker_pipeline(
         AppContext(state.app),
         RunSignals(),
         *event_hooks(state, consumer),
-        Workflow(state, consumer.stopping),
+        Workflow(state, consumer.stopping, consumer=consumer),
         Settle(consumer),
         ReleaseUnique(consumer),
     ]

@@ -66,6 +66,9 @@ class Context:
     #: A run handed off by ``execute`` (an ``async def`` task): the plan and how many
     #: ``before`` hooks ran, for :meth:`Pipeline.resume`.
     suspended: tuple[Plan, int] | None = None
+    #: Messages the workflow hook left to go out with the acknowledgement:
+    #: (queue, priority, body), see ``Consumer.deferring_sends``.
+    sends: list[tuple[str, int, bytes]] | None = None
 
 
 class Hook:

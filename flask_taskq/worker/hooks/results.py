@@ -53,6 +53,7 @@ class Settle(Hook):
                     outcome.runtime,
                     outcome.retry,
                     message.task,
+                    ctx.sends,
                 )
         except CONNECTION_ERRORS as exc:
             logger.warning("Could not record task %s (%s); it will run again", message.id, exc)

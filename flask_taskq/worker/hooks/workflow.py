@@ -8,18 +8,22 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ...states import SUCCESS
 from .base import Context, Hook
 
 if TYPE_CHECKING:
     from ...message import Message
     from ...state import AppState
     from ...store.workflows import WorkflowStore
+    from ..consumer import Consumer
     from ..execute import Outcome
 
 
 class Workflow(Hook):
     """Sends what follows a task of a workflow once its outcome is final. ``workflows``
-    and ``enqueue`` replace the app's store and transport (eager mode)."""
+    and ``enqueue`` replace the app's store and transport (eager mode). With a
+    ``consumer``, a succeeded task's plain link sends may go out with its
+    acknowledgement (:meth:`Consumer.deferring_sends`)."""
 
     needs_headers = True
 
@@ -29,11 +33,13 @@ class Workflow(Hook):
         stopping: threading.Event | None,
         workflows: WorkflowStore | None = None,
         enqueue: Callable[[Message, bytes], object] | None = None,
+        consumer: Consumer | None = None,
     ) -> None:
         self.state = state
         self.stopping = stopping
         self.workflows = workflows
         self.enqueue = enqueue
+        self.consumer = consumer
 
     def after(self, ctx: Context, outcome: Outcome) -> bool:
         headers = ctx.message.headers
@@ -45,6 +51,19 @@ class Workflow(Hook):
 
         if WORKFLOW_HEADERS.isdisjoint(headers):
             return True
-        return after_task(
-            self.state, ctx.message, outcome, self.stopping, self.workflows, self.enqueue
+        sink = None
+        consumer = self.consumer
+        if (
+            consumer is not None
+            and outcome.status == SUCCESS
+            and outcome.dead_reason is None
+            and not outcome.requeue
+            and outcome.retry is None
+        ):
+            sink = consumer.deferring_sends()  # the Settle hook completes it next
+        done = after_task(
+            self.state, ctx.message, outcome, self.stopping, self.workflows, self.enqueue, sink
         )
+        if sink is not None and consumer is not None:
+            ctx.sends = consumer.deferred_sends() or None
+        return done
