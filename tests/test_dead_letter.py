@@ -248,6 +248,9 @@ def test_requeue_by_task_id_runs_the_task_again(app, r, start_worker):
     r.set(f"taskq:{{default}}:starts:{entry_id}", 5)  # ...each after starting it
     start_worker("-P", "solo", env={"TASKQ_VISIBILITY_TIMEOUT": "0.3"})
     wait_until(lambda: r.xlen(DEAD) == 1, message="the poison message dead-lettered")
+    # the worker writes its FAILURE after the dead letter: requeued before that, the
+    # message's old failure would land after the requeue forgot it
+    wait_until(lambda: r.exists("taskq:result:{poison}"), message="its failure stored")
     assert "delivered 7 times" in ok(cli(app, "list", "--json"))
     assert ok(cli(app, "requeue", "poison")) == "Requeued 1 dead letter(s) to default.\n"
     with app.app_context():
