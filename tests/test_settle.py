@@ -30,6 +30,20 @@ def _consumer(app: Any) -> Consumer:
     return Consumer(state, broker, state.new_backend(), "settler", ["default"], 8)
 
 
+def _running_one(app: Any) -> tuple[Consumer, Any, Any, Any]:
+    """A consumer running ``add(1, 1)``, as an executor does: its result handle, its
+    delivery and message."""
+    from tests.apps.faults import add
+
+    consumer = _consumer(app)
+    with app.app_context():
+        res = add.delay(1, 1)
+    consumer._accept(consumer.broker.fetch("settler", ["default"], 1, 1.0))
+    item = consumer.next()
+    assert item is not None
+    return consumer, res, *item
+
+
 def _record_round_trips(consumer: Consumer) -> list[list[tuple[Any, ...]]]:
     """The commands of each round trip the consumer's broker makes from now on."""
     trips: list[list[tuple[Any, ...]]] = []
@@ -79,16 +93,9 @@ def test_a_finished_task_is_settled_at_the_head_of_the_next_fetch(own_app, own_r
 def test_results_that_cannot_be_stored_leave_their_messages_unacknowledged(own_app, own_redis):
     """The results go first, in the same script: when Redis refuses them (out of
     memory), nothing is acknowledged and the batch waits for the next flush."""
-    from tests.apps.faults import add
 
     client = own_redis.client()
-    consumer = _consumer(own_app)
-    with own_app.app_context():
-        res = add.delay(1, 1)
-    consumer._accept(consumer.broker.fetch("settler", ["default"], 1, 1.0))
-    item = consumer.next()
-    assert item is not None
-    delivery, message = item
+    consumer, res, delivery, message = _running_one(own_app)
     client.config_set("maxmemory-policy", "noeviction")
     client.config_set("maxmemory", 1)
     try:
@@ -152,16 +159,9 @@ def _kept_send(app: Any, consumer: Consumer, *args: int) -> tuple[str, list[Any]
 
 
 def test_a_chain_link_goes_out_with_the_ack_and_comes_back_in_one_round_trip(own_app, own_redis):
-    from tests.apps.faults import add
 
     client = own_redis.client()
-    consumer = _consumer(own_app)
-    with own_app.app_context():
-        first = add.delay(1, 1)
-    consumer._accept(consumer.broker.fetch("settler", ["default"], 1, 1.0))
-    item = consumer.next()
-    assert item is not None
-    delivery, message = item
+    consumer, first, delivery, message = _running_one(own_app)
     client.script_load(consumer.broker._scripts["settle"].script)  # type: ignore[attr-defined]
 
     link_id, sends = _kept_send(own_app, consumer, 2, 2)
@@ -179,16 +179,9 @@ def test_a_chain_link_goes_out_with_the_ack_and_comes_back_in_one_round_trip(own
 def test_a_kept_link_is_not_lost_when_redis_refuses_the_batch(own_app, own_redis):
     """The sends go first in the settling call: when Redis refuses the batch (out of
     memory), neither the link nor the ack is written, and both go with the next flush."""
-    from tests.apps.faults import add
 
     client = own_redis.client()
-    consumer = _consumer(own_app)
-    with own_app.app_context():
-        add.delay(1, 1)
-    consumer._accept(consumer.broker.fetch("settler", ["default"], 1, 1.0))
-    item = consumer.next()
-    assert item is not None
-    delivery, message = item
+    consumer, _, delivery, message = _running_one(own_app)
     link_id, sends = _kept_send(own_app, consumer, 2, 2)
     client.config_set("maxmemory-policy", "noeviction")
     client.config_set("maxmemory", 1)

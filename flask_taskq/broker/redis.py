@@ -678,13 +678,13 @@ class RedisBroker:
             )
         return skipped
 
-    def ack(self, consumer: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
-        """Finish the deliveries ``consumer`` still owns (``ack.lua``: ownership check,
-        XACK, XDEL; one round trip for the batch); return those it skipped."""
-        if not deliveries:
-            return []
+    def _entries_by_stream(
+        self, deliveries: Sequence[Delivery]
+    ) -> dict[tuple[str, int], tuple[list[Delivery], list[str]]]:
+        """``deliveries`` by (physical queue, priority), with their entry ids there: as
+        :meth:`_by_stream` and :meth:`_locate`, in one pass (every task's ack takes it)."""
         by_stream: dict[tuple[str, int], tuple[list[Delivery], list[str]]] = {}
-        for d in deliveries:  # as _by_stream and _locate, in one pass: every task's ack
+        for d in deliveries:
             entry_id = d.entry_id
             queue = d.queue
             if SHARD_SEP in entry_id:
@@ -695,6 +695,14 @@ class RedisBroker:
             else:
                 group[0].append(d)
                 group[1].append(entry_id)
+        return by_stream
+
+    def ack(self, consumer: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        """Finish the deliveries ``consumer`` still owns (``ack.lua``: ownership check,
+        XACK, XDEL; one round trip for the batch); return those it skipped."""
+        if not deliveries:
+            return []
+        by_stream = self._entries_by_stream(deliveries)
         stream = self.keys.stream
         calls = [
             (stream(queue, priority), [GROUP, consumer, *ids])
@@ -734,20 +742,8 @@ class RedisBroker:
         still owns (as :meth:`ack`): one command for a batch instead of two or three
         round trips. Returns the command and a function of its reply that raises an
         error reply and returns the deliveries it skipped. Only where :meth:`can_settle`."""
-        by_stream: dict[str, tuple[list[Delivery], list[str]]] = {}
+        by_stream = self._entries_by_stream(deliveries)
         stream = self.keys.stream
-        for d in deliveries:
-            entry_id = d.entry_id
-            queue = d.queue
-            if SHARD_SEP in entry_id:
-                queue, entry_id = self._locate(d)
-            key = stream(queue, d.priority)
-            group = by_stream.get(key)
-            if group is None:
-                by_stream[key] = ([d], [entry_id])
-            else:
-                group[0].append(d)
-                group[1].append(entry_id)
         result = self.keys.result
         keys: list[object] = [result(task_id) for task_id, _, _ in results]
         keys += [stream(queue, priority) for queue, priority, _ in sends]
@@ -755,8 +751,8 @@ class RedisBroker:
         for _, data, kind in results:
             args += (data, int(kind))
         args += [body for _, _, body in sends]
-        for key, (_, ids) in by_stream.items():
-            keys.append(key)
+        for (queue, priority), (_, ids) in by_stream.items():
+            keys.append(stream(queue, priority))
             args.append(len(ids))
             args += ids
         command = ("EVALSHA", self._scripts["settle"].sha, len(keys), *keys, *args)
