@@ -147,15 +147,16 @@ def _kept_send(app: Any, consumer: Consumer, *args: int) -> tuple[str, list[Any]
     from tests.apps.faults import add
 
     state = app.extensions["taskq"]
-    take = consumer.deferring_sends()
-    assert take is not None
+    deferring = consumer.deferring_sends()
+    assert deferring is not None
+    take, kept = deferring
     state.send_sink.take = take
     try:
         with app.app_context():  # as send_next sends a link: through send_task
             task_id = add.s(*args).apply_async().id
     finally:
         state.send_sink.take = None
-    return task_id, consumer.deferred_sends()
+    return task_id, kept
 
 
 def test_a_chain_link_goes_out_with_the_ack_and_comes_back_in_one_round_trip(own_app, own_redis):

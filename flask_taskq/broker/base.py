@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -36,6 +36,47 @@ class QueueStats:
     def unfinished(self) -> int:
         """Messages sent and not yet finished (ready or leased)."""
         return self.ready + self.leased
+
+
+class Settler(Protocol):
+    """What a broker offers a worker that settles a batch in one call (the Redis broker
+    where ``can_settle``): its sends, results and acks in one command, alone or at the
+    head of a fetch."""
+
+    def carries(self, queue: str, priority: int) -> bool:
+        """Whether a message to ``queue`` at ``priority`` can go in the settling call."""
+
+    def settle_command(
+        self,
+        consumer: str,
+        deliveries: Sequence[Delivery],
+        results: Sequence[tuple[str, bytes, int]],
+        ttl: int,
+        sends: Sequence[tuple[str, int, bytes]] = (),
+    ) -> tuple[tuple[Any, ...], Callable[[Any], list[Delivery]]]:
+        """The settling command and a reader of its reply (skipped deliveries)."""
+
+    def ack_storing(
+        self,
+        consumer: str,
+        deliveries: Sequence[Delivery],
+        results: Sequence[tuple[str, bytes, int]],
+        ttl: int,
+        sends: Sequence[tuple[str, int, bytes]] = (),
+    ) -> list[Delivery]:
+        """Send the settling command alone; return the deliveries it skipped."""
+
+    def fetch(
+        self,
+        consumer: str,
+        queues: Sequence[str],
+        count: int,
+        timeout: float,
+        then: Piggyback | None = None,
+        first: tuple[tuple[Any, ...], Callable[[Any], object]] | None = None,
+    ) -> list[Delivery]:
+        """A fetch with ``first`` (a settling command and its reply's callback) at its
+        head, in the same round trip."""
 
 
 class Piggyback(Protocol):

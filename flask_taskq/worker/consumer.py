@@ -19,6 +19,7 @@ from .. import signals, states
 from ..backend import ResultBackend
 from ..backend.base import STARTED
 from ..broker import Broker, Delivery
+from ..broker.base import Settler
 from ..broker.blame import broker_server, server_of
 from ..broker.memory import ANY_QUEUE
 from ..events import flush_all as flush_events
@@ -144,21 +145,15 @@ class Consumer:
         self.visibility_timeout = float(config["TASKQ_VISIBILITY_TIMEOUT"])
         self.max_deliveries = int(config["TASKQ_MAX_DELIVERIES"])
         self.result_ttl = state.result_expires
-        #: Where the broker can store a batch's results and acknowledge it in one script
-        #: call (its results live on the broker's Redis, or none are kept; see
-        #: ``RedisBroker.settle_command``), the call, alone or at the head of a fetch;
-        #: else None: results and acks go out in calls of their own.
-        self._settle_command: Callable[..., tuple[tuple[Any, ...], Callable[[Any], object]]]
-        self._ack_storing: Callable[..., object] | None = None
-        self._fetch_settling: Callable[..., list[Delivery]] | None = None
-        self._carries: Callable[[str, int], bool] | None = None
+        #: The broker, where it can settle a batch (sends, results, acks) in one script
+        #: call, alone or at the head of a fetch (its results live on the broker's
+        #: Redis, or none are kept; see ``RedisBroker.settle_command``); else None:
+        #: results and acks go out in calls of their own.
+        self._settler: Settler | None = None
         can_settle = getattr(broker, "can_settle", None)
         result_url = None if backend is None else getattr(backend, "url", "")
         if can_settle is not None and can_settle(result_url):
-            self._settle_command = broker.settle_command  # type: ignore[attr-defined]
-            self._ack_storing = broker.ack_storing  # type: ignore[attr-defined]
-            self._fetch_settling = broker.fetch
-            self._carries = broker.carries  # type: ignore[attr-defined]
+            self._settler = cast("Settler", broker)
         self.result_extended = bool(config["TASKQ_RESULT_EXTENDED"])
         self.serializer = state.serializer
         self.tasks = state.taskqueue.tasks
@@ -255,7 +250,7 @@ class Consumer:
                     continue
                 try:
                     flush = time.monotonic() >= self._next_flush
-                    if flush and self._fetch_settling is None:
+                    if flush and self._settler is None:
                         self.flush_quietly()
                         flush = False
                     with self._refill_lock:
@@ -346,7 +341,8 @@ class Consumer:
             )
             first_deferred = not due and len(done) == 1
             to_fetch = (
-                self._fetch_settling is not None
+                due
+                and self._settler is not None
                 and not self._buffer
                 and len(done) < MAX_ACK_BATCH
                 and not self._fetch_lock.locked()
@@ -366,25 +362,26 @@ class Consumer:
         elif first_deferred:
             self._wake.set()  # the keeper flushes it if the next task runs long
 
-    def deferring_sends(self) -> Callable[[str, int, bytes], bool] | None:
+    def deferring_sends(
+        self,
+    ) -> tuple[Callable[[str, int, bytes], bool], list[tuple[str, int, bytes]]] | None:
         """For the calling executor, about to send the links of the task it just ran: a
-        sink (``AppState.send_sink``) keeping the plain sends among them, to go out in the
-        call that settles the task, before its acknowledgement, at the head of the
-        executor's next fetch: a chain link then costs one round trip. Take what it kept
-        with :meth:`deferred_sends` and hand it to :meth:`complete`. None where the sends
-        must go now: the broker cannot carry them, or the batch would not go out at once
-        (a worker fetching ahead, messages still buffered, a thread that does not
-        fetch)."""
-        carries = self._carries
+        sink (``AppState.send_sink``) keeping the plain sends among them, and the list it
+        keeps them in, to hand to :meth:`complete`: they go out in the call that settles
+        the task, before its acknowledgement, at the head of the executor's next fetch,
+        so a chain link costs one round trip. None where the sends must go now: the
+        broker cannot carry them, or the batch would not go out at once (a worker
+        fetching ahead, messages still buffered, a thread that does not fetch)."""
+        settler = self._settler
         if (
-            carries is None
+            settler is None
             or self.ahead
             or self._buffer
             or getattr(self._local, "current", None) is None
         ):
             return None
+        carries = settler.carries
         kept: list[tuple[str, int, bytes]] = []
-        self._local.kept = kept
 
         def take(queue: str, priority: int, body: bytes) -> bool:
             if carries(queue, priority):
@@ -392,14 +389,7 @@ class Consumer:
                 return True
             return False
 
-        return take
-
-    def deferred_sends(self) -> list[tuple[str, int, bytes]]:
-        """What the calling thread's last :meth:`deferring_sends` sink kept (then
-        forgotten)."""
-        kept: list[tuple[str, int, bytes]] = getattr(self._local, "kept", None) or []
-        self._local.kept = None
-        return kept
+        return take, kept
 
     def note_started(self, task_id: str, task_name: str) -> None:
         """Note that a task started running: its STARTED state goes out with the next
@@ -639,8 +629,8 @@ class Consumer:
             return False
         try:
             results, retries, acks = self._split(batch, started)
-            if not retries and self._ack_storing is not None:
-                self._ack_storing(self.name, acks, results, self.result_ttl, sends)
+            if not retries and self._settler is not None:
+                self._settler.ack_storing(self.name, acks, results, self.result_ttl, sends)
             else:
                 if sends:  # first, as they were made before their tasks finished
                     self.broker.enqueue_many([(q, p, body, None) for q, p, body in sends])
@@ -849,20 +839,21 @@ class Consumer:
         self, queues: Sequence[str], size: int, timeout: float, piggyback: Any
     ) -> list[Delivery]:
         """Fetch with the finished batch's results and acks at the head of the same round
-        trip (one settle call; ``flush`` without ``_fetch_settling`` otherwise), so that
-        a task that finished just before costs no round trip of its own. The batch is
-        settled (or kept, when its call failed) before any blocking read."""
-        fetch = self._fetch_settling
+        trip (one settle call; only with a ``_settler``), so that a task that finished
+        just before costs no round trip of its own. The batch is settled (or kept, when
+        its call failed) before any blocking read."""
+        settler = self._settler
+        assert settler is not None
         self._flush_lock.acquire()
         batch, started, keys, sends = self._take()
         results, retries, acks = self._split(batch, started)
-        if fetch is None or retries or not (batch or started):
+        if retries or not (batch or started):
             self._restore(batch, started, keys, sends)
             self._flush_lock.release()
             if batch or started:
                 self.flush_quietly()
             return self.broker.fetch(self.name, queues, size, timeout, then=piggyback)
-        command, skipped = self._settle_command(self.name, acks, results, self.result_ttl, sends)
+        command, skipped = settler.settle_command(self.name, acks, results, self.result_ttl, sends)
         held = True
         failed = False
 
@@ -883,7 +874,9 @@ class Consumer:
                 self._flush_lock.release()
 
         try:
-            return fetch(self.name, queues, size, timeout, then=piggyback, first=(command, settled))
+            return settler.fetch(
+                self.name, queues, size, timeout, then=piggyback, first=(command, settled)
+            )
         finally:
             if held:  # the round trip failed: the batch may not have reached Redis
                 self._restore(batch, started, keys, sends)

@@ -51,7 +51,7 @@ class Workflow(Hook):
 
         if WORKFLOW_HEADERS.isdisjoint(headers):
             return True
-        sink = None
+        deferring = None
         consumer = self.consumer
         if (
             consumer is not None
@@ -60,10 +60,10 @@ class Workflow(Hook):
             and not outcome.requeue
             and outcome.retry is None
         ):
-            sink = consumer.deferring_sends()  # the Settle hook completes it next
+            deferring = consumer.deferring_sends()  # the Settle hook completes it next
+        sink, kept = deferring or (None, None)
         done = after_task(
             self.state, ctx.message, outcome, self.stopping, self.workflows, self.enqueue, sink
         )
-        if sink is not None and consumer is not None:
-            ctx.sends = consumer.deferred_sends() or None
+        ctx.sends = kept or None
         return done
