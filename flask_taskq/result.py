@@ -118,6 +118,42 @@ class AsyncResult:
         """Unix time the task finished."""
         return self._meta().get("date_done")
 
+    @property
+    def name(self) -> str | None:
+        """The task's name, as the stored document says it: every state but ``SUCCESS``
+        holds it, a ``SUCCESS`` only with ``TASKQ_RESULT_EXTENDED``; None otherwise
+        (nothing stored yet, or a success written without it)."""
+        return self._meta().get("task")
+
+    @property
+    def args(self) -> list[Any] | None:
+        """The positional arguments the task ran with (a list, as stored), from a
+        document written with ``TASKQ_RESULT_EXTENDED``; None otherwise."""
+        return self._meta().get("args")
+
+    @property
+    def kwargs(self) -> dict[str, Any] | None:
+        """The keyword arguments the task ran with, with ``TASKQ_RESULT_EXTENDED``;
+        None otherwise."""
+        return self._meta().get("kwargs")
+
+    @property
+    def queue(self) -> str | None:
+        """The queue the task ran from, with ``TASKQ_RESULT_EXTENDED``; None otherwise."""
+        return self._meta().get("queue")
+
+    @property
+    def retries(self) -> int | None:
+        """The attempt that wrote the document (0 for the first), with
+        ``TASKQ_RESULT_EXTENDED``; None otherwise."""
+        return self._meta().get("retries")
+
+    @property
+    def worker(self) -> str | None:
+        """The name of the worker that ran the task, with ``TASKQ_RESULT_EXTENDED``
+        (None in eager mode, or without the setting)."""
+        return self._meta().get("worker")
+
     def ready(self) -> bool:
         """True once the task succeeded, failed or was revoked."""
         return self.state in states.READY_STATES

@@ -148,6 +148,8 @@ def test_a_success_leaves_out_the_task_name_and_a_failure_keeps_it(app, worker, 
         assert ok.date_done == success["date_done"]
         assert failure["status"] == "FAILURE" and failure["task"] == fail.name
         assert not {"args", "kwargs", "queue", "worker", "retries"} & set(failure)
+        assert (ok.name, ok.args, ok.kwargs, ok.worker) == (None, None, None, None)
+        assert (bad.name, bad.args, bad.queue, bad.retries) == (fail.name, None, None, None)
 
 
 def test_result_extended_documents_say_what_ran(app, start_worker, r):
@@ -160,6 +162,10 @@ def test_result_extended_documents_say_what_ran(app, start_worker, r):
         assert ok.get(timeout=10) == 5
         assert isinstance(bad.get(timeout=10, propagate=False), CustomError)
         assert ok.successful() and ok.result == 5 and ok.date_done is not None
+        # what Celery's AsyncResult says with result_extended
+        assert (ok.name, ok.args, ok.kwargs) == (add.name, [2], {"y": 3})
+        assert (ok.queue, ok.retries, ok.worker) == ("default", 0, "ext@test")
+        assert (bad.name, bad.args, bad.kwargs) == (fail.name, ["told"], {})
     success = json.loads(r.get(result_key(ok.id)))
     failure = json.loads(r.get(result_key(bad.id)))
     run = {"queue": "default", "retries": 0, "worker": "ext@test"}

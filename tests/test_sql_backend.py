@@ -126,6 +126,7 @@ def test_the_name_column_with_result_extended(sql):
     row = sql.row(res.id)
     assert (row.name, row.status) == ("sql.add", "SUCCESS")
     assert json.loads(row.meta)["args"] == [2, 3]
+    assert (res.name, res.args, res.kwargs) == ("sql.add", [2, 3], {})
 
 
 def test_prefork_children_write_through_their_own_connections(sql):
