@@ -120,6 +120,25 @@ def test_eager_is_undone_after_the_block(app, r):
     assert result.state == "PENDING"
 
 
+def test_eager_runs_a_task_that_was_sent_to_redis_before(app, r):
+    """A task sent the short way caches how it is sent; eager(app) afterwards must
+    still run it inline (it went to Redis, and get() never returned), and a send after
+    the block goes to Redis again. This is what an InThreadWorker test followed by an
+    eager one does."""
+    with InThreadWorker(app) as worker, app.app_context():
+        sent = add.delay(1, 2)
+        worker.drain()
+        assert sent.get(timeout=10) == 3
+    with eager(app), app.app_context():
+        result = add.delay(2, 3)
+        assert result.state == "SUCCESS" and result.get(timeout=10) == 5
+    assert r.xlen("taskq:{default}:p5") == 0
+    with app.app_context():
+        after = add.delay(3, 4)
+    assert r.xlen("taskq:{default}:p5") == 1
+    assert after.state == "PENDING"
+
+
 def test_eager_is_undone_when_the_block_raises(app):
     with pytest.raises(ZeroDivisionError), eager(app):
         1 / 0  # noqa: B018
