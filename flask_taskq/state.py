@@ -119,6 +119,7 @@ class AppState:
         else:  # Redis: single, Sentinel or Cluster
             options["wait_replicas"] = int(self.config.get("TASKQ_WAIT_REPLICAS") or 0)
             options["queue_shards"] = self.config.get("TASKQ_QUEUE_SHARDS") or {}
+            options["idle_consumer_ttl"] = float(self.config["TASKQ_IDLE_CONSUMER_TTL"] or 0)
         return broker_from_url(
             self.broker_url,
             key_prefix=self.key_prefix,

@@ -59,6 +59,10 @@ WAIT_REPLICAS_TIMEOUT = 5.0
 #: Longest an ack batch waits for ``TASKQ_WAIT_REPLICAS`` replicas (seconds): a replica
 #: that is down slows each ack flush by this much, not more.
 ACK_WAIT_TIMEOUT = 1.0
+
+#: Seconds between two clean-ups of a worker's groups by :meth:`RedisBroker.reclaim`
+#: (consumers left by killed workers, ``TASKQ_IDLE_CONSUMER_TTL``).
+PRUNE_EVERY = 60.0
 #: Replies of a cluster node that does not (or no longer) own a key's slot.
 _REDIRECTIONS = (
     redis.exceptions.MovedError,
@@ -88,8 +92,13 @@ class RedisBroker:
         dead_letter_max_bytes: int = MAX_DEAD_LETTER_BYTES,
         wait_replicas: int = 0,
         queue_shards: Mapping[str, int] | None = None,
+        idle_consumer_ttl: float = 0.0,
     ) -> None:
         self.url = url
+        #: Seconds after which :meth:`reclaim` deletes a consumer that holds nothing and
+        #: has not read (``TASKQ_IDLE_CONSUMER_TTL``; 0: never).
+        self.idle_consumer_ttl = float(idle_consumer_ttl)
+        self._next_prune = 0.0
         #: Replicas that must have each sent message before a send returns
         #: (``TASKQ_WAIT_REPLICAS``; 0: do not wait).
         self.wait_replicas = int(wait_replicas)
@@ -876,14 +885,33 @@ class RedisBroker:
     def reclaim(
         self, consumer: str, queues: Sequence[str], min_idle: float, count: int
     ) -> list[Delivery]:
+        """Take over up to ``count`` entries of ``queues`` whose lease went unrenewed for
+        ``min_idle`` seconds; at most every :data:`PRUNE_EVERY` seconds, also delete the
+        consumers that hold nothing and have not read for ``idle_consumer_ttl`` (a
+        killed worker's), in the same script call (``reclaim.lua``)."""
         groups = self._by_slot(self._serving_order(queues))
         share = max(1, -(-count // len(groups)))
+        prune = 0
+        now = time.monotonic()
+        if self.idle_consumer_ttl > 0 and now >= self._next_prune:
+            self._next_prune = now + PRUNE_EVERY
+            prune = max(1, int(self.idle_consumer_ttl * 1000))
         out: list[Delivery] = []
+        pruned = 0
         for keys in groups:  # one per queue's hash slot on a Redis Cluster
             flat = self._scripts["reclaim"](
-                keys=keys, args=[GROUP, consumer, int(min_idle * 1000), share]
+                keys=keys, args=[GROUP, consumer, int(min_idle * 1000), share, prune]
             )
+            pruned += int(flat.pop())
             out += [self._delivery(*flat[i : i + 4]) for i in range(0, len(flat), 4)]
+        if pruned:
+            logger.info(
+                "Deleted %d consumer(s) holding nothing and idle for over %gs (stopped "
+                "workers) from the groups of %s",
+                pruned,
+                self.idle_consumer_ttl,
+                ", ".join(queues),
+            )
         return out
 
     def enqueue_unique(

@@ -104,7 +104,11 @@ def _record_signals(app: Flask) -> None:
 def create_app() -> Flask:
     app = Flask("basic")
     app.config["TASKQ_BROKER_URL"] = os.environ.get("TASKQ_BROKER_URL", "redis://127.0.0.1:1/0")
-    for key in ("TASKQ_VISIBILITY_TIMEOUT", "TASKQ_WORKER_SHUTDOWN_TIMEOUT"):
+    for key in (
+        "TASKQ_VISIBILITY_TIMEOUT",
+        "TASKQ_WORKER_SHUTDOWN_TIMEOUT",
+        "TASKQ_IDLE_CONSUMER_TTL",
+    ):
         if key in os.environ:
             app.config[key] = float(os.environ[key])
     for flag in ("TASKQ_TRACK_STARTED", "TASKQ_RESULT_EXTENDED"):
