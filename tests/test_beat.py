@@ -487,6 +487,58 @@ def start_beat(redis_url: str) -> Iterator[Callable[..., WorkerProcess]]:
             beat.kill_group()
 
 
+def test_beat_logfile_gets_its_log(redis_url, r, tmp_path):
+    """``flask taskq beat -f PATH`` appends its log to PATH (Celery's ``beat --logfile``);
+    its output then holds only the summary it prints at the start."""
+    log = tmp_path / "beat.log"
+    log.write_text("kept\n")
+    env = {
+        **os.environ,
+        "TASKQ_BROKER_URL": redis_url,
+        "PYTHONUNBUFFERED": "1",
+        "BEAT_TEST_SCHEDULE": json.dumps(TICK),
+    }
+    app = "tests.apps.beat_app:create_app"
+    beat = WorkerProcess(
+        [
+            sys.executable,
+            "-m",
+            "flask",
+            "--app",
+            app,
+            "taskq",
+            "beat",
+            "-l",
+            "info",
+            "-f",
+            str(log),
+        ],
+        env,
+    )
+    try:
+        wait_until(lambda: "leads now" in log.read_text(), message="the lead in the log file")
+        wait_until(lambda: len(fires(r)) >= 2, message="2 fires")
+        beat.signal(signal.SIGTERM)
+        assert beat.wait(timeout=10) == 0
+    finally:
+        if beat.proc.poll() is None:
+            beat.kill_group()
+        beat.close()
+    text = log.read_text()
+    assert text.startswith("kept\n") and " ready" in text
+    assert "leads now" not in beat.log and " ready" not in beat.log
+
+
+def test_beat_logfile_that_cannot_be_opened_is_a_one_line_error(redis_url):
+    result = run_flask(
+        "taskq", "beat", "-f", "/no/such/dir/beat.log", env={"TASKQ_BROKER_URL": redis_url}
+    )
+    assert result.returncode == 1
+    assert "cannot open log file /no/such/dir/beat.log" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
 def leads(beat: WorkerProcess) -> int:
     return beat.log.count("leads now")
 

@@ -11,9 +11,9 @@ import click
 from flask import current_app
 
 from ..beat import DEFAULT_LEASE, Beat
-from ..worker import setup_logging
 from .common import app_state, check_broker, taskq_cli
 from .imports import import_tasks
+from .logfile import setup_command_logging
 
 LOG_LEVELS = click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False)
 
@@ -41,14 +41,21 @@ def make_beat(lease: float = DEFAULT_LEASE) -> Beat:
     help="Seconds a leading beat that stopped renewing keeps the lead: another "
     "beat takes over a crashed leader within this time.",
 )
-def beat_command(loglevel: str, lease: float) -> None:
+@click.option(
+    "-f",
+    "--logfile",
+    metavar="PATH",
+    help="Append the log to this file instead of stderr; %n, %h, %d, %p expand as for "
+    "the worker (from the host name).",
+)
+def beat_command(loglevel: str, lease: float, logfile: str | None) -> None:
     """Send periodic tasks when they are due.
 
     Run one on every host if you like: one leads at a time, each due time is sent once,
     and another takes over within the lease when the leader dies. SIGTERM or Ctrl-C stops
     at once and hands the lead over."""
     state = app_state()
-    setup_logging(loglevel)
+    setup_command_logging(loglevel, logfile)
     check_broker(state)
     import_tasks(state)
     beat = make_beat(lease)

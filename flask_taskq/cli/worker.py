@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import logging
-import os
 
 import click
 from flask import current_app
 
-from ..worker import POOLS, Worker, setup_logging
+from ..worker import POOLS, Worker
 from ..worker.queues import split_option
-from ..worker.worker import expand_logfile
 from .common import app_state, check_broker, taskq_cli
 from .imports import import_tasks
+from .logfile import setup_command_logging
 
 
 def _parse_autoscale(
@@ -29,27 +28,6 @@ def _parse_autoscale(
     if parsed[0] < 1 or not 0 <= parsed[1] <= parsed[0]:
         raise click.BadParameter(f"{value!r}: give MAX,MIN with MAX >= 1 and 0 <= MIN <= MAX")
     return parsed
-
-
-def _setup_logging(loglevel: str, logfile: str | None, name: str | None) -> None:
-    """Log to stderr or to ``--logfile`` (expanded); one line if it cannot be opened."""
-    if not logfile:
-        setup_logging(loglevel)
-        return
-    try:
-        path = expand_logfile(logfile, name)
-        if "%i" in logfile or "%I" in logfile:  # the children's files: same checks
-            child = expand_logfile(logfile, name, 1)
-            folder = os.path.dirname(child) or "."
-            if not os.path.isdir(folder):
-                raise FileNotFoundError(2, "No such file or directory", folder)
-        setup_logging(loglevel, path)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
-    except OSError as exc:
-        raise click.ClickException(
-            f"cannot open log file {exc.filename or logfile}: {exc.strerror or exc}"
-        ) from None
 
 
 @taskq_cli.command("worker")
@@ -170,7 +148,7 @@ def worker_command(
         )
     if with_events:
         state.config["TASKQ_EVENTS"] = True
-    _setup_logging(loglevel, logfile, name)
+    setup_command_logging(loglevel, logfile, name)
     if state.config["TASKQ_SERIALIZER"] == "pickle":
         logging.getLogger("flask_taskq.worker").warning(
             "TASKQ_SERIALIZER is pickle: anyone who can write to this Redis can run code "
