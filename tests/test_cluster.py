@@ -21,6 +21,7 @@ from flask import Flask
 
 from flask_taskq import chord
 from flask_taskq.broker.redis import RedisBroker
+from flask_taskq.keys import GROUP
 from flask_taskq.redis_common import ClusterURLRequired, connect, is_cluster
 from tests.apps.flows_app import add, collect, create_app
 from tests.cluster_fixtures import RedisClusterProcesses
@@ -304,6 +305,18 @@ def test_dead_letters_and_maintenance_through_the_broker(cluster_url: str) -> No
         broker.dead_letter("c2", again[1], "test", "t", "id-3")
         assert broker.purge_dead(again[1].queue) == 1
         assert broker.reclaim("c3", queues, 0, 10)  # c2's leases, idle for 0 s
+        # c2 holds nothing now: a clean-up (TASKQ_IDLE_CONSUMER_TTL) deletes it everywhere
+        streams = [k for q in queues for k in broker.keys.streams(q) if broker.client.exists(k)]
+
+        def consumers() -> set[str]:
+            return {
+                c["name"].decode() for k in streams for c in broker.client.xinfo_consumers(k, GROUP)
+            }
+
+        assert "c2" in consumers()
+        broker.idle_consumer_ttl = 0.001
+        assert broker.reclaim("c3", queues, 60, 10) == []
+        assert "c2" not in consumers() and "c3" in consumers()
         broker.forget_consumer("c1", queues)
         assert sum(broker.purge(q) for q in queues) >= 3
         assert all(broker.queue_length(q) == 0 for q in queues)
