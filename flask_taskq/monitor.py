@@ -135,6 +135,10 @@ class Monitor:
         None if it is not there (so two concurrent callers never both get it)."""
         return self.store.take_failure(task_id)
 
+    def restore_failure(self, record: dict[str, Any]) -> None:
+        """Put back a record :meth:`take_failure` returned, when sending it failed."""
+        self.store.restore_failure(record)
+
     def paused(self) -> set[str]:
         """Queues workers do not fetch from."""
         return self.store.paused()

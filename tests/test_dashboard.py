@@ -356,6 +356,32 @@ def test_a_failure_without_dead_letter_is_listed_and_retried(dash, client, start
     assert state.broker.queue_length("default") == 0
 
 
+def test_a_retry_that_cannot_be_sent_keeps_the_failure(dash, client, monkeypatch):
+    """The broker refusing the retried message: the error page, and the recent failure
+    is put back with its message, so the retry can be made again (nothing lost)."""
+    from flask_taskq.message import Message
+
+    state = dash.extensions["taskq"]
+    body = Message(id="t-kept", task=flaky.name, args=("kept",)).to_bytes(state.serializer)
+    record = {"id": "t-kept", "task": flaky.name, "queue": "default", "time": time.time()}
+    mon = data.monitor(state)
+    mon.store.beat("p1", {}, 10, {}, [{**record, "worker": "w", "body": body}], 1000)
+
+    def refuse(*args, **kwargs):
+        raise redis.ConnectionError("refused by the test")
+
+    monkeypatch.setattr(state.broker, "enqueue", refuse)
+    resp = post(client, "/taskq/tasks/retry", {"task_id": "t-kept"})
+    assert resp.status_code == 503 and "refused by the test" in resp.text
+    kept = mon.failure("t-kept")
+    assert kept is not None and kept["body"] == body
+    assert state.broker.queue_length("default") == 0
+    monkeypatch.undo()
+    resp = post(client, "/taskq/tasks/retry", {"task_id": "t-kept"})
+    assert resp.status_code == 303
+    assert mon.failure("t-kept") is None and state.broker.queue_length("default") == 1
+
+
 def test_a_failure_whose_message_is_not_kept_cannot_be_retried(dash, client):
     state = dash.extensions["taskq"]
     doc = {

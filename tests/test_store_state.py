@@ -177,5 +177,9 @@ def test_failures_are_taken_once(store: Any) -> None:
     record = mon.take_failure("id1")
     assert record is not None and record["body"] == b"body"
     assert mon.take_failure("id1") is None
+    mon.restore_failure(record)  # its retry could not be sent: kept again, once
+    mon.restore_failure({**record, "body": b"other"})
+    assert mon.failure("id1") == record and mon.failure_count() == 1
+    assert mon.take_failure("id1") == record
     mon.leave("p1")
     assert mon.processes() == []

@@ -266,7 +266,9 @@ def find_dead_letter(
 def retry_failure(state: AppState, task_id: str) -> str | None:
     """Send the kept message of a recent failure again, unchanged (same task id),
     forgetting its old result, and drop it from the recent failures. Return the queue it
-    went to, or None when no message of ``task_id`` is kept."""
+    went to, or None when no message of ``task_id`` is kept. The send is bounded by
+    ``TASKQ_ENQUEUE_TIMEOUT``; when it fails the record is put back, its message kept for
+    another try, and the broker's error goes on to the error page."""
     mon = monitor(state)
     if mon is None:
         return None
@@ -284,7 +286,13 @@ def retry_failure(state: AppState, task_id: str) -> str | None:
     if state.backend is not None:
         state.backend.forget(task_id)
     state.store.replay.forget([task_id])  # not a replay
-    state.broker.enqueue(record["queue"], priority, body)
+    try:
+        state.broker.enqueue(
+            record["queue"], priority, body, timeout=float(state.config["TASKQ_ENQUEUE_TIMEOUT"])
+        )
+    except Exception:
+        mon.restore_failure(record)
+        raise
     return str(record["queue"])
 
 

@@ -68,6 +68,11 @@ class MonitorStore(Protocol):
         concurrent callers only one gets it. None if it is not there."""
         ...
 
+    def restore_failure(self, record: Mapping[str, Any]) -> None:
+        """Put back a record :meth:`take_failure` returned (what it was taken for
+        failed), unless a record of that task id was added meanwhile."""
+        ...
+
     def paused(self) -> set[str]:
         """The paused queues."""
         ...

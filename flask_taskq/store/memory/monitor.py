@@ -92,6 +92,11 @@ class MemoryMonitorStore:
         with self._lock:
             return self._failures.pop(task_id, None)
 
+    def restore_failure(self, record: Mapping[str, Any]) -> None:
+        """See :meth:`MonitorStore.restore_failure`."""
+        with self._lock:
+            self._failures.setdefault(record["id"], dict(record))
+
     def paused(self) -> set[str]:
         """See :meth:`MonitorStore.paused`."""
         with self._lock:

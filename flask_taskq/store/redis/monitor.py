@@ -121,6 +121,13 @@ class RedisMonitorStore:
         doc, deleted, _ = pipe.execute()
         return _decode_failure(doc) if doc is not None and deleted else None
 
+    def restore_failure(self, record: Mapping[str, Any]) -> None:
+        """See :meth:`MonitorStore.restore_failure`: a transaction, with NX writes."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hsetnx(self.keys.failure_records(), record["id"], _encode_failure(record))
+        pipe.zadd(self.keys.failures(), {record["id"]: float(record["time"])}, nx=True)
+        pipe.execute()
+
     def paused(self) -> set[str]:
         """See :meth:`MonitorStore.paused`."""
         return {_text(q) for q in self.client.smembers(self.keys.paused())}
