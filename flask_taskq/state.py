@@ -149,6 +149,22 @@ class AppState:
         self.store.replay.forget(task_ids)
         return self.broker.requeue_dead(queue, entry_ids, serializer=self.serializer)
 
+    def unreachable(self, exc: BaseException) -> str:
+        """One line for ``exc``, an error of a server this app talks to: which server
+        could not be reached (RabbitMQ, Redis, the result database) and its URL, with
+        the credentials masked. On RabbitMQ, a Redis error is its store's."""
+        from .broker.blame import broker_server, server_of
+
+        ours = broker_server(self.broker)
+        server = server_of(exc, ours)
+        if server == ours:
+            url = self.broker_url
+        elif server == "Redis":
+            url = amqp_store_url(self.config) or self.broker_url
+        else:
+            server, url = "the result database", self.result_url or ""
+        return f"cannot reach {server} at {redact_url(url)}: {exc}"
+
     def new_backend(self) -> ResultBackend | None:
         """A result backend with its own connections, or None when results are off."""
         if self.eager:

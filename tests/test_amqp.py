@@ -713,3 +713,34 @@ def test_testing_helper_eager_runs_inline_without_rabbitmq(aapp, store):
         assert mark.delay("inline").get(timeout=10) == "inline"
     assert store.hget("amqp:runs", "inline") == "1"
     assert _broker(aapp).queue_length("default") == 0
+
+
+@pytest.mark.parametrize(
+    ("unreachable", "message"),
+    [
+        (
+            {"TASKQ_BROKER_URL": "amqp://guest:guest@127.0.0.1:1/nowhere"},
+            "Error: cannot reach RabbitMQ at amqp://***@127.0.0.1:1/nowhere: ",
+        ),
+        (
+            {"TASKQ_STORE_URL": "redis://127.0.0.1:1/0"},
+            "Error: cannot reach Redis at redis://127.0.0.1:1/0: ",
+        ),
+    ],
+)
+def test_a_command_names_the_server_it_cannot_reach(amqp_env, unreachable, message):
+    """On RabbitMQ with a Redis store, a command says which of the two is down, with
+    its URL (the password masked), in one error line and no traceback."""
+    app = "tests.apps.amqp_app:create_app"
+    out = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", app, "taskq", "inspect", "queues"],
+        env={**os.environ, **amqp_env, **unreachable},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1
+    errors = [line for line in out.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and errors[0].startswith(message), out.stderr
+    assert "Traceback" not in out.stderr and "guest:guest" not in out.stderr

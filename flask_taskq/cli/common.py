@@ -62,11 +62,7 @@ def check_broker(state: AppState) -> None:
     try:
         state.broker.ping()
     except state.broker.errors as exc:
-        from ..state import redact_url
-
-        raise click.ClickException(
-            f"cannot reach Redis at {redact_url(state.broker_url)}: {exc}"
-        ) from None
+        raise click.ClickException(state.unreachable(exc)) from None
 
 
 def queue_names(state: AppState, option: str | None) -> list[str]:

@@ -98,13 +98,12 @@ def secure(response: Response) -> Response:
 def redis_down(exc: Exception) -> tuple[Any, int]:
     """A 503 page (or JSON error for the live updates) while the broker, its store or
     the result backend is unreachable or refusing; any other error goes on as before."""
-    from ..state import redact_url
-
     state = _state()
     backend_errors = state.backend.errors if state.backend is not None else ()
     if not isinstance(exc, (*state.broker.errors, *state.store.errors, *backend_errors)):
         raise exc
-    message = f"Cannot reach Redis at {redact_url(state.broker_url)}: {exc}"
+    line = state.unreachable(exc)
+    message = line[:1].upper() + line[1:]
     if request.path.startswith(url_for(".overview") + "api/"):
         return jsonify(error=message), 503
     return render_template("taskq_dashboard/error.html", message=message, c=base_context()), 503
