@@ -53,6 +53,8 @@ DEFAULTS: dict[str, Any] = {
     # acks before its ack batch is done (Redis WAIT on the same connection; 0: do not
     # wait). docs/scaling.rst, "Failover".
     "TASKQ_WAIT_REPLICAS": 0,
+    # Seconds after which a worker deletes a consumer that holds nothing and has not read
+    # (what a killed worker leaves in the groups; 0: never). docs/data-model.rst.
     "TASKQ_IDLE_CONSUMER_TTL": 3600,
     # Queues spread over several shards (queue -> number of shards), each its own Redis
     # Cluster slot; every process of the app needs the same value. docs/scaling.rst.
