@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import logging
 from typing import TYPE_CHECKING
 
 import click
@@ -59,17 +58,11 @@ def app_state() -> AppState:
 
 
 def check_broker(state: AppState) -> None:
-    """Fail with one line if the broker's server cannot be reached (the warning of the
-    transport's reconnect loop is kept back: that line says it)."""
-    quiet = logging.getLogger("flask_taskq")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
+    """Fail with one line if the broker's server cannot be reached."""
     try:
         state.broker.ping()
     except state.broker.errors as exc:
         raise click.ClickException(state.unreachable(exc)) from None
-    finally:
-        quiet.setLevel(level)
 
 
 def queue_names(state: AppState, option: str | None) -> list[str]:

@@ -188,17 +188,21 @@ class Link:
             _close_quietly(conn)
             raise
         if self._down_since is not None:
-            logger.warning(
-                "RabbitMQ answers again: connected after %.1fs",
-                time.monotonic() - self._down_since,
-            )
+            if self.generation > 1:  # the end of an outage _note_down logged
+                logger.warning(
+                    "RabbitMQ answers again: connected after %.1fs",
+                    time.monotonic() - self._down_since,
+                )
             self._down_since = None
 
     def _note_down(self, exc: BaseException) -> None:
         self._last_error = f"{type(exc).__name__}: {exc}"
         if self._down_since is None:
             self._down_since = time.monotonic()
-            logger.warning("RabbitMQ unreachable (%s); reconnecting with backoff", self._last_error)
+            if self.generation:  # an outage; a first connection that fails is the caller's error
+                logger.warning(
+                    "RabbitMQ unreachable (%s); reconnecting with backoff", self._last_error
+                )
 
     def _drop(self, exc: BaseException | None) -> None:
         conn, self._conn, self._channel = self._conn, None, None
