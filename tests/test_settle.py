@@ -93,7 +93,6 @@ def test_a_finished_task_is_settled_at_the_head_of_the_next_fetch(own_app, own_r
 def test_results_that_cannot_be_stored_leave_their_messages_unacknowledged(own_app, own_redis):
     """The results go first, in the same script: when Redis refuses them (out of
     memory), nothing is acknowledged and the batch waits for the next flush."""
-
     client = own_redis.client()
     consumer, res, delivery, message = _running_one(own_app)
     client.config_set("maxmemory-policy", "noeviction")
@@ -160,7 +159,6 @@ def _kept_send(app: Any, consumer: Consumer, *args: int) -> tuple[str, list[Any]
 
 
 def test_a_chain_link_goes_out_with_the_ack_and_comes_back_in_one_round_trip(own_app, own_redis):
-
     client = own_redis.client()
     consumer, first, delivery, message = _running_one(own_app)
     client.script_load(consumer.broker._scripts["settle"].script)  # type: ignore[attr-defined]
@@ -180,7 +178,6 @@ def test_a_chain_link_goes_out_with_the_ack_and_comes_back_in_one_round_trip(own
 def test_a_kept_link_is_not_lost_when_redis_refuses_the_batch(own_app, own_redis):
     """The sends go first in the settling call: when Redis refuses the batch (out of
     memory), neither the link nor the ack is written, and both go with the next flush."""
-
     client = own_redis.client()
     consumer, _, delivery, message = _running_one(own_app)
     link_id, sends = _kept_send(own_app, consumer, 2, 2)
